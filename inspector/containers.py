@@ -1,0 +1,105 @@
+"""Finding the weights inside a container (training dicts, Lightning, fairseq) and naming them.
+
+The candidate keys are data: extend the tables, not the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .model import TensorInfo, TreePath
+
+# Keys that hold the model's weights, most specific first, with who writes them.
+WEIGHT_KEYS = (
+    "state_dict",  # PyTorch Lightning, NeMo .ckpt, many trainers
+    "model_state_dict",  # common training scripts
+    "model",  # fairseq, {'epoch','model','optimizer','loss'} training dicts, icefall
+    "module",  # DeepSpeed
+    "net",
+    "network",
+    "ema",  # EMA copies (chosen only when nothing better is there)
+    "weights",
+    "params",
+)
+
+# Keys that hold tensors that are not the model's weights.
+NON_WEIGHT_KEYS = frozenset(
+    {
+        "optimizer",  # training dicts
+        "optimizer_states",  # Lightning
+        "optimizer_state_dict",
+        "last_optimizer_state",  # fairseq
+        "optimizer_history",
+        "lr_schedulers",
+        "lr_scheduler",
+        "scheduler",
+        "scaler",
+        "grad_scaler",
+        "callbacks",
+        "loops",
+        "extra_state",
+    }
+)
+
+
+def iter_tensors(tree: Any, prefix: TreePath = ()) -> Iterator[tuple[TreePath, TensorInfo]]:
+    """Every TensorInfo leaf under `tree`, with its path, in container order."""
+    if isinstance(tree, TensorInfo):
+        yield prefix, tree
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from iter_tensors(v, (*prefix, k))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            yield from iter_tensors(v, (*prefix, i))
+
+
+def count_tensors(tree: Any) -> int:
+    return sum(1 for _ in iter_tensors(tree))
+
+
+def subtree(tree: Any, path: TreePath) -> Any:
+    node = tree
+    for k in path:
+        node = node[k]
+    return node
+
+
+def detect_root(tree: Any) -> TreePath:
+    """Path of the weights sub-tree: descend into known weight keys until tensors appear."""
+    path: TreePath = ()
+    node = tree
+    while isinstance(node, dict) and not any(isinstance(v, TensorInfo) for v in node.values()):
+        child = _weights_child(node)
+        if child is None:
+            break
+        path = (*path, child)
+        node = node[child]
+    return path
+
+
+def _weights_child(node: dict[Any, Any]) -> Any:
+    counts = {k: count_tensors(v) for k, v in node.items() if k not in NON_WEIGHT_KEYS}
+    counts = {k: n for k, n in counts.items() if n > 0}
+    if not counts:
+        return None
+    for key in WEIGHT_KEYS:
+        if key in counts:
+            return key
+    if len(counts) == 1 or sum(counts.values()) == 0:
+        return next(iter(counts))
+    best = max(counts, key=lambda k: counts[k])
+    # Several unnamed tensor-holding children (e.g. a nested module tree): keep the node itself.
+    return best if counts[best] > 0.9 * sum(counts.values()) else None
+
+
+def parse_root(spec: str) -> TreePath:
+    """`--root model` / `--root state_dict.model` / `--root ''` -> a tree path."""
+    if spec in ("", "."):
+        return ()
+    return tuple(int(p) if p.isdigit() else p for p in spec.split("/" if "/" in spec else "."))
+
+
+def dotted(path: TreePath) -> str:
+    return ".".join(str(p) for p in path)

@@ -1,0 +1,89 @@
+"""Errors raised for bad input: one class per kind of failure.
+
+Every message names the file, the entry or key inside it (when there is one), and what is wrong,
+so that a user can act on it without a traceback. The CLI maps `CheckpointError` to exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class CheckpointError(Exception):
+    """Base class: something about a checkpoint file (or object) is wrong or unsupported."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, what: str, *, key: str | None = None):
+        self.path = os.fspath(path) if path is not None else None
+        self.key = key
+        self.what = what
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = self.path if self.path is not None else "<in-memory object>"
+        if self.key is not None:
+            where = f"{where}: {self.key!r}"
+        return f"{where}: {self.what}"
+
+
+class UnsupportedFormatError(CheckpointError):
+    """No reader recognises the file (wrong magic, unknown layout)."""
+
+
+class TruncatedFileError(CheckpointError):
+    """The file ends before a structure it declares (header, record, member, storage)."""
+
+
+class HeaderError(CheckpointError):
+    """A header or index is malformed: bad JSON, bad field, size caps exceeded."""
+
+
+class OffsetError(CheckpointError):
+    """Declared byte ranges overlap, leave gaps, or fall outside the file."""
+
+
+class DtypeError(CheckpointError):
+    """A dtype name or storage type is unknown or unsupported."""
+
+
+class ShapeError(CheckpointError):
+    """A shape is negative, too large, or disagrees with the byte range it claims."""
+
+
+class DuplicateKeyError(CheckpointError):
+    """A tensor name, zip member or tar member appears twice."""
+
+
+class MissingRecordError(CheckpointError):
+    """A pickle references a storage record that the archive does not contain."""
+
+
+class PickleError(CheckpointError):
+    """A pickle stream is malformed or uses opcodes the safe reader does not accept."""
+
+
+class UnsafePickleError(PickleError):
+    """A pickle references a global outside the allow-list and strict mode is on."""
+
+
+class ArchiveError(CheckpointError):
+    """A zip or tar archive is malformed (bad directory, sizes beyond the file, bad checksum)."""
+
+
+class UnsafeArchiveMemberError(ArchiveError):
+    """A tar member is a link, has an absolute path, or climbs out with `..`."""
+
+
+class CompressedRecordError(ArchiveError):
+    """A record is compressed where raw bytes are required (e.g. patching in place)."""
+
+
+class TensorDataError(CheckpointError):
+    """Tensor bytes cannot be read: range outside the storage, element count mismatch."""
+
+
+class PlanError(Exception):
+    """A mapping rule or plan file is invalid; the message points at the rule or entry."""
+
+
+class WriteError(Exception):
+    """Writing an output failed; nothing was left at the destination."""

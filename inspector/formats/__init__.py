@@ -1,0 +1,61 @@
+"""Readers, one module per format, behind one small interface.
+
+A reader module defines:
+
+    FORMAT: str                                     # name shown to users ("safetensors", ...)
+    def sniff(path: Path, head: bytes) -> bool      # cheap: path and its first 512 bytes
+    def read(path: Path, options: ReadOptions) -> Loaded
+
+`read` returns the container tree with `TensorInfo` leaves (their `name` may be empty: `open()`
+names them after choosing the weights root) and never reads tensor data. Readers know nothing of
+the CLI or the TUI. Order matters in `READERS`: the first whose `sniff` says yes reads the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..model import TreePath
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    strict: bool = False  # unsupported pickle globals become errors instead of records
+    cache_dir: Path | None = None  # where compressed archives (.nemo as tar.gz) are expanded
+
+
+@dataclass
+class Loaded:
+    format: str
+    tree: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    root: TreePath | None = None  # the reader knows where the weights are (else: detected)
+
+
+# Module names under inspector.formats, most specific first.
+READERS = (
+    "nemo",
+    "dcp",
+    "hf_folder",
+    "safetensors_index",
+    "safetensors",
+    "torch_zip",
+    "torch_legacy",
+)
+
+
+def reader_modules() -> list[ModuleType]:
+    """The reader modules that exist in this build (a missing one is simply not offered)."""
+    mods = []
+    for name in READERS:
+        try:
+            mods.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+    return mods

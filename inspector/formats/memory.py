@@ -1,0 +1,95 @@
+"""In-memory objects: a dict of torch tensors or numpy arrays, or an `nn.Module`.
+
+torch is never imported here: a torch object is recognised by its type's module, and by then the
+caller has imported torch already.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import CheckpointError, DtypeError
+from ..model import ByteSource, Record, Storage, TensorInfo, contiguous_strides
+from . import Loaded
+
+FORMAT = "memory"
+
+
+def _is_torch(obj: Any, cls_name: str) -> bool:
+    return any(
+        c.__module__.startswith("torch") and c.__name__ == cls_name for c in type(obj).__mro__
+    )
+
+
+def read(obj: Any) -> Loaded:
+    if _is_torch(obj, "Module"):
+        return Loaded(FORMAT, _convert(obj.state_dict(), {}), {"object": type(obj).__name__})
+    if not isinstance(obj, (dict, list, tuple)):
+        raise CheckpointError(None, f"cannot open an object of type {type(obj).__name__}")
+    return Loaded(FORMAT, _convert(obj, {}))
+
+
+def _convert(node: Any, storages: dict[Any, Storage]) -> Any:
+    if isinstance(node, np.ndarray):
+        return _from_numpy(node)
+    if _is_torch(node, "Tensor"):
+        return _from_torch(node, storages)
+    if isinstance(node, dict):
+        return {k: _convert(v, storages) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(_convert(v, storages) for v in node)
+    if node is None or isinstance(node, (bool, int, float, str, bytes)):
+        return node
+    return Record(f"{type(node).__module__}.{type(node).__qualname__}", state=repr(node)[:200])
+
+
+def _from_numpy(a: np.ndarray) -> TensorInfo:
+    try:
+        d = dtypes.from_numpy(a.dtype)
+    except KeyError:
+        raise DtypeError(None, f"numpy dtype {a.dtype} is not supported") from None
+    a = np.ascontiguousarray(a)
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    src = ByteSource(None, 0, a.nbytes, buffer=a.reshape(-1).view(np.uint8))
+    storage = Storage(f"numpy:{id(a)}", d.name, a.nbytes, src)
+    return TensorInfo("", d.name, tuple(a.shape), contiguous_strides(tuple(a.shape)), 0, storage)
+
+
+def _from_torch(t: Any, storages: dict[Any, Storage]) -> TensorInfo:
+    dtype = str(t.dtype).removeprefix("torch.")
+    try:
+        d = dtypes.get(dtype)
+    except KeyError:
+        raise DtypeError(None, f"torch dtype {t.dtype} is not supported") from None
+    t = t.detach()
+    if t.device.type == "meta":
+        src = ByteSource(None, 0, 0, buffer=None)
+        storage = Storage(f"meta:{id(t)}", d.name, 0, src)
+    else:
+        if t.device.type != "cpu":
+            t = t.cpu()
+        us = t.untyped_storage()
+        key = (us.data_ptr(), us.nbytes())
+        storage = storages.get(key)  # type: ignore[assignment]
+        if storage is None:
+            import torch  # the caller holds torch tensors: torch is imported already
+
+            raw = torch.empty(0, dtype=torch.uint8).set_(us).numpy()
+            src = ByteSource(None, 0, us.nbytes(), buffer=raw)
+            storage = Storage(f"torch:{us.data_ptr():x}", d.name, us.nbytes(), src)
+            storages[key] = storage
+    is_param = _is_torch(t, "Parameter")
+    return TensorInfo(
+        "",
+        d.name,
+        tuple(t.shape),
+        tuple(t.stride()),
+        t.storage_offset(),
+        storage,
+        is_parameter=is_param,
+        requires_grad=bool(t.requires_grad),
+    )

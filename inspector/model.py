@@ -1,0 +1,299 @@
+"""The checkpoint model every reader produces and every stage consumes.
+
+A `Checkpoint` is lazy: names, dtypes, shapes, strides and byte ranges only. Tensor bytes are
+reached through `Checkpoint.storage_bytes()` (a memory-mapped view, no copy) or
+`Checkpoint.array()` (a numpy view of the logical tensor).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from .errors import TensorDataError
+
+TreePath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ByteSource:
+    """Where a storage's bytes are: a range of a file, or an in-memory buffer.
+
+    `compression` is "" for raw bytes, or "deflate" for a zip record stored compressed (then
+    `offset`/`length` describe the compressed bytes and `size` the decompressed size).
+    """
+
+    path: str | None
+    offset: int
+    length: int
+    compression: str = ""
+    size: int = -1
+    buffer: Any = None  # object exposing the buffer protocol, when path is None
+
+    @property
+    def nbytes(self) -> int:
+        return self.size if self.compression else self.length
+
+    @property
+    def patchable(self) -> bool:
+        """True when the bytes can be overwritten in place in the file."""
+        return self.path is not None and not self.compression
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """A flat run of elements that one or more tensors view (tied weights share one)."""
+
+    key: str  # unique within the checkpoint: zip record name, "<file>:<tensor>", ...
+    dtype: str
+    nbytes: int
+    source: ByteSource
+    byteorder: str = "little"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor: a strided view (in elements) of a storage."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    storage_offset: int
+    storage: Storage
+    is_parameter: bool = False
+    requires_grad: bool = False
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return dtypes.get(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Logical size: numel * itemsize (what the tensor holds, not the storage)."""
+        return self.numel * self.itemsize
+
+    @property
+    def is_contiguous(self) -> bool:
+        return self.strides == contiguous_strides(self.shape) or self.numel <= 1
+
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        """Absolute [start, end) of the bytes this tensor spans in its file, or None.
+
+        None for in-memory and compressed storages. For a non-contiguous view the range is the
+        span it touches, which may include elements it does not use.
+        """
+        src = self.storage.source
+        if not src.patchable:
+            return None
+        lo, hi = element_span(self.shape, self.strides, self.storage_offset)
+        return src.offset + lo * self.itemsize, src.offset + hi * self.itemsize
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A non-tensor object from a pickle, kept as data: class name and state, never built.
+
+    kind: "object" (a state-only class such as argparse.Namespace or an OmegaConf container),
+    "unsupported-global" (a call to something outside the allow-list: shown, not executed).
+    """
+
+    cls: str
+    kind: str = "object"
+    args: tuple[Any, ...] = ()
+    state: Any = None
+
+    def __str__(self) -> str:
+        if self.kind == "unsupported-global":
+            return f"<unsupported global {self.cls}>"
+        return f"<{self.cls}>"
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def element_span(shape: tuple[int, ...], strides: tuple[int, ...], offset: int) -> tuple[int, int]:
+    """[lo, hi) element indices of the storage a strided view touches (empty: lo == hi)."""
+    if any(n == 0 for n in shape):
+        return offset, offset
+    lo = hi = offset
+    for n, s in zip(shape, strides):
+        if s >= 0:
+            hi += (n - 1) * s
+        else:
+            lo += (n - 1) * s
+    return lo, hi + 1
+
+
+@dataclass
+class Checkpoint(Mapping[str, TensorInfo]):
+    """A checkpoint opened lazily. A Mapping from dotted tensor name to TensorInfo.
+
+    `tree` is the whole container (dicts, lists, plain values, `Record`s, TensorInfo leaves);
+    `root` is the path of the weights sub-tree inside it, whose tensors are `tensors`, named
+    relative to the root. `metadata` holds format-specific extras (NeMo config and artifacts,
+    safetensors `__metadata__`, the zip root folder, ...); `notes` tells the user things they
+    should know (a decompressed cache, unsupported globals, a detected root).
+    """
+
+    path: Path | None
+    format: str
+    tree: Any
+    tensors: dict[str, TensorInfo]
+    root: TreePath = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    _maps: dict[str, mmap.mmap] = field(default_factory=dict, repr=False)
+    _inflated: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    # Mapping interface -------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> TensorInfo:
+        return self.tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __hash__(self) -> int:  # identity: checkpoints are handles, not values
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path is not None else f"<{self.format}>"
+
+    @property
+    def files(self) -> list[str]:
+        """Every file whose bytes this checkpoint references."""
+        seen: dict[str, None] = {}
+        for t in self.tensors.values():
+            if t.storage.source.path is not None:
+                seen.setdefault(t.storage.source.path)
+        return list(seen)
+
+    def tied_groups(self) -> list[list[str]]:
+        """Names of tensors that share one storage (tied weights), groups of two or more."""
+        groups: dict[str, list[str]] = {}
+        for name, t in self.tensors.items():
+            groups.setdefault(t.storage.key, []).append(name)
+        return [g for g in groups.values() if len(g) > 1]
+
+    # Byte access --------------------------------------------------------------------------------
+    def storage_bytes(self, storage: Storage) -> memoryview:
+        """The raw bytes of a storage: a memory-mapped view (no copy) when it is a file range."""
+        src = storage.source
+        if src.path is None:
+            return memoryview(src.buffer).cast("B")
+        if src.compression:
+            return memoryview(self._inflate(storage))
+        mm = self._map(src.path)
+        if src.offset + src.length > len(mm):
+            raise TensorDataError(
+                src.path,
+                f"storage bytes [{src.offset}, {src.offset + src.length}) beyond the file "
+                f"({len(mm)} bytes)",
+                key=storage.key,
+            )
+        return memoryview(mm)[src.offset : src.offset + src.length]
+
+    def array(self, name: str) -> np.ndarray:
+        """The logical tensor as a read-only numpy array (a view of the mapped bytes).
+
+        bfloat16 and float8 have no numpy type: they come back as unsigned ints of the same size.
+        Big-endian storages come back with a big-endian dtype (numpy handles them correctly).
+        """
+        t = self.tensors[name]
+        return tensor_array(t, self.storage_bytes(t.storage))
+
+    def _map(self, path: str) -> mmap.mmap:
+        mm = self._maps.get(path)
+        if mm is None:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise TensorDataError(path, "file is empty")
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._maps[path] = mm
+        return mm
+
+    def _inflate(self, storage: Storage) -> bytes:
+        data = self._inflated.get(storage.key)
+        if data is None:
+            src = storage.source
+            raw = self._map(src.path)[src.offset : src.offset + src.length]  # type: ignore[arg-type]
+            try:
+                data = zlib.decompress(raw, -15)
+            except zlib.error as e:
+                raise TensorDataError(src.path, f"cannot inflate record: {e}", key=storage.key) from e
+            if len(data) != src.size:
+                raise TensorDataError(
+                    src.path,
+                    f"record inflates to {len(data)} bytes, header says {src.size}",
+                    key=storage.key,
+                )
+            self._inflated[storage.key] = data
+        return data
+
+    def close(self) -> None:
+        for mm in self._maps.values():
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a caller still holds a view; the map is freed when it goes
+        self._maps.clear()
+        self._inflated.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tensor_array(t: TensorInfo, raw: memoryview) -> np.ndarray:
+    """A numpy view of tensor `t` over its storage's raw bytes, with bounds checked."""
+    d = dtypes.get(t.dtype)
+    np_dtype = dtypes.numpy_view_dtype(d)
+    if t.storage.byteorder == "big" and d.itemsize > 1:
+        np_dtype = np_dtype.newbyteorder(">")
+    lo, hi = element_span(t.shape, t.strides, t.storage_offset)
+    if lo < 0 or hi * d.itemsize > len(raw):
+        raise TensorDataError(
+            t.storage.source.path,
+            f"tensor spans elements [{lo}, {hi}) of a storage holding {len(raw) // d.itemsize}",
+            key=t.name,
+        )
+    if t.numel == 0:
+        return np.empty(t.shape, dtype=np_dtype)
+    arr = np.ndarray(
+        t.shape,
+        dtype=np_dtype,
+        buffer=raw,
+        offset=t.storage_offset * d.itemsize,
+        strides=tuple(s * d.itemsize for s in t.strides),
+    )
+    arr.flags.writeable = False
+    return arr

@@ -1,0 +1,102 @@
+"""`open()`: pick the reader for a path (or wrap an object) and build a `Checkpoint`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .containers import detect_root, dotted, iter_tensors, parse_root, subtree
+from .errors import CheckpointError, UnsupportedFormatError
+from .formats import Loaded, ReadOptions, memory, reader_modules
+from .model import Checkpoint, TensorInfo, TreePath
+
+
+def open_checkpoint(
+    source: Any,
+    *,
+    root: str | TreePath | None = None,
+    strict: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Checkpoint:
+    """Open a checkpoint lazily: a path (file or folder), a state dict, or an `nn.Module`.
+
+    `root` picks the weights sub-tree (`"model"`, `"state_dict"`, `""` for the top); by default
+    it is detected. `strict` turns unsupported pickle globals into `UnsafePickleError`.
+    """
+    if isinstance(source, Checkpoint):
+        return source if root is None else with_root(source, root)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None)
+        loaded = _read_path(path, options)
+    else:
+        path = None
+        loaded = memory.read(source)
+    return _build(path, loaded, root)
+
+
+def _read_path(path: Path, options: ReadOptions) -> Loaded:
+    if not path.exists():
+        raise CheckpointError(path, "no such file or folder")
+    head = b""
+    if path.is_file():
+        with path.open("rb") as f:
+            head = f.read(512)
+        if not head:
+            raise UnsupportedFormatError(path, "file is empty")
+    for mod in reader_modules():
+        if mod.sniff(path, head):
+            loaded: Loaded = mod.read(path, options)
+            return loaded
+    kind = "folder" if path.is_dir() else "file"
+    raise UnsupportedFormatError(
+        path,
+        f"not a checkpoint {kind} this tool can read (torch zip or legacy pickle, safetensors, "
+        ".nemo, HF folder, torch.distributed.checkpoint folder)",
+    )
+
+
+def _build(path: Path | None, loaded: Loaded, root: str | TreePath | None) -> Checkpoint:
+    ckpt = Checkpoint(
+        path=path,
+        format=loaded.format,
+        tree=loaded.tree,
+        tensors={},
+        metadata=loaded.metadata,
+        notes=list(loaded.notes),
+    )
+    if root is None and loaded.root is not None:
+        root = loaded.root
+    return with_root(ckpt, root)
+
+
+def with_root(ckpt: Checkpoint, root: str | TreePath | None) -> Checkpoint:
+    """Set the weights sub-tree (detected when `root` is None) and name its tensors."""
+    if root is None:
+        path = detect_root(ckpt.tree)
+        if path:
+            ckpt.notes.append(f"weights found under '{dotted(path)}' (choose another with --root)")
+    else:
+        path = parse_root(root) if isinstance(root, str) else tuple(root)
+    try:
+        node = subtree(ckpt.tree, path)
+    except (KeyError, IndexError, TypeError):
+        raise CheckpointError(ckpt.path, "no such sub-tree in the checkpoint", key=dotted(path)) from None
+    ckpt.root = path
+    ckpt.tensors = _named(node)
+    return ckpt
+
+
+def _named(node: Any) -> dict[str, TensorInfo]:
+    named: dict[str, TensorInfo] = {}
+    for p, t in iter_tensors(node):
+        name = dotted(p)
+        named[name] = t if t.name == name else _rename(t, name)
+    return named
+
+
+def _rename(t: TensorInfo, name: str) -> TensorInfo:
+    from dataclasses import replace
+
+    return replace(t, name=name)

@@ -1,0 +1,151 @@
+"""`ckpt ls PATH`: the tensors of a checkpoint as a module tree (or flat, or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .. import humanize
+from ..containers import dotted
+from ..model import Checkpoint, Record, TensorInfo
+from ..reader import open_checkpoint
+from ..tree import ModuleNode, build_tree, collapse_chains, walk
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="checkpoint file or folder")
+    p.add_argument("--root", help="weights sub-tree inside the container ('' for the top)")
+    p.add_argument("--depth", type=int, default=3, help="tree depth to show (default 3)")
+    p.add_argument("--flat", action="store_true", help="one line per tensor")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--manifest", action="store_true", help="write a shape manifest (YAML)")
+    p.add_argument("--no-fold", action="store_true", help="do not fold repeated layers")
+    p.add_argument("--strict", action="store_true", help="fail on unsupported pickle globals")
+
+
+def run(args: argparse.Namespace) -> int:
+    ckpt = open_checkpoint(args.path, root=args.root, strict=args.strict)
+    out = sys.stdout
+    if args.manifest:
+        from ..manifest import write_manifest
+
+        out.write(write_manifest(ckpt))
+    elif args.json:
+        json.dump(to_json(ckpt), out, indent=1)
+        out.write("\n")
+    elif args.flat:
+        write_flat(ckpt, out)
+    else:
+        write_tree(ckpt, out, depth=args.depth, fold=not args.no_fold)
+    return 0
+
+
+def header(ckpt: Checkpoint) -> str:
+    params = sum(t.numel for t in ckpt.values())
+    size = sum(t.nbytes for t in ckpt.values())
+    root = f", weights under '{dotted(ckpt.root)}'" if ckpt.root else ""
+    return (
+        f"{ckpt.label}  ({ckpt.format}{root}: {len(ckpt)} tensors, "
+        f"{humanize.count(params)} params, {humanize.nbytes(size)})"
+    )
+
+
+def write_tree(ckpt: Checkpoint, out: Any, *, depth: int, fold: bool) -> None:
+    out.write(header(ckpt) + "\n")
+    tree = build_tree(ckpt.tensors, fold=fold)
+    rows: list[tuple[str, ModuleNode]] = []
+
+    def visit(node: ModuleNode, level: int) -> bool:
+        shown = collapse_chains(node)
+        rows.append(("  " * level + shown.name, shown))
+        if shown is not node:  # chain collapsed: continue below its last link
+            if level + 1 < depth:
+                walk(shown, visit, level + 1)
+            return False
+        return level + 1 < depth
+
+    walk(tree, visit)
+    width = max((len(label) for label, _ in rows), default=10) + 2
+    for label, node in rows:
+        out.write(_tree_row(label, node, width) + "\n")
+    _write_extras(ckpt, out)
+
+
+def _tree_row(label: str, node: ModuleNode, width: int) -> str:
+    if node.is_leaf and node.tensor is not None:
+        t = node.tensor
+        times = f"{node.repeat} x " if node.repeat > 1 else ""
+        return f"{label:<{width}}{times}{t.dtype} {humanize.shape(t.shape)}"
+    per = f"  ({node.repeat} x {node.tensors // node.repeat})" if node.repeat > 1 else ""
+    return (
+        f"{label:<{width}}{node.tensors:>6} tensors {humanize.count(node.params):>8} params "
+        f"{humanize.nbytes(node.nbytes):>11}  {humanize.dtypes(node.dtypes)}{per}"
+    )
+
+
+def _write_extras(ckpt: Checkpoint, out: Any) -> None:
+    for group in ckpt.tied_groups():
+        out.write(f"tied (one storage): {' = '.join(group)}\n")
+    for name, t in ckpt.items():
+        if t.storage.source.compression:
+            out.write(f"compressed record (not patchable in place): {name}\n")
+    for note in ckpt.notes:
+        out.write(f"note: {note}\n")
+
+
+def write_flat(ckpt: Checkpoint, out: Any) -> None:
+    tied = {n: g for g in ckpt.tied_groups() for n in g}
+    width = max((len(n) for n in ckpt), default=10) + 2
+    for name, t in ckpt.items():
+        extra = ""
+        if name in tied:
+            extra += "  tied:" + ",".join(x for x in tied[name] if x != name)
+        if not t.is_contiguous:
+            extra += f"  strides={t.strides}"
+        out.write(
+            f"{name:<{width}}{t.dtype:<10} {humanize.shape(t.shape):<20} "
+            f"{humanize.nbytes(t.nbytes):>11}{extra}\n"
+        )
+
+
+def tensor_json(t: TensorInfo) -> dict[str, Any]:
+    src = t.storage.source
+    return {
+        "name": t.name,
+        "dtype": t.dtype,
+        "shape": list(t.shape),
+        "strides": list(t.strides),
+        "storage_offset": t.storage_offset,
+        "storage": t.storage.key,
+        "file": src.path,
+        "byte_range": list(t.byte_range) if t.byte_range else None,
+        "compression": src.compression or None,
+        "is_parameter": t.is_parameter,
+    }
+
+
+def to_json(ckpt: Checkpoint) -> dict[str, Any]:
+    return {
+        "path": str(ckpt.path) if ckpt.path else None,
+        "format": ckpt.format,
+        "root": [str(p) for p in ckpt.root],
+        "tensors": [tensor_json(t) for t in ckpt.values()],
+        "tied": ckpt.tied_groups(),
+        "notes": ckpt.notes,
+        "metadata": _plain(ckpt.metadata),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Metadata as JSON-safe values (records shown by class name)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Record):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

@@ -1,0 +1,32 @@
+"""Human-readable numbers for CLI and TUI output."""
+
+from __future__ import annotations
+
+
+def nbytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def count(n: int) -> str:
+    """1234567 -> '1.2M'."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{suffix}"
+    return str(n)
+
+
+def shape(s: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, s)) + "]"
+
+
+def dtypes(counts: dict[str, int]) -> str:
+    """{'float32': 10, 'int64': 1} -> 'float32 (10), int64 (1)' (one dtype: just its name)."""
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{d} ({n})" for d, n in sorted(counts.items(), key=lambda kv: -kv[1]))

@@ -1,0 +1,199 @@
+"""Module trees over dotted tensor names, with repeated layers folded (`layers.{0..15}`).
+
+Used by `ckpt ls`, diff and check messages, and the TUI. Pure functions over names and
+`TensorInfo`s: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .model import TensorInfo
+
+_INDEX = re.compile(r"^\d+$")
+
+
+def format_ranges(indices: Iterable[int]) -> str:
+    """[0,1,2,3,5,7,8] -> '0..3,5,7..8'."""
+    xs = sorted(set(indices))
+    parts: list[str] = []
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        parts.append(str(xs[i]) if i == j else f"{xs[i]}..{xs[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def fold_names(names: Iterable[str]) -> list[str]:
+    """Fold names that differ in one numeric segment: `layers.{0..15}.ffn.weight`.
+
+    Names are grouped by their shape with every numeric segment blanked; inside a group, the
+    first segment position whose numbers vary is folded (the others stay literal). Order of
+    first appearance is kept.
+    """
+    groups: dict[tuple[object, ...], list[list[str]]] = {}
+    for name in names:
+        parts = name.split(".")
+        key = tuple("#" if _INDEX.match(p) else p for p in parts)
+        groups.setdefault(key, []).append(parts)
+    out: list[str] = []
+    for members in groups.values():
+        out.extend(_fold_group(members))
+    return out
+
+
+def _fold_group(members: list[list[str]]) -> list[str]:
+    if len(members) == 1:
+        return [".".join(members[0])]
+    positions = [i for i, p in enumerate(members[0]) if _INDEX.match(p)]
+    varying = [i for i in positions if len({m[i] for m in members}) > 1]
+    if not varying:
+        return [".".join(members[0])]
+    pos = varying[0]
+    # Keep the other numeric positions literal: group by them, fold `pos` within each.
+    buckets: dict[tuple[str, ...], list[int]] = {}
+    for m in members:
+        rest = tuple(p for i, p in enumerate(m) if i != pos)
+        buckets.setdefault(rest, []).append(int(m[pos]))
+    out = []
+    for rest, idx in buckets.items():
+        parts = list(rest)
+        parts.insert(pos, "{" + format_ranges(idx) + "}" if len(idx) > 1 else str(idx[0]))
+        out.append(".".join(parts))
+    return out
+
+
+@dataclass
+class ModuleNode:
+    """A module (dotted prefix) with totals over the tensors below it."""
+
+    name: str  # segment, e.g. "encoder", "layers.{0..15}", "weight"
+    path: str  # full dotted path of the first member ("encoder.layers.0")
+    tensors: int = 0
+    params: int = 0
+    nbytes: int = 0
+    dtypes: dict[str, int] = field(default_factory=dict)
+    children: dict[str, ModuleNode] = field(default_factory=dict)
+    tensor: TensorInfo | None = None  # set on leaves
+    repeat: int = 1  # >1 when this node stands for folded identical siblings
+
+    def add(self, t: TensorInfo) -> None:
+        self.tensors += 1
+        self.params += t.numel
+        self.nbytes += t.nbytes
+        self.dtypes[t.dtype] = self.dtypes.get(t.dtype, 0) + 1
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.tensor is not None and not self.children
+
+
+def build_tree(tensors: Mapping[str, TensorInfo], *, fold: bool = True) -> ModuleNode:
+    """The module tree of `tensors`; with `fold`, identical numbered siblings are folded."""
+    root = ModuleNode(name="", path="")
+    for name, t in tensors.items():
+        root.add(t)
+        node = root
+        parts = name.split(".")
+        for depth, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                child = ModuleNode(name=part, path=".".join(parts[: depth + 1]))
+                node.children[part] = child
+            child.add(t)
+            node = child
+        node.tensor = t
+    if fold:
+        _fold_tree(root)
+    return root
+
+
+def _signature(node: ModuleNode) -> tuple[object, ...]:
+    """What must agree for siblings to fold: names, shapes and dtypes of everything below."""
+    own = (node.tensor.dtype, node.tensor.shape) if node.tensor is not None else None
+    return (own, tuple((k, _signature(c)) for k, c in node.children.items()))
+
+
+def _fold_tree(node: ModuleNode) -> None:
+    for child in node.children.values():
+        _fold_tree(child)
+    numbered = [k for k in node.children if _INDEX.match(k)]
+    if len(numbered) < 2:
+        return
+    folded: dict[str, ModuleNode] = {}
+    run: list[str] = []
+    for key in node.children:
+        if key in numbered:
+            if run and _signature(node.children[run[-1]]) != _signature(node.children[key]):
+                _emit_run(node, run, folded)
+                run = []
+            run.append(key)
+        else:
+            if run:
+                _emit_run(node, run, folded)
+                run = []
+            folded[key] = node.children[key]
+    if run:
+        _emit_run(node, run, folded)
+    node.children = folded
+
+
+def _emit_run(parent: ModuleNode, run: list[str], out: dict[str, ModuleNode]) -> None:
+    if len(run) == 1:
+        out[run[0]] = parent.children[run[0]]
+        return
+    first = parent.children[run[0]]
+    label = "{" + format_ranges(int(k) for k in run) + "}"
+    merged = ModuleNode(name=label, path=first.path, children=first.children, repeat=len(run))
+    merged.tensor = first.tensor
+    for k in run:
+        c = parent.children[k]
+        merged.tensors += c.tensors
+        merged.params += c.params
+        merged.nbytes += c.nbytes
+        for d, n in c.dtypes.items():
+            merged.dtypes[d] = merged.dtypes.get(d, 0) + n
+    out[label] = merged
+
+
+def walk(
+    node: ModuleNode,
+    visit: Callable[[ModuleNode, int], bool],
+    depth: int = 0,
+) -> None:
+    """Depth-first; `visit(node, depth)` returns False to skip the node's children."""
+    for child in node.children.values():
+        if visit(child, depth):
+            walk(child, visit, depth + 1)
+
+
+def collapse_chains(node: ModuleNode) -> ModuleNode:
+    """Join single-child chains into one label (`pre_encode.conv`) for compact display.
+
+    Totals stay those of the chain's top; a chain stops at a folded node (`layers.{0..15}`),
+    whose children describe one layer.
+    """
+    label, last = node.name, node
+    while len(last.children) == 1 and last.tensor is None and last.repeat == 1:
+        (child,) = last.children.values()
+        if child.is_leaf:
+            break
+        label, last = f"{label}.{child.name}", child
+    if last is node:
+        return node
+    return ModuleNode(
+        name=label,
+        path=last.path,
+        tensors=node.tensors,
+        params=node.params,
+        nbytes=node.nbytes,
+        dtypes=node.dtypes,
+        children=last.children,
+        tensor=last.tensor,
+        repeat=last.repeat,
+    )

@@ -78,7 +78,7 @@ def read_tensors(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
                 f"header of {n} bytes declared, the file has {file_size - 8} after the length",
             )
         text = f.read(n)
-    header = _parse_json(label, text)
+    header = parse_json_object(label, text, "header")
     metadata = _metadata(label, header.pop(_METADATA_KEY, None))
     entries = sorted(
         (_entry(label, k, v) for k, v in header.items()), key=lambda e: (e.begin, e.end)
@@ -90,19 +90,22 @@ def read_tensors(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     return tensors, metadata
 
 
-def _parse_json(label: str, text: bytes) -> dict[str, Any]:
+def parse_json_object(label: str, text: bytes, what: str) -> dict[str, Any]:
+    """A UTF-8 JSON object; duplicate names anywhere in it raise DuplicateKeyError."""
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as e:
         raise HeaderError(
-            label, f"header is not valid UTF-8 ({e.reason} at byte {e.start})"
+            label, f"{what} is not valid UTF-8 ({e.reason} at byte {e.start})"
         ) from None
     try:
         header = json.loads(decoded, object_pairs_hook=_no_duplicates(label))
     except json.JSONDecodeError as e:
-        raise HeaderError(label, f"header is not valid JSON: {e.msg} at char {e.pos}") from None
+        raise HeaderError(label, f"{what} is not valid JSON: {e.msg} at char {e.pos}") from None
+    except RecursionError:
+        raise HeaderError(label, f"{what} is nested too deeply") from None
     if not isinstance(header, dict):
-        raise HeaderError(label, f"header is a JSON {type(header).__name__}, not an object")
+        raise HeaderError(label, f"{what} is a JSON {type(header).__name__}, not an object")
     return header
 
 

@@ -1,0 +1,62 @@
+"""Mapping engine: rules as data, ranked proposals with evidence, plan files, architecture view.
+
+from inspector.mapping import propose, load_rules, Plan
+plan = propose("char_rnnt.nemo", "bpe_rnnt.nemo")
+plan.save("plan.yaml")
+"""
+
+from __future__ import annotations
+
+from .plan import (
+    DECISIONS,
+    FLAGS,
+    STATUSES,
+    Candidate,
+    Edit,
+    Entry,
+    Evidence,
+    ModuleSummary,
+    Plan,
+    SourceRef,
+    Unused,
+    fingerprint,
+)
+from .rules import (
+    Resolution,
+    Rule,
+    apply_rules,
+    builtin_rule_sets,
+    invert_rules,
+    load_rules,
+    rule_from_dict,
+    rules_from_list,
+    substring_table,
+)
+from .transforms import TRANSFORMS, Transform, transform_from_dict
+
+__all__ = [
+    "DECISIONS",
+    "FLAGS",
+    "STATUSES",
+    "TRANSFORMS",
+    "Candidate",
+    "Edit",
+    "Entry",
+    "Evidence",
+    "ModuleSummary",
+    "Plan",
+    "Resolution",
+    "Rule",
+    "SourceRef",
+    "Transform",
+    "Unused",
+    "apply_rules",
+    "builtin_rule_sets",
+    "fingerprint",
+    "invert_rules",
+    "load_rules",
+    "rule_from_dict",
+    "rules_from_list",
+    "substring_table",
+    "transform_from_dict",
+]

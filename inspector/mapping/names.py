@@ -1,0 +1,94 @@
+"""Dotted tensor names: tokens, layer-index templates, suffixes, module of a name."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_WORD = re.compile(r"[a-z]+|\d+")
+
+
+def parts(name: str) -> tuple[str, ...]:
+    return tuple(name.split("."))
+
+
+@lru_cache(maxsize=1 << 16)
+def template(name: str) -> tuple[str, tuple[int, ...]]:
+    """`encoder.layers.3.ffn.w` -> (`encoder.layers.{}.ffn.w`, (3,)): indices become `{}`."""
+    out, idx = [], []
+    for p in name.split("."):
+        if p.isdigit():
+            out.append("{}")
+            idx.append(int(p))
+        else:
+            out.append(p)
+    return ".".join(out), tuple(idx)
+
+
+@lru_cache(maxsize=1 << 16)
+def tokens(name: str) -> frozenset[str]:
+    """Word tokens of a name, without layer indices: `ffn1.w_1` -> {ffn, 1, w} minus digits
+    that are whole components. Digits inside a component (`ffn1`, `w_1`) stay: they name things."""
+    out: set[str] = set()
+    for p in name.lower().split("."):
+        if p.isdigit():
+            continue
+        out.update(_WORD.findall(p))
+    return frozenset(out)
+
+
+def token_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the word tokens of two names, 0..1."""
+    ta, tb = tokens(a), tokens(b)
+    if not ta and not tb:
+        return 1.0
+    return len(ta & tb) / len(ta | tb)
+
+
+def common_suffix(a: str, b: str) -> int:
+    """Number of trailing dotted components two names share."""
+    pa, pb = a.split("."), b.split(".")
+    n = 0
+    while n < min(len(pa), len(pb)) and pa[-1 - n] == pb[-1 - n]:
+        n += 1
+    return n
+
+
+def suffix(name: str, n: int) -> str:
+    """The last `n` dotted components."""
+    return ".".join(name.split(".")[-n:]) if n > 0 else ""
+
+
+def common_root(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Leading components that every name shares (and that are not the whole of any name)."""
+    if not names:
+        return ()
+    split = [n.split(".")[:-1] for n in names]
+    root: list[str] = []
+    for comps in zip(*split):
+        if len(set(comps)) != 1:
+            break
+        root.append(comps[0])
+    return tuple(root)
+
+
+def module_of(name: str, root: tuple[str, ...] = ()) -> str:
+    """The component of `name` right after `root`: the module a name belongs to."""
+    comps = name.split(".")
+    if len(comps) > len(root) + 1:
+        return ".".join(comps[: len(root) + 1])
+    return name
+
+
+def fold_indices(indices: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0..2,5'."""
+    if not indices:
+        return ""
+    runs, start, prev = [], indices[0], indices[0]
+    for i in indices[1:]:
+        if i != prev + 1:
+            runs.append((start, prev))
+            start = i
+        prev = i
+    runs.append((start, prev))
+    return ",".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs)

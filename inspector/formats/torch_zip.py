@@ -1,0 +1,201 @@
+"""torch.save's zip format (torch >= 1.6): `<root>/data.pkl` + one `<root>/data/<key>` per storage.
+
+The zip directory is parsed and validated by `zipfile_safe`, `data.pkl` by the restricted
+unpickler; each persistent id ('storage', type, key, location, numel) becomes one `Storage`
+pointing at the absolute byte range of its record, shared by every tensor that views it. No
+tensor bytes are read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import dtypes
+from ..errors import (
+    ArchiveError,
+    HeaderError,
+    MissingRecordError,
+    TensorDataError,
+    UnsupportedFormatError,
+)
+from ..model import ByteSource, Storage
+from . import Loaded, ReadOptions
+from .torch_pickle import parse_storage_id, storage_dtype
+from .unpickler import GlobalRef, Unpickler, scan_globals
+from .zipfile_safe import ZipDirectory, ZipMember, read_directory, read_member
+
+FORMAT = "torch-zip"
+MAX_PICKLE_BYTES = 1 << 30  # data.pkl holds structure only; real ones are kilobytes to megabytes
+_SMALL_MEMBER = 1 << 16  # byteorder, version
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    return path.is_file() and head.startswith(b"PK\x03\x04")
+
+
+def read(path: Path, options: ReadOptions) -> Loaded:
+    return read_zip_at(path, 0, os.path.getsize(path), options)
+
+
+def read_zip_at(
+    path: str | os.PathLike[str],
+    offset: int,
+    length: int,
+    options: ReadOptions,
+    *,
+    member: str | None = None,
+) -> Loaded:
+    """Read a torch zip lying at [offset, offset + length) of `path` (0 and the size for a .pt).
+
+    `member` names the zip inside its container (e.g. `./model_weights.ckpt` in a .nemo): it
+    appears in messages and prefixes storage keys. All byte offsets are absolute in `path`.
+    """
+    where = f"{os.fspath(path)}:{member}" if member else os.fspath(path)
+    directory = read_directory(path, offset, length, where=where)
+    root = _root_folder(directory)
+    byteorder = _byteorder(directory, root)
+    prefix = f"{member}:" if member else ""
+    storages = _StorageTable(directory, root, byteorder, prefix)
+    pkl = directory.members[root + "data.pkl"]
+    data = read_member(directory, pkl, MAX_PICKLE_BYTES)
+    machine = Unpickler(
+        data, path=where, key=pkl.name, persistent_load=storages.load, strict=options.strict
+    )
+    tree, _ = machine.load_at(0)
+    return Loaded(
+        FORMAT,
+        tree,
+        metadata=_metadata(directory, root, byteorder),
+        notes=_notes(storages, machine.unsupported),
+    )
+
+
+def scan(path: str | os.PathLike[str]) -> list[GlobalRef]:
+    """Every global `data.pkl` would import (for `ckpt scan`); nothing is built."""
+    directory = read_directory(path)
+    pkl = directory.members[_root_folder(directory) + "data.pkl"]
+    return scan_globals(
+        read_member(directory, pkl, MAX_PICKLE_BYTES), path=directory.where, key=pkl.name
+    )
+
+
+def _root_folder(directory: ZipDirectory) -> str:
+    """The single top folder holding data.pkl (`archive/`, `<stem>/`, ...: it varies)."""
+    roots = [
+        n[: -len("data.pkl")]
+        for n in directory.members
+        if n.endswith("/data.pkl") and n.count("/") == 1
+    ]
+    if not roots:
+        raise UnsupportedFormatError(
+            directory.where, "zip has no <folder>/data.pkl: not a torch checkpoint"
+        )
+    if len(roots) > 1:
+        raise ArchiveError(directory.where, f"several data.pkl folders: {sorted(roots)}")
+    root = roots[0]
+    for name in directory.members:
+        if not name.startswith(root):
+            raise ArchiveError(
+                directory.where, f"member outside the root folder {root!r}", key=name
+            )
+    return root
+
+
+def _byteorder(directory: ZipDirectory, root: str) -> str:
+    m = directory.members.get(root + "byteorder")
+    if m is None:
+        return "little"  # torch < 1.10 wrote none: little-endian
+    value = read_member(directory, m, _SMALL_MEMBER).decode("ascii", "replace").strip()
+    if value not in ("little", "big"):
+        raise HeaderError(
+            directory.where, f"byteorder is {value!r}, not 'little' or 'big'", key=m.name
+        )
+    return value
+
+
+class _StorageTable:
+    """persistent_load for data.pkl: one Storage per record key, shared by its tensors."""
+
+    def __init__(self, directory: ZipDirectory, root: str, byteorder: str, prefix: str):
+        self.directory, self.root, self.byteorder, self.prefix = directory, root, byteorder, prefix
+        self.storages: dict[str, Storage] = {}
+        self.deflated: list[str] = []
+        self.locations: set[str] = set()
+
+    def load(self, pid: Any) -> Storage:
+        where = self.directory.where
+        _, stype, key, location, numel = parse_storage_id(
+            pid, length=5, path=where, key=self.root + "data.pkl"
+        )
+        name = f"{self.root}data/{key}"
+        storage = self.storages.get(name)
+        if storage is not None:
+            return storage
+        dtype = storage_dtype(stype, path=where, key=name)
+        record = self.directory.members.get(name)
+        if record is None:
+            raise MissingRecordError(
+                where, "data.pkl references a storage record the zip does not contain", key=name
+            )
+        nbytes = numel * dtypes.get(dtype).itemsize
+        if record.size < nbytes:
+            raise TensorDataError(
+                where,
+                f"record holds {record.size} bytes, the pickle declares "
+                f"{numel} {dtype} elements ({nbytes} bytes)",
+                key=name,
+            )
+        if isinstance(location, str):
+            self.locations.add(location)
+        storage = Storage(
+            self.prefix + name,
+            dtype,
+            nbytes,
+            _source(self.directory.path, record),
+            byteorder=self.byteorder,
+        )
+        if record.compression:
+            self.deflated.append(name)
+        self.storages[name] = storage
+        return storage
+
+
+def _source(path: str, record: ZipMember) -> ByteSource:
+    if record.compression:
+        return ByteSource(
+            path,
+            record.data_offset,
+            record.compressed_size,
+            compression=record.compression,
+            size=record.size,
+        )
+    return ByteSource(path, record.data_offset, record.size)
+
+
+def _metadata(directory: ZipDirectory, root: str, byteorder: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"zip_root": root.rstrip("/"), "byteorder": byteorder}
+    for name in ("version", ".data/version", ".format_version", ".storage_alignment"):
+        m = directory.members.get(root + name)
+        if m is not None and m.size <= _SMALL_MEMBER:
+            text = read_member(directory, m, _SMALL_MEMBER).decode("ascii", "replace").strip()
+            meta[name.lstrip(".").replace(".data/", "data_").replace("/", "_")] = text
+    return meta
+
+
+def _notes(storages: _StorageTable, unsupported: list[str]) -> list[str]:
+    notes = []
+    if storages.deflated:
+        notes.append(
+            f"{len(storages.deflated)} storage record(s) are deflated: read by "
+            "inflating them, not patchable in place"
+        )
+    if storages.byteorder == "big":
+        notes.append("tensors are stored big-endian")
+    devices = sorted(loc for loc in storages.locations if loc != "cpu")
+    if devices:
+        notes.append(f"storages were saved on {', '.join(devices)}; their bytes are read as is")
+    if unsupported:
+        notes.append("unsupported globals shown as records, not called: " + ", ".join(unsupported))
+    return notes

@@ -1,0 +1,246 @@
+"""A validating zip reader: the central directory, and each member's absolute data offset.
+
+stdlib `zipfile` does not expose where a member's bytes start, and it trusts sizes it reads.
+This reader parses the end-of-central-directory record (zip64 included), the central directory
+and every local header, and refuses: sizes or offsets outside the zip, members that overlap,
+duplicate names, encryption, and compression other than stored/deflate. A zip may sit at an
+offset inside a larger file (a torch checkpoint inside an uncompressed .nemo tar): offsets in
+the zip are relative to its start, offsets returned here are absolute in the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import ArchiveError, DuplicateKeyError, OffsetError, TruncatedFileError
+
+STORED, DEFLATED = 0, 8
+METHODS = {STORED: "stored", DEFLATED: "deflate"}
+
+# sig, disk, cd disk, entries on this disk, entries, cd size, cd offset, comment length
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s6H3L5H2L")
+_LOCAL = struct.Struct("<4s5H3L2H")
+_MAX_COMMENT = 0xFFFF
+_U16, _U32 = 0xFFFF, 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    name: str
+    header_offset: int  # absolute offset of the local header in the file
+    data_offset: int  # absolute offset of the (possibly compressed) bytes in the file
+    compressed_size: int
+    size: int
+    method: int
+    crc32: int
+
+    @property
+    def data_end(self) -> int:
+        return self.data_offset + self.compressed_size
+
+    @property
+    def compression(self) -> str:
+        return "" if self.method == STORED else METHODS[self.method]
+
+
+@dataclass(frozen=True)
+class ZipDirectory:
+    where: str  # the file (and inner member) named in messages
+    path: str
+    members: dict[str, ZipMember]
+
+
+def read_directory(
+    path: str | os.PathLike[str], base: int = 0, length: int | None = None, *, where: str = ""
+) -> ZipDirectory:
+    """Parse and validate the zip occupying [base, base + length) of `path`."""
+    path = os.fspath(path)
+    where = where or path
+    with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        if length is None:
+            length = file_size - base
+        if base < 0 or length < 0 or base + length > file_size:
+            raise TruncatedFileError(
+                where, f"zip range [{base}, {base + length}) beyond the file ({file_size} bytes)"
+            )
+        reader = _Reader(f, where, base, length)
+        members = reader.members()
+    return ZipDirectory(where, path, members)
+
+
+def read_member(directory: ZipDirectory, member: ZipMember, max_size: int) -> bytes:
+    """A member's bytes (inflated when deflated), at most `max_size` of them."""
+    if member.size > max_size:
+        raise ArchiveError(
+            directory.where,
+            f"member of {member.size} bytes exceeds the {max_size}-byte limit for it",
+            key=member.name,
+        )
+    with open(directory.path, "rb") as f:
+        f.seek(member.data_offset)
+        raw = f.read(member.compressed_size)
+    if len(raw) != member.compressed_size:
+        raise TruncatedFileError(directory.where, "member data ends early", key=member.name)
+    if member.method == STORED:
+        return raw
+    try:
+        inflater = zlib.decompressobj(-15)
+        data = inflater.decompress(raw, member.size + 1)
+    except zlib.error as e:
+        raise ArchiveError(directory.where, f"cannot inflate: {e}", key=member.name) from None
+    if len(data) != member.size:
+        got = f"{len(data)}{'+' if len(data) > member.size else ''}"
+        raise ArchiveError(
+            directory.where,
+            f"inflates to {got} bytes, the directory says {member.size}",
+            key=member.name,
+        )
+    return data
+
+
+class _Reader:
+    def __init__(self, f: BinaryIO, where: str, base: int, length: int):
+        self.f, self.where, self.base, self.length = f, where, base, length
+
+    def read(self, rel: int, n: int, what: str) -> bytes:
+        if rel < 0 or rel + n > self.length:
+            raise ArchiveError(
+                self.where,
+                f"{what} at [{rel}, {rel + n}) lies outside the zip ({self.length} bytes)",
+            )
+        self.f.seek(self.base + rel)
+        data = self.f.read(n)
+        if len(data) != n:
+            raise TruncatedFileError(self.where, f"{what} ends early")
+        return data
+
+    def members(self) -> dict[str, ZipMember]:
+        count, cd_size, cd_off, cd_end = self._end_record()
+        if cd_off + cd_size > cd_end or count * _CENTRAL.size > cd_size:
+            raise ArchiveError(
+                self.where,
+                f"central directory ({count} entries, {cd_size} bytes "
+                f"at {cd_off}) does not fit before its end record at {cd_end}",
+            )
+        cd = self.read(cd_off, cd_size, "central directory")
+        members: dict[str, ZipMember] = {}
+        pos = 0
+        for _ in range(count):
+            member, pos = self._central_entry(cd, pos, cd_off)
+            if member.name in members:
+                raise DuplicateKeyError(self.where, "zip member appears twice", key=member.name)
+            members[member.name] = member
+        _check_overlaps(self.where, list(members.values()))
+        return members
+
+    def _end_record(self) -> tuple[int, int, int, int]:
+        tail_len = min(self.length, _EOCD.size + _MAX_COMMENT)
+        tail = self.read(self.length - tail_len, tail_len, "end of the zip")
+        at = tail.rfind(b"PK\x05\x06")
+        while at >= 0 and at + _EOCD.size > tail_len:
+            at = tail.rfind(b"PK\x05\x06", 0, at)
+        if at < 0:
+            raise TruncatedFileError(
+                self.where, "no end-of-central-directory record: the zip is truncated or not a zip"
+            )
+        eocd_rel = self.length - tail_len + at
+        _, disk, cd_disk, _, count, cd_size, cd_off, _ = _EOCD.unpack_from(tail, at)
+        if _U16 in (disk, count) or _U32 in (cd_size, cd_off):
+            return self._zip64_end_record(eocd_rel)
+        if disk or cd_disk:
+            raise ArchiveError(self.where, "multi-disk zips are not supported")
+        return count, cd_size, cd_off, eocd_rel
+
+    def _zip64_end_record(self, eocd_rel: int) -> tuple[int, int, int, int]:
+        loc_rel = eocd_rel - _EOCD64_LOCATOR.size
+        sig, _, rec_off, _ = _EOCD64_LOCATOR.unpack(
+            self.read(loc_rel, _EOCD64_LOCATOR.size, "zip64 locator")
+        )
+        if sig != b"PK\x06\x07":
+            raise ArchiveError(self.where, "zip64 fields without a zip64 locator")
+        rec = self.read(rec_off, _EOCD64.size, "zip64 end record")
+        sig, _, _, _, disk, cd_disk, _, count, cd_size, cd_off = _EOCD64.unpack(rec)
+        if sig != b"PK\x06\x06" or rec_off + _EOCD64.size > loc_rel:
+            raise ArchiveError(self.where, "bad zip64 end-of-central-directory record")
+        if disk or cd_disk:
+            raise ArchiveError(self.where, "multi-disk zips are not supported")
+        return count, cd_size, cd_off, rec_off
+
+    def _central_entry(self, cd: bytes, pos: int, cd_off: int) -> tuple[ZipMember, int]:
+        if pos + _CENTRAL.size > len(cd):
+            raise ArchiveError(self.where, "central directory entry runs past its end")
+        (sig, _, _, flags, method, _, _, crc, csize, size, nlen, elen, clen, _, _, _, hoff) = (
+            _CENTRAL.unpack_from(cd, pos)
+        )
+        end = pos + _CENTRAL.size + nlen + elen + clen
+        if sig != b"PK\x01\x02" or end > len(cd):
+            raise ArchiveError(self.where, f"bad central directory entry at byte {cd_off + pos}")
+        raw_name = cd[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen]
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + elen]
+        size, csize, hoff = _zip64_sizes(extra, size, csize, hoff)
+        if flags & 0x1:
+            raise ArchiveError(self.where, "member is encrypted", key=name)
+        if method not in METHODS:
+            raise ArchiveError(self.where, f"unsupported compression method {method}", key=name)
+        if method == STORED and csize != size:
+            raise ArchiveError(
+                self.where, f"stored member with compressed size {csize} != size {size}", key=name
+            )
+        data_rel = self._local_header(hoff, raw_name, name)
+        if data_rel + csize > cd_off:
+            raise ArchiveError(
+                self.where,
+                f"member data [{data_rel}, {data_rel + csize}) runs "
+                f"past the central directory ({cd_off}) or the file end",
+                key=name,
+            )
+        member = ZipMember(name, self.base + hoff, self.base + data_rel, csize, size, method, crc)
+        return member, end
+
+    def _local_header(self, hoff: int, raw_name: bytes, name: str) -> int:
+        head = self.read(hoff, _LOCAL.size + len(raw_name), f"local header of {name!r}")
+        sig, _, _, _, _, _, _, _, _, nlen, elen = _LOCAL.unpack_from(head)
+        if sig != b"PK\x03\x04":
+            raise ArchiveError(self.where, f"no local header at byte {hoff}", key=name)
+        if head[_LOCAL.size :] != raw_name or nlen != len(raw_name):
+            raise ArchiveError(self.where, "local header names another member", key=name)
+        return hoff + _LOCAL.size + nlen + elen
+
+
+def _zip64_sizes(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, int, int]:
+    """Replace 0xFFFFFFFF fields by the zip64 extra field's values (in the order they appear)."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, n = struct.unpack_from("<2H", extra, pos)
+        body = extra[pos + 4 : pos + 4 + n]
+        if tag == 0x0001:
+            vals = [v[0] for v in struct.iter_unpack("<Q", body[: len(body) // 8 * 8])]
+            fields = [size, csize, hoff]
+            for i, v in enumerate(fields):
+                if v == _U32 and vals:
+                    fields[i] = vals.pop(0)
+            return fields[0], fields[1], fields[2]
+        pos += 4 + n
+    return size, csize, hoff
+
+
+def _check_overlaps(where: str, members: list[ZipMember]) -> None:
+    ordered = sorted(members, key=lambda m: m.header_offset)
+    for a, b in itertools.pairwise(ordered):
+        if a.data_end > b.header_offset:
+            raise OffsetError(
+                where,
+                f"member data [{a.data_offset}, {a.data_end}) overlaps member "
+                f"{b.name!r} starting at {b.header_offset}",
+                key=a.name,
+            )

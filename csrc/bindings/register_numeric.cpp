@@ -1,6 +1,298 @@
-// Bindings for value comparison, stats, casts and copies (csrc/compare.*, csrc/convert.*).
+// Bindings for value comparison, stats, CRC-32, casts/copies and shape diffing
+// (csrc/compare.*, csrc/convert.hpp, csrc/crc32.*, csrc/copy.*, csrc/shapediff.*).
+// Argument conversion only. Every byte loop runs with the GIL released: by then the arguments are
+// C++ copies, and the buffers are pinned by the Py_buffer views we hold (an exporter cannot resize,
+// free or close memory while a view is exported: bytearray refuses to resize, mmap.close() raises
+// BufferError), so no Python object is touched until the GIL is taken back.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "compare.hpp"
+#include "copy.hpp"
+#include "crc32.hpp"
+#include "shapediff.hpp"
 
 namespace py = pybind11;
+namespace num = inspector::num;
 
-void register_numeric(py::module_& m) { (void)m; }
+namespace {
+
+// A C-contiguous buffer view held for the duration of one call.
+class Bytes {
+public:
+    Bytes(py::handle obj, bool writable, const char* what) {
+        if (!PyObject_CheckBuffer(obj.ptr()))
+            throw py::type_error(std::string(what) + ": expected a bytes-like object, got " +
+                                 std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+        const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(obj.ptr(), &view_, flags) != 0) {
+            PyErr_Clear();
+            throw py::value_error(std::string(what) + (writable ? ": needs a writable C-contiguous buffer"
+                                                                : ": needs a C-contiguous buffer"));
+        }
+    }
+    ~Bytes() { PyBuffer_Release(&view_); }
+    Bytes(const Bytes&) = delete;
+    Bytes& operator=(const Bytes&) = delete;
+
+    std::uint8_t* data() const { return static_cast<std::uint8_t*>(view_.buf); }
+    std::size_t size() const { return static_cast<std::size_t>(view_.len); }
+
+private:
+    Py_buffer view_{};
+};
+
+using Dims = std::vector<std::int64_t>;
+
+num::View make_view(const Bytes& buf, const std::string& dtype, const Dims& shape, const Dims& strides,
+                    std::int64_t offset, bool byteswap) {
+    num::View v;
+    v.data = buf.data();
+    v.size = buf.size();
+    v.dtype = num::parse_dtype(dtype);
+    v.shape = shape;
+    v.strides = strides;
+    v.offset = offset;
+    v.byteswap = byteswap;
+    return v;
+}
+
+py::object finite_or_none(double x, std::int64_t finite) { return finite ? py::object(py::float_(x)) : py::none(); }
+
+py::list to_list(const std::vector<std::int64_t>& v) {
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(v.size()));
+    if (list == nullptr) throw py::error_already_set();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        PyObject* item = PyLong_FromLongLong(v[i]);
+        if (item == nullptr) {
+            Py_DECREF(list);
+            throw py::error_already_set();
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), item);
+    }
+    return py::reinterpret_steal<py::list>(list);
+}
+
+// Sequence items without a copy (list/tuple) or via one (other sequences).
+py::object fast_sequence(py::handle seq, const char* what) {
+    PyObject* fast = PySequence_Fast(seq.ptr(), what);
+    if (fast == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(fast);
+}
+
+// Converts the Python lists of one side into flat C++ storage (the GIL is held here).
+num::Signatures read_side(py::handle names, py::handle shapes, py::handle dtypes, const char* side,
+                          std::unordered_map<std::string, std::uint32_t>& dtype_ids) {
+    const std::string s(side);
+    py::object n = fast_sequence(names, "names must be a sequence of str");
+    py::object sh = fast_sequence(shapes, "shapes must be a sequence of tuples");
+    py::object dt = fast_sequence(dtypes, "dtypes must be a sequence of str");
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(n.ptr());
+    if (PySequence_Fast_GET_SIZE(sh.ptr()) != count || PySequence_Fast_GET_SIZE(dt.ptr()) != count)
+        throw py::value_error("side " + s + ": names, shapes and dtypes differ in length");
+    num::Signatures sig;
+    sig.name_end.reserve(static_cast<std::size_t>(count));
+    sig.dims_end.reserve(static_cast<std::size_t>(count));
+    sig.dtype.reserve(static_cast<std::size_t>(count));
+    PyObject* last_dtype = nullptr;
+    std::uint32_t last_id = 0;
+    Dims dims;
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        Py_ssize_t len = 0;
+        const char* name = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(n.ptr(), i), &len);
+        if (name == nullptr) throw py::error_already_set();
+        PyObject* d = PySequence_Fast_GET_ITEM(dt.ptr(), i);
+        if (d != last_dtype) {  // dtype strings repeat: look one up only when it changes
+            Py_ssize_t dlen = 0;
+            const char* dname = PyUnicode_AsUTF8AndSize(d, &dlen);
+            if (dname == nullptr) throw py::error_already_set();
+            auto it = dtype_ids.emplace(std::string(dname, static_cast<std::size_t>(dlen)),
+                                        static_cast<std::uint32_t>(dtype_ids.size())).first;
+            last_dtype = d;
+            last_id = it->second;
+        }
+        py::object shape = fast_sequence(PySequence_Fast_GET_ITEM(sh.ptr(), i), "each shape must be a sequence of int");
+        const Py_ssize_t rank = PySequence_Fast_GET_SIZE(shape.ptr());
+        dims.resize(static_cast<std::size_t>(rank));
+        for (Py_ssize_t k = 0; k < rank; ++k) {
+            dims[static_cast<std::size_t>(k)] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(shape.ptr(), k));
+            if (PyErr_Occurred()) throw py::error_already_set();
+        }
+        sig.add(std::string_view(name, static_cast<std::size_t>(len)), dims.data(), dims.size(), last_id);
+    }
+    return sig;
+}
+
+}  // namespace
+
+void register_numeric(py::module_& m) {
+    m.def(
+        "compare",
+        [](py::buffer a, const std::string& a_dtype, const Dims& a_shape, const Dims& a_strides, std::int64_t a_offset,
+           py::buffer b, const std::string& b_dtype, const Dims& b_shape, const Dims& b_strides, std::int64_t b_offset,
+           double rtol, double atol, bool a_byteswap, bool b_byteswap, bool equal_nan, int threads) {
+            Bytes ba(a, false, "a"), bb(b, false, "b");
+            const num::View va = make_view(ba, a_dtype, a_shape, a_strides, a_offset, a_byteswap);
+            const num::View vb = make_view(bb, b_dtype, b_shape, b_strides, b_offset, b_byteswap);
+            const num::CompareOptions opt{rtol, atol, equal_nan, threads};
+            num::Comparison r;
+            {
+                py::gil_scoped_release release;  // see the header comment
+                r = num::compare(va, vb, opt);
+            }
+            py::dict d;
+            d["numel"] = r.numel;
+            d["max_abs_diff"] = r.max_abs_diff;
+            d["mean_abs_diff"] = r.mean_abs_diff;
+            d["rel_l2"] = r.rel_l2;
+            d["cosine"] = r.cosine;
+            d["n_diff"] = r.n_diff;
+            d["n_not_close"] = r.n_not_close;
+            d["allclose"] = r.allclose;
+            d["nan_a"] = r.nan_a;
+            d["nan_b"] = r.nan_b;
+            d["inf_a"] = r.inf_a;
+            d["inf_b"] = r.inf_b;
+            return d;
+        },
+        py::arg("a"), py::arg("a_dtype"), py::arg("a_shape"), py::arg("a_strides"), py::arg("a_offset"), py::arg("b"),
+        py::arg("b_dtype"), py::arg("b_shape"), py::arg("b_strides"), py::arg("b_offset"), py::kw_only(),
+        py::arg("rtol") = 1e-5, py::arg("atol") = 1e-8, py::arg("a_byteswap") = false, py::arg("b_byteswap") = false,
+        py::arg("equal_nan") = false, py::arg("threads") = 0,
+        "Compare two strided tensors of equal shape element by element (dtypes may differ).\n\n"
+        "Shapes, strides and offsets are in elements of each tensor's dtype. Values are decoded exactly\n"
+        "to double. NaN pairs are left out of the difference figures; |a-b| is 0 where a == b (inf vs\n"
+        "the same inf); rel_l2 = ||a-b||/||b|| (0/0 = 0, x/0 = inf); cosine over finite pairs (1 when\n"
+        "both norms are 0, 0 when one is); n_diff counts unequal pairs (two NaNs are equal); allclose\n"
+        "is numpy.isclose(a, b, rtol, atol, equal_nan).all(). Returns a dict of the figures.");
+
+    m.def(
+        "stats",
+        [](py::buffer buf, const std::string& dtype, const Dims& shape, const Dims& strides, std::int64_t offset,
+           int bins, bool byteswap, int threads) {
+            Bytes bytes(buf, false, "buf");
+            const num::View v = make_view(bytes, dtype, shape, strides, offset, byteswap);
+            num::Stats s;
+            {
+                py::gil_scoped_release release;  // see the header comment
+                s = num::stats(v, bins, threads);
+            }
+            py::dict d;
+            d["numel"] = s.numel;
+            d["finite"] = s.finite;
+            d["min"] = finite_or_none(s.min, s.finite);
+            d["max"] = finite_or_none(s.max, s.finite);
+            d["mean"] = finite_or_none(s.mean, s.finite);
+            d["std"] = finite_or_none(s.std, s.finite);
+            d["zeros"] = s.zeros;
+            d["nan"] = s.nan;
+            d["inf"] = s.inf;
+            d["hist"] = to_list(s.hist);
+            d["hist_edges"] = s.hist_edges;
+            return d;
+        },
+        py::arg("buf"), py::arg("dtype"), py::arg("shape"), py::arg("strides"), py::arg("offset"), py::kw_only(),
+        py::arg("bins") = 16, py::arg("byteswap") = false, py::arg("threads") = 0,
+        "Statistics of a strided tensor: min/max/mean/std over finite values (None when there are\n"
+        "none; std is the population std), counts of zeros, NaN and Inf, and a histogram of the finite\n"
+        "values in `bins` equal bins over [min, max] (numpy.histogram's rules) with its bin edges.");
+
+    m.def(
+        "crc32",
+        [](py::buffer data, std::uint32_t init) {
+            Bytes b(data, false, "data");
+            py::gil_scoped_release release;  // see the header comment
+            return num::crc32(b.data(), b.size(), init);
+        },
+        py::arg("data"), py::arg("init") = 0,
+        "CRC-32 as zip and zlib.crc32 compute it; `init` continues a running CRC.");
+    m.def(
+        "_crc32_portable",
+        [](py::buffer data, std::uint32_t init) {
+            Bytes b(data, false, "data");
+            py::gil_scoped_release release;  // see the header comment
+            return num::crc32_portable(b.data(), b.size(), init);
+        },
+        py::arg("data"), py::arg("init") = 0, "crc32() through the portable slicing-by-8 path (for tests).");
+    m.def("_crc32_has_pclmul", &num::crc32_has_pclmul, "True when crc32() uses carry-less multiplication.");
+    m.def("crc32_combine", &num::crc32_combine, py::arg("crc1"), py::arg("crc2"), py::arg("len2"),
+          "CRC-32 of a+b from crc32(a), crc32(b) and len(b), like zlib's crc32_combine.");
+
+    m.def(
+        "copy_cast",
+        [](py::buffer src, const std::string& src_dtype, const Dims& shape, const Dims& src_strides,
+           std::int64_t src_offset, py::buffer dst, std::int64_t dst_offset_bytes, const std::string& dst_dtype,
+           bool src_byteswap, int threads) {
+            Bytes bs(src, false, "src"), bd(dst, true, "dst");
+            if (dst_offset_bytes < 0) throw py::value_error("dst_offset_bytes must be >= 0");
+            const num::View v = make_view(bs, src_dtype, shape, src_strides, src_offset, src_byteswap);
+            const num::CopyTarget t{bd.data(), bd.size(), static_cast<std::size_t>(dst_offset_bytes),
+                                    num::parse_dtype(dst_dtype)};
+            py::gil_scoped_release release;  // see the header comment
+            return num::copy_cast(v, t, threads);
+        },
+        py::arg("src"), py::arg("src_dtype"), py::arg("shape"), py::arg("src_strides"), py::arg("src_offset"),
+        py::arg("dst"), py::arg("dst_offset_bytes"), py::arg("dst_dtype"), py::kw_only(),
+        py::arg("src_byteswap") = false, py::arg("threads") = 0,
+        "Write the strided source tensor in C order, cast to dst_dtype (little-endian), into dst at\n"
+        "dst_offset_bytes, and return the CRC-32 of the bytes written. A transpose is a permuted\n"
+        "shape/strides. Casts follow torch's .to() (round to nearest even; float -> int refused).\n"
+        "src and dst must not overlap. threads=0 uses all cores.");
+
+    m.def(
+        "copy_region",
+        [](py::buffer src, const std::string& src_dtype, const Dims& src_shape, const Dims& src_strides,
+           std::int64_t src_offset, py::buffer dst, std::int64_t dst_offset_bytes, const std::string& dst_dtype,
+           const Dims& dst_shape, const Dims& src_start, const Dims& dst_start, const Dims& count, double fill,
+           bool src_byteswap, int threads) {
+            Bytes bs(src, false, "src"), bd(dst, true, "dst");
+            if (dst_offset_bytes < 0) throw py::value_error("dst_offset_bytes must be >= 0");
+            const num::View v = make_view(bs, src_dtype, src_shape, src_strides, src_offset, src_byteswap);
+            const num::CopyTarget t{bd.data(), bd.size(), static_cast<std::size_t>(dst_offset_bytes),
+                                    num::parse_dtype(dst_dtype)};
+            const num::Region r{dst_shape, src_start, dst_start, count, fill};
+            py::gil_scoped_release release;  // see the header comment
+            return num::copy_region(v, t, r, threads);
+        },
+        py::arg("src"), py::arg("src_dtype"), py::arg("src_shape"), py::arg("src_strides"), py::arg("src_offset"),
+        py::arg("dst"), py::arg("dst_offset_bytes"), py::arg("dst_dtype"), py::arg("dst_shape"),
+        py::arg("src_start"), py::arg("dst_start"), py::arg("count"), py::kw_only(), py::arg("fill") = 0.0,
+        py::arg("src_byteswap") = false, py::arg("threads") = 0,
+        "Slice and pad while copying: the C-order destination tensor of dst_shape at dst_offset_bytes\n"
+        "gets src[src_start:src_start+count] at dst[dst_start:dst_start+count] (per axis), every other\n"
+        "element is `fill`. Casts as copy_cast. Returns the CRC-32 of all destination bytes.");
+
+    m.def(
+        "shape_diff",
+        [](py::handle names_a, py::handle shapes_a, py::handle dtypes_a, py::handle names_b, py::handle shapes_b,
+           py::handle dtypes_b) {
+            std::unordered_map<std::string, std::uint32_t> dtype_ids;
+            const num::Signatures a = read_side(names_a, shapes_a, dtypes_a, "a", dtype_ids);
+            const num::Signatures b = read_side(names_b, shapes_b, dtypes_b, "b", dtype_ids);
+            num::ShapeDiff r;
+            {
+                py::gil_scoped_release release;  // a and b are C++ copies
+                r = num::shape_diff(a, b);
+            }
+            py::dict d;
+            d["only_a"] = to_list(r.only_a);
+            d["only_b"] = to_list(r.only_b);
+            d["shape_a"] = to_list(r.shape_a);
+            d["shape_b"] = to_list(r.shape_b);
+            d["dtype_a"] = to_list(r.dtype_a);
+            d["dtype_b"] = to_list(r.dtype_b);
+            d["equal_a"] = to_list(r.equal_a);
+            d["equal_b"] = to_list(r.equal_b);
+            return d;
+        },
+        py::arg("names_a"), py::arg("shapes_a"), py::arg("dtypes_a"), py::arg("names_b"), py::arg("shapes_b"),
+        py::arg("dtypes_b"),
+        "Join two tensor lists by name. Returns indices: only_a, only_b, and for names on both sides\n"
+        "parallel lists shape_a/shape_b (shapes differ), dtype_a/dtype_b (same shape, other dtype),\n"
+        "equal_a/equal_b (same signature). A name listed twice on one side is a ValueError.");
+}

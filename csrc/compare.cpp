@@ -1,0 +1,285 @@
+// compare() and stats(): fixed-size chunks decoded block by block into double buffers. Chunk
+// results are combined in chunk order, so figures do not depend on the thread count.
+#include "compare.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace inspector::num {
+namespace {
+
+constexpr std::int64_t kChunk = 1 << 20;  // elements per task
+constexpr std::size_t kBlock = 2048;      // elements decoded at a time (stays in L1/L2)
+
+std::int64_t n_chunks(std::int64_t n) { return (n + kChunk - 1) / kChunk; }
+
+struct CompareAcc {
+    double max_abs = 0, sum_abs = 0, sum_d2 = 0, sum_b2 = 0, dot = 0, norm_a2 = 0, norm_b2 = 0;
+    std::int64_t counted = 0, n_diff = 0, n_not_close = 0, nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0;
+
+    void merge(const CompareAcc& o) {
+        max_abs = std::max(max_abs, o.max_abs);
+        sum_abs += o.sum_abs;
+        sum_d2 += o.sum_d2;
+        sum_b2 += o.sum_b2;
+        dot += o.dot;
+        norm_a2 += o.norm_a2;
+        norm_b2 += o.norm_b2;
+        counted += o.counted;
+        n_diff += o.n_diff;
+        n_not_close += o.n_not_close;
+        nan_a += o.nan_a;
+        nan_b += o.nan_b;
+        inf_a += o.inf_a;
+        inf_b += o.inf_b;
+    }
+};
+
+// One block: sums start from zero here and are added to the chunk's totals afterwards, so each
+// running sum holds at most kBlock terms (blockwise summation keeps the double error small).
+void accumulate(const double* a, const double* b, std::size_t n, const CompareOptions& opt, CompareAcc& acc) {
+    CompareAcc blk;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double x = a[i], y = b[i];
+        const bool xn = std::isnan(x), yn = std::isnan(y);
+        const bool xi = std::isinf(x), yi = std::isinf(y);
+        const bool eq = x == y;
+        const double d = eq ? 0.0 : std::fabs(x - y);  // NaN when either is NaN
+        const bool valid = !(xn || yn);
+        const bool finite = valid && !xi && !yi;
+        const bool close = eq || (!yi && d <= opt.atol + opt.rtol * std::fabs(y)) || (opt.equal_nan && xn && yn);
+        const double dv = valid ? d : 0.0;
+        blk.nan_a += xn;
+        blk.nan_b += yn;
+        blk.inf_a += xi;
+        blk.inf_b += yi;
+        blk.n_diff += !(eq || (xn && yn));
+        blk.n_not_close += !close;
+        blk.counted += valid;
+        blk.max_abs = std::max(blk.max_abs, dv);
+        blk.sum_abs += dv;
+        blk.sum_d2 += dv * dv;
+        blk.sum_b2 += valid ? y * y : 0.0;
+        blk.dot += finite ? x * y : 0.0;
+        blk.norm_a2 += finite ? x * x : 0.0;
+        blk.norm_b2 += finite ? y * y : 0.0;
+    }
+    acc.merge(blk);
+}
+
+bool is_wide_int(DType d) { return d == DType::I64 || d == DType::U64; }
+
+CompareAcc compare_chunk(const View& a, const View& b, std::int64_t begin, std::int64_t end,
+                         const CompareOptions& opt, bool exact_ints) {
+    Cursor ca(a), cb(b);
+    ca.seek(begin);
+    cb.seek(begin);
+    std::vector<double> xa(kBlock), xb(kBlock);
+    std::vector<std::uint64_t> ra, rb;
+    Cursor raw_a(a), raw_b(b);
+    if (exact_ints) {
+        ra.resize(kBlock);
+        rb.resize(kBlock);
+        raw_a.seek(begin);
+        raw_b.seek(begin);
+    }
+    CompareAcc acc;
+    for (std::int64_t i = begin; i < end; i += static_cast<std::int64_t>(kBlock)) {
+        const auto n = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(kBlock), end - i));
+        ca.read(xa.data(), n);
+        cb.read(xb.data(), n);
+        const std::int64_t approx_diff = acc.n_diff;
+        accumulate(xa.data(), xb.data(), n, opt, acc);
+        if (exact_ints) {  // int64 beyond 2^53 is not exact in double: count differences on the integers
+            raw_a.read(ra.data(), n);
+            raw_b.read(rb.data(), n);
+            std::int64_t diff = 0;
+            for (std::size_t k = 0; k < n; ++k) diff += ra[k] != rb[k];
+            acc.n_diff = approx_diff + diff;
+        }
+    }
+    return acc;
+}
+
+double safe_ratio(double num, double den) {
+    if (num == 0) return 0.0;
+    if (den == 0) return std::numeric_limits<double>::infinity();
+    return num / den;
+}
+
+}  // namespace
+
+Comparison compare(const View& a, const View& b, const CompareOptions& opt) {
+    check_view(a, "tensor a");
+    check_view(b, "tensor b");
+    if (a.shape != b.shape) throw std::invalid_argument("tensors a and b have different shapes");
+    if (!(opt.rtol >= 0) || !(opt.atol >= 0)) throw std::invalid_argument("rtol and atol must be >= 0");
+    const std::int64_t n = numel(a);
+    const bool exact_ints = a.dtype == b.dtype && is_wide_int(a.dtype);
+    std::vector<CompareAcc> parts(static_cast<std::size_t>(n_chunks(n)));
+    parallel_tasks(n_chunks(n), resolve_threads(opt.threads), [&](std::int64_t t) {
+        const std::int64_t begin = t * kChunk;
+        parts[static_cast<std::size_t>(t)] = compare_chunk(a, b, begin, std::min(n, begin + kChunk), opt, exact_ints);
+    });
+    CompareAcc acc;
+    for (const auto& p : parts) acc.merge(p);
+
+    Comparison r;
+    r.numel = n;
+    r.max_abs_diff = acc.max_abs;
+    r.mean_abs_diff = acc.counted ? acc.sum_abs / static_cast<double>(acc.counted) : 0.0;
+    r.rel_l2 = safe_ratio(std::sqrt(acc.sum_d2), std::sqrt(acc.sum_b2));
+    const double na = std::sqrt(acc.norm_a2), nb = std::sqrt(acc.norm_b2);
+    if (na == 0 && nb == 0) r.cosine = 1.0;
+    else if (na == 0 || nb == 0) r.cosine = 0.0;
+    else r.cosine = std::clamp(acc.dot / (na * nb), -1.0, 1.0);
+    r.n_diff = acc.n_diff;
+    r.n_not_close = acc.n_not_close;
+    r.allclose = acc.n_not_close == 0;
+    r.nan_a = acc.nan_a;
+    r.nan_b = acc.nan_b;
+    r.inf_a = acc.inf_a;
+    r.inf_b = acc.inf_b;
+    return r;
+}
+
+// ---- stats ---------------------------------------------------------------------------------------
+namespace {
+
+struct Moments {
+    std::int64_t n = 0;  // finite values
+    double mean = 0, m2 = 0, min = std::numeric_limits<double>::infinity(),
+           max = -std::numeric_limits<double>::infinity();
+    std::int64_t zeros = 0, nan = 0, inf = 0;
+
+    // Chan et al.'s parallel update: exact merge of (count, mean, sum of squared deviations).
+    void merge(const Moments& o) {
+        if (o.n > 0) {
+            const double total = static_cast<double>(n + o.n);
+            const double delta = o.mean - mean;
+            mean += delta * static_cast<double>(o.n) / total;
+            m2 += o.m2 + delta * delta * static_cast<double>(n) * static_cast<double>(o.n) / total;
+            n += o.n;
+            min = std::min(min, o.min);
+            max = std::max(max, o.max);
+        }
+        zeros += o.zeros;
+        nan += o.nan;
+        inf += o.inf;
+    }
+};
+
+// Two passes over a block that is already in cache: mean first, then squared deviations.
+Moments block_moments(const double* x, std::size_t n) {
+    Moments m;
+    double sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const bool fin = std::isfinite(x[i]);
+        m.nan += std::isnan(x[i]);
+        m.inf += std::isinf(x[i]);
+        m.zeros += x[i] == 0;
+        if (fin) {
+            ++m.n;
+            sum += x[i];
+            m.min = std::min(m.min, x[i]);
+            m.max = std::max(m.max, x[i]);
+        }
+    }
+    if (m.n == 0) return m;
+    m.mean = sum / static_cast<double>(m.n);
+    for (std::size_t i = 0; i < n; ++i)
+        if (std::isfinite(x[i])) m.m2 += (x[i] - m.mean) * (x[i] - m.mean);
+    return m;
+}
+
+struct Bins {
+    double lo, hi, scale;
+    std::vector<double> edges;
+
+    Bins(double lo_, double hi_, int bins) : lo(lo_), hi(hi_) {
+        const double step = (hi - lo) / bins;
+        for (int i = 0; i < bins; ++i) edges.push_back(lo + step * i);  // numpy.linspace's formula
+        edges.push_back(hi);
+        scale = bins / (hi - lo);
+    }
+    // searchsorted(edges, x, 'right') - 1, the last bin closed: numpy.histogram with these edges.
+    std::size_t index(double x) const {
+        const auto last = edges.size() - 2;
+        const double f = (x - lo) * scale;
+        std::size_t j = !(f > 0) ? 0 : f >= static_cast<double>(last) ? last : static_cast<std::size_t>(f);
+        while (j > 0 && x < edges[j]) --j;
+        while (j < last && x >= edges[j + 1]) ++j;
+        return j;
+    }
+};
+
+template <class Fn>
+void for_each_block(const View& v, std::int64_t begin, std::int64_t end, Fn&& fn) {
+    Cursor c(v);
+    c.seek(begin);
+    std::vector<double> x(kBlock);
+    for (std::int64_t i = begin; i < end; i += static_cast<std::int64_t>(kBlock)) {
+        const auto n = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(kBlock), end - i));
+        c.read(x.data(), n);
+        fn(x.data(), n);
+    }
+}
+
+}  // namespace
+
+Stats stats(const View& v, int bins, int threads) {
+    check_view(v, "tensor");
+    if (bins < 1 || bins > (1 << 20)) throw std::invalid_argument("bins must be between 1 and 1048576");
+    const std::int64_t n = numel(v);
+    const auto chunks = static_cast<std::size_t>(n_chunks(n));
+    const unsigned workers = resolve_threads(threads);
+
+    std::vector<Moments> parts(chunks);
+    parallel_tasks(n_chunks(n), workers, [&](std::int64_t t) {
+        const std::int64_t begin = t * kChunk;
+        for_each_block(v, begin, std::min(n, begin + kChunk),
+                       [&](const double* x, std::size_t k) { parts[static_cast<std::size_t>(t)].merge(block_moments(x, k)); });
+    });
+    Moments m;
+    for (const auto& p : parts) m.merge(p);
+
+    Stats s;
+    s.numel = n;
+    s.finite = m.n;
+    s.zeros = m.zeros;
+    s.nan = m.nan;
+    s.inf = m.inf;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    s.min = m.n ? m.min : nan;
+    s.max = m.n ? m.max : nan;
+    s.mean = m.n ? m.mean : nan;
+    s.std = m.n ? std::sqrt(m.m2 / static_cast<double>(m.n)) : nan;
+
+    double lo = m.n ? m.min : 0.0, hi = m.n ? m.max : 1.0;
+    if (lo == hi) {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    const Bins binning(lo, hi, bins);
+    std::vector<std::vector<std::int64_t>> counts(chunks);
+    if (m.n > 0) {
+        parallel_tasks(n_chunks(n), workers, [&](std::int64_t t) {
+            auto& h = counts[static_cast<std::size_t>(t)];
+            h.assign(static_cast<std::size_t>(bins), 0);
+            const std::int64_t begin = t * kChunk;
+            for_each_block(v, begin, std::min(n, begin + kChunk), [&](const double* x, std::size_t k) {
+                for (std::size_t i = 0; i < k; ++i)
+                    if (std::isfinite(x[i])) ++h[binning.index(x[i])];
+            });
+        });
+    }
+    s.hist.assign(static_cast<std::size_t>(bins), 0);
+    for (const auto& h : counts)
+        for (std::size_t i = 0; i < h.size(); ++i) s.hist[i] += h[i];
+    s.hist_edges = binning.edges;
+    return s;
+}
+
+}  // namespace inspector::num

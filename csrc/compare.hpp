@@ -1,0 +1,48 @@
+// Value comparison of two tensors and per-tensor statistics, one pass over the bytes, in double.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "strided.hpp"
+
+namespace inspector::num {
+
+struct CompareOptions {
+    double rtol = 1e-5;
+    double atol = 1e-8;
+    bool equal_nan = false;  // allclose: NaN == NaN counts as close
+    int threads = 0;         // 0: all cores
+};
+
+// Semantics (both tensors decoded exactly to double; shapes must be equal, dtypes may differ):
+// - pairs where either value is NaN are left out of the difference figures; they count in
+//   nan_a/nan_b and, unless both are NaN, in n_diff;
+// - |a-b| is 0 when a == b (so inf vs the same inf is no difference), inf for inf vs anything else;
+// - rel_l2 = ||a-b|| / ||b|| over non-NaN pairs, 0/0 = 0, x/0 = inf;
+// - cosine over pairs where both are finite; 1 when both norms are 0, 0 when only one is;
+// - close (numpy.isclose): a == b, or b finite and |a-b| <= atol + rtol*|b|, or both NaN with
+//   equal_nan; allclose = every pair close (vacuously true for empty tensors).
+struct Comparison {
+    std::int64_t numel = 0;
+    double max_abs_diff = 0, mean_abs_diff = 0, rel_l2 = 0, cosine = 1;
+    std::int64_t n_diff = 0, n_not_close = 0;
+    bool allclose = true;
+    std::int64_t nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0;
+};
+
+Comparison compare(const View& a, const View& b, const CompareOptions& opt);
+
+// min/max/mean/std over finite values (NaN when there are none); std is the population std.
+// hist counts finite values in `bins` equal bins over [min, max] (the last bin includes max;
+// [min-0.5, max+0.5] when min == max, [0, 1] when nothing is finite), as numpy.histogram.
+struct Stats {
+    std::int64_t numel = 0, finite = 0, zeros = 0, nan = 0, inf = 0;
+    double min = 0, max = 0, mean = 0, std = 0;
+    std::vector<std::int64_t> hist;
+    std::vector<double> hist_edges;
+};
+
+Stats stats(const View& v, int bins, int threads = 0);
+
+}  // namespace inspector::num

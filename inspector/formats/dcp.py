@@ -1,0 +1,321 @@
+"""torch.distributed.checkpoint folders: a pickled `.metadata` plus `__<rank>_<n>.distcp` files.
+
+`.metadata` (read as data by the restricted unpickler) maps each flattened name to its storage
+metadata: a tensor's global size, dtype and chunks, or a bytes item. `storage_data` says where
+each chunk lies: a byte range of a .distcp file, holding a `torch.save` zip of that chunk. A
+tensor saved as one chunk covering it is read in place at that range (no copy). A tensor split
+into several chunks (sharded over ranks) cannot be one strided view of one storage; it is shown
+as a record listing its chunks, never guessed at. The files can also be members of an archive
+(a NeMo `model_weights/` folder): `read_files` takes byte ranges, not paths.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import dtypes
+from ..errors import (
+    DtypeError,
+    HeaderError,
+    MissingRecordError,
+    OffsetError,
+    ShapeError,
+    UnsupportedFormatError,
+)
+from ..model import Record, TensorInfo
+from . import Loaded, ReadOptions
+
+FORMAT = "dcp"
+METADATA = ".metadata"
+MAX_METADATA_SIZE = 1 << 30
+_PREFIX = "torch.distributed.checkpoint."
+SHARDED_RECORD = "torch.distributed.checkpoint.ShardedTensor"
+BYTES_RECORD = "torch.distributed.checkpoint.BytesItem"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """A file of the checkpoint: a whole file, or a member lying inside an archive."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    file: str
+    offset: int  # inside `file`
+    length: int
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    return path.is_dir() and (path / METADATA).is_file()
+
+
+def read(path: Path, options: ReadOptions) -> Loaded:
+    files = {
+        p.name: FileRange(p, 0, p.stat().st_size) for p in sorted(path.iterdir()) if p.is_file()
+    }
+    return read_files(os.fspath(path), files, options)
+
+
+def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) -> Loaded:
+    """Read a checkpoint whose files (by name relative to its folder) are the given ranges."""
+    meta = _load_metadata(label, files, options)
+    entries = _dict(label, _field(label, meta, "state_dict_metadata"), "state_dict_metadata")
+    where = _storage_index(label, _field(label, meta, "storage_data"))
+    reader = _ChunkReader(label, files, options)
+    flat: dict[str, Any] = {}
+    sharded: dict[str, Any] = {}
+    for fqn, entry in entries.items():
+        flat[fqn] = _value(label, fqn, entry, where, reader)
+        if isinstance(flat[fqn], Record) and flat[fqn].cls == SHARDED_RECORD:
+            sharded[fqn] = flat[fqn].state
+    tree, nested = _nest(flat, _field(label, meta, "planner_data", None))
+    notes = reader.notes
+    if sharded:
+        notes.append(
+            f"{len(sharded)} tensors are split into several chunks (sharded over ranks) and are "
+            f"listed as {SHARDED_RECORD} records with their chunks, not as tensors"
+        )
+    metadata = {"dcp": {"files": sorted(files), "sharded_tensors": sharded}}
+    return Loaded(FORMAT, tree, metadata, notes, root=None if nested else ())
+
+
+# .metadata ---------------------------------------------------------------------------------------
+
+
+def _load_metadata(label: str, files: dict[str, FileRange], options: ReadOptions) -> Any:
+    from .unpickler import load
+
+    rng = files.get(METADATA)
+    if rng is None:
+        raise MissingRecordError(label, "no .metadata file in the checkpoint folder")
+    if rng.size > MAX_METADATA_SIZE:
+        raise HeaderError(label, f"is {rng.size} bytes, over the cap", key=METADATA)
+    with open(rng.path, "rb") as f:
+        f.seek(rng.offset)
+        data = f.read(rng.size)
+    meta = load(data, path=f"{label}/{METADATA}", strict=False)
+    if not (isinstance(meta, Record) and meta.cls.startswith(_PREFIX)):
+        raise HeaderError(
+            label, "is not a torch.distributed.checkpoint Metadata object", key=METADATA
+        )
+    return meta
+
+
+_MISSING = object()
+
+
+def _field(label: str, obj: Any, name: str, default: Any = _MISSING) -> Any:
+    """A field of a pickled dataclass (a Record whose state is its __dict__)."""
+    state = obj.state if isinstance(obj, Record) else obj
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+        state = {**(state[0] or {}), **state[1]}  # (dict, slots) state
+    if isinstance(state, dict) and name in state:
+        return state[name]
+    if default is not _MISSING:
+        return default
+    cls = obj.cls if isinstance(obj, Record) else type(obj).__name__
+    raise HeaderError(label, f"{cls} lacks field {name!r}", key=METADATA)
+
+
+def _dict(label: str, value: Any, what: str) -> dict[Any, Any]:
+    if isinstance(value, Record) and isinstance(value.state, dict):
+        value = value.state.get("__items__", value.state)
+    if not isinstance(value, dict):
+        raise HeaderError(label, f"{what} is a {type(value).__name__}, not a dict", key=METADATA)
+    return value
+
+
+def _storage_index(label: str, storage_data: Any) -> dict[tuple[str, Any], tuple[str, int, int]]:
+    """(fqn, chunk offsets or None) -> (file, offset, length) from MetadataIndex -> _StorageInfo."""
+    index = {}
+    for key, info in _dict(label, storage_data, "storage_data").items():
+        fqn = _field(label, key, "fqn")
+        offsets = _field(label, key, "offset", None)
+        descriptors = _field(label, info, "transform_descriptors", None)
+        if descriptors:
+            raise UnsupportedFormatError(
+                label, f"chunk is stored with transforms {descriptors!r} (not supported)", key=fqn
+            )
+        file = _field(label, info, "relative_path")
+        start, length = _field(label, info, "offset"), _field(label, info, "length")
+        if not (isinstance(file, str) and _is_count(start) and _is_count(length)):
+            raise HeaderError(label, "malformed storage entry", key=fqn)
+        index[(fqn, None if offsets is None else _ints(label, fqn, offsets))] = (
+            file,
+            start,
+            length,
+        )
+    return index
+
+
+# One state_dict entry -----------------------------------------------------------------------------
+
+
+def _value(
+    label: str, fqn: str, entry: Any, where: dict[tuple[str, Any], Any], reader: _ChunkReader
+) -> Any:
+    cls = entry.cls if isinstance(entry, Record) else type(entry).__name__
+    if cls.endswith("BytesStorageMetadata"):
+        return reader.object(fqn, _locate(label, fqn, None, where))
+    if not cls.endswith("TensorStorageMetadata"):
+        raise HeaderError(label, f"unknown storage metadata {cls}", key=fqn)
+    shape = _ints(label, fqn, _field(label, entry, "size"))
+    dtype = _dtype(label, fqn, _field(label, entry, "properties"))
+    chunks = [_chunk(label, fqn, c, where) for c in _field(label, entry, "chunks")]
+    if len(chunks) == 1 and chunks[0].sizes == shape and not any(chunks[0].offsets):
+        return reader.tensor(fqn, chunks[0], dtype)
+    state = {
+        "dtype": dtype,
+        "shape": shape,
+        "chunks": [
+            {
+                "offsets": c.offsets,
+                "sizes": c.sizes,
+                "file": c.file,
+                "offset": c.offset,
+                "length": c.length,
+            }
+            for c in chunks
+        ],
+    }
+    return Record(SHARDED_RECORD, state=state)
+
+
+def _chunk(label: str, fqn: str, chunk: Any, where: dict[tuple[str, Any], Any]) -> _Chunk:
+    offsets = _ints(label, fqn, _field(label, chunk, "offsets"))
+    sizes = _ints(label, fqn, _field(label, chunk, "sizes"))
+    file, start, length = _locate(label, fqn, offsets, where)
+    return _Chunk(offsets, sizes, file, start, length)
+
+
+def _locate(label: str, fqn: str, offsets: Any, where: dict[tuple[str, Any], Any]) -> Any:
+    found = where.get((fqn, offsets))
+    if found is None:
+        raise MissingRecordError(label, f"no storage entry for the chunk at {offsets}", key=fqn)
+    return found
+
+
+def _dtype(label: str, fqn: str, properties: Any) -> str:
+    state = properties.state if isinstance(properties, Record) else None
+    value = state[0] if isinstance(state, tuple) and state else _field(label, properties, "dtype")
+    name = value.cls if isinstance(value, Record) else str(value)
+    try:
+        return dtypes.get(name.removeprefix("torch.")).name
+    except KeyError:
+        raise DtypeError(label, f"unknown dtype {name}", key=fqn) from None
+
+
+def _ints(label: str, fqn: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, (tuple, list)) and all(_is_count(v) for v in value):
+        return tuple(value)
+    raise ShapeError(label, f"{value!r} is not a tuple of non-negative integers", key=fqn)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+# Chunk bytes -------------------------------------------------------------------------------------
+
+
+class _ChunkReader:
+    """Reads the torch zips that chunks and bytes items are stored as, in place."""
+
+    def __init__(self, label: str, files: dict[str, FileRange], options: ReadOptions):
+        self.label = label
+        self.files = files
+        self.options = options
+        self.notes: list[str] = []
+
+    def tensor(self, fqn: str, chunk: _Chunk, dtype: str) -> TensorInfo:
+        loaded = self._zip(fqn, (chunk.file, chunk.offset, chunk.length))
+        t = loaded.tree
+        if not isinstance(t, TensorInfo):
+            raise HeaderError(
+                self.label,
+                f"chunk in {chunk.file} holds a {type(t).__name__}, not a tensor",
+                key=fqn,
+            )
+        if t.dtype != dtype:
+            raise DtypeError(self.label, f"chunk is {t.dtype}, .metadata says {dtype}", key=fqn)
+        if t.shape != chunk.sizes:
+            raise ShapeError(
+                self.label, f"chunk has shape {t.shape}, .metadata says {chunk.sizes}", key=fqn
+            )
+        return replace(t, name="")
+
+    def object(self, fqn: str, where: tuple[str, int, int]) -> Any:
+        rng = self._range(fqn, where)
+        with open(rng.path, "rb") as f:
+            f.seek(rng.offset + where[1])
+            magic = f.read(len(ZIP_MAGIC))
+        if magic == ZIP_MAGIC:
+            return self._zip(fqn, where).tree
+        # Objects are stored as torch.save zips, but a BytesIO in the state dict is stored raw.
+        file, start, length = where
+        self.notes.append(f"{fqn}: a raw bytes item ({length} bytes), shown as a record")
+        return Record(BYTES_RECORD, state={"file": file, "offset": start, "length": length})
+
+    def _range(self, fqn: str, where: tuple[str, int, int]) -> FileRange:
+        file, start, length = where
+        rng = self.files.get(file)
+        if rng is None:
+            raise MissingRecordError(self.label, f"storage file {file} is missing", key=fqn)
+        if start + length > rng.size:
+            raise OffsetError(
+                self.label,
+                f"bytes [{start}, {start + length}) run past the end of {file} ({rng.size} bytes)",
+                key=fqn,
+            )
+        return rng
+
+    def _zip(self, fqn: str, where: tuple[str, int, int]) -> Loaded:
+        from . import (
+            torch_zip,
+        )  # imported here: this module must load even where that one is absent
+
+        rng = self._range(fqn, where)
+        file, start, length = where
+        loaded: Loaded = torch_zip.read_zip_at(
+            rng.path, rng.offset + start, length, self.options, member=f"{file}@{start}"
+        )
+        self.notes += [f"{fqn}: {n}" for n in loaded.notes]
+        return loaded
+
+
+# Nesting ------------------------------------------------------------------------------------------
+
+
+def _nest(flat: dict[str, Any], planner_data: Any) -> tuple[Any, bool]:
+    """The original nested state dict, from the flattening map the default planner stores
+    (flattened name -> key path); the flat dict when there is none or it does not fit."""
+    if not isinstance(planner_data, dict) or set(planner_data) != set(flat):
+        return flat, False
+    tree: dict[Any, Any] = {}
+    for fqn, value in flat.items():
+        path = planner_data[fqn]
+        if not (
+            isinstance(path, (tuple, list))
+            and path
+            and all(isinstance(k, (str, int)) for k in path)
+        ):
+            return flat, False
+        node = tree
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                return flat, False
+        if path[-1] in node:
+            return flat, False
+        node[path[-1]] = value
+    return tree, True

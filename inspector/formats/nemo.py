@@ -1,0 +1,244 @@
+""".nemo archives: a tar (uncompressed since NeMo 1.7, tar.gz before) read in place.
+
+Members: `model_config.yaml`, the weights, and artifacts (`<uuid>_<name>`) that the config
+references as `nemo:<uuid>_<name>`. The weights come in one of the layouts in `LAYOUTS`; each is
+read where it lies inside the tar, at its member's data offset, so tensor byte ranges are
+absolute offsets in the .nemo file and nothing is extracted. A tar.gz is first expanded to an
+uncompressed tar in a cache (streamed, bounded memory), which is then read the same way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ArchiveError, HeaderError, MissingRecordError, TruncatedFileError
+from . import Loaded, ReadOptions
+from .tar_safe import Member, read_member, read_members
+
+FORMAT = "nemo"
+CONFIG = "model_config.yaml"
+MAX_CONFIG_SIZE = 64 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ARTIFACT_PREFIX = "nemo:"
+
+_RANK_WEIGHTS = re.compile(r"^((?:mp|tp)_rank_\d+(?:_pp_rank_\d+)?)/model_weights\.ckpt$")
+_DIST_FOLDER = "model_weights"
+
+
+@dataclass
+class _Weights:
+    tree: Any
+    root: tuple[Any, ...] | None
+    members: list[str]  # member keys that hold the weights (not artifacts)
+    metadata: dict[str, Any]
+    notes: list[str]
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    return path.suffix == ".nemo" and path.is_file()
+
+
+def read(path: Path, options: ReadOptions) -> Loaded:
+    notes = []
+    tar = path
+    if _is_gzip(path):
+        tar = expand_gzip(path, options.cache_dir)
+        notes.append(
+            f"tar.gz .nemo (NeMo < 1.7) decompressed to {tar}; tensor byte ranges refer to that "
+            "file (delete it when done, or pass a cache folder to reuse it)"
+        )
+    files = {m.key: m for m in read_members(tar) if m.kind == "file"}
+    config = _config(tar, files)
+    weights = _weights(tar, files, options)
+    artifacts = _artifacts(files, weights.members, config)
+    notes += weights.notes + _missing_artifacts(config, files)
+    if config is None:
+        notes.append(f"no {CONFIG} in the archive")
+    metadata = {"config": config, "artifacts": artifacts, **weights.metadata}
+    if tar != path:
+        metadata["expanded_to"] = os.fspath(tar)
+    return Loaded(FORMAT, weights.tree, metadata, notes, root=weights.root)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+# Config and artifacts ---------------------------------------------------------------------------
+
+
+def _config(tar: Path, files: dict[str, Member]) -> Any:
+    member = files.get(CONFIG)
+    if member is None:
+        return None
+    text = read_member(tar, member, MAX_CONFIG_SIZE)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise HeaderError(tar, f"not valid YAML: {e}", key=member.name) from None
+    except RecursionError:
+        raise HeaderError(tar, "YAML nested too deeply", key=member.name) from None
+
+
+def _artifacts(
+    files: dict[str, Member], weight_members: list[str], config: Any
+) -> list[dict[str, Any]]:
+    refs = config_references(config)
+    skip = {CONFIG, *weight_members}
+    return [
+        {"name": key, "size": m.size, "offset": m.offset, "referenced": key in refs}
+        for key, m in files.items()
+        if key not in skip
+    ]
+
+
+def _missing_artifacts(config: Any, files: dict[str, Member]) -> list[str]:
+    return [
+        f"{CONFIG} references {ARTIFACT_PREFIX}{name}, which is not in the archive"
+        for name in sorted(config_references(config))
+        if name not in files
+    ]
+
+
+def config_references(config: Any) -> set[str]:
+    """Artifact names the config points at with `nemo:<name>` (walked once per node: YAML
+    aliases can make a small file into a huge or cyclic graph)."""
+    refs: set[str] = set()
+    seen: set[int] = set()
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if node.startswith(ARTIFACT_PREFIX):
+                refs.add(node[len(ARTIFACT_PREFIX) :])
+        elif isinstance(node, (dict, list)) and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, dict) else node)
+    return refs
+
+
+# Weights ------------------------------------------------------------------------------------------
+
+
+def _single(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights | None:
+    member = files.get("model_weights.ckpt")
+    if member is None:
+        return None
+    inner = _read_zip_member(tar, member, options)
+    meta = {"weights": {"member": member.name, "offset": member.offset, "size": member.size}}
+    meta["torch_metadata"] = inner.metadata
+    return _Weights(inner.tree, inner.root, [member.key], meta, inner.notes)
+
+
+def _ranks(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights | None:
+    ranks = {m.group(1): files[key] for key in files if (m := _RANK_WEIGHTS.match(key))}
+    if not ranks:
+        return None
+    tree, notes = {}, []
+    for rank, member in sorted(ranks.items()):
+        inner = _read_zip_member(tar, member, options)
+        tree[rank] = inner.tree
+        notes += [f"{rank}: {n}" for n in inner.notes]
+    notes.insert(
+        0,
+        f"model-parallel .nemo: {len(ranks)} ranks ({', '.join(sorted(ranks))}), each listed "
+        "under its rank with its own shard of the weights",
+    )
+    meta = {"model_parallel_ranks": sorted(ranks)}
+    return _Weights(tree, (), [m.key for m in ranks.values()], meta, notes)
+
+
+def _distributed(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights | None:
+    from . import dcp
+
+    prefix = f"{_DIST_FOLDER}/"
+    members = {key[len(prefix) :]: m for key, m in files.items() if key.startswith(prefix)}
+    if dcp.METADATA not in members:
+        return None
+    ranges = {name: dcp.FileRange(tar, m.offset, m.size) for name, m in members.items()}
+    loaded = dcp.read_files(f"{tar}:{_DIST_FOLDER}", ranges, options)
+    notes = [f"distributed checkpoint (torch_dist) in {prefix}, read in place", *loaded.notes]
+    meta = {"distributed": {"folder": prefix, "files": sorted(members)}, **loaded.metadata}
+    return _Weights(loaded.tree, loaded.root, [prefix + k for k in members], meta, notes)
+
+
+# Weight layouts, tried in order: one state dict, model-parallel ranks, a distributed folder.
+LAYOUTS: tuple[Callable[[Path, dict[str, Member], ReadOptions], _Weights | None], ...] = (
+    _single,
+    _ranks,
+    _distributed,
+)
+
+
+def _weights(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights:
+    for layout in LAYOUTS:
+        found = layout(tar, files, options)
+        if found is not None:
+            return found
+    raise MissingRecordError(
+        tar,
+        "no weights in the archive: expected model_weights.ckpt, mp_rank_XX/model_weights.ckpt "
+        f"or a {_DIST_FOLDER}/ folder",
+    )
+
+
+def _read_zip_member(tar: Path, member: Member, options: ReadOptions) -> Loaded:
+    from . import torch_zip  # imported here: this module must load even where that one is absent
+
+    # `member` names the zip in messages and prefixes its storage keys: every torch zip numbers
+    # its records from 0, and equal keys across ranks would show unrelated tensors as tied.
+    loaded: Loaded = torch_zip.read_zip_at(
+        tar, member.offset, member.size, options, member=member.name
+    )
+    return loaded
+
+
+# tar.gz ------------------------------------------------------------------------------------------
+
+
+def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
+    """An uncompressed copy of a gzip file, streamed into the cache; reused while the source
+    file is unchanged (the name carries its path, size and mtime)."""
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+    folder = cache_dir if cache_dir is not None else _private_temp_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path.stem}-{hashlib.sha256(ident).hexdigest()[:16]}.tar"
+    if target.is_file():
+        return target
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=target.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as dst, gzip.open(path, "rb") as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, target)
+    except EOFError:
+        raise TruncatedFileError(path, "gzip stream ends early: the file is truncated") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise ArchiveError(path, f"corrupt gzip data: {e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _private_temp_dir() -> Path:
+    """A per-user folder in the temp dir; a folder someone else owns is never trusted."""
+    folder = Path(tempfile.gettempdir()) / f"ckpt-inspector-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    st = folder.lstat()
+    if st.st_uid != os.getuid() or not folder.is_dir() or folder.is_symlink():
+        return Path(tempfile.mkdtemp(prefix="ckpt-inspector-"))
+    return folder

@@ -1,0 +1,167 @@
+""".nemo archives: the real NeMo file in tests/data, and layouts built here with tarfile."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import inspector
+
+DATA = Path(__file__).parent / "data"
+FIXTURE = DATA / "conformer_ctc_bpe_small.nemo"
+
+
+def _extract(nemo: Path, member: str, dest: Path) -> Path:
+    """The test's own extraction (the reader never extracts): tarfile, for the reference."""
+    with tarfile.open(nemo) as tar:
+        f = tar.extractfile(member)
+        assert f is not None
+        dest.write_bytes(f.read())
+    return dest
+
+
+def _raw(t: torch.Tensor) -> bytes:
+    return t.contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+
+
+def _assert_same_tensors(ckpt: inspector.Checkpoint, ref: dict[str, torch.Tensor]) -> None:
+    assert list(ckpt) == list(ref)
+    for name, t in ref.items():
+        info = ckpt[name]
+        assert info.dtype == str(t.dtype).removeprefix("torch."), name
+        assert info.shape == tuple(t.shape), name
+        assert info.strides == tuple(t.stride()), name
+        assert ckpt.array(name).tobytes() == _raw(t), name
+
+
+def test_real_nemo_file_matches_torch_load(tmp_path):
+    ckpt = inspector.open(FIXTURE)
+    assert ckpt.format == "nemo"
+    ref = torch.load(
+        _extract(FIXTURE, "./model_weights.ckpt", tmp_path / "w.ckpt"), weights_only=True
+    )
+    assert len(ref) == 90
+    _assert_same_tensors(ckpt, ref)
+    # Read in place: every byte range lies inside the .nemo, after the weights member's header.
+    member = ckpt.metadata["weights"]
+    assert member["member"] == "./model_weights.ckpt"
+    for info in ckpt.values():
+        assert info.storage.source.path == str(FIXTURE.resolve())
+        start, end = info.byte_range  # type: ignore[misc]
+        assert member["offset"] <= start <= end <= member["offset"] + member["size"]
+
+
+def test_real_nemo_config_and_artifacts(tmp_path):
+    ckpt = inspector.open(FIXTURE)
+    config_text = _extract(FIXTURE, "./model_config.yaml", tmp_path / "c.yaml").read_text()
+    assert ckpt.metadata["config"] == yaml.safe_load(config_text)
+    assert ckpt.metadata["config"]["encoder"]["d_model"] == 144
+    with tarfile.open(FIXTURE) as tar:
+        files = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+    artifacts = {a["name"]: a for a in ckpt.metadata["artifacts"]}
+    assert set(artifacts) == set(files) - {"model_config.yaml", "model_weights.ckpt"}
+    for name, a in artifacts.items():
+        assert a["size"] == files[name].size
+        assert a["offset"] == files[name].offset_data
+        assert a["referenced"], name  # the tokenizer config points at each one as nemo:<name>
+    assert ckpt.notes == []
+
+
+def test_tar_gz_nemo_is_expanded_into_the_cache(tmp_path):
+    gz = tmp_path / "old.nemo"
+    with open(FIXTURE, "rb") as src, gzip.open(gz, "wb") as dst:
+        dst.write(src.read())
+    cache = tmp_path / "cache"
+    ckpt = inspector.open(gz, cache_dir=cache)
+    (expanded,) = cache.iterdir()
+    assert ckpt.metadata["expanded_to"] == str(expanded)
+    assert any(str(expanded) in n for n in ckpt.notes)
+    assert expanded.read_bytes() == FIXTURE.read_bytes()
+    ref = inspector.open(FIXTURE)
+    assert [(n, t.shape, t.dtype) for n, t in ckpt.items()] == [
+        (n, t.shape, t.dtype) for n, t in ref.items()
+    ]
+    assert ckpt.files == [str(expanded)]
+    mtime = expanded.stat().st_mtime_ns
+    inspector.open(gz, cache_dir=cache)  # unchanged source: the expanded copy is reused
+    assert [p.stat().st_mtime_ns for p in cache.iterdir()] == [mtime]
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _torch_bytes(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_built_nemo_without_dot_prefix(tmp_path, fmt):
+    sd = {"encoder.w": torch.randn(4, 3), "decoder.b": torch.arange(6, dtype=torch.int32)}
+    sd["decoder.tied"] = sd["encoder.w"]
+    config = {
+        "tokenizer": {"model_path": "nemo:abc_tokenizer.model", "gone": "nemo:missing.txt"},
+        "n": 3,
+    }
+    path = tmp_path / "m.nemo"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        _add(tar, "model_config.yaml", yaml.safe_dump(config).encode())
+        _add(tar, "abc_tokenizer.model", b"tok")
+        _add(tar, "unused_vocab.txt", b"a\nb\n")
+        _add(tar, "model_weights.ckpt", _torch_bytes(sd))
+    ckpt = inspector.open(path)
+    ref = torch.load(_extract(path, "model_weights.ckpt", tmp_path / "w"), weights_only=True)
+    _assert_same_tensors(ckpt, ref)
+    assert ckpt.tied_groups() == [["encoder.w", "decoder.tied"]]
+    assert ckpt.metadata["config"] == config
+    referenced = {a["name"]: a["referenced"] for a in ckpt.metadata["artifacts"]}
+    assert referenced == {"abc_tokenizer.model": True, "unused_vocab.txt": False}
+    assert any("nemo:missing.txt" in n for n in ckpt.notes)
+
+
+def test_model_parallel_ranks(tmp_path):
+    ranks = {f"mp_rank_{r:02d}": {"layer.w": torch.full((2, r + 1), float(r))} for r in range(2)}
+    path = tmp_path / "mp.nemo"
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "./model_config.yaml", b"tensor_model_parallel_size: 2\n")
+        for rank, sd in ranks.items():
+            _add(tar, f"./{rank}/model_weights.ckpt", _torch_bytes(sd))
+    ckpt = inspector.open(path)
+    assert ckpt.metadata["model_parallel_ranks"] == ["mp_rank_00", "mp_rank_01"]
+    assert any("model-parallel" in n for n in ckpt.notes)
+    assert sorted(ckpt) == ["mp_rank_00.layer.w", "mp_rank_01.layer.w"]
+    for rank, sd in ranks.items():
+        assert ckpt.array(f"{rank}.layer.w").tobytes() == _raw(sd["layer.w"])
+    assert ckpt.tied_groups() == []  # both ranks' record 0 are different storages
+    assert ckpt.metadata["artifacts"] == []
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_distributed_model_weights_folder_read_in_place(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    sd = {"decoder.w": torch.randn(3, 5), "encoder.b": torch.arange(4.0)}
+    folder = tmp_path / "dist"
+    dcp.save(sd, checkpoint_id=str(folder))
+    path = tmp_path / "dist.nemo"
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "./model_config.yaml", b"a: 1\n")
+        for f in sorted(folder.iterdir()):
+            _add(tar, f"./model_weights/{f.name}", f.read_bytes())
+    ckpt = inspector.open(path)
+    assert any("model_weights/" in n for n in ckpt.notes)
+    assert sorted(ckpt) == sorted(sd)
+    for name, t in sd.items():
+        assert ckpt.array(name).tobytes() == _raw(t)
+        assert ckpt[name].storage.source.path == str(path.resolve())
+    assert ckpt.metadata["artifacts"] == []

@@ -21,6 +21,7 @@ from .plan import (
     Unused,
     fingerprint,
 )
+from .propose import propose
 from .rules import (
     Resolution,
     Rule,
@@ -53,6 +54,7 @@ __all__ = [
     "apply_rules",
     "builtin_rule_sets",
     "fingerprint",
+    "propose",
     "invert_rules",
     "load_rules",
     "rule_from_dict",

@@ -218,6 +218,8 @@ class Plan:
                 per[index] = per.get(index, True) and copied
         for mod, stacks in layers.items():
             biggest = max(stacks.values(), key=len)
+            if len(biggest) < 2:
+                continue  # one indexed child (a Sequential slot) is not a layer stack
             out[mod].layers = len(biggest)
             out[mod].layers_copied = sum(biggest.values())
         return out

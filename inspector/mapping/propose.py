@@ -1,0 +1,486 @@
+"""Propose a plan: for each target tensor, where its value comes from, and why.
+
+Order of evidence, strongest first: a rule that maps a source name onto the target name, the same
+name, then ranked candidates (dotted suffix, name tokens, layer index, shape, dtype, digest).
+Nothing ambiguous is decided: ties are flagged and left to the user. A module whose vocabulary-
+facing layer changed keeps its target init as a whole (module-level reasoning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import PlanError
+from ..model import Checkpoint, TensorInfo
+from . import names as nm
+from .plan import Candidate, Entry, Evidence, Plan, SourceRef, Unused, fingerprint
+from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
+from .transforms import Cast, Transform, chain_shape
+
+# Weights of the similarity score (sum 1.0) and the thresholds a heuristic match must pass.
+WEIGHTS = {"suffix": 0.35, "tokens": 0.25, "layer": 0.15, "shape": 0.2, "dtype": 0.05}
+DIGEST_BONUS = 0.3
+MIN_SCORE = 0.55  # below: not proposed
+TIE = 0.02  # top two candidates closer than this: ambiguous
+MAX_CANDIDATES = 5
+MAX_BUCKET = 256  # an index bucket larger than this says nothing: skipped
+EMBED_TOKENS = frozenset({"embed", "embedding", "emb", "embeddings", "wte"})
+
+
+@dataclass(frozen=True)
+class Src:
+    """One source tensor as the proposer sees it."""
+
+    label: str
+    name: str  # name in its checkpoint
+    full: str  # prefix + name, after the rules (the name compared with target names)
+    info: TensorInfo
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A source that a rule or the exact name sends to a target."""
+
+    src: Src
+    via: str  # "exact" or a rule path
+    transforms: tuple[Transform, ...]
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def _open(obj: Any) -> Checkpoint:
+    if isinstance(obj, Checkpoint):
+        return obj
+    from ..reader import open_checkpoint
+
+    return open_checkpoint(obj)
+
+
+def _is_pair(obj: Any) -> bool:
+    return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str)
+
+
+def _default_label(ckpt: Checkpoint, fallback: str) -> str:
+    return Path(ckpt.path).name if ckpt.path is not None else fallback
+
+
+def _unique(label: str, taken: set[str]) -> str:
+    out, n = label, 2
+    while out in taken:
+        out, n = f"{label}#{n}", n + 1
+    taken.add(out)
+    return out
+
+
+def _root_str(ckpt: Checkpoint) -> str:
+    return ".".join(str(p) for p in ckpt.root)
+
+
+def open_inputs(
+    sources: Any, target: Any, *, labels: list[str] | None = None, prefixes: list[str] | None = None
+) -> tuple[list[tuple[SourceRef, Checkpoint]], Checkpoint]:
+    """Normalise `sources` (one, a list, or (prefix, source) pairs) and open everything."""
+    items = sources if isinstance(sources, list) else [sources]
+    if not items:
+        raise PlanError("propose needs at least one source")
+    if labels is not None and len(labels) != len(items):
+        raise PlanError(f"the plan has {len(labels)} source(s), {len(items)} given")
+    out, taken = [], set()
+    for i, item in enumerate(items):
+        prefix, obj = item if _is_pair(item) else ("", item)
+        if prefixes is not None:
+            prefix = prefixes[i]
+        ckpt = _open(obj)
+        label = labels[i] if labels is not None else _unique(_default_label(ckpt, "source"), taken)
+        ref = SourceRef(label, _path(ckpt), prefix, fingerprint(ckpt), _root_str(ckpt))
+        out.append((ref, ckpt))
+    return out, _open(target)
+
+
+def _path(ckpt: Checkpoint) -> str | None:
+    return os.fspath(ckpt.path) if ckpt.path is not None else None
+
+
+def propose(
+    sources: Any,
+    target: Any,
+    rules: Any = None,
+    *,
+    digests: Mapping[str, Mapping[str, str]] | None = None,
+) -> Plan:
+    """Propose where every target tensor comes from.
+
+    sources: a Checkpoint or path, a `(prefix, Checkpoint | path)` pair, or a list of those
+        (several sources feed one target; each prefix is put before that source's names).
+    target: a Checkpoint or path.
+    rules: None, a list of `Rule`s or rule mappings, a built-in rule set name, or a rules file.
+    digests: optional content digests, {label: {tensor name: digest}}; the target's under its
+        label. Equal digests are strong evidence.
+    Returns a Plan bound to the checkpoints (its edit methods can look at headers).
+    """
+    srcs, tgt = open_inputs(sources, target)
+    if rules is None:
+        rule_list: list[Rule] = []
+    elif isinstance(rules, (str, os.PathLike)):
+        rule_list = load_rules(os.fspath(rules))
+    else:
+        rule_list = rules_from_list(list(rules))
+    ctx = Context(srcs, tgt, digests)
+    plan = ctx.propose(rule_list)
+    plan._context = ctx
+    return plan
+
+
+# -- the proposer ----------------------------------------------------------------------------------
+class Context:
+    """The checkpoints a plan is about; proposes entries for a list of rules."""
+
+    def __init__(
+        self,
+        sources: list[tuple[SourceRef, Checkpoint]],
+        target: Checkpoint,
+        digests: Mapping[str, Mapping[str, str]] | None = None,
+    ):
+        self.sources = sources
+        self.target = target
+        self.digests = digests or {}
+        taken = {ref.label for ref, _ in sources}
+        label = _unique(_default_label(target, "target"), taken)
+        self.target_ref = SourceRef(label, _path(target), "", fingerprint(target), _root_str(target))
+        self.by_label = {ref.label: ckpt for ref, ckpt in sources}
+        self._reasons: dict[tuple[str, str], str] = {}
+
+    # -- public ------------------------------------------------------------------------------------
+    def propose(self, rules: list[Rule]) -> Plan:
+        claims, pool, reasons = self._resolve(rules)
+        entries: dict[str, Entry] = {}
+        open_targets = []
+        for name, info in self.target.tensors.items():
+            kept = kept_by(rules, name)
+            if kept is not None:
+                entries[name] = _keep(name, info, f"{kept}: keep target init", {"kept-by-rule"})
+            elif name in claims:
+                entries[name] = self._from_claims(name, info, claims[name], reasons)
+            else:
+                open_targets.append(name)
+        entries.update(self._heuristic(open_targets, pool, reasons))
+        ordered = {n: entries[n] for n in self.target.tensors}
+        ordered = self._vocabulary(ordered, reasons)
+        self._reasons = reasons
+        plan = Plan([ref for ref, _ in self.sources], self.target_ref, list(rules), ordered)
+        plan.unused = self.unused_for(plan.entries, rules)
+        return plan
+
+    def unused_for(self, entries: Mapping[str, Entry], rules: list[Rule]) -> list[Unused]:
+        used = {s for e in entries.values() if e.effective == "copy" for s in e.sources}
+        out = []
+        for ref, ckpt in self.sources:
+            for name in ckpt.tensors:
+                if (ref.label, name) not in used:
+                    why = self._reasons.get((ref.label, name), "no target tensor of that name")
+                    out.append(Unused(ref.label, name, why))
+        return out
+
+    def user_entry(self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]) -> Entry:
+        ckpt = self.by_label.get(label)
+        if ckpt is None:
+            raise PlanError(f"no source labelled {label!r} (sources: {sorted(self.by_label)})")
+        if name not in ckpt.tensors:
+            raise PlanError(f"{ckpt.label}: {name!r}: no such tensor in source {label!r}")
+        info = ckpt.tensors[name]
+        tgt = self.target.tensors[e.target]
+        shape, dtype = chain_shape(transform, [info.shape], [info.dtype])
+        if shape != tgt.shape:
+            raise PlanError(
+                f"{e.target!r}: source {label}:{name} gives shape {list(shape)}, "
+                f"the target needs {list(tgt.shape)}"
+            )
+        steps = transform if dtype == tgt.dtype else (*transform, Cast(tgt.dtype))
+        return dataclasses.replace(
+            e,
+            decision="copy",
+            sources=((label, name),),
+            transform=steps,
+            status="approved",
+            reason=f"chosen by user: {label}:{name}",
+            confidence=1.0,
+            flags=frozenset({"user"} | ({"dtype-change"} if dtype != tgt.dtype else set())),
+            source_shapes=(info.shape,),
+            source_dtypes=(info.dtype,),
+        )
+
+    # -- step 1: rules and exact names ------------------------------------------------------------
+    def _resolve(
+        self, rules: list[Rule]
+    ) -> tuple[dict[str, list[Claim]], list[Src], dict[tuple[str, str], str]]:
+        claims: dict[str, list[Claim]] = {}
+        pool: list[Src] = []
+        reasons: dict[tuple[str, str], str] = {}
+        targets = self.target.tensors
+        for ref, ckpt in self.sources:
+            for name, info in ckpt.tensors.items():
+                res = apply_rules(rules, ref.prefix + name, ref.label)
+                if res.dropped:
+                    reasons[(ref.label, name)] = f"dropped by {res.fired[-1]}"
+                    continue
+                hit = next((n for n in res.names if n in targets), None)
+                src = Src(ref.label, name, hit or res.names[0], info)
+                if hit is None:
+                    if res.fired:
+                        reasons[(ref.label, name)] = (
+                            f"{res.fired[-1]} maps it to {res.names[0]}: no such target tensor"
+                        )
+                    pool.append(src)
+                    continue
+                via = res.fired[-1] if res.fired and hit != ref.prefix + name else "exact"
+                claims.setdefault(hit, []).append(Claim(src, via, res.transforms))
+        return claims, pool, reasons
+
+    def _from_claims(
+        self, name: str, info: TensorInfo, found: list[Claim], reasons: dict[tuple[str, str], str]
+    ) -> Entry:
+        if len(found) > 1:
+            cands = tuple(
+                Candidate(c.src.label, c.src.name, 1.0, _via_text(c, self.sources)) for c in found
+            )
+            for c in found:
+                reasons[(c.src.label, c.src.name)] = f"one of {len(found)} sources for {name}"
+            listed = ", ".join(f"{c.label}:{c.name}" for c in cands)
+            return _keep(name, info, f"{len(found)} sources map here: {listed}; pick one",
+                         {"ambiguous"}, cands)
+        (c,) = found
+        return self._copy_or_mismatch(name, info, c.src, c.transforms, _via_evidence(c, self.sources),
+                                      1.0 if c.via == "exact" else 0.98, reasons)
+
+    def _copy_or_mismatch(
+        self,
+        name: str,
+        info: TensorInfo,
+        src: Src,
+        transforms: tuple[Transform, ...],
+        evidence: list[Evidence],
+        confidence: float,
+        reasons: dict[tuple[str, str], str],
+        extra_flags: frozenset[str] = frozenset(),
+        candidates: tuple[Candidate, ...] = (),
+    ) -> Entry:
+        s = src.info
+        try:
+            shape, dtype = chain_shape(transforms, [s.shape], [s.dtype])
+        except PlanError as e:
+            shape, dtype = (), s.dtype
+            evidence.append(Evidence("shape", f"transform does not apply: {e}", 0.0))
+        digest_ev = self._digest_evidence(src, name)
+        evidence.extend(digest_ev)
+        if shape != info.shape:
+            evidence.append(Evidence("shape", f"{list(s.shape)} vs {list(info.shape)}", 0.0))
+            reasons[(src.label, src.name)] = (
+                f"shape {list(s.shape)} does not fit {name} {list(info.shape)}"
+            )
+            reason = (f"{src.label}:{src.name} has shape {list(s.shape)}, "
+                      f"target {list(info.shape)}")
+            cand = candidates or (Candidate(src.label, src.name, confidence, evidence[0].detail),)
+            return _keep(name, info, reason, {"shape-mismatch"} | extra_flags, cand, tuple(evidence))
+        evidence.append(Evidence("shape", f"{list(info.shape)}", 1.0))
+        flags = set(extra_flags)
+        steps = transforms
+        if dtype != info.dtype:
+            steps = (*transforms, Cast(info.dtype))
+            flags.add("dtype-change")
+            evidence.append(Evidence("dtype", f"{dtype} -> {info.dtype}", 0.0))
+        reason = evidence[0].detail
+        return Entry(name, "copy", ((src.label, src.name),), steps, "proposed", reason,
+                     tuple(evidence), round(confidence, 3), frozenset(flags), candidates,
+                     info.shape, info.dtype, (s.shape,), (s.dtype,))
+
+    def _digest_evidence(self, src: Src, target: str) -> list[Evidence]:
+        a = self.digests.get(src.label, {}).get(src.name)
+        b = self.digests.get(self.target_ref.label, {}).get(target)
+        if a is None or b is None:
+            return []
+        return [Evidence("digest", "equal content digest" if a == b else "content differs",
+                         1.0 if a == b else 0.0)]
+
+    # -- step 2: ranked candidates for the rest ---------------------------------------------------
+    def _heuristic(
+        self, open_targets: list[str], pool: list[Src], reasons: dict[tuple[str, str], str]
+    ) -> dict[str, Entry]:
+        index = _Index(pool)
+        ranked: dict[str, list[tuple[float, Src, str]]] = {}
+        for name in open_targets:
+            info = self.target.tensors[name]
+            scored = [self._score(name, info, s) for s in index.candidates(name, info)]
+            ranked[name] = sorted(
+                (c for c in scored if c is not None), key=lambda c: (-c[0], c[1].label, c[1].name)
+            )
+        taken: set[tuple[str, str]] = set()
+        out: dict[str, Entry] = {}
+        order = sorted(open_targets, key=lambda n: (-(ranked[n][0][0] if ranked[n] else 0.0), n))
+        for name in order:
+            out[name] = self._pick(name, ranked[name], taken, reasons)
+        return out
+
+    def _score(self, target: str, info: TensorInfo, s: Src) -> tuple[float, Src, str] | None:
+        t_tpl, t_idx = nm.template(target)
+        s_tpl, s_idx = nm.template(s.full)
+        if t_idx and s_idx and t_idx[-len(s_idx):] != s_idx[-len(t_idx):]:
+            return None  # layer indices disagree: never a match
+        suffix = nm.common_suffix(target, s.full)
+        if suffix == 0:
+            return None
+        tokens = nm.token_similarity(target, s.full)
+        parts = {
+            "suffix": min(suffix / max(len(target.split(".")) - 1, 1), 1.0),
+            "tokens": tokens,
+            "layer": 1.0 if t_idx == s_idx else 0.5,
+            "shape": 1.0 if s.info.shape == info.shape else 0.0,
+            "dtype": 1.0 if s.info.dtype == info.dtype else 0.0,
+        }
+        score = sum(WEIGHTS[k] * v for k, v in parts.items())
+        a = self.digests.get(s.label, {}).get(s.name)
+        if a is not None and a == self.digests.get(self.target_ref.label, {}).get(target):
+            score += DIGEST_BONUS
+        why = (f"suffix {nm.suffix(target, suffix)!r}, tokens {tokens:.2f}, "
+               f"layer {'same' if t_idx == s_idx else 'n/a'}, "
+               f"shape {'equal' if parts['shape'] else list(s.info.shape)}")
+        return round(min(score, 1.0), 3), s, why
+
+    def _pick(
+        self,
+        name: str,
+        ranked: list[tuple[float, Src, str]],
+        taken: set[tuple[str, str]],
+        reasons: dict[tuple[str, str], str],
+    ) -> Entry:
+        info = self.target.tensors[name]
+        free = [c for c in ranked if (c[1].label, c[1].name) not in taken]
+        cands = tuple(Candidate(s.label, s.name, sc, why) for sc, s, why in free[:MAX_CANDIDATES])
+        good = [c for c in free if c[0] >= MIN_SCORE]
+        if not good:
+            return _keep(name, info, "no source tensor fits: keeps its own init", {"no-source"}, cands)
+        best = good[0]
+        if len(good) > 1 and best[0] - good[1][0] < TIE:
+            for _, s, _ in good[:2]:
+                reasons.setdefault((s.label, s.name), f"ambiguous candidate for {name}")
+            return _keep(name, info,
+                         f"{good[0][1].label}:{good[0][1].name} and {good[1][1].label}:"
+                         f"{good[1][1].name} fit equally well; pick one", {"ambiguous"}, cands)
+        score, src, why = best
+        if src.info.shape != info.shape:
+            if best[0] < MIN_SCORE + WEIGHTS["shape"]:
+                return _keep(name, info, "no source tensor fits: keeps its own init",
+                             {"no-source"}, cands)
+        taken.add((src.label, src.name))
+        evidence = [Evidence("similar", f"similar to {src.label}:{src.name} ({why})", score)]
+        return self._copy_or_mismatch(name, info, src, (), evidence, score, reasons,
+                                      frozenset({"heuristic"}), cands)
+
+    # -- step 3: module-level vocabulary reasoning ------------------------------------------------
+    def _vocabulary(
+        self, entries: dict[str, Entry], reasons: dict[tuple[str, str], str]
+    ) -> dict[str, Entry]:
+        root = nm.common_root(list(entries))
+        modules: dict[str, list[str]] = {}
+        for name in entries:
+            modules.setdefault(nm.module_of(name, root), []).append(name)
+        out = dict(entries)
+        for mod, members in modules.items():
+            change = self._vocab_change(members, entries)
+            if change is None:
+                continue
+            reason = f"vocabulary changed {change[0]} -> {change[1]}"
+            for n in members:
+                e = entries[n]
+                mismatched = e.candidates[:1] if "shape-mismatch" in e.flags else ()
+                for label, src in (*e.sources, *((c.label, c.name) for c in mismatched)):
+                    reasons[(label, src)] = f"{reason} (module {mod} keeps its init)"
+                out[n] = dataclasses.replace(
+                    e, decision="keep", sources=(), transform=(), source_shapes=(),
+                    source_dtypes=(), reason=reason, confidence=0.95,
+                    flags=(e.flags - {"shape-mismatch", "heuristic", "dtype-change"}) | {"vocab-change"},
+                    evidence=(*e.evidence, Evidence("vocab", f"{reason} in module {mod}", 1.0)),
+                    candidates=e.candidates or _as_candidates(e),
+                )
+        return out
+
+    def _vocab_change(self, members: list[str], entries: dict[str, Entry]) -> tuple[int, int] | None:
+        two_d = [n for n in members if len(self.target.tensors[n].shape) == 2]
+        facing = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS]
+        if two_d:
+            facing.append(two_d[-1])
+        for n in facing:
+            e = entries[n]
+            src_shape = _counterpart_shape(e, self.by_label)
+            tgt_shape = self.target.tensors[n].shape
+            if src_shape is None or len(src_shape) != 2 or src_shape == tgt_shape:
+                continue
+            if src_shape[1:] == tgt_shape[1:]:
+                return src_shape[0], tgt_shape[0]
+        return None
+
+
+class _Index:
+    """Blocking index over unclaimed sources: only tensors sharing a key are ever compared."""
+
+    def __init__(self, pool: list[Src]):
+        self.by_suffix: dict[tuple[str, tuple[int, ...]], list[Src]] = {}
+        self.by_shape: dict[tuple[str, tuple[int, ...], tuple[int, ...]], list[Src]] = {}
+        for s in pool:
+            _, idx = nm.template(s.full)
+            self.by_suffix.setdefault((nm.suffix(s.full, 2), idx), []).append(s)
+            leaf = s.full.rsplit(".", 1)[-1]
+            self.by_shape.setdefault((leaf, idx, s.info.shape), []).append(s)
+
+    def candidates(self, name: str, info: TensorInfo) -> list[Src]:
+        _, idx = nm.template(name)
+        leaf = name.rsplit(".", 1)[-1]
+        seen: dict[tuple[str, str], Src] = {}
+        for bucket in (self.by_suffix.get((nm.suffix(name, 2), idx), []),
+                       self.by_shape.get((leaf, idx, info.shape), [])):
+            if len(bucket) <= MAX_BUCKET:
+                for s in bucket:
+                    seen.setdefault((s.label, s.name), s)
+        return list(seen.values())
+
+
+# -- small helpers -----------------------------------------------------------------------------------
+def _keep(
+    name: str,
+    info: TensorInfo,
+    reason: str,
+    flags: set[str] | frozenset[str],
+    candidates: tuple[Candidate, ...] = (),
+    evidence: tuple[Evidence, ...] = (),
+) -> Entry:
+    return Entry(name, "keep", (), (), "proposed", reason, evidence, 0.0, frozenset(flags),
+                 candidates, info.shape, info.dtype)
+
+
+def _via_text(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> str:
+    return "same name" if c.via == "exact" else f"{c.via} maps {c.src.name} here"
+
+
+def _via_evidence(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> list[Evidence]:
+    if c.via == "exact":
+        return [Evidence("exact-name", f"same name in {c.src.label}", 1.0)]
+    return [Evidence("rule", f"{c.via} maps {c.src.label}:{c.src.name}", 1.0)]
+
+
+def _counterpart_shape(e: Entry, by_label: dict[str, Checkpoint]) -> tuple[int, ...] | None:
+    if e.sources:
+        return e.source_shapes[0]
+    if "shape-mismatch" in e.flags and e.candidates:
+        c = e.candidates[0]
+        ckpt = by_label.get(c.label)
+        if ckpt is not None and c.name in ckpt.tensors:
+            return ckpt.tensors[c.name].shape
+    return None
+
+
+def _as_candidates(e: Entry) -> tuple[Candidate, ...]:
+    return tuple(Candidate(label, name, e.confidence, "was proposed before the vocabulary check")
+                 for label, name in e.sources)

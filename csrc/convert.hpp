@@ -1,7 +1,7 @@
 // Element types: decoding raw bytes to float/double/int64 and encoding back, bit-exact with torch.
 //
 // The float16/bfloat16/float8 conversions follow c10 (torch/headeronly/util/*.h): round to
-// nearest even; float16/bfloat16 overflow to inf; float8_e4m3fn saturates to +-448 (torch >= 2.9
+// nearest even; float16/bfloat16 overflow to inf (bfloat16 NaN is written as 0xFFFF, as .to() does); float8_e4m3fn saturates to +-448 (torch >= 2.9
 // behaviour of `.to()`), e5m2 overflows to inf, the fnuz types map overflow and NaN to their single
 // NaN (0x80). A double goes to a narrow float through float32 first, as torch does.
 #pragma once
@@ -163,7 +163,9 @@ inline std::uint16_t f32_to_f16(float f) {
 }
 
 inline std::uint16_t f32_to_bf16(float f) {
-    if (std::isnan(f)) return 0x7FC0;
+    // c10's scalar code writes 0x7FC0, but torch's .to() (vectorised CPU path) writes 0xFFFF for
+    // every NaN; that is what a torch-written checkpoint holds, so do the same.
+    if (std::isnan(f)) return 0xFFFF;
     const std::uint32_t u = f32_bits(f);
     const std::uint32_t rounding_bias = ((u >> 16) & 1u) + 0x7FFFu;
     return static_cast<std::uint16_t>((u + rounding_bias) >> 16);

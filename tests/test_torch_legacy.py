@@ -67,7 +67,7 @@ def test_old_tar_layout_is_recognised_and_refused(tmp_path: Path) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(UnsupportedFormatError, match="torch < 0.4 tar checkpoint"):
+    with pytest.raises(UnsupportedFormatError, match=r"torch < 0\.4 tar checkpoint"):
         inspector.open(path)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from xml.etree import ElementTree as ET
 
 from .tree import fold_names
@@ -251,3 +251,17 @@ def render(report: Report, fmt: str = "text", *, verbose: bool = False) -> str:
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}") from None
     return formatter(report, verbose)
+
+
+def write_report(
+    report: Report, fmt: str, *, output: str | None, verbose: bool, stream: IO[str]
+) -> None:
+    """The report in `fmt` to `output` (a file: the text summary still goes to `stream`) or to
+    `stream` itself. Used by the gates' CLI."""
+    text = render(report, fmt, verbose=verbose)
+    if output is None:
+        stream.write(text)
+        return
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    stream.write(render(report, "text", verbose=verbose))

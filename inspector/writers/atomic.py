@@ -1,0 +1,180 @@
+"""Atomic outputs: write into a temp file (or folder) beside the destination, fsync, rename.
+
+On any exception, Ctrl-C included, the temp is removed and nothing appears at the destination.
+An output that would replace one of its own inputs is refused before anything is written.
+File cloning uses the cheapest route the filesystem offers: a reflink (FICLONE), an in-kernel
+copy (`copy_file_range`), then a plain buffered copy.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import WriteError
+
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+_COPY_CHUNK = 64 << 20  # bytes per copy_file_range / fallback read: keeps memory flat
+
+# errno values that mean "the disk or a limit is full": reported as such, not as a bug.
+_FULL = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file size limit reached",
+         errno.EDQUOT: "disk quota exceeded"}
+
+
+def check_not_input(dest: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse a destination that is (or, for a folder, contains) one of the inputs."""
+    dest_real = os.path.realpath(dest)
+    for inp in inputs:
+        inp_real = os.path.realpath(inp)
+        same = inp_real == dest_real
+        if not same and os.path.exists(dest) and os.path.exists(inp):
+            same = os.path.samefile(dest, inp)
+        inside = os.path.isdir(dest) and inp_real.startswith(dest_real.rstrip(os.sep) + os.sep)
+        if same or inside:
+            raise WriteError(f"{dest}: refusing to overwrite an input of this write ({inp})")
+
+
+def describe_os_error(dest: str | os.PathLike[str], e: OSError) -> WriteError:
+    what = _FULL.get(e.errno or 0, e.strerror or str(e))
+    return WriteError(f"{dest}: writing failed: {what}; nothing was written to the destination")
+
+
+@contextmanager
+def atomic_path(
+    dest: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    *,
+    folder: bool = False,
+) -> Iterator[Path]:
+    """Yield a temp path beside `dest`; on success it is fsynced and renamed onto `dest`.
+
+    `folder=True` yields a temp folder (an HF model folder output). An existing `dest` that is not
+    an input is replaced, as `torch.save` would; a folder only when it is replaced as a whole.
+    """
+    dest = Path(dest)
+    check_not_input(dest, list(inputs))
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise WriteError(f"{dest}: the destination folder {parent} does not exist")
+    prefix = f".{dest.name}."
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent) if folder
+                   else _mkstemp(prefix, parent))
+    except OSError as e:
+        raise describe_os_error(dest, e) from e
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        _replace(tmp, dest)
+        _fsync_dir(parent)
+    except OSError as e:
+        _remove(tmp)
+        raise describe_os_error(dest, e) from e
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _mkstemp(prefix: str, parent: Path) -> str:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
+    os.close(fd)
+    return name
+
+
+def _replace(tmp: Path, dest: Path) -> None:
+    if tmp.is_dir() and dest.is_dir():
+        # Folders cannot be swapped atomically onto a non-empty one: move the old aside first.
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        os.rmdir(old)
+        os.rename(dest, old)
+        try:
+            os.rename(tmp, dest)
+        except BaseException:
+            os.rename(old, dest)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(tmp, dest)
+
+
+def _remove(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    if path.is_dir():
+        for sub in path.rglob("*"):
+            if sub.is_file():
+                _fsync_file(sub)
+        _fsync_dir(path)
+    else:
+        _fsync_file(path)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clone_file(src: str | os.PathLike[str], dst_fd: int) -> str:
+    """Make the file open at `dst_fd` a copy of `src`; returns how ("reflink", "copy_file_range",
+    "copy")."""
+    with open(src, "rb") as f:
+        try:
+            fcntl.ioctl(dst_fd, FICLONE, f.fileno())
+            return "reflink"
+        except OSError:
+            pass
+        size = os.fstat(f.fileno()).st_size
+        return copy_range(f.fileno(), 0, dst_fd, 0, size)
+
+
+def copy_range(src_fd: int, src_off: int, dst_fd: int, dst_off: int, length: int) -> str:
+    """Copy `length` bytes between open files, in the kernel when it can; returns how."""
+    done = 0
+    try:
+        while done < length:
+            n = os.copy_file_range(src_fd, dst_fd, min(_COPY_CHUNK, length - done),
+                                   src_off + done, dst_off + done)
+            if n == 0:
+                raise OSError(errno.EIO, f"source ended {length - done} bytes early")
+            done += n
+        return "copy_file_range"
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    while done < length:
+        chunk = os.pread(src_fd, min(_COPY_CHUNK, length - done), src_off + done)
+        if not chunk:
+            raise OSError(errno.EIO, f"source ended {length - done} bytes early")
+        pwrite_all(dst_fd, chunk, dst_off + done)
+        done += len(chunk)
+    return "copy"
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+

@@ -1,0 +1,98 @@
+"""The long work ckpt-tui runs in thread workers, as plain library calls returning messages.
+
+Opening and proposing, a tensor's digest and stats, a pair's comparison, writing the output.
+No widgets here; the app decides when to run these and what to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CheckpointError
+from ..model import Checkpoint
+from ..reader import open_checkpoint
+from . import messages as msg
+
+if TYPE_CHECKING:
+    from ..mapping.plan import Plan
+    from .app import AppConfig
+
+HIST_BINS = 16
+
+
+class WriteCancelled(Exception):
+    """Raised from the progress callback when the user cancels: apply removes its temp file."""
+
+
+def _open(spec: Any) -> tuple[str, Checkpoint]:
+    """(prefix, checkpoint) from a path, a Checkpoint, or a (prefix, path | Checkpoint) pair."""
+    prefix, obj = spec if isinstance(spec, tuple) and len(spec) == 2 else ("", spec)
+    return prefix, open_checkpoint(obj)
+
+
+def open_and_plan(config: AppConfig) -> msg.Loaded:
+    """Open the checkpoints (headers only), then load and bind the plan or propose one."""
+    from ..mapping.plan import Plan
+    from ..mapping.propose import propose
+
+    opened = [_open(s) for s in config.sources]
+    target = open_checkpoint(config.target)
+    checkpoints = [c for _, c in opened]
+    plan = config.plan
+    if isinstance(plan, (str, Path)):
+        plan = Plan.load(plan)
+    if plan is None:
+        sources = [(p, c) if p else c for p, c in opened]
+        plan = propose(sources if len(sources) > 1 else sources[0], target, rules=config.rules)
+    else:
+        plan.bind(opened if len(opened) > 1 else opened[0], target)
+    return msg.Loaded(checkpoints, target, plan, architecture(plan, checkpoints, target))
+
+
+def architecture(plan: Plan, sources: list[Checkpoint], target: Checkpoint) -> list[str]:
+    """Lines comparing source and target architectures, with what to change when they differ."""
+    from ..mapping import arch
+
+    labelled = {ref.label: ckpt for ref, ckpt in zip(plan.sources, sources, strict=True)}
+    return list(arch.explain(plan, labelled, target))
+
+
+def tensor_facts(ckpt: Checkpoint, name: str) -> msg.TensorFacts:
+    from ..compare import tensor_stats
+    from ..hashing import hash_tensors
+
+    try:
+        digest = str(hash_tensors(ckpt, [name])[name])
+        s = tensor_stats(ckpt, name, bins=HIST_BINS)
+    except CheckpointError as e:
+        return msg.TensorFacts(error=str(e))
+    stats = None
+    if s.min is not None and s.max is not None and s.mean is not None and s.std is not None:
+        stats = msg.Stats(s.min, s.max, s.mean, s.std, tuple(s.hist))
+    return msg.TensorFacts(digest, stats)
+
+
+def pair_facts(src: Checkpoint, src_name: str, tgt: Checkpoint, tgt_name: str) -> msg.PairFacts:
+    from ..compare import compare_tensors
+
+    a, b = src.tensors[src_name], tgt.tensors[tgt_name]
+    if a.shape != b.shape:
+        return msg.PairFacts(False, error=f"shapes differ: {list(a.shape)} vs {list(b.shape)}")
+    try:
+        c = compare_tensors(src, src_name, tgt, tgt_name)
+    except CheckpointError as e:
+        return msg.PairFacts(False, error=str(e))
+    return msg.PairFacts(c.n_diff == 0, c.max_abs_diff, c.cosine)
+
+
+def write(
+    plan: Plan, out: Path, accept_proposed: bool, progress: Callable[[int, int], None]
+) -> msg.WriteFinished:
+    """Write the output with `inspector.apply` and verify it; the report comes back as text."""
+    from ..apply import apply
+
+    report = apply(plan, out, accept_proposed=accept_proposed, progress=progress)
+    verified, verification = report.verification_summary()
+    return msg.WriteFinished(str(out), report.to_text(), verified, verification)

@@ -1,0 +1,91 @@
+"""Small messages that workers post to the app. Data only: no widgets, no checkpoints' bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of a tensor's values (float view): what the details pane draws."""
+
+    min: float
+    max: float
+    mean: float
+    std: float
+    hist: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TensorFacts:
+    """What the details pane shows about one tensor once its bytes were read."""
+
+    digest: str | None = None
+    stats: Stats | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PairFacts:
+    """A mapped source/target pair compared value by value."""
+
+    identical: bool
+    max_abs_diff: float | None = None
+    cosine: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Loaded(Message):
+    """The checkpoints are open and a plan exists (proposed or loaded)."""
+
+    sources: list[Any]
+    target: Any
+    plan: Any
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadFailed(Message):
+    error: str
+
+
+@dataclass
+class FactsReady(Message):
+    """Digest and stats for tensor `name` of `side` ("source:<i>" or "target")."""
+
+    side: str
+    name: str
+    facts: TensorFacts
+
+
+@dataclass
+class PairReady(Message):
+    source: str
+    target: str
+    facts: PairFacts
+
+
+@dataclass
+class WriteProgress(Message):
+    done: int
+    total: int
+
+
+@dataclass
+class WriteFinished(Message):
+    """The output was written (and verified). `report` is the transfer report's text."""
+
+    output: str
+    report: str
+    verified: bool
+    verification: str
+
+
+@dataclass
+class WriteFailed(Message):
+    error: str
+    cancelled: bool = False

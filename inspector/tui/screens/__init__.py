@@ -1,0 +1,1 @@
+"""Modal screens of ckpt-tui: help, candidates, rules, save, write, quit."""

@@ -1,0 +1,168 @@
+"""`e`: add, edit or remove a rule, seeing which rows it changes before keeping it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from ...errors import PlanError
+from ...mapping.plan import Edit, Entry
+from ..state import RULE_FORMS, ReviewState, entry_text, parse_rule, rule_text
+
+PREVIEW_ROWS = 200  # rows listed in the preview; the count is always exact
+NEW = "new"
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What the user kept: add a rule, replace rule `index`, or remove rule `index`."""
+
+    kind: str  # add | replace | remove
+    rule: dict[str, Any] | None = None
+    index: int = -1
+
+    def apply(self, state: ReviewState) -> Edit:
+        if self.kind == "add" and self.rule is not None:
+            return state.add_rule(self.rule)
+        if self.kind == "replace" and self.rule is not None:
+            return state.replace_rule(self.index, self.rule)
+        return state.remove_rule(self.index)
+
+    def preview(self, state: ReviewState) -> list[tuple[str, Entry, Entry]]:
+        if self.kind == "add" and self.rule is not None:
+            return state.preview_rule(self.rule)
+        rules: list[Any] = [r.to_dict() for r in state.plan.rules]
+        if self.kind == "replace":
+            rules[self.index] = self.rule
+        else:
+            del rules[self.index]
+        return state.preview_rules(rules)
+
+
+def preview_text(changes: list[tuple[str, Entry, Entry]]) -> Text:
+    out = Text(f"{len(changes)} row(s) change", style="bold")
+    for target, old, new in changes[:PREVIEW_ROWS]:
+        out.append(f"\n{target}\n", style="bold")
+        out.append(f"  {entry_text(old)}", style="red")
+        out.append(" → ")
+        out.append(entry_text(new), style="green")
+    if len(changes) > PREVIEW_ROWS:
+        out.append(f"\n… and {len(changes) - PREVIEW_ROWS} more", style="dim")
+    return out
+
+
+class RuleEditor(ModalScreen[RuleResult | None]):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "keep", "Keep", priority=True),
+        Binding("ctrl+d", "remove", "Remove rule", priority=True),
+    ]
+
+    def __init__(self, state: ReviewState):
+        super().__init__()
+        self.state = state
+        self.pending: RuleResult | None = None
+        self.editing: int | None = None  # index of the rule being edited, None: a new rule
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Static("[b]Rules[/b]: pick one to edit (ctrl+d removes it) or type a new one",
+                         classes="title")
+            yield OptionList(*self._options(), id="rule-list")
+            yield Input(placeholder="a.*.b -> c.*.d   re:PAT -> REPL   keep GLOB   {yaml: rule}",
+                        id="rule-input")
+            yield Static("forms: " + " · ".join(RULE_FORMS), classes="hint", id="rule-forms")
+            with VerticalScroll(id="preview-box"):
+                yield Static("Type a rule to see which rows it changes.", id="preview")
+            yield Static("enter / ctrl+s: keep   ctrl+d: remove selected rule   esc: cancel",
+                         classes="hint")
+
+    def _options(self) -> list[Option]:
+        opts = [Option(Text("+ new rule", style="bold"), id=NEW)]
+        for i, r in enumerate(self.state.plan.rules):
+            opts.append(Option(f"{i + 1}. {rule_text(r)}", id=str(i)))
+        return opts
+
+    def on_mount(self) -> None:
+        self.query_one("#rule-input", Input).focus()
+
+    @on(OptionList.OptionSelected, "#rule-list")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        box = self.query_one("#rule-input", Input)
+        if event.option.id == NEW:
+            self.editing = None
+            box.value = ""
+        else:
+            self.editing = int(event.option.id or 0)
+            box.value = rule_text(self.state.plan.rules[self.editing])
+        box.focus()
+
+    @on(Input.Changed, "#rule-input")
+    def _changed(self, event: Input.Changed) -> None:
+        text = event.value.strip()
+        self.pending = None
+        if not text:
+            self._show(Text("Type a rule to see which rows it changes.", style="dim"))
+            return
+        try:
+            rule = parse_rule(text)
+        except PlanError as e:
+            self._show(Text(str(e), style="red"))
+            return
+        kind = "add" if self.editing is None else "replace"
+        self._preview(RuleResult(kind, rule, -1 if self.editing is None else self.editing))
+
+    @on(Input.Submitted, "#rule-input")
+    def _submitted(self) -> None:
+        self.action_keep()
+
+    def action_remove(self) -> None:
+        if self.editing is None:
+            self.notify("Pick a rule in the list first.", severity="warning")
+            return
+        self._preview(RuleResult("remove", None, self.editing))
+
+    @work(thread=True, exclusive=True, group="rule-preview")
+    def _preview(self, result: RuleResult) -> None:
+        """Re-propose off the UI thread (10k tensors take a moment); nothing is changed."""
+        try:
+            changes = result.preview(self.state)
+        except PlanError as e:
+            changes, error = [], str(e)
+        else:
+            error = ""
+        if get_current_worker().is_cancelled:
+            return  # the text changed meanwhile: a newer preview is on its way
+        if error:
+            self.app.call_from_thread(self._show, Text(error, style="red"))
+        else:
+            self.app.call_from_thread(self._previewed, result, changes)
+
+    def _previewed(self, result: RuleResult, changes: list[tuple[str, Entry, Entry]]) -> None:
+        self.pending = result
+        head = {"add": "Adding", "replace": "Changing", "remove": "Removing"}[result.kind]
+        text = Text(f"{head} this rule: ", style="bold cyan")
+        text.append_text(preview_text(changes))
+        self._show(text)
+
+    def _show(self, text: Text) -> None:
+        self.query_one("#preview", Static).update(text)
+
+    def action_keep(self) -> None:
+        if self.pending is None:
+            self.notify("Nothing to keep yet: type a valid rule.", severity="warning")
+            return
+        self.dismiss(self.pending)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,384 @@
+"""The review state behind ckpt-tui: the plan, undo/redo, filters and search.
+
+Pure Python over `inspector.mapping.Plan` and `Checkpoint`s (no Textual, no file I/O), so every
+action of the app can be tested without a terminal. The app calls these methods and redraws.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..mapping.plan import Edit, Entry, Plan
+from ..model import Checkpoint, TensorInfo
+
+# Flags that make a row a "problem": it does not transfer, or needs a choice.
+PROBLEM_FLAGS = frozenset({"ambiguous", "shape-mismatch", "no-source", "vocab-change"})
+
+# Row mark from (status, decision, flags). First matching line wins: a data table, not if/elif.
+_MARK_TABLE: tuple[tuple[Callable[[Entry], bool], str], ...] = (
+    (lambda e: e.status == "rejected", "rejected"),
+    (lambda e: e.status == "approved" and e.decision == "copy", "approved"),
+    (lambda e: "ambiguous" in e.flags, "ambiguous"),
+    (lambda e: "shape-mismatch" in e.flags, "mismatch"),
+    (lambda e: e.decision != "copy", "keep"),
+    (lambda e: True, "proposed"),
+)
+
+
+def entry_mark(e: Entry) -> str:
+    return next(mark for test, mark in _MARK_TABLE if test(e))
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "[" + ",".join(map(str, s)) + "]"
+
+
+# Short evidence for a target row, by the same first-match rule.
+_EVIDENCE_TABLE: tuple[tuple[Callable[[Entry], bool], Callable[[Entry], str]], ...] = (
+    (lambda e: e.status == "rejected", lambda e: "rejected: own init"),
+    (lambda e: "ambiguous" in e.flags, lambda e: f"ambiguous: {len(e.candidates)} candidates"),
+    (lambda e: "shape-mismatch" in e.flags, lambda e: "shape mismatch"),
+    (lambda e: "vocab-change" in e.flags, lambda e: "vocabulary changed: own init"),
+    (lambda e: "kept-by-rule" in e.flags, lambda e: "keep rule: own init"),
+    (lambda e: e.decision == "drop", lambda e: "dropped"),
+    (lambda e: e.decision != "copy", lambda e: "no source: own init"),
+    (lambda e: "user" in e.flags, lambda e: "chosen by you"),
+    (lambda e: any(ev.kind == "exact-name" for ev in e.evidence), lambda e: "exact name"),
+    (lambda e: any(ev.kind == "rule" for ev in e.evidence), lambda e: _rule_text(e)),
+    (lambda e: True, lambda e: f"suggested {e.confidence:.2f}"),
+)
+
+
+def _rule_text(e: Entry) -> str:
+    ev = next(ev for ev in e.evidence if ev.kind == "rule")
+    return f"rule {ev.detail}" if len(ev.detail) <= 24 else "rule"
+
+
+def entry_evidence(e: Entry) -> str:
+    return next(text(e) for test, text in _EVIDENCE_TABLE if test(e))
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the trees show. Empty filter: everything."""
+
+    problems: bool = False
+    pending: bool = False
+    module: str = ""  # dotted module prefix of the target
+    search: str = ""  # substring, or a wildcard pattern when it has * or ?
+
+    @property
+    def active(self) -> bool:
+        return bool(self.problems or self.pending or self.module or self.search)
+
+    def describe(self) -> str:
+        parts = []
+        if self.problems:
+            parts.append("problems")
+        if self.pending:
+            parts.append("pending")
+        if self.module:
+            parts.append(f"module {self.module}")
+        if self.search:
+            parts.append(f"search '{self.search}'")
+        return ", ".join(parts)
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """Case-insensitive: a wildcard pattern (`*`, `?`) matches anywhere; else a substring."""
+    p, n = pattern.lower(), name.lower()
+    if "*" in p or "?" in p:
+        return fnmatch.fnmatchcase(n, p if p.startswith("*") else f"*{p}*")
+    return p in n
+
+
+def under_module(module: str, name: str) -> bool:
+    return not module or name == module or name.startswith(module + ".")
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """One source tensor: its source's label and its name there."""
+
+    label: str
+    name: str
+
+
+class ReviewState:
+    """A plan under review. `sources` maps each source label to its open checkpoint."""
+
+    def __init__(self, plan: Plan, sources: Mapping[str, Checkpoint], target: Checkpoint):
+        self.plan = plan
+        self.sources = dict(sources)
+        self.target = target
+        self.filter = Filter()
+        self._undo: list[Edit] = []
+        self._redo: list[Edit] = []
+        self._saved_at: int | None = 0  # len(_undo) when last saved; None: unreachable
+        # Source tree names: plain when there is one source, "<label>.<name>" otherwise.
+        self._multi = len(self.sources) > 1
+        self.source_tensors: dict[str, TensorInfo] = {}
+        self._source_keys: dict[str, SourceKey] = {}
+        for label, ckpt in self.sources.items():
+            for name, info in ckpt.tensors.items():
+                shown = f"{_dotless(label)}.{name}" if self._multi else name
+                self.source_tensors[shown] = info
+                self._source_keys[shown] = SourceKey(label, name)
+
+    # Queries -----------------------------------------------------------------------------------
+    @property
+    def target_tensors(self) -> dict[str, TensorInfo]:
+        return self.target.tensors
+
+    def entry(self, target: str) -> Entry | None:
+        return self.plan.entries.get(target)
+
+    def target_marks(self) -> dict[str, str]:
+        return {n: entry_mark(e) for n, e in self.plan.entries.items()}
+
+    def evidence(self, target: str) -> str:
+        e = self.plan.entries.get(target)
+        if e is None:
+            return "not in plan"
+        if "shape-mismatch" in e.flags and e.status != "rejected" and e.candidates:
+            best = self.source_info(e.candidates[0].label, e.candidates[0].name)
+            if best is not None:
+                return f"{_shape(best.shape)} ≠ {_shape(e.shape)}"
+        return entry_evidence(e)
+
+    def source_info(self, label: str, name: str) -> TensorInfo | None:
+        ckpt = self.sources.get(label)
+        return None if ckpt is None else ckpt.tensors.get(name)
+
+    def source_key(self, shown: str) -> SourceKey:
+        return self._source_keys[shown]
+
+    def shown_source(self, label: str, name: str) -> str:
+        return f"{_dotless(label)}.{name}" if self._multi else name
+
+    def partners(self, target: str) -> list[str]:
+        """Source tree names a target row reads from (its chosen sources, or best candidate)."""
+        e = self.plan.entries.get(target)
+        if e is None:
+            return []
+        pairs = list(e.sources) or [(c.label, c.name) for c in e.candidates[:1]]
+        return [self.shown_source(label, name) for label, name in pairs]
+
+    def readers_of(self, shown_source: str) -> list[str]:
+        """Target rows that copy from source tensor `shown_source`."""
+        key = self._source_keys.get(shown_source)
+        if key is None:
+            return []
+        pair = (key.label, key.name)
+        entries = self.plan.entries.items()
+        return [n for n, e in entries if e.effective == "copy" and pair in e.sources]
+
+    def source_marks(self) -> dict[str, str]:
+        used = self.plan.used_sources()
+        return {
+            shown: "used" if (k.label, k.name) in used else "unused"
+            for shown, k in self._source_keys.items()
+        }
+
+    def counts(self) -> dict[str, int]:
+        """approved / pending / rejected / problems over all target rows."""
+        out = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
+        for e in self.plan.entries.values():
+            out["pending" if e.status == "proposed" else e.status] += 1
+            out["problems"] += bool(e.flags & PROBLEM_FLAGS)
+        return out
+
+    # Filters -----------------------------------------------------------------------------------
+    def set_filter(self, **changes: Any) -> Filter:
+        self.filter = replace(self.filter, **changes)
+        return self.filter
+
+    def clear_filter(self) -> None:
+        self.filter = Filter()
+
+    def _target_ok(self, name: str, e: Entry | None) -> bool:
+        f = self.filter
+        if f.problems and not (e is not None and e.flags & PROBLEM_FLAGS):
+            return False
+        if f.pending and not (e is not None and e.status == "proposed"):
+            return False
+        return under_module(f.module, name) and (not f.search or name_matches(f.search, name))
+
+    def visible_targets(self) -> list[str]:
+        entries = self.plan.entries
+        return [n for n in self.target.tensors if self._target_ok(n, entries.get(n))]
+
+    def visible_sources(self, targets: Iterable[str] | None = None) -> list[str]:
+        """Source names shown: all, or those matching the search / feeding the visible targets."""
+        f = self.filter
+        if not f.active:
+            return list(self.source_tensors)
+        wanted = {p for t in (targets if targets is not None else self.visible_targets())
+                  for p in self.partners(t)}
+        if f.search and not (f.problems or f.pending or f.module):
+            wanted.update(n for n in self.source_tensors if name_matches(f.search, n))
+        return [n for n in self.source_tensors if n in wanted]
+
+    # Edits -------------------------------------------------------------------------------------
+    @property
+    def dirty(self) -> bool:
+        """True when the plan differs from the last save (or from the proposal, never saved)."""
+        return self._saved_at != len(self._undo)
+
+    @property
+    def unsaved_edits(self) -> int:
+        """Edits since the last save (all of them when the saved state cannot be reached)."""
+        if self._saved_at is None or self._saved_at > len(self._undo):
+            return len(self._undo) + len(self._redo)
+        return len(self._undo) - self._saved_at
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def _push(self, edit: Edit) -> Edit:
+        if edit.changes or edit.rules is not None:
+            if self._saved_at is not None and self._saved_at > len(self._undo):
+                self._saved_at = None  # the saved state was in the redo stack we now drop
+            self._undo.append(edit)
+            self._redo.clear()
+        return edit
+
+    def approve(self, names: Iterable[str]) -> Edit:
+        return self._push(self.plan.approve(list(names)))
+
+    def reject(self, names: Iterable[str]) -> Edit:
+        return self._push(self.plan.reject(list(names)))
+
+    def set_source(self, target: str, label: str, name: str) -> Edit:
+        return self._push(self.plan.set_source(target, label, name))
+
+    def preview_rule(self, rule: Mapping[str, Any]) -> list[tuple[str, Entry, Entry]]:
+        return self.plan.preview_rule(rule)
+
+    def add_rule(self, rule: Mapping[str, Any]) -> Edit:
+        return self._push(self.plan.add_rule(rule))
+
+    def remove_rule(self, index: int) -> Edit:
+        """Take rule `index` out and re-propose: rows the user decided stay as they are."""
+        rules = [r.to_dict() for i, r in enumerate(self.plan.rules) if i != index]
+        return self._push(_set_rules(self.plan, rules, "remove_rule"))
+
+    def replace_rule(self, index: int, rule: Mapping[str, Any]) -> Edit:
+        rules = [rule if i == index else r.to_dict() for i, r in enumerate(self.plan.rules)]
+        return self._push(_set_rules(self.plan, rules, "edit_rule"))
+
+    def preview_rules(self, rules: Sequence[Mapping[str, Any]]) -> list[tuple[str, Entry, Entry]]:
+        """Rows that replacing the whole rule list with `rules` would change (no mutation)."""
+        return _rules_changes(self.plan, rules)
+
+    def undo(self) -> Edit | None:
+        if not self._undo:
+            return None
+        edit = self._undo.pop()
+        self._redo.append(self.plan.undo(edit))
+        return edit
+
+    def redo(self) -> Edit | None:
+        if not self._redo:
+            return None
+        edit = self._redo.pop()
+        self._undo.append(self.plan.undo(edit))
+        return edit
+
+    def mark_saved(self) -> None:
+        self._saved_at = len(self._undo)
+
+
+def _dotless(label: str) -> str:
+    return label.replace(".", "_")
+
+
+def _rules_changes(plan: Plan, rules: Sequence[Mapping[str, Any]]) -> list[tuple[str, Entry, Entry]]:
+    """Re-propose with `rules` (all of them) and list the proposed rows that change."""
+    from ..mapping.rules import rules_from_list
+
+    ctx = plan._need_context("changing the rules")
+    fresh = ctx.propose(rules_from_list(list(rules), "rules"))
+    return [
+        (n, old, fresh.entries[n])
+        for n, old in plan.entries.items()
+        if old.status == "proposed" and old != fresh.entries[n]
+    ]
+
+
+def _set_rules(plan: Plan, rules: Sequence[Mapping[str, Any]], action: str) -> Edit:
+    """Replace the plan's rules, as an `Edit` that `Plan.undo` reverts like any other."""
+    from ..mapping.rules import rules_from_list
+
+    new_rules = rules_from_list(list(rules), "rules")
+    changes = _rules_changes(plan, rules)
+    before_rules, before_unused = tuple(plan.rules), tuple(plan.unused)
+    for target, _old, new in changes:
+        plan.entries[target] = new
+    plan.rules = list(new_rules)
+    plan._refresh_unused(plan._need_context(action))
+    rules_change = (before_rules, tuple(plan.rules))
+    return Edit(action, tuple(changes), rules_change, (before_unused, tuple(plan.unused)))
+
+
+# Rule text as typed in the rule editor ----------------------------------------------------------
+RULE_FORMS = (
+    "a.*.b -> c.*.d  (wildcard template)",
+    "old.name -> new.name  (rename)",
+    "re:PATTERN -> REPLACEMENT  (regex, full match)",
+    "keep GLOB / drop GLOB",
+    "{any: rule}  (YAML, as in docs/mapping.md)",
+)
+
+
+def parse_rule(text: str) -> dict[str, Any]:
+    """The rule a line of text stands for, as the dict `rules_from_list` validates."""
+    import yaml
+
+    from ..errors import PlanError
+
+    text = text.strip()
+    if not text:
+        raise PlanError("empty rule")
+    if text.startswith("{"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise PlanError(f"rule is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise PlanError("a YAML rule is a mapping like {keep: 'decoder.*'}")
+        return data
+    word, _, rest = text.partition(" ")
+    if word in ("keep", "drop") and rest.strip():
+        return {word: rest.strip()}
+    lhs, arrow, rhs = text.partition("->")
+    if not arrow or not lhs.strip():
+        raise PlanError(f"cannot read rule {text!r}: expected one of: " + "; ".join(RULE_FORMS))
+    lhs, rhs = lhs.strip(), rhs.strip()
+    if lhs.startswith("re:"):
+        return {"regex": {"pattern": lhs[3:], "to": rhs}}
+    if any(ch in lhs for ch in "*{"):
+        return {"template": {"from": lhs, "to": rhs}}
+    return {"rename": {"from": lhs, "to": rhs}}
+
+
+def rule_text(rule: Any) -> str:
+    """A rule as one line of YAML flow text (what `parse_rule` reads back)."""
+    import yaml
+
+    return yaml.safe_dump(rule.to_dict(), default_flow_style=True, width=10_000).strip()
+
+
+def entry_text(e: Entry) -> str:
+    """`copy ← enc.w` / `keep (vocabulary changed 29 -> 257)`: a row's decision in a few words."""
+    if e.effective == "copy":
+        return "copy ← " + ", ".join(name for _, name in e.sources)
+    return f"{e.effective} ({e.reason})" if e.reason else e.effective

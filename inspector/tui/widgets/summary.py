@@ -1,0 +1,52 @@
+"""Header: what goes where, the transfer summary per module, and the architecture comparison."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ..state import ReviewState
+from .marks import TARGET_MARKS
+
+
+@dataclass(frozen=True)
+class Names:
+    """Files as the header shows them: by name, never by temp path."""
+
+    sources: str
+    target: str
+    output: str
+
+
+def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
+    counts = state.counts()
+    out = Text()
+    out.append(names.sources, style="bold")
+    out.append(" → ")
+    out.append(names.target, style="bold")
+    out.append("  ⇒ ", style="dim")
+    out.append(names.output)
+    out.append("\n")
+    for key, label in (("approved", "approved"), ("proposed", "pending"), ("rejected", "rejected")):
+        m = TARGET_MARKS[key]
+        n = counts["pending" if key == "proposed" else key]
+        out.append(f"{m.symbol} {n} {label}  ", style=m.style)
+    out.append(f"{counts['problems']} problems", style="bold red" if counts["problems"] else "dim")
+    if state.dirty:
+        out.append("  [unsaved]", style="bold yellow")
+    if state.filter.active:
+        out.append(f"  filter: {state.filter.describe()}", style="bold cyan")
+    out.append("\n")
+    modules = [s.line() for s in state.plan.summary().values()]
+    out.append("transfer: " + " · ".join(modules))
+    for line in arch:
+        out.append("\n")
+        out.append(line, style="yellow")
+    return out
+
+
+class SummaryBar(Static):
+    def show(self, text: Text) -> None:
+        self.update(text)

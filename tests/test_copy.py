@@ -1,0 +1,185 @@
+"""copy_cast / copy_region against numpy and torch: strided views, transposes, slices, pads,
+casts, byte order, in-place patching of a writable mmap, and the CRC-32 of what was written."""
+
+from __future__ import annotations
+
+import mmap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inspector import _core as core
+
+
+def elem_strides(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def base_offset(a: np.ndarray, base: np.ndarray) -> int:
+    return (a.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // a.itemsize
+
+
+def copy_view(view: np.ndarray, base: np.ndarray, dst_dtype: str, dst_np: str, **kw) -> tuple[np.ndarray, int]:
+    """copy_cast of a numpy view of `base` (strides and offset in elements of base)."""
+    out = np.empty(view.shape, dtype=dst_np)
+    crc = core.copy_cast(
+        base, base.dtype.name, view.shape, elem_strides(view), base_offset(view, base),
+        out, 0, dst_dtype, **kw,
+    )  # fmt: skip
+    return out, crc
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_transposed_sliced_views_equal_numpy(threads: int) -> None:
+    base = np.random.default_rng(0).standard_normal((40, 30, 20)).astype(np.float32)
+    views = [
+        base,
+        base.transpose(2, 0, 1),
+        base[5:30:3, ::-2, 4],
+        base[::-1, 7, ::5],
+        base[3:4, 2:3, 1:2],
+        base[:, :, 0].T,
+    ]
+    for v in views:
+        out, crc = copy_view(v, base, "float32", "<f4", threads=threads)
+        np.testing.assert_array_equal(out, np.ascontiguousarray(v))
+        assert crc == zlib.crc32(np.ascontiguousarray(v).tobytes())
+
+
+@pytest.mark.parametrize(
+    ("dst", "tdt"),
+    [("bfloat16", torch.bfloat16), ("float16", torch.float16), ("float8_e4m3fn", torch.float8_e4m3fn),
+     ("float64", torch.float64)],
+)  # fmt: skip
+def test_cast_of_a_transpose_equals_torch(dst: str, tdt: torch.dtype) -> None:
+    t = torch.randn(64, 48) * 100
+    t[0, :4] = torch.tensor([float("nan"), float("inf"), -0.0, 1e-30])
+    src = t.numpy()
+    view = t.t()
+    ref = view.contiguous().to(tdt).view(torch.uint8).numpy().tobytes()
+    out = bytearray(len(ref))
+    crc = core.copy_cast(src, "float32", tuple(view.shape), tuple(view.stride()), 0, out, 0, dst)
+    assert bytes(out) == ref
+    assert crc == zlib.crc32(ref)
+
+
+def test_big_endian_source() -> None:
+    a = np.random.default_rng(1).standard_normal(1000).astype(">f4")
+    out, crc = copy_view(a, a, "float32", "<f4", src_byteswap=True)
+    np.testing.assert_array_equal(out, a.astype("<f4"))
+    raw = a.view(np.uint8).reshape(-1, 4)
+    out2 = np.empty(1000, "<f2")
+    core.copy_cast(raw, "float32", (1000,), (1,), 0, out2, 0, "float16", src_byteswap=True)
+    np.testing.assert_array_equal(out2, a.astype("<f2"))
+
+
+def test_crc_across_chunks_and_threads_is_stable() -> None:
+    a = np.random.default_rng(2).standard_normal(3_000_001).astype(np.float32)
+    ref = torch.from_numpy(a).to(torch.bfloat16).view(torch.uint8).numpy().tobytes()
+    for threads in (1, 2, 3):
+        out = bytearray(len(ref))
+        crc = core.copy_cast(a, "float32", a.shape, (1,), 0, out, 0, "bfloat16", threads=threads)
+        assert bytes(out) == ref
+        assert crc == zlib.crc32(ref)
+
+
+def test_scalar_and_empty() -> None:
+    a = np.array([1.5, 2.5, 3.5], np.float32)
+    out = bytearray(2)
+    crc = core.copy_cast(a, "float32", (), (), 2, out, 0, "float16")
+    assert bytes(out) == np.float16(3.5).tobytes()
+    assert crc == zlib.crc32(bytes(out))
+    assert core.copy_cast(a, "float32", (0, 5), (5, 1), 0, bytearray(), 0, "float16") == 0
+
+
+def test_patch_in_place_into_a_writable_mmap(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"H" * 100 + bytes(4 * 50) + b"T" * 30)
+    src = np.arange(50, dtype=np.float32)[::-1]
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
+        crc = core.copy_cast(np.arange(50, dtype=np.float32), "float32", (50,), (-1,), 49, mm, 100, "float32")
+    data = path.read_bytes()
+    assert data[:100] == b"H" * 100 and data[-30:] == b"T" * 30
+    assert data[100:300] == src.tobytes()
+    assert crc == zlib.crc32(src.tobytes())
+
+
+def test_region_slices_and_pads_like_numpy() -> None:
+    src = np.random.default_rng(3).standard_normal((10, 7)).astype(np.float32)
+    # vocabulary grows 10 -> 13 rows: copy all rows, pad with -1
+    out = np.empty((13, 7), np.float32)
+    crc = core.copy_region(src, "float32", (10, 7), (7, 1), 0, out, 0, "float32",
+                           (13, 7), (0, 0), (0, 0), (10, 7), fill=-1.0)  # fmt: skip
+    ref = np.full((13, 7), -1.0, np.float32)
+    ref[:10] = src
+    np.testing.assert_array_equal(out, ref)
+    assert crc == zlib.crc32(ref.tobytes())
+    # shrink and shift: src[2:8, 1:5] at dst[1:7, 3:7] of a (8, 9) zero tensor, as bfloat16
+    out2 = bytearray(8 * 9 * 2)
+    crc2 = core.copy_region(src, "float32", (10, 7), (7, 1), 0, out2, 0, "bfloat16",
+                            (8, 9), (2, 1), (1, 3), (6, 4))  # fmt: skip
+    ref2 = torch.zeros(8, 9, dtype=torch.bfloat16)
+    ref2[1:7, 3:7] = torch.from_numpy(src[2:8, 1:5]).to(torch.bfloat16)
+    assert bytes(out2) == ref2.view(torch.uint8).numpy().tobytes()
+    assert crc2 == zlib.crc32(bytes(out2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_region_property(data: st.DataObject) -> None:
+    rank = data.draw(st.integers(1, 3))
+    shape = tuple(data.draw(st.integers(1, 6)) for _ in range(rank))
+    src = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
+    perm = data.draw(st.permutations(range(rank)))
+    view = src.transpose(perm)
+    dst_shape, s0, d0, cnt = [], [], [], []
+    for n in view.shape:
+        c = data.draw(st.integers(0, n))
+        s0.append(data.draw(st.integers(0, n - c)))
+        d = data.draw(st.integers(c, n + 3))
+        dst_shape.append(d)
+        d0.append(data.draw(st.integers(0, d - c)))
+        cnt.append(c)
+    fill = data.draw(st.integers(-5, 5))
+    ref = np.full(dst_shape, fill, np.int64)
+    if all(cnt):
+        dst_sl = tuple(slice(a, a + c) for a, c in zip(d0, cnt))
+        src_sl = tuple(slice(a, a + c) for a, c in zip(s0, cnt))
+        ref[dst_sl] = view[src_sl]
+    out = np.empty(dst_shape, np.int64)
+    crc = core.copy_region(src, "int32", view.shape, elem_strides(view), 0, out, 0, "int64",
+                           tuple(dst_shape), tuple(s0), tuple(d0), tuple(cnt), fill=float(fill))  # fmt: skip
+    np.testing.assert_array_equal(out, ref)
+    assert crc == zlib.crc32(ref.tobytes())
+
+
+def test_bounds_are_checked_before_any_write() -> None:
+    a = np.zeros(10, np.float32)
+    out = bytearray(40)
+    with pytest.raises(ValueError, match="outside a buffer of 40 bytes"):
+        core.copy_cast(a, "float32", (11,), (1,), 0, out, 0, "float32")
+    with pytest.raises(ValueError, match="outside"):
+        core.copy_cast(a, "float32", (5,), (2,), 2, out, 0, "float32")
+    with pytest.raises(ValueError, match="outside"):
+        core.copy_cast(a, "float32", (2,), (-1,), 0, out, 0, "float32")
+    with pytest.raises(ValueError, match="do not fit"):
+        core.copy_cast(a, "float32", (10,), (1,), 0, out, 4, "float32")
+    with pytest.raises(ValueError, match="do not fit"):
+        core.copy_cast(a, "float32", (10,), (1,), 0, out, 2**62, "float32")
+    with pytest.raises(ValueError, match="overflows"):
+        core.copy_cast(a, "float32", (2**40, 2**40), (1, 1), 0, out, 0, "float32")
+    with pytest.raises(ValueError, match="negative"):
+        core.copy_cast(a, "float32", (-1,), (1,), 0, out, 0, "float32")
+    with pytest.raises(ValueError, match="writable"):
+        core.copy_cast(a, "float32", (10,), (1,), 0, bytes(40), 0, "float32")
+    with pytest.raises(ValueError, match="exceeds size"):
+        core.copy_region(a, "float32", (10,), (1,), 0, out, 0, "float32", (10,), (5,), (0,), (6,))
+    with pytest.raises(ValueError, match="not an integer"):
+        core.copy_region(a.astype(np.int32), "int32", (10,), (1,), 0, out, 0, "int32", (10,), (0,), (0,), (5,),
+                         fill=0.5)  # fmt: skip
+    assert out == bytearray(40)

@@ -1,0 +1,173 @@
+"""Plan: YAML round-trip, validation pointing at the entry, undoable edits, invert, fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mapping_fixtures import _t, nemo_rnnt
+
+import inspector
+from inspector.errors import PlanError
+from inspector.mapping import Plan, propose
+
+
+def small_plan() -> tuple[Plan, inspector.Checkpoint, inspector.Checkpoint]:
+    src = inspector.open({f"module.{k}": v for k, v in nemo_rnnt(28, n_layers=2).items()})
+    tgt = inspector.open(nemo_rnnt(1024, n_layers=2))
+    return propose(src, tgt, "ddp"), src, tgt
+
+
+def test_yaml_round_trip_is_exact(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plan, _, _ = small_plan()
+    text = plan.to_yaml()
+    again = Plan.from_yaml(text)
+    assert again == plan
+    assert again.to_yaml() == text
+    plan.save(tmp_path / "plan.yaml")
+    assert Plan.load(tmp_path / "plan.yaml") == plan
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.yaml"]  # no temp file left behind
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    names=st.lists(st.from_regex(r"[a-z]{1,5}(\.[0-9]{1,2}|\.[a-z_]{1,6}){0,3}", fullmatch=True),
+                   min_size=1, max_size=6, unique=True),
+    confidence=st.floats(0, 1),
+    reason=st.text(max_size=20),
+)
+def test_yaml_round_trip_property(names, confidence, reason) -> None:  # type: ignore[no-untyped-def]
+    src = inspector.open({n: _t(2) for n in names})
+    plan = propose(src, inspector.open({n: _t(2) for n in names}))
+    first = names[0]
+    plan.entries[first] = plan.entries[first].__class__(
+        **{**plan.entries[first].__dict__, "confidence": confidence, "reason": reason})
+    assert Plan.from_yaml(plan.to_yaml()) == plan
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("decision", "cpy"), "entries['joint.enc.weight'].decision: must be one of copy, keep, drop"),
+        (("status", "maybe"), "entries['joint.enc.weight'].status: must be one of"),
+        (("flags", ["odd"]), "entries['joint.enc.weight'].flags"),
+        (("confidence", 2), "entries['joint.enc.weight'].confidence"),
+        (("transform", [{"op": "twist"}]), "entries['joint.enc.weight'].transform[0]: unknown transform op"),
+    ],
+)
+def test_bad_entries_are_reported_at_the_entry(edit, message) -> None:  # type: ignore[no-untyped-def]
+    plan, _, _ = small_plan()
+    data = plan.to_dict()
+    data["entries"]["joint.enc.weight"][edit[0]] = edit[1]
+    with pytest.raises(PlanError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Plan.from_dict(data, "plan.yaml")
+
+
+def test_unknown_source_label_and_bad_rule_are_reported() -> None:
+    plan, _, _ = small_plan()
+    data = plan.to_dict()
+    data["entries"]["encoder.pre_encode.out.bias"]["sources"][0][0] = "nope"
+    with pytest.raises(PlanError, match="unknown source label 'nope'"):
+        Plan.from_dict(data)
+    data = plan.to_dict()
+    data["rules"] = [{"template": {"from": "a.*", "to": "b.{x}"}}]
+    with pytest.raises(PlanError, match=r"rules\[0\]\.template"):
+        Plan.from_dict(data)
+
+
+def test_approve_reject_and_undo() -> None:
+    plan, _, _ = small_plan()
+    before = dict(plan.entries)
+    edit = plan.approve(plan.under("encoder.layers.0"))
+    assert edit.changes and all(plan.entries[t].status == "approved" for t, _, _ in edit.changes)
+    rej = plan.reject(["encoder.pre_encode.out.weight"])
+    assert plan.entries["encoder.pre_encode.out.weight"].effective == "keep"
+    plan.undo(rej)
+    plan.undo(edit)
+    assert plan.entries == before
+    with pytest.raises(PlanError, match="no target tensor 'nope'"):
+        plan.approve(["nope"])
+
+
+def test_set_source_checks_shapes_and_is_undoable() -> None:
+    plan, _, _ = small_plan()
+    with pytest.raises(PlanError, match=r"gives shape \[29, 16\], the target needs \[1025, 16\]"):
+        plan.set_source("decoder.prediction.embed.weight", "source", "module.decoder.prediction.embed.weight")
+    edit = plan.set_source("joint.enc.weight", "source", "module.joint.enc.weight")
+    e = plan.entries["joint.enc.weight"]
+    assert (e.decision, e.status, e.flags) == ("copy", "approved", frozenset({"user"}))
+    assert ("source", "module.joint.enc.weight") not in {(u.label, u.name) for u in plan.unused}
+    plan.undo(edit)
+    assert plan.entries["joint.enc.weight"].decision == "keep"
+    assert ("source", "module.joint.enc.weight") in {(u.label, u.name) for u in plan.unused}
+
+
+def test_preview_and_add_rule() -> None:
+    plan, _, _ = small_plan()
+    rule = {"keep": "encoder.pre_encode.*"}
+    preview = plan.preview_rule(rule)
+    assert sorted(t for t, _, _ in preview) == sorted(plan.under("encoder.pre_encode"))
+    assert all(new.flags == {"kept-by-rule"} for _, _, new in preview)
+    assert plan.entries["encoder.pre_encode.out.weight"].decision == "copy"  # preview did not mutate
+    edit = plan.add_rule(rule)
+    assert len(edit.changes) == len(preview)
+    assert plan.entries["encoder.pre_encode.out.weight"].decision == "keep"
+    plan.undo(edit)
+    assert len(plan.rules) == 1
+    assert plan.entries["encoder.pre_encode.out.weight"].decision == "copy"
+
+
+def test_loaded_plan_needs_binding_and_checks_fingerprints() -> None:
+    plan, src, tgt = small_plan()
+    loaded = Plan.from_yaml(plan.to_yaml())
+    with pytest.raises(PlanError, match="call plan.bind"):
+        loaded.preview_rule({"keep": "x"})
+    loaded.bind(src, tgt)
+    preview = loaded.preview_rule({"keep": "joint.*"})
+    assert sorted(t for t, _, _ in preview) == sorted(loaded.under("joint"))
+    assert all(old.flags == {"vocab-change"} and new.flags == {"kept-by-rule"} for _, old, new in preview)
+    other = inspector.open(nemo_rnnt(28, n_layers=3))
+    with pytest.raises(PlanError, match="header fingerprint"):
+        loaded.check_fingerprints([other], tgt)
+    assert len(loaded.check_fingerprints([other], tgt, force=True)) == 1
+
+
+def test_invert_gives_back_the_source_names() -> None:
+    src = inspector.open({f"module.{k}": v for k, v in nemo_rnnt(28, n_layers=2).items()})
+    tgt = inspector.open(nemo_rnnt(28, n_layers=2))
+    plan = propose(src, tgt, "ddp")
+    inv = plan.invert()
+    assert inv.rules[0].to_dict()["add_prefix"] == "module."
+    assert {n: e.sources for n, e in inv.entries.items()} == {
+        f"module.{n}": (("target", n),) for n in tgt}
+    again = inv.invert()
+    assert {n: e.sources for n, e in again.entries.items()} == {n: e.sources for n, e in plan.entries.items()}
+
+
+def test_invert_split_and_concat() -> None:
+    src = inspector.open({"qkv.weight": _t(12, 4)})
+    tgt = inspector.open({"q.weight": _t(4, 4), "k.weight": _t(4, 4), "v.weight": _t(4, 4)})
+    rules = [{"rename": {"from": "qkv.weight", "to": "q.weight"}}]
+    plan = propose(src, tgt, rules)
+    plan._context = None
+    data = plan.to_dict()
+    for i, part in enumerate(("q", "k", "v")):
+        data["entries"][f"{part}.weight"] = {
+            "decision": "copy", "status": "approved", "reason": "fused qkv", "confidence": 1.0,
+            "shape": [4, 4], "dtype": "float32", "sources": [["source", "qkv.weight", [12, 4], "float32"]],
+            "transform": [{"op": "split", "axis": 0, "sizes": [4, 4, 4], "index": i}]}
+    plan = Plan.from_dict(data)
+    inv = plan.invert()
+    e = inv.entries["qkv.weight"]
+    assert e.sources == (("target", "q.weight"), ("target", "k.weight"), ("target", "v.weight"))
+    assert [t.to_dict() for t in e.transform] == [{"op": "concat", "axis": 0, "sizes": [4, 4, 4]}]
+    back = inv.invert()
+    assert [t.to_dict() for t in back.entries["k.weight"].transform] == [
+        {"op": "split", "axis": 0, "sizes": [4, 4, 4], "index": 1}]
+
+
+def test_plan_with_two_sources_cannot_be_inverted() -> None:
+    a, b = inspector.open({"x": _t(2)}), inspector.open({"y": _t(2)})
+    plan = propose([("p.", a), ("q.", b)], inspector.open({"p.x": _t(2), "q.y": _t(2)}))
+    with pytest.raises(PlanError, match="2 sources cannot be inverted"):
+        plan.invert()

@@ -1,0 +1,189 @@
+"""Content digests of tensors and checkpoints, independent of file format and memory layout.
+
+The digest (spec: docs/hash-spec.md, version "ckh1") covers a tensor's dtype, shape and logical
+bytes in C order, so a tensor gets the same digest in a .pt, a .nemo, a safetensors shard, a
+strided view or an in-memory array. The work runs in the C++ core, on all cores, without the GIL.
+
+    digests = hash_tensors(inspector.open("model.safetensors"))   # {name: Digest}
+    print(checkpoint_digest(digests))                            # ckh1:3f2a...
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import dtypes
+from ._native import core
+from .errors import CheckpointError, DtypeError, TensorDataError
+from .model import Checkpoint, TensorInfo, contiguous_strides
+
+VERSION = "ckh1"
+CHUNK = 1 << 20
+
+Progress = Callable[[int, int], None]
+"""progress(done_bytes, total_bytes), called about every 75 ms; raise `Cancelled` to stop."""
+
+_JOB_ERROR = re.compile(r"job (\d+): (.*)", re.DOTALL)
+_PRINTED = re.compile(r"([a-z0-9]+):([0-9a-f]{32})")
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback (the TUI's cancel button) to stop hashing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A 16-byte ckh1 digest. `str()` and `.hex()` give the printed form "ckh1:<32 hex>"."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 16:
+            raise ValueError(f"a {VERSION} digest has 16 bytes, not {len(self.raw)}")
+
+    def hex(self) -> str:
+        return f"{VERSION}:{self.raw.hex()}"
+
+    def __str__(self) -> str:
+        return self.hex()
+
+    def __bytes__(self) -> bytes:
+        return self.raw
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """The digest printed as "ckh1:<32 lowercase hex>"; ValueError for anything else."""
+        m = _PRINTED.fullmatch(text.strip())
+        if m is None:
+            raise ValueError(f"not a digest: {text!r} (expected {VERSION}:<32 hex digits>)")
+        if m.group(1) != VERSION:
+            raise ValueError(f"digest version {m.group(1)!r} is not supported (this is {VERSION})")
+        return cls(bytes.fromhex(m.group(2)))
+
+
+def hash_tensors(
+    ckpt: Checkpoint,
+    names: Iterable[str] | None = None,
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Digest]:
+    """Digest of each tensor (all of them by default), read from the memory-mapped storages.
+
+    `threads`: worker threads (default: all cores). A `progress` callback that raises (e.g.
+    `Cancelled`) stops the work and the exception propagates; so does Ctrl-C.
+    """
+    chosen = list(ckpt) if names is None else list(names)
+    infos = [_tensor(ckpt, name) for name in chosen]
+    jobs = [_job(ckpt, t) for t in infos]
+    try:
+        raw = core.hash_tensors(jobs, threads or 0, progress)
+    except ValueError as e:
+        m = _JOB_ERROR.fullmatch(str(e))
+        if m is None:
+            raise
+        t = infos[int(m.group(1))]
+        raise TensorDataError(_where(ckpt, t), m.group(2), key=t.name) from None
+    return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
+
+
+def checkpoint_digest(digests: Mapping[str, Digest | bytes]) -> Digest:
+    """One digest over (name, tensor digest) pairs, in the order of the names' UTF-8 bytes."""
+    body = bytearray(b"ckh1-ckpt\0")
+    for raw_name in sorted(name.encode("utf-8") for name in digests):
+        body += len(raw_name).to_bytes(8, "little") + raw_name
+        body += bytes(digests[raw_name.decode("utf-8")])
+    return Digest(core.xxh3_128(body))
+
+
+def digest_array(array: np.ndarray, dtype_name: str | None = None) -> Digest:
+    """Digest of an in-memory numpy array (non-contiguous arrays are copied first).
+
+    `dtype_name` names the element type when numpy has none (bfloat16 or float8 held as
+    unsigned ints of the same size); by default it comes from the array's dtype.
+    """
+    try:
+        d = dtypes.get(dtype_name) if dtype_name else dtypes.from_numpy(array.dtype)
+    except KeyError:
+        raise DtypeError(None, f"cannot hash dtype {dtype_name or array.dtype}") from None
+    if d.itemsize != array.dtype.itemsize:
+        raise DtypeError(
+            None, f"{d.name} has {d.itemsize}-byte items, the array {array.dtype.itemsize}"
+        )
+    a = np.ascontiguousarray(array)
+    swap = a.dtype.byteorder == ">" and d.itemsize > 1
+    shape = tuple(a.shape)
+    flat = a.reshape(-1).view(np.uint8)
+    job = (flat, d.name, d.itemsize, shape, contiguous_strides(shape), 0, swap)
+    return Digest(core.hash_tensors([job], 1)[0])
+
+
+def tensor_digest_cuda(tensor: Any) -> Digest:
+    """Digest of a torch CUDA tensor, computed on its GPU (needs a build with INSPECTOR_CUDA=ON).
+
+    Non-contiguous or unaligned tensors are made contiguous on the device first.
+    """
+    import torch  # the caller holds a torch tensor: torch is imported already
+
+    if tensor.device.type != "cuda":
+        raise ValueError(f"tensor_digest_cuda needs a CUDA tensor, got one on {tensor.device}")
+    t = tensor.detach()
+    if not t.is_contiguous() or t.data_ptr() % 16:
+        t = t.clone(memory_format=torch.contiguous_format)
+    try:
+        d = dtypes.get(str(t.dtype).removeprefix("torch."))
+    except KeyError:
+        raise DtypeError(None, f"cannot hash torch dtype {t.dtype}") from None
+    torch.cuda.synchronize(t.device)  # writes queued on any stream land before the kernel reads
+    nbytes = t.numel() * t.element_size()
+    return Digest(core.hash_device(t.data_ptr(), nbytes, d.name, tuple(t.shape), t.device.index))
+
+
+class TensorHasher:
+    """Incremental digest for bytes that arrive in pieces (a writer, a stream): feed the
+    tensor's logical little-endian bytes in C order, then call digest()."""
+
+    def __init__(self, dtype: str, shape: tuple[int, ...]):
+        try:
+            d = dtypes.get(dtype)
+        except KeyError:
+            raise DtypeError(None, f"cannot hash dtype {dtype}") from None
+        self._hasher = core.TreeHasher(d.name, tuple(shape), d.itemsize)
+
+    def update(self, data: Any) -> None:
+        self._hasher.update(data)
+
+    def digest(self) -> Digest:
+        return Digest(self._hasher.finish())
+
+
+def _tensor(ckpt: Checkpoint, name: str) -> TensorInfo:
+    try:
+        return ckpt[name]
+    except KeyError:
+        raise CheckpointError(ckpt.path, "no such tensor", key=name) from None
+
+
+def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...]:
+    try:
+        d = dtypes.get(t.dtype)
+    except KeyError:
+        raise DtypeError(_where(ckpt, t), f"cannot hash dtype {t.dtype}", key=t.name) from None
+    src = t.storage.source
+    if src.path is None and src.buffer is None:
+        if t.numel:
+            raise TensorDataError(_where(ckpt, t), "tensor has no data (meta device)", key=t.name)
+        buf: Any = b""
+    else:
+        buf = ckpt.storage_bytes(t.storage)
+    swap = t.storage.byteorder == "big" and d.itemsize > 1
+    return (buf, d.name, d.itemsize, t.shape, t.strides, t.storage_offset, swap)
+
+
+def _where(ckpt: Checkpoint, t: TensorInfo) -> str | None:
+    return t.storage.source.path or (str(ckpt.path) if ckpt.path is not None else None)

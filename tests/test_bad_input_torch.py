@@ -101,7 +101,7 @@ def test_wrong_magic(tmp_path: Path) -> None:
 
 def test_zip_without_data_pkl(tmp_path: Path) -> None:
     path = _write_zip(tmp_path / "other.zip", {"folder/readme.txt": b"hi"})
-    with pytest.raises(UnsupportedFormatError, match="no <folder>/data.pkl"):
+    with pytest.raises(UnsupportedFormatError, match=r"no <folder>/data\.pkl"):
         inspector.open(path)
 
 
@@ -220,7 +220,7 @@ def test_storage_numel_larger_than_record(tmp_path: Path) -> None:
 
 def test_unknown_storage_type(tmp_path: Path) -> None:
     path = _with_pickle(tmp_path, _tensor_pickle(storage="FloatXStorag"))
-    with pytest.raises(DtypeError, match="unknown storage type torch.FloatXStorag"):
+    with pytest.raises(DtypeError, match=r"unknown storage type torch\.FloatXStorag"):
         inspector.open(path)
 
 
@@ -233,7 +233,7 @@ def test_malformed_opcodes_in_data_pkl(tmp_path: Path) -> None:
 def test_truncated_data_pkl(tmp_path: Path) -> None:
     blob = _tensor_pickle()
     for cut in (1, len(blob) // 3, len(blob) - 1):
-        with pytest.raises(PickleError, match="'archive/data.pkl'"):
+        with pytest.raises(PickleError, match=r"'archive/data\.pkl'"):
             inspector.open(_with_pickle(tmp_path, blob[:cut], name=f"t{cut}.pt"))
 
 

@@ -301,7 +301,10 @@ def _dotless(label: str) -> str:
     return label.replace(".", "_")
 
 
-def _rules_changes(plan: Plan, rules: Sequence[Mapping[str, Any]]) -> list[tuple[str, Entry, Entry]]:
+Changes = list[tuple[str, Entry, Entry]]
+
+
+def _rules_changes(plan: Plan, rules: Sequence[Mapping[str, Any]]) -> Changes:
     """Re-propose with `rules` (all of them) and list the proposed rows that change."""
     from ..mapping.rules import rules_from_list
 

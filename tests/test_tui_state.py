@@ -1,0 +1,196 @@
+"""ReviewState and TreeModel: the pure logic behind ckpt-tui, on real proposals."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import inspector
+from inspector.demo import RNNTConfig, random_state, rnnt_shapes
+from inspector.errors import PlanError
+from inspector.mapping.plan import Plan
+from inspector.mapping.propose import propose
+from inspector.tui.state import ReviewState, name_matches, parse_rule, rule_text
+from inspector.tui.treemodel import TreeModel
+
+
+@pytest.fixture
+def state() -> ReviewState:
+    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
+    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256)), 2))
+    plan = propose(src, tgt)
+    return ReviewState(plan, {plan.sources[0].label: src}, tgt)
+
+
+def test_marks_and_evidence_follow_the_plan(state: ReviewState) -> None:
+    marks = state.target_marks()
+    assert marks["encoder.layers.0.conv.depthwise_conv.weight"] == "proposed"
+    assert state.evidence("encoder.layers.0.conv.depthwise_conv.weight") == "exact name"
+    assert marks["decoder.prediction.embed.weight"] == "keep"
+    assert state.evidence("decoder.prediction.embed.weight") == "vocabulary changed: own init"
+    used = state.source_marks()
+    assert used["encoder.pre_encode.out.weight"] == "used"
+    assert used["joint.joint_net.2.weight"] == "unused"
+
+
+def test_approve_reject_undo_redo_and_dirty(state: ReviewState) -> None:
+    names = state.plan.under("encoder.layers.0")
+    assert not state.dirty
+    state.approve(names)
+    assert {state.plan.entries[n].status for n in names} == {"approved"}
+    assert state.dirty
+    assert state.counts()["approved"] == len(names)
+    state.reject(names[:1])
+    assert state.plan.entries[names[0]].status == "rejected"
+    state.undo()
+    assert state.plan.entries[names[0]].status == "approved"
+    state.undo()
+    assert {state.plan.entries[n].status for n in names} == {"proposed"}
+    assert not state.dirty
+    state.redo()
+    assert state.plan.entries[names[1]].status == "approved"
+    state.mark_saved()
+    assert not state.dirty
+    state.approve(names)  # nothing changes: no edit is recorded
+    assert not state.dirty
+    assert state.unsaved_edits == 0
+
+
+def test_saved_state_unreachable_after_new_edit(state: ReviewState) -> None:
+    a, b = state.plan.under("encoder.layers.0")[:2]
+    state.approve([a])
+    state.mark_saved()
+    state.undo()
+    state.reject([b])  # the saved state was in the redo stack, now gone
+    assert state.dirty
+    state.undo()
+    assert state.dirty
+
+
+def test_filters_problems_pending_module_search(state: ReviewState) -> None:
+    state.set_filter(problems=True)
+    shown = state.visible_targets()
+    assert shown
+    assert all(n.startswith(("decoder.", "joint.")) for n in shown)
+    state.clear_filter()
+    state.approve(state.plan.under("encoder"))
+    state.set_filter(pending=True)
+    assert not any(n.startswith("encoder.") for n in state.visible_targets())
+    state.set_filter(pending=False, module="encoder.layers.1")
+    assert {n.split(".")[2] for n in state.visible_targets()} == {"1"}
+    state.set_filter(module="", search="linear_q.w*")
+    found = state.visible_targets()
+    assert found == [f"encoder.layers.{i}.self_attn.linear_q.weight" for i in range(4)]
+    assert state.visible_sources(found) == found  # the partners of what is shown
+
+
+def test_set_source_from_candidates(state: ReviewState) -> None:
+    target = "encoder.layers.0.norm_out.weight"
+    state.set_source(target, state.plan.sources[0].label, "encoder.layers.1.norm_out.weight")
+    e = state.plan.entries[target]
+    assert e.sources[0][1] == "encoder.layers.1.norm_out.weight"
+    assert e.status == "approved"
+    with pytest.raises(PlanError, match="shape"):
+        state.set_source(target, state.plan.sources[0].label, "encoder.pre_encode.out.weight")
+    state.undo()
+    assert state.plan.entries[target].sources[0][1] == target
+
+
+def test_rule_preview_add_edit_remove(state: ReviewState) -> None:
+    rule = parse_rule("keep encoder.layers.3.*")
+    changes = state.preview_rule(rule)
+    assert sorted(t for t, _, _ in changes) == sorted(state.plan.under("encoder.layers.3"))
+    assert state.plan.rules == []  # preview changes nothing
+    state.add_rule(rule)
+    assert state.plan.entries["encoder.layers.3.norm_out.bias"].decision == "keep"
+    edited = parse_rule("keep encoder.layers.2.*")
+    preview = state.preview_rules([edited])
+    assert {t.split(".")[2] for t, _, _ in preview} == {"2", "3"}
+    state.replace_rule(0, edited)
+    assert state.plan.entries["encoder.layers.3.norm_out.bias"].decision == "copy"
+    assert state.plan.entries["encoder.layers.2.norm_out.bias"].decision == "keep"
+    state.remove_rule(0)
+    assert state.plan.rules == []
+    assert state.plan.entries["encoder.layers.2.norm_out.bias"].decision == "copy"
+    state.undo()
+    assert len(state.plan.rules) == 1
+    assert rule_text(state.plan.rules[0]) == "{keep: encoder.layers.2.*}"
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("a.*.b -> c.*.d", {"template": {"from": "a.*.b", "to": "c.*.d"}}),
+        ("fc.weight -> proj.weight", {"rename": {"from": "fc.weight", "to": "proj.weight"}}),
+        (r"re:x\.(\d+) -> y.\1", {"regex": {"pattern": r"x\.(\d+)", "to": r"y.\1"}}),
+        ("drop optimizer.*", {"drop": "optimizer.*"}),
+        ("{strip_prefix: module.}", {"strip_prefix": "module."}),
+    ],
+)
+def test_parse_rule_forms(text: str, rule: dict[str, object]) -> None:
+    assert parse_rule(text) == rule
+
+
+@pytest.mark.parametrize("text", ["", "nonsense", "{not: [closed", "[1, 2]"])
+def test_parse_rule_errors(text: str) -> None:
+    with pytest.raises(PlanError):
+        parse_rule(text)
+
+
+def test_name_matches() -> None:
+    assert name_matches("LINEAR_Q", "enc.linear_q.weight")
+    assert name_matches("layers.?.conv", "enc.layers.3.conv.w")
+    assert not name_matches("layers.?.conv", "enc.layers.13.conv.w")
+
+
+def test_tree_folds_layers_and_splits_on_a_different_decision(state: ReviewState) -> None:
+    model = TreeModel(state.target_tensors, marks=state.target_marks())
+    encoder = next(r for r in model.roots() if r.label == "encoder")
+    labels = [r.label for r in model.children(encoder)]
+    assert labels == ["pre_encode", "layers.{0..3}"]
+    state.reject(["encoder.layers.2.norm_out.bias"])
+    model = TreeModel(state.target_tensors, marks=state.target_marks())
+    encoder = next(r for r in model.roots() if r.label == "encoder")
+    layers = next(r for r in model.children(encoder) if r.label == "layers")
+    assert [r.label for r in model.children(layers)] == ["{0..1}", "2", "3"]
+    path = model.path_to("encoder.layers.2.norm_out.bias")
+    assert path is not None
+    assert path[-1].leaf
+    assert path[-1].names == ("encoder.layers.2.norm_out.bias",)
+
+
+def test_tree_totals_and_filtered_names() -> None:
+    tensors = {f"m.layers.{i}.w": np.zeros((2, 3), np.float32) for i in range(3)}
+    tensors["m.head"] = np.zeros(4, np.int64)
+    ckpt = inspector.open(tensors)
+    model = TreeModel(ckpt.tensors)
+    (m,) = model.roots()
+    totals = model.totals(m)
+    assert (totals.tensors, totals.params, totals.nbytes) == (4, 22, 3 * 24 + 32)
+    assert totals.dtypes == {"float32": 3, "int64": 1}
+    only = TreeModel(ckpt.tensors, ["m.layers.1.w"])
+    (chain,) = only.roots()  # single-child chains join, the tensor stays its own row
+    assert chain.label == "m.layers.1"
+    assert [(r.label, r.leaf) for r in only.children(chain)] == [("w", True)]
+
+
+def test_large_tree_is_lazy() -> None:
+    one = np.zeros(1, np.float32)
+    names = {f"model.blocks.{i}.sub.{j}.w": one for i in range(400) for j in range(50)}
+    ckpt = inspector.open(names)
+    t0 = time.perf_counter()
+    model = TreeModel(ckpt.tensors)
+    roots = model.roots()
+    assert [r.label for r in roots] == ["model.blocks.{0..399}"]
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_plan_round_trip_after_review(state: ReviewState, tmp_path) -> None:
+    state.approve(state.plan.under("encoder"))
+    state.add_rule(parse_rule("keep preprocessor.*"))
+    path = tmp_path / "plan.yaml"
+    state.plan.save(path)
+    loaded = Plan.load(path)
+    assert loaded.to_yaml() == state.plan.to_yaml()

@@ -1,0 +1,203 @@
+"""compare() and stats() of the C++ core against a numpy reference of the same definitions, on
+random data with NaN, Inf, -0.0 and subnormals, for the dtype pairs checkpoints hold; and the
+Python layer (compare_tensors, tensor_stats) on files written by torch and safetensors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from inspector import _core as core
+from inspector.compare import compare_tensors, tensor_stats
+from inspector.errors import ShapeError
+from inspector.reader import open_checkpoint
+
+TORCH = {
+    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+    "bfloat16": torch.bfloat16, "float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2,
+    "int64": torch.int64, "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8,
+    "bool": torch.bool,
+}  # fmt: skip
+
+
+def sample(n: int, seed: int) -> torch.Tensor:
+    """float64 values at many scales with NaN, +-Inf, -0.0, subnormals and repeats."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, n)
+    k = n // 20
+    idx = rng.choice(n, 6 * k, replace=False)
+    x[idx[:k]] = np.nan
+    x[idx[k : 2 * k]] = np.inf
+    x[idx[2 * k : 3 * k]] = -np.inf
+    x[idx[3 * k : 4 * k]] = -0.0
+    x[idx[4 * k : 5 * k]] = 1e-310 * rng.standard_normal(k)
+    x[idx[5 * k :]] = 0.0
+    return torch.from_numpy(x)
+
+
+def as_dtype(x: torch.Tensor, name: str) -> torch.Tensor:
+    if TORCH[name].is_floating_point:
+        return x.to(TORCH[name])
+    return torch.nan_to_num(x, nan=0.0, posinf=100.0, neginf=-100.0).clamp(-100, 100).to(TORCH[name])
+
+
+def raw(t: torch.Tensor) -> np.ndarray:
+    return t.contiguous().view(torch.uint8).numpy()
+
+
+def reference(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, equal_nan: bool = False) -> dict:
+    a, b = a.ravel(), b.ravel()
+    na, nb = np.isnan(a), np.isnan(b)
+    valid = ~(na | nb)
+    eq = a == b
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.where(eq, 0.0, np.abs(a - b))
+        dv, bv = d[valid], b[valid]
+        fin = valid & np.isfinite(a) & np.isfinite(b)
+        num, den = math.sqrt(np.sum(dv * dv)), math.sqrt(np.sum(bv * bv))
+        norm_a, norm_b = np.linalg.norm(a[fin]), np.linalg.norm(b[fin])
+    rel = 0.0 if num == 0 else math.inf if den == 0 else num / den
+    if norm_a == 0 and norm_b == 0:
+        cos = 1.0
+    elif norm_a == 0 or norm_b == 0:
+        cos = 0.0
+    else:
+        cos = float(np.clip(np.dot(a[fin], b[fin]) / (norm_a * norm_b), -1, 1))
+    close = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+    return {
+        "numel": a.size,
+        "max_abs_diff": float(dv.max()) if dv.size else 0.0,
+        "mean_abs_diff": float(dv.mean()) if dv.size else 0.0,
+        "rel_l2": rel,
+        "cosine": cos,
+        "n_diff": int(np.sum(~(eq | (na & nb)))),
+        "n_not_close": int(np.sum(~close)),
+        "allclose": bool(close.all()),
+        "nan_a": int(na.sum()),
+        "nan_b": int(nb.sum()),
+        "inf_a": int(np.isinf(a).sum()),
+        "inf_b": int(np.isinf(b).sum()),
+    }
+
+
+def assert_matches(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        if isinstance(v, float):
+            assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-300, nan_ok=True), k
+        else:
+            assert got[k] == v, k
+
+
+PAIRS = [
+    ("float32", "float32"), ("float16", "float32"), ("bfloat16", "float32"),
+    ("float8_e4m3fn", "float32"), ("float8_e5m2", "float32"), ("float64", "float16"),
+    ("bfloat16", "float16"), ("int32", "float32"), ("int8", "uint8"), ("bool", "float32"),
+    ("int64", "float64"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("da", "db"), PAIRS)
+@pytest.mark.parametrize("equal_nan", [False, True])
+def test_compare_matches_reference(da: str, db: str, equal_nan: bool) -> None:
+    x = sample(5003, 1)
+    y = x + 1e-3 * sample(5003, 2).nan_to_num(0.0, 0.0, 0.0)  # close, with its own NaN/Inf spots
+    y[::7] = x[::7]
+    ta, tb = as_dtype(x, da), as_dtype(y, db)
+    got = core.compare(raw(ta), da, (5003,), (1,), 0, raw(tb), db, (5003,), (1,), 0,
+                       rtol=1e-3, atol=1e-5, equal_nan=equal_nan)  # fmt: skip
+    want = reference(ta.double().numpy(), tb.double().numpy(), 1e-3, 1e-5, equal_nan)
+    assert_matches(got, want)
+
+
+def test_int64_differences_beyond_double_precision_are_counted() -> None:
+    a = np.array([2**62, 2**53 + 1, 5, -(2**63)], np.int64)
+    b = np.array([2**62 + 1, 2**53, 5, -(2**63)], np.int64)
+    got = core.compare(a, "int64", (4,), (1,), 0, b, "int64", (4,), (1,), 0)
+    assert got["n_diff"] == 2
+
+
+def test_strided_big_endian_and_thread_count_do_not_change_results() -> None:
+    x = sample(3 * (1 << 20) + 11, 3).float().numpy().reshape(-1, 1)
+    y = (x * np.float32(1.001)).T.copy().T  # same logical values, other layout
+    ref = core.compare(x, "float32", x.shape, (1, 1), 0, x * np.float32(1.001), "float32", x.shape, (1, 1), 0)
+    for threads in (1, 2, 4):
+        got = core.compare(x, "float32", x.shape, (1, 1), 0, y, "float32", y.shape, (1, 1), 0, threads=threads)
+        assert got == ref
+    big = y.astype(">f4")
+    got = core.compare(x, "float32", x.shape, (1, 1), 0, big, "float32", y.shape, (1, 1), 0, b_byteswap=True)
+    assert got == ref
+    t = np.arange(12, dtype=np.float32).reshape(3, 4)
+    tt = np.ascontiguousarray(t.T)
+    got = core.compare(t, "float32", (4, 3), (1, 4), 0, tt, "float32", (4, 3), (3, 1), 0)
+    assert got["n_diff"] == 0 and got["max_abs_diff"] == 0.0
+
+
+def test_empty_scalar_and_errors() -> None:
+    z = np.zeros(4, np.float32)
+    empty = core.compare(z, "float32", (0, 3), (3, 1), 0, z, "float16", (0, 3), (3, 1), 0)
+    assert empty["numel"] == 0 and empty["allclose"] and empty["cosine"] == 1.0 and empty["rel_l2"] == 0.0
+    one = core.compare(np.float32([2.0]), "float32", (), (), 0, np.float32([0.0]), "float32", (), (), 0)
+    assert one["rel_l2"] == math.inf and one["cosine"] == 0.0 and one["max_abs_diff"] == 2.0
+    with pytest.raises(ValueError, match="different shapes"):
+        core.compare(z, "float32", (4,), (1,), 0, z, "float32", (2, 2), (2, 1), 0)
+    with pytest.raises(ValueError, match="tensor b: elements"):
+        core.compare(z, "float32", (4,), (1,), 0, z[:3], "float32", (4,), (1,), 0)
+    with pytest.raises(ValueError, match="rtol"):
+        core.compare(z, "float32", (4,), (1,), 0, z, "float32", (4,), (1,), 0, rtol=-1.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float8_e4m3fn", "int32", "float64"])
+@pytest.mark.parametrize("bins", [1, 7, 16])
+def test_stats_match_numpy(dtype: str, bins: int) -> None:
+    t = as_dtype(sample(20011, 4), dtype)
+    x = t.double().numpy()
+    s = core.stats(raw(t), dtype, (20011,), (1,), 0, bins=bins)
+    fin = x[np.isfinite(x)]
+    assert (s["numel"], s["finite"]) == (x.size, fin.size)
+    assert (s["zeros"], s["nan"], s["inf"]) == (np.sum(x == 0), np.isnan(x).sum(), np.isinf(x).sum())
+    assert (s["min"], s["max"]) == (fin.min(), fin.max())
+    assert s["mean"] == pytest.approx(fin.mean(), rel=1e-9, abs=1e-12)
+    assert s["std"] == pytest.approx(fin.std(), rel=1e-9)
+    np.testing.assert_allclose(s["hist_edges"], np.linspace(fin.min(), fin.max(), bins + 1), rtol=1e-12)
+    assert s["hist"] == np.histogram(fin, bins=np.array(s["hist_edges"]))[0].tolist()
+
+
+def test_stats_edge_cases() -> None:
+    nan = np.full(5, np.nan, np.float32)
+    s = core.stats(nan, "float32", (5,), (1,), 0, bins=4)
+    assert s["min"] is None and s["std"] is None and s["nan"] == 5 and s["hist"] == [0, 0, 0, 0]
+    const = np.full(6, 3.0, np.float32)
+    s = core.stats(const, "float32", (2, 3), (3, 1), 0, bins=2)
+    assert s["hist_edges"] == [2.5, 3.0, 3.5] and s["hist"] == [0, 6] and s["std"] == 0.0
+    assert core.stats(const, "float32", (0,), (1,), 0)["numel"] == 0
+    with pytest.raises(ValueError, match="bins"):
+        core.stats(const, "float32", (6,), (1,), 0, bins=0)
+
+
+def test_python_layer_on_real_files(tmp_path: Path) -> None:
+    w = torch.randn(30, 20)
+    torch.save({"w": w, "wt": w.t(), "b": torch.zeros(20)}, tmp_path / "a.pt")
+    changed = w.clone()
+    changed[3, 4] += 1.0
+    save_file({"w": changed.to(torch.bfloat16), "wt": w.t().contiguous(), "b": torch.ones(20)},
+              tmp_path / "b.safetensors")  # fmt: skip
+    with open_checkpoint(tmp_path / "a.pt") as a, open_checkpoint(tmp_path / "b.safetensors") as b:
+        same = compare_tensors(a, "wt", b, "wt")
+        assert same.equal and same.allclose and same.cosine == pytest.approx(1.0)
+        c = compare_tensors(a, "w", b, "w", rtol=1e-2, atol=1e-2)
+        want = reference(w.double().numpy(), changed.to(torch.bfloat16).double().numpy(), 1e-2, 1e-2)
+        assert_matches({k: v for k, v in vars(c).items() if k in want}, want)
+        assert c.to_json()["n_diff"] == c.n_diff
+        zero = compare_tensors(a, "b", b, "b")
+        assert zero.cosine == 0.0 and zero.rel_l2 == 1.0
+        with pytest.raises(ShapeError, match="'w'"):
+            compare_tensors(a, "wt", b, "w")
+        st = tensor_stats(b, "w", bins=5)
+        x = changed.to(torch.bfloat16).double().numpy()
+        assert st.numel == 600 and st.max == x.max() and sum(st.hist) == 600

@@ -96,19 +96,35 @@ def compare_tensors(
     ta, tb = ckpt_a[name_a], ckpt_b[name_b]
     if ta.shape != tb.shape:
         raise ShapeError(
-            ckpt_b.label, f"shape {list(tb.shape)} differs from {list(ta.shape)} in {ckpt_a.label}", key=name_b
+            ckpt_b.label,
+            f"shape {list(tb.shape)} differs from {list(ta.shape)} in {ckpt_a.label}",
+            key=name_b,
         )
     raw_a = _tensor_bytes(ckpt_a, ta)
     raw_b = _tensor_bytes(ckpt_b, tb)
     try:
         r = core.compare(
-            raw_a, _dtype(ta), ta.shape, ta.strides, ta.storage_offset,
-            raw_b, _dtype(tb), tb.shape, tb.strides, tb.storage_offset,
-            rtol=rtol, atol=atol, equal_nan=equal_nan, threads=threads,
-            a_byteswap=_swapped(ta), b_byteswap=_swapped(tb),
-        )  # fmt: skip
+            raw_a,
+            _dtype(ta),
+            ta.shape,
+            ta.strides,
+            ta.storage_offset,
+            raw_b,
+            _dtype(tb),
+            tb.shape,
+            tb.strides,
+            tb.storage_offset,
+            rtol=rtol,
+            atol=atol,
+            equal_nan=equal_nan,
+            threads=threads,
+            a_byteswap=_swapped(ta),
+            b_byteswap=_swapped(tb),
+        )
     except ValueError as e:
-        raise TensorDataError(ckpt_a.label, f"cannot compare with {ckpt_b.label}:{name_b}: {e}", key=name_a) from e
+        raise TensorDataError(
+            ckpt_a.label, f"cannot compare with {ckpt_b.label}:{name_b}: {e}", key=name_a
+        ) from e
     return Comparison(**r, rtol=rtol, atol=atol)
 
 
@@ -118,9 +134,15 @@ def tensor_stats(ckpt: Checkpoint, name: str, bins: int = 16, *, threads: int = 
     raw = _tensor_bytes(ckpt, t)
     try:
         r = core.stats(
-            raw, _dtype(t), t.shape, t.strides, t.storage_offset,
-            bins=bins, byteswap=_swapped(t), threads=threads,
-        )  # fmt: skip
+            raw,
+            _dtype(t),
+            t.shape,
+            t.strides,
+            t.storage_offset,
+            bins=bins,
+            byteswap=_swapped(t),
+            threads=threads,
+        )
     except ValueError as e:
         raise TensorDataError(ckpt.label, str(e), key=name) from e
     return TensorStats(**r)

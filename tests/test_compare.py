@@ -18,11 +18,18 @@ from inspector.errors import ShapeError
 from inspector.reader import open_checkpoint
 
 TORCH = {
-    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2,
-    "int64": torch.int64, "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8,
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float8_e4m3fn": torch.float8_e4m3fn,
+    "float8_e5m2": torch.float8_e5m2,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
     "bool": torch.bool,
-}  # fmt: skip
+}
 
 
 def sample(n: int, seed: int) -> torch.Tensor:
@@ -43,14 +50,18 @@ def sample(n: int, seed: int) -> torch.Tensor:
 def as_dtype(x: torch.Tensor, name: str) -> torch.Tensor:
     if TORCH[name].is_floating_point:
         return x.to(TORCH[name])
-    return torch.nan_to_num(x, nan=0.0, posinf=100.0, neginf=-100.0).clamp(-100, 100).to(TORCH[name])
+    return (
+        torch.nan_to_num(x, nan=0.0, posinf=100.0, neginf=-100.0).clamp(-100, 100).to(TORCH[name])
+    )
 
 
 def raw(t: torch.Tensor) -> np.ndarray:
     return t.contiguous().view(torch.uint8).numpy()
 
 
-def reference(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, equal_nan: bool = False) -> dict:
+def reference(
+    a: np.ndarray, b: np.ndarray, rtol: float, atol: float, equal_nan: bool = False
+) -> dict:
     a, b = a.ravel(), b.ravel()
     na, nb = np.isnan(a), np.isnan(b)
     valid = ~(na | nb)
@@ -95,11 +106,18 @@ def assert_matches(got: dict, want: dict) -> None:
 
 
 PAIRS = [
-    ("float32", "float32"), ("float16", "float32"), ("bfloat16", "float32"),
-    ("float8_e4m3fn", "float32"), ("float8_e5m2", "float32"), ("float64", "float16"),
-    ("bfloat16", "float16"), ("int32", "float32"), ("int8", "uint8"), ("bool", "float32"),
+    ("float32", "float32"),
+    ("float16", "float32"),
+    ("bfloat16", "float32"),
+    ("float8_e4m3fn", "float32"),
+    ("float8_e5m2", "float32"),
+    ("float64", "float16"),
+    ("bfloat16", "float16"),
+    ("int32", "float32"),
+    ("int8", "uint8"),
+    ("bool", "float32"),
     ("int64", "float64"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("da", "db"), PAIRS)
@@ -109,8 +127,21 @@ def test_compare_matches_reference(da: str, db: str, equal_nan: bool) -> None:
     y = x + 1e-3 * sample(5003, 2).nan_to_num(0.0, 0.0, 0.0)  # close, with its own NaN/Inf spots
     y[::7] = x[::7]
     ta, tb = as_dtype(x, da), as_dtype(y, db)
-    got = core.compare(raw(ta), da, (5003,), (1,), 0, raw(tb), db, (5003,), (1,), 0,
-                       rtol=1e-3, atol=1e-5, equal_nan=equal_nan)  # fmt: skip
+    got = core.compare(
+        raw(ta),
+        da,
+        (5003,),
+        (1,),
+        0,
+        raw(tb),
+        db,
+        (5003,),
+        (1,),
+        0,
+        rtol=1e-3,
+        atol=1e-5,
+        equal_nan=equal_nan,
+    )
     want = reference(ta.double().numpy(), tb.double().numpy(), 1e-3, 1e-5, equal_nan)
     assert_matches(got, want)
 
@@ -125,25 +156,47 @@ def test_int64_differences_beyond_double_precision_are_counted() -> None:
 def test_strided_big_endian_and_thread_count_do_not_change_results() -> None:
     x = sample(3 * (1 << 20) + 11, 3).float().numpy().reshape(-1, 1)
     y = (x * np.float32(1.001)).T.copy().T  # same logical values, other layout
-    ref = core.compare(x, "float32", x.shape, (1, 1), 0, x * np.float32(1.001), "float32", x.shape, (1, 1), 0)
+    ref = core.compare(
+        x, "float32", x.shape, (1, 1), 0, x * np.float32(1.001), "float32", x.shape, (1, 1), 0
+    )
     for threads in (1, 2, 4):
-        got = core.compare(x, "float32", x.shape, (1, 1), 0, y, "float32", y.shape, (1, 1), 0, threads=threads)
+        got = core.compare(
+            x, "float32", x.shape, (1, 1), 0, y, "float32", y.shape, (1, 1), 0, threads=threads
+        )
         assert got == ref
     big = y.astype(">f4")
-    got = core.compare(x, "float32", x.shape, (1, 1), 0, big, "float32", y.shape, (1, 1), 0, b_byteswap=True)
+    got = core.compare(
+        x, "float32", x.shape, (1, 1), 0, big, "float32", y.shape, (1, 1), 0, b_byteswap=True
+    )
     assert got == ref
     t = np.arange(12, dtype=np.float32).reshape(3, 4)
     tt = np.ascontiguousarray(t.T)
     got = core.compare(t, "float32", (4, 3), (1, 4), 0, tt, "float32", (4, 3), (3, 1), 0)
-    assert got["n_diff"] == 0 and got["max_abs_diff"] == 0.0
+    assert got["n_diff"] == 0
+    assert got["max_abs_diff"] == 0.0
 
 
 def test_empty_scalar_and_errors() -> None:
     z = np.zeros(4, np.float32)
     empty = core.compare(z, "float32", (0, 3), (3, 1), 0, z, "float16", (0, 3), (3, 1), 0)
-    assert empty["numel"] == 0 and empty["allclose"] and empty["cosine"] == 1.0 and empty["rel_l2"] == 0.0
-    one = core.compare(np.float32([2.0]), "float32", (), (), 0, np.float32([0.0]), "float32", (), (), 0)
-    assert one["rel_l2"] == math.inf and one["cosine"] == 0.0 and one["max_abs_diff"] == 2.0
+    assert (
+        empty["numel"] == 0
+    )
+    assert (
+        empty["allclose"]
+    )
+    assert (
+        empty["cosine"] == 1.0
+    )
+    assert (
+        empty["rel_l2"] == 0.0
+    )
+    one = core.compare(
+        np.float32([2.0]), "float32", (), (), 0, np.float32([0.0]), "float32", (), (), 0
+    )
+    assert one["rel_l2"] == math.inf
+    assert one["cosine"] == 0.0
+    assert one["max_abs_diff"] == 2.0
     with pytest.raises(ValueError, match="different shapes"):
         core.compare(z, "float32", (4,), (1,), 0, z, "float32", (2, 2), (2, 1), 0)
     with pytest.raises(ValueError, match="tensor b: elements"):
@@ -160,21 +213,32 @@ def test_stats_match_numpy(dtype: str, bins: int) -> None:
     s = core.stats(raw(t), dtype, (20011,), (1,), 0, bins=bins)
     fin = x[np.isfinite(x)]
     assert (s["numel"], s["finite"]) == (x.size, fin.size)
-    assert (s["zeros"], s["nan"], s["inf"]) == (np.sum(x == 0), np.isnan(x).sum(), np.isinf(x).sum())
+    assert (s["zeros"], s["nan"], s["inf"]) == (
+        np.sum(x == 0),
+        np.isnan(x).sum(),
+        np.isinf(x).sum(),
+    )
     assert (s["min"], s["max"]) == (fin.min(), fin.max())
     assert s["mean"] == pytest.approx(fin.mean(), rel=1e-9, abs=1e-12)
     assert s["std"] == pytest.approx(fin.std(), rel=1e-9)
-    np.testing.assert_allclose(s["hist_edges"], np.linspace(fin.min(), fin.max(), bins + 1), rtol=1e-12)
+    np.testing.assert_allclose(
+        s["hist_edges"], np.linspace(fin.min(), fin.max(), bins + 1), rtol=1e-12
+    )
     assert s["hist"] == np.histogram(fin, bins=np.array(s["hist_edges"]))[0].tolist()
 
 
 def test_stats_edge_cases() -> None:
     nan = np.full(5, np.nan, np.float32)
     s = core.stats(nan, "float32", (5,), (1,), 0, bins=4)
-    assert s["min"] is None and s["std"] is None and s["nan"] == 5 and s["hist"] == [0, 0, 0, 0]
+    assert s["min"] is None
+    assert s["std"] is None
+    assert s["nan"] == 5
+    assert s["hist"] == [0, 0, 0, 0]
     const = np.full(6, 3.0, np.float32)
     s = core.stats(const, "float32", (2, 3), (3, 1), 0, bins=2)
-    assert s["hist_edges"] == [2.5, 3.0, 3.5] and s["hist"] == [0, 6] and s["std"] == 0.0
+    assert s["hist_edges"] == [2.5, 3.0, 3.5]
+    assert s["hist"] == [0, 6]
+    assert s["std"] == 0.0
     assert core.stats(const, "float32", (0,), (1,), 0)["numel"] == 0
     with pytest.raises(ValueError, match="bins"):
         core.stats(const, "float32", (6,), (1,), 0, bins=0)
@@ -185,19 +249,28 @@ def test_python_layer_on_real_files(tmp_path: Path) -> None:
     torch.save({"w": w, "wt": w.t(), "b": torch.zeros(20)}, tmp_path / "a.pt")
     changed = w.clone()
     changed[3, 4] += 1.0
-    save_file({"w": changed.to(torch.bfloat16), "wt": w.t().contiguous(), "b": torch.ones(20)},
-              tmp_path / "b.safetensors")  # fmt: skip
+    save_file(
+        {"w": changed.to(torch.bfloat16), "wt": w.t().contiguous(), "b": torch.ones(20)},
+        tmp_path / "b.safetensors",
+    )
     with open_checkpoint(tmp_path / "a.pt") as a, open_checkpoint(tmp_path / "b.safetensors") as b:
         same = compare_tensors(a, "wt", b, "wt")
-        assert same.equal and same.allclose and same.cosine == pytest.approx(1.0)
+        assert same.equal
+        assert same.allclose
+        assert same.cosine == pytest.approx(1.0)
         c = compare_tensors(a, "w", b, "w", rtol=1e-2, atol=1e-2)
-        want = reference(w.double().numpy(), changed.to(torch.bfloat16).double().numpy(), 1e-2, 1e-2)
+        want = reference(
+            w.double().numpy(), changed.to(torch.bfloat16).double().numpy(), 1e-2, 1e-2
+        )
         assert_matches({k: v for k, v in vars(c).items() if k in want}, want)
         assert c.to_json()["n_diff"] == c.n_diff
         zero = compare_tensors(a, "b", b, "b")
-        assert zero.cosine == 0.0 and zero.rel_l2 == 1.0
+        assert zero.cosine == 0.0
+        assert zero.rel_l2 == 1.0
         with pytest.raises(ShapeError, match="'w'"):
             compare_tensors(a, "wt", b, "w")
         st = tensor_stats(b, "w", bins=5)
         x = changed.to(torch.bfloat16).double().numpy()
-        assert st.numel == 600 and st.max == x.max() and sum(st.hist) == 600
+        assert st.numel == 600
+        assert st.max == x.max()
+        assert sum(st.hist) == 600

@@ -30,7 +30,10 @@ INTS = {
     "int64": torch.int64,
     "bool": torch.bool,
 }
-WIDE = {"float32": (torch.float32, np.float32, np.uint32), "float64": (torch.float64, np.float64, np.uint64)}
+WIDE = {
+    "float32": (torch.float32, np.float32, np.uint32),
+    "float64": (torch.float64, np.float64, np.uint64),
+}
 
 
 def cast(arr: np.ndarray, src: str, dst: str, itemsize: int) -> bytes:
@@ -68,7 +71,21 @@ def edge_values(name: str) -> np.ndarray:
     nudge = np.abs(mids) * 2.0**-20
     rng = np.random.default_rng(0)
     random = rng.standard_normal(4000) * 10.0 ** rng.integers(-12, 12, 4000)
-    special = [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 1e-40, 3e38, -3e38, 7e4, 6e4]
+    special = [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        -np.nan,
+        1e-45,
+        -1e-45,
+        1e-40,
+        3e38,
+        -3e38,
+        7e4,
+        6e4,
+    ]
     big = finite.max() * np.array([1.0, 1.01, 1.06, 1.125, 1.5, 2.0, 1e3])
     return np.concatenate([finite, mids, mids + nudge, mids - nudge, random, special, big, -big])
 
@@ -77,7 +94,7 @@ def edge_values(name: str) -> np.ndarray:
 @pytest.mark.parametrize("wide", WIDE)
 def test_encode_matches_torch(name: str, wide: str) -> None:
     tdt, _ = NARROW[name]
-    wdt, np_dtype, _ = WIDE[wide]
+    _wdt, np_dtype, _ = WIDE[wide]
     with np.errstate(over="ignore"):  # values beyond float32 become inf, also tested
         values = edge_values(name).astype(np_dtype)
     ref = torch.from_numpy(values).to(tdt)

@@ -24,13 +24,22 @@ def base_offset(a: np.ndarray, base: np.ndarray) -> int:
     return (a.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // a.itemsize
 
 
-def copy_view(view: np.ndarray, base: np.ndarray, dst_dtype: str, dst_np: str, **kw) -> tuple[np.ndarray, int]:
+def copy_view(
+    view: np.ndarray, base: np.ndarray, dst_dtype: str, dst_np: str, **kw
+) -> tuple[np.ndarray, int]:
     """copy_cast of a numpy view of `base` (strides and offset in elements of base)."""
     out = np.empty(view.shape, dtype=dst_np)
     crc = core.copy_cast(
-        base, base.dtype.name, view.shape, elem_strides(view), base_offset(view, base),
-        out, 0, dst_dtype, **kw,
-    )  # fmt: skip
+        base,
+        base.dtype.name,
+        view.shape,
+        elem_strides(view),
+        base_offset(view, base),
+        out,
+        0,
+        dst_dtype,
+        **kw,
+    )
     return out, crc
 
 
@@ -53,9 +62,13 @@ def test_transposed_sliced_views_equal_numpy(threads: int) -> None:
 
 @pytest.mark.parametrize(
     ("dst", "tdt"),
-    [("bfloat16", torch.bfloat16), ("float16", torch.float16), ("float8_e4m3fn", torch.float8_e4m3fn),
-     ("float64", torch.float64)],
-)  # fmt: skip
+    [
+        ("bfloat16", torch.bfloat16),
+        ("float16", torch.float16),
+        ("float8_e4m3fn", torch.float8_e4m3fn),
+        ("float64", torch.float64),
+    ],
+)
 def test_cast_of_a_transpose_equals_torch(dst: str, tdt: torch.dtype) -> None:
     t = torch.randn(64, 48) * 100
     t[0, :4] = torch.tensor([float("nan"), float("inf"), -0.0, 1e-30])
@@ -70,7 +83,7 @@ def test_cast_of_a_transpose_equals_torch(dst: str, tdt: torch.dtype) -> None:
 
 def test_big_endian_source() -> None:
     a = np.random.default_rng(1).standard_normal(1000).astype(">f4")
-    out, crc = copy_view(a, a, "float32", "<f4", src_byteswap=True)
+    out, _crc = copy_view(a, a, "float32", "<f4", src_byteswap=True)
     np.testing.assert_array_equal(out, a.astype("<f4"))
     raw = a.view(np.uint8).reshape(-1, 4)
     out2 = np.empty(1000, "<f2")
@@ -102,9 +115,12 @@ def test_patch_in_place_into_a_writable_mmap(tmp_path: Path) -> None:
     path.write_bytes(b"H" * 100 + bytes(4 * 50) + b"T" * 30)
     src = np.arange(50, dtype=np.float32)[::-1]
     with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
-        crc = core.copy_cast(np.arange(50, dtype=np.float32), "float32", (50,), (-1,), 49, mm, 100, "float32")
+        crc = core.copy_cast(
+            np.arange(50, dtype=np.float32), "float32", (50,), (-1,), 49, mm, 100, "float32"
+        )
     data = path.read_bytes()
-    assert data[:100] == b"H" * 100 and data[-30:] == b"T" * 30
+    assert data[:100] == b"H" * 100
+    assert data[-30:] == b"T" * 30
     assert data[100:300] == src.tobytes()
     assert crc == zlib.crc32(src.tobytes())
 
@@ -113,16 +129,30 @@ def test_region_slices_and_pads_like_numpy() -> None:
     src = np.random.default_rng(3).standard_normal((10, 7)).astype(np.float32)
     # vocabulary grows 10 -> 13 rows: copy all rows, pad with -1
     out = np.empty((13, 7), np.float32)
-    crc = core.copy_region(src, "float32", (10, 7), (7, 1), 0, out, 0, "float32",
-                           (13, 7), (0, 0), (0, 0), (10, 7), fill=-1.0)  # fmt: skip
+    crc = core.copy_region(
+        src,
+        "float32",
+        (10, 7),
+        (7, 1),
+        0,
+        out,
+        0,
+        "float32",
+        (13, 7),
+        (0, 0),
+        (0, 0),
+        (10, 7),
+        fill=-1.0,
+    )
     ref = np.full((13, 7), -1.0, np.float32)
     ref[:10] = src
     np.testing.assert_array_equal(out, ref)
     assert crc == zlib.crc32(ref.tobytes())
     # shrink and shift: src[2:8, 1:5] at dst[1:7, 3:7] of a (8, 9) zero tensor, as bfloat16
     out2 = bytearray(8 * 9 * 2)
-    crc2 = core.copy_region(src, "float32", (10, 7), (7, 1), 0, out2, 0, "bfloat16",
-                            (8, 9), (2, 1), (1, 3), (6, 4))  # fmt: skip
+    crc2 = core.copy_region(
+        src, "float32", (10, 7), (7, 1), 0, out2, 0, "bfloat16", (8, 9), (2, 1), (1, 3), (6, 4)
+    )
     ref2 = torch.zeros(8, 9, dtype=torch.bfloat16)
     ref2[1:7, 3:7] = torch.from_numpy(src[2:8, 1:5]).to(torch.bfloat16)
     assert bytes(out2) == ref2.view(torch.uint8).numpy().tobytes()
@@ -148,12 +178,25 @@ def test_region_property(data: st.DataObject) -> None:
     fill = data.draw(st.integers(-5, 5))
     ref = np.full(dst_shape, fill, np.int64)
     if all(cnt):
-        dst_sl = tuple(slice(a, a + c) for a, c in zip(d0, cnt))
-        src_sl = tuple(slice(a, a + c) for a, c in zip(s0, cnt))
+        dst_sl = tuple(slice(a, a + c) for a, c in zip(d0, cnt, strict=True))
+        src_sl = tuple(slice(a, a + c) for a, c in zip(s0, cnt, strict=True))
         ref[dst_sl] = view[src_sl]
     out = np.empty(dst_shape, np.int64)
-    crc = core.copy_region(src, "int32", view.shape, elem_strides(view), 0, out, 0, "int64",
-                           tuple(dst_shape), tuple(s0), tuple(d0), tuple(cnt), fill=float(fill))  # fmt: skip
+    crc = core.copy_region(
+        src,
+        "int32",
+        view.shape,
+        elem_strides(view),
+        0,
+        out,
+        0,
+        "int64",
+        tuple(dst_shape),
+        tuple(s0),
+        tuple(d0),
+        tuple(cnt),
+        fill=float(fill),
+    )
     np.testing.assert_array_equal(out, ref)
     assert crc == zlib.crc32(ref.tobytes())
 
@@ -180,6 +223,19 @@ def test_bounds_are_checked_before_any_write() -> None:
     with pytest.raises(ValueError, match="exceeds size"):
         core.copy_region(a, "float32", (10,), (1,), 0, out, 0, "float32", (10,), (5,), (0,), (6,))
     with pytest.raises(ValueError, match="not an integer"):
-        core.copy_region(a.astype(np.int32), "int32", (10,), (1,), 0, out, 0, "int32", (10,), (0,), (0,), (5,),
-                         fill=0.5)  # fmt: skip
+        core.copy_region(
+            a.astype(np.int32),
+            "int32",
+            (10,),
+            (1,),
+            0,
+            out,
+            0,
+            "int32",
+            (10,),
+            (0,),
+            (0,),
+            (5,),
+            fill=0.5,
+        )
     assert out == bytearray(40)

@@ -17,8 +17,19 @@ side = st.dictionaries(names, st.tuples(shapes, dtypes), max_size=40)
 def reference(a: dict, b: dict) -> dict[str, list[int]]:
     ia = {n: i for i, n in enumerate(a)}
     ib = {n: i for i, n in enumerate(b)}
-    out: dict[str, list[int]] = {k: [] for k in
-                                 ("only_a", "only_b", "shape_a", "shape_b", "dtype_a", "dtype_b", "equal_a", "equal_b")}  # fmt: skip
+    out: dict[str, list[int]] = {
+        k: []
+        for k in (
+            "only_a",
+            "only_b",
+            "shape_a",
+            "shape_b",
+            "dtype_a",
+            "dtype_b",
+            "equal_a",
+            "equal_b",
+        )
+    }
     for n, (sh, dt) in a.items():
         if n not in b:
             out["only_a"].append(ia[n])
@@ -32,9 +43,13 @@ def reference(a: dict, b: dict) -> dict[str, list[int]]:
 
 def run(a: dict, b: dict) -> dict[str, list[int]]:
     return core.shape_diff(
-        list(a), [s for s, _ in a.values()], [d for _, d in a.values()],
-        list(b), [s for s, _ in b.values()], [d for _, d in b.values()],
-    )  # fmt: skip
+        list(a),
+        [s for s, _ in a.values()],
+        [d for _, d in a.values()],
+        list(b),
+        [s for s, _ in b.values()],
+        [d for _, d in b.values()],
+    )
 
 
 @given(side, side)
@@ -46,7 +61,9 @@ def test_matches_python_reference(a: dict, b: dict) -> None:
 
 def test_large_and_lists_as_shapes() -> None:
     a = {f"layers.{i}.w": ((i % 7, 4), "float32") for i in range(20000)}
-    b = {f"layers.{i}.w": ((i % 5, 4), "float32" if i % 3 else "float16") for i in range(5000, 30000)}
+    b = {
+        f"layers.{i}.w": ((i % 5, 4), "float32" if i % 3 else "float16") for i in range(5000, 30000)
+    }
     assert run(a, b) == reference(a, b)
     got = core.shape_diff(["x"], [[2, 3]], ["float32"], ["x"], [(2, 3)], ["float32"])
     assert got["equal_a"] == [0]

@@ -165,3 +165,14 @@ def test_distributed_model_weights_folder_read_in_place(tmp_path):
         assert ckpt.array(name).tobytes() == _raw(t)
         assert ckpt[name].storage.source.path == str(path.resolve())
     assert ckpt.metadata["artifacts"] == []
+
+
+def test_reading_a_nemo_file_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, inspector; c = inspector.open(sys.argv[1]); c.array(next(iter(c))); "
+        "assert len(c) == 90; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, str(FIXTURE)], check=True)

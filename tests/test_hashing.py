@@ -1,0 +1,230 @@
+"""inspector.hashing: the same tensor gets the same digest from every source (numpy, torch,
+.pt, legacy .pt, safetensors, strided views); errors name the tensor; progress and cancel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import inspector
+from inspector import hashspec_reference as ref
+from inspector.errors import CheckpointError, DtypeError, TensorDataError
+from inspector.hashing import (
+    Cancelled,
+    Digest,
+    TensorHasher,
+    checkpoint_digest,
+    digest_array,
+    hash_tensors,
+)
+from inspector.model import ByteSource, Checkpoint, Storage, TensorInfo
+
+RNG = np.random.default_rng(21)
+
+
+def torch_state() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(96, 80, generator=g)
+    return {
+        "enc.weight": torch.randn(300, 1000, generator=g),  # > 1 MiB: several chunks
+        "enc.bias": torch.randn(80, generator=g).to(torch.bfloat16),
+        "dec.proj": base.t(),  # a transposed view
+        "dec.slice": base[10:20, 5:],  # a slice with a storage offset
+        "dec.steps": base[::3, ::2],  # step slices
+        "counts": torch.arange(17, dtype=torch.int64),
+        "mask": torch.rand(5, 6, generator=g) > 0.5,
+        "scale": torch.tensor(3.25, dtype=torch.float16),  # 0-d
+        "empty": torch.zeros(0, 4),
+    }
+
+
+def reference_digests(state: dict[str, torch.Tensor]) -> dict[str, Digest]:
+    out = {}
+    for name, t in state.items():
+        data = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        dtype = str(t.dtype).removeprefix("torch.")
+        out[name] = Digest(ref.tensor_digest(dtype, tuple(t.shape), data))
+    return out
+
+
+def contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous().clone() for k, v in state.items()}
+
+
+# ---- Digest ------------------------------------------------------------------------------------
+
+
+def test_digest_prints_parses_and_checks_length() -> None:
+    d = Digest(bytes(range(16)))
+    assert str(d) == d.hex() == "ckh1:000102030405060708090a0b0c0d0e0f"
+    assert Digest.parse(str(d)) == d
+    assert bytes(d) == bytes(range(16))
+    with pytest.raises(ValueError, match="16 bytes"):
+        Digest(b"short")
+    with pytest.raises(ValueError, match="not a digest"):
+        Digest.parse("ckh1:xyz")
+    with pytest.raises(ValueError, match="version 'ckh9'"):
+        Digest.parse("ckh9:" + "0" * 32)
+
+
+# ---- one digest whatever the source ------------------------------------------------------------
+
+
+def test_in_memory_torch_matches_reference_and_ignores_layout() -> None:
+    state = torch_state()
+    expected = reference_digests(state)
+    assert hash_tensors(inspector.open(state)) == expected
+    assert hash_tensors(inspector.open(contiguous(state)), threads=1) == expected
+
+
+def test_numpy_and_torch_agree() -> None:
+    arrays = {
+        "w": RNG.standard_normal((33, 65)).astype(np.float32),
+        "i": RNG.integers(-5, 5, (4, 4)).astype(np.int16),
+        "z": np.zeros((0,), np.float64),
+    }
+    from_numpy = hash_tensors(inspector.open(arrays))
+    from_torch = hash_tensors(inspector.open({k: torch.from_numpy(v) for k, v in arrays.items()}))
+    assert from_numpy == from_torch
+    assert all(digest_array(a) == from_numpy[k] for k, a in arrays.items())
+
+
+def test_digest_array_handles_views_byte_order_and_named_dtypes() -> None:
+    a = RNG.standard_normal((40, 30)).astype(np.float32)
+    assert digest_array(a.T) == digest_array(np.ascontiguousarray(a.T))
+    assert digest_array(a.astype(">f4")) == digest_array(a)
+    bf16 = torch.randn(6, 7).to(torch.bfloat16)
+    as_uint16 = bf16.view(torch.int16).numpy().view(np.uint16)
+    assert digest_array(as_uint16, "bfloat16") == reference_digests({"x": bf16})["x"]
+    with pytest.raises(DtypeError, match="2-byte items"):
+        digest_array(a, "bfloat16")
+    with pytest.raises(DtypeError, match="cannot hash dtype"):
+        digest_array(np.array(["a"]))
+
+
+def test_torch_save_file_matches_in_memory(tmp_path) -> None:
+    state = torch_state()
+    path = tmp_path / "model.pt"
+    torch.save(state, path)
+    assert torch.load(path, weights_only=True)["dec.proj"].stride() == state["dec.proj"].stride()
+    with inspector.open(path) as ckpt:
+        assert hash_tensors(ckpt) == reference_digests(state)
+
+
+def test_legacy_torch_file_matches_in_memory(tmp_path) -> None:
+    state = torch_state()
+    path = tmp_path / "legacy.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    with inspector.open(path) as ckpt:
+        assert hash_tensors(ckpt) == reference_digests(state)
+
+
+def test_safetensors_file_matches_torch_file(tmp_path) -> None:
+    state = contiguous(torch_state())
+    save_file(state, tmp_path / "model.safetensors")
+    torch.save(torch_state(), tmp_path / "model.pt")
+    with (
+        inspector.open(tmp_path / "model.safetensors") as st,
+        inspector.open(tmp_path / "model.pt") as pt,
+    ):
+        a, b = hash_tensors(st), hash_tensors(pt)
+    assert a == b == reference_digests(state)
+    assert checkpoint_digest(a) == checkpoint_digest(b)
+
+
+def test_big_endian_storage_matches_little_endian() -> None:
+    a = RNG.standard_normal(12).astype("<f4")
+    ckpt = inspector.open({"x": a})
+    t = ckpt["x"]
+    big = a.astype(">f4").view(np.uint8)
+    storage = replace(
+        t.storage, source=ByteSource(None, 0, big.nbytes, buffer=big), byteorder="big"
+    )
+    ckpt.tensors["x"] = replace(t, storage=storage)
+    assert hash_tensors(ckpt)["x"] == digest_array(a)
+
+
+# ---- checkpoint digest -------------------------------------------------------------------------
+
+
+def test_checkpoint_digest_is_order_free_and_matches_reference() -> None:
+    digests = hash_tensors(inspector.open(torch_state()))
+    backwards = dict(reversed(list(digests.items())))
+    assert checkpoint_digest(digests) == checkpoint_digest(backwards)
+    raw = {k: bytes(v) for k, v in digests.items()}
+    assert checkpoint_digest(digests).raw == ref.checkpoint_digest(raw)
+    renamed = {("x." + k): v for k, v in digests.items()}
+    assert checkpoint_digest(renamed) != checkpoint_digest(digests)
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+def _with_tensor(t: TensorInfo) -> Checkpoint:
+    return Checkpoint(path=None, format="memory", tree={t.name: t}, tensors={t.name: t})
+
+
+def test_out_of_range_view_names_the_tensor() -> None:
+    buf = np.zeros(16, np.uint8)
+    storage = Storage("s", "float32", 16, ByteSource(None, 0, 16, buffer=buf))
+    t = TensorInfo("layer.w", "float32", (3, 4), (4, 1), 0, storage)
+    with pytest.raises(
+        TensorDataError, match=r"'layer.w': view spans bytes \[0, 48\) of a 16-byte"
+    ):
+        hash_tensors(_with_tensor(t))
+    with pytest.raises(TensorDataError, match="'layer.w'"):
+        hash_tensors(_with_tensor(replace(t, shape=(2,), strides=(1,), storage_offset=-1)))
+
+
+def test_meta_tensor_unknown_dtype_and_unknown_name() -> None:
+    meta = inspector.open({"m": torch.empty(3, 3, device="meta")})
+    with pytest.raises(TensorDataError, match="'m': tensor has no data"):
+        hash_tensors(meta)
+    ckpt = inspector.open({"x": np.zeros(3, np.float32)})
+    with pytest.raises(CheckpointError, match="'nope': no such tensor"):
+        hash_tensors(ckpt, ["nope"])
+    ckpt.tensors["x"] = replace(ckpt["x"], dtype="float128")
+    with pytest.raises(DtypeError, match="'x': cannot hash dtype float128"):
+        hash_tensors(ckpt)
+
+
+# ---- progress, cancel, streaming, imports --------------------------------------------------------
+
+
+def test_progress_and_cancel() -> None:
+    ckpt = inspector.open({"big": np.zeros(64 << 20, np.uint8)})
+    calls: list[tuple[int, int]] = []
+    hash_tensors(ckpt, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (64 << 20, 64 << 20)
+
+    def cancel(done: int, total: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        hash_tensors(ckpt, progress=cancel)
+
+
+def test_tensor_hasher_streams_the_same_digest() -> None:
+    a = RNG.standard_normal((700, 500)).astype(np.float32)
+    hasher = TensorHasher("float", a.shape)
+    raw = a.tobytes()
+    for i in range(0, len(raw), 999_999):
+        hasher.update(raw[i : i + 999_999])
+    assert hasher.digest() == digest_array(a)
+
+
+def test_hashing_does_not_import_torch() -> None:
+    code = (
+        "import sys, numpy as np, inspector\n"
+        "from inspector.hashing import hash_tensors, checkpoint_digest\n"
+        "d = hash_tensors(inspector.open({'a': np.ones(3, np.float32)}))\n"
+        "checkpoint_digest(d)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

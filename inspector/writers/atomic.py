@@ -62,10 +62,11 @@ def atomic_path(
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise WriteError(f"{dest}: the destination folder {parent} does not exist")
-    prefix = f".{dest.name}."
+    # The temp keeps the destination's suffix, so that readers can open it for verification.
+    prefix, suffix = f".{dest.stem}.tmp-", dest.suffix
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent) if folder
-                   else _mkstemp(prefix, parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent) if folder
+                   else _mkstemp(prefix, suffix, parent))
     except OSError as e:
         raise describe_os_error(dest, e) from e
     try:
@@ -81,8 +82,8 @@ def atomic_path(
         raise
 
 
-def _mkstemp(prefix: str, parent: Path) -> str:
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
+def _mkstemp(prefix: str, suffix: str, parent: Path) -> str:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
     os.close(fd)
     return name
 

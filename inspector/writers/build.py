@@ -41,7 +41,7 @@ def build_output(
     unknown = [n for n in (*replacements, *drop) if n not in target.tensors]
     if unknown:
         raise PlanError(f"{target.label}: no such target tensor(s): {', '.join(unknown[:5])}")
-    by_id = {id(t): name for name, t in target.tensors.items()}
+    by_id = _names_by_leaf(target)
     storages = _group_storages(target)
     own: dict[str, OutStorage] = {}
     for name, value in replacements.items():
@@ -59,6 +59,14 @@ def build_output(
         root_node = root_node[k]
     tensors = dict(_iter_named(root_node, ()))
     return Output(tree, target.root, tensors, target, notes=ctx.notes)
+
+
+def _names_by_leaf(ckpt: Checkpoint) -> dict[int, str]:
+    """id of each TensorInfo leaf under the weights root -> its dotted name (the Checkpoint's
+    own map may hold renamed copies of the leaves)."""
+    from ..containers import iter_tensors, subtree
+
+    return {id(t): dotted(p) for p, t in iter_tensors(subtree(ckpt.tree, ckpt.root))}
 
 
 def _group_storages(ckpt: Checkpoint) -> dict[str, _StorageBuild]:

@@ -80,7 +80,7 @@ class _Window:
             self.mm.close()
 
 
-class _StorageBytes:
+class StorageBytes:
     """Bytes [lo, hi) of a storage: a file window, or the checkpoint's own view of it."""
 
     def __init__(self, ckpt: Checkpoint | None, storage: Storage, lo: int, hi: int):
@@ -115,10 +115,10 @@ class RawBytes(Producer):
         self.ckpt, self.storage, self.start = ckpt, storage, start
         self.nbytes = storage.nbytes - start if nbytes is None else nbytes
         self.shape = (self.nbytes,)
-        self._bytes: _StorageBytes | None = None
+        self._bytes: StorageBytes | None = None
 
     def chunks(self, limit: int) -> Iterator[Chunk]:
-        self._bytes = src = _StorageBytes(self.ckpt, self.storage, self.start,
+        self._bytes = src = StorageBytes(self.ckpt, self.storage, self.start,
                                           self.start + self.nbytes)
         for lo in range(0, self.nbytes, limit):
             hi = min(lo + limit, self.nbytes)
@@ -164,7 +164,7 @@ class ViewValue(Producer):
         self.out_dtype = self.dtype = out_dtype or view.dtype
         self.shape = view.shape
         self.nbytes = prod(view.shape) * dtypes.get(self.out_dtype).itemsize
-        self._bytes: _StorageBytes | None = None
+        self._bytes: StorageBytes | None = None
 
     def with_view(self, view: View, out_dtype: str | None = None) -> ViewValue:
         return ViewValue(self.ckpt, self.storage, view, out_dtype or self.out_dtype)
@@ -172,7 +172,7 @@ class ViewValue(Producer):
     def chunks(self, limit: int) -> Iterator[Chunk]:
         v, item = self.view, dtypes.get(self.view.dtype).itemsize
         lo, hi = element_span(v.shape, v.strides, v.offset)
-        self._bytes = src = _StorageBytes(self.ckpt, self.storage, lo * item, hi * item)
+        self._bytes = src = StorageBytes(self.ckpt, self.storage, lo * item, hi * item)
         swap = self.storage.byteorder == "big" and item > 1
         for shape, strides, offset in _row_blocks(v, lo, limit, self.out_itemsize):
             n = prod(shape) * self.out_itemsize

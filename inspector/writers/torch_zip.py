@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from .. import dtypes
 from .._native import core
@@ -42,10 +43,16 @@ class ZipPlan:
     cd_offset: int
 
 
-def plan_zip(out: Output, *, root_name: str | None = None) -> ZipPlan:
-    """Lay the zip out: pickle the tree, place every record. Nothing is written."""
-    root = root_name or str(out.base.metadata.get("zip_root") or "archive")
-    meta = out.base.metadata if out.base.format == "torch-zip" else {}
+def plan_zip(out: Output, zip_meta: dict[str, Any] | None = None) -> ZipPlan:
+    """Lay the zip out: pickle the tree, place every record. Nothing is written.
+
+    `zip_meta` is the torch reader's metadata of the zip to mirror (root folder, version, ...);
+    by default the target's own when it is a torch zip.
+    """
+    if zip_meta is None:
+        zip_meta = out.base.metadata if out.base.format == "torch-zip" else {}
+    meta = zip_meta
+    root = str(meta.get("zip_root") or "archive")
     keys: dict[int, str] = {}
     storages: dict[str, OutStorage] = {}
 

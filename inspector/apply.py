@@ -1,0 +1,263 @@
+"""Apply an approved plan: write the target with the approved tensors replaced, verified.
+
+    report = inspector.apply("plan.yaml", "migrated.nemo")
+    print(report.to_text())
+
+Only approved rows change the output; rows still `proposed` that would change it are refused
+(listed) unless `accept_proposed`. When the output keeps the target's layout (same format, names,
+shapes, dtypes) the target is cloned and patched in place; otherwise the output is rewritten in
+full, streamed. Either way the write is atomic and verified by content digest before it is
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PlanError, WriteError
+from .mapping.plan import Entry, Plan
+from .model import Checkpoint
+from .reader import open_checkpoint
+from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
+from .writers import SAME_AS_TARGET, choose_format, writer
+from .writers.atomic import atomic_path
+from .writers.build import build_output
+from .writers.patch import patch, patch_target, patchable
+from .writers.produce import Producer, ViewValue
+from .writers.transformed import apply_transforms, source_value
+from .writers.verify import digests, value_digest
+
+Progress = Callable[[int, int], None]
+_CHANGING = ("copy", "drop")  # decisions that change the output
+
+
+@dataclass
+class Inputs:
+    plan: Plan
+    sources: dict[str, Checkpoint]  # by label
+    target: Checkpoint
+    problems: list[str]  # fingerprint differences accepted with force
+
+
+def open_plan_inputs(plan: Plan, *, force: bool = False) -> Inputs:
+    """Open the plan's checkpoints and check their fingerprints (PlanError unless `force`)."""
+    sources = {ref.label: _open_ref(ref.path, ref.root, ref.label) for ref in plan.sources}
+    target = _open_ref(plan.target.path, plan.target.root, plan.target.label)
+    problems = plan.check_fingerprints(list(sources.values()), target, force=force)
+    return Inputs(plan, sources, target, problems)
+
+
+def _open_ref(path: str | None, root: str, label: str) -> Checkpoint:
+    if not path:
+        raise PlanError(f"plan input {label!r} has no path to open")
+    return open_checkpoint(path, root=root or None)
+
+
+def apply(
+    plan: Plan | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    accept_proposed: bool = False,
+    force: bool = False,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    format: str | None = None,
+    inputs: Inputs | None = None,
+) -> TransferReport:
+    """Write `out`: the plan's target with its approved rows applied. Returns the report."""
+    started = time.monotonic()
+    if not isinstance(plan, Plan):
+        plan = Plan.load(plan)
+    _refuse_proposed(plan, accept_proposed)
+    ins = inputs or open_plan_inputs(plan, force=force)
+    target = ins.target
+    values = entry_values(ins, accept_proposed)
+    drop = {e.target for e in _rows(plan, "drop", accept_proposed)}
+    fmt = choose_format(out, target.format, format)
+    report = plan_report(plan, target, accept_proposed, str(out))
+    report.format = fmt
+    report.notes += ins.problems
+    spec, mod = writer(fmt)
+    inputs_files = [*target.files, *(f for c in ins.sources.values() for f in c.files)]
+    if target.path is not None:
+        inputs_files.append(str(target.path))
+    where = patch_target(target)
+    in_place = (where is not None and not drop and SAME_AS_TARGET.get(target.format) == fmt
+                and _same_layout(target, values))
+    with atomic_path(out, inputs_files, folder=spec.folder) as tmp:
+        if in_place:
+            assert where is not None
+            report.mode = "patch"
+            report.clone = patch(target, where, values, tmp, threads=threads, progress=progress)
+        else:
+            report.mode = "rewrite"
+            output = build_output(target, values, drop)
+            report.notes += output.notes
+            if spec.folder:
+                tmp.mkdir(exist_ok=True)
+            getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
+        report.bytes_written = _size(tmp)
+        root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
+        report.verification = verify(tmp, root, ins, values, drop, threads=threads)
+        if not report.verification.ok:
+            raise WriteError(f"{out}: verification failed, nothing written: "
+                             + "; ".join(report.verification.mismatches[:5]))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:
+    pending = [e.target for e in plan.entries.values()
+               if e.status == "proposed" and e.effective in _CHANGING]
+    if pending and not accept_proposed:
+        shown = ", ".join(pending[:10]) + (f", ... ({len(pending)} in all)" if len(pending) > 10
+                                            else "")
+        raise PlanError(
+            f"{len(pending)} row(s) are still proposed, not approved: {shown}. Review and approve "
+            "them (ckpt-tui, plan.approve), or pass --accept-proposed to apply them unreviewed"
+        )
+
+
+def _rows(plan: Plan, decision: str, accept_proposed: bool) -> list[Entry]:
+    ok = {"approved", "proposed"} if accept_proposed else {"approved"}
+    return [e for e in plan.entries.values() if e.effective == decision and e.status in ok]
+
+
+def entry_values(ins: Inputs, accept_proposed: bool = False) -> dict[str, Producer]:
+    """Target name -> its new value, for every applied copy row."""
+    values: dict[str, Producer] = {}
+    for e in _rows(ins.plan, "copy", accept_proposed):
+        values[e.target] = entry_value(e, ins.sources, ins.target)
+    return values
+
+
+def entry_value(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint) -> Producer:
+    inputs: list[Producer] = []
+    for label, name in e.sources:
+        ckpt = sources.get(label)
+        if ckpt is None:
+            raise PlanError(f"entries[{e.target!r}]: unknown source label {label!r}")
+        if name not in ckpt.tensors:
+            raise PlanError(f"entries[{e.target!r}]: {ckpt.label} has no tensor {name!r}")
+        inputs.append(source_value(ckpt, ckpt.tensors[name]))
+    if e.target not in target.tensors:
+        raise PlanError(f"entries[{e.target!r}]: the target has no such tensor")
+    own = source_value(target, target.tensors[e.target])
+    return apply_transforms(inputs, e.transform, own)
+
+
+def _same_layout(target: Checkpoint, values: dict[str, Producer]) -> bool:
+    for name, v in values.items():
+        t = target.tensors[name]
+        if v.dtype != t.dtype or tuple(v.shape) != t.shape or not patchable(t):
+            return False
+    return True
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+# -- verification ---------------------------------------------------------------------------------
+
+
+def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop: set[str],
+           *, threads: int | None = None) -> Verification:
+    """Re-open the written output (weights under `root`, detected when None); every replaced
+    tensor must hash to its expected value and every other one to the target's."""
+    started = time.monotonic()
+    result = Verification()
+    target = ins.target
+    with open_checkpoint(path, root=root) as written:
+        expected = _expected(ins, values, threads)
+        untouched = [n for n in target.tensors if n not in values and n not in drop]
+        expected.update(digests(target, untouched, threads=threads))
+        names = [n for n in expected if n in written.tensors]
+        missing = [n for n in expected if n not in written.tensors]
+        result.mismatches += [f"{n}: missing from the output" for n in missing]
+        got = digests(written, names, threads=threads)
+    for name in names:
+        result.checked += 1
+        if got[name] != expected[name]:
+            result.mismatches.append(f"{name}: digest {got[name]} expected {expected[name]}")
+        elif name in values:
+            result.replaced_ok += 1
+        else:
+            result.untouched_ok += 1
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _expected(ins: Inputs, values: dict[str, Producer], threads: int | None) -> dict[str, Any]:
+    """Expected digests: an untransformed source tensor is hashed where it lies (independent of
+    the copy); a transformed one by streaming its transform."""
+    plain: dict[str, list[tuple[str, str]]] = {}
+    out: dict[str, Any] = {}
+    for name, v in values.items():
+        e = ins.plan.entries[name]
+        if not e.transform and isinstance(v, ViewValue) and len(e.sources) == 1:
+            plain.setdefault(e.sources[0][0], []).append((name, e.sources[0][1]))
+        else:
+            out[name] = value_digest(v)
+    for label, pairs in plain.items():
+        got = digests(ins.sources[label], [src for _, src in pairs], threads=threads)
+        out.update({name: got[src] for name, src in pairs})
+    return out
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+_SKIP_FLAGS = {
+    "shape-mismatch": "shape mismatch",
+    "vocab-change": "vocabulary changed",
+    "no-source": "unmapped",
+    "ambiguous": "ambiguous",
+}
+
+
+def plan_report(plan: Plan, target: Checkpoint, accept_proposed: bool, output: str | None
+                ) -> TransferReport:
+    """The report's rows from the plan (which rows load, which are skipped and why)."""
+    report = TransferReport(target=target.label, output=output)
+    applied = {e.target for e in _rows(plan, "copy", accept_proposed)}
+    totals: dict[str, list[int]] = {}
+    for name, t in target.tensors.items():
+        totals.setdefault(module_of(name), [0, 0])[1] += t.numel
+    for name, e in plan.entries.items():
+        numel = target.tensors[name].numel if name in target.tensors else 0
+        if name in applied:
+            report.loaded.append(LoadedRow(
+                name, tuple(f"{a}:{b}" for a, b in e.sources),
+                " | ".join(t.describe() for t in e.transform), numel,
+                accepted_without_review=e.status == "proposed"))
+            totals.setdefault(module_of(name), [0, 0])[0] += numel
+        elif e.effective == "drop" and (e.status == "approved" or accept_proposed):
+            report.dropped.append(name)
+        else:
+            reason = _skip_reason(e)
+            if reason:
+                report.skipped.append(SkippedRow(name, reason, numel))
+    listed = {*applied, *report.dropped, *(r.target for r in report.skipped)}
+    report.kept = [n for n in target.tensors if n not in listed]
+    report.unused = [(u.label, u.name, u.reason) for u in plan.unused]
+    report.modules = {m: (a, b) for m, (a, b) in totals.items()}
+    return report
+
+
+def _skip_reason(e: Entry) -> str:
+    if e.status == "rejected":
+        return f"rejected ({e.reason})" if e.reason else "rejected"
+    for flag, what in _SKIP_FLAGS.items():
+        if flag in e.flags:
+            return f"{what}: {e.reason}" if e.reason else what
+    if e.decision == "copy":  # a copy row that was not applied: not approved
+        return f"not approved ({e.status})"
+    return ""

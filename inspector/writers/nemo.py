@@ -1,0 +1,102 @@
+"""Write a .nemo: the target's tar, member for member, with model_weights.ckpt re-written.
+
+Every other member (config, tokenizer, artifacts), with its header and any PAX/GNU extended
+headers before it, is copied byte for byte in the kernel, in the input's order; the archive's
+trailing blocks too. The weights member gets the input's header with the new size and checksum.
+A tar.gz .nemo (NeMo < 1.7) is read from the reader's decompressed copy and written uncompressed,
+as NeMo >= 1.7 writes them. (When the layout does not change, apply patches the clone in place
+instead: see patch.py.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import WriteError
+from ..formats.tar_safe import BLOCK, Member, read_members
+from .atomic import copy_range, pwrite_all
+from .output import Output
+from .stream import Progress
+from .torch_zip import ZipPlan, plan_zip, write_zip
+
+_SIZE_FIELD, _CHKSUM_FIELD = slice(124, 136), slice(148, 156)
+
+
+def tar_of(out: Output) -> Path:
+    """The uncompressed tar the target was read from."""
+    meta = out.base.metadata
+    return Path(meta.get("expanded_to") or out.base.path or "")
+
+
+def write(out: Output, path: str | os.PathLike[str], *, threads: int | None = None,
+          progress: Progress | None = None) -> None:
+    weights = out.base.metadata.get("weights")
+    if out.base.format != "nemo" or not isinstance(weights, dict):
+        raise WriteError(
+            f"{path}: a .nemo output needs a .nemo target with one model_weights.ckpt (model-"
+            "parallel and distributed .nemo files are not written yet)"
+        )
+    tar = tar_of(out)
+    members = read_members(tar)
+    w = next((m for m in members if m.offset == weights["offset"]), None)
+    if w is None:
+        raise WriteError(f"{tar}: the weights member moved since it was read")
+    plan = plan_zip(out, out.base.metadata.get("torch_metadata") or {})
+    spans = _spans(members, os.path.getsize(tar))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with open(tar, "rb") as src:
+            _write_tar(src.fileno(), fd, members, spans, w, plan, threads, progress)
+    finally:
+        os.close(fd)
+
+
+def _spans(members: list[Member], size: int) -> list[tuple[int, int]]:
+    """[start, end) of each member's headers + data (padded); the trailer follows the last."""
+    spans, pos = [], 0
+    for m in members:
+        end = m.offset + _padded(m.size)
+        spans.append((pos, end))
+        pos = end
+    spans.append((pos, size))
+    return spans
+
+
+def _padded(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
+def _write_tar(src: int, fd: int, members: list[Member], spans: list[tuple[int, int]],
+               weights: Member, plan: ZipPlan, threads: int | None,
+               progress: Progress | None) -> None:
+    out_pos = 0
+    for m, (start, end) in zip([*members, None], spans):
+        if m is not weights:
+            copy_range(src, start, fd, out_pos, end - start)
+            out_pos += end - start
+            continue
+        head_start = m.offset - BLOCK
+        if b" size=" in os.pread(src, head_start - start, start):
+            raise WriteError(f"{m.name}: its size is in a PAX header; not re-written yet")
+        copy_range(src, start, fd, out_pos, head_start - start)  # extended headers, if any
+        out_pos += head_start - start
+        header = bytearray(os.pread(src, BLOCK, head_start))
+        pwrite_all(fd, _with_size(header, plan.size), out_pos)
+        out_pos += BLOCK
+        write_zip(fd, out_pos, plan, threads=threads, progress=progress)
+        pad = _padded(plan.size) - plan.size
+        pwrite_all(fd, b"\0" * pad, out_pos + plan.size)
+        out_pos += plan.size + pad
+    os.ftruncate(fd, out_pos)
+
+
+def _with_size(header: bytearray, size: int) -> bytes:
+    if size < 8**11:
+        header[_SIZE_FIELD] = f"{size:011o}\0".encode()
+    else:  # GNU base-256 for members of 8 GiB and more, as tarfile writes them
+        header[_SIZE_FIELD] = bytes([0x80]) + size.to_bytes(11, "big")
+    header[_CHKSUM_FIELD] = b" " * 8
+    chk = sum(header)
+    header[_CHKSUM_FIELD] = f"{chk:06o}\0 ".encode()
+    return bytes(header)

@@ -439,8 +439,11 @@ class _Index:
         _, idx = nm.template(name)
         leaf = name.rsplit(".", 1)[-1]
         seen: dict[tuple[str, str], Src] = {}
-        for bucket in (self.by_suffix.get((nm.suffix(name, 2), idx), []),
-                       self.by_shape.get((leaf, idx, info.shape), [])):
+        by_suffix = self.by_suffix.get((nm.suffix(name, 2), idx), [])
+        strong = [s for s in by_suffix if s.info.shape == info.shape and nm.common_suffix(name, s.full) >= 3]
+        if strong:  # a source sharing 3+ trailing components and the shape: others rank below it
+            return strong
+        for bucket in (by_suffix, self.by_shape.get((leaf, idx, info.shape), [])):
             if len(bucket) <= MAX_BUCKET:
                 for s in bucket:
                     seen.setdefault((s.label, s.name), s)

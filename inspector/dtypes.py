@@ -89,4 +89,6 @@ def numpy_view_dtype(d: DType) -> np.dtype:
     """A numpy dtype with the same bytes: the real one, or raw unsigned ints (bf16, fp8)."""
     if d.numpy is not None:
         return np.dtype(d.numpy)
-    return np.dtype(f"<u{d.itemsize}") if d.itemsize in (1, 2, 4, 8) else np.dtype(("V", d.itemsize))
+    return (
+        np.dtype(f"<u{d.itemsize}") if d.itemsize in (1, 2, 4, 8) else np.dtype(("V", d.itemsize))
+    )

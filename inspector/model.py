@@ -7,6 +7,7 @@ reached through `Checkpoint.storage_bytes()` (a memory-mapped view, no copy) or
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import zlib
@@ -136,7 +137,7 @@ def element_span(shape: tuple[int, ...], strides: tuple[int, ...], offset: int) 
     if any(n == 0 for n in shape):
         return offset, offset
     lo = hi = offset
-    for n, s in zip(shape, strides):
+    for n, s in zip(shape, strides, strict=False):
         if s >= 0:
             hi += (n - 1) * s
         else:
@@ -247,7 +248,9 @@ class Checkpoint(Mapping[str, TensorInfo]):
             try:
                 data = zlib.decompress(raw, -15)
             except zlib.error as e:
-                raise TensorDataError(src.path, f"cannot inflate record: {e}", key=storage.key) from e
+                raise TensorDataError(
+                    src.path, f"cannot inflate record: {e}", key=storage.key
+                ) from e
             if len(data) != src.size:
                 raise TensorDataError(
                     src.path,
@@ -259,10 +262,9 @@ class Checkpoint(Mapping[str, TensorInfo]):
 
     def close(self) -> None:
         for mm in self._maps.values():
-            try:
+            # A caller may still hold a view: the map is then freed when the view goes.
+            with contextlib.suppress(BufferError):
                 mm.close()
-            except BufferError:
-                pass  # a caller still holds a view; the map is freed when it goes
         self._maps.clear()
         self._inflated.clear()
 

@@ -82,7 +82,9 @@ def with_root(ckpt: Checkpoint, root: str | TreePath | None) -> Checkpoint:
     try:
         node = subtree(ckpt.tree, path)
     except (KeyError, IndexError, TypeError):
-        raise CheckpointError(ckpt.path, "no such sub-tree in the checkpoint", key=dotted(path)) from None
+        raise CheckpointError(
+            ckpt.path, "no such sub-tree in the checkpoint", key=dotted(path)
+        ) from None
     ckpt.root = path
     ckpt.tensors = _named(node)
     return ckpt

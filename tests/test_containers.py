@@ -15,9 +15,27 @@ W = {"enc.w": np.ones((2, 3), np.float32), "dec.b": np.arange(4, dtype=np.int64)
     ("container", "root"),
     [
         (W, ()),
-        ({"epoch": 3, "model": W, "optimizer": {"state": {0: {"exp_avg": np.ones(3)}}}, "loss": 0.5}, ("model",)),
-        ({"state_dict": W, "optimizer_states": [{"state": {0: {"m": np.ones(9)}}}], "epoch": 1}, ("state_dict",)),
-        ({"args": argparse.Namespace(lr=1.0), "model": W, "last_optimizer_state": {"m": np.ones(9)}}, ("model",)),
+        (
+            {
+                "epoch": 3,
+                "model": W,
+                "optimizer": {"state": {0: {"exp_avg": np.ones(3)}}},
+                "loss": 0.5,
+            },
+            ("model",),
+        ),
+        (
+            {"state_dict": W, "optimizer_states": [{"state": {0: {"m": np.ones(9)}}}], "epoch": 1},
+            ("state_dict",),
+        ),
+        (
+            {
+                "args": argparse.Namespace(lr=1.0),
+                "model": W,
+                "last_optimizer_state": {"m": np.ones(9)},
+            },
+            ("model",),
+        ),
         ({"checkpoint": {"model_state_dict": W}}, ("checkpoint", "model_state_dict")),
     ],
 )

@@ -16,7 +16,10 @@ def test_format_ranges():
 
 def test_fold_names_folds_the_varying_layer_index():
     names = [f"encoder.layers.{i}.ffn.{w}" for i in range(16) for w in ("weight", "bias")]
-    assert fold_names(names) == ["encoder.layers.{0..15}.ffn.weight", "encoder.layers.{0..15}.ffn.bias"]
+    assert fold_names(names) == [
+        "encoder.layers.{0..15}.ffn.weight",
+        "encoder.layers.{0..15}.ffn.bias",
+    ]
 
 
 def test_fold_names_keeps_gaps_and_other_indices_literal():
@@ -28,7 +31,11 @@ def test_fold_names_keeps_gaps_and_other_indices_literal():
 def test_fold_names_loses_no_index(indices):
     folded = fold_names([f"layers.{i}.w" for i in indices])
     assert len(folded) == 1
-    assert folded[0] == ("layers.{" + format_ranges(indices) + "}.w" if len(indices) > 1 else f"layers.{indices[0]}.w")
+    assert folded[0] == (
+        "layers.{" + format_ranges(indices) + "}.w"
+        if len(indices) > 1
+        else f"layers.{indices[0]}.w"
+    )
 
 
 def _ckpt(shapes: dict[str, tuple[int, ...]]):

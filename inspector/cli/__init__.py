@@ -29,7 +29,8 @@ EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ckpt", description="Inspect, hash, diff and migrate checkpoints without running pickle code."
+        prog="ckpt",
+        description="Inspect, hash, diff and migrate checkpoints without running pickle code.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():

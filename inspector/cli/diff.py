@@ -1,0 +1,95 @@
+"""`ckpt diff A B`: grouped differences with folded layer ranges; exit 0 equal, 1 different."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..diff import CHANGED, DIFFERENT, STATUSES, DiffResult, diff
+from .progress import meter
+
+TITLES = {
+    "only-a": "only in A",
+    "only-b": "only in B",
+    "shape-mismatch": "shape mismatch",
+    "dtype-mismatch": "dtype mismatch",
+    "changed": "changed values",
+    "identical": "identical",
+    "same-signature": "same shape and dtype (values not compared)",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", help="first checkpoint (A)")
+    p.add_argument("b", help="second checkpoint (B)")
+    p.add_argument("--no-values", action="store_true", help="names, shapes and dtypes only")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--strip-prefix", metavar="P", help="align names by a prefix such as 'module.'")
+    p.add_argument("--plan", help="align names with a plan file (A = source, B = target)")
+    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=1e-8)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--all", action="store_true", help="also list identical tensors")
+
+
+def run(args: argparse.Namespace) -> int:
+    mapping: Any = args.strip_prefix
+    if args.plan:
+        from ..mapping import Plan
+
+        mapping = Plan.load(args.plan)
+    result = diff(
+        args.a,
+        args.b,
+        values=not args.no_values,
+        mapping=mapping,
+        rtol=args.rtol,
+        atol=args.atol,
+        threads=args.threads,
+        progress=meter("hashing"),
+    )
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        write_text(result, sys.stdout, show_identical=args.all)
+    return 0 if result.equal else 1
+
+
+def write_text(result: DiffResult, out: Any, *, show_identical: bool = False) -> None:
+    out.write(f"A: {result.a}\nB: {result.b}\n")
+    for status in STATUSES:
+        rows = result.by_status(status)
+        if not rows or (status not in DIFFERENT and not show_identical):
+            continue
+        out.write(f"\n{TITLES[status]} ({len(rows)}):\n")
+        for line in _grouped_lines(rows):
+            out.write(f"  {line}\n")
+    out.write("\nby module:\n")
+    for m in result.modules():
+        parts = ", ".join(f"{n} {TITLES[s]}" for s, n in m.counts.items())
+        out.write(f"  {m.module or '(top)'}: {parts}\n")
+    verdict = "equal" if result.equal else "different"
+    counts = ", ".join(f"{n} {TITLES[s]}" for s, n in result.counts().items())
+    out.write(f"\n{verdict}: {counts}\n")
+
+
+def _grouped_lines(rows: list[Any]) -> list[str]:
+    """Rows with the same reason are folded into one line with layer ranges."""
+    from ..tree import fold_names
+
+    by_reason: dict[str, list[str]] = {}
+    for r in rows:
+        key = r.reason if r.status != CHANGED else ""
+        by_reason.setdefault(key, []).append(
+            r.name if r.status != CHANGED else f"{r.name}: {r.reason}"
+        )
+    lines = []
+    for reason, names in by_reason.items():
+        for name in fold_names(names) if reason else names:
+            lines.append(
+                f"{name}  ({reason})" if reason and reason not in TITLES.values() else name
+            )
+    return lines

@@ -70,8 +70,14 @@ def test_header_size_huge_u64(tmp_path):
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"a": {"dtype": "F32",', b"not json at all", b'{"a": 1} trailing', b"\xff\xfe{}"],
-    ids=["cut", "garbage", "extra", "utf8"],
+    [
+        b'{"a": {"dtype": "F32",',
+        b"not json at all",
+        b'{"a": 1} trailing',
+        b"\xff\xfe{}",
+        b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}',
+    ],
+    ids=["cut", "garbage", "extra", "utf8", "5000-digit-int"],
 )
 def test_invalid_json_header(tmp_path, raw):
     _expect(_st_file(tmp_path / "m.safetensors", None, raw_header=raw), errors.HeaderError)

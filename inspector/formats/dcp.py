@@ -171,7 +171,10 @@ def _value(
         raise HeaderError(label, f"unknown storage metadata {cls}", key=fqn)
     shape = _ints(label, fqn, _field(label, entry, "size"))
     dtype = _dtype(label, fqn, _field(label, entry, "properties"))
-    chunks = [_chunk(label, fqn, c, where) for c in _field(label, entry, "chunks")]
+    chunk_list = _field(label, entry, "chunks")
+    if not isinstance(chunk_list, list) or not chunk_list:
+        raise HeaderError(label, "tensor has no list of chunks", key=fqn)
+    chunks = [_chunk(label, fqn, c, where) for c in chunk_list]
     if len(chunks) == 1 and chunks[0].sizes == shape and not any(chunks[0].offsets):
         return reader.tensor(fqn, chunks[0], dtype)
     state = {

@@ -45,7 +45,7 @@ class _Entry:
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" and path.is_file():
         return True
     if len(head) < 9 or head[8:9] != b"{":
         return False
@@ -104,6 +104,8 @@ def parse_json_object(label: str, text: bytes, what: str) -> dict[str, Any]:
         raise HeaderError(label, f"{what} is not valid JSON: {e.msg} at char {e.pos}") from None
     except RecursionError:
         raise HeaderError(label, f"{what} is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise HeaderError(label, f"{what} is not valid JSON: {e}") from None
     if not isinstance(header, dict):
         raise HeaderError(label, f"{what} is a JSON {type(header).__name__}, not an object")
     return header

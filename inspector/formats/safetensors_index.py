@@ -30,7 +30,7 @@ ShardReader = Callable[[Path], tuple[dict[str, TensorInfo], dict[str, Any]]]
 def sniff(path: Path, head: bytes) -> bool:
     if path.is_dir():
         return bool(index_files(path, INDEX_SUFFIX))
-    return path.name.endswith(INDEX_SUFFIX)
+    return path.name.endswith(INDEX_SUFFIX) and path.is_file()
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:

@@ -12,6 +12,19 @@ from .reader import open_checkpoint as open
 
 __version__ = "0.1.0"
 
+# Writing needs the mapping and writer modules: imported on first use, not by `import inspector`.
+_LAZY = {"apply": ("apply", "apply"), "load_into": ("live", "load_into")}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Checkpoint",
     "CheckpointError",
@@ -21,5 +34,7 @@ __all__ = [
     "TensorInfo",
     "WriteError",
     "__version__",
+    "apply",
+    "load_into",
     "open",
 ]

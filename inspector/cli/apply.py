@@ -1,0 +1,80 @@
+"""`ckpt apply plan.yaml -o OUT`: write the target with the plan's approved rows applied.
+
+Scripted use without a plan file: `ckpt apply --source SRC --target TGT [--rules R] -o OUT`
+proposes the plan on the spot (it still needs --accept-proposed to apply unreviewed rows).
+Exit codes: 0 written and verified; 1 refused because rows are still proposed (nothing written);
+2 bad input, plan or write error (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from ..apply import Inputs, apply, open_plan_inputs
+from ..errors import PlanError
+from ..mapping.plan import Plan
+from ..mapping.propose import propose
+from ..mapping.rules import load_rules
+from ..reader import open_checkpoint
+from ..writers import FORMATS
+from . import EXIT_FOUND, EXIT_OK
+from .progress import meter
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan", nargs="?", metavar="PLAN", help="an approved plan file (YAML)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the file (or folder) to write; its suffix picks the format")
+    p.add_argument("--source", action="append", default=[], metavar="SRC",
+                   help="scripted use: a source checkpoint (repeatable), with --target")
+    p.add_argument("--target", metavar="TGT", help="scripted use: the target checkpoint")
+    p.add_argument("--rules", action="append", default=[], metavar="R",
+                   help="scripted use: rules file or built-in set; repeatable")
+    p.add_argument("--accept-proposed", action="store_true",
+                   help="apply rows that are still 'proposed' (marked so in the report)")
+    p.add_argument("--force", action="store_true",
+                   help="apply even when the checkpoints' fingerprints differ from the plan's")
+    p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: by suffix)")
+    p.add_argument("--threads", type=int, default=None, help="copy/hash threads")
+    p.add_argument("--json", action="store_true", help="print the transfer report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill still removes the temp file
+    plan, inputs = _plan(args)
+    try:
+        report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
+                       threads=args.threads, format=args.format, inputs=inputs,
+                       progress=meter("writing"))
+    except PlanError as e:
+        if "still proposed" not in str(e):
+            raise
+        print(f"ckpt apply: {e}", file=sys.stderr)
+        return EXIT_FOUND
+    print(report.to_json() if args.json else report.to_text())
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> tuple[Plan, Inputs | None]:
+    if args.plan and (args.source or args.target):
+        raise PlanError("give a plan file or --source/--target, not both")
+    if args.plan:
+        return Plan.load(args.plan), None
+    if not args.source or not args.target:
+        raise PlanError("give a plan file, or --source SRC --target TGT")
+    sources = [open_checkpoint(s) for s in args.source]
+    target = open_checkpoint(args.target)
+    rules = [r for spec in args.rules for r in load_rules(spec)]
+    plan = propose(sources if len(sources) > 1 else sources[0], target, rules)
+    by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, sources, strict=True)}
+    return plan, Inputs(plan, by_label, target, [])
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+__all__ = ["add_arguments", "open_plan_inputs", "run"]

@@ -106,13 +106,14 @@ def test_model_factory_cli(files: dict[str, Path]) -> None:
         "def build():\n"
         "    m = torch.nn.Module()\n"
         "    m.encoder = torch.nn.Module()\n"
-        "    m.encoder.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4, bias=False) for _ in range(6))\n"
+        "    layers = (torch.nn.Linear(4, 4, bias=False) for _ in range(6))\n"
+        "    m.encoder.layers = torch.nn.ModuleList(layers)\n"
         "    return m\n"
     )
     r = ckpt(
         "check", "--model", "cli_factory_mod:build", "--against", files["ref"], cwd=files["dir"]
     )
-    assert r.returncode == 1  # Linear(4, 4).weight is [4, 4] but names differ: layers.N.weight
+    assert r.returncode == 1, r.stderr  # Linear(4, 4).weight is [4, 4] but names differ: layers.N.weight
     assert "encoder.layers.{0..5}.weight" in r.stdout
 
 

@@ -113,7 +113,8 @@ def test_model_factory_cli(files: dict[str, Path]) -> None:
     r = ckpt(
         "check", "--model", "cli_factory_mod:build", "--against", files["ref"], cwd=files["dir"]
     )
-    assert r.returncode == 1, r.stderr  # Linear(4, 4).weight is [4, 4] but names differ: layers.N.weight
+    # Linear(4, 4).weight is [4, 4] as in ref.pt, but named layers.N.weight, not layers.N.w
+    assert r.returncode == 1, r.stderr
     assert "encoder.layers.{0..5}.weight" in r.stdout
 
 

@@ -17,6 +17,7 @@ from ..errors import ArchiveError
 
 ALIGNMENT = 64
 ZIP64_LIMIT = 0xFFFFFFFF  # a size or offset at or above this needs zip64 fields
+_MARK32 = 0xFFFFFFFF  # the 32-bit field value that says "see the zip64 extra field"
 _FLAGS = 0x0808
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -48,7 +49,7 @@ def local_header(rec: ZipRecord) -> bytes:
     pad = ALIGNMENT - (start + 4) % ALIGNMENT
     pad = 0 if pad == ALIGNMENT else pad
     extra = zip64 + struct.pack("<HH", _PAD_ID, pad) + b"Z" * pad
-    sizes = ZIP64_LIMIT if rec.zip64 else 0
+    sizes = _MARK32 if rec.zip64 else 0
     head = _LOCAL.pack(_LOCAL_SIG, 0, _FLAGS, 0, 0, 0, 0, sizes, sizes, len(name), len(extra))
     rec.data_offset = start + 4 + pad
     return head + name + extra
@@ -73,8 +74,8 @@ def central_directory(records: list[ZipRecord], cd_offset: int) -> bytes:
             [rec.header_offset] if rec.header_offset >= ZIP64_LIMIT else []
         )
         extra = struct.pack(f"<HH{len(big)}Q", _ZIP64_ID, 8 * len(big), *big) if big else b""
-        size32 = ZIP64_LIMIT if rec.zip64 else rec.size
-        off32 = min(rec.header_offset, ZIP64_LIMIT)
+        size32 = _MARK32 if rec.zip64 else rec.size
+        off32 = _MARK32 if rec.header_offset >= ZIP64_LIMIT else rec.header_offset
         parts.append(
             _CENTRAL.pack(_CENTRAL_SIG, 0, 0, _FLAGS, 0, 0, 0, rec.crc, size32, size32,
                           len(name), len(extra), 0, 0, 0, 0, off32) + name + extra
@@ -84,7 +85,7 @@ def central_directory(records: list[ZipRecord], cd_offset: int) -> bytes:
     eocd64 = struct.pack("<IQHHIIQQQQ", _EOCD64_SIG, 44, 0x031E, 45, 0, 0, n, n, len(cd), cd_offset)
     locator = struct.pack("<IIQI", _LOC64_SIG, 0, end64, 1)
     eocd = struct.pack("<IHHHHIIH", _EOCD_SIG, 0, 0, min(n, 0xFFFF), min(n, 0xFFFF),
-                       min(len(cd), ZIP64_LIMIT), min(cd_offset, ZIP64_LIMIT), 0)
+                       min(len(cd), _MARK32), min(cd_offset, _MARK32), 0)
     return cd + eocd64 + locator + eocd
 
 
@@ -162,11 +163,11 @@ def _zip64_values(extra: bytes, size: int, csize: int, header: int) -> tuple[int
         tag, n = struct.unpack_from("<HH", extra, pos)
         if tag == _ZIP64_ID:
             vals = list(struct.unpack_from(f"<{n // 8}Q", extra, pos + 4))
-            if size == ZIP64_LIMIT and vals:
+            if size == _MARK32 and vals:
                 size = vals.pop(0)
-            if csize == ZIP64_LIMIT and vals:
+            if csize == _MARK32 and vals:
                 vals.pop(0)
-            if header == ZIP64_LIMIT and vals:
+            if header == _MARK32 and vals:
                 header = vals.pop(0)
         pos += 4 + n
     return size, header

@@ -83,8 +83,11 @@ def test_torch_zip_loads_with_weights_only_and_keeps_ties(tmp_path: Path) -> Non
         got["model"]["0.weight"].untyped_storage().data_ptr()
     assert isinstance(got["model"], OrderedDict)
     assert got["model"]._metadata == original["model"]._metadata
-    assert isinstance(got["p"], torch.nn.Parameter) and got["p"].requires_grad
-    assert got["cfg"] == original["cfg"] and got["big"] == 2**40 and got["neg"] == -(2**40)
+    assert isinstance(got["p"], torch.nn.Parameter)
+    assert got["p"].requires_grad
+    assert got["cfg"] == original["cfg"]
+    assert got["big"] == 2**40
+    assert got["neg"] == -(2**40)
 
 
 def test_torch_zip_zip64_fields_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +116,7 @@ def test_safetensors_from_torch_with_views(tmp_path: Path) -> None:
     safetensors.write(build_output(inspector.open(src), {}), out)
     with safe_open(out, "pt") as f:
         assert sorted(f.keys()) == sorted(state)
-        for k in f.keys():
+        for k in f:
             assert torch.equal(f.get_tensor(k), state[k]), k
 
 
@@ -124,7 +127,8 @@ def test_safetensors_sharded_with_index(tmp_path: Path) -> None:
     folder.mkdir()
     names = safetensors.write_sharded(build_output(inspector.open(src), {}), folder, max_bytes=40)
     index = json.loads((folder / safetensors.INDEX_NAME).read_text())
-    assert len(names) > 2 and set(index["weight_map"]) == set(state)
+    assert len(names) > 2
+    assert set(index["weight_map"]) == set(state)
     for name, shard in index["weight_map"].items():
         with safe_open(folder / shard, "pt") as f:
             assert torch.equal(f.get_tensor(name), state[name])
@@ -142,7 +146,8 @@ def test_nemo_rewrite_keeps_every_other_member_byte_for_byte(tmp_path: Path) -> 
                 assert _member(a, m.name) == _member(b, m.name), m.name
         wa = torch.load(io.BytesIO(_member(a, "./model_weights.ckpt")), weights_only=True)
         wb = torch.load(io.BytesIO(_member(b, "./model_weights.ckpt")), weights_only=True)
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def _member(tar: tarfile.TarFile, name: str) -> bytes:
@@ -219,7 +224,8 @@ def test_nonfinite_chunks_cover_big_rows(tmp_path: Path) -> None:
     t = ck["x"]
     value = ViewValue(ck, t.storage, View.of(t))
     chunks = list(value.chunks(8))
-    assert len(chunks) == 1000 and sum(n for n, _ in chunks) == x.numel() * 4
+    assert len(chunks) == 1000
+    assert sum(n for n, _ in chunks) == x.numel() * 4
     value.close()
 
 

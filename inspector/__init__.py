@@ -12,8 +12,21 @@ from .reader import open_checkpoint as open
 
 __version__ = "0.1.0"
 
-# Writing needs the mapping and writer modules: imported on first use, not by `import inspector`.
-_LAZY = {"apply": ("apply", "apply"), "load_into": ("live", "load_into")}
+# Imported on first use, so that `import inspector` (and `ckpt ls`) stays light.
+_LAZY = {
+    "diff": ("diff", "diff"),
+    "hash_tensors": ("hashing", "hash_tensors"),
+    "checkpoint_digest": ("hashing", "checkpoint_digest"),
+    "compare_tensors": ("compare", "compare_tensors"),
+    "tensor_stats": ("compare", "tensor_stats"),
+    "propose": ("mapping", "propose"),
+    "Plan": ("mapping", "Plan"),
+    "load_rules": ("mapping", "load_rules"),
+    "apply": ("apply", "apply"),
+    "load_into": ("live", "load_into"),
+    "check": ("check", "check"),
+    "scan": ("scan", "scan"),
+}
 
 
 def __getattr__(name: str) -> object:
@@ -34,7 +47,6 @@ __all__ = [
     "TensorInfo",
     "WriteError",
     "__version__",
-    "apply",
-    "load_into",
     "open",
+    *_LAZY,
 ]

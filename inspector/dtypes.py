@@ -7,8 +7,10 @@ stored in plans and hashed (see docs/hash-spec.md), so they never change once re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is only needed to build arrays, not to list a checkpoint
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def from_numpy(dtype: np.dtype) -> DType:
 
 def numpy_view_dtype(d: DType) -> np.dtype:
     """A numpy dtype with the same bytes: the real one, or raw unsigned ints (bf16, fp8)."""
+    import numpy as np
+
     if d.numpy is not None:
         return np.dtype(d.numpy)
     return (

@@ -15,12 +15,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .errors import TensorDataError
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made: listing does not need it
+    import numpy as np
 
 TreePath = tuple[str | int, ...]
 
@@ -277,6 +278,8 @@ class Checkpoint(Mapping[str, TensorInfo]):
 
 def tensor_array(t: TensorInfo, raw: memoryview) -> np.ndarray:
     """A numpy view of tensor `t` over its storage's raw bytes, with bounds checked."""
+    import numpy as np
+
     d = dtypes.get(t.dtype)
     np_dtype = dtypes.numpy_view_dtype(d)
     if t.storage.byteorder == "big" and d.itemsize > 1:

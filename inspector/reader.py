@@ -8,7 +8,7 @@ from typing import Any
 
 from .containers import detect_root, dotted, iter_tensors, parse_root, subtree
 from .errors import CheckpointError, UnsupportedFormatError
-from .formats import Loaded, ReadOptions, memory, reader_modules
+from .formats import Loaded, ReadOptions, reader_modules
 from .model import Checkpoint, TensorInfo, TreePath
 
 
@@ -31,6 +31,8 @@ def open_checkpoint(
         options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None)
         loaded = _read_path(path, options)
     else:
+        from .formats import memory  # in-memory objects need numpy (and maybe torch): lazily
+
         path = None
         loaded = memory.read(source)
     return _build(path, loaded, root)

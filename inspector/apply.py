@@ -21,14 +21,14 @@ from typing import Any
 
 from .errors import PlanError, WriteError
 from .mapping.plan import Entry, Plan
-from .model import Checkpoint
+from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
 from .writers import SAME_AS_TARGET, choose_format, writer
 from .writers.atomic import atomic_path
 from .writers.build import build_output
 from .writers.patch import patch, patch_target, patchable
-from .writers.produce import Producer, ViewValue
+from .writers.produce import Producer, View, ViewValue
 from .writers.transformed import apply_transforms, source_value
 from .writers.verify import digests, value_digest
 
@@ -86,6 +86,9 @@ def apply(
     inputs_files = [*target.files, *(f for c in ins.sources.values() for f in c.files)]
     if target.path is not None:
         inputs_files.append(str(target.path))
+    followers = tied_followers(target, values)
+    report.notes += [f"{f}: tied to the replaced {lead}, follows its new values"
+                     for f, lead in followers.items()]
     where = patch_target(target)
     in_place = (where is not None and not drop and SAME_AS_TARGET.get(target.format) == fmt
                 and _same_layout(target, values))
@@ -97,13 +100,12 @@ def apply(
         else:
             report.mode = "rewrite"
             output = build_output(target, values, drop)
-            report.notes += output.notes
             if spec.folder:
                 tmp.mkdir(exist_ok=True)
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
         report.bytes_written = _size(tmp)
         root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
-        report.verification = verify(tmp, root, ins, values, drop, threads=threads)
+        report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
         if not report.verification.ok:
             raise WriteError(f"{out}: verification failed, nothing written: "
                              + "; ".join(report.verification.mismatches[:5]))
@@ -168,8 +170,33 @@ def _size(path: Path) -> int:
 # -- verification ---------------------------------------------------------------------------------
 
 
+def tied_followers(target: Checkpoint, values: dict[str, Producer]) -> dict[str, str]:
+    """Untouched target tensors that view a replaced tensor's storage the same way (tied
+    weights): they take its new values. Another overlapping view is refused."""
+    by_storage: dict[str, list[str]] = {}
+    for name in values:
+        by_storage.setdefault(target.tensors[name].storage.key, []).append(name)
+    out: dict[str, str] = {}
+    for name, t in target.tensors.items():
+        if name in values:
+            continue
+        for lead in by_storage.get(t.storage.key, []):
+            if View.of(target.tensors[lead]) == View.of(t):
+                out[name] = lead
+            elif _overlaps(target.tensors[lead], t):
+                raise PlanError(f"{name}: shares its storage with the replaced {lead} through "
+                                "another view; replace both or neither")
+    return out
+
+
+def _overlaps(a: TensorInfo, b: TensorInfo) -> bool:
+    alo, ahi = element_span(a.shape, a.strides, a.storage_offset)
+    blo, bhi = element_span(b.shape, b.strides, b.storage_offset)
+    return alo < bhi and blo < ahi
+
+
 def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop: set[str],
-           *, threads: int | None = None) -> Verification:
+           followers: dict[str, str], *, threads: int | None = None) -> Verification:
     """Re-open the written output (weights under `root`, detected when None); every replaced
     tensor must hash to its expected value and every other one to the target's."""
     started = time.monotonic()
@@ -177,8 +204,10 @@ def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop
     target = ins.target
     with open_checkpoint(path, root=root) as written:
         expected = _expected(ins, values, threads)
-        untouched = [n for n in target.tensors if n not in values and n not in drop]
+        untouched = [n for n in target.tensors
+                     if n not in values and n not in drop and n not in followers]
         expected.update(digests(target, untouched, threads=threads))
+        expected.update({f: expected[lead] for f, lead in followers.items()})
         names = [n for n in expected if n in written.tensors]
         missing = [n for n in expected if n not in written.tensors]
         result.mismatches += [f"{n}: missing from the output" for n in missing]

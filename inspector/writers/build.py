@@ -224,8 +224,6 @@ class _Tree:
                             value or patched or ViewValue(self.target, t.storage, View.of(t)),
                             t.is_parameter, t.requires_grad,
                             changed=value is not None or patched is not None)
-            if value is None and patched is not None:
-                self.notes.append(f"{name}: tied to a replaced tensor, follows its new values")
         self.done[id(t)] = out
         return out
 

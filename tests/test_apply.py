@@ -1,0 +1,206 @@
+"""apply(): patch in place or rewrite, verification, the transfer report, refusals."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import inspector
+from inspector.apply import apply
+from inspector.errors import PlanError, WriteError
+from inspector.mapping import propose
+from inspector.mapping.plan import Plan
+from inspector.mapping.transforms import Cast
+
+NEMO = Path(__file__).parent / "data" / "conformer_ctc_bpe_small.nemo"
+
+
+def _model() -> torch.nn.Module:
+    return torch.nn.ModuleDict({
+        "encoder": torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 8)),
+        "decoder": torch.nn.Linear(8, 5),
+    })
+
+
+def _pair(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
+    torch.manual_seed(0)
+    src, tgt = _model().state_dict(), _model().state_dict()
+    torch.save(src, tmp_path / "src.pt")
+    torch.save({"state_dict": tgt, "epoch": 7}, tmp_path / "tgt.pt")
+    return tmp_path / "src.pt", tmp_path / "tgt.pt", src, tgt
+
+
+def _encoder_plan(tmp_path: Path) -> tuple[Plan, dict, dict]:
+    src_path, tgt_path, src, tgt = _pair(tmp_path)
+    plan = propose(src_path, tgt_path)
+    plan.approve(plan.under("encoder"))
+    plan.reject(plan.under("decoder"))
+    return plan, src, tgt
+
+
+def test_same_layout_is_patched_in_place_and_verified(tmp_path: Path) -> None:
+    plan, src, tgt = _encoder_plan(tmp_path)
+    out = tmp_path / "out.pt"
+    report = apply(plan, out)
+    assert report.mode == "patch"
+    assert report.verification is not None
+    assert report.verification.ok
+    assert report.verification.replaced_ok == 4
+    assert zipfile.ZipFile(out).testzip() is None  # every patched record's CRC was rewritten
+    got = torch.load(out, weights_only=True)
+    assert got["epoch"] == 7
+    for k in src:
+        want = src[k] if k.startswith("encoder") else tgt[k]
+        assert torch.equal(got["state_dict"][k], want), k
+
+
+def test_report_rows(tmp_path: Path) -> None:
+    plan, _, _ = _encoder_plan(tmp_path)
+    report = apply(plan, tmp_path / "out.pt")
+    assert [r.target for r in report.loaded] == list(plan.under("encoder"))
+    assert {r.target for r in report.skipped} == {"decoder.weight", "decoder.bias"}
+    assert all(r.reason.startswith("rejected") for r in report.skipped)
+    assert report.module_percent("encoder") == 100.0
+    assert report.module_percent("decoder") == 0.0
+    assert report.params_loaded == 8 * 16 + 16 + 16 * 8 + 8
+    text, data = report.to_text(), report.to_dict()
+    assert "verified: OK" in text
+    assert data["verification"]["ok"] is True
+    assert data["modules"]["encoder"]["percent"] == 100.0
+
+
+def test_cast_changes_layout_and_rewrites(tmp_path: Path) -> None:
+    plan, src, _ = _encoder_plan(tmp_path)
+    name = "encoder.0.weight"
+    plan.entries[name] = plan.entries[name].__class__(
+        **{**plan.entries[name].__dict__, "transform": (Cast("bfloat16"),)})
+    out = tmp_path / "out.pt"
+    report = apply(plan, out)
+    assert report.mode == "rewrite"
+    assert report.verification is not None
+    assert report.verification.ok
+    got = torch.load(out, weights_only=True)["state_dict"][name]
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, src[name].to(torch.bfloat16))
+
+
+def test_convert_to_safetensors(tmp_path: Path) -> None:
+    plan, src, tgt = _encoder_plan(tmp_path)
+    out = tmp_path / "out.safetensors"
+    report = apply(plan, out)
+    assert report.format == "safetensors"
+    with safe_open(out, "pt") as f:
+        for k in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            want = src[k] if k.startswith("encoder") else tgt[k]
+            assert torch.equal(f.get_tensor(k), want)
+
+
+def test_proposed_rows_are_refused_with_their_names(tmp_path: Path) -> None:
+    src_path, tgt_path, _, _ = _pair(tmp_path)
+    plan = propose(src_path, tgt_path)
+    out = tmp_path / "out.pt"
+    with pytest.raises(PlanError, match=r"still proposed.*encoder\.0\.weight"):
+        apply(plan, out)
+    assert not out.exists()
+    report = apply(plan, out, accept_proposed=True)
+    assert len(report.accepted_without_review) == len(report.loaded) > 0
+    assert "accepted without review" in report.to_text()
+
+
+def test_fingerprint_mismatch_needs_force(tmp_path: Path) -> None:
+    plan, _, _ = _encoder_plan(tmp_path)
+    torch.save({"state_dict": {**_model().state_dict(), "extra": torch.ones(1)}, "epoch": 7},
+               tmp_path / "tgt.pt")
+    with pytest.raises(PlanError, match="fingerprint"):
+        apply(plan, tmp_path / "out.pt")
+    report = apply(plan, tmp_path / "out.pt", force=True)
+    assert any("fingerprint" in n for n in report.notes)
+
+
+def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
+    plan, _, _ = _encoder_plan(tmp_path)
+    target = tmp_path / "tgt.pt"
+    before = target.read_bytes()
+    with pytest.raises(WriteError, match="refusing to overwrite an input"):
+        apply(plan, target)
+    link = tmp_path / "link.pt"
+    link.symlink_to(target)
+    with pytest.raises(WriteError, match="refusing to overwrite an input"):
+        apply(plan, link)
+    assert target.read_bytes() == before
+
+
+def test_tied_target_twin_follows(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    w_src, w_tgt = torch.randn(4, 3), torch.randn(4, 3)
+    torch.save({"emb.weight": w_src}, tmp_path / "src.pt")
+    torch.save({"emb.weight": w_tgt, "head.weight": w_tgt}, tmp_path / "tgt.pt")
+    plan = propose(tmp_path / "src.pt", tmp_path / "tgt.pt")
+    plan.approve(["emb.weight"])
+    plan.reject(["head.weight"])
+    out = tmp_path / "out.pt"
+    report = apply(plan, out, format="torch-zip")
+    got = torch.load(out, weights_only=True)
+    assert got["head.weight"].data_ptr() == got["emb.weight"].data_ptr()
+    assert torch.equal(got["head.weight"], w_src)
+    assert report.verification is not None
+    assert report.verification.ok
+
+
+def _nemo_plan(tmp_path: Path, nemo: Path) -> tuple[Plan, dict]:
+    with tarfile.open(nemo) as tar:
+        f = tar.extractfile("./model_weights.ckpt")
+        assert f is not None
+        state = torch.load(io.BytesIO(f.read()), weights_only=True)
+    src = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(src, tmp_path / "src.pt")
+    plan = propose(tmp_path / "src.pt", nemo)
+    plan.approve(plan.under("encoder"))
+    plan.reject([n for n in plan.entries if not n.startswith("encoder")])
+    return plan, src
+
+
+def test_nemo_patch_keeps_other_members_and_offsets(tmp_path: Path) -> None:
+    nemo = tmp_path / "tgt.nemo"
+    shutil.copy(NEMO, nemo)
+    plan, src = _nemo_plan(tmp_path, nemo)
+    out = tmp_path / "out.nemo"
+    report = apply(plan, out)
+    assert report.mode == "patch"
+    a, b = nemo.read_bytes(), out.read_bytes()
+    assert len(a) == len(b)
+    weights = inspector.open(nemo).metadata["weights"]
+    lo, hi = weights["offset"], weights["offset"] + weights["size"]
+    assert a[:lo] == b[:lo]  # config, tokenizer, headers: untouched bytes
+    assert a[hi:] == b[hi:]
+    with tarfile.open(out) as tar:
+        f = tar.extractfile("./model_weights.ckpt")
+        assert f is not None
+        raw = f.read()
+    assert zipfile.ZipFile(io.BytesIO(raw)).testzip() is None
+    got = torch.load(io.BytesIO(raw), weights_only=True)
+    for k in plan.under("encoder"):
+        assert torch.equal(got[k], src[k])
+
+
+def test_nemo_tar_gz_target_written_uncompressed(tmp_path: Path) -> None:
+    gz = tmp_path / "old.nemo"
+    with tarfile.open(NEMO) as a, tarfile.open(gz, "w:gz") as b:
+        for m in a.getmembers():
+            f = a.extractfile(m) if m.isfile() else None
+            b.addfile(m, io.BytesIO(f.read()) if f is not None else None)
+    plan, _ = _nemo_plan(tmp_path, gz)
+    out = tmp_path / "out.nemo"
+    report = apply(plan, out)
+    assert report.verification is not None
+    assert report.verification.ok
+    assert out.read_bytes()[:2] != b"\x1f\x8b"
+    with tarfile.open(out, "r:") as tar:
+        assert "./model_config.yaml" in tar.getnames()

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import dtypes
 from ..errors import (
@@ -35,8 +34,7 @@ _METADATA_KEY = "__metadata__"
 _ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     name: str
     dtype: dtypes.DType
     shape: tuple[int, ...]
@@ -85,8 +83,8 @@ def read_tensors(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     )
     data_start = 8 + n
     _check_layout(label, entries, file_size - data_start)
-    filename = path.name
-    tensors = {e.name: _tensor_info(label, filename, data_start, e) for e in entries}
+    abspath, filename = os.path.abspath(label), path.name
+    tensors = {e.name: _tensor_info(abspath, filename, data_start, e) for e in entries}
     return tensors, metadata
 
 
@@ -156,7 +154,7 @@ def _entry(label: str, name: str, info: Any) -> _Entry:
 
 
 def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return type(x) is int  # JSON gives plain ints; bool (true/false) is refused
 
 
 def _check_layout(label: str, entries: list[_Entry], data_size: int) -> None:
@@ -205,8 +203,9 @@ def _checked_nbytes(label: str, e: _Entry) -> int:
     return n
 
 
-def _tensor_info(label: str, filename: str, data_start: int, e: _Entry) -> TensorInfo:
+def _tensor_info(abspath: str, filename: str, data_start: int, e: _Entry) -> TensorInfo:
     nbytes = e.end - e.begin
-    source = ByteSource(os.path.abspath(label), data_start + e.begin, nbytes)
+    source = ByteSource(abspath, data_start + e.begin, nbytes)
     storage = Storage(f"{filename}:{e.name}", e.dtype.name, nbytes, source)
-    return TensorInfo("", e.dtype.name, e.shape, contiguous_strides(e.shape), 0, storage)
+    # Named already: the tree is flat, so open() keeps the name (and skips a copy per tensor).
+    return TensorInfo(e.name, e.dtype.name, e.shape, contiguous_strides(e.shape), 0, storage)

@@ -57,7 +57,9 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def tensor_view(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None) -> TensorInfo:
+def tensor_view(
+    storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None, requires_grad: Any = False
+) -> TensorInfo:
     """A TensorInfo viewing `storage`, checked to stay inside it."""
     if not isinstance(storage, Storage):
         raise BuildError(f"tensor storage is a {type(storage).__name__}, not a storage record")
@@ -75,7 +77,7 @@ def tensor_view(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | 
             f"reaches byte {hi * itemsize} of storage {storage.key!r} holding {storage.nbytes}",
             ShapeError,
         )
-    return TensorInfo("", dtype, shape, strides, offset, storage)
+    return TensorInfo("", dtype, shape, strides, offset, storage, requires_grad=bool(requires_grad))
 
 
 def rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any) -> TensorInfo:
@@ -91,9 +93,7 @@ def rebuild_tensor_v2(
     hooks: Any = None,
     metadata: Any = None,
 ) -> TensorInfo:
-    return replace(
-        tensor_view(storage, offset, size, stride, None), requires_grad=bool(requires_grad)
-    )
+    return tensor_view(storage, offset, size, stride, None, requires_grad)
 
 
 def rebuild_tensor_v3(
@@ -107,8 +107,7 @@ def rebuild_tensor_v3(
     metadata: Any = None,
 ) -> TensorInfo:
     """torch >= 2.1 for dtypes without a typed storage class: an untyped storage and a dtype."""
-    t = tensor_view(storage, offset, size, stride, _torch_dtype(dtype))
-    return replace(t, requires_grad=bool(requires_grad))
+    return tensor_view(storage, offset, size, stride, _torch_dtype(dtype), requires_grad)
 
 
 def rebuild_parameter(

@@ -66,6 +66,13 @@ class GlobalRef:
         return f"{self.module}.{self.name}"
 
 
+_UINTS = {
+    1: struct.Struct("<B"),
+    2: struct.Struct("<H"),
+    4: struct.Struct("<I"),
+    8: struct.Struct("<Q"),
+}
+_I32 = struct.Struct("<i")
 _BOOL_LINES = {b"00": False, b"01": True}  # protocol 0 writes bools as INT 00 / 01
 _MARK = object()  # sentinel in `items` of a Record built by SETITEMS/APPENDS
 
@@ -83,7 +90,8 @@ class Unpickler:
         strict: bool = False,
         builders: Mapping[str, Builder] | None = None,
     ):
-        self.data = bytes(data) if isinstance(data, memoryview) else data
+        # bytes or an mmap: both slice to bytes and support find()
+        self.data: Any = bytes(data) if isinstance(data, (memoryview, bytearray)) else data
         self.end = len(self.data)
         self.path = path
         self.key = key
@@ -125,7 +133,9 @@ class Unpickler:
         except BuildError as e:
             what = f"{e.what} (pickle byte {self.op_pos})"
             raise e.error(self.path, what, key=self.key) from None
-        except (TypeError, ValueError, OverflowError, IndexError, KeyError, RecursionError) as e:
+        except (IndexError, struct.error):
+            raise self.error("stream ends inside an opcode's argument") from None
+        except (TypeError, ValueError, OverflowError, KeyError, RecursionError) as e:
             raise self.error(f"malformed: {type(e).__name__}: {e}") from None
 
     def error(self, what: str) -> PickleError:
@@ -135,14 +145,18 @@ class Unpickler:
 
     # Reading the stream ---------------------------------------------------------------------------
     def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > self.end:
-            raise self.error(f"declares {n} bytes but only {self.end - self.pos} remain")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return bytes(chunk)
+        pos = self.pos
+        if n < 0 or pos + n > self.end:
+            raise self.error(f"declares {n} bytes but only {self.end - pos} remain")
+        self.pos = pos + n
+        chunk: bytes = self.data[pos : pos + n]
+        return chunk
 
     def _uint(self, n: int) -> int:
-        return int.from_bytes(self._take(n), "little")
+        fmt = _UINTS[n]
+        value: int = fmt.unpack_from(self.data, self.pos)[0]
+        self.pos += fmt.size
+        return value
 
     def _line(self) -> bytes:
         nl = self.data.find(b"\n", self.pos)
@@ -224,10 +238,12 @@ class Unpickler:
         self._push(int(self._line().rstrip(b"L")))
 
     def op_binint(self) -> None:
-        self._push(int.from_bytes(self._take(4), "little", signed=True))
+        self.stack.append(_I32.unpack_from(self.data, self.pos)[0])
+        self.pos += 4
 
     def op_binint1(self) -> None:
-        self._push(self._uint(1))
+        self.stack.append(self.data[self.pos])
+        self.pos += 1
 
     def op_binint2(self) -> None:
         self._push(self._uint(2))
@@ -277,10 +293,10 @@ class Unpickler:
         self._push(self._line().decode("raw-unicode-escape"))
 
     def op_binunicode(self) -> None:
-        self._push(self._text(self._take(self._uint(4))))
+        self.stack.append(self._take(self._uint(4)).decode("utf-8", "surrogatepass"))
 
     def op_short_binunicode(self) -> None:
-        self._push(self._text(self._take(self._uint(1))))
+        self.stack.append(self._take(self._uint(1)).decode("utf-8", "surrogatepass"))
 
     def op_binunicode8(self) -> None:
         self._push(self._text(self._take(self._uint(8))))
@@ -394,23 +410,27 @@ class Unpickler:
 
     # Opcodes: memo --------------------------------------------------------------------------------
     def _put(self, index: int) -> None:
-        if len(self.memo) >= MAX_MEMO and index not in self.memo:
+        memo = self.memo
+        if len(memo) >= MAX_MEMO and index not in memo:
             raise self.error(f"more than {MAX_MEMO} memo entries")
-        self.memo[index] = self._top()
+        memo[index] = self._top()
 
     def _get(self, index: int) -> None:
-        if index not in self.memo:
+        value = self.memo.get(index, _MARK)
+        if value is _MARK:
             raise self.error(f"memo entry {index} was never stored")
-        self._push(self.memo[index])
+        self.stack.append(value)
 
     def op_put(self) -> None:
         self._put(int(self._line()))
 
     def op_binput(self) -> None:
-        self._put(self._uint(1))
+        self._put(self.data[self.pos])
+        self.pos += 1
 
     def op_long_binput(self) -> None:
-        self._put(self._uint(4))
+        self._put(_UINTS[4].unpack_from(self.data, self.pos)[0])
+        self.pos += 4
 
     def op_memoize(self) -> None:
         self._put(len(self.memo))
@@ -419,10 +439,12 @@ class Unpickler:
         self._get(int(self._line()))
 
     def op_binget(self) -> None:
-        self._get(self._uint(1))
+        self._get(self.data[self.pos])
+        self.pos += 1
 
     def op_long_binget(self) -> None:
-        self._get(self._uint(4))
+        self._get(_UINTS[4].unpack_from(self.data, self.pos)[0])
+        self.pos += 4
 
     def op_ext(self) -> None:
         raise self.error("extension registry codes are not supported")

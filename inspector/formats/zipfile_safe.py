@@ -11,11 +11,11 @@ the zip are relative to its start, offsets returned here are absolute in the fil
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from ..errors import ArchiveError, DuplicateKeyError, OffsetError, TruncatedFileError
 
@@ -72,8 +72,11 @@ def read_directory(
             raise TruncatedFileError(
                 where, f"zip range [{base}, {base + length}) beyond the file ({file_size} bytes)"
             )
-        reader = _Reader(f, where, base, length)
-        members = reader.members()
+        if file_size == 0:
+            raise TruncatedFileError(where, "file is empty")
+        # Mapped, not read: only the pages holding headers are touched.
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            members = _Reader(mapped, where, base, length).members()
     return ZipDirectory(where, path, members)
 
 
@@ -108,20 +111,16 @@ def read_member(directory: ZipDirectory, member: ZipMember, max_size: int) -> by
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, where: str, base: int, length: int):
-        self.f, self.where, self.base, self.length = f, where, base, length
+    def __init__(self, mapped: mmap.mmap, where: str, base: int, length: int):
+        self.mapped, self.where, self.base, self.length = mapped, where, base, length
 
     def read(self, rel: int, n: int, what: str) -> bytes:
-        if rel < 0 or rel + n > self.length:
+        if rel < 0 or n < 0 or rel + n > self.length:
             raise ArchiveError(
                 self.where,
                 f"{what} at [{rel}, {rel + n}) lies outside the zip ({self.length} bytes)",
             )
-        self.f.seek(self.base + rel)
-        data = self.f.read(n)
-        if len(data) != n:
-            raise TruncatedFileError(self.where, f"{what} ends early")
-        return data
+        return self.mapped[self.base + rel : self.base + rel + n]
 
     def members(self) -> dict[str, ZipMember]:
         count, cd_size, cd_off, cd_end = self._end_record()

@@ -1,0 +1,143 @@
+"""Atomic writes: interrupted, killed, or out of space leaves nothing at the destination."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector.apply import apply
+from inspector.errors import WriteError
+from inspector.mapping import propose
+from inspector.writers import produce
+from inspector.writers.atomic import atomic_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _plan_files(tmp_path: Path, n: int = 64) -> Path:
+    torch.manual_seed(0)
+    src = {f"layer{i}.weight": torch.randn(64, 64) for i in range(n)}
+    tgt = {k: torch.zeros_like(v) for k, v in src.items()}
+    torch.save(src, tmp_path / "src.pt")
+    torch.save(tgt, tmp_path / "tgt.pt")
+    plan = propose(tmp_path / "src.pt", tmp_path / "tgt.pt")
+    plan.approve(list(plan.entries))
+    plan.save(tmp_path / "plan.yaml")
+    return tmp_path / "plan.yaml"
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _snapshot(tmp_path: Path) -> dict[str, bytes]:
+    return {p: (tmp_path / p).read_bytes() for p in ("src.pt", "tgt.pt", "plan.yaml")}
+
+
+@pytest.mark.parametrize("out_name", ["out.pt", "out.safetensors"])
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_exception_mid_copy_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           out_name: str, error: type[BaseException]) -> None:
+    plan = _plan_files(tmp_path)
+    before = _snapshot(tmp_path)
+    real = produce.ViewValue.chunks
+    calls = []
+
+    def failing(self: produce.ViewValue, limit: int):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) > 5:
+            raise error("injected")
+        yield from real(self, limit)
+
+    monkeypatch.setattr(produce.ViewValue, "chunks", failing)
+    with pytest.raises(error, match="injected"):
+        apply(plan, tmp_path / out_name, threads=1)
+    assert not (tmp_path / out_name).exists()
+    assert _leftovers(tmp_path) == []
+    assert _snapshot(tmp_path) == before
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
+    dest = tmp_path / "x.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(ValueError, match="boom"), atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+        raise ValueError("boom")
+    assert dest.read_bytes() == b"old"
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new"
+    assert _leftovers(tmp_path) == []
+
+
+def test_refuses_input_through_a_hard_link(tmp_path: Path) -> None:
+    a = tmp_path / "a.pt"
+    a.write_bytes(b"data")
+    os.link(a, tmp_path / "b.pt")
+    with pytest.raises(WriteError, match="refusing"), atomic_path(tmp_path / "b.pt", [a]):
+        pass
+    assert a.read_bytes() == b"data"
+
+
+_CHILD = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from inspector.writers.atomic import atomic_path
+signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+try:
+    with atomic_path({dest!r}) as tmp:
+        tmp.write_bytes(b"partial")
+        print("ready", flush=True)
+        time.sleep(30)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_process_leaves_no_destination(tmp_path: Path, sig: signal.Signals) -> None:
+    dest = tmp_path / "out.pt"
+    code = _CHILD.format(root=str(ROOT), dest=str(dest))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(sig)
+    child.wait(timeout=20)
+    child.stdout.close()
+    assert not dest.exists()
+    if sig == signal.SIGTERM:  # handled: the temp is removed too
+        assert _leftovers(tmp_path) == []
+
+
+def test_file_size_limit_gives_clear_error(tmp_path: Path) -> None:
+    plan = _plan_files(tmp_path)
+    before = _snapshot(tmp_path)
+    out = tmp_path / "out.safetensors"
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from inspector.apply import apply
+        from inspector.errors import WriteError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        try:
+            apply({str(plan)!r}, {str(out)!r})
+        except WriteError as e:
+            print("WriteError:", e)
+            sys.exit(3)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "file size limit reached" in done.stdout
+    assert "nothing was written" in done.stdout
+    assert not out.exists()
+    assert _leftovers(tmp_path) == []
+    assert _snapshot(tmp_path) == before

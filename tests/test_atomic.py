@@ -67,9 +67,14 @@ def test_exception_mid_copy_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
     dest = tmp_path / "x.bin"
     dest.write_bytes(b"old")
-    with pytest.raises(ValueError, match="boom"), atomic_path(dest) as tmp:
-        tmp.write_bytes(b"new")
-        raise ValueError("boom")
+
+    def failing_write() -> None:
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"new")
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        failing_write()
     assert dest.read_bytes() == b"old"
     with atomic_path(dest) as tmp:
         tmp.write_bytes(b"new")

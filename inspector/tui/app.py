@@ -373,11 +373,12 @@ class ReviewApp(App[int]):
             return
         target = names[0]
         e = self.state.entry(target)
-        if e is None or not e.candidates:
-            self.notify(f"{target}: no ranked candidates.", severity="warning")
+        ranked = self.state.choices(target)
+        if e is None or not ranked:
+            self.notify(f"{target}: no source tensor fits.", severity="warning")
             return
         choices = []
-        for c in e.candidates:
+        for c in ranked:
             info = self.state.source_info(c.label, c.name)
             choices.append(Choice(c.label, c.name, c.score, c.why, info.shape if info else None))
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..mapping.plan import Edit, Entry, Plan
+from ..mapping.plan import Candidate, Edit, Entry, Plan
 from ..model import Checkpoint, TensorInfo
 
 # Flags that make a row a "problem": it does not transfer, or needs a choice.
@@ -166,6 +166,26 @@ class ReviewState:
             return []
         pairs = list(e.sources) or [(c.label, c.name) for c in e.candidates[:1]]
         return [self.shown_source(label, name) for label, name in pairs]
+
+    def choices(self, target: str, limit: int = 12) -> list[Candidate]:
+        """Sources to pick for `target`: the plan's ranked candidates, then every source tensor
+        of the same shape ranked by name similarity (an exact-name row has no candidates)."""
+        from ..mapping.names import token_similarity
+
+        e = self.plan.entries.get(target)
+        info = self.target.tensors.get(target)
+        if e is None or info is None:
+            return []
+        out = list(e.candidates)
+        seen = {(c.label, c.name) for c in out}
+        same: list[Candidate] = []
+        for label, ckpt in self.sources.items():
+            for name, t in ckpt.tensors.items():
+                if t.shape == info.shape and (label, name) not in seen:
+                    score = token_similarity(name, target)
+                    same.append(Candidate(label, name, score, "same shape, name similarity"))
+        same.sort(key=lambda c: (-c.score, c.name != target, c.name))
+        return (out + same)[:limit]
 
     def readers_of(self, shown_source: str) -> list[str]:
         """Target rows that copy from source tensor `shown_source`."""

@@ -110,6 +110,8 @@ class RuleEditor(ModalScreen[RuleResult | None]):
     @on(Input.Changed, "#rule-input")
     def _changed(self, event: Input.Changed) -> None:
         text = event.value.strip()
+        if self.editing is not None and text == rule_text(self.state.plan.rules[self.editing]):
+            return  # the rule as loaded: nothing to preview until it is changed or removed
         self.pending = None
         if not text:
             self._show(Text("Type a rule to see which rows it changes.", style="dim"))

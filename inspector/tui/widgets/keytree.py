@@ -47,8 +47,9 @@ class KeyTree(Tree[Row]):
         self.root.data = model.root
         self._fill(self.root)
         self.root.expand()
-        if keep is not None:
-            self.reveal(keep.names[0] if keep.names else keep.key, focus_row=False)
+        shown = keep is not None and self.reveal(keep.names[0] if keep.names else keep.key)
+        if not shown:
+            self.move_cursor_to_line(0)
 
     def relabel(self) -> None:
         """Re-render the labels of every built row (after a change that kept the layout)."""
@@ -112,7 +113,7 @@ class KeyTree(Tree[Row]):
         node = self.cursor_node
         return node.data if node is not None and node is not self.root else None
 
-    def reveal(self, name: str, *, focus_row: bool = True) -> bool:
+    def reveal(self, name: str) -> bool:
         """Expand down to the row holding tensor `name` and put the cursor on it."""
         if self.model is None:
             return False
@@ -129,7 +130,6 @@ class KeyTree(Tree[Row]):
             if found is None:
                 return False
             node = found
+        _ = self.last_line  # lays the expanded rows out, so the node has its line number
         self.move_cursor(node, animate=False)
-        if focus_row:
-            self.scroll_to_node(node, animate=False)
         return True

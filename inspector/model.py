@@ -119,6 +119,11 @@ class Record:
     args: tuple[Any, ...] = ()
     state: Any = None
 
+    def __hash__(self) -> int:
+        # Records can be dict keys (DCP's MetadataIndex); their state may hold dicts, so hash
+        # by class only, which agrees with field equality.
+        return hash((self.cls, self.kind))
+
     def __str__(self) -> str:
         if self.kind == "unsupported-global":
             return f"<unsupported global {self.cls}>"

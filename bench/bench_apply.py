@@ -91,8 +91,10 @@ _WRAP = (
 def measure(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one command, measured by a wrapper process of its own
     (RUSAGE_CHILDREN is a maximum over all children, so each run gets a fresh parent)."""
-    out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], check=True, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode:
+        raise SystemExit(f"{cmd[:4]} failed:\n{out.stderr[-3000:]}")
     wall, rss_kb = out.stdout.split()
     return float(wall), int(rss_kb) / 1024
 

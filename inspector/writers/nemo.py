@@ -71,7 +71,7 @@ def _write_tar(src: int, fd: int, members: list[Member], spans: list[tuple[int, 
                weights: Member, plan: ZipPlan, threads: int | None,
                progress: Progress | None) -> None:
     out_pos = 0
-    for m, (start, end) in zip([*members, None], spans):
+    for m, (start, end) in zip([*members, None], spans, strict=False):
         if m is not weights:
             copy_range(src, start, fd, out_pos, end - start)
             out_pos += end - start

@@ -127,9 +127,9 @@ def _fix_crcs(fd: int, where: PatchTarget, jobs: list[Job], label: str) -> None:
         touched.setdefault(rec.data_offset, []).append(job)
     for data_offset, rec_jobs in touched.items():
         rec = records[data_offset]
-        whole = len(rec_jobs) == 1 and rec_jobs[0].offset == rec.data_offset and \
+        covers = len(rec_jobs) == 1 and rec_jobs[0].offset == rec.data_offset and \
             rec_jobs[0].producer.nbytes == rec.size
-        crc = rec_jobs[0].crc if whole else _crc_of(fd, rec.data_offset, rec.size)
+        crc = rec_jobs[0].crc if covers else _crc_of(fd, rec.data_offset, rec.size)
         for off in rec.offsets:
             pwrite_all(fd, crc.to_bytes(4, "little"), off)
 

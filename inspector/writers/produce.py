@@ -257,10 +257,11 @@ class Concatenated(Producer):
 def materialize(value: Producer, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """A producer's bytes as one numpy array (numpy's view dtype: bf16/fp8 as unsigned ints)."""
     out = np.empty(value.nbytes, dtype=np.uint8)
+    view = memoryview(out.data)
     pos = 0
     try:
         for n, write in value.chunks(max(value.nbytes, 1)):
-            write(memoryview(out)[pos : pos + n])
+            write(view[pos : pos + n])
             pos += n
     finally:
         value.close()

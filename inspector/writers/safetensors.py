@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import dtypes
 from ..errors import WriteError
 from .atomic import pwrite_all
-from .output import OutTensor, Output
+from .output import Output, OutTensor
 from .stream import Job, Progress, run_jobs
 
 # The reference's Dtype enum order (safetensors/src/tensor.rs); files sort tensors by it, widest
@@ -90,7 +90,7 @@ def shard_names(out: Output, max_bytes: int = DEFAULT_SHARD_BYTES) -> dict[str, 
     """Which shard file each tensor goes to: the target's own when it was sharded, else in name
     order, cut at `max_bytes` as transformers does."""
     mirrored = {}
-    for name, t in out.tensors.items():
+    for name in out.tensors:
         src = out.base.tensors.get(name)
         path = src.storage.source.path if src is not None else None
         mirrored[name] = Path(path).name if path else None

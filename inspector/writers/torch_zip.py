@@ -75,10 +75,10 @@ def plan_zip(out: Output, zip_meta: dict[str, Any] | None = None) -> ZipPlan:
             names.append(f"{root}/{record}")
     names += list(storages)
     for record, key, default in _TAIL_RECORDS:
-        value = meta.get(key, default)
-        if value is not None:
+        tail = meta.get(key, default)
+        if tail is not None:
             nl = "\n" if record in _NEWLINE_RECORDS else ""
-            small[f"{root}/{record}"] = f"{value}{nl}".encode()
+            small[f"{root}/{record}"] = f"{tail}{nl}".encode()
             names.append(f"{root}/{record}")
     sid = f"{root}/.data/serialization_id"
     small[sid] = f"{secrets.randbits(64):020d}{secrets.randbits(64):020d}".encode()

@@ -142,7 +142,7 @@ def _pad(tr: Transform, values: list[Producer], target: Producer | None) -> Prod
     inner[ax] = slice(tr.before, tr.before + v.shape[ax])
     if tr.init == "target":
         if target is None or tuple(target.shape) != shape:
-            raise PlanError(f"{tr.describe()}: init 'target' needs a target tensor of shape {shape}")
+            raise PlanError(f"{tr.describe()}: init 'target' needs a target of shape {shape}")
         out = materialize(target, v.dtype, shape).copy() if target.dtype == v.dtype else \
             _decode_to(target, v.dtype)
         out[tuple(inner)] = materialize(v, v.dtype, v.shape)

@@ -17,7 +17,7 @@ from ..hashing import Digest, TensorHasher
 from ..model import Checkpoint, element_span
 from .produce import Producer, StorageBytes
 
-_BATCH_BYTES = 256 << 20
+_BATCH_BYTES = 64 << 20  # mapped at once while hashing: bounds the resident set
 _CHUNK = 16 << 20
 
 

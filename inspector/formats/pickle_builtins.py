@@ -7,9 +7,10 @@ state); numpy scalars of plain numeric types become Python numbers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # imported only when a pickle holds a numpy scalar: listing stays light
+    import numpy as np
 
 from ..model import Record
 from .unpickler import AttrDict, Builder, BuildError
@@ -125,6 +126,8 @@ def numpy_scalar(dtype: Any, raw: Any = None) -> Any:
     np_dtype = _plain_numpy_dtype(dtype)
     if np_dtype is None or not isinstance(raw, (bytes, bytearray)) or len(raw) != np_dtype.itemsize:
         return Record("numpy.scalar", kind="object", args=(dtype, raw))
+    import numpy as np
+
     return np.frombuffer(bytes(raw), dtype=np_dtype)[0].item()
 
 
@@ -138,6 +141,8 @@ def _plain_numpy_dtype(dtype: Any) -> np.dtype | None:
     order = state[1] if isinstance(state, tuple) and len(state) > 1 else "<"
     if order not in ("<", ">", "|", "="):
         return None
+    import numpy as np
+
     return np.dtype(("<" if order in ("|", "=") else order) + code)
 
 

@@ -89,12 +89,15 @@ class DetailsPane(Static):
         parts: list[Text] = []
         if view.module is not None:
             parts.append(view.module)
-        if view.decision is not None:
-            parts.append(view.decision)
+        if view.decision is not None or view.pair is not None:
+            # The comparison shares the decision's line: it is what the decision rests on.
+            line = view.decision.copy() if view.decision is not None else Text()
+            if view.pair is not None:
+                line.append(" · ")
+                line.append_text(pair_text(view.pair))
+            parts.append(line)
         if view.target is not None:
             parts.append(side_text(view.target))
         if view.source is not None:
             parts.append(side_text(view.source))
-        if view.pair is not None:
-            parts.append(pair_text(view.pair))
         self.update(Text("\n").join(parts) if parts else Text("Select a row.", style="dim"))

@@ -43,11 +43,11 @@ def _marks_text(counts: dict[str, int], table: dict[str, Mark]) -> Text:
 def module_label(model: TreeModel, row: Row, table: dict[str, Mark]) -> Text:
     t = model.totals(row)
     out = Text(row.label, style="bold")
+    out.append_text(_marks_text(t.marks, table))  # before the totals: visible in 80 columns
     dts = ",".join(short_dtype(d) for d in t.dtypes)
     out.append(
         f"  {t.tensors}t {humanize.count(t.params)} {humanize.nbytes(t.nbytes)} {dts}", style="dim"
     )
-    out.append_text(_marks_text(t.marks, table))
     return out
 
 

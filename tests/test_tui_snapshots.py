@@ -1,0 +1,85 @@
+"""SVG snapshots of ckpt-tui's main screens at 80x24 and 160x48 (pytest-textual-snapshot).
+
+Update after an intended change: pytest tests/test_tui_snapshots.py --snapshot-update, then look
+at the SVGs. The data are fixed (seeded demo shapes), paths are shown by name, nothing is timed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector.demo import RNNTConfig, random_state, rnnt_shapes
+from inspector.tui.app import ReviewApp, create_app
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> ReviewApp:
+    src = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(28)), 1).items()}
+    tgt = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(256)), 2).items()}
+    torch.save({"epoch": 3, "state_dict": src}, tmp_path / "char.pt")
+    torch.save(tgt, tmp_path / "bpe.pt")
+    return create_app([str(tmp_path / "char.pt")], str(tmp_path / "bpe.pt"))
+
+
+async def settled(pilot) -> None:  # type: ignore[no-untyped-def]
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def expanded(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Open the encoder, its folded layers and one tensor, then let the details load."""
+    await settled(pilot)
+    assert pilot.app.target_tree.reveal("encoder.layers.0.self_attn.linear_q.weight")
+    await pilot.pause()
+    await settled(pilot)
+    for screen in (pilot.app.screen,):
+        await screen.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_main_screen(snap_compare, app: ReviewApp, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app, terminal_size=size, run_before=settled)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_expanded_with_details(snap_compare, app: ReviewApp, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app, terminal_size=size, run_before=expanded)
+
+
+def test_problems_filter(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-untyped-def]
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+        await pilot.press("p", "down", "right")
+        await settled(pilot)
+
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run)
+
+
+def test_help_screen(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-untyped-def]
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+        await pilot.press("question_mark")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run)
+
+
+def test_write_confirmation(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-untyped-def]
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+        await pilot.press("w")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run)
+
+
+def test_rule_preview(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-untyped-def]
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+        await pilot.press("e", *"keep joint.*")
+        await pilot.app.screen.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run)

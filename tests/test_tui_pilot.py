@@ -263,3 +263,57 @@ async def test_command_palette_lists_every_action(files: tuple[Path, Path]) -> N
         titles = {c.title for c in app.get_system_commands(app.screen)}
         for binding in ReviewApp.BINDINGS:
             assert binding.description in titles  # type: ignore[union-attr]
+
+
+@sync
+async def test_write_flow_confirms_writes_verifies_and_matches_ckpt_apply(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from inspector.apply import apply
+    from inspector.tui.screens.write import ResultScreen
+
+    out = tmp_path / "out.pt"
+    plan_path = tmp_path / "ui.plan.yaml"
+    app = make_app(files, output=out, plan_path=plan_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await goto_module(app, pilot, "encoder")
+        await pilot.press("a")
+        await goto(app, pilot, "encoder.pre_encode.out.bias")
+        await pilot.press("r", "s", "enter")  # reject one row, save the plan
+        await settle(app, pilot)
+        await pilot.press("w", "a", "enter")  # accept the pending rows as proposed, write
+        await settle(app, pilot)
+        await pilot.pause()
+        assert isinstance(app.screen, ResultScreen)
+        assert app.last_report is not None
+        assert app.last_report.verified
+    written = torch.load(out, weights_only=True)
+    source = torch.load(files[0], weights_only=True)["state_dict"]
+    target = torch.load(files[1], weights_only=True)
+    copied, rejected = "encoder.layers.1.norm_out.bias", "encoder.pre_encode.out.bias"
+    assert torch.equal(written[copied], source[copied])
+    assert torch.equal(written[rejected], target[rejected])
+    assert torch.equal(written["joint.enc.weight"], target["joint.enc.weight"])  # new vocabulary
+    # The saved plan applied outside the UI gives the same tensors.
+    again = tmp_path / "again.pt"
+    apply(plan_path, again, accept_proposed=True)
+    other = torch.load(again, weights_only=True)
+    assert other.keys() == written.keys()
+    assert all(torch.equal(other[k], written[k]) for k in written)
+
+
+def test_cancelled_write_leaves_nothing(files: tuple[Path, Path], tmp_path: Path) -> None:
+    from inspector.mapping.propose import propose
+    from inspector.tui import jobs
+
+    plan = propose(str(files[0]), str(files[1]))
+    plan.approve(plan.under("encoder"))
+    before = listing(tmp_path)
+
+    def cancel(done: int, total: int) -> None:
+        raise jobs.WriteCancelled()
+
+    with pytest.raises(jobs.WriteCancelled):
+        jobs.write(plan, tmp_path / "out.pt", True, cancel)
+    assert listing(tmp_path) == before

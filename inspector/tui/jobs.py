@@ -94,5 +94,11 @@ def write(
     from ..apply import apply
 
     report = apply(plan, out, accept_proposed=accept_proposed, progress=progress)
-    verified, verification = report.verification_summary()
-    return msg.WriteFinished(str(out), report.to_text(), verified, verification)
+    v = report.verification
+    if v is None:
+        return msg.WriteFinished(str(out), report.to_text(), False, "not verified")
+    text = (f"{v.checked} tensors re-read from the output: {v.replaced_ok} replaced and "
+            f"{v.untouched_ok} untouched match their expected digests")
+    if v.mismatches:
+        text += "\n" + "\n".join(v.mismatches[:10])
+    return msg.WriteFinished(str(out), report.to_text(), v.ok, text)

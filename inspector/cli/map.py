@@ -85,7 +85,7 @@ def _row_key(e: Entry) -> tuple[Any, ...]:
 def _layer_prefix(name: str) -> str:
     comps = name.split(".")
     for i, c in enumerate(comps[:-1]):
-        if c.isdigit() and i > 0:
+        if nm.is_index(c) and i > 0:
             return ".".join(comps[: i + 1])
     return ""
 

@@ -84,7 +84,7 @@ def stacks(shapes: Shapes) -> dict[str, list[str]]:
     for name in shapes:
         comps = name.split(".")
         for i, c in enumerate(comps[:-1]):
-            if c.isdigit() and i > 0:
+            if nm.is_index(c) and i > 0:
                 found.setdefault(".".join(comps[:i]), {}).setdefault(int(c), []).append(name)
                 break
     return {p: [n for ns in per.values() for n in ns] for p, per in found.items() if len(per) >= 2}

@@ -4,8 +4,42 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 _WORD = re.compile(r"[a-z]+|\d+")
+
+
+def is_index(component: str) -> bool:
+    """A layer index: ASCII digits only (`'²'.isdigit()` is True but int() refuses it)."""
+    return component.isascii() and component.isdigit()
+
+
+class Parsed(NamedTuple):
+    """A name split once for repeated comparisons (the proposer scores many pairs)."""
+
+    name: str
+    parts: tuple[str, ...]
+    indices: tuple[int, ...]
+    tokens: frozenset[str]
+
+
+def parse(name: str) -> Parsed:
+    """Split `name` once: its components, layer indices (as in `template`) and `tokens`."""
+    parts = tuple(name.split("."))
+    indices, words = [], set()
+    for p in parts:
+        w = _component_words(p)
+        if w is None:
+            indices.append(int(p))
+        else:
+            words.update(w)
+    return Parsed(name, parts, tuple(indices), frozenset(words))
+
+
+@lru_cache(maxsize=1 << 14)
+def _component_words(component: str) -> tuple[str, ...] | None:
+    """Word tokens of one component; None for a layer index. Components repeat: cached."""
+    return None if is_index(component) else tuple(_WORD.findall(component.lower()))
 
 
 def parts(name: str) -> tuple[str, ...]:
@@ -17,7 +51,7 @@ def template(name: str) -> tuple[str, tuple[int, ...]]:
     """`encoder.layers.3.ffn.w` -> (`encoder.layers.{}.ffn.w`, (3,)): indices become `{}`."""
     out, idx = [], []
     for p in name.split("."):
-        if p.isdigit():
+        if is_index(p):
             out.append("{}")
             idx.append(int(p))
         else:
@@ -31,7 +65,7 @@ def tokens(name: str) -> frozenset[str]:
     that are whole components. Digits inside a component (`ffn1`, `w_1`) stay: they name things."""
     out: set[str] = set()
     for p in name.lower().split("."):
-        if p.isdigit():
+        if is_index(p):
             continue
         out.update(_WORD.findall(p))
     return frozenset(out)
@@ -39,17 +73,24 @@ def tokens(name: str) -> frozenset[str]:
 
 def token_similarity(a: str, b: str) -> float:
     """Jaccard similarity of the word tokens of two names, 0..1."""
-    ta, tb = tokens(a), tokens(b)
+    return jaccard(tokens(a), tokens(b))
+
+
+def jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
     if not ta and not tb:
         return 1.0
-    return len(ta & tb) / len(ta | tb)
+    common = len(ta & tb)
+    return common / (len(ta) + len(tb) - common)
 
 
 def common_suffix(a: str, b: str) -> int:
     """Number of trailing dotted components two names share."""
-    pa, pb = a.split("."), b.split(".")
-    n = 0
-    while n < min(len(pa), len(pb)) and pa[-1 - n] == pb[-1 - n]:
+    return common_suffix_parts(a.split("."), b.split("."))
+
+
+def common_suffix_parts(pa: tuple[str, ...] | list[str], pb: tuple[str, ...] | list[str]) -> int:
+    n, most = 0, min(len(pa), len(pb))
+    while n < most and pa[-1 - n] == pb[-1 - n]:
         n += 1
     return n
 

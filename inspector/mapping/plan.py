@@ -158,11 +158,12 @@ class ModuleSummary:
 
 def fingerprint(ckpt: Checkpoint) -> str:
     """Digest of a checkpoint's header: sorted (name, dtype, shape); no tensor data is read."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(ckpt.tensors):
-        t = ckpt.tensors[name]
-        h.update(f"{name}\0{t.dtype}\0{','.join(map(str, t.shape))}\n".encode())
-    return "hdr1:" + h.hexdigest()
+    tensors = ckpt.tensors
+    lines = [
+        f"{name}\0{tensors[name].dtype}\0{','.join(map(str, tensors[name].shape))}\n"
+        for name in sorted(tensors)
+    ]
+    return "hdr1:" + hashlib.blake2b("".join(lines).encode(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -497,7 +498,7 @@ def _stack_of(name: str) -> tuple[str, int]:
     """`encoder.layers.3.ffn.w` -> ('encoder.layers', 3); ('', -1) when no layer index."""
     comps = name.split(".")
     for i, c in enumerate(comps[:-1]):
-        if c.isdigit() and i > 0:
+        if nm.is_index(c) and i > 0:
             return ".".join(comps[:i]), int(c)
     return "", -1
 

@@ -12,5 +12,9 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} -DINSP
   -DINSPECTOR_CUDA=${INSPECTOR_CUDA:-OFF} \
   -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" "$@" >/dev/null
 cmake --build "$BUILD" -j2
-cp -f "$BUILD"/_core*.so inspector/
+# Replace by rename, never in place: a running Python that has the old module mapped would die
+# of SIGBUS if its pages changed under it.
+for so in "$BUILD"/_core*.so; do
+  cp "$so" "inspector/.$(basename "$so").tmp" && mv -f "inspector/.$(basename "$so").tmp" "inspector/$(basename "$so")"
+done
 echo "built $(ls inspector/_core*.so)"

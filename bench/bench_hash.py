@@ -66,7 +66,7 @@ def contenders(
         )
     except ImportError:
         pass
-    for kernel in ("scalar", "sse2", "avx2"):
+    for kernel in ("scalar", "sse2", "avx2", "avx512"):
         try:
             core.xxh3_128(b"", kernel=kernel)
         except ValueError:

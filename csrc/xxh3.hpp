@@ -15,7 +15,7 @@ struct Hash128 {
 
 // Implementations of the long-input (> 240 bytes) stripe loop. All give identical results; Auto
 // picks the fastest one the running CPU supports. Scalar is always available (and always tested).
-enum class Kernel { Auto, Scalar, Sse2, Avx2 };
+enum class Kernel { Auto, Scalar, Sse2, Avx2, Avx512 };
 
 bool kernel_available(Kernel kernel) noexcept;
 Kernel best_kernel() noexcept;

@@ -14,7 +14,7 @@ has_cuda: bool
 
 HASH_VERSION: str
 HASH_CHUNK: int
-xxh3_kernel: str  # long-input kernel in use: "avx2", "sse2" or "scalar"
+xxh3_kernel: str  # long-input kernel in use: "avx512", "avx2", "sse2" or "scalar"
 
 def xxh3_128(data: Buffer, kernel: str = "auto") -> bytes: ...
 def xxh3_64(data: Buffer) -> int: ...

@@ -19,7 +19,7 @@ def _available(kernel: str) -> bool:
     return True
 
 
-KERNELS = ["auto", *[k for k in ("scalar", "sse2", "avx2") if _available(k)]]
+KERNELS = ["auto", *[k for k in ("scalar", "sse2", "avx2", "avx512") if _available(k)]]
 DATA = np.random.default_rng(3).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
 
 
@@ -73,4 +73,4 @@ def test_rejects_non_contiguous_buffers_and_bad_kernels() -> None:
 
 
 def test_reports_the_kernel_in_use() -> None:
-    assert core.xxh3_kernel in ("scalar", "sse2", "avx2")
+    assert core.xxh3_kernel in ("scalar", "sse2", "avx2", "avx512")

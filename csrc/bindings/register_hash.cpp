@@ -58,13 +58,14 @@ private:
 py::bytes as_bytes(const th::Digest& d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
 
 xxh3::Kernel kernel_from_name(const std::string& name) {
-    for (auto k : {xxh3::Kernel::Auto, xxh3::Kernel::Scalar, xxh3::Kernel::Sse2, xxh3::Kernel::Avx2}) {
+    for (auto k : {xxh3::Kernel::Auto, xxh3::Kernel::Scalar, xxh3::Kernel::Sse2, xxh3::Kernel::Avx2,
+                   xxh3::Kernel::Avx512}) {
         if (name == (k == xxh3::Kernel::Auto ? "auto" : xxh3::kernel_name(k))) {
             if (!xxh3::kernel_available(k)) throw py::value_error("xxh3 kernel '" + name + "' is not available on this CPU");
             return k;
         }
     }
-    throw py::value_error("unknown xxh3 kernel '" + name + "' (auto, scalar, sse2, avx2)");
+    throw py::value_error("unknown xxh3 kernel '" + name + "' (auto, scalar, sse2, avx2, avx512)");
 }
 
 py::bytes xxh3_128(py::handle data, const std::string& kernel) {

@@ -74,7 +74,7 @@ void test_golden_xxh3() {
     };
     const auto data = pattern(1 << 20);
     for (const auto& g : golden) {
-        for (auto k : {xxh3::Kernel::Scalar, xxh3::Kernel::Sse2, xxh3::Kernel::Avx2}) {
+        for (auto k : {xxh3::Kernel::Scalar, xxh3::Kernel::Sse2, xxh3::Kernel::Avx2, xxh3::Kernel::Avx512}) {
             if (!xxh3::kernel_available(k)) continue;
             if (hex128(data.data(), g.len, k) != g.digest) {
                 std::fprintf(stderr, "xxh3_128 length %zu kernel %s: %s != %s\n", g.len, xxh3::kernel_name(k),
@@ -94,7 +94,7 @@ void test_kernels_agree_and_64_is_low_half() {
     for (int i = 0; i < 50; ++i) lengths.push_back(4200 + rng() % (data.size() - 4300));
     for (std::size_t n : lengths) {
         const auto scalar = xxh3::hash128(data.data() + 1, n, xxh3::Kernel::Scalar);  // unaligned
-        for (auto k : {xxh3::Kernel::Sse2, xxh3::Kernel::Avx2}) {
+        for (auto k : {xxh3::Kernel::Sse2, xxh3::Kernel::Avx2, xxh3::Kernel::Avx512}) {
             if (!xxh3::kernel_available(k)) continue;
             const auto h = xxh3::hash128(data.data() + 1, n, k);
             CHECK(h.low == scalar.low && h.high == scalar.high);

@@ -38,35 +38,93 @@ struct CompareAcc {
 };
 
 // One block: sums start from zero here and are added to the chunk's totals afterwards, so each
-// running sum holds at most kBlock terms (blockwise summation keeps the double error small).
-void accumulate(const double* a, const double* b, std::size_t n, const CompareOptions& opt, CompareAcc& acc) {
-    CompareAcc blk;
-    for (std::size_t i = 0; i < n; ++i) {
-        const double x = a[i], y = b[i];
-        const bool xn = std::isnan(x), yn = std::isnan(y);
-        const bool xi = std::isinf(x), yi = std::isinf(y);
-        const bool eq = x == y;
-        const double d = eq ? 0.0 : std::fabs(x - y);  // NaN when either is NaN
-        const bool valid = !(xn || yn);
-        const bool finite = valid && !xi && !yi;
-        const bool close = eq || (!yi && d <= opt.atol + opt.rtol * std::fabs(y)) || (opt.equal_nan && xn && yn);
-        const double dv = valid ? d : 0.0;
-        blk.nan_a += xn;
-        blk.nan_b += yn;
-        blk.inf_a += xi;
-        blk.inf_b += yi;
-        blk.n_diff += !(eq || (xn && yn));
-        blk.n_not_close += !close;
-        blk.counted += valid;
-        blk.max_abs = std::max(blk.max_abs, dv);
-        blk.sum_abs += dv;
-        blk.sum_d2 += dv * dv;
-        blk.sum_b2 += valid ? y * y : 0.0;
-        blk.dot += finite ? x * y : 0.0;
-        blk.norm_a2 += finite ? x * x : 0.0;
-        blk.norm_b2 += finite ? y * y : 0.0;
+// running sum holds at most kBlock terms (blockwise summation keeps the double error small). Four
+// interleaved lanes break the add-latency chains; lanes are merged in a fixed order, so the result
+// stays deterministic.
+constexpr std::size_t kLanes = 4;
+
+// n is a multiple of kLanes. x - x is 0 for finite x, NaN for NaN and inf; lanes avoid one long
+// dependency chain of additions.
+bool all_finite(const double* x, std::size_t n) {
+    double probe[kLanes] = {};
+    for (std::size_t i0 = 0; i0 < n; i0 += kLanes)
+        for (std::size_t l = 0; l < kLanes; ++l) probe[l] += x[i0 + l] - x[i0 + l];
+    return probe[0] + probe[1] + probe[2] + probe[3] == 0;
+}
+
+// The common case, every value finite: no NaN/inf bookkeeping, lane arrays the compiler can pack
+// into vector registers. Same lanes and order as the general loop, so the same sums.
+void accumulate_finite(const double* a, const double* b, std::size_t n, const CompareOptions& opt,
+                       CompareAcc& acc) {
+    double mx[kLanes] = {}, sa[kLanes] = {}, sd2[kLanes] = {}, sb2[kLanes] = {}, dot[kLanes] = {},
+           a2[kLanes] = {}, b2[kLanes] = {}, diff[kLanes] = {}, far[kLanes] = {};
+    for (std::size_t i0 = 0; i0 < n; i0 += kLanes) {
+        for (std::size_t l = 0; l < kLanes; ++l) {
+            const double x = a[i0 + l], y = b[i0 + l];
+            const double d = std::fabs(x - y);
+            mx[l] = mx[l] > d ? mx[l] : d;
+            sa[l] += d;
+            sd2[l] += d * d;
+            sb2[l] += y * y;
+            dot[l] += x * y;
+            a2[l] += x * x;
+            b2[l] += y * y;
+            diff[l] += x != y ? 1.0 : 0.0;
+            far[l] += d <= opt.atol + opt.rtol * std::fabs(y) ? 0.0 : 1.0;
+        }
     }
-    acc.merge(blk);
+    CompareAcc lane[kLanes];
+    for (std::size_t l = 0; l < kLanes; ++l) {
+        CompareAcc& s = lane[l];
+        s.max_abs = mx[l];
+        s.sum_abs = sa[l];
+        s.sum_d2 = sd2[l];
+        s.sum_b2 = sb2[l];
+        s.dot = dot[l];
+        s.norm_a2 = a2[l];
+        s.norm_b2 = b2[l];
+        s.n_diff = static_cast<std::int64_t>(diff[l]);
+        s.n_not_close = static_cast<std::int64_t>(far[l]);
+        s.counted = static_cast<std::int64_t>(n / kLanes);
+    }
+    for (std::size_t l = 1; l < kLanes; ++l) lane[0].merge(lane[l]);
+    acc.merge(lane[0]);
+}
+
+void accumulate(const double* a, const double* b, std::size_t n, const CompareOptions& opt, CompareAcc& acc) {
+    if (n % kLanes == 0 && all_finite(a, n) && all_finite(b, n)) return accumulate_finite(a, b, n, opt, acc);
+    CompareAcc lane[kLanes];
+    for (std::size_t i0 = 0; i0 < n; i0 += kLanes) {
+        const std::size_t m = std::min(kLanes, n - i0);
+        for (std::size_t l = 0; l < m; ++l) {
+            const double x = a[i0 + l], y = b[i0 + l];
+            CompareAcc& s = lane[l];
+            const bool xn = std::isnan(x), yn = std::isnan(y);
+            const bool xi = std::isinf(x), yi = std::isinf(y);
+            const bool eq = x == y;
+            const double d = eq ? 0.0 : std::fabs(x - y);  // NaN when either is NaN
+            const bool valid = !(xn || yn);
+            const bool finite = valid && !xi && !yi;
+            const bool close = eq || (!yi && d <= opt.atol + opt.rtol * std::fabs(y)) || (opt.equal_nan && xn && yn);
+            const double dv = valid ? d : 0.0;
+            s.nan_a += xn;
+            s.nan_b += yn;
+            s.inf_a += xi;
+            s.inf_b += yi;
+            s.n_diff += !(eq || (xn && yn));
+            s.n_not_close += !close;
+            s.counted += valid;
+            s.max_abs = std::max(s.max_abs, dv);
+            s.sum_abs += dv;
+            s.sum_d2 += dv * dv;
+            s.sum_b2 += valid ? y * y : 0.0;
+            s.dot += finite ? x * y : 0.0;
+            s.norm_a2 += finite ? x * x : 0.0;
+            s.norm_b2 += finite ? y * y : 0.0;
+        }
+    }
+    for (std::size_t l = 1; l < kLanes; ++l) lane[0].merge(lane[l]);
+    acc.merge(lane[0]);
 }
 
 bool is_wide_int(DType d) { return d == DType::I64 || d == DType::U64; }
@@ -134,7 +192,12 @@ Comparison compare(const View& a, const View& b, const CompareOptions& opt) {
     const double na = std::sqrt(acc.norm_a2), nb = std::sqrt(acc.norm_b2);
     if (na == 0 && nb == 0) r.cosine = 1.0;
     else if (na == 0 || nb == 0) r.cosine = 0.0;
-    else r.cosine = std::clamp(acc.dot / (na * nb), -1.0, 1.0);
+    else {
+        // sqrt(|a|^2 |b|^2) is exactly |a|^2 when a == b, so identical tensors give exactly 1.
+        const double prod = acc.norm_a2 * acc.norm_b2;
+        const double denom = std::isfinite(prod) && prod > 0 ? std::sqrt(prod) : na * nb;
+        r.cosine = std::clamp(acc.dot / denom, -1.0, 1.0);
+    }
     r.n_diff = acc.n_diff;
     r.n_not_close = acc.n_not_close;
     r.allclose = acc.n_not_close == 0;
@@ -171,8 +234,33 @@ struct Moments {
     }
 };
 
+// All values finite and n a multiple of kLanes: the same figures without per-element branches.
+Moments block_moments_finite(const double* x, std::size_t n) {
+    double sum[kLanes] = {}, lo[kLanes], hi[kLanes], zeros[kLanes] = {}, m2[kLanes] = {};
+    for (std::size_t l = 0; l < kLanes; ++l) lo[l] = hi[l] = x[l];
+    for (std::size_t i0 = 0; i0 < n; i0 += kLanes)
+        for (std::size_t l = 0; l < kLanes; ++l) {
+            const double v = x[i0 + l];
+            sum[l] += v;
+            lo[l] = lo[l] < v ? lo[l] : v;
+            hi[l] = hi[l] > v ? hi[l] : v;
+            zeros[l] += v == 0 ? 1.0 : 0.0;
+        }
+    Moments m;
+    m.n = static_cast<std::int64_t>(n);
+    m.mean = (sum[0] + sum[1] + sum[2] + sum[3]) / static_cast<double>(n);
+    m.min = std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
+    m.max = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]));
+    m.zeros = static_cast<std::int64_t>(zeros[0] + zeros[1] + zeros[2] + zeros[3]);
+    for (std::size_t i0 = 0; i0 < n; i0 += kLanes)
+        for (std::size_t l = 0; l < kLanes; ++l) m2[l] += (x[i0 + l] - m.mean) * (x[i0 + l] - m.mean);
+    m.m2 = m2[0] + m2[1] + m2[2] + m2[3];
+    return m;
+}
+
 // Two passes over a block that is already in cache: mean first, then squared deviations.
 Moments block_moments(const double* x, std::size_t n) {
+    if (n > 0 && n % kLanes == 0 && all_finite(x, n)) return block_moments_finite(x, n);
     Moments m;
     double sum = 0;
     for (std::size_t i = 0; i < n; ++i) {

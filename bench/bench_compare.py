@@ -73,9 +73,14 @@ def main() -> None:
 
     shape, strides = (n,), (1,)
     for threads in (1, 0):
-        add("compare a vs b", f"core.compare threads={threads or 'all'}",
-            lambda t=threads: core.compare(a, "float32", shape, strides, 0, b, "float32", shape, strides, 0,
-                                           threads=t), 2 * gb)  # fmt: skip
+        add(
+            "compare a vs b",
+            f"core.compare threads={threads or 'all'}",
+            lambda t=threads: core.compare(
+                a, "float32", shape, strides, 0, b, "float32", shape, strides, 0, threads=t
+            ),
+            2 * gb,
+        )
     add(
         "compare a vs b",
         "numpy (abs/max/mean/norm/dot/!=/allclose)",
@@ -90,12 +95,21 @@ def main() -> None:
 
     out = np.empty(n, np.uint16)
     for threads in (1, 0):
-        add("cast f32 -> bf16 (+crc32)", f"core.copy_cast threads={threads or 'all'}",
-            lambda t=threads: core.copy_cast(a, "float32", shape, strides, 0, out, 0, "bfloat16", threads=t),
-            gb)  # fmt: skip
+        add(
+            "cast f32 -> bf16 (+crc32)",
+            f"core.copy_cast threads={threads or 'all'}",
+            lambda t=threads: core.copy_cast(
+                a, "float32", shape, strides, 0, out, 0, "bfloat16", threads=t
+            ),
+            gb,
+        )
     add("cast f32 -> bf16", "torch .to(bfloat16)", lambda: ta.to(torch.bfloat16), gb)
-    add("copy f32 (+crc32)", "core.copy_cast same dtype", lambda: core.copy_cast(
-        a, "float32", shape, strides, 0, b, 0, "float32"), gb)  # fmt: skip
+    add(
+        "copy f32 (+crc32)",
+        "core.copy_cast same dtype",
+        lambda: core.copy_cast(a, "float32", shape, strides, 0, b, 0, "float32"),
+        gb,
+    )
     add("copy f32", "numpy copyto", lambda: np.copyto(b, a), gb)
 
     k = args.names
@@ -123,12 +137,18 @@ def main() -> None:
         out["only_b"] = [x for x in db if x not in da]
         return out
 
-    add(f"shape diff {k} x {k} names", "core.shape_diff",
-        lambda: core.shape_diff(names_a, shapes_a, dt_a, names_b, shapes_b, dt_b), 0)  # fmt: skip
+    add(
+        f"shape diff {k} x {k} names",
+        "core.shape_diff",
+        lambda: core.shape_diff(names_a, shapes_a, dt_a, names_b, shapes_b, dt_b),
+        0,
+    )
     add(f"shape diff {k} x {k} names", "python dicts", python_diff, 0)
 
-    print(f"`PYTHONPATH=. python {' '.join(sys.argv)}` ({os.cpu_count()} cores, {args.mb} MB float32 buffers, "
-          f"best of {args.repeat}; crc32 fast path: {core._crc32_has_pclmul()})\n")  # fmt: skip
+    print(
+        f"`PYTHONPATH=. python {' '.join(sys.argv)}` ({os.cpu_count()} cores, {args.mb} MB float32 buffers, "
+        f"best of {args.repeat}; crc32 fast path: {core._crc32_has_pclmul()})\n"
+    )
     print("| what | how | time | throughput |")
     print("|---|---|---:|---:|")
     for what, how, sec, nbytes in rows:

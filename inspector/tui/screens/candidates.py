@@ -39,7 +39,7 @@ def choice_text(c: Choice, target_shape: tuple[int, ...]) -> Text:
 
 
 class CandidatesScreen(ModalScreen[Choice | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", priority=True)]
 
     def __init__(self, target: str, shape: tuple[int, ...], choices: list[Choice], *, folded: bool):
         super().__init__()

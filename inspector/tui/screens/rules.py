@@ -17,10 +17,11 @@ from textual.worker import get_current_worker
 
 from ...errors import PlanError
 from ...mapping.plan import Edit, Entry
-from ..state import RULE_FORMS, ReviewState, entry_text, parse_rule, rule_text
+from ..state import ReviewState, entry_text, parse_rule, rule_text
 
 PREVIEW_ROWS = 200  # rows listed in the preview; the count is always exact
 NEW = "new"
+RULE_HINT = "forms: a.*.b -> c.*.d · old -> new · re:PAT -> REPL · keep GLOB · drop GLOB · {yaml}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def preview_text(changes: list[tuple[str, Entry, Entry]]) -> Text:
 
 class RuleEditor(ModalScreen[RuleResult | None]):
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel"),
+        Binding("escape", "cancel", "Cancel", priority=True),  # before the Input sees it
         Binding("ctrl+s", "keep", "Keep", priority=True),
         Binding("ctrl+d", "remove", "Remove rule", priority=True),
     ]
@@ -81,7 +82,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
             yield OptionList(*self._options(), id="rule-list")
             yield Input(placeholder="a.*.b -> c.*.d   re:PAT -> REPL   keep GLOB   {yaml: rule}",
                         id="rule-input")
-            yield Static("forms: " + " · ".join(RULE_FORMS), classes="hint", id="rule-forms")
+            yield Static(RULE_HINT, classes="hint", id="rule-forms")
             with VerticalScroll(id="preview-box"):
                 yield Static("Type a rule to see which rows it changes.", id="preview")
             yield Static("enter / ctrl+s: keep   ctrl+d: remove selected rule   esc: cancel",

@@ -11,7 +11,7 @@ from textual.widgets import Input, Static
 
 
 class SavePlanScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", priority=True)]
 
     def __init__(self, path: str):
         super().__init__()

@@ -4,7 +4,8 @@
 
 Rows: numpy copyto on 1 and on all threads (the memory-speed ceiling), xxhash.xxh3_128,
 hashlib.sha256, blake3 (all threads, when installed), the core's plain XXH3-128 per kernel, and
-the ckh1 tree hash on 1 and on all threads. Best of --repeat runs, warm memory, GB = 1e9 bytes.
+the ckh1 tree hash on 1 and on all threads. Best of --repeat interleaved rounds, warm memory,
+GB = 1e9 bytes.
 Goals (issue 3): ckh1 on one thread >= xxhash.xxh3_128; on all threads >= 0.8x all-thread memcpy.
 """
 
@@ -27,14 +28,18 @@ import xxhash
 from inspector._native import core
 
 
-def best_seconds(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up: page faults, caches, thread start
-    times = []
+def best_seconds(rows: list[tuple[str, Callable[[], object]]], repeat: int) -> dict[str, float]:
+    """Best time of each contender; rounds interleave them so that a load change on a shared
+    machine hits them all alike."""
+    best = {label: float("inf") for label, _ in rows}
+    for fn in (fn for _, fn in rows):
+        fn()  # warm-up: page faults, caches, thread start
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for label, fn in rows:
+            t0 = time.perf_counter()
+            fn()
+            best[label] = min(best[label], time.perf_counter() - t0)
+    return best
 
 
 def copy_threads(src: np.ndarray, dst: np.ndarray, threads: int) -> None:
@@ -94,10 +99,8 @@ def main() -> int:
     n = args.mb << 20
     buf = np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8)
     dst = np.empty_like(buf)
-    results = [
-        (label, n / best_seconds(fn, args.repeat) / 1e9)
-        for label, fn in contenders(buf, dst, cores)
-    ]
+    seconds = best_seconds(contenders(buf, dst, cores), args.repeat)
+    results = [(label, n / s / 1e9) for label, s in seconds.items()]
     speed = dict(results)
     xxh = speed["xxhash.xxh3_128 (python-xxhash), 1 thread"]
     memcpy_all = speed[f"memcpy (numpy copyto), {cores} threads"]

@@ -146,7 +146,8 @@ def main() -> None:
     add(f"shape diff {k} x {k} names", "python dicts", python_diff, 0)
 
     print(
-        f"`PYTHONPATH=. python {' '.join(sys.argv)}` ({os.cpu_count()} cores, {args.mb} MB float32 buffers, "
+        f"`PYTHONPATH=. python {' '.join(sys.argv)}` ({os.cpu_count()} cores, "
+        f"{args.mb} MB float32 buffers, "
         f"best of {args.repeat}; crc32 fast path: {core._crc32_has_pclmul()})\n"
     )
     print("| what | how | time | throughput |")

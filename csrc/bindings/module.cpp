@@ -5,6 +5,7 @@ namespace py = pybind11;
 
 void register_hash(py::module_& m);
 void register_numeric(py::module_& m);
+void register_header(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "ckpt-inspector compiled core: hashing, comparison and byte copying";
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
     register_hash(m);
     register_numeric(m);
+    register_header(m);
 }

@@ -4,6 +4,11 @@ Layout: an 8-byte little-endian header length N, N bytes of UTF-8 JSON (an objec
 {dtype, shape, data_offsets}, plus an optional `__metadata__` str -> str map), then the tensor
 bytes. Offsets are relative to the end of the header; sorted by offset the tensors must tile the
 data section exactly: no gap, no overlap, no trailing bytes.
+
+The header is parsed and validated in the C++ core (csrc/st_header.cpp), which fills columns
+without building a Python object per JSON value: a 1M-tensor header takes a fraction of what
+json.loads alone takes. It is checked against a pure-Python parser kept in the tests
+(tests/st_reference.py); docs/formats.md says why there is one implementation here, not two.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from .. import dtypes
+from .._native import core
 from ..errors import (
+    CheckpointError,
     DtypeError,
     DuplicateKeyError,
     HeaderError,
@@ -24,22 +31,26 @@ from ..errors import (
     TruncatedFileError,
 )
 from ..model import ByteSource, Storage, TensorInfo, contiguous_strides
+from ..signature import Signature
 from . import Loaded, ReadOptions
 
 FORMAT = "safetensors"
 
-MAX_HEADER_SIZE = 100_000_000  # the reference implementation's cap
-_U64_MAX = 2**64 - 1  # sizes are usize in the reference: overflow past 64 bits is an error
-_METADATA_KEY = "__metadata__"
-_ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
+MAX_HEADER_SIZE = 100_000_000  # the reference implementation's cap (also in csrc/st_header.hpp)
 
+# What the core needs of each dtype: (safetensors name, itemsize, the name our columns hold).
+_DTYPE_TABLE = tuple((d.safetensors, d.itemsize, d.name) for d in dtypes.BY_SAFETENSORS.values())
 
-class _Entry(NamedTuple):
-    name: str
-    dtype: dtypes.DType
-    shape: tuple[int, ...]
-    begin: int
-    end: int
+# The core's fault kinds (csrc/st_header.hpp) -> our error classes.
+_ERRORS: dict[str, type[CheckpointError]] = {
+    "header": HeaderError,
+    "offset": OffsetError,
+    "dtype": DtypeError,
+    "shape": ShapeError,
+    "duplicate_key": DuplicateKeyError,
+    "truncated": TruncatedFileError,
+    "io": CheckpointError,
+}
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -57,35 +68,59 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     return Loaded(FORMAT, tensors, meta, root=())
 
 
+def signature(path: Path) -> Signature:
+    """Names, shapes and dtypes only, straight from the parsed columns (no per-tensor objects)."""
+    h = read_header(path, offsets=False)
+    return Signature(h["names"], h["shapes"], h["dtypes"])
+
+
 def read_tensors(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """The validated tensors of one file (flat, in file order) and its `__metadata__`."""
+    h = read_header(path)
+    abspath, filename, start = os.path.abspath(path), Path(path).name, h["data_start"]
+    tensors = {
+        name: _tensor_info(abspath, filename, name, dtype, shape, start + b, e - b)
+        for name, shape, dtype, b, e in zip(
+            h["names"], h["shapes"], h["dtypes"], h["begins"], h["ends"], strict=True
+        )
+    }
+    return tensors, h["metadata"]
+
+
+def read_header(path: str | os.PathLike[str], *, offsets: bool = True) -> dict[str, Any]:
+    """The header's columns, parsed and validated in the C++ core (csrc/st_header.cpp).
+
+    Keys: names, shapes, dtypes (canonical names), begins/ends (offsets into the data section,
+    when `offsets`), metadata, data_start. Tensors are in file order.
+    """
     label = os.fspath(path)
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise TruncatedFileError(
-                label, f"file is {file_size} bytes, shorter than the 8-byte header length"
-            )
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_HEADER_SIZE:
-            raise HeaderError(label, f"header length {n} exceeds the {MAX_HEADER_SIZE}-byte cap")
-        if 8 + n > file_size:
-            raise TruncatedFileError(
-                label,
-                f"header of {n} bytes declared, the file has {file_size - 8} after the length",
-            )
-        text = f.read(n)
-    header = parse_json_object(label, text, "header")
-    metadata = _metadata(label, header.pop(_METADATA_KEY, None))
-    entries = sorted(
-        (_entry(label, k, v) for k, v in header.items()), key=lambda e: (e.begin, e.end)
-    )
-    data_start = 8 + n
-    _check_layout(label, entries, file_size - data_start)
-    abspath, filename = os.path.abspath(label), path.name
-    tensors = {e.name: _tensor_info(abspath, filename, data_start, e) for e in entries}
-    return tensors, metadata
+    try:
+        header: dict[str, Any] = core.read_safetensors_header(
+            os.fsencode(label), _DTYPE_TABLE, offsets
+        )
+    except ValueError as e:
+        raise _header_error(label, e) from None
+    return header
+
+
+def parse_header(
+    label: str, file: bytes, file_size: int, *, offsets: bool = True
+) -> dict[str, Any]:
+    """read_header() on the first bytes of a file held in memory."""
+    try:
+        header: dict[str, Any] = core.parse_safetensors_header(
+            file, file_size, _DTYPE_TABLE, offsets
+        )
+    except ValueError as e:
+        raise _header_error(label, e) from None
+    return header
+
+
+def _header_error(label: str, e: ValueError) -> Exception:
+    if len(e.args) != 3 or e.args[0] not in _ERRORS:
+        return e
+    kind, key, what = e.args
+    return _ERRORS[kind](label, what, key=key)
 
 
 def parse_json_object(label: str, text: bytes, what: str) -> dict[str, Any]:
@@ -121,91 +156,9 @@ def _no_duplicates(label: str) -> Any:
     return hook
 
 
-def _metadata(label: str, value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise HeaderError(label, "must be a map of strings to strings", key=_METADATA_KEY)
-    return value
-
-
-def _entry(label: str, name: str, info: Any) -> _Entry:
-    if not isinstance(info, dict):
-        raise HeaderError(label, f"entry is a JSON {type(info).__name__}, not an object", key=name)
-    missing = [f for f in _ENTRY_FIELDS if f not in info]
-    if missing:
-        raise HeaderError(label, f"entry lacks {', '.join(missing)}", key=name)
-    dtype_name = info["dtype"]
-    d = dtypes.BY_SAFETENSORS.get(dtype_name) if isinstance(dtype_name, str) else None
-    if d is None:
-        raise DtypeError(label, f"unknown dtype {dtype_name!r}", key=name)
-    shape = info["shape"]
-    if not isinstance(shape, list) or not all(_is_int(s) for s in shape):
-        raise ShapeError(label, f"shape {shape!r} is not a list of integers", key=name)
-    if any(s < 0 for s in shape):
-        raise ShapeError(label, f"shape {shape} has a negative dimension", key=name)
-    offsets = info["data_offsets"]
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
-        raise OffsetError(label, f"data_offsets {offsets!r} is not a pair of integers", key=name)
-    begin, end = offsets
-    if begin < 0 or end < begin:
-        raise OffsetError(label, f"data_offsets [{begin}, {end}] is not a valid range", key=name)
-    return _Entry(name, d, tuple(shape), begin, end)
-
-
-def _is_int(x: Any) -> bool:
-    return type(x) is int  # JSON gives plain ints; bool (true/false) is refused
-
-
-def _check_layout(label: str, entries: list[_Entry], data_size: int) -> None:
-    expected = 0
-    for e in entries:
-        if e.begin != expected:
-            what = (
-                "overlaps the previous tensor"
-                if e.begin < expected
-                else "leaves a gap after the previous tensor"
-            )
-            raise OffsetError(
-                label,
-                f"data_offsets [{e.begin}, {e.end}] {what} (expected start {expected})",
-                key=e.name,
-            )
-        nbytes = _checked_nbytes(label, e)
-        if e.end - e.begin != nbytes:
-            raise ShapeError(
-                label,
-                f"shape {list(e.shape)} of {e.dtype.itemsize}-byte elements needs {nbytes} bytes, "
-                f"data_offsets [{e.begin}, {e.end}] hold {e.end - e.begin}",
-                key=e.name,
-            )
-        expected = e.end
-    if expected > data_size:
-        cut = next(e for e in entries if e.end > data_size)
-        raise TruncatedFileError(
-            label,
-            f"data_offsets [{cut.begin}, {cut.end}] run past the end of the data "
-            f"({data_size} bytes after the header)",
-            key=cut.name,
-        )
-    if expected < data_size:
-        raise OffsetError(label, f"{data_size - expected} trailing bytes after the last tensor")
-
-
-def _checked_nbytes(label: str, e: _Entry) -> int:
-    n = 1
-    for s in (*e.shape, e.dtype.itemsize):
-        n *= s
-        if n > _U64_MAX:
-            raise ShapeError(
-                label, f"shape {list(e.shape)} overflows a 64-bit byte count", key=e.name
-            )
-    return n
-
-
-def _tensor_info(abspath: str, filename: str, data_start: int, e: _Entry) -> TensorInfo:
-    nbytes = e.end - e.begin
-    source = ByteSource(abspath, data_start + e.begin, nbytes)
-    storage = Storage(f"{filename}:{e.name}", e.dtype.name, nbytes, source)
+def _tensor_info(
+    abspath: str, filename: str, name: str, dtype: str, shape: tuple[int, ...], at: int, n: int
+) -> TensorInfo:
+    storage = Storage(f"{filename}:{name}", dtype, n, ByteSource(abspath, at, n))
     # Named already: the tree is flat, so open() keeps the name (and skips a copy per tensor).
-    return TensorInfo(e.name, e.dtype.name, e.shape, contiguous_strides(e.shape), 0, storage)
+    return TensorInfo(name, dtype, shape, contiguous_strides(shape), 0, storage)

@@ -16,7 +16,9 @@ from typing import Any
 
 from ..errors import DuplicateKeyError, HeaderError, MissingRecordError, UnsupportedFormatError
 from ..model import TensorInfo
+from ..signature import Signature
 from . import Loaded, ReadOptions
+from . import safetensors as single
 from .safetensors import MAX_HEADER_SIZE, parse_json_object, read_tensors
 
 FORMAT = "safetensors-sharded"
@@ -36,6 +38,43 @@ def sniff(path: Path, head: bytes) -> bool:
 def read(path: Path, options: ReadOptions) -> Loaded:
     index = single_index(path, INDEX_SUFFIX) if path.is_dir() else path
     return read_index(index, read_tensors, FORMAT)
+
+
+def signature(path: Path) -> Signature:
+    """read()'s names, shapes and dtypes (its order, its checks) from the shards' columns."""
+    index = single_index(path, INDEX_SUFFIX) if path.is_dir() else path
+    weight_map, _ = load_index(index)
+    shards = {
+        rel: single.signature(shard_path(index, rel)) for rel in dict.fromkeys(weight_map.values())
+    }
+    rows = {rel: {n: i for i, n in enumerate(sig.names)} for rel, sig in shards.items()}
+    names: list[str] = []
+    shapes: list[tuple[int, ...]] = []
+    dtypes: list[str] = []
+
+    def add(sig: Signature, i: int) -> None:
+        names.append(sig.names[i])
+        shapes.append(sig.shapes[i])
+        dtypes.append(sig.dtypes[i])
+
+    for name, rel in weight_map.items():
+        i = rows[rel].get(name)
+        if i is None:
+            raise MissingRecordError(
+                shard_path(index, rel), f"listed in {index.name} but not in this shard", key=name
+            )
+        add(shards[rel], i)
+    seen_in: dict[str, str] = dict(weight_map)
+    for rel, sig in shards.items():
+        for i, name in enumerate(sig.names):
+            owner = seen_in.setdefault(name, rel)
+            if owner != rel:
+                raise DuplicateKeyError(
+                    shard_path(index, rel), f"also stored in shard {owner}", key=name
+                )
+            if name not in weight_map:
+                add(sig, i)
+    return Signature(names, shapes, dtypes)
 
 
 def index_files(folder: Path, suffix: str) -> list[Path]:

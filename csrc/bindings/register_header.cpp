@@ -1,0 +1,152 @@
+// Bindings for safetensors header parsing (csrc/st_header.*) and name folding (csrc/fold.*).
+// Argument conversion only. The file reading, parsing and folding run with the GIL released:
+// by then every input is a C++ copy (path, dtype table) or a buffer / list we hold a reference to
+// that no other thread can change (a Py_buffer view pins its memory; the names are read from a
+// private copy of the caller's list, which keeps every str alive).
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fold.hpp"
+#include "st_header.hpp"
+
+namespace py = pybind11;
+namespace st = inspector::st;
+
+namespace {
+
+// A dtype table given as (safetensors name, itemsize, label) rows; the label is what the result's
+// dtype column holds for that dtype.
+struct DtypeTable {
+    std::vector<st::DtypeSpec> specs;
+    std::vector<py::object> labels;
+};
+
+DtypeTable dtype_table(py::handle rows) {
+    DtypeTable t;
+    for (py::handle row : rows) {
+        const auto r = row.cast<py::tuple>();
+        if (r.size() != 3) throw py::value_error("dtype rows are (safetensors name, itemsize, label)");
+        t.specs.push_back({r[0].cast<std::string>(), r[1].cast<std::uint64_t>()});
+        t.labels.push_back(py::reinterpret_borrow<py::object>(r[2]));
+    }
+    return t;
+}
+
+py::object steal(PyObject* o) {
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(o);
+}
+
+// Strings from the core may hold lone surrogates (st_header.hpp): decode as Python's json did.
+py::object text(std::string_view s) {
+    return steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogatepass"));
+}
+
+// ValueError(kind, key or None, what): inspector/formats/safetensors.py maps kind to its class.
+[[noreturn]] void raise_fault(const st::HeaderFault& f) {
+    py::object key = f.has_key ? text(f.key) : py::none();
+    py::tuple args = py::make_tuple(st::fault_name(f.kind), key, py::str(f.what()));
+    PyErr_SetObject(PyExc_ValueError, args.ptr());
+    throw py::error_already_set();
+}
+
+template <class Make>
+py::list column(std::size_t n, Make make) {
+    py::list out = py::reinterpret_steal<py::list>(steal(PyList_New(static_cast<Py_ssize_t>(n))).release());
+    for (std::size_t i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), make(i).release().ptr());
+    return out;
+}
+
+py::dict to_python(const st::Header& h, const DtypeTable& table, bool offsets) {
+    const std::size_t n = h.size();
+    py::dict d;
+    d["names"] = column(n, [&](std::size_t i) { return text(h.name(i)); });
+    d["shapes"] = column(n, [&](std::size_t i) {
+        const auto [dims, rank] = h.shape(i);
+        py::object t = steal(PyTuple_New(static_cast<Py_ssize_t>(rank)));
+        for (std::size_t k = 0; k < rank; ++k)
+            PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(k), steal(PyLong_FromUnsignedLongLong(dims[k])).release().ptr());
+        return t;
+    });
+    d["dtypes"] = column(n, [&](std::size_t i) { return table.labels[h.dtype[i]]; });
+    if (offsets) {
+        d["begins"] = column(n, [&](std::size_t i) { return steal(PyLong_FromUnsignedLongLong(h.begin[i])); });
+        d["ends"] = column(n, [&](std::size_t i) { return steal(PyLong_FromUnsignedLongLong(h.end[i])); });
+    }
+    py::dict meta;
+    for (const auto& [k, v] : h.metadata) meta[text(k)] = text(v);
+    d["metadata"] = meta;
+    d["data_start"] = h.data_start;
+    return d;
+}
+
+}  // namespace
+
+void register_header(py::module_& m) {
+    m.def(
+        "read_safetensors_header",
+        [](py::bytes path, py::handle dtypes, bool offsets) {
+            const DtypeTable table = dtype_table(dtypes);
+            const std::string p = path;
+            st::Header h;
+            try {
+                py::gil_scoped_release release;  // see the header comment
+                h = st::read_header(p, table.specs);
+            } catch (const st::HeaderFault& f) {
+                raise_fault(f);
+            }
+            return to_python(h, table, offsets);
+        },
+        py::arg("path"), py::arg("dtypes"), py::arg("offsets") = true,
+        "Read and validate a safetensors file's header (not its data). `path` is os.fsencode()d;\n"
+        "`dtypes` rows are (safetensors name, itemsize, label). Returns a dict of columns in file\n"
+        "order: names, shapes (tuples), dtypes (labels), begins/ends (when `offsets`), plus\n"
+        "metadata and data_start. Bad input raises ValueError(kind, key, what).");
+    m.def(
+        "parse_safetensors_header",
+        [](py::buffer file, std::uint64_t file_size, py::handle dtypes, bool offsets) {
+            const DtypeTable table = dtype_table(dtypes);
+            const py::buffer_info view = file.request();  // held until we return
+            const std::string_view bytes(static_cast<const char*>(view.ptr), static_cast<std::size_t>(view.size * view.itemsize));
+            st::Header h;
+            try {
+                py::gil_scoped_release release;  // see the header comment
+                h = st::parse_header(bytes, file_size, table.specs);
+            } catch (const st::HeaderFault& f) {
+                raise_fault(f);
+            }
+            return to_python(h, table, offsets);
+        },
+        py::arg("file"), py::arg("file_size"), py::arg("dtypes"), py::arg("offsets") = true,
+        "read_safetensors_header() on bytes: `file` is the file's start (at least 8 + header length\n"
+        "bytes) and `file_size` the size of the whole file.");
+    m.def(
+        "fold_names",
+        [](py::handle names) -> py::object {
+            py::list own = py::reinterpret_steal<py::list>(steal(PySequence_List(names.ptr())).release());
+            std::vector<std::string_view> views(own.size());
+            for (std::size_t i = 0; i < views.size(); ++i) {
+                PyObject* s = PyList_GET_ITEM(own.ptr(), static_cast<Py_ssize_t>(i));
+                if (!PyUnicode_Check(s)) throw py::type_error("fold_names: names must be str");
+                if (!PyUnicode_IS_ASCII(s)) return py::none();
+                Py_ssize_t len = 0;
+                const char* data = PyUnicode_AsUTF8AndSize(s, &len);
+                if (data == nullptr) throw py::error_already_set();
+                views[i] = std::string_view(data, static_cast<std::size_t>(len));
+            }
+            std::optional<std::vector<std::string>> folded;
+            {
+                py::gil_scoped_release release;  // see the header comment
+                folded = inspector::fold::fold_names(views);
+            }
+            if (!folded) return py::none();
+            return column(folded->size(), [&](std::size_t i) { return text((*folded)[i]); });
+        },
+        py::arg("names"),
+        "tree.fold_names() for long lists: names differing in one numeric segment folded into\n"
+        "ranges. None when a name is outside what the core covers (non-ASCII, a number of more\n"
+        "than 18 digits, a literal '#' segment): use the Python function then.");
+}

@@ -1,0 +1,19 @@
+// fold_names(): names that differ in one numeric segment folded into layer ranges
+// (`layers.{0..15}.ffn.weight`), with exactly the semantics of inspector/tree.py's fold_names,
+// which stays the reference; this one is for lists of millions of names.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace inspector::fold {
+
+// Folded names, in order of first appearance; nullopt when a name is outside what this
+// implementation covers (the caller then uses the reference): non-ASCII bytes (Python's `\d`
+// matches other scripts' digits), a numeric segment of more than 18 digits, or a literal `#`
+// segment (the reference's group key uses `#` for numbers).
+std::optional<std::vector<std::string>> fold_names(const std::vector<std::string_view>& names);
+
+}  // namespace inspector::fold

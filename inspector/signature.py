@@ -1,0 +1,80 @@
+"""A checkpoint's signature: tensor names, shapes and dtypes, as three parallel columns.
+
+That is all a header-only diff (or any name/shape check) needs. A reader that can produce it
+without building a `TensorInfo` per tensor offers `signature(path)` next to `read(path, options)`
+(safetensors, single and sharded, do: a 1M-tensor header becomes three lists in C++); for every
+other source the signature is taken from `inspector.open(...)`. Readers stay the only place that
+knows formats: this module only asks them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .formats import reader_modules
+from .model import Checkpoint
+from .reader import open_checkpoint
+
+FastReader = Callable[[Path], "Signature"]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Tensor i is (names[i], shapes[i], dtypes[i]); dtypes use canonical names ("float32")."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    dtypes: list[str]
+
+    def __post_init__(self) -> None:
+        if not len(self.names) == len(self.shapes) == len(self.dtypes):
+            raise ValueError("names, shapes and dtypes must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint) -> Signature:
+        """The signature of an opened checkpoint (its weights sub-tree, in its order)."""
+        tensors = list(ckpt.values())
+        return cls(
+            [t.name for t in tensors], [t.shape for t in tensors], [t.dtype for t in tensors]
+        )
+
+
+def signature(source: Any, *, root: str | None = None) -> Signature:
+    """The signature of a path, a Checkpoint, a state dict or a module.
+
+    A path whose reader has a fast `signature()` is read by it (only when no `root` is asked
+    for: those formats are flat); anything else goes through `inspector.open(source, root=root)`.
+    Bad input raises the same errors as `inspector.open`.
+    """
+    if isinstance(source, Checkpoint) and root is None:
+        return Signature.of(source)
+    if isinstance(source, (str, os.PathLike)) and root is None:
+        path = Path(source)
+        fast = _fast_reader(path)
+        if fast is not None:
+            return fast(path)
+    return Signature.of(open_checkpoint(source, root=root))
+
+
+def _fast_reader(path: Path) -> FastReader | None:
+    """The `signature` function of the reader `open()` would pick, if it has one."""
+    if not path.exists():
+        return None  # open() says what is wrong
+    head = b""
+    if path.is_file():
+        with path.open("rb") as f:
+            head = f.read(512)
+        if not head:
+            return None
+    for mod in reader_modules():
+        if mod.sniff(path, head):
+            fast: FastReader | None = getattr(mod, "signature", None)
+            return fast
+    return None

@@ -17,7 +17,9 @@ def _t(*shape: int, dtype: type = F32, seed: int = 0) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype) if shape else np.array(1.0, dtype=dtype)
 
 
-def conformer_layer(prefix: str, d: int, ffn: int, heads: int, kernel: int) -> dict[str, np.ndarray]:
+def conformer_layer(
+    prefix: str, d: int, ffn: int, heads: int, kernel: int
+) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for ff in ("feed_forward1", "feed_forward2"):
         out[f"{prefix}.norm_{ff}.weight"] = _t(d)
@@ -52,8 +54,16 @@ def conformer_layer(prefix: str, d: int, ffn: int, heads: int, kernel: int) -> d
     return out
 
 
-def nemo_rnnt(vocab: int, *, n_layers: int = 4, d: int = 32, heads: int = 4, pred: int = 16,
-              joint: int = 24, n_mels: int = 16) -> dict[str, np.ndarray]:
+def nemo_rnnt(
+    vocab: int,
+    *,
+    n_layers: int = 4,
+    d: int = 32,
+    heads: int = 4,
+    pred: int = 16,
+    joint: int = 24,
+    n_mels: int = 16,
+) -> dict[str, np.ndarray]:
     """NeMo EncDecRNNTModel state dict; `vocab` excludes blank (output rows = vocab + 1)."""
     sd: dict[str, np.ndarray] = {
         "preprocessor.featurizer.window": _t(64),
@@ -67,23 +77,27 @@ def nemo_rnnt(vocab: int, *, n_layers: int = 4, d: int = 32, heads: int = 4, pre
     }
     for i in range(n_layers):
         sd.update(conformer_layer(f"encoder.layers.{i}", d, 4 * d, heads, 9))
-    sd.update({
-        "decoder.prediction.embed.weight": _t(vocab + 1, pred),
-        "decoder.prediction.dec_rnn.lstm.weight_ih_l0": _t(4 * pred, pred),
-        "decoder.prediction.dec_rnn.lstm.weight_hh_l0": _t(4 * pred, pred),
-        "decoder.prediction.dec_rnn.lstm.bias_ih_l0": _t(4 * pred),
-        "decoder.prediction.dec_rnn.lstm.bias_hh_l0": _t(4 * pred),
-        "joint.pred.weight": _t(joint, pred),
-        "joint.pred.bias": _t(joint),
-        "joint.enc.weight": _t(joint, d),
-        "joint.enc.bias": _t(joint),
-        "joint.joint_net.2.weight": _t(vocab + 1, joint),
-        "joint.joint_net.2.bias": _t(vocab + 1),
-    })
+    sd.update(
+        {
+            "decoder.prediction.embed.weight": _t(vocab + 1, pred),
+            "decoder.prediction.dec_rnn.lstm.weight_ih_l0": _t(4 * pred, pred),
+            "decoder.prediction.dec_rnn.lstm.weight_hh_l0": _t(4 * pred, pred),
+            "decoder.prediction.dec_rnn.lstm.bias_ih_l0": _t(4 * pred),
+            "decoder.prediction.dec_rnn.lstm.bias_hh_l0": _t(4 * pred),
+            "joint.pred.weight": _t(joint, pred),
+            "joint.pred.bias": _t(joint),
+            "joint.enc.weight": _t(joint, d),
+            "joint.enc.bias": _t(joint),
+            "joint.joint_net.2.weight": _t(vocab + 1, joint),
+            "joint.joint_net.2.bias": _t(vocab + 1),
+        }
+    )
     return sd
 
 
-def fairseq_w2v2_conformer(n_layers: int = 2, d: int = 32, vocab: int = 32) -> dict[str, np.ndarray]:
+def fairseq_w2v2_conformer(
+    n_layers: int = 2, d: int = 32, vocab: int = 32
+) -> dict[str, np.ndarray]:
     """A fine-tuned fairseq wav2vec2-conformer (rel_pos) checkpoint's `model` dict."""
     p = "w2v_encoder.w2v_model."
     sd: dict[str, np.ndarray] = {}

@@ -16,7 +16,9 @@ from inspector.mapping import Plan
 def files(tmp_path):  # type: ignore[no-untyped-def]
     torch = pytest.importorskip("torch")
     for name, sd in (("char.pt", nemo_rnnt(28)), ("bpe.pt", nemo_rnnt(1024))):
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, tmp_path / name)
+        torch.save(
+            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, tmp_path / name
+        )
     return tmp_path
 
 
@@ -25,7 +27,10 @@ def test_map_prints_by_module_and_writes_the_plan(files, capsys) -> None:  # typ
     assert main(["map", str(files / "char.pt"), str(files / "bpe.pt"), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "encoder 100% (4/4 layers)  [166 copy, 0 keep, 0 drop]" in text
-    assert "decoder.prediction.embed.weight keeps init [vocab-change]  (vocabulary changed 29 -> 1025)" in text
+    assert (
+        "decoder.prediction.embed.weight keeps init [vocab-change]  (vocabulary changed 29 -> 1025)"
+        in text
+    )
     assert "note: decoder, joint: vocabulary changed 29 -> 1025 (kept at target init)" in text
     plan = Plan.load(out)
     assert plan.sources[0].path == str(files / "char.pt")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,9 +14,15 @@ from inspector.errors import PlanError
 from inspector.mapping import Plan, propose
 
 
-def small_plan() -> tuple[Plan, inspector.Checkpoint, inspector.Checkpoint]:
+@functools.cache
+def small_checkpoints() -> tuple[inspector.Checkpoint, inspector.Checkpoint]:
+    """Built once per module: plans are edited, the checkpoints never are."""
     src = inspector.open({f"module.{k}": v for k, v in nemo_rnnt(28, n_layers=2).items()})
-    tgt = inspector.open(nemo_rnnt(1024, n_layers=2))
+    return src, inspector.open(nemo_rnnt(1024, n_layers=2))
+
+
+def small_plan() -> tuple[Plan, inspector.Checkpoint, inspector.Checkpoint]:
+    src, tgt = small_checkpoints()
     return propose(src, tgt, "ddp"), src, tgt
 
 
@@ -31,8 +39,12 @@ def test_yaml_round_trip_is_exact(tmp_path) -> None:  # type: ignore[no-untyped-
 
 @settings(max_examples=30, deadline=None)
 @given(
-    names=st.lists(st.from_regex(r"[a-z]{1,5}(\.[0-9]{1,2}|\.[a-z_]{1,6}){0,3}", fullmatch=True),
-                   min_size=1, max_size=6, unique=True),
+    names=st.lists(
+        st.from_regex(r"[a-z]{1,5}(\.[0-9]{1,2}|\.[a-z_]{1,6}){0,3}", fullmatch=True),
+        min_size=1,
+        max_size=6,
+        unique=True,
+    ),
     confidence=st.floats(0, 1),
     reason=st.text(max_size=20),
 )
@@ -41,18 +53,25 @@ def test_yaml_round_trip_property(names, confidence, reason) -> None:  # type: i
     plan = propose(src, inspector.open({n: _t(2) for n in names}))
     first = names[0]
     plan.entries[first] = plan.entries[first].__class__(
-        **{**plan.entries[first].__dict__, "confidence": confidence, "reason": reason})
+        **{**plan.entries[first].__dict__, "confidence": confidence, "reason": reason}
+    )
     assert Plan.from_yaml(plan.to_yaml()) == plan
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("decision", "cpy"), "entries['joint.enc.weight'].decision: must be one of copy, keep, drop"),
+        (
+            ("decision", "cpy"),
+            "entries['joint.enc.weight'].decision: must be one of copy, keep, drop",
+        ),
         (("status", "maybe"), "entries['joint.enc.weight'].status: must be one of"),
         (("flags", ["odd"]), "entries['joint.enc.weight'].flags"),
         (("confidence", 2), "entries['joint.enc.weight'].confidence"),
-        (("transform", [{"op": "twist"}]), "entries['joint.enc.weight'].transform[0]: unknown transform op"),
+        (
+            ("transform", [{"op": "twist"}]),
+            "entries['joint.enc.weight'].transform[0]: unknown transform op",
+        ),
     ],
 )
 def test_bad_entries_are_reported_at_the_entry(edit, message) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +98,8 @@ def test_approve_reject_and_undo() -> None:
     plan, _, _ = small_plan()
     before = dict(plan.entries)
     edit = plan.approve(plan.under("encoder.layers.0"))
-    assert edit.changes and all(plan.entries[t].status == "approved" for t, _, _ in edit.changes)
+    assert edit.changes
+    assert all(plan.entries[t].status == "approved" for t, _, _ in edit.changes)
     rej = plan.reject(["encoder.pre_encode.out.weight"])
     assert plan.entries["encoder.pre_encode.out.weight"].effective == "keep"
     plan.undo(rej)
@@ -92,7 +112,9 @@ def test_approve_reject_and_undo() -> None:
 def test_set_source_checks_shapes_and_is_undoable() -> None:
     plan, _, _ = small_plan()
     with pytest.raises(PlanError, match=r"gives shape \[29, 16\], the target needs \[1025, 16\]"):
-        plan.set_source("decoder.prediction.embed.weight", "source", "module.decoder.prediction.embed.weight")
+        plan.set_source(
+            "decoder.prediction.embed.weight", "source", "module.decoder.prediction.embed.weight"
+        )
     edit = plan.set_source("joint.enc.weight", "source", "module.joint.enc.weight")
     e = plan.entries["joint.enc.weight"]
     assert (e.decision, e.status, e.flags) == ("copy", "approved", frozenset({"user"}))
@@ -108,7 +130,9 @@ def test_preview_and_add_rule() -> None:
     preview = plan.preview_rule(rule)
     assert sorted(t for t, _, _ in preview) == sorted(plan.under("encoder.pre_encode"))
     assert all(new.flags == {"kept-by-rule"} for _, _, new in preview)
-    assert plan.entries["encoder.pre_encode.out.weight"].decision == "copy"  # preview did not mutate
+    assert (
+        plan.entries["encoder.pre_encode.out.weight"].decision == "copy"
+    )  # preview did not mutate
     edit = plan.add_rule(rule)
     assert len(edit.changes) == len(preview)
     assert plan.entries["encoder.pre_encode.out.weight"].decision == "keep"
@@ -120,12 +144,14 @@ def test_preview_and_add_rule() -> None:
 def test_loaded_plan_needs_binding_and_checks_fingerprints() -> None:
     plan, src, tgt = small_plan()
     loaded = Plan.from_yaml(plan.to_yaml())
-    with pytest.raises(PlanError, match="call plan.bind"):
+    with pytest.raises(PlanError, match=r"call plan\.bind"):
         loaded.preview_rule({"keep": "x"})
     loaded.bind(src, tgt)
     preview = loaded.preview_rule({"keep": "joint.*"})
     assert sorted(t for t, _, _ in preview) == sorted(loaded.under("joint"))
-    assert all(old.flags == {"vocab-change"} and new.flags == {"kept-by-rule"} for _, old, new in preview)
+    assert all(
+        old.flags == {"vocab-change"} and new.flags == {"kept-by-rule"} for _, old, new in preview
+    )
     other = inspector.open(nemo_rnnt(28, n_layers=3))
     with pytest.raises(PlanError, match="header fingerprint"):
         loaded.check_fingerprints([other], tgt)
@@ -139,9 +165,12 @@ def test_invert_gives_back_the_source_names() -> None:
     inv = plan.invert()
     assert inv.rules[0].to_dict()["add_prefix"] == "module."
     assert {n: e.sources for n, e in inv.entries.items()} == {
-        f"module.{n}": (("target", n),) for n in tgt}
+        f"module.{n}": (("target", n),) for n in tgt
+    }
     again = inv.invert()
-    assert {n: e.sources for n, e in again.entries.items()} == {n: e.sources for n, e in plan.entries.items()}
+    assert {n: e.sources for n, e in again.entries.items()} == {
+        n: e.sources for n, e in plan.entries.items()
+    }
 
 
 def test_invert_split_and_concat() -> None:
@@ -153,9 +182,15 @@ def test_invert_split_and_concat() -> None:
     data = plan.to_dict()
     for i, part in enumerate(("q", "k", "v")):
         data["entries"][f"{part}.weight"] = {
-            "decision": "copy", "status": "approved", "reason": "fused qkv", "confidence": 1.0,
-            "shape": [4, 4], "dtype": "float32", "sources": [["source", "qkv.weight", [12, 4], "float32"]],
-            "transform": [{"op": "split", "axis": 0, "sizes": [4, 4, 4], "index": i}]}
+            "decision": "copy",
+            "status": "approved",
+            "reason": "fused qkv",
+            "confidence": 1.0,
+            "shape": [4, 4],
+            "dtype": "float32",
+            "sources": [["source", "qkv.weight", [12, 4], "float32"]],
+            "transform": [{"op": "split", "axis": 0, "sizes": [4, 4, 4], "index": i}],
+        }
     plan = Plan.from_dict(data)
     inv = plan.invert()
     e = inv.entries["qkv.weight"]
@@ -163,7 +198,8 @@ def test_invert_split_and_concat() -> None:
     assert [t.to_dict() for t in e.transform] == [{"op": "concat", "axis": 0, "sizes": [4, 4, 4]}]
     back = inv.invert()
     assert [t.to_dict() for t in back.entries["k.weight"].transform] == [
-        {"op": "split", "axis": 0, "sizes": [4, 4, 4], "index": 1}]
+        {"op": "split", "axis": 0, "sizes": [4, 4, 4], "index": 1}
+    ]
 
 
 def test_plan_with_two_sources_cannot_be_inverted() -> None:

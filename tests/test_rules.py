@@ -7,8 +7,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspector.errors import PlanError
-from inspector.mapping import apply_rules, builtin_rule_sets, invert_rules, load_rules, rules_from_list, substring_table
-from inspector.mapping.transforms import Cast, Concat, Pad, Reshape, Slice, Split, Transpose, chain_inverse, chain_shape
+from inspector.mapping import (
+    apply_rules,
+    builtin_rule_sets,
+    invert_rules,
+    load_rules,
+    rules_from_list,
+    substring_table,
+)
+from inspector.mapping.transforms import (
+    Cast,
+    Concat,
+    Pad,
+    Reshape,
+    Slice,
+    Split,
+    Transpose,
+    chain_inverse,
+    chain_shape,
+)
 
 
 def run(rules: list[dict[str, object]], name: str, label: str = "") -> tuple[str, ...]:
@@ -19,51 +36,108 @@ def test_each_rule_kind() -> None:
     assert run([{"rename": {"from": "a.w", "to": "b.w"}}], "a.w") == ("b.w",)
     assert run([{"strip_prefix": "module."}], "module.enc.w") == ("enc.w",)
     assert run([{"add_prefix": "model."}], "enc.w") == ("model.enc.w",)
-    assert run([{"suffix": {"from": "weight_g", "to": "parametrizations.weight.original0"}}], "c.weight_g") == (
-        "c.parametrizations.weight.original0",)
-    assert run([{"template": {"from": "encoder.layers.*.ffn1.w_1", "to": "encoder.layers.*.ffn1.intermediate_dense"}}],
-               "encoder.layers.12.ffn1.w_1.bias") == ("encoder.layers.12.ffn1.intermediate_dense.bias",)
-    assert run([{"template": {"from": "blocks.{layer}.{part}", "to": "layers.{layer}.{part}"}}], "blocks.3.attn.w") == (
-        "layers.3.attn.w",)
-    assert run([{"regex": {"pattern": r"conv_layers\.(\d+)\.0\.(\w+)", "to": r"conv_layers.\1.conv.\2"}}],
-               "conv_layers.4.0.weight") == ("conv_layers.4.conv.weight",)
-    assert run([{"substring": {"key": "self_attn.linear_q", "to": "enc.layers.*.q", "suffixes": ["weight", "bias"]}}],
-               "w2v.encoder.layers.7.self_attn.linear_q.bias") == ("enc.layers.7.q.bias",)
+    assert run(
+        [{"suffix": {"from": "weight_g", "to": "parametrizations.weight.original0"}}], "c.weight_g"
+    ) == ("c.parametrizations.weight.original0",)
+    assert run(
+        [
+            {
+                "template": {
+                    "from": "encoder.layers.*.ffn1.w_1",
+                    "to": "encoder.layers.*.ffn1.intermediate_dense",
+                }
+            }
+        ],
+        "encoder.layers.12.ffn1.w_1.bias",
+    ) == ("encoder.layers.12.ffn1.intermediate_dense.bias",)
+    assert run(
+        [{"template": {"from": "blocks.{layer}.{part}", "to": "layers.{layer}.{part}"}}],
+        "blocks.3.attn.w",
+    ) == ("layers.3.attn.w",)
+    assert run(
+        [{"regex": {"pattern": r"conv_layers\.(\d+)\.0\.(\w+)", "to": r"conv_layers.\1.conv.\2"}}],
+        "conv_layers.4.0.weight",
+    ) == ("conv_layers.4.conv.weight",)
+    assert run(
+        [
+            {
+                "substring": {
+                    "key": "self_attn.linear_q",
+                    "to": "enc.layers.*.q",
+                    "suffixes": ["weight", "bias"],
+                }
+            }
+        ],
+        "w2v.encoder.layers.7.self_attn.linear_q.bias",
+    ) == ("enc.layers.7.q.bias",)
     res = apply_rules(rules_from_list([{"drop": "optimizer.*"}]), "optimizer.x")
-    assert res.dropped and res.fired == ("rules[0]",)
+    assert res.dropped
+    assert res.fired == ("rules[0]",)
     assert run([{"rename": {"from": "a", "to": "b"}, "source": "enc"}], "a", "dec") == ("a",)
 
 
 def test_pipeline_and_first_match_table() -> None:
-    rules = [{"strip_prefix": "module."},
-             {"table": [{"substring": {"key": "ffn", "to": "mlp"}}, {"substring": {"key": "mlp", "to": "ffn"}}]}]
+    rules = [
+        {"strip_prefix": "module."},
+        {
+            "table": [
+                {"substring": {"key": "ffn", "to": "mlp"}},
+                {"substring": {"key": "mlp", "to": "ffn"}},
+            ]
+        },
+    ]
     res = apply_rules(rules_from_list(rules), "module.x.ffn.w")
     assert res.names == ("mlp.w",)
     assert res.fired == ("rules[0]", "rules[1].table[0]")
 
 
 def test_substring_suffix_alternatives_and_star_needs_an_index() -> None:
-    table = substring_table({"pos_conv.0": "pos_conv_embed.conv", "linear_q": "layers.*.q"},
-                            {"weight_g": ["weight_g", "parametrizations.weight.original0"], "bias": ["bias"]})
+    table = substring_table(
+        {"pos_conv.0": "pos_conv_embed.conv", "linear_q": "layers.*.q"},
+        {"weight_g": ["weight_g", "parametrizations.weight.original0"], "bias": ["bias"]},
+    )
     r = apply_rules([table], "encoder.pos_conv.0.weight_g")
-    assert r.names == ("pos_conv_embed.conv.weight_g", "pos_conv_embed.conv.parametrizations.weight.original0")
-    assert apply_rules([table], "encoder.pos_conv.0.weight_x").names == ("encoder.pos_conv.0.weight_x",)
-    assert apply_rules([table], "linear_q.bias").names == ("linear_q.bias",)  # no layer index before it
+    assert r.names == (
+        "pos_conv_embed.conv.weight_g",
+        "pos_conv_embed.conv.parametrizations.weight.original0",
+    )
+    assert apply_rules([table], "encoder.pos_conv.0.weight_x").names == (
+        "encoder.pos_conv.0.weight_x",
+    )
+    assert apply_rules([table], "linear_q.bias").names == (
+        "linear_q.bias",
+    )  # no layer index before it
 
 
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ([{"rename": {"from": "a"}}], r"rules\[0\]\.rename: expected a mapping with keys \['from', 'to'\]"),
-        ([{"strip_prefix": "m."}, {"template": {"from": "a.*", "to": "b.{x}"}}],
-         r"rules\[1\]\.template: 'to' uses placeholders \['x'\]"),
+        (
+            [{"rename": {"from": "a"}}],
+            r"rules\[0\]\.rename: expected a mapping with keys \['from', 'to'\]",
+        ),
+        (
+            [{"strip_prefix": "m."}, {"template": {"from": "a.*", "to": "b.{x}"}}],
+            r"rules\[1\]\.template: 'to' uses placeholders \['x'\]",
+        ),
         ([{"regex": {"pattern": "a(", "to": "b"}}], r"rules\[0\]\.regex: bad regular expression"),
-        ([{"regex": {"pattern": "(a)", "to": r"\2"}}], r"rules\[0\]\.regex: 'to' refers to group 2"),
-        ([{"rename": {"from": "a", "to": "b"}, "drop": "x"}], r"rules\[0\]: needs exactly one rule kind"),
+        (
+            [{"regex": {"pattern": "(a)", "to": r"\2"}}],
+            r"rules\[0\]\.regex: 'to' refers to group 2",
+        ),
+        (
+            [{"rename": {"from": "a", "to": "b"}, "drop": "x"}],
+            r"rules\[0\]: needs exactly one rule kind",
+        ),
         ([{"frobnicate": 1}], r"rules\[0\]: unknown key 'frobnicate'"),
-        ([{"table": [{"keep": "x"}, {"substring": {"key": "a"}}]}], r"rules\[0\]\.table\[1\]\.substring"),
-        ([{"rename": {"from": "a", "to": "b"}, "transforms": [{"op": "pad", "init": "random"}]}],
-         r"rules\[0\]\.transforms\[0\]: pad: init must be one of"),
+        (
+            [{"table": [{"keep": "x"}, {"substring": {"key": "a"}}]}],
+            r"rules\[0\]\.table\[1\]\.substring",
+        ),
+        (
+            [{"rename": {"from": "a", "to": "b"}, "transforms": [{"op": "pad", "init": "random"}]}],
+            r"rules\[0\]\.transforms\[0\]: pad: init must be one of",
+        ),
         ("not a list", "expected a list of rules"),
     ],
 )
@@ -73,7 +147,9 @@ def test_validation_points_at_the_rule(rules, message) -> None:  # type: ignore[
 
 
 def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assert {"ddp", "lightning", "nemo", "weight-norm", "wav2vec2-conformer-fairseq-to-hf"} <= set(builtin_rule_sets())
+    assert {"ddp", "lightning", "nemo", "weight-norm", "wav2vec2-conformer-fairseq-to-hf"} <= set(
+        builtin_rule_sets()
+    )
     for name in builtin_rule_sets():
         assert load_rules(name)
     w2v = load_rules("wav2vec2-conformer-fairseq-to-hf")
@@ -101,7 +177,10 @@ def test_transforms_shapes_and_inverses() -> None:
     assert chain_shape([Cast("float16")], [(2,)], ["float32"]) == ((2,), "float16")
     assert not Cast("float16").invertible([(2,)], ["float32"])
     assert Cast("float32").inverse([(2,)], ["float16"]) == Cast("float16")
-    assert chain_inverse([Pad(0, 1, 2), Transpose()], [(3, 4)], ["float32"]) == [Transpose((1, 0)), Slice(0, 1, 4)]
+    assert chain_inverse([Pad(0, 1, 2), Transpose()], [(3, 4)], ["float32"]) == [
+        Transpose((1, 0)),
+        Slice(0, 1, 4),
+    ]
     with pytest.raises(PlanError, match="sizes sum to 15, axis has 16"):
         Split(0, (5, 5, 5), 0).out_shape([(16, 3)])
     with pytest.raises(PlanError, match="drops rows"):
@@ -109,7 +188,9 @@ def test_transforms_shapes_and_inverses() -> None:
 
 
 SEGMENT = st.from_regex(r"[a-z][a-z_]{0,6}", fullmatch=True)
-NAME = st.lists(st.one_of(SEGMENT, st.integers(0, 30).map(str)), min_size=1, max_size=5).map(".".join)
+NAME = st.lists(st.one_of(SEGMENT, st.integers(0, 30).map(str)), min_size=1, max_size=5).map(
+    ".".join
+)
 
 
 @st.composite
@@ -120,8 +201,14 @@ def invertible_pipeline(draw):  # type: ignore[no-untyped-def]
         if kind == "add_prefix":
             rules.append({"add_prefix": draw(SEGMENT) + "."})
         elif kind == "template":
-            rules.append({"template": {"from": draw(SEGMENT) + ".*." + draw(SEGMENT),
-                                       "to": "zz" + draw(SEGMENT) + ".*.x" + draw(SEGMENT)}})
+            rules.append(
+                {
+                    "template": {
+                        "from": draw(SEGMENT) + ".*." + draw(SEGMENT),
+                        "to": "zz" + draw(SEGMENT) + ".*.x" + draw(SEGMENT),
+                    }
+                }
+            )
         elif kind == "suffix":
             rules.append({"suffix": {"from": draw(SEGMENT), "to": "q" + draw(SEGMENT)}})
         else:

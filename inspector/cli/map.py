@@ -18,12 +18,21 @@ from ..reader import open_checkpoint
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="SRC... TGT",
-                   help="source checkpoint(s), then the target; a source may be PREFIX=PATH "
-                        "(PREFIX is put before its names: encoder.=JasperEncoder.pt)")
-    p.add_argument("--rules", action="append", default=[], metavar="R",
-                   help="rules file or built-in set (ddp, lightning, nemo, weight-norm, "
-                        "wav2vec2-conformer-fairseq-to-hf); repeatable")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="SRC... TGT",
+        help="source checkpoint(s), then the target; a source may be PREFIX=PATH "
+        "(PREFIX is put before its names: encoder.=JasperEncoder.pt)",
+    )
+    p.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="R",
+        help="rules file or built-in set (ddp, lightning, nemo, weight-norm, "
+        "wav2vec2-conformer-fairseq-to-hf); repeatable",
+    )
     p.add_argument("-o", "--output", metavar="PLAN", help="write the plan (YAML) here")
     p.add_argument("--json", action="store_true", help="print the plan and summary as JSON")
     p.add_argument("--root", metavar="SPEC", help="weights sub-tree in every input (e.g. model)")
@@ -49,15 +58,24 @@ def run(args: argparse.Namespace) -> int:
     target = open_checkpoint(tgt_arg, root=args.root)
     rules: list[Rule] = [r for spec in args.rules for r in load_rules(spec)]
     plan = propose(sources, target, rules)
-    by_label = {ref.label: ckpt for ref, (_, ckpt) in zip(plan.sources, _pairs(sources), strict=True)}
+    by_label = {
+        ref.label: ckpt for ref, (_, ckpt) in zip(plan.sources, _pairs(sources), strict=True)
+    }
     explanation = arch.explain(plan, by_label, target)
     if args.output:
         plan.save(args.output)
     if args.json:
         data = plan.to_dict()
-        data["summary"] = {m: {"percent": round(s.percent, 1), "copied": s.copied, "tensors": s.tensors,
-                               "layers": s.layers, "layers_copied": s.layers_copied}
-                           for m, s in plan.summary().items()}
+        data["summary"] = {
+            m: {
+                "percent": round(s.percent, 1),
+                "copied": s.copied,
+                "tensors": s.tensors,
+                "layers": s.layers,
+                "layers_copied": s.layers_copied,
+            }
+            for m, s in plan.summary().items()
+        }
         data["explanation"] = explanation
         json.dump(data, sys.stdout, indent=1)
         print()
@@ -91,9 +109,7 @@ def _layer_prefix(name: str) -> str:
 
 
 def _notable(e: Entry) -> bool:
-    return bool(e.flags) or e.effective != "copy" or any(
-        name != e.target for _, name in e.sources
-    )
+    return bool(e.flags) or e.effective != "copy" or any(name != e.target for _, name in e.sources)
 
 
 def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
@@ -104,8 +120,10 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
         groups.setdefault(nm.module_of(e.target, root), []).append(e)
     for mod, rows in groups.items():
         s = summary[mod]
-        print(f"{s.line()}  [{s.copied} copy, {s.kept} keep, {s.dropped} drop"
-              f"{f', {s.problems} to review' if s.problems else ''}]")
+        print(
+            f"{s.line()}  [{s.copied} copy, {s.kept} keep, {s.dropped} drop"
+            f"{f', {s.problems} to review' if s.problems else ''}]"
+        )
         for line in _folded(rows if show_all else [e for e in rows if _notable(e)]):
             print(f"  {line}")
     if plan.unused:
@@ -128,11 +146,16 @@ def _folded(rows: list[Entry]) -> list[str]:
         if not e.sources and len(members) > 1:
             name += f" ({len(members)} tensors)"
         arrow = {"copy": "<-", "keep": "keeps init", "drop": "dropped"}[e.effective]
-        src = ", ".join(f"{label}:{_fold_name(tpl, [n for m in members for lb, n in m.sources if lb == label])}"
-                        for label, tpl in key[1])
+        src = ", ".join(
+            f"{label}:{_fold_name(tpl, [n for m in members for lb, n in m.sources if lb == label])}"
+            for label, tpl in key[1]
+        )
         flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
-        out.append(f"{name} {arrow} {src}{flags}  ({e.reason})" if src
-                   else f"{name} {arrow}{flags}  ({e.reason})")
+        out.append(
+            f"{name} {arrow} {src}{flags}  ({e.reason})"
+            if src
+            else f"{name} {arrow}{flags}  ({e.reason})"
+        )
     return out
 
 
@@ -143,5 +166,7 @@ def _fold_name(tpl: str, names: list[str]) -> str:
     out = tpl
     for col in columns:
         values = sorted(set(col))
-        out = out.replace("{}", "{" + nm.fold_indices(values) + "}" if len(values) > 1 else str(values[0]), 1)
+        out = out.replace(
+            "{}", "{" + nm.fold_indices(values) + "}" if len(values) > 1 else str(values[0]), 1
+        )
     return out

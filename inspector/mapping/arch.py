@@ -13,7 +13,7 @@ from math import prod
 
 from ..model import Checkpoint
 from . import names as nm
-from .plan import Plan
+from .plan import Entry, Plan
 
 FFN_TOKENS = frozenset({"ffn", "feed", "forward", "mlp", "fc", "intermediate", "fc1", "fc2", "w"})
 # (name token, axis of the shape that holds the number of heads)
@@ -79,15 +79,11 @@ def infer(ckpt: Checkpoint | Shapes) -> dict[str, ModuleArch]:
 
 
 def stacks(shapes: Shapes) -> dict[str, list[str]]:
-    """Stack path -> member names, for paths with at least two layer indices."""
-    found: dict[str, dict[int, list[str]]] = {}
-    for name in shapes:
-        comps = name.split(".")
-        for i, c in enumerate(comps[:-1]):
-            if nm.is_index(c) and i > 0:
-                found.setdefault(".".join(comps[:i]), {}).setdefault(int(c), []).append(name)
-                break
-    return {p: [n for ns in per.values() for n in ns] for p, per in found.items() if len(per) >= 2}
+    """Layer stack path -> member names (see `names.layer_stacks` for what is a stack)."""
+    return {
+        path: [n for members in layers.values() for n in members]
+        for path, layers in nm.layer_stacks(shapes).items()
+    }
 
 
 def _module(mod: str, members: list[str], shapes: Shapes) -> ModuleArch:
@@ -96,8 +92,14 @@ def _module(mod: str, members: list[str], shapes: Shapes) -> ModuleArch:
     two_d = [n for n in members if len(shapes[n]) == 2]
     facing = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS] or two_d[-1:]
     vocab = shapes[facing[-1]][0] if facing else None
-    return ModuleArch(mod, len(members), sum(prod(shapes[n]) for n in members), found, vocab,
-                      _kernels(members, shapes))
+    return ModuleArch(
+        mod,
+        len(members),
+        sum(prod(shapes[n]) for n in members),
+        found,
+        vocab,
+        _kernels(members, shapes),
+    )
 
 
 def _stack(path: str, names: list[str], shapes: Shapes) -> Stack:
@@ -105,8 +107,11 @@ def _stack(path: str, names: list[str], shapes: Shapes) -> Stack:
     one_d = Counter(shapes[n][0] for n in names if len(shapes[n]) == 1)
     d_model = one_d.most_common(1)[0][0] if one_d else None
     ffn_dims = [
-        d for n in names if len(shapes[n]) == 2 and nm.tokens(n) & FFN_TOKENS
-        for d in shapes[n] if d != d_model
+        d
+        for n in names
+        if len(shapes[n]) == 2 and nm.tokens(n) & FFN_TOKENS
+        for d in shapes[n]
+        if d != d_model
     ]
     heads = None
     for token, axis in HEAD_SOURCES:
@@ -114,8 +119,15 @@ def _stack(path: str, names: list[str], shapes: Shapes) -> Stack:
         if hit is not None and len(shapes[hit]) > axis:
             heads = shapes[hit][axis]
             break
-    return Stack(path, len(layers), d_model, max(ffn_dims) if ffn_dims else None, heads,
-                 _kernels(names, shapes), sum(prod(shapes[n]) for n in names))
+    return Stack(
+        path,
+        len(layers),
+        d_model,
+        max(ffn_dims) if ffn_dims else None,
+        heads,
+        _kernels(names, shapes),
+        sum(prod(shapes[n]) for n in names),
+    )
 
 
 def _kernels(names: list[str], shapes: Shapes) -> tuple[tuple[int, ...], ...]:
@@ -127,17 +139,25 @@ def _kernels(names: list[str], shapes: Shapes) -> tuple[tuple[int, ...], ...]:
     return tuple(sorted(out))
 
 
-# -- side by side ---------------------------------------------------------------------------------------
-CONFIG_KEYS = (("n_layers", "n_layers"), ("d_model", "d_model"), ("ffn", "ffn"), ("heads", "n_heads"))
+# -- side by side ----------------------------------------------------------------------------------
+CONFIG_KEYS = (
+    ("n_layers", "n_layers"),
+    ("d_model", "d_model"),
+    ("ffn", "ffn"),
+    ("heads", "n_heads"),
+)
 
 
-def explain(plan: Plan, sources: Mapping[str, Checkpoint | Shapes], target: Checkpoint | Shapes) -> list[str]:
+def explain(
+    plan: Plan, sources: Mapping[str, Checkpoint | Shapes], target: Checkpoint | Shapes
+) -> list[str]:
     """Why subtrees do not transfer, with the config change that would make them, per module.
 
     `sources` maps each plan source label to its checkpoint (or name -> shape mapping).
     """
     tgt_shapes = shapes_of(target)
     src_shapes = {label: shapes_of(c) for label, c in sources.items()}
+    src_stacks = {label: stacks(shapes) for label, shapes in src_shapes.items()}
     src_prefix = {s.label: s.prefix for s in plan.sources}
     lines = []
     for path, members in stacks(tgt_shapes).items():
@@ -145,37 +165,44 @@ def explain(plan: Plan, sources: Mapping[str, Checkpoint | Shapes], target: Chec
         if all(e.effective == "copy" for e in rows) or any("vocab-change" in e.flags for e in rows):
             continue
         tgt = _stack(path, members, tgt_shapes)
-        label, src_path = _source_stack(rows, path, src_prefix, src_shapes)
-        if src_path is None:
+        found = _source_stack(rows, path, src_prefix, src_stacks)
+        if found is None:
             lines.append(f"target {path} has {tgt.describe()}; no source stack matches it")
             continue
-        src_members = stacks(src_shapes[label]).get(src_path, [])
-        src = _stack(src_path, src_members, src_shapes[label])
+        label, src_path = found
+        src = _stack(src_path, src_stacks[label][src_path], src_shapes[label])
         lines.append(_compare(path, tgt, src))
-    seen = set()
-    for e in plan.entries.values():
-        if "vocab-change" in e.flags and e.reason not in seen:
-            seen.add(e.reason)
-            mods = sorted({nm.module_of(n, nm.common_root(list(plan.entries)))
-                           for n, x in plan.entries.items() if x.reason == e.reason})
-            lines.append(f"{', '.join(mods)}: {e.reason} (kept at target init)")
-    return lines
+    return lines + _vocabulary_lines(plan)
 
 
-def _source_stack(rows, path, src_prefix, src_shapes):  # type: ignore[no-untyped-def]
-    """The source stack the rows of a target stack come from (their sources or candidates)."""
+def _vocabulary_lines(plan: Plan) -> list[str]:
+    root = nm.common_root(list(plan.entries))
+    modules: dict[str, set[str]] = {}  # reason -> modules, in the order the reasons appear
+    for name, e in plan.entries.items():
+        if "vocab-change" in e.flags:
+            modules.setdefault(e.reason, set()).add(nm.module_of(name, root))
+    return [f"{', '.join(sorted(m))}: {r} (kept at target init)" for r, m in modules.items()]
+
+
+def _source_stack(
+    rows: list[Entry],
+    path: str,
+    src_prefix: Mapping[str, str],
+    src_stacks: Mapping[str, dict[str, list[str]]],
+) -> tuple[str, str] | None:
+    """The source stack the rows of a target stack come from (their sources or candidates),
+    else a source stack at the same path: (label, stack path)."""
     for e in rows:
-        refs = list(e.sources) + [(c.label, c.name) for c in e.candidates]
-        for label, name in refs:
-            for spath in stacks(src_shapes.get(label, {})):
+        for label, name in [*e.sources, *((c.label, c.name) for c in e.candidates)]:
+            for spath in src_stacks.get(label, {}):
                 if name.startswith(spath + "."):
                     return label, spath
-    for label, shapes in src_shapes.items():
+    for label, found in src_stacks.items():
         prefix = src_prefix.get(label, "")
-        for spath in stacks(shapes):
+        for spath in found:
             if prefix + spath == path:
                 return label, spath
-    return None, None
+    return None
 
 
 def _compare(path: str, tgt: Stack, src: Stack) -> str:
@@ -184,8 +211,10 @@ def _compare(path: str, tgt: Stack, src: Stack) -> str:
         a, b = getattr(src, attr), getattr(tgt, attr)
         if a is not None and b is not None and a != b:
             changes.append(f"{key}={a}")
-    head = f"target {path} has {tgt.n_layers} layers of d_model {tgt.d_model}, " \
-           f"source {src.n_layers} of {src.d_model}"
+    head = (
+        f"target {path} has {tgt.n_layers} layers of d_model {tgt.d_model}, "
+        f"source {src.n_layers} of {src.d_model}"
+    )
     if not changes:
         return f"{head}: the layers have the same sizes; see the rows flagged shape-mismatch"
     return f"{head}: set {', '.join(changes)} in the target config to transfer it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -26,7 +27,8 @@ class Parsed(NamedTuple):
 def parse(name: str) -> Parsed:
     """Split `name` once: its components, layer indices (as in `template`) and `tokens`."""
     parts = tuple(name.split("."))
-    indices, words = [], set()
+    indices: list[int] = []
+    words: set[str] = set()
     for p in parts:
         w = _component_words(p)
         if w is None:
@@ -106,7 +108,7 @@ def common_root(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         return ()
     split = [n.split(".")[:-1] for n in names]
     root: list[str] = []
-    for comps in zip(*split):
+    for comps in zip(*split, strict=False):  # stops at the shortest name
         if len(set(comps)) != 1:
             break
         root.append(comps[0])
@@ -133,3 +135,47 @@ def fold_indices(indices: list[int]) -> str:
         prev = i
     runs.append((start, prev))
     return ",".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs)
+
+
+# Last components that name a list of layers (torch.nn.ModuleList attributes): `encoder.layers`
+# (NeMo Conformer, fairseq, HF BERT/wav2vec2 `encoder.layer`), `blocks` (timm, Whisper), `h`
+# (GPT-2 `transformer.h`). `conv_layers`, `res_blocks` style names match by their last word.
+LAYER_LISTS = frozenset({"layers", "layer", "blocks", "block", "h"})
+LAYER_LIST_WORDS = frozenset({"layers", "layer", "blocks", "block"})
+MIN_UNNAMED_STACK = 3  # a numbered list with another name is a stack from this many members
+
+
+def split_index(name: str) -> tuple[str, int, str] | None:
+    """`encoder.layers.3.ffn.w` -> ('encoder.layers', 3, 'ffn.w'): the first layer index that
+    follows at least one component and is not the leaf. None when there is none."""
+    comps = name.split(".")
+    for i in range(1, len(comps) - 1):
+        if is_index(comps[i]):
+            return ".".join(comps[:i]), int(comps[i]), ".".join(comps[i + 1 :])
+    return None
+
+
+def layer_stacks(names: Iterable[str]) -> dict[str, dict[int, list[str]]]:
+    """Numbered module lists that are layer stacks: path -> layer index -> member names.
+
+    A stack's members share the same sub-structure (the same names after the index) and the list
+    is named like one (`LAYER_LISTS`, `..._layers`) or has at least `MIN_UNNAMED_STACK` members:
+    the slots of an `nn.Sequential` (`pre_encode.conv.0`, `pre_encode.conv.2`) are not layers.
+    """
+    found: dict[str, dict[int, list[str]]] = {}
+    rests: dict[str, dict[int, set[str]]] = {}
+    for name in names:
+        hit = split_index(name)
+        if hit is not None:
+            path, index, rest = hit
+            found.setdefault(path, {}).setdefault(index, []).append(name)
+            rests.setdefault(path, {}).setdefault(index, set()).add(rest)
+    return {p: per for p, per in found.items() if _is_stack(p, list(rests[p].values()))}
+
+
+def _is_stack(path: str, structures: list[set[str]]) -> bool:
+    if len(structures) < 2 or any(s != structures[0] for s in structures[1:]):
+        return False
+    last = path.rsplit(".", 1)[-1]
+    named = last in LAYER_LISTS or last.rsplit("_", 1)[-1] in LAYER_LIST_WORDS
+    return named or len(structures) >= MIN_UNNAMED_STACK

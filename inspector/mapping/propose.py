@@ -13,7 +13,6 @@ import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -54,7 +53,7 @@ class Claim(NamedTuple):
     transforms: tuple[Transform, ...]
 
 
-# -- inputs ------------------------------------------------------------------------------------------
+# -- inputs ----------------------------------------------------------------------------------------
 def _open(obj: Any) -> Checkpoint:
     if isinstance(obj, Checkpoint):
         return obj
@@ -92,7 +91,8 @@ def open_inputs(
         raise PlanError("propose needs at least one source")
     if labels is not None and len(labels) != len(items):
         raise PlanError(f"the plan has {len(labels)} source(s), {len(items)} given")
-    out, taken = [], set()
+    out: list[tuple[SourceRef, Checkpoint]] = []
+    taken: set[str] = set()
     for i, item in enumerate(items):
         prefix, obj = item if _is_pair(item) else ("", item)
         if prefixes is not None:
@@ -160,7 +160,9 @@ class Context:
         self.digests = digests or {}
         taken = {ref.label for ref, _ in sources}
         label = _unique(_default_label(target, "target"), taken)
-        self.target_ref = SourceRef(label, _path(target), "", fingerprint(target), _root_str(target))
+        self.target_ref = SourceRef(
+            label, _path(target), "", fingerprint(target), _root_str(target)
+        )
         self.by_label = {ref.label: ckpt for ref, ckpt in sources}
         self._reasons: dict[tuple[str, str], str] = {}
 
@@ -199,7 +201,9 @@ class Context:
                     out.append(Unused(ref.label, name, why))
         return out
 
-    def user_entry(self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]) -> Entry:
+    def user_entry(
+        self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]
+    ) -> Entry:
         ckpt = self.by_label.get(label)
         if ckpt is None:
             raise PlanError(f"no source labelled {label!r} (sources: {sorted(self.by_label)})")
@@ -272,11 +276,23 @@ class Context:
             for c in found:
                 reasons[(c.src.label, c.src.name)] = f"one of {len(found)} sources for {name}"
             listed = ", ".join(f"{c.label}:{c.name}" for c in cands)
-            return _keep(name, info, f"{len(found)} sources map here: {listed}; pick one",
-                         {"ambiguous"}, cands)
+            return _keep(
+                name,
+                info,
+                f"{len(found)} sources map here: {listed}; pick one",
+                {"ambiguous"},
+                cands,
+            )
         (c,) = found
-        return self._copy_or_mismatch(name, info, c.src, c.transforms, _via_evidence(c, self.sources),
-                                      1.0 if c.via == "exact" else 0.98, reasons)
+        return self._copy_or_mismatch(
+            name,
+            info,
+            c.src,
+            c.transforms,
+            _via_evidence(c, self.sources),
+            1.0 if c.via == "exact" else 0.98,
+            reasons,
+        )
 
     def _copy_or_mismatch(
         self,
@@ -305,10 +321,11 @@ class Context:
             reasons[(src.label, src.name)] = (
                 f"shape {list(s.shape)} does not fit {name} {list(info.shape)}"
             )
-            reason = (f"{src.label}:{src.name} has shape {list(s.shape)}, "
-                      f"target {list(info.shape)}")
+            reason = f"{src.label}:{src.name} has shape {list(s.shape)}, target {list(info.shape)}"
             cand = candidates or (Candidate(src.label, src.name, confidence, evidence[0].detail),)
-            return _keep(name, info, reason, {"shape-mismatch"} | extra_flags, cand, tuple(evidence))
+            return _keep(
+                name, info, reason, {"shape-mismatch"} | extra_flags, cand, tuple(evidence)
+            )
         evidence.append(Evidence("shape", f"{list(info.shape)}", 1.0))
         flags = set(extra_flags)
         steps = transforms
@@ -317,17 +334,35 @@ class Context:
             flags.add("dtype-change")
             evidence.append(Evidence("dtype", f"{dtype} -> {info.dtype}", 0.0))
         reason = evidence[0].detail
-        return Entry(name, "copy", ((src.label, src.name),), steps, "proposed", reason,
-                     tuple(evidence), round(confidence, 3), frozenset(flags), candidates,
-                     info.shape, info.dtype, (s.shape,), (s.dtype,))
+        return Entry(
+            name,
+            "copy",
+            ((src.label, src.name),),
+            steps,
+            "proposed",
+            reason,
+            tuple(evidence),
+            round(confidence, 3),
+            frozenset(flags),
+            candidates,
+            info.shape,
+            info.dtype,
+            (s.shape,),
+            (s.dtype,),
+        )
 
     def _digest_evidence(self, src: Src, target: str) -> list[Evidence]:
         a = self.digests.get(src.label, {}).get(src.name)
         b = self.digests.get(self.target_ref.label, {}).get(target)
         if a is None or b is None:
             return []
-        return [Evidence("digest", "equal content digest" if a == b else "content differs",
-                         1.0 if a == b else 0.0)]
+        return [
+            Evidence(
+                "digest",
+                "equal content digest" if a == b else "content differs",
+                1.0 if a == b else 0.0,
+            )
+        ]
 
     # -- step 2: ranked candidates for the rest ---------------------------------------------------
     def _heuristic(
@@ -440,15 +475,24 @@ class Context:
                 for label, src in (*e.sources, *((c.label, c.name) for c in mismatched)):
                     reasons[(label, src)] = f"{reason} (module {mod} keeps its init)"
                 out[n] = dataclasses.replace(
-                    e, decision="keep", sources=(), transform=(), source_shapes=(),
-                    source_dtypes=(), reason=reason, confidence=0.95,
-                    flags=(e.flags - {"shape-mismatch", "heuristic", "dtype-change"}) | {"vocab-change"},
+                    e,
+                    decision="keep",
+                    sources=(),
+                    transform=(),
+                    source_shapes=(),
+                    source_dtypes=(),
+                    reason=reason,
+                    confidence=0.95,
+                    flags=(e.flags - {"shape-mismatch", "heuristic", "dtype-change"})
+                    | {"vocab-change"},
                     evidence=(*e.evidence, Evidence("vocab", f"{reason} in module {mod}", 1.0)),
                     candidates=e.candidates or _as_candidates(e),
                 )
         return out
 
-    def _vocab_change(self, members: list[str], entries: dict[str, Entry]) -> tuple[int, int] | None:
+    def _vocab_change(
+        self, members: list[str], entries: dict[str, Entry]
+    ) -> tuple[int, int] | None:
         two_d = [n for n in members if len(self.target.tensors[n].shape) == 2]
         facing = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS]
         if two_d:
@@ -546,8 +590,20 @@ def _keep(
     candidates: tuple[Candidate, ...] = (),
     evidence: tuple[Evidence, ...] = (),
 ) -> Entry:
-    return Entry(name, "keep", (), (), "proposed", reason, evidence, 0.0, frozenset(flags),
-                 candidates, info.shape, info.dtype)
+    return Entry(
+        name,
+        "keep",
+        (),
+        (),
+        "proposed",
+        reason,
+        evidence,
+        0.0,
+        frozenset(flags),
+        candidates,
+        info.shape,
+        info.dtype,
+    )
 
 
 def _via_text(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> str:
@@ -572,5 +628,7 @@ def _counterpart_shape(e: Entry, by_label: dict[str, Checkpoint]) -> tuple[int, 
 
 
 def _as_candidates(e: Entry) -> tuple[Candidate, ...]:
-    return tuple(Candidate(label, name, e.confidence, "was proposed before the vocabulary check")
-                 for label, name in e.sources)
+    return tuple(
+        Candidate(label, name, e.confidence, "was proposed before the vocabulary check")
+        for label, name in e.sources
+    )

@@ -29,7 +29,8 @@ from .transforms import Transform, transform_from_dict
 
 @dataclass(frozen=True)
 class Hit:
-    """A rule matched: the new name (alternatives, first existing one wins), which rule, transforms."""
+    """A rule matched: the new name (alternatives, the first existing one wins), which rule fired,
+    and the rule's transforms."""
 
     names: tuple[str, ...]  # empty: dropped
     rule: str  # path of the rule that fired: "rules[2]" or "rules[0].table[7]"
@@ -191,7 +192,7 @@ _PLACEHOLDER = re.compile(r"\*|\{(\w+)\}")
 
 
 def _template_regex(template: str) -> tuple[re.Pattern[str], list[str], int]:
-    """Regex for a dotted-prefix template: `*` is a layer index (digits), `{x}` any one component."""
+    """Regex for a dotted-prefix template: `*` is a layer index (digits), `{x}` one component."""
     parts, names, stars, pos = [], [], 0, 0
     for m in _PLACEHOLDER.finditer(template):
         parts.append(re.escape(template[pos : m.start()]))
@@ -408,7 +409,7 @@ RULE_KINDS: dict[str, type[Rule]] = {
 _COMMON_KEYS = ("source", "transforms", "note")
 
 
-# -- building rules from data -----------------------------------------------------------------------
+# -- building rules from data ----------------------------------------------------------------------
 def rule_from_dict(data: Any, where: str = "rule") -> Rule:
     """A rule from its YAML/Python mapping. PlanError messages start with `where`."""
     if isinstance(data, Rule):
@@ -537,7 +538,7 @@ def substring_table(
     return Table(tuple(Substring(k, v, sfx) for k, v in mapping.items()))
 
 
-# -- built-in rule sets and files ---------------------------------------------------------------------
+# -- built-in rule sets and files ------------------------------------------------------------------
 def builtin_rule_sets() -> dict[str, str]:
     """Built-in rule set names -> one-line descriptions."""
     out = {}

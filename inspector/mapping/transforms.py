@@ -202,7 +202,7 @@ class Concat(Transform):
         ax = _axis(self.axis, len(first), self.describe())
         for s in shapes[1:]:
             if len(s) != len(first) or any(
-                a != b for i, (a, b) in enumerate(zip(s, first)) if i != ax
+                a != b for i, (a, b) in enumerate(zip(s, first, strict=True)) if i != ax
             ):
                 raise PlanError(f"{self.describe()}: shapes {shapes} differ off the concat axis")
         if self.sizes is not None and tuple(s[ax] for s in shapes) != tuple(self.sizes):
@@ -306,7 +306,7 @@ _FIELD_TYPES: dict[str, type] = {"perm": tuple, "shape": tuple, "sizes": tuple}
 
 
 def transform_from_dict(data: Any, where: str) -> Transform:
-    """Build a transform from its YAML mapping; errors name `where` (e.g. 'rules[2].transforms[0]')."""
+    """Build a transform from its YAML mapping; errors name `where` ('rules[2].transforms[0]')."""
     if isinstance(data, str):
         data = {"op": data}
     if not isinstance(data, dict) or "op" not in data:
@@ -340,9 +340,10 @@ def _convert(value: Any, key: str, where: str) -> Any:
         ):
             raise PlanError(f"{where}.{key}: expected a list of integers, got {value!r}")
         return tuple(value)
-    if key in ("axis", "start", "stop", "before", "after", "index", "dim"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise PlanError(f"{where}.{key}: expected an integer, got {value!r}")
+    if key in ("axis", "start", "stop", "before", "after", "index", "dim") and (
+        not isinstance(value, int) or isinstance(value, bool)
+    ):
+        raise PlanError(f"{where}.{key}: expected an integer, got {value!r}")
     if key in ("dtype", "init") and not isinstance(value, str):
         raise PlanError(f"{where}.{key}: expected a string, got {value!r}")
     return value

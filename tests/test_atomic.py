@@ -15,16 +15,17 @@ import torch
 from inspector.apply import apply
 from inspector.errors import WriteError
 from inspector.mapping import propose
-from inspector.writers import produce
+from inspector.writers import stream
 from inspector.writers.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _plan_files(tmp_path: Path, n: int = 64) -> Path:
+def _plan_files(tmp_path: Path, n: int = 64, strided: bool = False) -> Path:
     torch.manual_seed(0)
-    src = {f"layer{i}.weight": torch.randn(64, 64) for i in range(n)}
-    tgt = {k: torch.zeros_like(v) for k, v in src.items()}
+    src = {f"layer{i}.weight": torch.randn(64, 64).t() if strided else torch.randn(64, 64)
+           for i in range(n)}
+    tgt = {k: torch.zeros(v.shape) for k, v in src.items()}
     torch.save(src, tmp_path / "src.pt")
     torch.save(tgt, tmp_path / "tgt.pt")
     plan = propose(tmp_path / "src.pt", tmp_path / "tgt.pt")
@@ -43,22 +44,29 @@ def _snapshot(tmp_path: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("out_name", ["out.pt", "out.safetensors"])
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("path", ["kernel", "buffer"])
 def test_exception_mid_copy_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           out_name: str, error: type[BaseException]) -> None:
-    plan = _plan_files(tmp_path)
+                                           out_name: str, error: type[BaseException],
+                                           path: str) -> None:
+    # "kernel": plain copies go through copy_file_range; "buffer": strided (transposed) sources
+    # go through the C++ copy into a buffer.
+    plan = _plan_files(tmp_path, strided=path == "buffer")
     before = _snapshot(tmp_path)
-    real = produce.ViewValue.chunks
     calls = []
 
-    def failing(self: produce.ViewValue, limit: int):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        if len(calls) > 5:
-            raise error("injected")
-        yield from real(self, limit)
+    def failing(real):  # type: ignore[no-untyped-def]
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            if len(calls) > 5:
+                raise error("injected")
+            return real(*args, **kwargs)
+        return wrapped
 
-    monkeypatch.setattr(produce.ViewValue, "chunks", failing)
+    monkeypatch.setattr(stream, "copy_range", failing(stream.copy_range))
+    monkeypatch.setattr(stream, "pwrite_all", failing(stream.pwrite_all))
     with pytest.raises(error, match="injected"):
         apply(plan, tmp_path / out_name, threads=1)
+    assert len(calls) > 5
     assert not (tmp_path / out_name).exists()
     assert _leftovers(tmp_path) == []
     assert _snapshot(tmp_path) == before

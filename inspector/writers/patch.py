@@ -2,9 +2,10 @@
 
 Used when the output has the target's exact layout (same names, shapes, dtypes, same format).
 The clone is a reflink when the filesystem has them (instant, shares blocks); otherwise only the
-bytes that are not about to be overwritten are copied, in the kernel (`copy_file_range`). The
-replaced tensors are then written at their byte ranges by the C++ copy, and every zip record they
-live in gets its CRC-32 rewritten wherever the zip keeps it (central directory, local header, data
+bytes that are not about to be overwritten are copied, in the kernel (`copy_file_range`), by the
+same worker threads that write the replaced tensors at their byte ranges (in the kernel too when
+a source tensor is copied unchanged, else by the C++ copy). Every zip record they live in gets
+its CRC-32 rewritten wherever the zip keeps it (central directory, local header, data
 descriptor). Inside a .nemo the inner zip sits at its tar offset; the tar needs no change.
 """
 
@@ -21,9 +22,9 @@ from .._native import core
 from ..errors import WriteError
 from ..model import Checkpoint, TensorInfo
 from . import zipfmt
-from .atomic import FICLONE, copy_range, pwrite_all
+from .atomic import FICLONE, pwrite_all
 from .build import storage_order
-from .produce import Producer
+from .produce import FileBytes, Producer
 from .stream import Job, Progress, run_jobs
 
 _CRC_READ = 16 << 20
@@ -77,10 +78,12 @@ def patch(
             raise WriteError(f"{ckpt.label}: {name!r} cannot be patched in place")
         jobs.append(Job(rng[0], storage_order(t, value)))
     jobs.sort(key=lambda j: j.offset)
-    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    # No O_TRUNC: truncating a file to 0 makes ext4 flush it synchronously on close
+    # (auto_da_alloc); the caller's fsync writes it once, overlapped with verification.
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        how = _clone(where.path, fd, [(j.offset, j.offset + j.producer.nbytes) for j in jobs])
-        run_jobs(fd, jobs, threads=threads, progress=progress)
+        how, gaps = _clone(where.path, fd, [(j.offset, j.offset + j.producer.nbytes) for j in jobs])
+        run_jobs(fd, [*gaps, *jobs], threads=threads, progress=progress)
         if where.zip_offset is not None:
             _fix_crcs(fd, where, jobs, ckpt.label)
     finally:
@@ -88,23 +91,24 @@ def patch(
     return how
 
 
-def _clone(src: str, fd: int, holes: list[tuple[int, int]]) -> str:
-    """Copy `src` into `fd`: a reflink when the filesystem can, else every byte outside `holes`
-    (the ranges about to be overwritten), copied in the kernel."""
+def _clone(src: str, fd: int, holes: list[tuple[int, int]]) -> tuple[str, list[Job]]:
+    """Make `fd` a copy of `src`: a reflink when the filesystem can (no jobs left), else a file of
+    the right size and one copy job per run of bytes outside `holes` (the ranges about to be
+    overwritten), which the writer threads copy in the kernel."""
     size = os.path.getsize(src)
     with open(src, "rb") as f:
         try:
             fcntl.ioctl(fd, FICLONE, f.fileno())
-            return "reflink"
+            return "reflink", []
         except OSError:
             pass
-        os.ftruncate(fd, size)
-        how, pos = "copy_file_range", 0
-        for lo, hi in [*holes, (size, size)]:
-            if lo > pos:
-                how = copy_range(f.fileno(), pos, fd, pos, lo - pos)
-            pos = max(pos, hi)
-    return how
+    os.ftruncate(fd, size)
+    gaps, pos = [], 0
+    for lo, hi in [*holes, (size, size)]:
+        if lo > pos:
+            gaps.append(Job(pos, FileBytes(src, pos, lo - pos), need_crc=False))
+        pos = max(pos, hi)
+    return "copy_file_range", gaps
 
 
 def _fix_crcs(fd: int, where: PatchTarget, jobs: list[Job], label: str) -> None:

@@ -48,16 +48,25 @@ class Producer:
     def close(self) -> None:
         """Release whatever the chunks mapped (called once the producer is written)."""
 
+    def file_range(self) -> tuple[str, int] | None:
+        """(path, offset) when the bytes are a run of a file, copied unchanged: a writer may
+        then copy them in the kernel (`copy_file_range`) instead of through a buffer."""
+        return None
+
+    def segments(self) -> list[Producer]:
+        """The producers whose bytes follow one another to make this one's."""
+        return [self]
+
 
 @dataclass
-class _Window:
+class Window:
     """A read-only memory map of part of a file, indexed from `start` (not page aligned)."""
 
     mm: mmap.mmap
     skew: int  # bytes between the mapped start and `start`
 
     @classmethod
-    def open(cls, path: str, start: int, length: int) -> _Window:
+    def open(cls, path: str, start: int, length: int) -> Window:
         aligned = start - start % _PAGE
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), length + start - aligned, offset=aligned,
@@ -85,9 +94,9 @@ class StorageBytes:
 
     def __init__(self, ckpt: Checkpoint | None, storage: Storage, lo: int, hi: int):
         src = storage.source
-        self.window: _Window | None = None
+        self.window: Window | None = None
         if src.patchable and src.path is not None and hi > lo:
-            self.window = _Window.open(src.path, src.offset + lo, hi - lo)
+            self.window = Window.open(src.path, src.offset + lo, hi - lo)
             self.data = self.window.view(hi - lo)
         elif hi > lo:
             if ckpt is None:
@@ -131,10 +140,46 @@ class RawBytes(Producer):
             yield hi - lo, write
         self.close()
 
+    def file_range(self) -> tuple[str, int] | None:
+        return _file_range(self.storage, self.start, 1)
+
     def close(self) -> None:
         if self._bytes is not None:
             self._bytes.close()
             self._bytes = None
+
+
+def _file_range(storage: Storage, start: int, itemsize: int) -> tuple[str, int] | None:
+    src = storage.source
+    if not src.patchable or src.path is None or (storage.byteorder == "big" and itemsize > 1):
+        return None
+    return src.path, src.offset + start
+
+
+class FileBytes(Producer):
+    """Bytes [offset, offset + nbytes) of a file, copied unchanged (a clone's gap)."""
+
+    def __init__(self, path: str, offset: int, nbytes: int):
+        self.path, self.offset, self.nbytes = path, offset, nbytes
+        self.shape = (nbytes,)
+
+    def file_range(self) -> tuple[str, int] | None:
+        return self.path, self.offset
+
+    def chunks(self, limit: int) -> Iterator[Chunk]:
+        for lo in range(0, self.nbytes, limit):
+            hi = min(lo + limit, self.nbytes)
+
+            def write(buf: memoryview, lo: int = lo, hi: int = hi) -> int:
+                window = Window.open(self.path, self.offset + lo, hi - lo)
+                try:
+                    with window.view(hi - lo) as data:
+                        buf[: hi - lo] = data
+                finally:
+                    window.close()
+                return int(core.crc32(buf[: hi - lo]))
+
+            yield hi - lo, write
 
 
 @dataclass(frozen=True)
@@ -187,6 +232,12 @@ class ViewValue(Producer):
 
             yield n, write
         self.close()
+
+    def file_range(self) -> tuple[str, int] | None:
+        v, item = self.view, dtypes.get(self.view.dtype).itemsize
+        if not v.contiguous or self.out_dtype != v.dtype:
+            return None
+        return _file_range(self.storage, v.offset * item, item)
 
     @property
     def out_itemsize(self) -> int:
@@ -248,6 +299,9 @@ class Concatenated(Producer):
     def chunks(self, limit: int) -> Iterator[Chunk]:
         for p in self.parts:
             yield from p.chunks(limit)
+
+    def segments(self) -> list[Producer]:
+        return [s for p in self.parts for s in p.segments()]
 
     def close(self) -> None:
         for p in self.parts:

@@ -1,8 +1,11 @@
 """Run producers into an open file at given offsets: a few threads, one bounded buffer each.
 
-Each job (a producer and where it lands) is written by one thread, chunk by chunk, with its CRC-32
-chained over the chunks, so the result is the CRC a zip record needs. The copies run in the C++
-core with the GIL released and `os.pwrite` releases it too, so threads overlap work and I/O.
+Each job (a producer and where it lands) is written by one thread, piece by piece, with its
+CRC-32 chained over the pieces, so the result is the CRC a zip record needs. Bytes that are a run
+of a file copied unchanged (an untouched storage, an untransformed source tensor) are copied in
+the kernel with `copy_file_range` (no user-space buffer) and their CRC is computed from a map of
+the piece just copied; everything else is built by the C++ core in the thread's buffer and
+`pwrite`n. Both release the GIL, so threads overlap work and I/O.
 Writes go through `pwrite`, not a writable memory map: a full disk then surfaces as an OSError
 (ENOSPC / EFBIG) that becomes a clear `WriteError`, where a memory map would die of SIGBUS.
 """
@@ -16,8 +19,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from .._native import core
-from .atomic import pwrite_all
-from .produce import Producer
+from .atomic import copy_range, pwrite_all
+from .produce import Producer, Window
 
 CHUNK_BYTES = 16 << 20  # one buffer per thread; rows longer than this get a buffer of their own
 
@@ -29,6 +32,7 @@ class Job:
     offset: int  # absolute offset of the first byte in the output file
     producer: Producer
     crc: int = 0  # CRC-32 of the bytes written, set when the job is done
+    need_crc: bool = True  # False: a plain copy (a clone's gap), no CRC is computed
 
 
 def default_threads() -> int:
@@ -90,18 +94,59 @@ class _State:
 def _write_job(fd: int, job: Job, buf: memoryview, chunk_bytes: int, state: _State) -> None:
     crc, pos = 0, job.offset
     try:
-        for n, write in job.producer.chunks(chunk_bytes):
-            if state.cancelled.is_set():
-                raise _Cancelled
-            target = buf if n <= len(buf) else memoryview(bytearray(n))
-            c = write(target[:n])
-            pwrite_all(fd, target[:n], pos)
-            crc = core.crc32_combine(crc, c, n)
-            pos += n
-            state.advance(n)
+        for seg in job.producer.segments():
+            rng = seg.file_range()
+            if rng is not None:
+                c = _copy_in_kernel(fd, rng, seg.nbytes, pos, job.need_crc, chunk_bytes, state)
+            else:
+                c = _copy_chunks(fd, seg, pos, buf, chunk_bytes, state)
+            crc = core.crc32_combine(crc, c, seg.nbytes)
+            pos += seg.nbytes
     finally:
         job.producer.close()
     job.crc = crc
+
+
+def _copy_chunks(fd: int, seg: Producer, pos: int, buf: memoryview, chunk_bytes: int,
+                 state: _State) -> int:
+    crc = 0
+    for n, write in seg.chunks(chunk_bytes):
+        if state.cancelled.is_set():
+            raise _Cancelled
+        target = buf if n <= len(buf) else memoryview(bytearray(n))
+        c = write(target[:n])
+        pwrite_all(fd, target[:n], pos)
+        crc = core.crc32_combine(crc, c, n)
+        pos += n
+        state.advance(n)
+    return crc
+
+
+def _copy_in_kernel(fd: int, rng: tuple[str, int], nbytes: int, pos: int, need_crc: bool,
+                    chunk_bytes: int, state: _State) -> int:
+    """Copy `nbytes` of the file at `rng` to `pos` with copy_file_range, piece by piece; the CRC
+    of each piece comes from a map of just that piece (the resident set stays one piece)."""
+    path, offset = rng
+    crc = 0
+    with open(path, "rb") as src:
+        for lo in range(0, nbytes, chunk_bytes):
+            if state.cancelled.is_set():
+                raise _Cancelled
+            n = min(chunk_bytes, nbytes - lo)
+            copy_range(src.fileno(), offset + lo, fd, pos + lo, n)
+            if need_crc:
+                crc = core.crc32_combine(crc, _crc_of_range(path, offset + lo, n), n)
+            state.advance(n)
+    return crc
+
+
+def _crc_of_range(path: str, offset: int, nbytes: int) -> int:
+    window = Window.open(path, offset, nbytes)
+    try:
+        with window.view(nbytes) as data:
+            return int(core.crc32(data))
+    finally:
+        window.close()
 
 
 class _Cancelled(Exception):

@@ -30,7 +30,7 @@ _HEAD_RECORDS = (
     (".storage_alignment", "storage_alignment", "64"),
     ("byteorder", "byteorder", "little"),
 )
-_TAIL_RECORDS = (("version", "version", "3"), (".data/version", "data_version", None))
+_TAIL_RECORDS: tuple[tuple[str, str, str | None], ...] = (("version", "version", "3"), (".data/version", "data_version", None))
 _NEWLINE_RECORDS = {"version", ".data/version"}  # torch writes "3\n"
 
 
@@ -74,8 +74,8 @@ def plan_zip(out: Output, zip_meta: dict[str, Any] | None = None) -> ZipPlan:
             small[f"{root}/{record}"] = str(value).encode()
             names.append(f"{root}/{record}")
     names += list(storages)
-    for record, key, default in _TAIL_RECORDS:
-        tail = meta.get(key, default)
+    for record, key, fallback in _TAIL_RECORDS:
+        tail = meta.get(key, fallback)
         if tail is not None:
             nl = "\n" if record in _NEWLINE_RECORDS else ""
             small[f"{root}/{record}"] = f"{tail}{nl}".encode()

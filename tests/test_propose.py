@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,3 +349,81 @@ def key_order_case() -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.n
     tgt_items = list(nemo_rnnt(1024, n_layers=2).items())
     ref = propose(inspector.open(dict(src_items)), inspector.open(dict(tgt_items)))
     return src_items, tgt_items, ref
+
+
+# NeMo: a Lightning .ckpt and per-module state dicts against the real .nemo in tests/data ---------
+NEMO = Path(__file__).parent / "data" / "conformer_ctc_bpe_small.nemo"
+
+
+@pytest.fixture(scope="module")
+def nemo_files(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The .nemo's own weights (read with tarfile + torch.load, the reference path) saved as a
+    NeMo Lightning checkpoint and as the encoder's own state dict."""
+    torch = pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("nemo")
+    with tarfile.open(NEMO) as tar:
+        member = tar.extractfile("./model_weights.ckpt")
+        assert member is not None
+        (folder / "weights.ckpt").write_bytes(member.read())
+    sd = torch.load(folder / "weights.ckpt", weights_only=True)
+    lightning = {
+        "epoch": 3,
+        "global_step": 1200,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": sd,
+        "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": []}],
+        "lr_schedulers": [{"last_epoch": 3}],
+        "hyper_parameters": {"cfg": {"encoder": {"d_model": 144}}},
+    }
+    torch.save(lightning, folder / "model.ckpt")
+    encoder = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
+    torch.save(encoder, folder / "encoder.pt")
+    return folder, list(sd)
+
+
+def test_nemo_lightning_ckpt_holds_the_same_names_under_state_dict(nemo_files) -> None:  # type: ignore[no-untyped-def]
+    folder, names = nemo_files
+    ckpt, nemo = inspector.open(folder / "model.ckpt"), inspector.open(NEMO)
+    assert ckpt.root == ("state_dict",)
+    plan = propose(ckpt, nemo)
+    assert rows(plan) == {n: copy("model.ckpt", n) for n in names}
+    featurizer = ("preprocessor.featurizer.window", "preprocessor.featurizer.fb")
+    plan = propose(ckpt, nemo, "nemo")  # the featurizer buffers come from the target's config
+    assert rows(plan) == {
+        n: keep("no-source") if n in featurizer else copy("model.ckpt", n) for n in names
+    }
+    assert {(u.name, u.reason) for u in plan.unused} == {
+        ("preprocessor.featurizer.window", "dropped by rules[0]"),
+        ("preprocessor.featurizer.fb", "dropped by rules[1]"),
+    }
+
+
+def test_nemo_encoder_state_dict_into_the_model(nemo_files) -> None:  # type: ignore[no-untyped-def]
+    folder, names = nemo_files
+    enc, nemo = inspector.open(folder / "encoder.pt"), inspector.open(NEMO)
+    expected = {
+        n: copy("encoder.pt", n.removeprefix("encoder."))
+        if n.startswith("encoder.")
+        else keep("no-source")
+        for n in names
+    }
+    plan = propose(enc, nemo, "nemo-encoder")
+    assert rows(plan) == expected
+    assert plan.unused == []
+    e = plan.entries["encoder.layers.1.self_attn.linear_q.weight"]
+    assert e.evidence[0].detail == "rules[0] maps encoder.pt:layers.1.self_attn.linear_q.weight"
+    # the same with the source's prefix instead of a rule (several per-module files)
+    plan = propose([("encoder.", enc)], nemo)
+    assert rows(plan) == expected
+    assert plan.entries["encoder.pre_encode.out.bias"].evidence[0].kind == "exact-name"
+
+
+def test_nemo_model_to_an_encoder_only_state_dict(nemo_files) -> None:  # type: ignore[no-untyped-def]
+    folder, names = nemo_files
+    enc, nemo = inspector.open(folder / "encoder.pt"), inspector.open(NEMO)
+    plan = propose(nemo, enc, "nemo-encoder-export")
+    label = NEMO.name
+    assert rows(plan) == {n: copy(label, f"encoder.{n}") for n in enc}
+    assert {u.name: u.reason for u in plan.unused} == {
+        n: "dropped by rules[0].table[1]" for n in names if not n.startswith("encoder.")
+    }

@@ -147,9 +147,15 @@ def test_validation_points_at_the_rule(rules, message) -> None:  # type: ignore[
 
 
 def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assert {"ddp", "lightning", "nemo", "weight-norm", "wav2vec2-conformer-fairseq-to-hf"} <= set(
-        builtin_rule_sets()
-    )
+    assert set(builtin_rule_sets()) == {
+        "ddp",
+        "lightning",
+        "nemo",
+        "nemo-encoder",
+        "nemo-encoder-export",
+        "weight-norm",
+        "wav2vec2-conformer-fairseq-to-hf",
+    }
     for name in builtin_rule_sets():
         assert load_rules(name)
     w2v = load_rules("wav2vec2-conformer-fairseq-to-hf")
@@ -163,8 +169,9 @@ def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore
 
 
 def test_rule_round_trip_through_dicts() -> None:
-    rules = load_rules("wav2vec2-conformer-fairseq-to-hf") + load_rules("weight-norm")
-    assert rules_from_list([r.to_dict() for r in rules]) == rules
+    for name in builtin_rule_sets():
+        rules = load_rules(name)
+        assert rules_from_list([r.to_dict() for r in rules]) == rules, name
 
 
 def test_transforms_shapes_and_inverses() -> None:

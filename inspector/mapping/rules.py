@@ -552,8 +552,8 @@ def builtin_rule_sets() -> dict[str, str]:
 
 
 def load_rules(spec: str | Path | list[Any]) -> list[Rule]:
-    """Rules from a built-in set name ("ddp", "lightning", "nemo", "weight-norm",
-    "wav2vec2-conformer-fairseq-to-hf"), a YAML file path, or a list of rule mappings."""
+    """Rules from a built-in set name (`builtin_rule_sets()`: "ddp", "lightning", "nemo",
+    "nemo-encoder", ...), a YAML file path, or a list of rule mappings."""
     if isinstance(spec, list):
         return rules_from_list(spec)
     where = str(spec)

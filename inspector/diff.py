@@ -7,8 +7,12 @@ tensors get the numeric comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 from ._native import core
@@ -17,6 +21,7 @@ from .errors import CheckpointError
 from .hashing import Digest, hash_tensors
 from .model import Checkpoint
 from .reader import open_checkpoint
+from .signature import Signature, signature
 from .tree import fold_names
 
 # Row status, in the order they are reported.
@@ -33,6 +38,8 @@ STATUSES = (ONLY_A, ONLY_B, SHAPE, DTYPE, CHANGED, IDENTICAL, UNCHECKED)
 DIFFERENT = frozenset({ONLY_A, ONLY_B, SHAPE, DTYPE, CHANGED})
 
 NameMap = Callable[[str], str | None]
+
+FOLD_IN_CORE_FROM = 1000  # names; below this the Python fold is as fast as the call into C++
 
 
 @dataclass
@@ -101,37 +108,84 @@ class ModuleSummary:
 
 
 @dataclass
+class Join:
+    """The rows of a diff as columns of indices into the two signatures (from `_core.shape_diff`).
+
+    Pairs (names on both sides with equal shape and dtype) keep A's order; `pair_status` is None
+    until values are compared, then IDENTICAL or CHANGED per pair, with `extras` holding the
+    digests and comparison of pair k.
+    """
+
+    only_a: list[int]
+    only_b: list[int]
+    shape_a: list[int]
+    shape_b: list[int]
+    dtype_a: list[int]
+    dtype_b: list[int]
+    pair_a: list[int]
+    pair_b: list[int]
+    pair_status: list[str] | None = None
+    extras: dict[int, tuple[Digest, Digest, Comparison | None]] = field(default_factory=dict)
+
+
 class DiffResult:
-    a: str
-    b: str
-    rows: list[TensorDiff]
-    values: bool
+    """What `diff()` found. Rows are built on demand from columns, so that a header-only diff of
+    millions of tensors costs no Python object per tensor until someone asks for the rows."""
+
+    def __init__(
+        self, a: str, b: str, values: bool, sig_a: Signature, sig_b: Signature, join: Join
+    ):
+        self.a, self.b, self.values = a, b, values
+        self.sig_a, self.sig_b, self.join = sig_a, sig_b, join
+        self._rows: list[TensorDiff] | None = None
+
+    @property
+    def rows(self) -> list[TensorDiff]:
+        """Every row: only in A, shape and dtype mismatches, pairs (A's order), only in B."""
+        if self._rows is None:
+            self._rows = list(self._iter_rows())
+        return self._rows
 
     @property
     def equal(self) -> bool:
-        return not any(r.status in DIFFERENT for r in self.rows)
+        return not any(n for s, n in self.counts().items() if s in DIFFERENT)
 
     def by_status(self, status: str) -> list[TensorDiff]:
-        return [r for r in self.rows if r.status == status]
+        return [r for r in self._iter_rows(status) if r.status == status]
 
     def counts(self) -> dict[str, int]:
+        j = self.join
         out = dict.fromkeys(STATUSES, 0)
-        for r in self.rows:
-            out[r.status] += 1
+        out[ONLY_A], out[ONLY_B] = len(j.only_a), len(j.only_b)
+        out[SHAPE], out[DTYPE] = len(j.shape_a), len(j.dtype_a)
+        if j.pair_status is None:
+            out[UNCHECKED] = len(j.pair_a)
+        else:
+            for status, n in Counter(j.pair_status).items():
+                out[status] += n
         return {k: v for k, v in out.items() if v}
+
+    def names(self, status: str) -> list[str]:
+        """The names of the rows with one status (B's name where there is one)."""
+        return [n for s, names in self._runs() if s == status for n in names]
 
     def modules(self, depth: int = 1) -> list[ModuleSummary]:
         """Per-module counts, modules being the first `depth` dotted parts of the name."""
         table: dict[str, ModuleSummary] = {}
-        for r in self.rows:
-            module = ".".join(r.name.split(".")[:depth])
-            summary = table.setdefault(module, ModuleSummary(module))
-            summary.counts[r.status] = summary.counts.get(r.status, 0) + 1
+        for status, names in self._runs():
+            prefixes = (
+                (n.partition(".")[0] for n in names)
+                if depth == 1
+                else (".".join(n.split(".")[:depth]) for n in names)
+            )
+            for module, n in Counter(prefixes).items():
+                summary = table.setdefault(module, ModuleSummary(module))
+                summary.counts[status] = summary.counts.get(status, 0) + n
         return list(table.values())
 
     def folded(self, status: str) -> list[str]:
         """Names with one status, layer ranges folded."""
-        return fold_names(r.name for r in self.by_status(status))
+        return fold(self.names(status))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,8 +195,81 @@ class DiffResult:
             "values_compared": self.values,
             "counts": self.counts(),
             "modules": [{"module": m.module, "counts": m.counts} for m in self.modules()],
-            "tensors": [r.to_json() for r in self.rows],
+            "tensors": [r.to_json() for r in self._iter_rows()],
         }
+
+    # -- columns -> rows --------------------------------------------------------------------------
+    def _runs(self) -> Iterator[tuple[str, list[str]]]:
+        """(status, names) for consecutive rows of one status, in row order."""
+        j, na, nb = self.join, self.sig_a.names, self.sig_b.names
+        yield ONLY_A, [na[i] for i in j.only_a]
+        yield SHAPE, [nb[i] for i in j.shape_b]
+        yield DTYPE, [nb[i] for i in j.dtype_b]
+        if j.pair_status is None:
+            yield UNCHECKED, [nb[i] for i in j.pair_b]
+        else:
+            k = 0
+            for status, run in groupby(j.pair_status):
+                n = len(list(run))
+                yield status, [nb[i] for i in j.pair_b[k : k + n]]
+                k += n
+        yield ONLY_B, [nb[i] for i in j.only_b]
+
+    def _iter_rows(self, status: str | None = None) -> Iterator[TensorDiff]:
+        """Rows in order; with `status`, only the columns that can hold that status are visited."""
+        j = self.join
+
+        def wanted(s: str) -> bool:
+            return status is None or status == s
+
+        if wanted(ONLY_A):
+            yield from (self._row(ONLY_A, i, None) for i in j.only_a)
+        if wanted(SHAPE):
+            yield from (
+                self._row(SHAPE, ia, ib) for ia, ib in zip(j.shape_a, j.shape_b, strict=True)
+            )
+        if wanted(DTYPE):
+            yield from (
+                self._row(DTYPE, ia, ib) for ia, ib in zip(j.dtype_a, j.dtype_b, strict=True)
+            )
+        if status is None or status in (UNCHECKED, IDENTICAL, CHANGED):
+            for k, (ia, ib) in enumerate(zip(j.pair_a, j.pair_b, strict=True)):
+                s = UNCHECKED if j.pair_status is None else j.pair_status[k]
+                if wanted(s):
+                    yield self._row(s, ia, ib, j.extras.get(k))
+        if wanted(ONLY_B):
+            yield from (self._row(ONLY_B, None, i) for i in j.only_b)
+
+    def _row(
+        self,
+        status: str,
+        ia: int | None,
+        ib: int | None,
+        extra: tuple[Digest, Digest, Comparison | None] | None = None,
+    ) -> TensorDiff:
+        sa, sb = self.sig_a, self.sig_b
+        row = TensorDiff(
+            status,
+            sa.names[ia] if ia is not None else None,
+            sb.names[ib] if ib is not None else None,
+            sa.shapes[ia] if ia is not None else None,
+            sb.shapes[ib] if ib is not None else None,
+            sa.dtypes[ia] if ia is not None else None,
+            sb.dtypes[ib] if ib is not None else None,
+        )
+        if extra is not None:
+            row.digest_a, row.digest_b, row.comparison = extra
+        return row
+
+
+def fold(names: list[str]) -> list[str]:
+    """`tree.fold_names`, computed in the C++ core for long lists (same result: it is tested
+    against the Python function, which stays the reference and handles what the core does not)."""
+    if len(names) >= FOLD_IN_CORE_FROM:
+        folded: list[str] | None = core.fold_names(names)
+        if folded is not None:
+            return folded
+    return fold_names(names)
 
 
 def diff(
@@ -161,25 +288,39 @@ def diff(
     `mapping` aligns names of A to names of B: a prefix to strip from either side ("module."),
     a dict, a function returning the B name (or None), or a Plan (target = B, its copy entries'
     single source = A). Values are compared only where shape and dtype agree, and the numeric
-    comparison runs only where digests differ.
+    comparison runs only where digests differ. Without `values` only the signatures (names,
+    shapes, dtypes) are read: for safetensors straight from the header, in C++.
     """
-    ca, cb = open_checkpoint(a), open_checkpoint(b)
-    name_map = _name_map(mapping, ca, cb)
-    rows = _join(ca, cb, name_map)
     if values:
-        _compare_values(ca, cb, rows, rtol=rtol, atol=atol, threads=threads, progress=progress)
-    return DiffResult(ca.label, cb.label, rows, values)
+        ca, cb = open_checkpoint(a), open_checkpoint(b)
+        (label_a, sig_a), (label_b, sig_b) = _side(ca), _side(cb)
+    else:
+        (label_a, sig_a), (label_b, sig_b) = _side(a), _side(b)
+    join = _join(label_a, sig_a, sig_b, _name_map(mapping, sig_b))
+    result = DiffResult(label_a, label_b, values, sig_a, sig_b, join)
+    if values:
+        _compare_values(ca, cb, result, rtol=rtol, atol=atol, threads=threads, progress=progress)
+    return result
 
 
-def _name_map(mapping: Any, ca: Checkpoint, cb: Checkpoint) -> NameMap:
+def _side(source: Any) -> tuple[str, Signature]:
+    """A label and the signature of one side."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(Path(source)), signature(source)
+    ckpt = open_checkpoint(source)
+    return ckpt.label, Signature.of(ckpt)
+
+
+def _name_map(mapping: Any, sig_b: Signature) -> NameMap | None:
+    """None for the identity (the join then uses A's names as they are)."""
     if mapping is None:
-        return lambda n: n
+        return None
     if isinstance(mapping, str):
-        return _prefix_map(mapping, ca, cb)
+        return _prefix_map(mapping, set(sig_b.names))
     if isinstance(mapping, Mapping):
         return lambda n: mapping.get(n, n)
     if callable(mapping):
-        return mapping  # type: ignore[no-any-return]
+        return mapping
     entries = getattr(mapping, "entries", None)
     if entries is not None:  # a Plan: target (B) names fed by one source (A) tensor
         inverse = {e.sources[0][1]: t for t, e in entries.items() if len(e.sources) == 1}
@@ -189,9 +330,8 @@ def _name_map(mapping: Any, ca: Checkpoint, cb: Checkpoint) -> NameMap:
     )
 
 
-def _prefix_map(prefix: str, ca: Checkpoint, cb: Checkpoint) -> NameMap:
+def _prefix_map(prefix: str, b_names: set[str]) -> NameMap:
     """Strip `prefix` from A's names, or add it, whichever makes the names of B."""
-    b_names = cb.tensors
 
     def mapped(n: str) -> str:
         if n.startswith(prefix) and n[len(prefix) :] in b_names:
@@ -203,37 +343,23 @@ def _prefix_map(prefix: str, ca: Checkpoint, cb: Checkpoint) -> NameMap:
     return mapped
 
 
-def _join(ca: Checkpoint, cb: Checkpoint, name_map: NameMap) -> list[TensorDiff]:
+def _join(label_a: str, sa: Signature, sb: Signature, name_map: NameMap | None) -> Join:
     """Join the name sets (in the C++ core: it scales to millions of tensors)."""
-    ta, tb = list(ca.values()), list(cb.values())
-    keys_a = [_join_key(name_map, t.name) for t in ta]
+    keys_a = sa.names if name_map is None else [_join_key(name_map, n) for n in sa.names]
     try:
-        j = core.shape_diff(
-            keys_a,
-            [t.shape for t in ta],
-            [t.dtype for t in ta],
-            [t.name for t in tb],
-            [t.shape for t in tb],
-            [t.dtype for t in tb],
-        )
+        j = core.shape_diff(keys_a, sa.shapes, sa.dtypes, sb.names, sb.shapes, sb.dtypes)
     except ValueError as e:  # two A names mapped onto one B name
-        raise CheckpointError(ca.path, f"the name mapping is not one-to-one: {e}") from None
-
-    def pair(status: str, ia: int, ib: int) -> TensorDiff:
-        a, b = ta[ia], tb[ib]
-        return TensorDiff(status, a.name, b.name, a.shape, b.shape, a.dtype, b.dtype)
-
-    rows = [
-        TensorDiff(ONLY_A, ta[i].name, None, ta[i].shape, None, ta[i].dtype) for i in j["only_a"]
-    ]
-    rows += [pair(SHAPE, ia, ib) for ia, ib in zip(j["shape_a"], j["shape_b"], strict=False)]
-    rows += [pair(DTYPE, ia, ib) for ia, ib in zip(j["dtype_a"], j["dtype_b"], strict=False)]
-    rows += [pair(UNCHECKED, ia, ib) for ia, ib in zip(j["equal_a"], j["equal_b"], strict=False)]
-    rows += [
-        TensorDiff(ONLY_B, None, tb[i].name, None, tb[i].shape, None, tb[i].dtype)
-        for i in j["only_b"]
-    ]
-    return rows
+        raise CheckpointError(label_a, f"the name mapping is not one-to-one: {e}") from None
+    return Join(
+        j["only_a"],
+        j["only_b"],
+        j["shape_a"],
+        j["shape_b"],
+        j["dtype_a"],
+        j["dtype_b"],
+        j["equal_a"],
+        j["equal_b"],
+    )
 
 
 def _join_key(name_map: NameMap, name: str) -> str:
@@ -244,16 +370,16 @@ def _join_key(name_map: NameMap, name: str) -> str:
 def _compare_values(
     ca: Checkpoint,
     cb: Checkpoint,
-    rows: Iterable[TensorDiff],
+    result: DiffResult,
     *,
     rtol: float,
     atol: float,
     threads: int | None,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    pairs = [r for r in rows if r.status == UNCHECKED]
-    names_a = [r.name_a for r in pairs if r.name_a is not None]
-    names_b = [r.name_b for r in pairs if r.name_b is not None]
+    j = result.join
+    names_a = [result.sig_a.names[i] for i in j.pair_a]
+    names_b = [result.sig_b.names[i] for i in j.pair_b]
     total_a = sum(ca[n].nbytes for n in names_a)
     total = total_a + sum(cb[n].nbytes for n in names_b)
 
@@ -264,12 +390,12 @@ def _compare_values(
 
     da = hash_tensors(ca, names_a, threads=threads, progress=part(0))
     db = hash_tensors(cb, names_b, threads=threads, progress=part(total_a))
-    for r in pairs:
-        assert r.name_a is not None
-        assert r.name_b is not None
-        r.digest_a, r.digest_b = da[r.name_a], db[r.name_b]
-        if r.digest_a == r.digest_b:
-            r.status = IDENTICAL
+    statuses = []
+    for k, (na, nb) in enumerate(zip(names_a, names_b, strict=True)):
+        if da[na] == db[nb]:
+            statuses.append(IDENTICAL)
+            j.extras[k] = (da[na], db[nb], None)
         else:
-            r.comparison = compare_tensors(ca, r.name_a, cb, r.name_b, rtol=rtol, atol=atol)
-            r.status = CHANGED
+            statuses.append(CHANGED)
+            j.extras[k] = (da[na], db[nb], compare_tensors(ca, na, cb, nb, rtol=rtol, atol=atol))
+    j.pair_status = statuses

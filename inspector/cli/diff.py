@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..diff import CHANGED, DIFFERENT, STATUSES, DiffResult, diff
+from ..diff import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
 from .progress import meter
 
 TITLES = {
@@ -19,6 +19,9 @@ TITLES = {
     "identical": "identical",
     "same-signature": "same shape and dtype (values not compared)",
 }
+
+
+PER_ROW_REASON = (SHAPE, DTYPE)  # the other statuses' reason is their title
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,36 +63,31 @@ def run(args: argparse.Namespace) -> int:
 
 def write_text(result: DiffResult, out: Any, *, show_identical: bool = False) -> None:
     out.write(f"A: {result.a}\nB: {result.b}\n")
+    counts = result.counts()
     for status in STATUSES:
-        rows = result.by_status(status)
-        if not rows or (status not in DIFFERENT and not show_identical):
+        if status not in counts or (status not in DIFFERENT and not show_identical):
             continue
-        out.write(f"\n{TITLES[status]} ({len(rows)}):\n")
-        for line in _grouped_lines(rows):
+        out.write(f"\n{TITLES[status]} ({counts[status]}):\n")
+        for line in _status_lines(result, status):
             out.write(f"  {line}\n")
     out.write("\nby module:\n")
     for m in result.modules():
         parts = ", ".join(f"{n} {TITLES[s]}" for s, n in m.counts.items())
         out.write(f"  {m.module or '(top)'}: {parts}\n")
     verdict = "equal" if result.equal else "different"
-    counts = ", ".join(f"{n} {TITLES[s]}" for s, n in result.counts().items())
-    out.write(f"\n{verdict}: {counts}\n")
+    summary = ", ".join(f"{n} {TITLES[s]}" for s, n in counts.items())
+    out.write(f"\n{verdict}: {summary}\n")
 
 
-def _grouped_lines(rows: list[Any]) -> list[str]:
-    """Rows with the same reason are folded into one line with layer ranges."""
-    from ..tree import fold_names
-
+def _status_lines(result: DiffResult, status: str) -> list[str]:
+    """One status's rows with layer ranges folded. Where every row has the same reason the
+    names are folded straight from the result's columns (no row objects: there may be
+    millions); shape and dtype mismatches are folded per reason; changed rows are one a line."""
+    if status == CHANGED:
+        return [f"{r.name}: {r.reason}" for r in result.by_status(CHANGED)]
+    if status not in PER_ROW_REASON:
+        return result.folded(status)
     by_reason: dict[str, list[str]] = {}
-    for r in rows:
-        key = r.reason if r.status != CHANGED else ""
-        by_reason.setdefault(key, []).append(
-            r.name if r.status != CHANGED else f"{r.name}: {r.reason}"
-        )
-    lines = []
-    for reason, names in by_reason.items():
-        for name in fold_names(names) if reason else names:
-            lines.append(
-                f"{name}  ({reason})" if reason and reason not in TITLES.values() else name
-            )
-    return lines
+    for r in result.by_status(status):
+        by_reason.setdefault(r.reason, []).append(r.name)
+    return [f"{name}  ({reason})" for reason, names in by_reason.items() for name in fold(names)]

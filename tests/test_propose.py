@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import tarfile
 from pathlib import Path
 
@@ -427,3 +428,25 @@ def test_nemo_model_to_an_encoder_only_state_dict(nemo_files) -> None:  # type: 
     assert {u.name: u.reason for u in plan.unused} == {
         n: "dropped by rules[0].table[1]" for n in names if not n.startswith("encoder.")
     }
+
+
+def test_index_buckets_bound_the_work_without_hiding_small_ties() -> None:
+    tgt = inspector.open({"t.a.b.c": _t(2)})
+    few = inspector.open({f"s{i}.a.b.c": _t(2) for i in range(3)})
+    assert propose(few, tgt).entries["t.a.b.c"].flags == {"ambiguous"}
+    # 300 sources sharing the last three components and the shape say nothing about which one
+    # fits: the bucket is skipped rather than scored pair by pair
+    many = inspector.open({f"s{i}.a.b.c": _t(2) for i in range(300)})
+    e = propose(many, tgt).entries["t.a.b.c"]
+    assert (e.decision, e.flags, e.candidates) == ("keep", frozenset({"no-source"}), ())
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_propose_restores_the_garbage_collector_state(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        propose(inspector.open({"w": _t(2)}), inspector.open({"w": _t(2)}))
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

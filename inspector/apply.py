@@ -25,7 +25,7 @@ from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
 from .writers import SAME_AS_TARGET, choose_format, writer
-from .writers.atomic import atomic_path
+from .writers.atomic import atomic_path, start_writeback
 from .writers.build import build_output
 from .writers.patch import patch, patch_target, patchable
 from .writers.produce import Producer, View, ViewValue
@@ -105,7 +105,8 @@ def apply(
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
         report.bytes_written = _size(tmp)
         root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
-        report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
+        with start_writeback(tmp):  # the disk writes while we verify
+            report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
         if not report.verification.ok:
             raise WriteError(f"{out}: verification failed, nothing written: "
                              + "; ".join(report.verification.mismatches[:5]))

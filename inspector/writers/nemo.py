@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import WriteError
 from ..formats.tar_safe import BLOCK, Member, read_members
-from .atomic import copy_range, pwrite_all
+from .atomic import copy_range, open_output, pwrite_all
 from .output import Output
 from .stream import Progress
 from .torch_zip import ZipPlan, plan_zip, write_zip
@@ -44,7 +44,7 @@ def write(out: Output, path: str | os.PathLike[str], *, threads: int | None = No
         raise WriteError(f"{tar}: the weights member moved since it was read")
     plan = plan_zip(out, out.base.metadata.get("torch_metadata") or {})
     spans = _spans(members, os.path.getsize(tar))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_output(path)
     try:
         with open(tar, "rb") as src:
             _write_tar(src.fileno(), fd, members, spans, w, plan, threads, progress)

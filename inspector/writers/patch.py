@@ -22,7 +22,7 @@ from .._native import core
 from ..errors import WriteError
 from ..model import Checkpoint, TensorInfo
 from . import zipfmt
-from .atomic import FICLONE, pwrite_all
+from .atomic import FICLONE, open_output, pwrite_all
 from .build import storage_order
 from .produce import FileBytes, Producer
 from .stream import Job, Progress, run_jobs
@@ -78,9 +78,7 @@ def patch(
             raise WriteError(f"{ckpt.label}: {name!r} cannot be patched in place")
         jobs.append(Job(rng[0], storage_order(t, value)))
     jobs.sort(key=lambda j: j.offset)
-    # No O_TRUNC: truncating a file to 0 makes ext4 flush it synchronously on close
-    # (auto_da_alloc); the caller's fsync writes it once, overlapped with verification.
-    fd = os.open(dest, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_output(dest, os.O_RDWR)
     try:
         how, gaps = _clone(where.path, fd, [(j.offset, j.offset + j.producer.nbytes) for j in jobs])
         run_jobs(fd, [*gaps, *jobs], threads=threads, progress=progress)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import dtypes
 from ..errors import WriteError
-from .atomic import pwrite_all
+from .atomic import open_output, pwrite_all
 from .output import Output, OutTensor
 from .stream import Job, Progress, run_jobs
 
@@ -63,7 +63,7 @@ def write_file(tensors: Mapping[str, OutTensor], path: str | os.PathLike[str],
                progress: Progress | None = None) -> None:
     head, placed = header_bytes(tensors, metadata)
     size = len(head) + sum(t.value.nbytes for _, t, _ in placed)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_output(path)
     try:
         os.ftruncate(fd, size)
         pwrite_all(fd, head, 0)

@@ -19,7 +19,7 @@ from .. import dtypes
 from .._native import core
 from ..errors import WriteError
 from . import zipfmt
-from .atomic import pwrite_all
+from .atomic import open_output, pwrite_all
 from .output import Output, OutStorage, OutTensor
 from .pickler import TorchPickler
 from .stream import Job, Progress, run_jobs
@@ -30,7 +30,10 @@ _HEAD_RECORDS = (
     (".storage_alignment", "storage_alignment", "64"),
     ("byteorder", "byteorder", "little"),
 )
-_TAIL_RECORDS: tuple[tuple[str, str, str | None], ...] = (("version", "version", "3"), (".data/version", "data_version", None))
+_TAIL_RECORDS: tuple[tuple[str, str, str | None], ...] = (
+    ("version", "version", "3"),
+    (".data/version", "data_version", None),
+)
 _NEWLINE_RECORDS = {"version", ".data/version"}  # torch writes "3\n"
 
 
@@ -136,7 +139,7 @@ def write(out: Output, path: str | os.PathLike[str], *, threads: int | None = No
           progress: Progress | None = None) -> None:
     """Write `out` as a torch zip file at `path` (a temp path: the caller renames it)."""
     plan = plan_zip(out)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_output(path)
     try:
         os.ftruncate(fd, plan.size)
         write_zip(fd, 0, plan, threads=threads, progress=progress)

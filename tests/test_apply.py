@@ -204,3 +204,54 @@ def test_nemo_tar_gz_target_written_uncompressed(tmp_path: Path) -> None:
     assert out.read_bytes()[:2] != b"\x1f\x8b"
     with tarfile.open(out, "r:") as tar:
         assert "./model_config.yaml" in tar.getnames()
+
+
+def _sparse_safetensors(path: Path, hole: int, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file whose first tensor ("pad", uint8) is a `hole`-byte hole: the others
+    lie past it, at offsets no small test could reach by writing bytes."""
+    import json
+    import struct
+
+    header: dict[str, object] = {"pad": {"dtype": "U8", "shape": [hole], "data_offsets": [0, hole]}}
+    pos, blobs = hole, []
+    for name, t in tensors.items():
+        raw = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [pos, pos + len(raw)]}
+        blobs.append((pos, raw))
+        pos += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        start = f.tell()
+        for off, raw in blobs:
+            f.seek(start + off)
+            f.write(raw)
+
+
+@pytest.mark.parametrize("out_name", ["out.safetensors", "out.pt"])
+def test_source_bytes_past_4_gib(tmp_path: Path, out_name: str) -> None:
+    # Regression guard for multi-GB checkpoints: source tensors at file offsets past 2**31 and
+    # 2**32 (a sparse file, so nothing big is written) are copied in the kernel and hashed from
+    # maps at those offsets, patched in place (safetensors) or rewritten (.pt).
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    want = {"a.weight": torch.randn(64, 32), "b.weight": torch.randn(1000)}
+    _sparse_safetensors(tmp_path / "src.safetensors", 2**32 + 4096 + 12, want)
+    save_file({k: torch.zeros_like(v) for k, v in want.items()}, tmp_path / "tgt.safetensors")
+    plan = propose(tmp_path / "src.safetensors", tmp_path / "tgt.safetensors")
+    plan.approve([n for n in plan.entries if n in want])
+    report = apply(plan, tmp_path / out_name)
+    assert report.verification is not None
+    assert report.verification.replaced_ok == 2
+    assert report.mode == ("patch" if out_name.endswith(".safetensors") else "rewrite")
+    if out_name.endswith(".pt"):
+        got = torch.load(tmp_path / out_name, weights_only=True)
+        assert zipfile.ZipFile(tmp_path / out_name).testzip() is None
+    else:
+        with safe_open(str(tmp_path / out_name), "pt") as f:
+            got = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
+    for k, v in want.items():
+        assert torch.equal(got[k], v), k

@@ -154,3 +154,14 @@ def test_file_size_limit_gives_clear_error(tmp_path: Path) -> None:
     assert not out.exists()
     assert _leftovers(tmp_path) == []
     assert _snapshot(tmp_path) == before
+
+
+def test_output_gets_the_usual_file_mode(tmp_path: Path) -> None:
+    # mkstemp makes temps 0600; the output must get what open() would give it (0666 & ~umask).
+    mask = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "x.bin") as tmp:
+            tmp.write_bytes(b"data")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o640

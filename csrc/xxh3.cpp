@@ -463,8 +463,11 @@ bool kernel_available(Kernel kernel) noexcept {
 namespace {
 
 // INSPECTOR_XXH3_KERNEL=scalar|sse2|avx2|avx512 forces a kernel (when the CPU has it), so that a test run
-// can exercise the portable path on any machine.
+// can exercise the portable path on any machine; INSPECTOR_DISABLE_SIMD=1 (the switch every fast
+// path of the core honours) means scalar.
 Kernel pick_kernel() {
+    const char* no_simd = std::getenv("INSPECTOR_DISABLE_SIMD");
+    if (no_simd != nullptr && std::strcmp(no_simd, "1") == 0) return Kernel::Scalar;
     const char* forced = std::getenv("INSPECTOR_XXH3_KERNEL");
     for (Kernel k : {Kernel::Scalar, Kernel::Sse2, Kernel::Avx2, Kernel::Avx512}) {
         if (forced != nullptr && std::strcmp(forced, kernel_name(k)) == 0 && kernel_available(k)) return k;

@@ -1,6 +1,6 @@
 # Type stub for the compiled core (csrc/bindings/). One section per register_*.cpp.
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 # Any object exposing a C-contiguous buffer (bytes, memoryview, mmap, numpy array). Not
 # collections.abc.Buffer: numpy arrays only implement it in the stubs for Python >= 3.12.
@@ -37,6 +37,115 @@ class TreeHasher:
     def expected_bytes(self) -> int: ...
 
 # ---- numeric (csrc/bindings/register_numeric.cpp) ------------------------------------------------
-# Not typed yet: its functions are Any until this section lists them.
 
-def __getattr__(name: str) -> Any: ...
+
+class CompareResult(TypedDict):
+    numel: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    rel_l2: float
+    cosine: float
+    n_diff: int
+    n_not_close: int
+    allclose: bool
+    nan_a: int
+    nan_b: int
+    inf_a: int
+    inf_b: int
+
+class StatsResult(TypedDict):
+    numel: int
+    finite: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None
+    zeros: int
+    nan: int
+    inf: int
+    hist: list[int]
+    hist_edges: list[float]
+
+class ShapeDiffResult(TypedDict):
+    only_a: list[int]
+    only_b: list[int]
+    shape_a: list[int]
+    shape_b: list[int]
+    dtype_a: list[int]
+    dtype_b: list[int]
+    equal_a: list[int]
+    equal_b: list[int]
+
+def compare(
+    a: Buffer,
+    a_dtype: str,
+    a_shape: Sequence[int],
+    a_strides: Sequence[int],
+    a_offset: int,
+    b: Buffer,
+    b_dtype: str,
+    b_shape: Sequence[int],
+    b_strides: Sequence[int],
+    b_offset: int,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    a_byteswap: bool = False,
+    b_byteswap: bool = False,
+    equal_nan: bool = False,
+    threads: int = 0,
+) -> CompareResult: ...
+def stats(
+    buf: Buffer,
+    dtype: str,
+    shape: Sequence[int],
+    strides: Sequence[int],
+    offset: int,
+    *,
+    bins: int = 16,
+    byteswap: bool = False,
+    threads: int = 0,
+) -> StatsResult: ...
+def crc32(data: Buffer, init: int = 0) -> int: ...
+def _crc32_portable(data: Buffer, init: int = 0) -> int: ...
+def _crc32_has_pclmul() -> bool: ...
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int: ...
+def copy_cast(
+    src: Buffer,
+    src_dtype: str,
+    shape: Sequence[int],
+    src_strides: Sequence[int],
+    src_offset: int,
+    dst: Buffer,
+    dst_offset_bytes: int,
+    dst_dtype: str,
+    *,
+    src_byteswap: bool = False,
+    threads: int = 0,
+) -> int: ...
+def copy_region(
+    src: Buffer,
+    src_dtype: str,
+    src_shape: Sequence[int],
+    src_strides: Sequence[int],
+    src_offset: int,
+    dst: Buffer,
+    dst_offset_bytes: int,
+    dst_dtype: str,
+    dst_shape: Sequence[int],
+    src_start: Sequence[int],
+    dst_start: Sequence[int],
+    count: Sequence[int],
+    *,
+    fill: float = 0.0,
+    src_byteswap: bool = False,
+    threads: int = 0,
+) -> int: ...
+def shape_diff(
+    names_a: Sequence[str],
+    shapes_a: Sequence[Sequence[int]],
+    dtypes_a: Sequence[str],
+    names_b: Sequence[str],
+    shapes_b: Sequence[Sequence[int]],
+    dtypes_b: Sequence[str],
+) -> ShapeDiffResult: ...

@@ -1,6 +1,9 @@
-// compare() and stats(): fixed-size chunks decoded block by block into double buffers. Chunk
-// results are combined in chunk order, so figures do not depend on the thread count.
+// compare() and stats(): fixed-size chunks decoded block by block into double buffers (or, for
+// contiguous float tensors with AVX2, read in place by the SIMD kernel: same blocks, same
+// figures). Chunk results are combined in chunk order, so figures do not depend on the thread
+// count, the memory layout or the kernel.
 #include "compare.hpp"
+#include "compare_kernels.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -12,39 +15,17 @@ namespace {
 
 constexpr std::int64_t kChunk = 1 << 20;  // elements per task
 constexpr std::size_t kBlock = 2048;      // elements decoded at a time (stays in L1/L2)
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 std::int64_t n_chunks(std::int64_t n) { return (n + kChunk - 1) / kChunk; }
 
-struct CompareAcc {
-    double max_abs = 0, sum_abs = 0, sum_d2 = 0, sum_b2 = 0, dot = 0, norm_a2 = 0, norm_b2 = 0;
-    std::int64_t counted = 0, n_diff = 0, n_not_close = 0, nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0;
+using kernels::CompareAcc;
 
-    void merge(const CompareAcc& o) {
-        max_abs = std::max(max_abs, o.max_abs);
-        sum_abs += o.sum_abs;
-        sum_d2 += o.sum_d2;
-        sum_b2 += o.sum_b2;
-        dot += o.dot;
-        norm_a2 += o.norm_a2;
-        norm_b2 += o.norm_b2;
-        counted += o.counted;
-        n_diff += o.n_diff;
-        n_not_close += o.n_not_close;
-        nan_a += o.nan_a;
-        nan_b += o.nan_b;
-        inf_a += o.inf_a;
-        inf_b += o.inf_b;
-    }
-};
-
-// One block: sums start from zero here and are added to the chunk's totals afterwards, so each
-// running sum holds at most kBlock terms (blockwise summation keeps the double error small). Four
-// interleaved lanes break the add-latency chains; lanes are merged in a fixed order, so the result
-// stays deterministic.
+// stats() lanes: four interleaved running sums break the add-latency chains, merged in a fixed
+// order so the result stays deterministic.
 constexpr std::size_t kLanes = 4;
 
-// n is a multiple of kLanes. x - x is 0 for finite x, NaN for NaN and inf; lanes avoid one long
-// dependency chain of additions.
+// n is a multiple of kLanes. x - x is 0 for finite x, NaN for NaN and inf.
 bool all_finite(const double* x, std::size_t n) {
     double probe[kLanes] = {};
     for (std::size_t i0 = 0; i0 < n; i0 += kLanes)
@@ -52,79 +33,12 @@ bool all_finite(const double* x, std::size_t n) {
     return probe[0] + probe[1] + probe[2] + probe[3] == 0;
 }
 
-// The common case, every value finite: no NaN/inf bookkeeping, lane arrays the compiler can pack
-// into vector registers. Same lanes and order as the general loop, so the same sums.
-void accumulate_finite(const double* a, const double* b, std::size_t n, const CompareOptions& opt,
-                       CompareAcc& acc) {
-    double mx[kLanes] = {}, sa[kLanes] = {}, sd2[kLanes] = {}, sb2[kLanes] = {}, dot[kLanes] = {},
-           a2[kLanes] = {}, b2[kLanes] = {}, diff[kLanes] = {}, far[kLanes] = {};
-    for (std::size_t i0 = 0; i0 < n; i0 += kLanes) {
-        for (std::size_t l = 0; l < kLanes; ++l) {
-            const double x = a[i0 + l], y = b[i0 + l];
-            const double d = std::fabs(x - y);
-            mx[l] = mx[l] > d ? mx[l] : d;
-            sa[l] += d;
-            sd2[l] += d * d;
-            sb2[l] += y * y;
-            dot[l] += x * y;
-            a2[l] += x * x;
-            b2[l] += y * y;
-            diff[l] += x != y ? 1.0 : 0.0;
-            far[l] += d <= opt.atol + opt.rtol * std::fabs(y) ? 0.0 : 1.0;
-        }
-    }
-    CompareAcc lane[kLanes];
-    for (std::size_t l = 0; l < kLanes; ++l) {
-        CompareAcc& s = lane[l];
-        s.max_abs = mx[l];
-        s.sum_abs = sa[l];
-        s.sum_d2 = sd2[l];
-        s.sum_b2 = sb2[l];
-        s.dot = dot[l];
-        s.norm_a2 = a2[l];
-        s.norm_b2 = b2[l];
-        s.n_diff = static_cast<std::int64_t>(diff[l]);
-        s.n_not_close = static_cast<std::int64_t>(far[l]);
-        s.counted = static_cast<std::int64_t>(n / kLanes);
-    }
-    for (std::size_t l = 1; l < kLanes; ++l) lane[0].merge(lane[l]);
-    acc.merge(lane[0]);
-}
-
+// One block: sums start from zero in the kernel and are added to the chunk's totals afterwards,
+// so each running sum holds at most kBlock / kernels::kLanes terms (blockwise summation keeps the
+// double error small).
 void accumulate(const double* a, const double* b, std::size_t n, const CompareOptions& opt, CompareAcc& acc) {
-    if (n % kLanes == 0 && all_finite(a, n) && all_finite(b, n)) return accumulate_finite(a, b, n, opt, acc);
-    CompareAcc lane[kLanes];
-    for (std::size_t i0 = 0; i0 < n; i0 += kLanes) {
-        const std::size_t m = std::min(kLanes, n - i0);
-        for (std::size_t l = 0; l < m; ++l) {
-            const double x = a[i0 + l], y = b[i0 + l];
-            CompareAcc& s = lane[l];
-            const bool xn = std::isnan(x), yn = std::isnan(y);
-            const bool xi = std::isinf(x), yi = std::isinf(y);
-            const bool eq = x == y;
-            const double d = eq ? 0.0 : std::fabs(x - y);  // NaN when either is NaN
-            const bool valid = !(xn || yn);
-            const bool finite = valid && !xi && !yi;
-            const bool close = eq || (!yi && d <= opt.atol + opt.rtol * std::fabs(y)) || (opt.equal_nan && xn && yn);
-            const double dv = valid ? d : 0.0;
-            s.nan_a += xn;
-            s.nan_b += yn;
-            s.inf_a += xi;
-            s.inf_b += yi;
-            s.n_diff += !(eq || (xn && yn));
-            s.n_not_close += !close;
-            s.counted += valid;
-            s.max_abs = std::max(s.max_abs, dv);
-            s.sum_abs += dv;
-            s.sum_d2 += dv * dv;
-            s.sum_b2 += valid ? y * y : 0.0;
-            s.dot += finite ? x * y : 0.0;
-            s.norm_a2 += finite ? x * x : 0.0;
-            s.norm_b2 += finite ? y * y : 0.0;
-        }
-    }
-    for (std::size_t l = 1; l < kLanes; ++l) lane[0].merge(lane[l]);
-    acc.merge(lane[0]);
+    if (n % kernels::kLanes == 0 && kernels::finite(a, b, n, opt, acc)) return;
+    kernels::general(a, b, n, opt, acc);
 }
 
 bool is_wide_int(DType d) { return d == DType::I64 || d == DType::U64; }
@@ -161,6 +75,36 @@ CompareAcc compare_chunk(const View& a, const View& b, std::int64_t begin, std::
     return acc;
 }
 
+// The first element when the view is one contiguous run in native byte order, else nullptr.
+const std::uint8_t* contiguous_start(const View& v) {
+    if (v.byteswap) return nullptr;
+    std::vector<std::int64_t> shape = v.shape, strides = v.strides;
+    coalesce(shape, strides);
+    if (shape.size() != 1 || strides[0] != 1) return nullptr;
+    return v.data + static_cast<std::size_t>(v.offset) * info(v.dtype).itemsize;
+}
+
+// compare_chunk() for two contiguous float tensors the SIMD kernel reads in place: the same
+// blocks and figures; a block with NaN or inf (or a short tail) is decoded and run as there.
+CompareAcc compare_chunk_raw(const View& a, const std::uint8_t* pa, const View& b, const std::uint8_t* pb,
+                             std::int64_t begin, std::int64_t end, const CompareOptions& opt) {
+    const std::size_t size_a = info(a.dtype).itemsize, size_b = info(b.dtype).itemsize;
+    std::vector<double> xa, xb;
+    CompareAcc acc;
+    for (std::int64_t i = begin; i < end; i += static_cast<std::int64_t>(kBlock)) {
+        const auto n = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(kBlock), end - i));
+        const std::uint8_t* block_a = pa + static_cast<std::size_t>(i) * size_a;
+        const std::uint8_t* block_b = pb + static_cast<std::size_t>(i) * size_b;
+        if (n % kernels::kLanes == 0 && kernels::finite_raw(a.dtype, block_a, b.dtype, block_b, n, opt, acc)) continue;
+        xa.resize(kBlock);
+        xb.resize(kBlock);
+        visit(a.dtype, [&](auto c) { decode_run<decltype(c)>(block_a, static_cast<std::int64_t>(size_a), n, false, xa.data()); });
+        visit(b.dtype, [&](auto c) { decode_run<decltype(c)>(block_b, static_cast<std::int64_t>(size_b), n, false, xb.data()); });
+        kernels::general(xa.data(), xb.data(), n, opt, acc);
+    }
+    return acc;
+}
+
 double safe_ratio(double num, double den) {
     if (num == 0) return 0.0;
     if (den == 0) return std::numeric_limits<double>::infinity();
@@ -173,13 +117,19 @@ Comparison compare(const View& a, const View& b, const CompareOptions& opt) {
     check_view(a, "tensor a");
     check_view(b, "tensor b");
     if (a.shape != b.shape) throw std::invalid_argument("tensors a and b have different shapes");
-    if (!(opt.rtol >= 0) || !(opt.atol >= 0)) throw std::invalid_argument("rtol and atol must be >= 0");
+    if (!(opt.rtol >= 0 && opt.rtol < kInf) || !(opt.atol >= 0 && opt.atol < kInf))
+        throw std::invalid_argument("rtol and atol must be finite and >= 0");
     const std::int64_t n = numel(a);
     const bool exact_ints = a.dtype == b.dtype && is_wide_int(a.dtype);
+    const std::uint8_t* pa = n > 0 ? contiguous_start(a) : nullptr;
+    const std::uint8_t* pb = n > 0 ? contiguous_start(b) : nullptr;
+    const bool raw = pa && pb && kernels::raw_supported(a.dtype) && kernels::raw_supported(b.dtype);
     std::vector<CompareAcc> parts(static_cast<std::size_t>(n_chunks(n)));
     parallel_tasks(n_chunks(n), resolve_threads(opt.threads), [&](std::int64_t t) {
         const std::int64_t begin = t * kChunk;
-        parts[static_cast<std::size_t>(t)] = compare_chunk(a, b, begin, std::min(n, begin + kChunk), opt, exact_ints);
+        const std::int64_t stop = std::min(n, begin + kChunk);
+        parts[static_cast<std::size_t>(t)] = raw ? compare_chunk_raw(a, pa, b, pb, begin, stop, opt)
+                                                 : compare_chunk(a, b, begin, stop, opt, exact_ints);
     });
     CompareAcc acc;
     for (const auto& p : parts) acc.merge(p);

@@ -10,7 +10,7 @@ namespace inspector::num {
 
 struct CompareOptions {
     double rtol = 1e-5;
-    double atol = 1e-8;
+    double atol = 1e-8;       // rtol and atol: finite, >= 0
     bool equal_nan = false;  // allclose: NaN == NaN counts as close
     int threads = 0;         // 0: all cores
 };

@@ -11,7 +11,7 @@ bool detect() {
     if (off != nullptr && *off != '\0' && std::strcmp(off, "0") != 0) return false;
 #ifdef INSPECTOR_NUM_AVX2
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
 #else
     return false;
 #endif

@@ -4,13 +4,13 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define INSPECTOR_NUM_AVX2 1
-// F16C converts float16 in the same instruction family; every AVX2 CPU has it.
-#define INSPECTOR_AVX2_TARGET __attribute__((target("avx2,f16c")))
+// Every AVX2 CPU also has F16C (float16 conversion) and FMA.
+#define INSPECTOR_AVX2_TARGET __attribute__((target("avx2,f16c,fma")))
 #endif
 
 namespace inspector::num {
 
-// True when the AVX2 kernels run: the CPU has AVX2 and F16C and INSPECTOR_DISABLE_SIMD is unset
+// True when the AVX2 kernels run: the CPU has AVX2, F16C and FMA and INSPECTOR_DISABLE_SIMD is unset
 // (or "0"). Read once.
 bool simd_enabled() noexcept;
 

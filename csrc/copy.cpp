@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "cast_simd.hpp"
 #include "crc32.hpp"
 
 namespace inspector::num {
@@ -21,6 +22,9 @@ constexpr std::size_t kCrcStep = 64 << 10;     // CRC the output every 64 KiB, w
 // Writes n values of intermediate type W as dtype `to` at out (contiguous).
 template <class W>
 void encode_run(DType to, const W* in, std::size_t n, std::uint8_t* out) {
+    if constexpr (std::is_same_v<W, float>) {
+        if (encode_f32_simd(to, reinterpret_cast<const std::uint8_t*>(in), n, out)) return;
+    }
     visit(to, [&](auto codec) {
         using C = decltype(codec);
         using R = typename C::raw_t;
@@ -48,6 +52,7 @@ public:
 
     void run(const std::uint8_t* src, std::int64_t step, std::size_t n, std::uint8_t* out) {
         if (from_ == to_) return copy_same(src, step, n, out);
+        if (from_ == DType::F32 && !swap_ && step == 4 && encode_f32_simd(to_, src, n, out)) return;
         const std::size_t out_item = info(to_).itemsize;
         visit(from_, [&](auto codec) {
             using C = decltype(codec);

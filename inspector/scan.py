@@ -46,6 +46,7 @@ class GlobalRef:
 _MARK = object()
 _UNKNOWN = object()
 _MAX_LEGACY_PICKLES = 5  # torch's legacy format: magic, protocol, sys_info, object, storage keys
+_TORCH_TAR_RECORDS = ("tensors", "storages")  # torch < 0.4 tar members: pickles + raw bytes
 
 
 class _Walk:
@@ -599,11 +600,32 @@ class _Scanner:
             return
         if in_place:
             child = blob.child(m.name, _Slice(blob.f, m.offset_data, m.size), m.size)  # type: ignore[arg-type]
+            if norm in _TORCH_TAR_RECORDS and self.torch_tar_records(child, norm):
+                return
             self.blob(child, top=False)
         else:
             src = tf.extractfile(m)
             if src is not None:
                 self._spooled(blob, m.name, src)
+
+    def torch_tar_records(self, blob: Blob, name: str) -> bool:
+        """A `tensors`/`storages` member of a torch < 0.4 tar: pickles between raw bytes, found
+        by following the layout (a plain walk stops at the first raw bytes). False: not one."""
+        from .formats.torch_tar import member_pickles
+
+        walked = member_pickles(blob.f, name, blob.size, blob.file)
+        if not walked.spans:
+            return False
+        self.result.checked += 1
+        for index, (start, end) in enumerate(walked.spans):
+            blob.f.seek(start)
+            refs = walk_pickle(blob.f).refs + self._second_opinion(blob, start, end)
+            self.globals(blob, f"{blob.where}[{index}]" if index else blob.where, refs)
+        if walked.error:
+            self.add("pickle-malformed", WARNING, blob, walked.error)
+            blob.f.seek(walked.stop)  # what the safe reader refused may still load elsewhere
+            self.globals(blob, f"{blob.where}[{len(walked.spans)}]", walk_pickle(blob.f).refs)
+        return True
 
     def gzip(self, blob: Blob) -> None:
         self.tar(blob, mode="r:gz")

@@ -9,8 +9,8 @@ The object pickle names storages by persistent ids ('storage', type, key, locati
 view) where view is None or (view_key, offset, size) in elements of a root storage. Storage
 offsets are computed by stepping over the count headers (8 bytes read per storage, no data).
 
-The even older tar layout (members sys_info, pickle, tensors, storages: torch < 0.4) is
-recognised and refused with a message.
+The even older tar layout (members sys_info, pickle, tensors, storages: torch < 0.4) is read
+by `torch_tar`, in place.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Storage
-from . import Loaded, ReadOptions
+from . import Loaded, ReadOptions, torch_tar
 from .torch_pickle import parse_storage_id, storage_dtype
 from .unpickler import GlobalRef, Unpickler
 
 FORMAT = "torch-legacy"
 MAGIC = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
-_TAR_MEMBERS = (b"sys_info", b"pickle", b"tensors", b"storages")
+_TAR_MEMBERS = tuple(name.encode() for name in torch_tar.MEMBERS)
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -59,13 +59,8 @@ def _is_legacy_tar(head: bytes) -> bool:
 def read(path: Path, options: ReadOptions) -> Loaded:
     where = str(path)
     with open(path, "rb") as f:
-        head = f.read(512)
-        if _is_legacy_tar(head):
-            raise UnsupportedFormatError(
-                where,
-                "torch < 0.4 tar checkpoint (members sys_info, pickle, tensors, storages): "
-                "not supported; load it with that torch and save it again",
-            )
+        if _is_legacy_tar(f.read(512)):
+            return torch_tar.read(path, options, FORMAT)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return _Legacy(data, where, options).read()
 
@@ -73,6 +68,9 @@ def read(path: Path, options: ReadOptions) -> Loaded:
 def scan(path: str | os.PathLike[str]) -> list[GlobalRef]:
     """Every global the file's pickles would import (for `ckpt scan`); nothing is built."""
     where = os.fspath(path)
+    with open(where, "rb") as f:
+        if _is_legacy_tar(f.read(512)):
+            return torch_tar.scan(Path(where))
     with open(where, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         found: list[GlobalRef] = []
         pos = 0

@@ -63,6 +63,7 @@ def nemo_rnnt(
     pred: int = 16,
     joint: int = 24,
     n_mels: int = 16,
+    kernel: int = 9,
 ) -> dict[str, np.ndarray]:
     """NeMo EncDecRNNTModel state dict; `vocab` excludes blank (output rows = vocab + 1)."""
     sd: dict[str, np.ndarray] = {
@@ -76,7 +77,7 @@ def nemo_rnnt(
         "encoder.pre_encode.out.bias": _t(d),
     }
     for i in range(n_layers):
-        sd.update(conformer_layer(f"encoder.layers.{i}", d, 4 * d, heads, 9))
+        sd.update(conformer_layer(f"encoder.layers.{i}", d, 4 * d, heads, kernel))
     sd.update(
         {
             "decoder.prediction.embed.weight": _t(vocab + 1, pred),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mapping_fixtures import _t, fairseq_w2v2_conformer, nemo_rnnt
+from mapping_fixtures import _t, fairseq_w2v2_conformer, hf_w2v2_conformer_ctc, nemo_rnnt
 
 import inspector
 from inspector.mapping import arch, propose
@@ -87,7 +87,7 @@ def test_summary_counts_layers_of_stacks_only() -> None:
     assert [s.line() for s in plan.summary().values()] == ["sub 100%", "head 100%"]
     sd.update({k.replace("sub.conv", "sub.blocks"): v for k, v in sd.items() if "conv" in k})
     plan = propose(inspector.open(sd), inspector.open(sd))
-    assert plan.summary()["sub"].line() == "sub 100% (2/2 layers)"
+    assert plan.summary()["sub"].line() == "sub 100% (2/2 layers complete)"
 
 
 def test_explain_vocabulary_change_and_summary() -> None:
@@ -98,7 +98,81 @@ def test_explain_vocabulary_change_and_summary() -> None:
     ]
     assert arch.transfer_summary(plan) == [
         "preprocessor 100%",
-        "encoder 100% (4/4 layers)",
+        "encoder 100% (4/4 layers complete)",
         "decoder 0%",
         "joint 0%",
+    ]
+
+
+def _explain(src_sd: dict, tgt_sd: dict) -> list[str]:  # type: ignore[type-arg]
+    src, tgt = inspector.open(src_sd), inspector.open(tgt_sd)
+    return arch.explain(propose(src, tgt), {"source": src}, tgt)
+
+
+def test_infer_records_where_each_kernel_is() -> None:
+    (layers,) = arch.infer(inspector.open(nemo_rnnt(28, kernel=31)))["encoder"].stacks
+    assert layers.kernels == (("conv.depthwise_conv", (31,)),)
+    assert layers.layer_indices == (0, 1, 2, 3)
+    assert "kernel 31" in layers.describe()
+
+
+def test_explain_names_a_kernel_change_with_the_nemo_config_name() -> None:
+    assert _explain(nemo_rnnt(28, kernel=31), nemo_rnnt(28, kernel=9)) == [
+        "encoder.layers: conv kernel 31 -> 9 in encoder.layers.{0..3}.conv.depthwise_conv: "
+        "set conv_kernel_size=31 in the target config to transfer it"
+    ]
+
+
+def test_explain_uses_the_targets_own_config_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from inspector.demo import build_demo
+
+    files = build_demo(tmp_path)
+    src, tgt = inspector.open(files.source), inspector.open(files.target)
+    assert arch.explain(propose(src, tgt), {src.path.name: src}, tgt) == [  # type: ignore[union-attr]
+        "encoder.layers: conv kernel 31 -> 9 in encoder.layers.{0..3}.conv.depthwise_conv: "
+        "set encoder.conv_kernel_size=31 in the target config to transfer it",
+        "decoder, joint: vocabulary changed 29 -> 257 (kept at target init)",
+    ]
+
+
+def test_explain_uses_hf_config_names() -> None:
+    assert _explain(hf_w2v2_conformer_ctc(2, 32, 32), hf_w2v2_conformer_ctc(3, 64, 32)) == [
+        "wav2vec2_conformer.encoder.layers: layers 2 -> 3, d_model 32 -> 64, ffn 128 -> 256: "
+        "set num_hidden_layers=2, hidden_size=32, intermediate_size=128 in the target config "
+        "to transfer it"
+    ]
+    assert _explain(hf_w2v2_conformer_ctc(vocab=32), hf_w2v2_conformer_ctc(vocab=40)) == [
+        "lm_head: vocabulary changed 32 -> 40 (kept at target init; set vocab_size=32 to "
+        "transfer it instead)"
+    ]
+
+
+def _unknown_family(sd: dict) -> dict:  # type: ignore[type-arg]
+    """The same tensors under names no config family is recognised by."""
+    words = {"feed_forward": "mlpx", "pre_encode": "stem", "norm_self_att": "ln_att"}
+    out = {}
+    for k, v in sd.items():
+        for a, b in words.items():
+            k = k.replace(a, b)
+        out[k] = v
+    return out
+
+
+def test_explain_stays_generic_without_a_known_config_name() -> None:
+    assert arch.family_of(_unknown_family(nemo_rnnt(28))) is None
+    assert _explain(
+        _unknown_family(nemo_rnnt(28, kernel=31)), _unknown_family(nemo_rnnt(28, kernel=9))
+    ) == [
+        "encoder.layers: conv kernel 31 -> 9 in encoder.layers.{0..3}.conv.depthwise_conv: "
+        "configure the target with conv kernel 31 to transfer it"
+    ]
+
+
+def test_explain_names_mismatched_tensors_when_no_size_explains_them() -> None:
+    src, tgt = nemo_rnnt(28), nemo_rnnt(28)
+    for i in range(4):
+        tgt[f"encoder.layers.{i}.self_attn.linear_pos.weight"] = _t(32, 16)
+    assert _explain(src, tgt) == [
+        "encoder.layers: shapes differ: encoder.layers.{0..3}.self_attn.linear_pos.weight "
+        "[32, 32] -> [32, 16] (no layer count, width or kernel explains it)"
     ]

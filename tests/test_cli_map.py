@@ -26,10 +26,9 @@ def test_map_prints_by_module_and_writes_the_plan(files, capsys) -> None:  # typ
     out = files / "plan.yaml"
     assert main(["map", str(files / "char.pt"), str(files / "bpe.pt"), "-o", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "encoder 100% (4/4 layers)  [166 copy, 0 keep, 0 drop]" in text
+    assert "encoder 100% (4/4 layers complete)  [166 copy, 0 keep, 0 drop]" in text
     assert (
-        "decoder.prediction.embed.weight keeps init [vocab-change]  (vocabulary changed 29 -> 1025)"
-        in text
+        "  decoder.* (5 tensors) keeps init [vocab-change]  (vocabulary changed 29 -> 1025)" in text
     )
     assert "note: decoder, joint: vocabulary changed 29 -> 1025 (kept at target init)" in text
     plan = Plan.load(out)
@@ -49,3 +48,41 @@ def test_map_prefix_sources_and_errors(files, capsys) -> None:  # type: ignore[n
     assert code == 2
     assert "no such rules file or built-in rule set" in capsys.readouterr().err
     assert main(["map", str(files / "missing.pt"), str(files / "bpe.pt")]) == 2
+
+
+def _save(path, sd) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, path)
+
+
+def test_map_folds_mismatch_rows_over_layers_with_both_shapes(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    _save(tmp_path / "a.pt", nemo_rnnt(28, kernel=31))
+    _save(tmp_path / "b.pt", nemo_rnnt(28, kernel=9))
+    assert main(["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    encoder = next(i for i, line in enumerate(lines) if line.startswith("encoder "))
+    # percentages of parameters are never rounded up to 100%; layers count complete layers
+    assert lines[encoder].startswith("encoder 99% (162/166 tensors, 0/4 layers complete)  [")
+    assert lines[encoder + 1] == (
+        "  encoder.layers.{0..3}.conv.depthwise_conv.weight keeps init [shape-mismatch]  "
+        "(a.pt:encoder.layers.{0..3}.conv.depthwise_conv.weight has shape [32, 1, 31], "
+        "target [32, 1, 9])"
+    )
+    assert lines[encoder + 2].startswith("decoder 100%")
+    assert "unused source tensors (4):" in lines
+    assert (
+        "note: encoder.layers: conv kernel 31 -> 9 in encoder.layers.{0..3}.conv.depthwise_conv: "
+        "set conv_kernel_size=31 in the target config to transfer it"
+    ) in lines
+
+
+def test_map_folds_a_layer_without_source_to_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    _save(tmp_path / "a.pt", nemo_rnnt(28, n_layers=2))
+    _save(tmp_path / "b.pt", nemo_rnnt(28, n_layers=3))
+    assert main(["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "encoder 67% (86/126 tensors, 2/3 layers complete)" in out
+    assert (
+        "  encoder.layers.2.* (40 tensors) keeps init [no-source]  "
+        "(no source tensor fits: keeps its own init)\n"
+    ) in out

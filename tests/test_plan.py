@@ -207,3 +207,26 @@ def test_plan_with_two_sources_cannot_be_inverted() -> None:
     plan = propose([("p.", a), ("q.", b)], inspector.open({"p.x": _t(2), "q.y": _t(2)}))
     with pytest.raises(PlanError, match="2 sources cannot be inverted"):
         plan.invert()
+
+
+@pytest.mark.parametrize(
+    ("copied", "total", "text"),
+    [
+        (0, 1000, "0%"),
+        (1, 1000, "0.1%"),
+        (6, 1000, "0.6%"),
+        (500, 1000, "50%"),
+        (990, 1000, "99%"),
+        (996, 1000, "99.6%"),
+        (9999, 10000, "99.9%"),
+        (1000, 1000, "100%"),
+    ],
+)
+def test_summary_percent_is_exact_at_the_ends(copied: int, total: int, text: str) -> None:
+    from inspector.mapping.plan import ModuleSummary
+
+    s = ModuleSummary("m", tensors=4, copied=3, params=total, params_copied=copied)
+    assert s.percent_text() == text
+    assert s.line() == f"m {text} (3/4 tensors)"
+    s.layers, s.layers_copied = 4, 0
+    assert s.line() == f"m {text} (3/4 tensors, 0/4 layers complete)"

@@ -58,7 +58,7 @@ def test_char_to_bpe_rnnt_keeps_decoder_and_joint_with_the_vocabulary_reason() -
     assert all("vocabulary changed 29 -> 1025" in u.reason for u in plan.unused)
     assert [s.line() for s in plan.summary().values()] == [
         "preprocessor 100%",
-        "encoder 100% (4/4 layers)",
+        "encoder 100% (4/4 layers complete)",
         "decoder 0%",
         "joint 0%",
     ]
@@ -85,8 +85,8 @@ def test_different_encoder_size_shows_both_shapes_and_the_config_change() -> Non
     copied = {n for n, e in plan.entries.items() if e.decision == "copy"}
     assert all(src[n].shape == tgt[n].shape for n in copied)
     assert arch.explain(plan, {"source": src}, tgt) == [
-        "target encoder.layers has 5 layers of d_model 64, source 4 of 32: "
-        "set n_layers=4, d_model=32, ffn=128 in the target config to transfer it"
+        "encoder.layers: layers 4 -> 5, d_model 32 -> 64, ffn 128 -> 256: "
+        "set n_layers=4, d_model=32 in the target config to transfer it"  # ffn/d_model is 4 in both
     ]
 
 

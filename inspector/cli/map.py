@@ -6,15 +6,19 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from typing import Any
 
 from ..errors import PlanError
 from ..mapping import arch
 from ..mapping import names as nm
-from ..mapping.plan import Entry, Plan
+from ..mapping.plan import Entry, Plan, Unused
 from ..mapping.propose import propose
 from ..mapping.rules import Rule, load_rules
 from ..reader import open_checkpoint
+from ..tree import fold_names
+
+MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,16 +95,17 @@ def _pairs(sources: list[Any]) -> list[tuple[str, Any]]:
 
 
 def _row_key(e: Entry) -> tuple[Any, ...]:
-    if not e.sources:  # rows without a source fold by layer: `encoder.layers.{4}.*`
-        layer = _layer_prefix(e.target)
-        tpl = nm.template(layer)[0] + ".*" if layer else nm.template(e.target)[0]
-        return tpl, (), e.effective, e.status, tuple(sorted(e.flags)), e.reason
-    tpl, _ = nm.template(e.target)
+    """Rows with equal keys print as one line. Rows without a source group by layer
+    (`encoder.layers.{}.*`) so that a layer that keeps its init as a whole folds to `layers.4.*`;
+    the reason joins with its layer indices blanked (it names the source tensor)."""
+    layer = _layer_prefix(e.target)
+    tpl = nm.template(layer)[0] + ".*" if not e.sources and layer else nm.template(e.target)[0]
     src_tpl = tuple((label, nm.template(name)[0]) for label, name in e.sources)
     return tpl, src_tpl, e.effective, e.status, tuple(sorted(e.flags)), nm.template(e.reason)[0]
 
 
 def _layer_prefix(name: str) -> str:
+    """`encoder.layers.3.conv.w` -> `encoder.layers.3`; '' for a name with no layer index."""
     comps = name.split(".")
     for i, c in enumerate(comps[:-1]):
         if nm.is_index(c) and i > 0:
@@ -118,55 +123,88 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
     groups: dict[str, list[Entry]] = {}
     for e in plan.entries.values():
         groups.setdefault(nm.module_of(e.target, root), []).append(e)
+    layer_sizes = Counter(_layer_prefix(n) for n in plan.entries)
     for mod, rows in groups.items():
         s = summary[mod]
         print(
             f"{s.line()}  [{s.copied} copy, {s.kept} keep, {s.dropped} drop"
             f"{f', {s.problems} to review' if s.problems else ''}]"
         )
-        for line in _folded(rows if show_all else [e for e in rows if _notable(e)]):
+        shown = rows if show_all else [e for e in rows if _notable(e)]
+        for line in _module_line(mod, rows) or _folded(shown, layer_sizes):
             print(f"  {line}")
     if plan.unused:
         print(f"unused source tensors ({len(plan.unused)}):")
-        for u in plan.unused:
-            print(f"  {u.label}:{u.name}  ({u.reason})")
+        for line in _folded_unused(plan.unused, show_all):
+            print(f"  {line}")
     for line in explanation:
         print(f"note: {line}")
 
 
-def _folded(rows: list[Entry]) -> list[str]:
-    """One line per run of rows that differ only in layer index: `layers.{0..15}.w`."""
+def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
+    """One line per run of rows that differ only in layer indices:
+    `encoder.layers.{0..3}.conv.depthwise_conv.weight keeps init [shape-mismatch] (...)`."""
     runs: dict[tuple[Any, ...], list[Entry]] = {}
     for e in rows:
         runs.setdefault(_row_key(e), []).append(e)
+    return [_run_line(members, layer_sizes) for members in runs.values()]
+
+
+def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:
+    e = members[0]
+    names, whole = _targets(members, layer_sizes)
+    label = ", ".join(fold_names(names))
+    if whole and len(members) > 1:
+        label += f" ({len(members)} tensors)"
+    arrow = {"copy": "<-", "keep": "keeps init", "drop": "dropped"}[e.effective]
+    labels = dict.fromkeys(label for m in members for label, _ in m.sources)
+    src = ", ".join(
+        f"{lb}:" + ", ".join(fold_names(n for m in members for b, n in m.sources if b == lb))
+        for lb in labels
+    )
+    flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
+    reason = ", ".join(fold_names(dict.fromkeys(m.reason for m in members)))
+    return f"{label} {arrow}{f' {src}' if src else ''}{flags}  ({reason})"
+
+
+def _module_line(mod: str, rows: list[Entry]) -> list[str]:
+    """`decoder.* (5 tensors) keeps init [vocab-change] (...)` when every row of a module has
+    the same decision, flags and reason and none has a source; else []."""
+    e = rows[0]
+    same = {(r.effective, r.status, r.flags, r.reason, bool(r.sources)) for r in rows}
+    if len(rows) < 2 or len(same) != 1 or e.sources or not _notable(e):
+        return []
+    arrow = {"keep": "keeps init", "drop": "dropped"}.get(e.effective, e.effective)
+    flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
+    return [f"{mod}.* ({len(rows)} tensors) {arrow}{flags}  ({e.reason})"]
+
+
+def _folded_unused(unused: list[Unused], show_all: bool) -> list[str]:
+    """Unused source tensors with the same reason (layer indices aside) on one line, folded
+    over layer indices; more than `MAX_LISTED` names as a count under their common prefix."""
+    runs: dict[tuple[str, str], list[Unused]] = {}
+    for u in unused:
+        runs.setdefault((u.label, nm.template(u.reason)[0]), []).append(u)
     out = []
-    for key, members in runs.items():
-        e = members[0]
-        name = _fold_name(key[0], [_layer_prefix(m.target) or m.target for m in members])
-        if not e.sources and len(members) > 1:
-            name += f" ({len(members)} tensors)"
-        arrow = {"copy": "<-", "keep": "keeps init", "drop": "dropped"}[e.effective]
-        src = ", ".join(
-            f"{label}:{_fold_name(tpl, [n for m in members for lb, n in m.sources if lb == label])}"
-            for label, tpl in key[1]
-        )
-        flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
-        out.append(
-            f"{name} {arrow} {src}{flags}  ({e.reason})"
-            if src
-            else f"{name} {arrow}{flags}  ({e.reason})"
-        )
+    for (label, _), members in runs.items():
+        names = fold_names(u.name for u in members)
+        reason = ", ".join(fold_names(dict.fromkeys(u.reason for u in members)))
+        if len(names) > MAX_LISTED and not show_all:
+            root = ".".join(nm.common_root([u.name for u in members]))
+            where = f" under {root}" if root else ""
+            out.append(f"{label}: {len(members)} tensors{where}  ({reason})")
+        else:
+            out.extend(f"{label}:{n}  ({reason})" for n in names)
     return out
 
 
-def _fold_name(tpl: str, names: list[str]) -> str:
-    if len(names) <= 1:
-        return names[0] if names else tpl
-    columns = list(zip(*(nm.template(n)[1] for n in names), strict=False))
-    out = tpl
-    for col in columns:
-        values = sorted(set(col))
-        out = out.replace(
-            "{}", "{" + nm.fold_indices(values) + "}" if len(values) > 1 else str(values[0]), 1
-        )
-    return out
+def _targets(members: list[Entry], layer_sizes: Counter[str]) -> tuple[list[str], bool]:
+    """Target names of a run; a layer all of whose tensors are in the run as `layer.*`.
+    Second: whether any layer was shown that way."""
+    in_run = Counter(_layer_prefix(m.target) for m in members if not m.sources)
+    whole = {p for p, n in in_run.items() if p and n == layer_sizes[p] and n > 1}
+    names = dict.fromkeys(
+        f"{_layer_prefix(m.target)}.*" if _layer_prefix(m.target) in whole else m.target
+        for m in members
+    )
+    return list(names), bool(whole)

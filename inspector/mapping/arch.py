@@ -10,8 +10,10 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 from ..model import Checkpoint
+from ..tree import fold_names
 from . import names as nm
 from .plan import Entry, Plan
 
@@ -21,6 +23,7 @@ HEAD_SOURCES = (("pos_bias_u", 0), ("pos_bias_v", 0), ("relative_attention_bias"
 EMBED_TOKENS = frozenset({"embed", "embedding", "emb", "embeddings", "wte"})
 
 Shapes = Mapping[str, tuple[int, ...]]
+Kernel = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -32,17 +35,28 @@ class Stack:
     d_model: int | None
     ffn: int | None
     heads: int | None
-    conv_kernels: tuple[tuple[int, ...], ...]
+    # (module path inside a layer, kernel): (("conv.depthwise_conv", (31,)),)
+    kernels: tuple[tuple[str, Kernel], ...]
     params: int
+    layer_indices: tuple[int, ...] = ()
+
+    @property
+    def conv_kernels(self) -> tuple[Kernel, ...]:
+        """The distinct conv kernel sizes of the layers, sorted."""
+        return tuple(sorted({k for _, k in self.kernels}))
 
     def describe(self) -> str:
         parts = [f"{self.n_layers} layers"]
         for label, value in (("d_model", self.d_model), ("ffn", self.ffn), ("heads", self.heads)):
             if value is not None:
                 parts.append(f"{label} {value}")
-        if self.conv_kernels:
-            parts.append("kernel " + ",".join("x".join(map(str, k)) for k in self.conv_kernels))
+        if self.kernels:
+            parts.append("kernel " + ",".join(kernel_text(k) for k in self.conv_kernels))
         return ", ".join(parts)
+
+
+def kernel_text(kernel: Kernel) -> str:
+    return "x".join(map(str, kernel))
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class ModuleArch:
     params: int
     stacks: tuple[Stack, ...]
     vocab: int | None  # rows of the module's output layer or embedding
-    conv_kernels: tuple[tuple[int, ...], ...]
+    conv_kernels: tuple[Kernel, ...]
 
     def describe(self) -> str:
         parts = [f"{self.tensors} tensors, {self.params:,} params"]
@@ -89,21 +103,24 @@ def stacks(shapes: Shapes) -> dict[str, list[str]]:
 def _module(mod: str, members: list[str], shapes: Shapes) -> ModuleArch:
     sub = {n: shapes[n] for n in members}
     found = tuple(_stack(path, names, shapes) for path, names in stacks(sub).items())
-    two_d = [n for n in members if len(shapes[n]) == 2]
-    facing = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS] or two_d[-1:]
-    vocab = shapes[facing[-1]][0] if facing else None
     return ModuleArch(
         mod,
         len(members),
         sum(prod(shapes[n]) for n in members),
         found,
-        vocab,
-        _kernels(members, shapes),
+        _vocab(members, shapes),
+        tuple(sorted({k for _, k in _kernels(members, shapes)})),
     )
 
 
+def _vocab(members: list[str], shapes: Shapes) -> int | None:
+    two_d = [n for n in members if len(shapes[n]) == 2]
+    facing = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS] or two_d[-1:]
+    return shapes[facing[-1]][0] if facing else None
+
+
 def _stack(path: str, names: list[str], shapes: Shapes) -> Stack:
-    layers = {n[len(path) + 1 :].split(".", 1)[0] for n in names}
+    layers = sorted({int(n[len(path) + 1 :].split(".", 1)[0]) for n in names})
     one_d = Counter(shapes[n][0] for n in names if len(shapes[n]) == 1)
     d_model = one_d.most_common(1)[0][0] if one_d else None
     ffn_dims = [
@@ -119,39 +136,162 @@ def _stack(path: str, names: list[str], shapes: Shapes) -> Stack:
         if hit is not None and len(shapes[hit]) > axis:
             heads = shapes[hit][axis]
             break
+    in_layer = {_in_layer(path, module): k for module, k in _kernels(names, shapes)}
     return Stack(
         path,
         len(layers),
         d_model,
         max(ffn_dims) if ffn_dims else None,
         heads,
-        _kernels(names, shapes),
+        tuple(sorted(in_layer.items())),
         sum(prod(shapes[n]) for n in names),
+        tuple(layers),
     )
 
 
-def _kernels(names: list[str], shapes: Shapes) -> tuple[tuple[int, ...], ...]:
-    out = set()
+def _in_layer(path: str, module: str) -> str:
+    """`encoder.layers.3.conv.depthwise_conv` -> `conv.depthwise_conv`."""
+    return module[len(path) + 1 :].split(".", 1)[-1]
+
+
+def _kernels(names: list[str], shapes: Shapes) -> list[tuple[str, Kernel]]:
+    """(module path, kernel) of every conv weight: a weight of rank >= 3 with a kernel > 1."""
+    out = []
     for n in names:
         s = shapes[n]
         if len(s) >= 3 and n.endswith("weight") and prod(s[2:]) > 1:
-            out.add(tuple(s[2:]))
-    return tuple(sorted(out))
+            out.append((n.rsplit(".", 1)[0], tuple(s[2:])))
+    return out
+
+
+# -- config names ----------------------------------------------------------------------------------
+# What the config of a model family calls each stack value. `per`: the config value is the value
+# divided by that attribute (NeMo's ff_expansion_factor = ffn width / d_model).
+@dataclass(frozen=True)
+class ConfigName:
+    attr: str  # Stack attribute, or "vocab" (ModuleArch.vocab)
+    family: str
+    key: str
+    per: str | None = None
+
+
+CONFIG_NAMES = (
+    ConfigName("n_layers", "nemo", "n_layers"),
+    ConfigName("d_model", "nemo", "d_model"),
+    ConfigName("heads", "nemo", "n_heads"),
+    ConfigName("ffn", "nemo", "ff_expansion_factor", per="d_model"),
+    ConfigName("conv_kernel", "nemo", "conv_kernel_size"),
+    ConfigName("n_layers", "hf", "num_hidden_layers"),
+    ConfigName("d_model", "hf", "hidden_size"),
+    ConfigName("heads", "hf", "num_attention_heads"),
+    ConfigName("ffn", "hf", "intermediate_size"),
+    ConfigName("conv_kernel", "hf", "conv_depthwise_kernel_size"),
+    ConfigName("vocab", "hf", "vocab_size"),
+)
+# Words for a value no config name is known for (the hint stays generic).
+ATTR_WORDS = {
+    "n_layers": "layers",
+    "d_model": "d_model",
+    "ffn": "ffn",
+    "heads": "heads",
+    "conv_kernel": "conv kernel",
+    "vocab": "vocabulary",
+}
+# A family is known from the target's format, else from a component its names use.
+FAMILY_FORMATS = {"nemo": "nemo", "hf": "hf"}
+FAMILY_MARKERS = (
+    ("pre_encode", "nemo"),
+    ("feed_forward1", "nemo"),
+    ("norm_self_att", "nemo"),
+    ("intermediate_dense", "hf"),
+    ("q_proj", "hf"),
+    ("gate_proj", "hf"),
+    ("query", "hf"),
+)
+MAX_CONFIG_DEPTH = 4
+
+
+def family_of(target: Checkpoint | Shapes) -> str | None:
+    if isinstance(target, Checkpoint) and target.format in FAMILY_FORMATS:
+        return FAMILY_FORMATS[target.format]
+    components = {c for n in shapes_of(target) for c in n.split(".")}
+    return next((fam for marker, fam in FAMILY_MARKERS if marker in components), None)
+
+
+def _config_of(target: Checkpoint | Shapes) -> Mapping[str, Any] | None:
+    if not isinstance(target, Checkpoint):
+        return None
+    config = target.metadata.get("config")
+    return config if isinstance(config, Mapping) else None
+
+
+def _find_key(config: Mapping[str, Any], key: str, depth: int = 0) -> str | None:
+    """Dotted path of the first `key` in a config, breadth first."""
+    if key in config:
+        return key
+    if depth >= MAX_CONFIG_DEPTH:
+        return None
+    for k, v in config.items():
+        if isinstance(v, Mapping):
+            found = _find_key(v, key, depth + 1)
+            if found is not None:
+                return f"{k}.{found}"
+    return None
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Where the target's config names a value: its family and its parsed config."""
+
+    family: str | None
+    config: Mapping[str, Any] | None
+
+    def setting(self, attr: str, module: str, values: Mapping[str, Any]) -> str:
+        """`encoder.conv_kernel_size=31` (or the generic `conv kernel 31`) for a source value."""
+        names = [c for c in CONFIG_NAMES if c.attr == attr]
+        family = [c for c in names if c.family == self.family]
+        for c in family or names:
+            path = self._path(c.key, module)
+            if path is not None or (c in family and self.config is None):
+                value = _config_value(c, values)
+                if value is not None:
+                    return f"{path or c.key}={value}"
+        return f"{ATTR_WORDS[attr]} {_value_text(values[attr])}"
+
+    def _path(self, key: str, module: str) -> str | None:
+        if self.config is None:
+            return None
+        sub = self.config.get(module)
+        if isinstance(sub, Mapping):
+            found = _find_key(sub, key)
+            if found is not None:
+                return f"{module}.{found}"
+        return _find_key(self.config, key)
+
+
+def _config_value(c: ConfigName, values: Mapping[str, Any]) -> Any:
+    value = values.get(c.attr)
+    if c.per is None or value is None:
+        return _value_text(value) if value is not None else None
+    base = values.get(c.per)
+    if not base:
+        return None
+    ratio = value / base
+    return int(ratio) if ratio.is_integer() else round(ratio, 3)
+
+
+def _value_text(value: Any) -> str:
+    return kernel_text(value) if isinstance(value, tuple) else str(value)
 
 
 # -- side by side ----------------------------------------------------------------------------------
-CONFIG_KEYS = (
-    ("n_layers", "n_layers"),
-    ("d_model", "d_model"),
-    ("ffn", "ffn"),
-    ("heads", "n_heads"),
-)
+STACK_ATTRS = (("n_layers", "layers"), ("d_model", "d_model"), ("ffn", "ffn"), ("heads", "heads"))
 
 
 def explain(
     plan: Plan, sources: Mapping[str, Checkpoint | Shapes], target: Checkpoint | Shapes
 ) -> list[str]:
-    """Why subtrees do not transfer, with the config change that would make them, per module.
+    """Why subtrees do not transfer, with the config change that would make them, per stack.
 
     `sources` maps each plan source label to its checkpoint (or name -> shape mapping).
     """
@@ -159,6 +299,8 @@ def explain(
     src_shapes = {label: shapes_of(c) for label, c in sources.items()}
     src_stacks = {label: stacks(shapes) for label, shapes in src_shapes.items()}
     src_prefix = {s.label: s.prefix for s in plan.sources}
+    hints = Hints(family_of(target), _config_of(target))
+    root = nm.common_root(list(tgt_shapes))
     lines = []
     for path, members in stacks(tgt_shapes).items():
         rows = [plan.entries[n] for n in members if n in plan.entries]
@@ -171,17 +313,42 @@ def explain(
             continue
         label, src_path = found
         src = _stack(src_path, src_stacks[label][src_path], src_shapes[label])
-        lines.append(_compare(path, tgt, src))
-    return lines + _vocabulary_lines(plan)
+        lines.append(_compare(tgt, src, rows, hints, nm.module_of(path, root), src_shapes))
+    return lines + _vocabulary_lines(plan, sources, target, hints)
 
 
-def _vocabulary_lines(plan: Plan) -> list[str]:
+def _vocabulary_lines(
+    plan: Plan,
+    sources: Mapping[str, Checkpoint | Shapes],
+    target: Checkpoint | Shapes,
+    hints: Hints,
+) -> list[str]:
     root = nm.common_root(list(plan.entries))
     modules: dict[str, set[str]] = {}  # reason -> modules, in the order the reasons appear
     for name, e in plan.entries.items():
         if "vocab-change" in e.flags:
             modules.setdefault(e.reason, set()).add(nm.module_of(name, root))
-    return [f"{', '.join(sorted(m))}: {r} (kept at target init)" for r, m in modules.items()]
+    out = []
+    for reason, mods in modules.items():
+        line = f"{', '.join(sorted(mods))}: {reason} (kept at target init"
+        hint = _vocabulary_hint(sorted(mods), plan, sources, hints)
+        out.append(line + (f"; {hint} to transfer it instead)" if hint else ")"))
+    return out
+
+
+def _vocabulary_hint(
+    mods: list[str], plan: Plan, sources: Mapping[str, Checkpoint | Shapes], hints: Hints
+) -> str:
+    """`set vocab_size=29` where the target's family names its vocabulary size, else ''."""
+    if not any(c.attr == "vocab" and c.family == hints.family for c in CONFIG_NAMES):
+        return ""
+    for label, ckpt in sources.items():
+        prefix = next((s.prefix for s in plan.sources if s.label == label), "")
+        archs = {prefix + m: a for m, a in infer(ckpt).items()}
+        vocab = next((archs[m].vocab for m in mods if m in archs and archs[m].vocab), None)
+        if vocab is not None:
+            return "set " + hints.setting("vocab", mods[0], {"vocab": vocab})
+    return ""
 
 
 def _source_stack(
@@ -205,21 +372,65 @@ def _source_stack(
     return None
 
 
-def _compare(path: str, tgt: Stack, src: Stack) -> str:
-    changes = []
-    for attr, key in CONFIG_KEYS:
-        a, b = getattr(src, attr), getattr(tgt, attr)
-        if a is not None and b is not None and a != b:
-            changes.append(f"{key}={a}")
-    head = (
-        f"target {path} has {tgt.n_layers} layers of d_model {tgt.d_model}, "
-        f"source {src.n_layers} of {src.d_model}"
-    )
-    if not changes:
-        return f"{head}: the layers have the same sizes; see the rows flagged shape-mismatch"
-    return f"{head}: set {', '.join(changes)} in the target config to transfer it"
+def _values(s: Stack) -> dict[str, Any]:
+    return {attr: getattr(s, attr) for attr, _ in STACK_ATTRS}
+
+
+def _kernel_changes(tgt: Stack, src: Stack) -> list[tuple[str, Kernel, Kernel]]:
+    """(module inside a layer, source kernel, target kernel) where the kernels differ. Modules
+    pair by path, else in order when the two stacks name them differently."""
+    t, s = dict(tgt.kernels), dict(src.kernels)
+    pairs = [(m, s[m], t[m]) for m in t if m in s]
+    if not pairs and len(s) == len(t):
+        pairs = [(m, sk, tk) for (m, tk), (_, sk) in zip(tgt.kernels, src.kernels, strict=True)]
+    return [(m, sk, tk) for m, sk, tk in pairs if sk != tk]
+
+
+def _compare(
+    tgt: Stack, src: Stack, rows: list[Entry], hints: Hints, module: str, src_shapes: Any
+) -> str:
+    """`encoder.layers: layers 16 -> 17, d_model 256 -> 512: set n_layers=16, d_model=256 in
+    the target config to transfer it` (source value -> target value)."""
+    old, new = _values(src), _values(tgt)
+    diffs, settings = [], []
+    for attr, words in STACK_ATTRS:
+        if old[attr] is not None and new[attr] is not None and old[attr] != new[attr]:
+            diffs.append(f"{words} {old[attr]} -> {new[attr]}")
+    for attr, _ in STACK_ATTRS:
+        a, b = (hints.setting(attr, module, v) for v in (old, new))
+        if old[attr] is not None and new[attr] is not None and a != b:
+            settings.append(a)
+    for inner, sk, tk in _kernel_changes(tgt, src):
+        where = fold_names(f"{tgt.path}.{i}.{inner}" for i in tgt.layer_indices)
+        diffs.append(f"conv kernel {kernel_text(sk)} -> {kernel_text(tk)} in {', '.join(where)}")
+        setting = hints.setting("conv_kernel", module, {"conv_kernel": sk})
+        if setting not in settings:
+            settings.append(setting)
+    if not diffs:
+        return f"{tgt.path}: " + _mismatch_text(rows, src_shapes)
+    head = f"{tgt.path}: {', '.join(diffs)}"
+    if all("=" in s for s in settings):
+        return f"{head}: set {', '.join(settings)} in the target config to transfer it"
+    return f"{head}: configure the target with {', '.join(settings)} to transfer it"
+
+
+def _mismatch_text(rows: list[Entry], src_shapes: Mapping[str, Shapes]) -> str:
+    """No stack value differs: name the mismatched tensors with both shapes."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for e in rows:
+        best = e.candidates[0] if "shape-mismatch" in e.flags and e.candidates else None
+        if best is not None and best.name in src_shapes.get(best.label, {}):
+            shape = src_shapes[best.label][best.name]
+            groups.setdefault((shape, e.shape), []).append(e.target)
+    if not groups:
+        return "the layers have the same sizes; see the rows flagged shape-mismatch"
+    parts = [
+        f"{', '.join(fold_names(names))} {list(old)} -> {list(new)}"
+        for (old, new), names in groups.items()
+    ]
+    return "shapes differ: " + "; ".join(parts) + " (no layer count, width or kernel explains it)"
 
 
 def transfer_summary(plan: Plan) -> list[str]:
-    """`encoder 100% (16/16 layers)` per module, in target order."""
+    """`encoder 100% (16/16 layers complete)` per module, in target order."""
     return [s.line() for s in plan.summary().values()]

@@ -149,11 +149,24 @@ class ModuleSummary:
         """Share of the module's parameters (elements) that are copied."""
         return 100.0 * self.params_copied / self.params if self.params else 0.0
 
+    def percent_text(self) -> str:
+        """`percent` for people: `100%` and `0%` only when exact (`99.9%`, `0.1%` otherwise)."""
+        if self.params_copied in (0, self.params):
+            return f"{self.percent:.0f}%"
+        p = self.percent
+        return f"{p:.0f}%" if 1 <= p <= 99 else f"{min(max(p, 0.1), 99.9):.1f}%"
+
     def line(self) -> str:
-        text = f"{self.module} {self.percent:.0f}%"
+        """`encoder 99.7% (164/168 tensors, 0/4 layers complete)`: the share of parameters
+        copied; tensors copied when some but not all are; layers of the largest stack whose
+        every tensor is copied."""
+        details = []
+        if 0 < self.copied < self.tensors:
+            details.append(f"{self.copied}/{self.tensors} tensors")
         if self.layers:
-            text += f" ({self.layers_copied}/{self.layers} layers)"
-        return text
+            details.append(f"{self.layers_copied}/{self.layers} layers complete")
+        text = f"{self.module} {self.percent_text()}"
+        return f"{text} ({', '.join(details)})" if details else text
 
 
 def fingerprint(ckpt: Checkpoint) -> str:

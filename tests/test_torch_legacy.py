@@ -518,8 +518,10 @@ def test_tar_scan_sees_every_pickle(tmp_path: Path) -> None:
     # a payload in the last tensor record: after raw metadata, past a plain pickle walk
     _write_tensor_records(members, records, raw={len(records) - 1: _hostile(canary)})
     path = write_tar(tmp_path / "evil.pt", members)
-    refs = {g.qualname for g in torch_legacy.scan(path)}
-    assert {"posix.system", "torch.FloatStorage", "torch.LongStorage"} <= refs
+    refs = torch_legacy.scan(path)
+    assert {"posix.system", "torch.FloatStorage", "torch.LongStorage"} <= {g.qualname for g in refs}
+    raw = path.read_bytes()
+    assert all(raw[g.position : g.position + 1] == b"c" for g in refs)  # GLOBAL, file offsets
     report = scan(path)
     dangerous = [
         (f.key, f.details["name"]) for f in report.findings if f.code.endswith("dangerous")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -101,7 +101,7 @@ class _Cursor:
                 if len(chunk) == self.left or window == _WINDOWS[-1]:
                     raise
         self.spans.append((start, start + used))
-        self.globals.extend(machine.globals)
+        self.globals.extend(_shifted(machine.globals, start))
         self.pos = start + used
         return value
 
@@ -155,7 +155,10 @@ def read(path: Path, options: ReadOptions, format_name: str) -> Loaded:
     members = _members(path)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         sys_info = Unpickler(
-            _member_bytes(data, members["sys_info"]), path=where, key="sys_info"
+            _member_bytes(data, members["sys_info"]),
+            path=where,
+            key="sys_info",
+            strict=options.strict,
         ).load_at(0)[0]
         order, byteorder = ("<", "little") if _is_little(sys_info) else (">", "big")
         storages_cur = _Cursor(data, members["storages"], where, order, options.strict)
@@ -199,7 +202,7 @@ def scan(path: Path) -> list[GlobalRef]:
                 persistent_load=lambda p: None,
             )
             values[name] = m.load_at(0)[0]
-            found.extend(m.globals)
+            found.extend(_shifted(m.globals, members[name].offset))
         order = "<" if _is_little(values["sys_info"]) else ">"
         for name in RECORD_MEMBERS:
             cur = _Cursor(data, members[name], where, order)
@@ -253,6 +256,11 @@ def _members(path: Path) -> dict[str, Member]:
         if name not in members:
             raise MissingRecordError(path, "torch tar checkpoint without this member", key=name)
     return members
+
+
+def _shifted(refs: list[GlobalRef], offset: int) -> list[GlobalRef]:
+    """Positions relative to a copied chunk made absolute in the file."""
+    return [replace(r, position=r.position + offset) for r in refs]
 
 
 def _is_little(sys_info: Any) -> bool:

@@ -4,7 +4,11 @@ Python layer (compare_tensors, tensor_stats) on files written by torch and safet
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +150,120 @@ def test_compare_matches_reference(da: str, db: str, equal_nan: bool) -> None:
     assert_matches(got, want)
 
 
+# Pairs the in-place kernel reads (with AVX2); 3 blocks of 2048 and a 5-element tail.
+FAST_PAIRS = [
+    ("float32", "float32"),
+    ("bfloat16", "float32"),
+    ("float16", "bfloat16"),
+    ("float32", "float16"),
+    ("float64", "float32"),
+]
+N_FAST = 3 * 2048 + 5
+
+
+def finite_pair(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 values at many scales, b close to a, every 7th pair equal; no NaN or Inf."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, n)
+    y = x + 1e-3 * rng.standard_normal(n)
+    y[::7] = x[::7]
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def compare_flat(ta: torch.Tensor, tb: torch.Tensor, **kw: object) -> dict:
+    n = (ta.numel(),)
+    return core.compare(
+        raw(ta), dtype_name(ta), n, (1,), 0, raw(tb), dtype_name(tb), n, (1,), 0, **kw
+    )
+
+
+def dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+@pytest.mark.parametrize(("da", "db"), FAST_PAIRS)
+def test_finite_values_match_reference(da: str, db: str) -> None:
+    """The all-finite kernels (SIMD in place, or portable) against numpy."""
+    x, y = finite_pair(N_FAST, 5)
+    ta, tb = as_dtype(x, da), as_dtype(y, db)
+    got = compare_flat(ta, tb, rtol=1e-3, atol=1e-5)
+    want = reference(ta.double().numpy(), tb.double().numpy(), 1e-3, 1e-5)
+    assert_matches(got, want)
+    assert compare_flat(ta, ta)["cosine"] == 1.0
+
+
+def spread(x: np.ndarray) -> tuple[np.ndarray, tuple[int], int]:
+    """x's values as a stride-2 view of a bigger buffer: the same logical tensor, read by the
+    decoding path instead of in place."""
+    buf = np.zeros(2 * x.size + 1, x.dtype)
+    buf[1::2] = x
+    return buf, (2,), 1
+
+
+@pytest.mark.parametrize(("da", "db"), FAST_PAIRS)
+def test_in_place_and_decoding_paths_give_identical_figures(da: str, db: str) -> None:
+    """Contiguous float tensors are read in place; strided or byte-swapped ones are decoded. The
+    figures must be bit-identical, also with NaN/Inf in some blocks and for any thread count."""
+    x, y = finite_pair(2 * (1 << 20) + 3 * 2048 + 5, 6)
+    x[5000] = math.nan  # block 2 goes through the general kernel
+    y[2 * (1 << 20) + 100] = math.inf
+    ta, tb = as_dtype(x, da), as_dtype(y, db)
+    a, b = raw(ta).view(f"u{ta.element_size()}"), raw(tb).view(f"u{tb.element_size()}")
+    n = (a.size,)
+    ref = core.compare(a, da, n, (1,), 0, b, db, n, (1,), 0, rtol=1e-3, atol=1e-5)
+    (sa, st, so), (sb, sst, sbo) = spread(a), spread(b)
+    for threads in (1, 3):
+        got = core.compare(
+            sa, da, n, st, so, sb, db, n, sst, sbo, rtol=1e-3, atol=1e-5, threads=threads
+        )
+        assert repr(got) == repr(ref)  # rel_l2 is inf/inf = nan here
+    swapped = b.byteswap()
+    got = core.compare(
+        a, da, n, (1,), 0, swapped, db, n, (1,), 0, rtol=1e-3, atol=1e-5, b_byteswap=True
+    )
+    assert repr(got) == repr(ref)
+    assert (ref["nan_a"], ref["inf_b"]) == (1, 1)
+
+
+_PORTABLE_SCRIPT = """
+import json, sys
+import numpy as np
+from inspector import _core as core
+cases = json.load(sys.stdin)
+out = []
+for da, db, a, b in cases:
+    a, b = bytes.fromhex(a), bytes.fromhex(b)
+    n = (len(a) // {"float64": 8, "float32": 4}.get(da, 2),)
+    out.append(core.compare(a, da, n, (1,), 0, b, db, n, (1,), 0, rtol=1e-3, atol=1e-5))
+print(json.dumps([core._numeric_simd(), out]))
+"""
+
+
+@pytest.mark.skipif(not core._numeric_simd(), reason="the SIMD kernels are off on this machine")
+def test_simd_and_portable_kernels_give_identical_figures() -> None:
+    """The same comparisons in a process with INSPECTOR_DISABLE_SIMD=1 (the portable kernels)."""
+    cases, here = [], []
+    for k, (da, db) in enumerate(FAST_PAIRS):
+        x, y = finite_pair(N_FAST, 10 + k)
+        if k % 2:
+            x[3000] = math.inf
+        ta, tb = as_dtype(x, da), as_dtype(y, db)
+        cases.append([da, db, raw(ta).tobytes().hex(), raw(tb).tobytes().hex()])
+        here.append(compare_flat(ta, tb, rtol=1e-3, atol=1e-5))
+    env = dict(os.environ, INSPECTOR_DISABLE_SIMD="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _PORTABLE_SCRIPT],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    simd, portable = json.loads(proc.stdout)
+    assert simd is False
+    assert portable == json.loads(json.dumps(here))
+
+
 def test_int64_differences_beyond_double_precision_are_counted() -> None:
     a = np.array([2**62, 2**53 + 1, 5, -(2**63)], np.int64)
     b = np.array([2**62 + 1, 2**53, 5, -(2**63)], np.int64)
@@ -179,18 +297,10 @@ def test_strided_big_endian_and_thread_count_do_not_change_results() -> None:
 def test_empty_scalar_and_errors() -> None:
     z = np.zeros(4, np.float32)
     empty = core.compare(z, "float32", (0, 3), (3, 1), 0, z, "float16", (0, 3), (3, 1), 0)
-    assert (
-        empty["numel"] == 0
-    )
-    assert (
-        empty["allclose"]
-    )
-    assert (
-        empty["cosine"] == 1.0
-    )
-    assert (
-        empty["rel_l2"] == 0.0
-    )
+    assert empty["numel"] == 0
+    assert empty["allclose"]
+    assert empty["cosine"] == 1.0
+    assert empty["rel_l2"] == 0.0
     one = core.compare(
         np.float32([2.0]), "float32", (), (), 0, np.float32([0.0]), "float32", (), (), 0
     )
@@ -203,6 +313,8 @@ def test_empty_scalar_and_errors() -> None:
         core.compare(z, "float32", (4,), (1,), 0, z[:3], "float32", (4,), (1,), 0)
     with pytest.raises(ValueError, match="rtol"):
         core.compare(z, "float32", (4,), (1,), 0, z, "float32", (4,), (1,), 0, rtol=-1.0)
+    with pytest.raises(ValueError, match="finite"):
+        core.compare(z, "float32", (4,), (1,), 0, z, "float32", (4,), (1,), 0, atol=math.inf)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float8_e4m3fn", "int32", "float64"])

@@ -13,14 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from ._native import core
 from .errors import CheckpointError, DtypeError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
+
+if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash files
+    import numpy as np
 
 VERSION = "ckh1"
 CHUNK = 1 << 20
@@ -115,6 +116,8 @@ def digest_array(array: np.ndarray, dtype_name: str | None = None) -> Digest:
         raise DtypeError(
             None, f"{d.name} has {d.itemsize}-byte items, the array {array.dtype.itemsize}"
         )
+    import numpy as np
+
     a = np.ascontiguousarray(array)
     swap = a.dtype.byteorder == ">" and d.itemsize > 1
     shape = tuple(a.shape)

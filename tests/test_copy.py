@@ -239,3 +239,41 @@ def test_bounds_are_checked_before_any_write() -> None:
             fill=0.5,
         )
     assert out == bytearray(40)
+
+
+def bf16_reference(bits: np.ndarray) -> np.ndarray:
+    """Round to nearest even on the bit pattern; every NaN becomes 0xFFFF (as torch's .to())."""
+    u = bits.astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return np.where(np.isnan(bits.view(np.float32)), np.uint16(0xFFFF), r)
+
+
+def f16_reference(bits: np.ndarray) -> np.ndarray:
+    """numpy's float16 cast (round to nearest even); a NaN becomes sign | 0x7E00."""
+    f = bits.view(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = f.astype(np.float16).view(np.uint16)
+    nan = ((bits >> 16) & 0x8000).astype(np.uint16) | np.uint16(0x7E00)
+    return np.where(np.isnan(f), nan, r)
+
+
+@pytest.mark.parametrize(
+    ("dst", "reference"), [("bfloat16", bf16_reference), ("float16", f16_reference)]
+)
+def test_float32_to_16_bit_on_every_kind_of_bit_pattern(dst: str, reference) -> None:
+    """Random bit patterns (NaN payloads, subnormals, overflow) and ties, contiguous (the SIMD
+    kernel's whole vectors and its scalar tail) and strided (decoded first)."""
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 100_003, dtype=np.uint64).astype(np.uint32)
+    bits[:4096] = (bits[:4096] & 0xFFFF0000) | 0x8000  # bfloat16 ties
+    bits[4096:8192] = (bits[4096:8192] & 0xFFFFE000) | 0x1000  # float16 ties
+    for src, shape, strides in [(bits, (bits.size,), (1,)), (bits, (bits.size // 3,), (3,))]:
+        want = reference(bits[:: strides[0]][: shape[0]])
+        out = np.empty(shape[0], np.uint16)
+        crc = core.copy_cast(src.view(np.float32), "float32", shape, strides, 0, out, 0, dst)
+        np.testing.assert_array_equal(out, want)
+        assert crc == zlib.crc32(want.tobytes())
+    for n in range(1, 40):  # every tail length
+        out = np.empty(n, np.uint16)
+        core.copy_cast(bits.view(np.float32), "float32", (n,), (1,), 5, out, 0, dst)
+        np.testing.assert_array_equal(out, reference(bits[5 : 5 + n]))

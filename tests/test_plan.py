@@ -141,6 +141,49 @@ def test_preview_and_add_rule() -> None:
     assert plan.entries["encoder.pre_encode.out.weight"].decision == "copy"
 
 
+def test_set_rules_removes_and_edits_rules_with_undo() -> None:
+    plan, _, _ = small_plan()
+    ddp = plan.rules[0].to_dict()
+    keep_pre, keep_joint = {"keep": "encoder.pre_encode.*"}, {"keep": "joint.*"}
+    plan.add_rule(keep_pre)
+    approved = "encoder.pre_encode.conv.0.bias"
+    plan.approve([approved])  # a decided row: rule changes leave it alone
+    # replace the keep rule by another: preview first, nothing changes
+    preview = plan.preview_rules([ddp, keep_joint])
+    changed = {t for t, _, _ in preview}
+    assert changed == (set(plan.under("encoder.pre_encode")) - {approved}) | set(
+        plan.under("joint")
+    )
+    assert [r.to_dict() for r in plan.rules] == [ddp, keep_pre]
+    edit = plan.set_rules([ddp, keep_joint], "edit_rule")
+    assert edit.action == "edit_rule"
+    assert {t for t, _, _ in edit.changes} == changed
+    assert [r.to_dict() for r in plan.rules] == [ddp, keep_joint]
+    assert plan.entries["encoder.pre_encode.out.weight"].decision == "copy"
+    assert plan.entries[approved].decision == "keep"  # approved under the old rule: kept
+    assert plan.entries["joint.enc.weight"].flags == {"kept-by-rule"}
+    # remove every rule: the module. prefix is no longer stripped; the names still match by
+    # their dotted suffix, a heuristic the user has to review
+    before = (list(plan.rules), dict(plan.entries), list(plan.unused))
+    removed = plan.set_rules([])
+    assert removed.action == "set_rules"
+    assert plan.rules == []
+    row = plan.entries["encoder.pre_encode.out.weight"]
+    assert (row.decision, row.sources) == (
+        "copy",
+        (("source", "module.encoder.pre_encode.out.weight"),),
+    )
+    assert "heuristic" in row.flags
+    assert plan.entries[approved].status == "approved"
+    assert plan.unused != before[2]  # joint's sources are no longer kept out by a rule
+    # undo restores rules, rows and the unused list exactly; redo applies it again
+    redo = plan.undo(removed)
+    assert (plan.rules, plan.entries, plan.unused) == before
+    plan.undo(redo)
+    assert plan.rules == []
+    assert "heuristic" in plan.entries["encoder.pre_encode.out.weight"].flags
+
+
 def test_loaded_plan_needs_binding_and_checks_fingerprints() -> None:
     plan, src, tgt = small_plan()
     loaded = Plan.from_yaml(plan.to_yaml())

@@ -2,8 +2,9 @@
 
 A `Plan` is plain data plus pure edit methods. Entries are frozen: an edit replaces entries and
 returns an `Edit` that `Plan.undo` reverts, so a UI keeps its undo stack as a list of edits.
-Methods that need tensor headers (`set_source`, `preview_rule`, `add_rule`) work on a plan that is
-bound to its checkpoints: `propose()` returns a bound plan, a loaded plan is bound by `bind()`.
+Methods that need tensor headers (`set_source`, `preview_rule(s)`, `add_rule`, `set_rules`) work
+on a plan bound to its checkpoints: `propose()` returns a bound plan, a loaded one is bound by
+`bind()`.
 
 Names in `Entry.sources` are names as they appear in that source checkpoint (no prefix added);
 `SourceRef.prefix` is what `propose` put in front of them before applying the rules.
@@ -300,31 +301,46 @@ class Plan:
         self._refresh_unused(ctx)
         return edit
 
-    def preview_rule(self, rule: Rule | Mapping[str, Any]) -> list[tuple[str, Entry, Entry]]:
-        """Rows that adding `rule` would change, as (target, old entry, new entry); no mutation."""
-        ctx = self._need_context("preview_rule")
-        rule_obj = rules_from_list([rule], "rule")[0]
-        fresh = ctx.propose([*self.rules, rule_obj])
+    def preview_rules(
+        self, rules: Iterable[Rule | Mapping[str, Any]]
+    ) -> list[tuple[str, Entry, Entry]]:
+        """Rows that replacing the whole rule list with `rules` would change, as (target, old
+        entry, new entry): proposed rows whose decision, sources, transform, flags or reason
+        differ. Rows the user approved or rejected are never listed. No mutation."""
+        ctx = self._need_context("preview_rules")
+        fresh = ctx.propose(rules_from_list(list(rules), "rules"))
         return [
             (n, old, fresh.entries[n])
             for n, old in self.entries.items()
             if old.status == "proposed" and _differs(old, fresh.entries[n])
         ]
 
-    def add_rule(self, rule: Rule | Mapping[str, Any]) -> Edit:
-        """Append a rule and re-propose; rows the user approved or rejected stay as they are."""
-        ctx = self._need_context("add_rule")
-        rule_obj = rules_from_list([rule], "rule")[0]
+    def preview_rule(self, rule: Rule | Mapping[str, Any]) -> list[tuple[str, Entry, Entry]]:
+        """Rows that adding `rule` would change (see preview_rules); no mutation."""
+        return self.preview_rules([*self.rules, rule])
+
+    def set_rules(
+        self, rules: Iterable[Rule | Mapping[str, Any]], action: str = "set_rules"
+    ) -> Edit:
+        """Replace the whole rule list and re-propose (to remove, reorder or edit rules): the
+        rows `preview_rules` lists change, rows the user approved or rejected stay as they are.
+        Returns an Edit that `undo` reverts, rules and unused list included."""
+        ctx = self._need_context(action)
+        new_rules = rules_from_list(list(rules), "rules")
         before_rules, before_unused = tuple(self.rules), tuple(self.unused)
-        changes = self.preview_rule(rule_obj)
-        self.rules.append(rule_obj)
-        edit = self._replace("add_rule", (new for _, _, new in changes))
+        changes = self.preview_rules(new_rules)
+        self.rules = list(new_rules)
+        edit = self._replace(action, (new for _, _, new in changes))
         self._refresh_unused(ctx)
         return dataclasses.replace(
             edit,
             rules=(before_rules, tuple(self.rules)),
             unused=(before_unused, tuple(self.unused)),
         )
+
+    def add_rule(self, rule: Rule | Mapping[str, Any]) -> Edit:
+        """Append a rule and re-propose; rows the user approved or rejected stay as they are."""
+        return self.set_rules([*self.rules, rule], "add_rule")
 
     def undo(self, edit: Edit) -> Edit:
         """Revert an edit; returns the edit that redoes it."""

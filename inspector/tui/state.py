@@ -236,8 +236,11 @@ class ReviewState:
         f = self.filter
         if not f.active:
             return list(self.source_tensors)
-        wanted = {p for t in (targets if targets is not None else self.visible_targets())
-                  for p in self.partners(t)}
+        wanted = {
+            p
+            for t in (targets if targets is not None else self.visible_targets())
+            for p in self.partners(t)
+        }
         if f.search and not (f.problems or f.pending or f.module):
             wanted.update(n for n in self.source_tensors if name_matches(f.search, n))
         return [n for n in self.source_tensors if n in wanted]
@@ -288,16 +291,16 @@ class ReviewState:
 
     def remove_rule(self, index: int) -> Edit:
         """Take rule `index` out and re-propose: rows the user decided stay as they are."""
-        rules = [r.to_dict() for i, r in enumerate(self.plan.rules) if i != index]
-        return self._push(_set_rules(self.plan, rules, "remove_rule"))
+        rules = [r for i, r in enumerate(self.plan.rules) if i != index]
+        return self._push(self.plan.set_rules(rules, "remove_rule"))
 
     def replace_rule(self, index: int, rule: Mapping[str, Any]) -> Edit:
-        rules = [rule if i == index else r.to_dict() for i, r in enumerate(self.plan.rules)]
-        return self._push(_set_rules(self.plan, rules, "edit_rule"))
+        rules = [rule if i == index else r for i, r in enumerate(self.plan.rules)]
+        return self._push(self.plan.set_rules(rules, "edit_rule"))
 
     def preview_rules(self, rules: Sequence[Mapping[str, Any]]) -> list[tuple[str, Entry, Entry]]:
         """Rows that replacing the whole rule list with `rules` would change (no mutation)."""
-        return _rules_changes(self.plan, rules)
+        return self.plan.preview_rules(rules)
 
     def undo(self) -> Edit | None:
         if not self._undo:
@@ -319,37 +322,6 @@ class ReviewState:
 
 def _dotless(label: str) -> str:
     return label.replace(".", "_")
-
-
-Changes = list[tuple[str, Entry, Entry]]
-
-
-def _rules_changes(plan: Plan, rules: Sequence[Mapping[str, Any]]) -> Changes:
-    """Re-propose with `rules` (all of them) and list the proposed rows that change."""
-    from ..mapping.rules import rules_from_list
-
-    ctx = plan._need_context("changing the rules")
-    fresh = ctx.propose(rules_from_list(list(rules), "rules"))
-    return [
-        (n, old, fresh.entries[n])
-        for n, old in plan.entries.items()
-        if old.status == "proposed" and old != fresh.entries[n]
-    ]
-
-
-def _set_rules(plan: Plan, rules: Sequence[Mapping[str, Any]], action: str) -> Edit:
-    """Replace the plan's rules, as an `Edit` that `Plan.undo` reverts like any other."""
-    from ..mapping.rules import rules_from_list
-
-    new_rules = rules_from_list(list(rules), "rules")
-    changes = _rules_changes(plan, rules)
-    before_rules, before_unused = tuple(plan.rules), tuple(plan.unused)
-    for target, _old, new in changes:
-        plan.entries[target] = new
-    plan.rules = list(new_rules)
-    plan._refresh_unused(plan._need_context(action))
-    rules_change = (before_rules, tuple(plan.rules))
-    return Edit(action, tuple(changes), rules_change, (before_unused, tuple(plan.unused)))
 
 
 # Rule text as typed in the rule editor ----------------------------------------------------------

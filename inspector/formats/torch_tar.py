@@ -21,7 +21,6 @@ with an empty allow-list (they hold ints, strings and class names, nothing to ca
 
 from __future__ import annotations
 
-import mmap
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,14 +48,14 @@ RECORD_MEMBERS = ("storages", "tensors")
 _MAX_KEY_DIGITS = 32  # persistent ids are str(address): far shorter
 # Record pickles are read from a copy of the member: first a small window (records are tens of
 # bytes), then a larger one for the storage-view list; a pickle longer than that is refused.
-_WINDOWS = (1 << 16, 1 << 26)
+_WINDOWS = (1 << 10, 1 << 26)
 
 
 @dataclass
 class _Cursor:
     """Reads one member front to back; nothing is read outside [member.offset, member end)."""
 
-    data: Any  # the whole tar file: an mmap, or anything else that slices to bytes
+    data: Any  # the whole tar file: anything that slices to bytes (_FileBytes, bytes)
     member: Member
     where: str
     order: str  # struct byte-order prefix: "<" or ">"
@@ -153,7 +152,8 @@ class _TensorRecord:
 def read(path: Path, options: ReadOptions, format_name: str) -> Loaded:
     where = str(path)
     members = _members(path)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    with open(path, "rb") as f:
+        data = _FileBytes(f)  # reads, not a map: records are small and far apart
         sys_info = Unpickler(
             _member_bytes(data, members["sys_info"]),
             path=where,
@@ -191,7 +191,8 @@ def scan(path: Path) -> list[GlobalRef]:
     where = str(path)
     members = _members(path)
     found: list[GlobalRef] = []
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    with open(path, "rb") as f:
+        data = _FileBytes(f)  # reads, not a map: records are small and far apart
         values: dict[str, Any] = {}
         for name in ("sys_info", "pickle"):
             m = Unpickler(
@@ -240,7 +241,8 @@ def _walk(cur: _Cursor) -> str | None:
 
 
 class _FileBytes:
-    """Slicing reads a seekable file: enough of a buffer for `_Cursor`."""
+    """Slicing reads a seekable file: enough of a buffer for `_Cursor`. (An mmap would do, but
+    each record touched would map its neighbourhood of storage pages into the process.)"""
 
     def __init__(self, f: IO[bytes]):
         self.f = f

@@ -26,6 +26,7 @@ from torch_helpers import (
 
 import inspector
 from inspector.errors import (
+    DtypeError,
     DuplicateKeyError,
     MissingRecordError,
     PickleError,
@@ -452,6 +453,19 @@ def test_tar_duplicate_storage_key_and_bad_view(tmp_path: Path) -> None:
     _expect(write_tar(tmp_path / "v.pt", members), ShapeError, "storages/7", "beyond storage")
     rewrite(records, [(7, 99, 0, 1)])
     _expect(write_tar(tmp_path / "w.pt", members), MissingRecordError, "missing storage 99")
+    (key, location, _), n, data = records[0]
+    rewrite([((key, location, torch.nn.Linear), n, data)], [])
+    _expect(write_tar(tmp_path / "t.pt", members), DtypeError, f"storages/{key}", "Linear")
+
+
+def test_tar_extra_bytes_and_members_are_noted(tmp_path: Path) -> None:
+    members = _members(tmp_path)
+    members["tensors"] += b"\0" * 5
+    members["README"] = b"hello"
+    ckpt = inspector.open(write_tar(tmp_path / "x.pt", members))
+    assert "5 bytes after the last record of 'tensors' are ignored" in ckpt.notes
+    assert "members ignored: README" in ckpt.notes
+    assert sorted(ckpt.tensors) == ["b", "w", "wt"]
 
 
 def test_tar_missing_member(tmp_path: Path) -> None:

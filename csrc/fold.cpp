@@ -140,4 +140,24 @@ std::optional<std::vector<std::string>> fold_names(const std::vector<std::string
     return out;
 }
 
+std::vector<std::pair<std::string_view, std::size_t>> prefix_counts(const std::vector<std::string_view>& names,
+                                                                    std::size_t depth) {
+    std::unordered_map<std::string_view, std::size_t> slot;
+    std::vector<std::pair<std::string_view, std::size_t>> out;
+    for (const std::string_view name : names) {
+        std::size_t end = 0;
+        if (depth == 0) {
+            end = 0;
+        } else {
+            end = name.find('.');
+            for (std::size_t k = 1; k < depth && end != std::string_view::npos; ++k) end = name.find('.', end + 1);
+        }
+        const std::string_view prefix = name.substr(0, end);
+        auto [it, added] = slot.emplace(prefix, out.size());
+        if (added) out.emplace_back(prefix, 0);
+        ++out[it->second].second;
+    }
+    return out;
+}
+
 }  // namespace inspector::fold

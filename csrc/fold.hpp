@@ -3,9 +3,11 @@
 // which stays the reference; this one is for lists of millions of names.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace inspector::fold {
@@ -15,5 +17,10 @@ namespace inspector::fold {
 // matches other scripts' digits), a numeric segment of more than 18 digits, or a literal `#`
 // segment (the reference's group key uses `#` for numbers).
 std::optional<std::vector<std::string>> fold_names(const std::vector<std::string_view>& names);
+
+// How many names share each prefix of `depth` dotted segments (`".".join(name.split(".")[:depth])`),
+// prefixes in order of first appearance: the per-module counts of a diff.
+std::vector<std::pair<std::string_view, std::size_t>> prefix_counts(const std::vector<std::string_view>& names,
+                                                                    std::size_t depth);
 
 }  // namespace inspector::fold

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <optional>
 
@@ -26,19 +27,10 @@ const char* fault_name(Fault f) {
     return "header";
 }
 
-std::string_view Header::name(std::size_t i) const {
-    const std::size_t b = i ? name_end[i - 1] : 0;
-    return std::string_view(names).substr(b, name_end[i] - b);
-}
-
-std::pair<const std::uint64_t*, std::size_t> Header::shape(std::size_t i) const {
-    const std::size_t b = i ? dims_end[i - 1] : 0;
-    return {dims.data() + b, dims_end[i] - b};
-}
-
 namespace {
 
 constexpr std::uint64_t kU64Max = ~std::uint64_t{0};
+constexpr std::size_t kMinEntryBytes = 50;  // `"a":{"dtype":"F32","shape":[],"data_offsets":[0,0]},`
 
 [[noreturn]] void fail(Fault kind, std::string what) { throw HeaderFault(kind, std::move(what)); }
 [[noreturn]] void fail_key(Fault kind, std::string what, std::string_view key) {
@@ -155,54 +147,67 @@ int hex_digit(char c) {
     return -1;
 }
 
-// Open addressing over the names already stored in a Header: finds duplicates in O(1).
-class NameSet {
-public:
-    explicit NameSet(const Header& h) : h_(h) { slots_.assign(1024, 0); }
+std::uint64_t mix(std::uint64_t h) {  // murmur3's finaliser
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
 
-    // Adds name i; false when an earlier name is equal.
-    bool insert(std::size_t i) {
-        if ((count_ + 1) * 2 > slots_.size()) grow();
-        const std::string_view nm = h_.name(i);
-        for (std::size_t s = hash(nm) & (slots_.size() - 1);; s = (s + 1) & (slots_.size() - 1)) {
-            if (slots_[s] == 0) {
-                slots_[s] = i + 1;
-                ++count_;
-                return true;
+std::uint64_t hash_name(std::string_view s) {  // a word at a time
+    std::uint64_t h = s.size() * 0x9E3779B97F4A7C15ULL;
+    std::size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, s.data() + i, 8);
+        h = (h ^ mix(w)) * 0x9E3779B97F4A7C15ULL;
+    }
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, s.data() + i, s.size() - i);
+    return mix(h ^ tail);
+}
+
+// The first name (in order) equal to an earlier one, found with an open-addressing table of
+// hashes. Run once the names are all stored: the hashes are computed in one sequential pass and
+// the table probed a few names ahead (prefetched), since with a million names nearly every probe
+// is a cache miss.
+std::optional<std::size_t> first_duplicate_name(const Header& h) {
+    const std::size_t n = h.size();
+    std::vector<std::uint64_t> hashes(n);
+    for (std::size_t i = 0; i < n; ++i) hashes[i] = hash_name(h.name(i));
+    std::size_t cap = 16;
+    while (cap < n * 2) cap *= 2;
+    const std::size_t mask = cap - 1;
+    std::vector<std::size_t> slots(cap, 0);  // name index + 1; 0 = empty
+    constexpr std::size_t kAhead = 16;
+    for (std::size_t i = 0; i < n; ++i) {
+#if defined(__GNUC__)
+        if (i + kAhead < n) __builtin_prefetch(&slots[hashes[i + kAhead] & mask]);
+#endif
+        for (std::size_t s = hashes[i] & mask;; s = (s + 1) & mask) {
+            if (slots[s] == 0) {
+                slots[s] = i + 1;
+                break;
             }
-            if (h_.name(slots_[s] - 1) == nm) return false;
+            const std::size_t j = slots[s] - 1;
+            if (hashes[j] == hashes[i] && h.name(j) == h.name(i)) return i;
         }
     }
-
-private:
-    static std::uint64_t hash(std::string_view s) {  // FNV-1a, then a finaliser
-        std::uint64_t h = 0xcbf29ce484222325ULL;
-        for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        return h ^ (h >> 33);
-    }
-
-    void grow() {
-        std::vector<std::size_t> old(slots_.size() * 2, 0);
-        old.swap(slots_);
-        for (const std::size_t v : old) {
-            if (v == 0) continue;
-            std::size_t s = hash(h_.name(v - 1)) & (slots_.size() - 1);
-            while (slots_[s] != 0) s = (s + 1) & (slots_.size() - 1);
-            slots_[s] = v;
-        }
-    }
-
-    const Header& h_;
-    std::vector<std::size_t> slots_;
-    std::size_t count_ = 0;
-};
+    return std::nullopt;
+}
 
 class Parser {
 public:
     Parser(std::string_view text, const std::vector<DtypeSpec>& dtypes, Header& out)
-        : t_(text), dtypes_(dtypes), h_(out), names_(out) {}
+        : t_(text), dtypes_(dtypes), h_(out) {
+        const std::size_t guess = text.size() / kMinEntryBytes;  // reserved, touched only if used
+        h_.names.reserve(text.size() / 2);
+        for (auto* v : {&h_.name_end, &h_.dims_end, &h_.dims}) v->reserve(guess);
+        h_.dtype.reserve(guess);
+        h_.begin.reserve(guess);
+        h_.end.reserve(guess);
+    }
 
     void parse() {
         skip_ws();
@@ -228,7 +233,9 @@ private:
     }
 
     void skip_ws() {
-        while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) ++p_;
+        std::size_t p = p_;
+        while (p < t_.size() && (t_[p] == ' ' || t_[p] == '\t' || t_[p] == '\n' || t_[p] == '\r')) ++p;
+        p_ = p;
     }
 
     void expect(char c, const char* what) {
@@ -255,11 +262,14 @@ private:
     // -- strings: p_ at the opening quote; the decoded text is appended to *out when given --
     void string(std::string* out) {
         ++p_;
+        const char* data = t_.data();
+        const std::size_t size = t_.size();
         for (;;) {
             const std::size_t run = p_;
-            while (p_ < t_.size() && t_[p_] != '"' && t_[p_] != '\\' && static_cast<unsigned char>(t_[p_]) >= 0x20)
-                ++p_;
-            if (out) out->append(t_.data() + run, p_ - run);
+            std::size_t p = p_;  // a local: the compiler keeps it in a register
+            while (p < size && data[p] != '"' && data[p] != '\\' && static_cast<unsigned char>(data[p]) >= 0x20) ++p;
+            p_ = p;
+            if (out) out->append(data + run, p - run);
             if (at_end()) syntax("unterminated string");
             const char c = t_[p_];
             if (c == '"') {
@@ -400,6 +410,12 @@ private:
 
     // The first key (in order) that repeats an earlier one, as json's object_pairs_hook reports.
     static std::optional<std::string> first_duplicate(const std::vector<std::string>& keys) {
+        if (keys.size() <= 8) {  // entries: a few keys, no allocation
+            for (std::size_t i = 1; i < keys.size(); ++i)
+                for (std::size_t j = 0; j < i; ++j)
+                    if (keys[i] == keys[j]) return keys[i];
+            return std::nullopt;
+        }
         std::vector<std::size_t> idx(keys.size());
         std::iota(idx.begin(), idx.end(), std::size_t{0});
         std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return keys[a] < keys[b]; });
@@ -490,16 +506,24 @@ private:
             expect(':', "':' delimiter");
             if (std::string_view(h_.names).substr(name_begin) == "__metadata__") {
                 h_.names.resize(name_begin);
-                if (seen_metadata && !dup) dup = "__metadata__";
+                if (seen_metadata && !dup) {
+                    dup = "__metadata__";
+                    metadata_repeat_at_ = h_.size();  // tensors named before the repeat
+                }
                 seen_metadata = true;
                 metadata();
             } else {
                 h_.name_end.push_back(h_.names.size());
-                const std::size_t i = h_.name_end.size() - 1;
-                if (!names_.insert(i) && !dup) dup = std::string(h_.name(i));
-                entry(i);
+                entry(h_.name_end.size() - 1);
             }
             if (!next_member('}')) break;
+        }
+        // Duplicates are reported when the object closes (json's object_pairs_hook does the same).
+        if (const auto i = first_duplicate_name(h_)) {
+            const std::string_view nm = h_.name(*i);
+            // A repeated __metadata__ before the first repeated tensor name is reported first.
+            if (dup && metadata_repeat_at_ <= *i) fail_key(Fault::duplicate_key, "name appears twice in the header", *dup);
+            fail_key(Fault::duplicate_key, "name appears twice in the header", nm);
         }
         if (dup) fail_key(Fault::duplicate_key, "name appears twice in the header", *dup);
     }
@@ -574,10 +598,10 @@ private:
             keys_.emplace_back();
             string(&keys_.back());
             expect(':', "':' delimiter");
-            const std::string& k = keys_.back();
-            if (k == "dtype") field(e_.dtype, 2);
-            else if (k == "shape") field(e_.shape, 2);
-            else if (k == "data_offsets") field(e_.offsets, 2);
+            const std::string_view k = keys_.back();
+            if (k == std::string_view("dtype")) field(e_.dtype, 2);
+            else if (k == std::string_view("shape")) field(e_.shape, 2);
+            else if (k == std::string_view("data_offsets")) field(e_.offsets, 2);
             else value(2);
             if (!next_member('}')) break;
         }
@@ -604,7 +628,7 @@ private:
         if (!missing.empty()) return entry_fault(Fault::header, "entry lacks " + missing, i);
 
         std::uint32_t dt = 0;
-        while (dt < dtypes_.size() && !(e_.dtype.kind == Kind::string && dtypes_[dt].name == e_.dtype.str)) ++dt;
+        while (dt < dtypes_.size() && !(e_.dtype.kind == Kind::string && dtypes_[dt].name == e_.dtype.str)) ++dt;  // ~20 short names
         if (dt == dtypes_.size()) {
             const std::string shown = e_.dtype.kind == Kind::string ? "'" + e_.dtype.str + "'" : std::string(span(e_.dtype));
             return entry_fault(Fault::dtype, "unknown dtype " + shown, i);
@@ -641,7 +665,7 @@ private:
     std::size_t p_ = 0;
     const std::vector<DtypeSpec>& dtypes_;
     Header& h_;
-    NameSet names_;
+    std::size_t metadata_repeat_at_ = 0;
     Entry e_;
     std::vector<std::string> keys_;
     bool metadata_fault_ = false;
@@ -772,13 +796,15 @@ Header read_header(const std::string& path, const std::vector<DtypeSpec>& dtypes
     f.seekg(0, std::ios::beg);
     if (size < 0 || !f) fail(Fault::io, "cannot read the file's size");
     const auto file_size = static_cast<std::uint64_t>(size);
-    std::string buf(static_cast<std::size_t>(std::min<std::uint64_t>(8, file_size)), '\0');
-    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const std::uint64_t n = header_length(buf, file_size);
-    buf.resize(static_cast<std::size_t>(8 + n));
-    f.read(buf.data() + 8, static_cast<std::streamsize>(n));
+    char first[8] = {};
+    f.read(first, static_cast<std::streamsize>(std::min<std::uint64_t>(8, file_size)));
+    const std::uint64_t n = header_length(std::string_view(first, std::min<std::uint64_t>(8, file_size)), file_size);
+    const auto total = static_cast<std::size_t>(8 + n);
+    const std::unique_ptr<char[]> buf(new char[total]);  // not zero-filled: read() fills it
+    std::memcpy(buf.get(), first, 8);
+    f.read(buf.get() + 8, static_cast<std::streamsize>(n));
     if (static_cast<std::uint64_t>(f.gcount()) != n) fail(Fault::io, "the header could not be read in full");
-    return parse_header(buf, file_size, dtypes);
+    return parse_header(std::string_view(buf.get(), total), file_size, dtypes);
 }
 
 }  // namespace inspector::st

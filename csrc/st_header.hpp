@@ -51,8 +51,14 @@ struct Header {
     std::vector<std::pair<std::string, std::string>> metadata;
 
     std::size_t size() const { return name_end.size(); }
-    std::string_view name(std::size_t i) const;
-    std::pair<const std::uint64_t*, std::size_t> shape(std::size_t i) const;
+    std::string_view name(std::size_t i) const {
+        const std::size_t b = i ? name_end[i - 1] : 0;
+        return std::string_view(names).substr(b, name_end[i] - b);
+    }
+    std::pair<const std::uint64_t*, std::size_t> shape(std::size_t i) const {
+        const std::size_t b = i ? dims_end[i - 1] : 0;
+        return {dims.data() + b, dims_end[i] - b};
+    }
 };
 
 // `file` holds the file's first bytes: at least 8 + the declared header length (the data after it

@@ -10,19 +10,22 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._native import core
-from .compare import Comparison, compare_tensors
 from .errors import CheckpointError
-from .hashing import Digest, hash_tensors
 from .model import Checkpoint
 from .reader import open_checkpoint
 from .signature import Signature, signature
 from .tree import fold_names
+
+if TYPE_CHECKING:  # hashing and comparison (and numpy) are imported only when values are compared
+    from .compare import Comparison
+    from .hashing import Digest
 
 # Row status, in the order they are reported.
 ONLY_A, ONLY_B, SHAPE, DTYPE, CHANGED, IDENTICAL, UNCHECKED = (
@@ -39,7 +42,7 @@ DIFFERENT = frozenset({ONLY_A, ONLY_B, SHAPE, DTYPE, CHANGED})
 
 NameMap = Callable[[str], str | None]
 
-FOLD_IN_CORE_FROM = 1000  # names; below this the Python fold is as fast as the call into C++
+IN_CORE_FROM = 1000  # names; for fewer, Python is as fast as the call into C++
 
 
 @dataclass
@@ -167,18 +170,13 @@ class DiffResult:
 
     def names(self, status: str) -> list[str]:
         """The names of the rows with one status (B's name where there is one)."""
-        return [n for s, names in self._runs() if s == status for n in names]
+        return [n for _, names in self._runs(status) for n in names]
 
     def modules(self, depth: int = 1) -> list[ModuleSummary]:
         """Per-module counts, modules being the first `depth` dotted parts of the name."""
         table: dict[str, ModuleSummary] = {}
         for status, names in self._runs():
-            prefixes = (
-                (n.partition(".")[0] for n in names)
-                if depth == 1
-                else (".".join(n.split(".")[:depth]) for n in names)
-            )
-            for module, n in Counter(prefixes).items():
+            for module, n in prefix_counts(names, depth):
                 summary = table.setdefault(module, ModuleSummary(module))
                 summary.counts[status] = summary.counts.get(status, 0) + n
         return list(table.values())
@@ -199,21 +197,26 @@ class DiffResult:
         }
 
     # -- columns -> rows --------------------------------------------------------------------------
-    def _runs(self) -> Iterator[tuple[str, list[str]]]:
-        """(status, names) for consecutive rows of one status, in row order."""
+    def _runs(self, status: str | None = None) -> Iterator[tuple[str, list[str]]]:
+        """(status, names) for consecutive rows of one status, in row order; with `status`, only
+        the runs of that status (the others' name lists are never built)."""
         j, na, nb = self.join, self.sig_a.names, self.sig_b.names
-        yield ONLY_A, [na[i] for i in j.only_a]
-        yield SHAPE, [nb[i] for i in j.shape_b]
-        yield DTYPE, [nb[i] for i in j.dtype_b]
+        columns = ((ONLY_A, na, j.only_a), (SHAPE, nb, j.shape_b), (DTYPE, nb, j.dtype_b))
+        for s, names, rows in columns:
+            if status in (None, s):
+                yield s, [names[i] for i in rows]
         if j.pair_status is None:
-            yield UNCHECKED, [nb[i] for i in j.pair_b]
+            if status in (None, UNCHECKED):
+                yield UNCHECKED, [nb[i] for i in j.pair_b]
         else:
             k = 0
-            for status, run in groupby(j.pair_status):
+            for s, run in groupby(j.pair_status):
                 n = len(list(run))
-                yield status, [nb[i] for i in j.pair_b[k : k + n]]
+                if status in (None, s):
+                    yield s, [nb[i] for i in j.pair_b[k : k + n]]
                 k += n
-        yield ONLY_B, [nb[i] for i in j.only_b]
+        if status in (None, ONLY_B):
+            yield ONLY_B, [nb[i] for i in j.only_b]
 
     def _iter_rows(self, status: str | None = None) -> Iterator[TensorDiff]:
         """Rows in order; with `status`, only the columns that can hold that status are visited."""
@@ -265,11 +268,20 @@ class DiffResult:
 def fold(names: list[str]) -> list[str]:
     """`tree.fold_names`, computed in the C++ core for long lists (same result: it is tested
     against the Python function, which stays the reference and handles what the core does not)."""
-    if len(names) >= FOLD_IN_CORE_FROM:
+    if len(names) >= IN_CORE_FROM:
         folded: list[str] | None = core.fold_names(names)
         if folded is not None:
             return folded
     return fold_names(names)
+
+
+def prefix_counts(names: list[str], depth: int) -> list[tuple[str, int]]:
+    """How many names share each `depth`-segment prefix, in order of first appearance."""
+    if len(names) >= IN_CORE_FROM:
+        counts: list[tuple[str, int]] | None = core.prefix_counts(names, depth)
+        if counts is not None:
+            return counts
+    return list(Counter(".".join(n.split(".")[:depth]) for n in names).items())
 
 
 def diff(
@@ -294,8 +306,10 @@ def diff(
     if values:
         ca, cb = open_checkpoint(a), open_checkpoint(b)
         (label_a, sig_a), (label_b, sig_b) = _side(ca), _side(cb)
-    else:
-        (label_a, sig_a), (label_b, sig_b) = _side(a), _side(b)
+    else:  # the two headers are parsed at once: the C++ parser runs without the GIL
+        with ThreadPoolExecutor(2) as pool:
+            side_a, side_b = pool.submit(_side, a), pool.submit(_side, b)
+            (label_a, sig_a), (label_b, sig_b) = side_a.result(), side_b.result()
     join = _join(label_a, sig_a, sig_b, _name_map(mapping, sig_b))
     result = DiffResult(label_a, label_b, values, sig_a, sig_b, join)
     if values:
@@ -377,6 +391,9 @@ def _compare_values(
     threads: int | None,
     progress: Callable[[int, int], None] | None,
 ) -> None:
+    from .compare import compare_tensors
+    from .hashing import hash_tensors
+
     j = result.join
     names_a = [result.sig_a.names[i] for i in j.pair_a]
     names_b = [result.sig_b.names[i] for i in j.pair_b]

@@ -5,8 +5,10 @@
 // private copy of the caller's list, which keeps every str alive).
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "fold.hpp"
@@ -64,12 +66,21 @@ py::dict to_python(const st::Header& h, const DtypeTable& table, bool offsets) {
     const std::size_t n = h.size();
     py::dict d;
     d["names"] = column(n, [&](std::size_t i) { return text(h.name(i)); });
+    // Tensors share shapes (every expert of a MoE layer): one tuple per distinct shape saves
+    // memory and the garbage collector's time (tuples are tracked objects).
+    std::unordered_map<std::string, py::object> shape_tuples;
+    std::string key;
     d["shapes"] = column(n, [&](std::size_t i) {
         const auto [dims, rank] = h.shape(i);
-        py::object t = steal(PyTuple_New(static_cast<Py_ssize_t>(rank)));
-        for (std::size_t k = 0; k < rank; ++k)
-            PyTuple_SET_ITEM(t.ptr(), static_cast<Py_ssize_t>(k), steal(PyLong_FromUnsignedLongLong(dims[k])).release().ptr());
-        return t;
+        key.assign(reinterpret_cast<const char*>(dims), rank * sizeof(std::uint64_t));
+        auto [it, added] = shape_tuples.try_emplace(key);
+        if (added) {
+            it->second = steal(PyTuple_New(static_cast<Py_ssize_t>(rank)));
+            for (std::size_t k = 0; k < rank; ++k)
+                PyTuple_SET_ITEM(it->second.ptr(), static_cast<Py_ssize_t>(k),
+                                 steal(PyLong_FromUnsignedLongLong(dims[k])).release().ptr());
+        }
+        return it->second;
     });
     d["dtypes"] = column(n, [&](std::size_t i) { return table.labels[h.dtype[i]]; });
     if (offsets) {
@@ -82,6 +93,32 @@ py::dict to_python(const st::Header& h, const DtypeTable& table, bool offsets) {
     d["data_start"] = h.data_start;
     return d;
 }
+
+// UTF-8 views of a list of str, read from a private copy of the list (which keeps every str
+// alive and cannot be changed by another thread while the GIL is released). `ok` is false when
+// a name is not ASCII (with ascii_only) or cannot be encoded (a lone surrogate).
+struct NameViews {
+    NameViews(py::handle names, bool ascii_only) {
+        own = py::reinterpret_steal<py::list>(steal(PySequence_List(names.ptr())).release());
+        views.resize(own.size());
+        for (std::size_t i = 0; i < views.size(); ++i) {
+            PyObject* s = PyList_GET_ITEM(own.ptr(), static_cast<Py_ssize_t>(i));
+            if (!PyUnicode_Check(s)) throw py::type_error("names must be str");
+            if (ascii_only && !PyUnicode_IS_ASCII(s)) return;
+            Py_ssize_t len = 0;
+            const char* data = PyUnicode_AsUTF8AndSize(s, &len);
+            if (data == nullptr) {
+                PyErr_Clear();
+                return;
+            }
+            views[i] = std::string_view(data, static_cast<std::size_t>(len));
+        }
+        ok = true;
+    }
+    py::list own;
+    std::vector<std::string_view> views;
+    bool ok = false;
+};
 
 }  // namespace
 
@@ -126,21 +163,12 @@ void register_header(py::module_& m) {
     m.def(
         "fold_names",
         [](py::handle names) -> py::object {
-            py::list own = py::reinterpret_steal<py::list>(steal(PySequence_List(names.ptr())).release());
-            std::vector<std::string_view> views(own.size());
-            for (std::size_t i = 0; i < views.size(); ++i) {
-                PyObject* s = PyList_GET_ITEM(own.ptr(), static_cast<Py_ssize_t>(i));
-                if (!PyUnicode_Check(s)) throw py::type_error("fold_names: names must be str");
-                if (!PyUnicode_IS_ASCII(s)) return py::none();
-                Py_ssize_t len = 0;
-                const char* data = PyUnicode_AsUTF8AndSize(s, &len);
-                if (data == nullptr) throw py::error_already_set();
-                views[i] = std::string_view(data, static_cast<std::size_t>(len));
-            }
+            NameViews v(names, true);
+            if (!v.ok) return py::none();
             std::optional<std::vector<std::string>> folded;
             {
                 py::gil_scoped_release release;  // see the header comment
-                folded = inspector::fold::fold_names(views);
+                folded = inspector::fold::fold_names(v.views);
             }
             if (!folded) return py::none();
             return column(folded->size(), [&](std::size_t i) { return text((*folded)[i]); });
@@ -149,4 +177,21 @@ void register_header(py::module_& m) {
         "tree.fold_names() for long lists: names differing in one numeric segment folded into\n"
         "ranges. None when a name is outside what the core covers (non-ASCII, a number of more\n"
         "than 18 digits, a literal '#' segment): use the Python function then.");
+    m.def(
+        "prefix_counts",
+        [](py::handle names, std::size_t depth) -> py::object {
+            NameViews v(names, false);
+            if (!v.ok) return py::none();
+            std::vector<std::pair<std::string_view, std::size_t>> counts;
+            {
+                py::gil_scoped_release release;  // see the header comment
+                counts = inspector::fold::prefix_counts(v.views, depth);
+            }
+            return column(counts.size(), [&](std::size_t i) {
+                return py::object(py::make_tuple(text(counts[i].first), counts[i].second));
+            });
+        },
+        py::arg("names"), py::arg("depth"),
+        "[(prefix, count)] of the names' first `depth` dotted segments, in order of first\n"
+        "appearance. None when a name cannot be encoded as UTF-8 (a lone surrogate).");
 }

@@ -617,14 +617,15 @@ class _Scanner:
         if not walked.spans:
             return False
         self.result.checked += 1
-        for index, (start, end) in enumerate(walked.spans):
+        refs: list[GlobalRef] = []  # one finding per global per member (a record per tensor)
+        for start, end in walked.spans:
             blob.f.seek(start)
-            refs = walk_pickle(blob.f).refs + self._second_opinion(blob, start, end)
-            self.globals(blob, f"{blob.where}[{index}]" if index else blob.where, refs)
+            refs += walk_pickle(blob.f).refs + self._second_opinion(blob, start, end)
         if walked.error:
             self.add("pickle-malformed", WARNING, blob, walked.error)
             blob.f.seek(walked.stop)  # what the safe reader refused may still load elsewhere
-            self.globals(blob, f"{blob.where}[{len(walked.spans)}]", walk_pickle(blob.f).refs)
+            refs += walk_pickle(blob.f).refs
+        self.globals(blob, blob.where, refs)
         return True
 
     def gzip(self, blob: Blob) -> None:

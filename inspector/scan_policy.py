@@ -63,6 +63,7 @@ DENY: dict[str, str] = {
 
 _STORAGES = [d.storage for d in dtypes.DTYPES.values() if d.storage] + ["QUInt4x2Storage",
                                                                          "QUInt2x4Storage"]
+_TENSOR_TYPES = [s.replace("Storage", "Tensor") for s in _STORAGES]  # torch < 0.4 tar records
 _REBUILD = ("_rebuild_tensor _rebuild_tensor_v2 _rebuild_tensor_v3 _rebuild_parameter "
             "_rebuild_parameter_with_state _rebuild_qtensor _rebuild_sparse_tensor "
             "_rebuild_nested_tensor _rebuild_device_tensor_from_numpy "
@@ -79,6 +80,8 @@ ALLOW: dict[str, str] = {
     **_each("storage type", " ".join(_STORAGES), "torch."),
     **_each("storage type", " ".join(_STORAGES), "torch.cuda."),
     **_each("storage type", "TypedStorage UntypedStorage", "torch.storage."),
+    **_each("legacy tensor type", " ".join(_TENSOR_TYPES), "torch."),
+    **_each("legacy tensor type", " ".join(_TENSOR_TYPES), "torch.cuda."),
     **_each("dtype", " ".join(dtypes.DTYPES), "torch."),
     **_each("quantization scheme", "per_tensor_affine per_tensor_symmetric per_channel_affine "
             "per_channel_symmetric per_channel_affine_float_qparams", "torch."),

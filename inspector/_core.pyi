@@ -150,3 +150,17 @@ def shape_diff(
     shapes_b: Sequence[Sequence[int]],
     dtypes_b: Sequence[str],
 ) -> ShapeDiffResult: ...
+
+# ---- safetensors headers and name folding (csrc/bindings/register_header.cpp) ---------------------
+
+# Rows of (safetensors dtype name, itemsize, label); a label is what the "dtypes" column holds.
+DtypeRow = tuple[str, int, object]
+
+def read_safetensors_header(
+    path: bytes, dtypes: Sequence[DtypeRow], offsets: bool = True
+) -> dict[str, Any]: ...
+def parse_safetensors_header(
+    file: Buffer, file_size: int, dtypes: Sequence[DtypeRow], offsets: bool = True
+) -> dict[str, Any]: ...
+def fold_names(names: Sequence[str]) -> list[str] | None: ...
+def prefix_counts(names: Sequence[str], depth: int) -> list[tuple[str, int]] | None: ...

@@ -318,3 +318,10 @@ def test_signature_of_sharded_checkpoint_matches_open(tmp_path):
     assert sig.names == list(ckpt)  # listed first, then the unlisted ones, as open() orders them
     assert sig.shapes == [t.shape for t in ckpt.values()]
     assert sig.dtypes == ["float32"] * 4
+
+
+def test_messages_may_quote_lone_surrogates():
+    text = b'{"\\udc00x": {"dtype": "\\ud800", "shape": [], "data_offsets": [0, 1]}}'
+    assert assert_same(text, 1) == ("DtypeError", "\udc00x")
+    with pytest.raises(errors.DtypeError, match="unknown dtype"):
+        reader.parse_header("m", struct.pack("<Q", len(text)) + text, 8 + len(text) + 1)

@@ -50,7 +50,7 @@ py::object text(std::string_view s) {
 // ValueError(kind, key or None, what): inspector/formats/safetensors.py maps kind to its class.
 [[noreturn]] void raise_fault(const st::HeaderFault& f) {
     py::object key = f.has_key ? text(f.key) : py::none();
-    py::tuple args = py::make_tuple(st::fault_name(f.kind), key, py::str(f.what()));
+    py::tuple args = py::make_tuple(st::fault_name(f.kind), key, text(f.what()));  // may quote a name
     PyErr_SetObject(PyExc_ValueError, args.ptr());
     throw py::error_already_set();
 }

@@ -39,7 +39,7 @@ FORMAT = "safetensors"
 MAX_HEADER_SIZE = 100_000_000  # the reference implementation's cap (also in csrc/st_header.hpp)
 
 # What the core needs of each dtype: (safetensors name, itemsize, the name our columns hold).
-_DTYPE_TABLE = tuple((d.safetensors, d.itemsize, d.name) for d in dtypes.BY_SAFETENSORS.values())
+_DTYPE_TABLE = tuple((st, d.itemsize, d.name) for st, d in dtypes.BY_SAFETENSORS.items())
 
 # The core's fault kinds (csrc/st_header.hpp) -> our error classes.
 _ERRORS: dict[str, type[CheckpointError]] = {

@@ -63,6 +63,7 @@ class _Cursor:
     pos: int = 0
     spans: list[tuple[int, int]] = field(default_factory=list)  # every pickle read: [start, end)
     globals: list[GlobalRef] = field(default_factory=list)
+    unreadable: bool = False  # the last pickle could not be read
 
     def __post_init__(self) -> None:
         self.pos = self.member.offset
@@ -95,9 +96,11 @@ class _Cursor:
                 value, used = machine.load_at(0)
                 break
             except UnsafePickleError:
+                self.unreadable = True
                 raise
             except PickleError:
                 if len(chunk) == self.left or window == _WINDOWS[-1]:
+                    self.unreadable = True
                     raise
         self.spans.append((start, start + used))
         self.globals.extend(_shifted(machine.globals, start))
@@ -187,7 +190,8 @@ def read(path: Path, options: ReadOptions, format_name: str) -> Loaded:
 
 
 def scan(path: Path) -> list[GlobalRef]:
-    """Every global the tar's pickles would import, record pickles included; nothing is built."""
+    """Every global the tar's pickles would import, record pickles included; nothing is built.
+    The walk of a record member stops after a record that is not what torch writes."""
     where = str(path)
     members = _members(path)
     found: list[GlobalRef] = []
@@ -207,7 +211,14 @@ def scan(path: Path) -> list[GlobalRef]:
         order = "<" if _is_little(values["sys_info"]) else ">"
         for name in RECORD_MEMBERS:
             cur = _Cursor(data, members[name], where, order)
-            _walk(cur)
+            try:
+                _read_records(cur)
+            except CheckpointError:
+                # Past a record that is not what torch writes (a payload, say) no further
+                # pickle can be located: the globals so far are the answer. A pickle that
+                # cannot be read at all is an error, as in the stream format's scan.
+                if cur.unreadable:
+                    raise
             found.extend(cur.globals)
     return found
 
@@ -224,20 +235,19 @@ def member_pickles(f: IO[bytes], name: str, size: int, where: str) -> MemberWalk
     """Walk a `storages` or `tensors` member read from `f` (positioned anywhere; the member is
     f's bytes [0, size)): where its pickles are, found by following the layout."""
     cur = _Cursor(_FileBytes(f), Member(name, "file", 0, size), where, "<")
-    error = _walk(cur)
-    return MemberWalk(cur.spans, cur.globals, error, cur.pos)
-
-
-def _walk(cur: _Cursor) -> str | None:
-    """Read a record member for its pickles only; why it stopped early, if it did."""
     try:
-        if cur.member.key == "storages":
-            read_storages(cur, "little")
-        else:
-            read_tensors(cur)
+        _read_records(cur)
     except CheckpointError as e:
-        return str(e)
-    return None
+        return MemberWalk(cur.spans, cur.globals, str(e), cur.pos)
+    return MemberWalk(cur.spans, cur.globals, None, cur.pos)
+
+
+def _read_records(cur: _Cursor) -> None:
+    """Read a record member for its pickles only."""
+    if cur.member.key == "storages":
+        read_storages(cur, "little" if cur.order == "<" else "big")
+    else:
+        read_tensors(cur)
 
 
 class _FileBytes:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from tui_waits import previewed, settled, until
 
 import inspector
 from inspector.demo import RNNTConfig, random_state, rnnt_shapes
@@ -48,8 +49,7 @@ def make_app(files: tuple[Path, Path], **kw: object) -> ReviewApp:
 
 
 async def settle(app: ReviewApp, pilot) -> None:  # type: ignore[no-untyped-def]
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await settled(pilot)
 
 
 async def goto(app: ReviewApp, pilot, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +141,7 @@ async def test_candidates_picker_sets_source(files: tuple[Path, Path]) -> None:
         choices = [c.name for c in app.screen.choices]
         assert choices[0] == "encoder.layers.0.norm_out.weight"
         await pilot.press("down", "enter")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.state is not None
         e = app.state.plan.entries["encoder.layers.0.norm_out.weight"]
         assert e.sources[0][1] == choices[1]
@@ -158,8 +158,7 @@ async def test_rule_editor_previews_then_keeps(files: tuple[Path, Path]) -> None
         await pilot.press("e")
         assert isinstance(app.screen, RuleEditor)
         await pilot.press(*"keep encoder.layers.3.*")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await previewed(pilot)
         editor = app.screen
         assert editor.pending is not None
         preview = str(editor.query_one("#preview").render())
@@ -173,8 +172,9 @@ async def test_rule_editor_previews_then_keeps(files: tuple[Path, Path]) -> None
         # edit it, then remove it, each previewed first
         await pilot.press("e", "shift+tab", "down", "enter")  # pick rule 1 in the list
         await pilot.press("ctrl+d")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await previewed(pilot)
+        assert app.screen.pending is not None
+        assert app.screen.pending.kind == "remove"
         await pilot.press("ctrl+s")
         await settle(app, pilot)
         assert app.state.plan.rules == []
@@ -283,9 +283,8 @@ async def test_write_flow_confirms_writes_verifies_and_matches_ckpt_apply(
         await pilot.press("r", "s", "enter")  # reject one row, save the plan
         await settle(app, pilot)
         await pilot.press("w", "a", "enter")  # accept the pending rows as proposed, write
+        await until(pilot, lambda: isinstance(app.screen, ResultScreen), "the result screen")
         await settle(app, pilot)
-        await pilot.pause()
-        assert isinstance(app.screen, ResultScreen)
         assert app.last_report is not None
         assert app.last_report.verified
     written = torch.load(out, weights_only=True)

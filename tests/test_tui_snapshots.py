@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tui_waits import previewed, settled, until
 
 from inspector.demo import RNNTConfig, random_state, rnnt_shapes
 from inspector.tui.app import ReviewApp, create_app
+from inspector.tui.screens.help import HelpScreen
+from inspector.tui.screens.write import WriteConfirmScreen
 
 
 @pytest.fixture
@@ -24,20 +27,12 @@ def app(tmp_path: Path) -> ReviewApp:
     return create_app([str(tmp_path / "char.pt")], str(tmp_path / "bpe.pt"))
 
 
-async def settled(pilot) -> None:  # type: ignore[no-untyped-def]
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 async def expanded(pilot) -> None:  # type: ignore[no-untyped-def]
     """Open the encoder, its folded layers and one tensor, then let the details load."""
     await settled(pilot)
     assert pilot.app.target_tree.reveal("encoder.layers.0.self_attn.linear_q.weight")
-    await pilot.pause()
     await settled(pilot)
-    for screen in (pilot.app.screen,):
-        await screen.workers.wait_for_complete()
-    await pilot.pause()
+    assert pilot.app.details_for[0] == "encoder.layers.0.self_attn.linear_q.weight"
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
@@ -63,6 +58,7 @@ def test_help_screen(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-u
     async def run(pilot) -> None:  # type: ignore[no-untyped-def]
         await settled(pilot)
         await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "the help screen")
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run)
 
@@ -71,6 +67,10 @@ def test_write_confirmation(snap_compare, app: ReviewApp) -> None:  # type: igno
     async def run(pilot) -> None:  # type: ignore[no-untyped-def]
         await settled(pilot)
         await pilot.press("w")
+        await until(
+            pilot, lambda: isinstance(pilot.app.screen, WriteConfirmScreen), "the confirmation"
+        )
+        await settled(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run)
 
@@ -79,7 +79,7 @@ def test_rule_preview(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-
     async def run(pilot) -> None:  # type: ignore[no-untyped-def]
         await settled(pilot)
         await pilot.press("e", *"keep joint.*")
-        await pilot.app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await previewed(pilot)
+        assert pilot.app.screen.pending is not None
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=run)

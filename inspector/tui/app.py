@@ -136,6 +136,7 @@ class ReviewApp(App[int]):
         self.state: ReviewState | None = None
         self.arch_lines: list[str] = []
         self.facts: dict[tuple[str, str], msg.TensorFacts] = {}
+        self.details_for: tuple[str | None, str | None] = (None, None)  # (target, source) shown
         self.pairs: dict[tuple[str, str], msg.PairFacts] = {}
         self.busy = ""  # what a running edit worker is doing; edits wait for it
         self.last_report: msg.WriteFinished | None = None
@@ -264,7 +265,27 @@ class ReviewApp(App[int]):
             partners = state.partners(row.names[0])
             source = partners[0] if partners else None
         pane.show(self._details_view(target, source, len(row.names)))
-        self.load_facts(target, source)
+        self.details_for = (target, source)
+        if not self.details_complete:
+            self.load_facts(target, source)
+
+    @property
+    def details_complete(self) -> bool:
+        """True when the details pane has every fact it shows for the selected tensors (digests,
+        stats, the pair comparison): tests wait on this rather than on timing."""
+        target, source = self.details_for
+        return not self._missing_facts(target, source) and not self._pair_missing(target, source)
+
+    def _missing_facts(self, target: str | None, source: str | None) -> list[tuple[str, str]]:
+        wanted = [("target", target), ("source", source)]
+        return [(side, name) for side, name in wanted if name is not None
+                and (side, name) not in self.facts]
+
+    def _pair_missing(self, target: str | None, source: str | None) -> bool:
+        if self.state is None or target is None or source is None:
+            return False
+        e = self.state.entry(target)
+        return e is not None and e.effective == "copy" and (source, target) not in self.pairs
 
     def _details_view(self, target: str | None, source: str | None, count: int) -> DetailsView:
         state = self.state
@@ -294,23 +315,16 @@ class ReviewApp(App[int]):
         if state is None:
             return
         worker = get_current_worker()
-        todo: list[tuple[str, str]] = []
-        if target is not None and ("target", target) not in self.facts:
-            todo.append(("target", target))
-        if source is not None and ("source", source) not in self.facts:
-            todo.append(("source", source))
-        for side, name in todo:
+        for side, name in self._missing_facts(target, source):
             if worker.is_cancelled:
                 return
             ckpt, real = self._locate(side, name)
             self.post_message(msg.FactsReady(side, name, jobs.tensor_facts(ckpt, real)))
-        if target and source and (source, target) not in self.pairs and not worker.is_cancelled:
-            e = state.entry(target)
-            if e is not None and e.effective == "copy":
-                sck, sname = self._locate("source", source)
-                tck, tname = self._locate("target", target)
-                facts = jobs.pair_facts(sck, sname, tck, tname)
-                self.post_message(msg.PairReady(source, target, facts))
+        if target and source and self._pair_missing(target, source) and not worker.is_cancelled:
+            sck, sname = self._locate("source", source)
+            tck, tname = self._locate("target", target)
+            facts = jobs.pair_facts(sck, sname, tck, tname)
+            self.post_message(msg.PairReady(source, target, facts))
 
     def _locate(self, side: str, name: str) -> tuple[Any, str]:
         assert self.state is not None

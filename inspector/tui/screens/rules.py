@@ -74,6 +74,11 @@ class RuleEditor(ModalScreen[RuleResult | None]):
         self.state = state
         self.pending: RuleResult | None = None
         self.editing: int | None = None  # index of the rule being edited, None: a new rule
+        # Every change of the text or the choice is a new request; a preview computed for an
+        # older request is dropped, so a slow worker never overwrites a newer preview.
+        self._request = 0
+        self._shown = 0
+        self._text: str | None = None  # the input text the latest request was made for
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -108,22 +113,37 @@ class RuleEditor(ModalScreen[RuleResult | None]):
             box.value = rule_text(self.state.plan.rules[self.editing])
         box.focus()
 
+    @property
+    def preview_settled(self) -> bool:
+        """True when the preview shown is the one for the current text (tests wait on it)."""
+        current = self.query_one("#rule-input", Input).value.strip()
+        return self._shown == self._request and self._text == current
+
+    def _new_request(self, text: str) -> int:
+        self._request += 1
+        self._text = text
+        self.pending = None
+        return self._request
+
     @on(Input.Changed, "#rule-input")
     def _changed(self, event: Input.Changed) -> None:
         text = event.value.strip()
+        request = self._new_request(text)
         if self.editing is not None and text == rule_text(self.state.plan.rules[self.editing]):
-            return  # the rule as loaded: nothing to preview until it is changed or removed
-        self.pending = None
+            # the rule as loaded: nothing to preview until it is changed or removed
+            self._show(Text("Change the rule to preview it, or ctrl+d to remove it.", style="dim"),
+                       request)
+            return
         if not text:
-            self._show(Text("Type a rule to see which rows it changes.", style="dim"))
+            self._show(Text("Type a rule to see which rows it changes.", style="dim"), request)
             return
         try:
             rule = parse_rule(text)
         except PlanError as e:
-            self._show(Text(str(e), style="red"))
+            self._show(Text(str(e), style="red"), request)
             return
         kind = "add" if self.editing is None else "replace"
-        self._preview(RuleResult(kind, rule, -1 if self.editing is None else self.editing))
+        self._preview(RuleResult(kind, rule, -1 if self.editing is None else self.editing), request)
 
     @on(Input.Submitted, "#rule-input")
     def _submitted(self) -> None:
@@ -133,10 +153,11 @@ class RuleEditor(ModalScreen[RuleResult | None]):
         if self.editing is None:
             self.notify("Pick a rule in the list first.", severity="warning")
             return
-        self._preview(RuleResult("remove", None, self.editing))
+        text = self.query_one("#rule-input", Input).value.strip()
+        self._preview(RuleResult("remove", None, self.editing), self._new_request(text))
 
     @work(thread=True, exclusive=True, group="rule-preview")
-    def _preview(self, result: RuleResult) -> None:
+    def _preview(self, result: RuleResult, request: int) -> None:
         """Re-propose off the UI thread (10k tensors take a moment); nothing is changed."""
         try:
             changes = result.preview(self.state)
@@ -147,19 +168,26 @@ class RuleEditor(ModalScreen[RuleResult | None]):
         if get_current_worker().is_cancelled:
             return  # the text changed meanwhile: a newer preview is on its way
         if error:
-            self.app.call_from_thread(self._show, Text(error, style="red"))
+            self.app.call_from_thread(self._show, Text(error, style="red"), request)
         else:
-            self.app.call_from_thread(self._previewed, result, changes)
+            self.app.call_from_thread(self._previewed, result, changes, request)
 
-    def _previewed(self, result: RuleResult, changes: list[tuple[str, Entry, Entry]]) -> None:
+    def _previewed(
+        self, result: RuleResult, changes: list[tuple[str, Entry, Entry]], request: int
+    ) -> None:
+        if request != self._request:
+            return  # computed for an older text: a newer preview is on its way
         self.pending = result
         head = {"add": "Adding", "replace": "Changing", "remove": "Removing"}[result.kind]
         text = Text(f"{head} this rule: ", style="bold cyan")
         text.append_text(preview_text(changes))
-        self._show(text)
+        self._show(text, request)
 
-    def _show(self, text: Text) -> None:
+    def _show(self, text: Text, request: int) -> None:
+        if request != self._request:
+            return
         self.query_one("#preview", Static).update(text)
+        self._shown = request
 
     def action_keep(self) -> None:
         if self.pending is None:

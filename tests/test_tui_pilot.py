@@ -279,6 +279,9 @@ async def test_write_flow_confirms_writes_verifies_and_matches_ckpt_apply(
         await settle(app, pilot)
         await goto_module(app, pilot, "encoder")
         await pilot.press("a")
+        row = app.target_tree.current_row  # the cursor stays on the module it approved
+        assert row is not None
+        assert (row.key, row.leaf) == ("encoder", False)
         await goto(app, pilot, "encoder.pre_encode.out.bias")
         await pilot.press("r", "s", "enter")  # reject one row, save the plan
         await settle(app, pilot)

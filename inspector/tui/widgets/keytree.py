@@ -47,7 +47,7 @@ class KeyTree(Tree[Row]):
         self.root.data = model.root
         self._fill(self.root)
         self.root.expand()
-        shown = keep is not None and self.reveal(keep.names[0] if keep.names else keep.key)
+        shown = keep is not None and self._reveal_again(keep)
         if not shown:
             self.move_cursor_to_line(0)
 
@@ -113,13 +113,26 @@ class KeyTree(Tree[Row]):
         node = self.cursor_node
         return node.data if node is not None and node is not self.root else None
 
-    def reveal(self, name: str) -> bool:
-        """Expand down to the row holding tensor `name` and put the cursor on it."""
+    def _reveal_again(self, row: Row) -> bool:
+        """Put the cursor back on `row` after a rebuild: a tensor row on its tensor, a module row
+        on the module (not on its first tensor), when it is still shown."""
+        if row.leaf or not row.names:
+            return self.reveal(row.names[0] if row.names else row.key)
+        return self.reveal(row.names[0], stop_at=row.key) or self.reveal(row.names[0])
+
+    def reveal(self, name: str, stop_at: str | None = None) -> bool:
+        """Expand down to the row holding tensor `name` and put the cursor on it; with `stop_at`,
+        on the module row of that key on the way (False when the rows no longer have it)."""
         if self.model is None:
             return False
         path = self.model.path_to(name)
         if path is None:
             return False
+        if stop_at is not None:
+            keys = [r.key for r in path]
+            if stop_at not in keys:
+                return False
+            path = path[: keys.index(stop_at) + 1]
         node = self.root
         for row in path:
             self._fill(node)

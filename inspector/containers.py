@@ -6,9 +6,11 @@ The candidate keys are data: extend the tables, not the code.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from .model import TensorInfo, TreePath
+
+L = TypeVar("L")
 
 # Keys that hold the model's weights, most specific first, with who writes them.
 WEIGHT_KEYS = (
@@ -43,16 +45,32 @@ NON_WEIGHT_KEYS = frozenset(
 )
 
 
+def iter_leaves(
+    tree: Any, leaf_type: type[L], prefix: TreePath = ()
+) -> Iterator[tuple[TreePath, L]]:
+    """Every `leaf_type` leaf under `tree`, with its path, in container order.
+
+    A pickle can share one container between several places (memo references), so a hostile
+    file can make a tree of 2**60 paths out of 60 lists. Each container is therefore walked once,
+    at its first path; leaves (tied tensors) still appear under every name.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[TreePath, Any]] = [(prefix, tree)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, leaf_type):
+            yield path, node
+        elif isinstance(node, (dict, list, tuple)):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            stack.extend(((*path, k), v) for k, v in reversed(list(items)))
+
+
 def iter_tensors(tree: Any, prefix: TreePath = ()) -> Iterator[tuple[TreePath, TensorInfo]]:
     """Every TensorInfo leaf under `tree`, with its path, in container order."""
-    if isinstance(tree, TensorInfo):
-        yield prefix, tree
-    elif isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from iter_tensors(v, (*prefix, k))
-    elif isinstance(tree, (list, tuple)):
-        for i, v in enumerate(tree):
-            yield from iter_tensors(v, (*prefix, i))
+    return iter_leaves(tree, TensorInfo, prefix)
 
 
 def count_tensors(tree: Any) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import tarfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,7 +205,7 @@ def build_demo(folder: str | Path) -> DemoFiles:
     return DemoFiles(source, target)
 
 
-def _save_torch(tree: dict[str, object], path: Path) -> None:
+def _save_torch(tree: Mapping[str, object], path: Path) -> None:
     """A torch zip file written by the project's own writer (no torch needed)."""
     from .reader import open_checkpoint
     from .writers.build import build_output

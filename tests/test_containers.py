@@ -81,3 +81,29 @@ def test_module_is_opened_through_its_state_dict():
     assert sorted(ckpt) == sorted(mod.state_dict())
     assert ckpt["0.weight"].shape == (2, 3)
     assert ckpt["1.num_batches_tracked"].dtype == "int64"
+
+
+def _shared_tree(kind: str, depth: int = 60):
+    x: object = []
+    for _ in range(depth):
+        x = [x, x] if kind == "list" else {"a": x, "b": x}
+    return x
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+def test_a_pickle_sharing_containers_exponentially_is_refused_not_hung(tmp_path, kind):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / f"dag_{kind}.pt"
+    torch.save({"w": torch.ones(2), "cfg": _shared_tree(kind)}, path)  # 1 KB on disk
+    with pytest.raises(inspector.CheckpointError, match="expands past") as info:
+        inspector.open(path)
+    assert "data.pkl" in str(info.value)
+
+
+def test_modest_sharing_is_walked_once_and_tied_tensors_keep_every_name():
+    w = np.ones(3, np.float32)
+    shared = {"w": w}
+    ckpt = inspector.open(
+        {"a": shared, "b": shared, "t1": w, "t2": w, "deep": _shared_tree("list", 40)}
+    )
+    assert sorted(ckpt) == ["a.w", "t1", "t2"]  # 'b' is the same container as 'a'

@@ -1,7 +1,7 @@
 """`ckpt` command line: one module per subcommand, each with `add_arguments` and `run`.
 
-Exit codes (documented in docs/cli.md): 0 success / equal / pass, 1 differences or violations,
-2 usage or input error (a `CheckpointError`, a bad plan, a missing file).
+Exit codes (docs/cli.md): 0 success / equal / pass, 1 differences or violations, 2 usage or
+input error (a `CheckpointError`, a bad plan, a file that cannot be read or written).
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args._run(args)
     except (CheckpointError, PlanError, WriteError) as e:
+        print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a path that cannot be read or written: an input error, never "found"
         print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

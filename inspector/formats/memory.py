@@ -32,15 +32,25 @@ def read(obj: Any) -> Loaded:
     return Loaded(FORMAT, _convert(obj, {}))
 
 
-def _convert(node: Any, storages: dict[Any, Storage]) -> Any:
+def _convert(node: Any, storages: dict[Any, Storage], done: dict[int, Any] | None = None) -> Any:
+    """The tree with tensors replaced by TensorInfo; a container shared by several places is
+    converted once and shared again (so a DAG stays a DAG, never an exponential tree)."""
+    done = {} if done is None else done
+    if isinstance(node, (dict, list, tuple)) and id(node) in done:
+        return done[id(node)]
     if isinstance(node, np.ndarray):
         return _from_numpy(node)
     if _is_torch(node, "Tensor"):
         return _from_torch(node, storages)
     if isinstance(node, dict):
-        return {k: _convert(v, storages) for k, v in node.items()}
+        out: Any = {}
+        done[id(node)] = out
+        out.update((k, _convert(v, storages, done)) for k, v in node.items())
+        return out
     if isinstance(node, (list, tuple)):
-        return type(node)(_convert(v, storages) for v in node)
+        items = [_convert(v, storages, done) for v in node]
+        done[id(node)] = out = type(node)(items)
+        return out
     if node is None or isinstance(node, (bool, int, float, str, bytes)):
         return node
     return Record(f"{type(node).__module__}.{type(node).__qualname__}", state=repr(node)[:200])

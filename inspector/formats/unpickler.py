@@ -25,6 +25,9 @@ from ..model import Record
 
 MAX_DEPTH = 256  # containers nested deeper than this are refused (consumers recurse)
 MAX_MEMO = 1 << 24  # memo entries
+# Leaves and containers the tree has when shared containers are counted at every place they appear
+# (what every consumer walking the tree will see): 60 lists of [x, x] would otherwise be 2**60.
+MAX_EXPANDED = 1 << 24
 MAX_LONG_BYTES = 1 << 16  # LONG1/LONG4 payload: far beyond any real integer
 
 Builder = Callable[..., Any]
@@ -613,13 +616,16 @@ def _children(node: Any) -> list[Any] | None:
 
 
 def _check_nesting(root: Any, machine: Unpickler) -> None:
-    """Refuse containers nested deeper than MAX_DEPTH or containing themselves (iteratively)."""
+    """Refuse containers nested deeper than MAX_DEPTH, containing themselves, or shared so that the
+    tree expands past MAX_EXPANDED nodes (iteratively; each container is visited once)."""
     height: dict[int, int] = {}
+    size: dict[int, int] = {}  # nodes below and including a container, sharing expanded
     on_path: set[int] = set()
     kids = _children(root)
     if kids is None:
         return
-    stack: list[list[Any]] = [[root, iter(kids), 0]]
+    # frame: [container, children iterator, height below, expanded size below]
+    stack: list[list[Any]] = [[root, iter(kids), 0, 0]]
     on_path.add(id(root))
     while stack:
         frame = stack[-1]
@@ -628,23 +634,27 @@ def _check_nesting(root: Any, machine: Unpickler) -> None:
             stack.pop()
             on_path.discard(id(frame[0]))
             height[id(frame[0])] = frame[2] + 1
+            size[id(frame[0])] = frame[3] + 1
             if stack:
                 stack[-1][2] = max(stack[-1][2], frame[2] + 1)
+                _grow(stack[-1], frame[3] + 1, machine)
             continue
         cid = id(child)
         if cid in on_path:
             raise PickleError(machine.path, "a container contains itself", key=machine.key)
         if cid in height:
             h = height[cid]
+            _grow(frame, size[cid], machine)
         else:
             grandkids = _children(child)
             if grandkids is None:
+                _grow(frame, 1, machine)
                 continue
             if len(stack) >= MAX_DEPTH:
                 raise PickleError(
                     machine.path, f"containers nested deeper than {MAX_DEPTH}", key=machine.key
                 )
-            stack.append([child, iter(grandkids), 0])
+            stack.append([child, iter(grandkids), 0, 0])
             on_path.add(cid)
             continue
         if len(stack) + h > MAX_DEPTH:
@@ -652,6 +662,16 @@ def _check_nesting(root: Any, machine: Unpickler) -> None:
                 machine.path, f"containers nested deeper than {MAX_DEPTH}", key=machine.key
             )
         frame[2] = max(frame[2], h)
+
+
+def _grow(frame: list[Any], n: int, machine: Unpickler) -> None:
+    frame[3] += n
+    if frame[3] > MAX_EXPANDED:
+        raise PickleError(
+            machine.path,
+            f"the pickle shares containers so that its tree expands past {MAX_EXPANDED} entries",
+            key=machine.key,
+        )
 
 
 # Opcode table: byte -> handler method name (pickletools' names for messages). -------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..containers import dotted
+from ..containers import dotted, iter_leaves
 from ..model import Checkpoint, TreePath
 from .produce import Producer
 
@@ -59,14 +59,7 @@ class Output:
 
 
 def iter_out_tensors(tree: Any, prefix: TreePath = ()) -> Iterator[tuple[TreePath, OutTensor]]:
-    if isinstance(tree, OutTensor):
-        yield prefix, tree
-    elif isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from iter_out_tensors(v, (*prefix, k))
-    elif isinstance(tree, (list, tuple)):
-        for i, v in enumerate(tree):
-            yield from iter_out_tensors(v, (*prefix, i))
+    return iter_leaves(tree, OutTensor, prefix)
 
 
 def flat_tensors(out: Output) -> dict[str, OutTensor]:

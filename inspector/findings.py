@@ -10,12 +10,14 @@ docs/findings.schema.json.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
 from .tree import fold_names
+from .writers.atomic import write_text_atomic
 
 SCHEMA_ID = "ckpt-findings/1"
 
@@ -254,14 +256,20 @@ def render(report: Report, fmt: str = "text", *, verbose: bool = False) -> str:
 
 
 def write_report(
-    report: Report, fmt: str, *, output: str | None, verbose: bool, stream: IO[str]
+    report: Report,
+    fmt: str,
+    *,
+    output: str | None,
+    verbose: bool,
+    stream: IO[str],
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> None:
     """The report in `fmt` to `output` (a file: the text summary still goes to `stream`) or to
-    `stream` itself. Used by the gates' CLI."""
+    `stream` itself. The file is written atomically and never over one of `inputs` (the files
+    the gate read) nor of `report.targets`. Used by the gates' CLI."""
     text = render(report, fmt, verbose=verbose)
     if output is None:
         stream.write(text)
         return
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_text_atomic(output, text, [*inputs, *report.targets])
     stream.write(render(report, "text", verbose=verbose))

@@ -144,3 +144,46 @@ def test_usage_and_input_errors_exit_2(args: tuple[str, ...], tmp_path: Path) ->
     r = ckpt(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert r.stderr.strip()
+
+
+def _aliases(target: Path, tmp_path: Path) -> list[Path]:
+    """`target` itself and two other names for it: a symlink and a hard link."""
+    sym, hard = tmp_path / "sym.pt", tmp_path / "hard.pt"
+    sym.symlink_to(target)
+    os.link(target, hard)
+    return [target, sym, hard]
+
+
+@pytest.mark.parametrize("command", ["scan", "check-checkpoint", "check-against", "check-manifest"])
+def test_output_over_an_input_is_refused(files: dict[str, Path], tmp_path: Path,
+                                         command: str) -> None:
+    """`-o` naming an input (or a link to it) exits 2 naming the file; the input is unchanged."""
+    victim = tmp_path / "victim.pt"
+    victim.write_bytes(files["ref"].read_bytes())
+    manifest = tmp_path / "shapes.yaml"
+    manifest.write_text(ckpt("ls", files["ref"], "--manifest").stdout)
+    guarded = manifest if command == "check-manifest" else victim
+    before = guarded.read_bytes()
+    args = {
+        "scan": ("scan", victim),
+        "check-checkpoint": ("check", victim, "--against", files["ref"]),
+        "check-against": ("check", files["ref"], "--against", victim),
+        "check-manifest": ("check", files["ref"], "--manifest", manifest),
+    }[command]
+    for alias in [guarded] if command == "check-manifest" else _aliases(victim, tmp_path):
+        r = ckpt(*args, "--format", "json", "-o", alias)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert str(alias) in r.stderr
+        assert "refusing to overwrite an input" in r.stderr
+        assert guarded.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_output_report_is_written_atomically_over_an_old_one(files: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    out.write_text("old")
+    r = ckpt("scan", files["ref"], "--format", "json", "-o", out)
+    assert r.returncode == 0, r.stderr
+    validate(json.loads(out.read_text()), SCHEMA)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -86,3 +86,32 @@ def test_map_folds_a_layer_without_source_to_one_line(tmp_path, capsys) -> None:
         "  encoder.layers.2.* (40 tensors) keeps init [no-source]  "
         "(no source tensor fits: keeps its own init)\n"
     ) in out
+
+
+@pytest.mark.parametrize("which", ["source", "target", "symlink-to-source", "rules"])
+def test_map_output_over_an_input_is_refused(files, tmp_path, which) -> None:  # type: ignore[no-untyped-def]
+    """Through the real CLI: `-o` naming an input exits 2 naming it; the input is unchanged."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: []\n")
+    (tmp_path / "link.pt").symlink_to(files / "char.pt")
+    out = {"source": files / "char.pt", "target": files / "bpe.pt",
+           "symlink-to-source": tmp_path / "link.pt", "rules": rules}[which]
+    guarded = {"symlink-to-source": files / "char.pt"}.get(which, out)
+    before = guarded.read_bytes()
+    repo = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "map", str(files / "char.pt"),
+         str(files / "bpe.pt"), "--rules", str(rules), "-o", str(out)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=120, check=False,
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert str(out) in r.stderr
+    assert "refusing to overwrite an input" in r.stderr
+    assert guarded.read_bytes() == before
+    assert not [p for p in files.iterdir() if p.name.startswith(".")]  # no temp left

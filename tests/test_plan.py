@@ -273,3 +273,25 @@ def test_summary_percent_is_exact_at_the_ends(copied: int, total: int, text: str
     assert s.line() == f"m {text} (3/4 tensors)"
     s.layers, s.layers_copied = 4, 0
     assert s.line() == f"m {text} (3/4 tensors, 0/4 layers complete)"
+
+
+def test_save_refuses_the_plans_own_checkpoints_and_given_inputs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Plan.save never replaces a checkpoint it reads (by path, symlink or hard link) nor a
+    file named in `inputs`; the refusal is a PlanError naming the file and nothing changes."""
+    import numpy as np
+
+    src_file, tgt_file = tmp_path / "src.npy", tmp_path / "tgt.npy"
+    np.save(src_file, np.zeros(3))
+    tgt_file.write_bytes(b"target bytes")
+    plan, _, _ = small_plan()
+    plan.sources[0] = plan.sources[0].__class__(plan.sources[0].label, str(src_file))
+    plan.target = plan.target.__class__(plan.target.label, str(tgt_file))
+    (tmp_path / "link").symlink_to(src_file)
+    other = tmp_path / "rules.yaml"
+    other.write_text("rules: []\n")
+    for dest, inputs in ((src_file, ()), (tgt_file, ()), (tmp_path / "link", ()),
+                         (other, (other,))):
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        with pytest.raises(PlanError, match=f"{dest}: refusing to overwrite an input"):
+            plan.save(dest, inputs)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

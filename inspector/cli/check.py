@@ -69,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
     )
     result = check_model(args.model, **options) if args.model else check(args.checkpoint, **options)
-    write_report(result, args.format, output=args.output, verbose=args.verbose, stream=sys.stdout)
+    inputs = [p for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
+    write_report(result, args.format, output=args.output, verbose=args.verbose, stream=sys.stdout,
+                 inputs=inputs)
     return result.exit_code

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     }
     explanation = arch.explain(plan, by_label, target)
     if args.output:
-        plan.save(args.output)
+        read = [_split_source(a)[1] for a in src_args] + [tgt_arg]
+        plan.save(args.output, read + [r for r in args.rules if os.path.exists(r)])
     if args.json:
         data = plan.to_dict()
         data["summary"] = {

@@ -30,5 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from ..scan import scan
 
     result = scan(args.paths, strict=args.strict, verify_crc=not args.no_crc)
-    write_report(result, args.format, output=args.output, verbose=args.verbose, stream=sys.stdout)
+    write_report(result, args.format, output=args.output, verbose=args.verbose, stream=sys.stdout,
+                 inputs=args.paths)
     return result.exit_code

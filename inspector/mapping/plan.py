@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from math import prod
@@ -24,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..errors import PlanError
+from ..errors import PlanError, WriteError
+from ..writers.atomic import write_text_atomic
 from . import names as nm
 from .rules import Rule, invert_rules, rules_from_list
 from .transforms import Concat, Split, Transform, chain_inverse, transform_from_dict
@@ -494,20 +494,17 @@ class Plan:
             raise PlanError(f"{where}: not valid YAML: {e}") from None
         return cls.from_dict(data, where)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically: a temp file in the same folder, fsync, rename over `path`."""
-        path = Path(path)
-        text = self.to_yaml()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    def save(
+        self, path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = ()
+    ) -> None:
+        """Write atomically (a temp file in the same folder, fsync, rename over `path`). Refused
+        when `path` is one of `inputs` or of the plan's own checkpoints (a link to one too).
+        Failures raise PlanError, the error callers of plan I/O handle (the TUI's save)."""
+        own = [ref.path for ref in (*self.sources, self.target) if ref.path]
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            write_text_atomic(path, self.to_yaml(), [*inputs, *own])
+        except WriteError as e:
+            raise PlanError(str(e)) from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Plan:

@@ -88,6 +88,16 @@ def atomic_path(
         raise
 
 
+def write_text_atomic(
+    dest: str | os.PathLike[str], text: str, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> None:
+    """Write `text` (UTF-8) to `dest` through `atomic_path`: the one way the tool writes a text
+    output (a gate's report, a plan). An input named as `dest` is refused before anything is
+    written."""
+    with atomic_path(dest, inputs) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def _umask() -> int:
     try:
         with open("/proc/self/status") as f:

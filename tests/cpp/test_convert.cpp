@@ -1,5 +1,6 @@
 // C++ unit test (no Python): codec round trips over every 16-bit and 8-bit pattern, CRC-32 known
-// vectors and fast == portable, copy/compare bounds errors. Torch-exactness is tested from Python
+// vectors and fast == portable, copy/compare bounds errors, compare's in-place and decoding paths
+// bit-identical, SIMD casts == scalar encoders. Torch-exactness is tested from Python
 // (tests/test_convert.py); this checks the core's own invariants, also under the sanitizers.
 #include <cmath>
 #include <cstdio>
@@ -97,10 +98,79 @@ static void test_bounds() {
     CHECK(c.n_diff == 0 && c.allclose && c.cosine == 1.0);
 }
 
+static View flat_view(const void* data, std::size_t bytes, DType d, std::int64_t n, std::int64_t stride,
+                      std::int64_t offset) {
+    View v;
+    v.data = static_cast<const std::uint8_t*>(data);
+    v.size = bytes;
+    v.dtype = d;
+    v.shape = {n};
+    v.strides = {stride};
+    v.offset = offset;
+    return v;
+}
+
+static bool same_bits(double x, double y) { return std::memcmp(&x, &y, sizeof x) == 0; }
+
+static bool same(const Comparison& x, const Comparison& y) {
+    return x.numel == y.numel && same_bits(x.max_abs_diff, y.max_abs_diff) &&
+           same_bits(x.mean_abs_diff, y.mean_abs_diff) && same_bits(x.rel_l2, y.rel_l2) &&
+           same_bits(x.cosine, y.cosine) && x.n_diff == y.n_diff && x.n_not_close == y.n_not_close &&
+           x.allclose == y.allclose && x.nan_a == y.nan_a && x.nan_b == y.nan_b && x.inf_a == y.inf_a &&
+           x.inf_b == y.inf_b;
+}
+
+// The in-place kernel (contiguous) and the decoding path (a stride-2 copy) give the same bits,
+// with a NaN block, a tail, and any thread count.
+static void test_compare_paths() {
+    const std::int64_t n = 3 * 2048 + 5;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal;
+    std::vector<float> a(n), b(n), a2(2 * n), b2(2 * n);
+    for (std::int64_t i = 0; i < n; ++i) {
+        a[i] = normal(rng);
+        b[i] = i % 7 ? a[i] + 1e-3f * normal(rng) : a[i];
+    }
+    a[100] = std::nanf("");
+    for (std::int64_t i = 0; i < n; ++i) {
+        a2[2 * i] = a[i];
+        b2[2 * i] = b[i];
+    }
+    const View va = flat_view(a.data(), 4 * a.size(), DType::F32, n, 1, 0);
+    const View vb = flat_view(b.data(), 4 * b.size(), DType::F32, n, 1, 0);
+    const View sa = flat_view(a2.data(), 4 * a2.size(), DType::F32, n, 2, 0);
+    const View sb = flat_view(b2.data(), 4 * b2.size(), DType::F32, n, 2, 0);
+    CompareOptions opt;
+    const Comparison ref = compare(va, vb, opt);
+    CHECK(ref.nan_a == 1 && ref.n_diff > 0);
+    for (int threads : {1, 3}) {
+        opt.threads = threads;
+        CHECK(same(compare(sa, sb, opt), ref));
+        CHECK(same(compare(va, vb, opt), ref));
+    }
+}
+
+// copy_cast to bfloat16/float16 (SIMD where available) against the scalar encoders, every tail.
+static void test_cast_matches_scalar() {
+    std::mt19937 rng(4);
+    std::vector<std::uint32_t> bits(4099);
+    for (auto& w : bits) w = static_cast<std::uint32_t>(rng());
+    std::vector<std::uint16_t> out(bits.size());
+    for (std::int64_t n : {4099, 17, 8, 7, 1}) {
+        const View v = flat_view(bits.data(), 4 * bits.size(), DType::F32, n, 1, 0);
+        copy_cast(v, CopyTarget{reinterpret_cast<std::uint8_t*>(out.data()), 2 * out.size(), 0, DType::BF16});
+        for (std::int64_t i = 0; i < n; ++i) CHECK(out[i] == f32_to_bf16(f32_from_bits(bits[i])));
+        copy_cast(v, CopyTarget{reinterpret_cast<std::uint8_t*>(out.data()), 2 * out.size(), 0, DType::F16});
+        for (std::int64_t i = 0; i < n; ++i) CHECK(out[i] == f32_to_f16(f32_from_bits(bits[i])));
+    }
+}
+
 int main() {
     test_codecs();
     test_crc();
     test_bounds();
+    test_compare_paths();
+    test_cast_matches_scalar();
     if (failures) std::fprintf(stderr, "%d failure(s)\n", failures);
     else std::puts("test_convert: ok");
     return failures ? 1 : 0;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <numeric>
@@ -281,6 +282,18 @@ private:
         }
     }
 
+    // A string as a view of the text when it has no escape (nearly always), else decoded.
+    std::string_view key() {
+        const std::size_t start = p_;
+        string(nullptr);
+        const std::string_view raw = t_.substr(start + 1, p_ - start - 2);
+        if (raw.find('\\') == std::string_view::npos) return raw;
+        p_ = start;
+        decoded_keys_.emplace_back();
+        string(&decoded_keys_.back());
+        return decoded_keys_.back();
+    }
+
     void escape(std::string* out) {
         ++p_;
         if (at_end()) syntax("unterminated string");
@@ -409,11 +422,12 @@ private:
     }
 
     // The first key (in order) that repeats an earlier one, as json's object_pairs_hook reports.
-    static std::optional<std::string> first_duplicate(const std::vector<std::string>& keys) {
+    template <class Key>
+    static std::optional<std::string> first_duplicate(const std::vector<Key>& keys) {
         if (keys.size() <= 8) {  // entries: a few keys, no allocation
             for (std::size_t i = 1; i < keys.size(); ++i)
                 for (std::size_t j = 0; j < i; ++j)
-                    if (keys[i] == keys[j]) return keys[i];
+                    if (keys[i] == keys[j]) return std::string(keys[i]);
             return std::nullopt;
         }
         std::vector<std::size_t> idx(keys.size());
@@ -423,7 +437,7 @@ private:
         for (std::size_t i = 1; i < idx.size(); ++i)
             if (keys[idx[i]] == keys[idx[i - 1]]) best = std::min(best, idx[i]);
         if (best == keys.size()) return std::nullopt;
-        return keys[best];
+        return std::string(keys[best]);
     }
 
     // After a member or item: true when a ',' follows (another one comes), false at `close`.
@@ -587,6 +601,7 @@ private:
         enter(2);
         ++p_;
         keys_.clear();
+        decoded_keys_.clear();
         skip_ws();
         if (peek() == '}' && !at_end()) {
             ++p_;
@@ -595,8 +610,7 @@ private:
         for (;;) {
             skip_ws();
             if (peek() != '"' || at_end()) syntax("expecting property name enclosed in double quotes");
-            keys_.emplace_back();
-            string(&keys_.back());
+            keys_.push_back(key());
             expect(':', "':' delimiter");
             const std::string_view k = keys_.back();
             if (k == std::string_view("dtype")) field(e_.dtype, 2);
@@ -667,7 +681,8 @@ private:
     Header& h_;
     std::size_t metadata_repeat_at_ = 0;
     Entry e_;
-    std::vector<std::string> keys_;
+    std::vector<std::string_view> keys_;
+    std::deque<std::string> decoded_keys_;  // keys that had escapes (stable addresses)
     bool metadata_fault_ = false;
     std::optional<HeaderFault> entry_fault_;
 };

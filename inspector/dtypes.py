@@ -21,6 +21,9 @@ class DType:
     numpy: str | None  # numpy dtype string with the same bytes, or None when numpy has none
     safetensors: str | None
     storage: str | None  # legacy torch typed-storage class name
+    # Position in the reference's Dtype enum (safetensors/src/tensor.rs): files list tensors
+    # by it, widest first. None when safetensors has no code for the type.
+    safetensors_rank: int | None
 
     @property
     def is_float(self) -> bool:
@@ -28,31 +31,31 @@ class DType:
 
 
 _TABLE = [
-    # name, itemsize, kind, numpy, safetensors, torch storage class
-    ("float64", 8, "f", "<f8", "F64", "DoubleStorage"),
-    ("float32", 4, "f", "<f4", "F32", "FloatStorage"),
-    ("float16", 2, "f", "<f2", "F16", "HalfStorage"),
-    ("bfloat16", 2, "f", None, "BF16", "BFloat16Storage"),
-    ("float8_e4m3fn", 1, "f", None, "F8_E4M3", "Float8_e4m3fnStorage"),
-    ("float8_e5m2", 1, "f", None, "F8_E5M2", "Float8_e5m2Storage"),
-    ("float8_e4m3fnuz", 1, "f", None, None, "Float8_e4m3fnuzStorage"),
-    ("float8_e5m2fnuz", 1, "f", None, None, "Float8_e5m2fnuzStorage"),
-    ("float8_e8m0fnu", 1, "f", None, "F8_E8M0", "Float8_e8m0fnuStorage"),
-    ("int64", 8, "i", "<i8", "I64", "LongStorage"),
-    ("int32", 4, "i", "<i4", "I32", "IntStorage"),
-    ("int16", 2, "i", "<i2", "I16", "ShortStorage"),
-    ("int8", 1, "i", "|i1", "I8", "CharStorage"),
-    ("uint64", 8, "u", "<u8", "U64", "UInt64Storage"),
-    ("uint32", 4, "u", "<u4", "U32", "UInt32Storage"),
-    ("uint16", 2, "u", "<u2", "U16", "UInt16Storage"),
-    ("uint8", 1, "u", "|u1", "U8", "ByteStorage"),
-    ("bool", 1, "b", "|b1", "BOOL", "BoolStorage"),
-    ("complex32", 4, "c", None, None, "ComplexHalfStorage"),
-    ("complex64", 8, "c", "<c8", "C64", "ComplexFloatStorage"),
-    ("complex128", 16, "c", "<c16", None, "ComplexDoubleStorage"),
-    ("qint8", 1, "i", None, None, "QInt8Storage"),
-    ("quint8", 1, "u", None, None, "QUInt8Storage"),
-    ("qint32", 4, "i", None, None, "QInt32Storage"),
+    # name, itemsize, kind, numpy, safetensors, torch storage class, safetensors enum rank
+    ("float64", 8, "f", "<f8", "F64", "DoubleStorage", 17),
+    ("float32", 4, "f", "<f4", "F32", "FloatStorage", 15),
+    ("float16", 2, "f", "<f2", "F16", "HalfStorage", 11),
+    ("bfloat16", 2, "f", None, "BF16", "BFloat16Storage", 12),
+    ("float8_e4m3fn", 1, "f", None, "F8_E4M3", "Float8_e4m3fnStorage", 7),
+    ("float8_e5m2", 1, "f", None, "F8_E5M2", "Float8_e5m2Storage", 6),
+    ("float8_e4m3fnuz", 1, "f", None, None, "Float8_e4m3fnuzStorage", None),
+    ("float8_e5m2fnuz", 1, "f", None, None, "Float8_e5m2fnuzStorage", None),
+    ("float8_e8m0fnu", 1, "f", None, "F8_E8M0", "Float8_e8m0fnuStorage", 8),
+    ("int64", 8, "i", "<i8", "I64", "LongStorage", 18),
+    ("int32", 4, "i", "<i4", "I32", "IntStorage", 13),
+    ("int16", 2, "i", "<i2", "I16", "ShortStorage", 9),
+    ("int8", 1, "i", "|i1", "I8", "CharStorage", 5),
+    ("uint64", 8, "u", "<u8", "U64", "UInt64Storage", 19),
+    ("uint32", 4, "u", "<u4", "U32", "UInt32Storage", 14),
+    ("uint16", 2, "u", "<u2", "U16", "UInt16Storage", 10),
+    ("uint8", 1, "u", "|u1", "U8", "ByteStorage", 4),
+    ("bool", 1, "b", "|b1", "BOOL", "BoolStorage", 0),
+    ("complex32", 4, "c", None, None, "ComplexHalfStorage", None),
+    ("complex64", 8, "c", "<c8", "C64", "ComplexFloatStorage", 16),
+    ("complex128", 16, "c", "<c16", None, "ComplexDoubleStorage", None),
+    ("qint8", 1, "i", None, None, "QInt8Storage", None),
+    ("quint8", 1, "u", None, None, "QUInt8Storage", None),
+    ("qint32", 4, "i", None, None, "QInt32Storage", None),
 ]
 
 DTYPES: dict[str, DType] = {row[0]: DType(*row) for row in _TABLE}

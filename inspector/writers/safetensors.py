@@ -20,15 +20,6 @@ from .atomic import open_output, pwrite_all
 from .output import Output, OutTensor
 from .stream import Job, Progress, run_jobs
 
-# The reference's Dtype enum order (safetensors/src/tensor.rs); files sort tensors by it, widest
-# first.
-_DTYPE_RANK = {
-    name: i
-    for i, name in enumerate(
-        ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
-         "U16", "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"]
-    )
-}
 INDEX_NAME = "model.safetensors.index.json"
 DEFAULT_SHARD_BYTES = 5 * 10**9  # transformers' default max_shard_size ("5GB")
 
@@ -40,10 +31,18 @@ def st_dtype(t: OutTensor) -> str:
     return code
 
 
+def _rank(t: OutTensor) -> int:
+    """Where the reference's Dtype enum puts the tensor's dtype (the dtypes table's column)."""
+    rank = dtypes.get(t.dtype).safetensors_rank
+    if rank is None:
+        raise WriteError(f"{t.name}: dtype {t.dtype} cannot be stored in safetensors")
+    return rank
+
+
 def header_bytes(tensors: Mapping[str, OutTensor], metadata: Mapping[str, str] | None
                  ) -> tuple[bytes, list[tuple[str, OutTensor, int]]]:
     """The 8-byte length + padded JSON header, and (name, tensor, data offset) in file order."""
-    order = sorted(tensors.items(), key=lambda kv: (-_DTYPE_RANK[st_dtype(kv[1])], kv[0]))
+    order = sorted(tensors.items(), key=lambda kv: (-_rank(kv[1]), kv[0]))
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = dict(metadata)

@@ -27,6 +27,7 @@ from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_
 from .writers import SAME_AS_TARGET, choose_format, writer
 from .writers.atomic import atomic_path, start_writeback
 from .writers.build import build_output
+from .writers.foreign_globals import find_unknown_globals, weights_only_refused
 from .writers.patch import patch, patch_target, patchable
 from .writers.produce import Producer, View, ViewValue
 from .writers.transformed import apply_transforms, source_value
@@ -68,9 +69,15 @@ def apply(
     progress: Progress | None = None,
     format: str | None = None,
     inputs: Inputs | None = None,
+    keep_unknown_globals: bool = False,
 ) -> TransferReport:
-    """Write `out`: the plan's target with its approved rows applied. Returns the report."""
+    """Write `out`: the plan's target with its approved rows applied. Returns the report.
+
+    A target whose tree holds calls to globals the safe reader did not recognise as data
+    (`os.system(...)` beside the weights) is refused, nothing written, unless
+    `keep_unknown_globals`: the output would carry them as the target does."""
     started = time.monotonic()
+    plan_file = None if isinstance(plan, Plan) else str(plan)
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
     _refuse_proposed(plan, accept_proposed)
@@ -83,9 +90,13 @@ def apply(
     report.format = fmt
     report.notes += ins.problems
     spec, mod = writer(fmt)
+    if spec.pickles:
+        _guard_globals(target, str(out), keep_unknown_globals, report)
     inputs_files = [*target.files, *(f for c in ins.sources.values() for f in c.files)]
     if target.path is not None:
         inputs_files.append(str(target.path))
+    if plan_file is not None:
+        inputs_files.append(plan_file)
     followers = tied_followers(target, values)
     report.notes += [f"{f}: tied to the replaced {lead}, follows its new values"
                      for f, lead in followers.items()]
@@ -100,6 +111,7 @@ def apply(
         else:
             report.mode = "rewrite"
             output = build_output(target, values, drop)
+            output.keep_unknown_globals = keep_unknown_globals
             if spec.folder:
                 tmp.mkdir(exist_ok=True)
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
@@ -112,6 +124,26 @@ def apply(
                              + "; ".join(report.verification.mismatches[:5]))
     report.seconds = time.monotonic() - started
     return report
+
+
+def _guard_globals(target: Checkpoint, out: str, keep: bool, report: TransferReport) -> None:
+    """Refuse (unless `keep`) a target tree holding unknown calls; note the object classes
+    torch.load(weights_only=True) refuses. Both are written as the target has them."""
+    found = find_unknown_globals(target.tree)
+    if found and not keep:
+        listed = "; ".join(g.describe() for g in found[:10])
+        more = f"; ... ({len(found)} in all)" if len(found) > 10 else ""
+        raise WriteError(
+            f"{out}: refusing to write {len(found)} global(s) from {target.label} that are not "
+            f"data (a full torch.load would import or call them): {listed}{more}. Nothing was "
+            "written. Check where they come from (ckpt scan); to copy them anyway pass "
+            "--keep-unknown-globals (keep_unknown_globals=True)")
+    report.unknown_globals = [g.describe() for g in found]
+    for cls, where in weights_only_refused(target.tree).items():
+        shown = ", ".join(where[:3]) + (f", ... ({len(where)} in all)" if len(where) > 3 else "")
+        report.notes.append(
+            f"{cls} at {shown}: kept as in the target; torch.load(weights_only=True) refuses "
+            f"this class unless allowed with torch.serialization.add_safe_globals")
 
 
 def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:

@@ -59,6 +59,8 @@ class TransferReport:
     frozen: list[str] = field(default_factory=list)
     verification: Verification | None = None
     notes: list[str] = field(default_factory=list)
+    # Calls to globals that are not data, written because the user asked (keep_unknown_globals).
+    unknown_globals: list[str] = field(default_factory=list)
     bytes_written: int = 0
     seconds: float = 0.0
 
@@ -97,6 +99,11 @@ class TransferReport:
 
     def to_text(self, *, limit: int = 20) -> str:
         lines = [self._headline()]
+        if self.unknown_globals:
+            lines.append(f"WARNING: {len(self.unknown_globals)} global(s) that are not data were "
+                         "kept (--keep-unknown-globals): a full torch.load of the output imports "
+                         "or calls them, torch.load(weights_only=True) refuses it")
+            lines += [f"  {g}" for g in self.unknown_globals[:limit]]
         lines += _section(f"loaded ({len(self.loaded)})", [_loaded_line(r) for r in self.loaded],
                           limit)
         lines += _section(f"skipped ({len(self.skipped)})",

@@ -255,3 +255,90 @@ def test_source_bytes_past_4_gib(tmp_path: Path, out_name: str) -> None:
             got = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
     for k, v in want.items():
         assert torch.equal(got[k], v), k
+
+
+class _Payload:
+    """Pickles as `os.system("true")`: a code-execution payload stored next to the weights."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, ("true",)
+
+
+def _payload_plan(tmp_path: Path) -> Plan:
+    import argparse
+
+    src_path, _, _, tgt = _pair(tmp_path)
+    torch.save({"state_dict": tgt, "epoch": 7, "hook": {"on_load": _Payload()},
+                "args": argparse.Namespace(lr=0.1)}, tmp_path / "tgt.pt")
+    plan = propose(src_path, tmp_path / "tgt.pt")
+    plan.approve(plan.under("encoder"))
+    plan.reject(plan.under("decoder"))
+    return plan
+
+
+def _with_cast(plan: Plan) -> Plan:
+    """The same plan with one row cast to bfloat16: the layout changes, so apply rewrites."""
+    e = plan.entries["encoder.0.weight"]
+    plan.entries[e.target] = e.__class__(**{**e.__dict__, "transform": (Cast("bfloat16"),)})
+    return plan
+
+
+@pytest.mark.parametrize("mode", ["patch", "rewrite", "nemo-rewrite"])
+def test_unknown_global_in_target_is_refused(tmp_path: Path, mode: str) -> None:
+    """Patch (data.pkl copied verbatim) and rewrite (re-pickled) alike: a target holding a call
+    the safe reader did not recognise as data is refused, naming the key and the global, and
+    nothing appears at the destination."""
+    plan = _payload_plan(tmp_path)
+    plan = _with_cast(plan) if mode == "rewrite" else plan
+    out = tmp_path / ("out.nemo" if mode == "nemo-rewrite" else "out.pt")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(WriteError, match=r"hook\.on_load: posix\.system.*--keep-unknown-globals"):
+        apply(plan, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temp
+
+
+@pytest.mark.parametrize("mode", ["patch", "rewrite"])
+def test_unknown_global_kept_on_request_and_reported(tmp_path: Path, mode: str) -> None:
+    plan = _payload_plan(tmp_path)
+    plan = _with_cast(plan) if mode == "rewrite" else plan
+    out = tmp_path / "out.pt"
+    report = apply(plan, out, keep_unknown_globals=True)
+    assert report.mode == mode
+    assert report.unknown_globals == [
+        "hook.on_load: posix.system (a call the safe reader did not recognise as data; "
+        "dangerous: operating-system calls)"]
+    text = report.to_text()
+    assert "WARNING: 1 global(s) that are not data were kept" in text
+    assert "hook.on_load: posix.system" in text
+    assert report.to_dict()["unknown_globals"] == report.unknown_globals
+    # The output carries the call as the target does (read safely, never loaded with torch)...
+    written = inspector.open(out)
+    from inspector.writers.foreign_globals import find_unknown_globals
+
+    assert [g.name for g in find_unknown_globals(written.tree)] == ["posix.system"]
+    with pytest.raises(Exception, match=r"posix\.system"):
+        torch.load(out, weights_only=True)
+    # The state-only Namespace is data, written as torch wrote it (test_writers); weights_only=True
+    # refuses that class in the target and the output alike, which the report says.
+    assert any("argparse.Namespace at args" in n and "weights_only=True" in n
+               for n in report.notes)
+
+
+def test_safetensors_output_of_a_target_with_a_payload_is_not_refused(tmp_path: Path) -> None:
+    """safetensors holds tensors only: nothing of the target's pickle reaches it."""
+    plan = _payload_plan(tmp_path)
+    report = apply(plan, tmp_path / "out.safetensors")
+    assert report.unknown_globals == []
+    assert report.verification is not None
+    assert report.verification.ok
+
+
+def test_output_over_the_plan_file_is_refused(tmp_path: Path) -> None:
+    plan, _, _ = _encoder_plan(tmp_path)
+    plan.save(tmp_path / "plan.pt")
+    before = (tmp_path / "plan.pt").read_bytes()
+    with pytest.raises(WriteError, match="refusing to overwrite an input"):
+        apply(tmp_path / "plan.pt", tmp_path / "plan.pt")
+    assert (tmp_path / "plan.pt").read_bytes() == before

@@ -59,3 +59,35 @@ def test_errors_exit_2(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", str(files / "plan.yaml"), "-o", str(files / "tgt.pt")]) == 2
     assert "refusing to overwrite an input" in capsys.readouterr().err
     assert main(["apply", str(files / "missing.yaml"), "-o", str(files / "x.pt")]) == 2
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, ("true",)
+
+
+def test_payload_in_target_exit_2_unless_kept(files: Path, capsys: pytest.CaptureFixture[str]
+                                              ) -> None:
+    sd = torch.load(files / "tgt.pt", weights_only=True)
+    torch.save({"model": sd, "hook": _Payload()}, files / "evil.pt")
+    args = ["apply", "--source", str(files / "src.pt"), "--target", str(files / "evil.pt"),
+            "--accept-proposed", "-o", str(files / "out.pt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "hook: posix.system" in err
+    assert "--keep-unknown-globals" in err
+    assert not (files / "out.pt").exists()
+    assert main([*args, "--keep-unknown-globals"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: 1 global(s) that are not data were kept" in out
+    assert "verified: OK" in out
+
+
+def test_output_over_the_plan_file_exit_2(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (files / "plan.yaml").read_bytes()
+    assert main(["apply", str(files / "plan.yaml"), "-o", str(files / "plan.yaml"),
+                 "--format", "torch-zip"]) == 2
+    assert "refusing to overwrite an input" in capsys.readouterr().err
+    assert (files / "plan.yaml").read_bytes() == before

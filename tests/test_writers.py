@@ -235,3 +235,45 @@ def test_rewrite_of_copied_fixture_does_not_touch_input(tmp_path: Path) -> None:
     before = copy.read_bytes()
     nemo.write(build_output(inspector.open(copy), {}), tmp_path / "out.nemo")
     assert copy.read_bytes() == before
+
+
+class _Payload:
+    """Pickles as a call to os.system: what a code-execution payload beside the weights is."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, ("true",)
+
+
+def test_pickler_refuses_unknown_calls_unless_asked(tmp_path: Path) -> None:
+    import argparse
+
+    from inspector.errors import WriteError
+
+    src, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save({"model": _state(), "hook": [_Payload()], "args": argparse.Namespace(lr=0.5)}, src)
+    output = build_output(inspector.open(src), {})
+    with pytest.raises(WriteError, match=r"'hook\.0'.*posix\.system.*keep_unknown_globals"):
+        torch_zip.write(output, out)
+    output.keep_unknown_globals = True
+    torch_zip.write(output, out)
+    assert zipfile.ZipFile(out).read("a/data.pkl") == zipfile.ZipFile(src).read("a/data.pkl")
+
+
+def test_namespace_is_written_as_torch_writes_it(tmp_path: Path) -> None:
+    """argparse.Namespace (state only) pickles to torch.save's own bytes: weights_only=True
+    refuses it in both files alike, and allowing the class loads it back equal."""
+    import argparse
+
+    src, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    args = argparse.Namespace(lr=0.5, layers=[1, 2], name="x")
+    torch.save({"model": _state(), "args": args}, src)
+    torch_zip.write(build_output(inspector.open(src), {}), out)
+    assert zipfile.ZipFile(out).read("a/data.pkl") == zipfile.ZipFile(src).read("a/data.pkl")
+    for path in (src, out):
+        with pytest.raises(Exception, match=r"argparse\.Namespace"):
+            torch.load(path, weights_only=True)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        got = torch.load(out, weights_only=True)
+    assert got["args"] == args

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="apply rows that are still 'proposed' (marked so in the report)")
     p.add_argument("--force", action="store_true",
                    help="apply even when the checkpoints' fingerprints differ from the plan's")
+    p.add_argument("--keep-unknown-globals", action="store_true",
+                   help="write the target's calls to globals that are not data (os.system(...)) "
+                        "into the output; refused by default")
     p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: by suffix)")
     p.add_argument("--threads", type=int, default=None, help="copy/hash threads")
     p.add_argument("--json", action="store_true", help="print the transfer report as JSON")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
                        threads=args.threads, format=args.format, inputs=inputs,
-                       progress=meter("writing"))
+                       keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"))
     except PlanError as e:
         if "still proposed" not in str(e):
             raise
@@ -58,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _plan(args: argparse.Namespace) -> tuple[Plan, Inputs | None]:
+def _plan(args: argparse.Namespace) -> tuple[Plan | str, Inputs | None]:
+    """The plan: its file (apply loads it, and refuses to write over it), or proposed here."""
     if args.plan and (args.source or args.target):
         raise PlanError("give a plan file or --source/--target, not both")
     if args.plan:
-        return Plan.load(args.plan), None
+        return str(args.plan), None
     if not args.source or not args.target:
         raise PlanError("give a plan file, or --source SRC --target TGT")
     sources = [open_checkpoint(s) for s in args.source]

@@ -22,12 +22,13 @@ class Format:
     module: str  # under inspector.writers
     folder: bool  # the output is a folder (written into a temp folder, renamed as a whole)
     function: str = "write"
+    pickles: bool = True  # writes the target's container tree as a pickle (non-tensor values too)
 
 
 FORMATS = {
     "torch-zip": Format("torch_zip", False),
-    "safetensors": Format("safetensors", False),
-    "safetensors-sharded": Format("safetensors", True, "write_sharded"),
+    "safetensors": Format("safetensors", False, pickles=False),
+    "safetensors-sharded": Format("safetensors", True, "write_sharded", pickles=False),
     "nemo": Format("nemo", False),
     "hf": Format("hf_folder", True),
 }

@@ -49,6 +49,9 @@ class Output:
     tensors: dict[str, OutTensor]
     base: Checkpoint
     notes: list[str] = field(default_factory=list)
+    # Calls to globals the safe reader did not recognise as data (os.system(...)) are written
+    # back only when the user opted in; otherwise the pickler refuses them.
+    keep_unknown_globals: bool = False
 
     def storages(self) -> list[OutStorage]:
         """Every storage reached from the whole tree, in first-use order."""

@@ -4,8 +4,10 @@ It emits the opcodes of Python's own pickler at protocol 2 (memo puts in the sam
 state dict pickles to the same bytes as torch.save's `data.pkl`). Tensors become
 `torch._utils._rebuild_tensor_v2(persistent storage id, offset, size, stride, requires_grad,
 OrderedDict())`, parameters `_rebuild_parameter(tensor, requires_grad, OrderedDict())`. Values the
-readers kept as `Record`s are re-emitted as the calls they came from; a record that cannot be
-(a numpy array, a defaultdict) is refused with a `WriteError` naming where it is.
+readers kept as `Record`s are re-emitted as the calls they came from (objects as NEWOBJ + BUILD,
+as protocol 2 pickles argparse.Namespace); a record that cannot be (a numpy array, a defaultdict)
+is refused with a `WriteError` naming where it is, and so is a call to a global the safe reader
+did not recognise as data (`os.system(...)`) unless `keep_unknown_globals` asks for it.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ class TorchPickler:
     """`dumps(tree)`; `persistent_id(tensor)` returns (storage class, key, location, numel) for a
     tensor leaf (an object with `storage_offset`, `shape`, `strides`, `storage`)."""
 
-    def __init__(self, persistent_id: PersistentId, label: str = "output"):
+    def __init__(self, persistent_id: PersistentId, label: str = "output", *,
+                 keep_unknown_globals: bool = False):
         self.persistent_id = persistent_id
         self.label = label
+        self.keep_unknown_globals = keep_unknown_globals
         self.out = bytearray()
         self.memo: dict[Any, int] = {}
         self._keep: list[Any] = []  # objects memoized by id stay alive, so ids are not reused
@@ -238,6 +242,10 @@ class TorchPickler:
     def _record(self, r: Record) -> None:
         if self._get(("id", id(r))):
             return
+        if r.kind == "unsupported-global" and not self.keep_unknown_globals:
+            self._refuse(f"a call to {r.cls}, which the safe reader did not recognise as data, "
+                         "would run on torch.load; it is written only on request "
+                         "(keep_unknown_globals)")
         if r.cls in _CALL_RECORDS or r.kind == "unsupported-global":
             self._global(_CALL_RECORDS.get(r.cls, r.cls))
             self._tuple(tuple(r.args), fresh=True)

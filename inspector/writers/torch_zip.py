@@ -66,7 +66,8 @@ def plan_zip(out: Output, zip_meta: dict[str, Any] | None = None) -> ZipPlan:
             storages[f"{root}/data/{key}"] = t.storage
         return _storage_class(t), key, "cpu", t.storage.nbytes // dtypes.get(t.dtype).itemsize
 
-    pickle = TorchPickler(persistent_id, label=out.base.label).dumps(out.tree)
+    pickle = TorchPickler(persistent_id, label=out.base.label,
+                          keep_unknown_globals=out.keep_unknown_globals).dumps(out.tree)
     small: dict[str, bytes] = {f"{root}/data.pkl": pickle}
     names = [f"{root}/data.pkl"]
     for record, key, default in _HEAD_RECORDS:

@@ -9,7 +9,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -34,6 +33,7 @@ from inspector.errors import (
     UnsafePickleError,
     UnsupportedFormatError,
 )
+from inspector.formats import unpickler
 from inspector.formats.unpickler import Unpickler
 
 
@@ -237,12 +237,19 @@ def test_truncated_data_pkl(tmp_path: Path) -> None:
             inspector.open(_with_pickle(tmp_path, blob[:cut], name=f"t{cut}.pt"))
 
 
-def test_nesting_bomb(tmp_path: Path) -> None:
+def test_nesting_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bomb = b"\x80\x02" + b"]" * 50_000 + b"a" * 49_999 + b"."
-    started = time.monotonic()
+    visited = []  # containers the nesting check opened before refusing: bounded by the limit
+
+    def children(node: Any) -> Any:
+        visited.append(node)
+        return real_children(node)
+
+    real_children = unpickler._children
+    monkeypatch.setattr(unpickler, "_children", children)
     with pytest.raises(PickleError, match="nested deeper"):
         inspector.open(_with_pickle(tmp_path, bomb))
-    assert time.monotonic() - started < 5
+    assert 0 < len(visited) <= unpickler.MAX_DEPTH + 1
 
 
 def test_huge_declared_string_length(tmp_path: Path) -> None:
@@ -294,18 +301,26 @@ def test_hostile_pickle_never_runs(tmp_path: Path, callable_name: str) -> None:
     assert not canary.exists()
 
     # The payload is live: real pickle would have run it (in a child, so nothing leaks here).
+    # The child waits for any process the payload started (Popen) before it exits.
     subprocess.run(
-        [sys.executable, "-c", "import pickle,sys; pickle.loads(sys.stdin.buffer.read())"],
+        [sys.executable, "-c", _LOAD_AND_WAIT],
         input=payload,
         capture_output=True,
         timeout=60,
         check=False,
     )
-    for _ in range(100):
-        if canary.exists():
-            break
-        time.sleep(0.05)
     assert canary.exists()
+
+
+_LOAD_AND_WAIT = """
+import os, pickle, sys
+pickle.loads(sys.stdin.buffer.read())
+try:
+    while True:
+        os.wait()
+except ChildProcessError:
+    pass
+"""
 
 
 def _legacy_pickle_ends(raw: bytes) -> list[int]:

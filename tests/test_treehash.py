@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -313,21 +312,19 @@ def test_progress_exception_cancels_the_work() -> None:
         seen.append((done, total))
         raise Cancelled("user pressed cancel")
 
-    start = time.perf_counter()
     with pytest.raises(Cancelled, match="user pressed cancel"):
         core.hash_tensors([_huge_job()], threads=2, progress=cancel)
-    assert len(seen) == 1
+    assert len(seen) == 1  # no further report after the cancel: the work stopped there
     assert seen[0][0] < seen[0][1] == 16384 * CHUNK
-    assert time.perf_counter() - start < 5
 
 
 def test_ctrl_c_stops_the_work() -> None:
+    seen: list[int] = []
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(KeyboardInterrupt):
-            core.hash_tensors([_huge_job()], threads=2)
+            core.hash_tensors([_huge_job()], threads=2, progress=lambda d, t: seen.append(d))
     finally:
         timer.cancel()
-    assert time.perf_counter() - start < 5
+    assert max(seen, default=0) < 16384 * CHUNK  # interrupted before the end, not after it

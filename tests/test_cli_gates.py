@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def ckpt(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}  # outputs compared as text
     return subprocess.run(
         [sys.executable, "-m", "inspector.cli", *map(str, args)],
         capture_output=True,

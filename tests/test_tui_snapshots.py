@@ -2,10 +2,12 @@
 
 Update after an intended change: pytest tests/test_tui_snapshots.py --snapshot-update, then look
 at the SVGs. The data are fixed (seeded demo shapes), paths are shown by name, nothing is timed.
+Screens render in colour; the main screen also with NO_COLOR (monochrome), as users may set it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,27 @@ from inspector.tui.screens.write import WriteConfirmScreen
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> ReviewApp:
+def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], ReviewApp]:
+    """`make_app(no_color)`: the app over two seeded checkpoints, rendered in colour or, with
+    NO_COLOR set, in monochrome (Textual reads NO_COLOR when the app is created)."""
     src = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(28)), 1).items()}
     tgt = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(256)), 2).items()}
     torch.save({"epoch": 3, "state_dict": src}, tmp_path / "char.pt")
     torch.save(tgt, tmp_path / "bpe.pt")
-    return create_app([str(tmp_path / "char.pt")], str(tmp_path / "bpe.pt"))
+
+    def make(no_color: bool) -> ReviewApp:
+        if no_color:
+            monkeypatch.setenv("NO_COLOR", "1")
+        else:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        return create_app([str(tmp_path / "char.pt")], str(tmp_path / "bpe.pt"))
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[[bool], ReviewApp]) -> ReviewApp:
+    return make_app(False)
 
 
 async def expanded(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -35,8 +52,11 @@ async def expanded(pilot) -> None:  # type: ignore[no-untyped-def]
     assert pilot.app.details_for[0] == "encoder.layers.0.self_attn.linear_q.weight"
 
 
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no_color"])
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_main_screen(snap_compare, app: ReviewApp, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_main_screen(snap_compare, make_app, size: tuple[int, int], no_color: bool) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(no_color)
+    assert app.no_color is no_color
     assert snap_compare(app, terminal_size=size, run_before=settled)
 
 

@@ -151,7 +151,7 @@ def shape_diff(
     dtypes_b: Sequence[str],
 ) -> ShapeDiffResult: ...
 
-# ---- safetensors headers and name folding (csrc/bindings/register_header.cpp) ---------------------
+# ---- safetensors headers and name folding (csrc/bindings/register_header.cpp) -------------------
 
 # Rows of (safetensors dtype name, itemsize, label); a label is what the "dtypes" column holds.
 DtypeRow = tuple[str, int, object]

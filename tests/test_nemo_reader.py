@@ -176,3 +176,60 @@ def test_reading_a_nemo_file_does_not_import_torch():
         "assert len(c) == 90; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(FIXTURE)], check=True)
+
+
+def _zeros_gz(path: Path, nbytes: int) -> Path:
+    """A small, highly compressible tar.gz .nemo: a config, tiny weights and an artifact of
+    `nbytes` zeros (compressed about 1000:1)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        _add(tar, "./model_config.yaml", b"tokenizer: nemo:zeros.bin\n")
+        _add(tar, "./model_weights.ckpt", _torch_bytes({"w": torch.ones(3)}))
+        _add(tar, "./zeros.bin", bytes(nbytes))
+    with gzip.open(path, "wb") as f:
+        f.write(raw.getvalue())
+    return path
+
+
+def test_gzip_expansion_past_the_cap_is_stopped(tmp_path, monkeypatch):
+    from inspector.errors import ArchiveError
+    from inspector.formats import nemo
+
+    gz = _zeros_gz(tmp_path / "bomb.nemo", 8 << 20)
+    assert gz.stat().st_size * nemo.MAX_GZIP_RATIO < 8 << 20
+    monkeypatch.setattr(nemo, "MIN_GZIP_LIMIT", 2 << 20)  # the floor: above the ratio cap here
+    cache = tmp_path / "cache"
+    with pytest.raises(ArchiveError, match=r"bomb\.nemo: gzip data expands past 2,097,152 bytes"):
+        inspector.open(gz, cache_dir=cache)
+    assert list(cache.iterdir()) == []  # the partial copy is removed
+    # The override lets a user expand a file that really is that compressible.
+    monkeypatch.setenv(nemo.GZIP_LIMIT_ENV, str(16 << 20))
+    ckpt = inspector.open(gz, cache_dir=cache)
+    assert list(ckpt) == ["w"]
+    monkeypatch.setenv(nemo.GZIP_LIMIT_ENV, "lots")
+    with pytest.raises(ArchiveError, match="CKPT_INSPECTOR_MAX_EXPANDED_BYTES='lots'"):
+        inspector.open(gz, cache_dir=tmp_path / "fresh")  # not the expanded copy of `cache`
+
+
+def test_gzip_expansion_stops_when_the_disk_fills(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from inspector.errors import ArchiveError
+    from inspector.formats import nemo
+
+    gz = _zeros_gz(tmp_path / "old.nemo", 4 << 20)
+    usage = namedtuple("usage", "total used free")
+    calls = []
+
+    def fake_usage(path):  # plenty free at the start, then the disk fills up while writing
+        calls.append(path)
+        return usage(1 << 40, 0, (1 << 40) if len(calls) == 1 else nemo.MIN_FREE_BYTES - 1)
+
+    monkeypatch.setattr(shutil, "disk_usage", fake_usage)
+    monkeypatch.setattr(nemo, "_FREE_CHECK_EVERY", 2)
+    cache = tmp_path / "cache"
+    with pytest.raises(ArchiveError, match=r"old\.nemo: stopped expanding.*cache.*bytes free"):
+        inspector.open(gz, cache_dir=cache)
+    assert len(calls) == 2
+    assert list(cache.iterdir()) == []

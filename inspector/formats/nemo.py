@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -209,9 +210,22 @@ def _read_zip_member(tar: Path, member: Member, options: ReadOptions) -> Loaded:
 # tar.gz ------------------------------------------------------------------------------------------
 
 
+# A gzip bomb must not fill the disk: expansion stops past the larger of
+# `MAX_GZIP_RATIO` x the compressed size and `MIN_GZIP_LIMIT` (real .nemo weights barely compress,
+# so a tar.gz .nemo expands a few times at most), or past the byte count in the environment
+# variable `GZIP_LIMIT_ENV`; and when the cache folder's free space drops under `MIN_FREE_BYTES`.
+MAX_GZIP_RATIO = 100
+MIN_GZIP_LIMIT = 1 << 30
+MIN_FREE_BYTES = 256 << 20
+GZIP_LIMIT_ENV = "CKPT_INSPECTOR_MAX_EXPANDED_BYTES"
+_CHUNK = 1 << 20
+_FREE_CHECK_EVERY = 64  # chunks between free-space checks
+
+
 def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
     """An uncompressed copy of a gzip file, streamed into the cache; reused while the source
-    file is unchanged (the name carries its path, size and mtime)."""
+    file is unchanged (the name carries its path, size and mtime). Capped (`gzip_limit`, free
+    space): past a cap the partial copy is removed and an ArchiveError names the file."""
     st = path.stat()
     ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
     folder = cache_dir if cache_dir is not None else _private_temp_dir()
@@ -219,10 +233,11 @@ def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
     target = folder / f"{path.stem}-{hashlib.sha256(ident).hexdigest()[:16]}.tar"
     if target.is_file():
         return target
+    limit, why = gzip_limit(path, st.st_size)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=target.name, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as dst, gzip.open(path, "rb") as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
+            _copy_capped(path, src, dst, limit, why, folder)
         os.replace(tmp, target)
     except EOFError:
         raise TruncatedFileError(path, "gzip stream ends early: the file is truncated") from None
@@ -232,6 +247,46 @@ def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def gzip_limit(path: Path, compressed: int) -> tuple[int, str]:
+    """Bytes a gzip .nemo may expand to, and why: the environment's override, else the ratio
+    cap."""
+    override = os.environ.get(GZIP_LIMIT_ENV)
+    if override is None:
+        why = f"{MAX_GZIP_RATIO}x its compressed size, at least {MIN_GZIP_LIMIT:,}"
+        return max(compressed * MAX_GZIP_RATIO, MIN_GZIP_LIMIT), why
+    if not override.strip().isdigit():
+        raise ArchiveError(path, f"{GZIP_LIMIT_ENV}={override!r} is not a number of bytes")
+    return int(override), f"set by {GZIP_LIMIT_ENV}"
+
+
+def _copy_capped(path: Path, src: Any, dst: Any, limit: int, why: str, folder: Path) -> None:
+    written = 0
+    for n in itertools.count():
+        if n % _FREE_CHECK_EVERY == 0:
+            _check_free(path, folder)
+        chunk = src.read(_CHUNK)
+        if not chunk:
+            return
+        written += len(chunk)
+        if written > limit:
+            raise ArchiveError(
+                path,
+                f"gzip data expands past {limit:,} bytes ({why}): stopped, as a gzip bomb would "
+                f"fill the disk; set {GZIP_LIMIT_ENV} to a larger byte count to allow it",
+            )
+        dst.write(chunk)
+
+
+def _check_free(path: Path, folder: Path) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise ArchiveError(
+            path,
+            f"stopped expanding the gzip data: {folder} has {free:,} bytes free, less than the "
+            f"{MIN_FREE_BYTES:,} kept free; give a cache folder with more space (cache_dir)",
+        )
 
 
 def _private_temp_dir() -> Path:

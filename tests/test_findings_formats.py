@@ -9,50 +9,25 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import jsonschema
 import pytest
 
 from inspector.findings import ERROR, INFO, WARNING, Finding, Report, group_findings, render
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "findings.schema.json").read_text())
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-    "integer": int,
-}
+# The schema declares its draft ($schema); the validator is chosen by it and checked to be 2020-12.
+VALIDATOR = jsonschema.validators.validator_for(SCHEMA)
 
 
-def validate(value: Any, schema: dict[str, Any], where: str = "$") -> None:
-    """The subset of JSON Schema that docs/findings.schema.json uses (no dependency)."""
-    if "const" in schema:
-        assert value == schema["const"], f"{where}: {value!r} != {schema['const']!r}"
-    if "enum" in schema:
-        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        ok = any(
-            isinstance(value, _TYPES[t]) and not (t == "integer" and isinstance(value, bool))
-            for t in types
-        )
-        assert ok, f"{where}: {value!r} is not {types}"
-    if "minimum" in schema:
-        assert value >= schema["minimum"], f"{where}: {value} < {schema['minimum']}"
-    if "pattern" in schema:
-        assert re.search(schema["pattern"], value), f"{where}: {value!r} !~ {schema['pattern']}"
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            assert key in value, f"{where}: missing {key!r}"
-        props = schema.get("properties", {})
-        for key, item in value.items():
-            if key in props:
-                validate(item, props[key], f"{where}.{key}")
-            else:
-                assert schema.get("additionalProperties", True), f"{where}: unexpected {key!r}"
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            validate(item, schema["items"], f"{where}[{i}]")
+def validate(value: Any, schema: dict[str, Any] = SCHEMA) -> None:
+    """Validate a JSON document with the jsonschema package (raises ValidationError)."""
+    jsonschema.validate(value, schema, cls=jsonschema.validators.validator_for(schema))
+
+
+def test_schema_is_a_valid_draft_2020_12_schema() -> None:
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert VALIDATOR is jsonschema.Draft202012Validator
+    VALIDATOR.check_schema(SCHEMA)
 
 
 def _report(strict: bool = False) -> Report:
@@ -76,7 +51,7 @@ def test_validator_rejects_bad_documents() -> None:
         {**doc, "extra": 1},
         {**doc, "findings": [{**doc["findings"][0], "severity": "fatal"}]},
     ):
-        with pytest.raises(AssertionError):
+        with pytest.raises(jsonschema.ValidationError):
             validate(broken, SCHEMA)
 
 

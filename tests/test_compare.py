@@ -239,7 +239,9 @@ print(json.dumps([core._numeric_simd(), out]))
 """
 
 
-@pytest.mark.skipif(not core._numeric_simd(), reason="the SIMD kernels are off on this machine")
+@pytest.mark.skipif(
+    not core._numeric_simd(), reason="SIMD kernels off (no AVX2 or INSPECTOR_DISABLE_SIMD=1)"
+)
 def test_simd_and_portable_kernels_give_identical_figures() -> None:
     """The same comparisons in a process with INSPECTOR_DISABLE_SIMD=1 (the portable kernels)."""
     cases, here = [], []

@@ -36,10 +36,10 @@ def fold_names(names: Iterable[str]) -> list[str]:
     first segment position whose numbers vary is folded (the others stay literal). Order of
     first appearance is kept.
     """
-    groups: dict[tuple[object, ...], list[list[str]]] = {}
+    groups: dict[tuple[str | None, ...], list[list[str]]] = {}
     for name in names:
         parts = name.split(".")
-        key = tuple("#" if _INDEX.match(p) else p for p in parts)
+        key = tuple(None if _INDEX.match(p) else p for p in parts)  # None: no name collides
         groups.setdefault(key, []).append(parts)
     out: list[str] = []
     for members in groups.values():

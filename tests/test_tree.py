@@ -69,3 +69,8 @@ def test_collapse_chains_keeps_top_totals_and_stops_at_folded_layers():
     assert shown.name == "encoder.layers.{0..3}"
     assert shown.tensors == 4
     assert list(shown.children) == ["ff"]
+
+
+def test_fold_names_does_not_confuse_a_literal_segment_with_an_index():
+    names = ["a.#.w", "a.1.w", "a.2.w"]
+    assert fold_names(names) == ["a.#.w", "a.{1..2}.w"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .containers import detect_root, dotted, iter_tensors, parse_root, subtree
@@ -39,6 +40,12 @@ def open_checkpoint(
 
 
 def _read_path(path: Path, options: ReadOptions) -> Loaded:
+    loaded: Loaded = pick_reader(path).read(path, options)
+    return loaded
+
+
+def pick_reader(path: Path) -> ModuleType:
+    """The reader module for `path` (chosen by content, not by suffix), or a clear error."""
     if not path.exists():
         raise CheckpointError(path, "no such file or folder")
     head = b""
@@ -49,8 +56,7 @@ def _read_path(path: Path, options: ReadOptions) -> Loaded:
             raise UnsupportedFormatError(path, "file is empty")
     for mod in reader_modules():
         if mod.sniff(path, head):
-            loaded: Loaded = mod.read(path, options)
-            return loaded
+            return mod
     kind = "folder" if path.is_dir() else "file"
     raise UnsupportedFormatError(
         path,

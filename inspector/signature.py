@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .formats import reader_modules
 from .model import Checkpoint
-from .reader import open_checkpoint
+from .reader import open_checkpoint, pick_reader
 
 FastReader = Callable[[Path], "Signature"]
 
@@ -65,16 +64,5 @@ def signature(source: Any, *, root: str | None = None) -> Signature:
 
 def _fast_reader(path: Path) -> FastReader | None:
     """The `signature` function of the reader `open()` would pick, if it has one."""
-    if not path.exists():
-        return None  # open() says what is wrong
-    head = b""
-    if path.is_file():
-        with path.open("rb") as f:
-            head = f.read(512)
-        if not head:
-            return None
-    for mod in reader_modules():
-        if mod.sniff(path, head):
-            fast: FastReader | None = getattr(mod, "signature", None)
-            return fast
-    return None
+    fast: FastReader | None = getattr(pick_reader(path), "signature", None)
+    return fast

@@ -23,6 +23,8 @@ struct CompareOptions {
 // - cosine over pairs where both are finite; 1 when both norms are 0, 0 when only one is;
 // - close (numpy.isclose): a == b, or b finite and |a-b| <= atol + rtol*|b|, or both NaN with
 //   equal_nan; allclose = every pair close (vacuously true for empty tensors).
+// Sums run over fixed blocks in a fixed order (compare_kernels.hpp), so the figures are
+// bit-identical whatever the thread count, memory layout, byte order or kernel (AVX2 or portable).
 struct Comparison {
     std::int64_t numel = 0;
     double max_abs_diff = 0, mean_abs_diff = 0, rel_l2 = 0, cosine = 1;

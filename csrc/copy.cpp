@@ -1,6 +1,7 @@
 // copy_region()/copy_cast(): the destination's flat index range is cut into fixed chunks; each
 // chunk walks its rows, filling outside the region and converting runs of the source inside it,
 // then its CRC is taken while the bytes are still in cache. Chunk CRCs are joined in order.
+// float32 -> bfloat16/float16 runs through the AVX2 encoders (cast_simd.hpp) when available.
 #include "copy.hpp"
 
 #include <algorithm>

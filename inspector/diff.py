@@ -407,12 +407,30 @@ def _compare_values(
 
     da = hash_tensors(ca, names_a, threads=threads, progress=part(0))
     db = hash_tensors(cb, names_b, threads=threads, progress=part(total_a))
+    changed = [
+        k for k, (na, nb) in enumerate(zip(names_a, names_b, strict=True)) if da[na] != db[nb]
+    ]
+    workers = threads or os.cpu_count() or 1
+
+    def compare(k: int, core_threads: int) -> Comparison:
+        return compare_tensors(
+            ca, names_a[k], cb, names_b[k], rtol=rtol, atol=atol, threads=core_threads
+        )
+
+    # The core splits a tensor in chunks of 1M elements over its threads; a tensor with fewer
+    # chunks than threads is compared on one thread, side by side with others (the core releases
+    # the GIL). Figures do not depend on the thread count.
+    big = workers << 20
+    split = [k for k in changed if ca[names_a[k]].numel >= big]
+    whole = [k for k in changed if ca[names_a[k]].numel < big]
+    comparisons = {k: compare(k, workers) for k in split}
+    if len(whole) > 1 and workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            comparisons.update(zip(whole, pool.map(lambda k: compare(k, 1), whole), strict=True))
+    else:
+        comparisons.update((k, compare(k, 1)) for k in whole)
     statuses = []
     for k, (na, nb) in enumerate(zip(names_a, names_b, strict=True)):
-        if da[na] == db[nb]:
-            statuses.append(IDENTICAL)
-            j.extras[k] = (da[na], db[nb], None)
-        else:
-            statuses.append(CHANGED)
-            j.extras[k] = (da[na], db[nb], compare_tensors(ca, na, cb, nb, rtol=rtol, atol=atol))
+        statuses.append(CHANGED if k in comparisons else IDENTICAL)
+        j.extras[k] = (da[na], db[nb], comparisons.get(k))
     j.pair_status = statuses

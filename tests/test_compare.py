@@ -388,3 +388,31 @@ def test_python_layer_on_real_files(tmp_path: Path) -> None:
         assert st.numel == 600
         assert st.max == x.max()
         assert sum(st.hist) == 600
+
+
+def test_diff_compares_changed_tensors_in_parallel_with_the_same_figures(tmp_path: Path) -> None:
+    """inspector.diff runs small changed tensors side by side and splits big ones over threads;
+    each row's figures equal a direct one-thread comparison."""
+    from inspector.diff import CHANGED, IDENTICAL, diff
+
+    rng = np.random.default_rng(8)
+    a = {
+        f"small.{i}": torch.from_numpy(rng.standard_normal(1000 + i).astype(np.float32))
+        for i in range(6)
+    }
+    a["big"] = torch.from_numpy(rng.standard_normal(2 * (1 << 20) + 3).astype(np.float32))
+    b = {k: (v + 1e-3 if k == "big" or int(k[-1]) % 2 else v.clone()) for k, v in a.items()}
+    save_file(a, tmp_path / "a.safetensors")
+    save_file(b, tmp_path / "b.safetensors")
+    r = diff(tmp_path / "a.safetensors", tmp_path / "b.safetensors", threads=2)
+    status = {row.name: row.status for row in r.rows}
+    assert status == {k: CHANGED if k == "big" or int(k[-1]) % 2 else IDENTICAL for k in a}
+    with (
+        open_checkpoint(tmp_path / "a.safetensors") as ca,
+        open_checkpoint(tmp_path / "b.safetensors") as cb,
+    ):
+        for row in r.rows:
+            if row.status == CHANGED:
+                assert row.comparison == compare_tensors(ca, row.name, cb, row.name, threads=1)
+            else:
+                assert row.comparison is None

@@ -81,6 +81,16 @@ def main() -> None:
             ),
             2 * gb,
         )
+    a16 = np.empty(n, np.uint16)
+    core.copy_cast(b, "float32", shape, strides, 0, a16, 0, "bfloat16")
+    add(
+        "compare bf16(b) vs a",
+        "core.compare threads=1",
+        lambda: core.compare(
+            a16, "bfloat16", shape, strides, 0, a, "float32", shape, strides, 0, threads=1
+        ),
+        1.5 * gb,
+    )
     add(
         "compare a vs b",
         "numpy (abs/max/mean/norm/dot/!=/allclose)",
@@ -104,6 +114,13 @@ def main() -> None:
             gb,
         )
     add("cast f32 -> bf16", "torch .to(bfloat16)", lambda: ta.to(torch.bfloat16), gb)
+    add(
+        "cast f32 -> f16 (+crc32)",
+        "core.copy_cast threads=1",
+        lambda: core.copy_cast(a, "float32", shape, strides, 0, out, 0, "float16", threads=1),
+        gb,
+    )
+    add("cast f32 -> f16", "torch .to(float16)", lambda: ta.to(torch.float16), gb)
     add(
         "copy f32 (+crc32)",
         "core.copy_cast same dtype",
@@ -148,7 +165,8 @@ def main() -> None:
     print(
         f"`PYTHONPATH=. python {' '.join(sys.argv)}` ({os.cpu_count()} cores, "
         f"{args.mb} MB float32 buffers, "
-        f"best of {args.repeat}; crc32 fast path: {core._crc32_has_pclmul()})\n"
+        f"best of {args.repeat}; crc32 fast path: {core._crc32_has_pclmul()}, "
+        f"compare/cast SIMD: {core._numeric_simd()})\n"
     )
     print("| what | how | time | throughput |")
     print("|---|---|---:|---:|")

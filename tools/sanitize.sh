@@ -16,9 +16,9 @@ ctest --test-dir build/asan --output-on-failure
 # Python tests against the sanitized extension, from a copy of the package so the tree is untouched.
 rm -rf build/asan/pkg && mkdir -p build/asan/pkg && cp -r inspector build/asan/pkg/
 rm -f build/asan/pkg/inspector/_core*.so && cp build/asan/_core*.so build/asan/pkg/inspector/
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
 ROOT=$PWD
 # Run from the copy: `python -m pytest` puts the working folder first on sys.path.
-cd build/asan/pkg && "$PY" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" \
+cd build/asan/pkg && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" "$PY" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" \
   "$ROOT"/tests/test_{xxh3,treehash,hashing,compare,convert,copy,crc32,shapediff}.py

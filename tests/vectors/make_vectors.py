@@ -137,7 +137,7 @@ def build() -> dict[str, Any]:
         "version": ref.VERSION,
         "chunk": CHUNK,
         "xxh3_128": [
-            {"length": n, "digest": ref.xxhash.xxh3_128_hexdigest(pattern(n))} for n in lengths
+            {"length": n, "digest": ref.xxh3_128(pattern(n)).hex()} for n in lengths
         ],
         "tensors": tensors,
         "checkpoint": {

@@ -1,215 +1,101 @@
 """`scan()`: what would loading this checkpoint import, and is its container well-formed?
 
-A scan reports; it needs nothing to be loadable. It walks zip and tar containers itself (never
-extracting, never calling `pickle.load`), lists every global each pickle inside would import by
-walking its opcodes (nothing runs), and classifies each global as safe (what torch, numpy and
-torch.distributed.checkpoint write), dangerous (a deny-list of code-running modules and
-callables), or unknown (everything else: not safe, `strict` fails on it). Structural findings
-cover the tricks that make two parsers see different files: duplicated or overlapping zip
-members, CRC mismatches, compressed records, sizes beyond the file, pickle/zip polyglots, tar
-links and path traversal, and bytes a safetensors header does not account for.
+A scan reports; it needs nothing to be loadable, and it never loads anything. Files are mapped,
+not read: zip and tar containers are walked in place by the validating readers in their collect
+mode (`zipfile_safe.scan_directory`, `tar_safe.scan_members`: every structural problem becomes a
+finding instead of ending the scan), and compressed content (`tar.gz`, deflated members) is
+inflated into an unnamed temporary file, up to a size limit. Every pickle is walked by the
+restricted unpickler's listing mode (`unpickler.scan_pickle`: opcodes are read, nothing is
+imported or called), legacy streams as torch.load reads them (`torch_legacy.scan_stream`), torch
+< 0.4 tar records by following their layout (`torch_tar.member_pickles`). Each global is
+classified by `scan_policy`: safe (what torch, numpy and torch.distributed.checkpoint write),
+dangerous (a deny-list of code-running modules and callables), or unknown (everything else: not
+safe, `strict` fails on it).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
-import itertools
-import json
+import mmap
 import os
-import pickletools
-import re
 import struct
-import tarfile
 import tempfile
-import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from . import dtypes
+from .errors import CheckpointError
 from .findings import ERROR, INFO, WARNING, Finding, Report
+from .formats import tar_safe, torch_legacy, zipfile_safe
+from .formats.problems import Problem
+from .formats.safetensors import parse_json_object
+from .formats.torch_tar import RECORD_MEMBERS, member_pickles
+from .formats.unpickler import GlobalRef, scan_pickle
 from .scan_policy import DANGEROUS, SAFE, UNKNOWN, classify, python3_names
 
-# --- Pickle opcode walk -------------------------------------------------------------------------
+MAX_NESTING = 6  # archives inside archives
+# A deflated pickle is inflated into memory to be walked; torch's own data.pkl is kilobytes to
+# megabytes (the readers allow 1 GiB: torch_zip.MAX_PICKLE_BYTES).
+PICKLE_LIMIT = 1 << 30
+# Compressed content (a tar.gz, a deflated archive member) is inflated to a temporary file; past
+# this many bytes the scan stops there with a `scan-limit` error (a gzip bomb costs no more).
+SPOOL_LIMIT = 16 << 30
+
+# Severity of each structural problem the archive readers report (formats.problems codes).
+PROBLEM_SEVERITY = {
+    "zip-malformed": ERROR,
+    "zip-duplicate-member": ERROR,
+    "zip-overlap": ERROR,
+    "zip-name-mismatch": ERROR,
+    "zip-size-beyond-file": ERROR,
+    "zip-member-unreadable": ERROR,
+    "zip-crc-mismatch": ERROR,
+    "tar-link": ERROR,
+    "tar-special-member": ERROR,
+    "tar-traversal": ERROR,
+    "tar-duplicate-member": ERROR,
+    "tar-malformed": ERROR,
+    "tar-size-beyond-file": ERROR,
+    "tar-truncated": WARNING,  # no end-of-archive block: every member was still read
+}
+_ARCHIVES = ("zip", "tar", "gzip")
 
 
 @dataclass(frozen=True)
-class GlobalRef:
-    module: str
-    name: str
-    opcode: str
-    position: int
+class Blob:
+    """A byte range [base, base + size) of a mapped file: a file, or a member read in place."""
+
+    file: str  # the path the user gave (what findings name)
+    where: str  # location inside it: "" for the file itself, "model_weights.ckpt/archive/data.pkl"
+    data: Any  # the map (or bytes) holding it
+    base: int
+    size: int
+    depth: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+    def head(self, n: int = 512) -> bytes:
+        return bytes(self.data[self.base : self.base + min(n, self.size)])
+
+    def child(self, name: str, offset: int, size: int) -> Blob:
+        """The member `name` at [offset, offset + size) of this blob (offset absolute)."""
+        return Blob(self.file, _join(self.where, name), self.data, offset, size, self.depth + 1)
+
+    def stream(self) -> io.BufferedReader:
+        return io.BufferedReader(_View(self.data, self.base, self.size), 64 << 10)
 
 
-_MARK = object()
-_UNKNOWN = object()
-_MAX_LEGACY_PICKLES = 5  # torch's legacy format: magic, protocol, sys_info, object, storage keys
-_TORCH_TAR_RECORDS = ("tensors", "storages")  # torch < 0.4 tar members: pickles + raw bytes
+class _View(io.RawIOBase):
+    """A blob as a read-only seekable file (what tar_safe and the record walker read)."""
 
-
-class _Walk:
-    """Simulates the unpickler's stack with opaque values, enough to resolve STACK_GLOBAL
-    operands pushed directly, through DUP or through the memo. Executes nothing."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self.f = f
-        self.stack: list[Any] = []
-        self.memo: dict[int, Any] = {}
-        self.refs: list[GlobalRef] = []
-
-    def run(self) -> None:
-        for op, arg, pos in pickletools.genops(self.f):
-            handler = _HANDLERS.get(op.name)
-            if handler is not None:
-                handler(self, op, arg, pos or 0)
-            else:
-                self.generic(op, arg)
-
-    def pop(self) -> Any:
-        return self.stack.pop() if self.stack else _UNKNOWN
-
-    def pop_mark(self) -> None:
-        while self.stack:
-            if self.stack.pop() is _MARK:
-                return
-
-    def generic(self, op: pickletools.OpcodeInfo, arg: Any) -> None:
-        before = op.stack_before
-        if pickletools.markobject in before:
-            self.pop_mark()
-            for _ in range(before.index(pickletools.markobject)):
-                self.pop()
-        else:
-            for _ in before:
-                self.pop()
-        if op.arg is not None and not before and len(op.stack_after) == 1:
-            self.stack.append(arg)  # a literal: string, number
-        else:
-            self.stack.extend(_UNKNOWN for _ in op.stack_after)
-
-    def raw_pair(self, pos: int) -> tuple[str, str]:
-        """GLOBAL/INST operands read from the raw bytes: genops joins them with a space, which
-        loses whitespace hidden inside a module name."""
-        here = self.f.tell()
-        self.f.seek(pos + 1)
-        module = self.f.readline()[:-1].decode("utf-8", "replace")
-        name = self.f.readline()[:-1].decode("utf-8", "replace")
-        self.f.seek(here)
-        return module, name
-
-    def add(self, module: Any, name: Any, opcode: str, pos: int) -> None:
-        if not isinstance(module, str) or not isinstance(name, str):
-            module, name = "?", "?"  # operands computed at load time: cannot be checked
-        self.refs.append(GlobalRef(module, name, opcode, pos))
-
-
-def _on_mark(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.stack.append(_MARK)
-
-
-def _on_put(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.memo[arg] = w.stack[-1] if w.stack else _UNKNOWN
-
-
-def _on_memoize(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.memo[len(w.memo)] = w.stack[-1] if w.stack else _UNKNOWN
-
-
-def _on_get(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.stack.append(w.memo.get(arg, _UNKNOWN))
-
-
-def _on_dup(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.stack.append(w.stack[-1] if w.stack else _UNKNOWN)
-
-
-def _on_global(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.add(*w.raw_pair(pos), op.name, pos)
-    w.stack.append(_UNKNOWN)
-
-
-def _on_inst(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.add(*w.raw_pair(pos), op.name, pos)
-    w.pop_mark()
-    w.stack.append(_UNKNOWN)
-
-
-def _on_stack_global(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    name = w.pop()
-    module = w.pop()
-    w.add(module, name, op.name, pos)
-    w.stack.append(_UNKNOWN)
-
-
-def _on_ext(w: _Walk, op: Any, arg: Any, pos: int) -> None:
-    w.refs.append(GlobalRef("copyreg", f"_extension_registry[{arg}]", op.name, pos))
-    w.stack.append(_UNKNOWN)
-
-
-_HANDLERS = {
-    "MARK": _on_mark,
-    "PUT": _on_put,
-    "BINPUT": _on_put,
-    "LONG_BINPUT": _on_put,
-    "MEMOIZE": _on_memoize,
-    "GET": _on_get,
-    "BINGET": _on_get,
-    "LONG_BINGET": _on_get,
-    "DUP": _on_dup,
-    "GLOBAL": _on_global,
-    "INST": _on_inst,
-    "STACK_GLOBAL": _on_stack_global,
-    "EXT1": _on_ext,
-    "EXT2": _on_ext,
-    "EXT4": _on_ext,
-}
-
-
-@dataclass
-class PickleWalk:
-    refs: list[GlobalRef]
-    end: int  # offset after STOP (or where parsing failed)
-    error: str | None = None
-
-
-def walk_pickle(f: IO[bytes]) -> PickleWalk:
-    """The globals of the pickle starting at `f`'s position, and where it ends."""
-    start = f.tell()
-    w = _Walk(f)
-    try:
-        w.run()
-    except (ValueError, EOFError, UnicodeDecodeError, struct.error) as e:
-        return PickleWalk(w.refs, f.tell(), f"malformed pickle after byte {f.tell() - start}: {e}")
-    return PickleWalk(w.refs, f.tell())
-
-
-def _project_globals(data: bytes, path: str) -> list[GlobalRef]:
-    """The safe unpickler's own global listing, when this build has it: a second, independent
-    parser. Its findings are merged with the opcode walk's (a disagreement is itself a sign)."""
-    try:
-        from .formats.unpickler import scan_globals
-    except ImportError:
-        return []
-    from .errors import CheckpointError
-
-    try:
-        return [
-            GlobalRef(g.module, g.name, g.opcode, g.position) for g in scan_globals(data, path=path)
-        ]
-    except CheckpointError:
-        return []  # malformed: the opcode walk reports it
-
-
-# --- Blobs: byte ranges inside files, archives and archives inside archives ---------------------
-
-
-class _Slice(io.RawIOBase):
-    """A read-only window [offset, offset+size) of a seekable file (a member read in place)."""
-
-    def __init__(self, f: IO[bytes], offset: int, size: int) -> None:
-        self.f, self.offset, self.size, self.pos = f, offset, size, 0
+    def __init__(self, data: Any, base: int, size: int) -> None:
+        self.data, self.base, self.size, self.pos = data, base, size, 0
 
     def readable(self) -> bool:
         return True
@@ -218,8 +104,7 @@ class _Slice(io.RawIOBase):
         return True
 
     def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.size}[whence]
-        self.pos = max(0, base + pos)
+        self.pos = max(0, {0: 0, 1: self.pos, 2: self.size}[whence] + pos)
         return self.pos
 
     def tell(self) -> int:
@@ -227,28 +112,9 @@ class _Slice(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         n = max(0, min(len(b), self.size - self.pos))
-        self.f.seek(self.offset + self.pos)
-        data = self.f.read(n)
-        b[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
-@dataclass
-class Blob:
-    file: str  # the path the user gave (what findings name)
-    where: str  # location inside it: "" for the file itself, "model_weights.ckpt/archive/data.pkl"
-    f: IO[bytes]
-    size: int
-    depth: int = 0
-
-    def head(self, n: int = 512) -> bytes:
-        self.f.seek(0)
-        return self.f.read(n)
-
-    def child(self, name: str, f: IO[bytes], size: int) -> Blob:
-        where = f"{self.where}/{name}" if self.where else name
-        return Blob(self.file, where, f, size, self.depth + 1)
+        b[:n] = self.data[self.base + self.pos : self.base + self.pos + n]
+        self.pos += n
+        return n
 
 
 @dataclass
@@ -269,9 +135,10 @@ class ScanResult(Report):
 
 
 class _Scanner:
-    def __init__(self, result: ScanResult, verify_crc: bool) -> None:
+    def __init__(self, result: ScanResult, verify_crc: bool, spool_limit: int) -> None:
         self.result = result
         self.verify_crc = verify_crc
+        self.spool_limit = spool_limit
 
     def add(
         self,
@@ -293,15 +160,22 @@ class _Scanner:
             )
         )
 
+    def problems(self, blob: Blob, problems: list[Problem]) -> None:
+        for p in problems:
+            key = _join(blob.where, p.key) if p.key else None
+            self.add(p.code, PROBLEM_SEVERITY[p.code], blob, p.message, key=key)
+
     # dispatch ---------------------------------------------------------------------------------
     def blob(self, blob: Blob, *, top: bool) -> None:
-        if blob.depth > 6:
+        if blob.depth > MAX_NESTING:
             self.add(
-                "nesting-too-deep", ERROR, blob, "archives nested more than 6 deep: not scanned"
+                "nesting-too-deep",
+                ERROR,
+                blob,
+                f"archives nested more than {MAX_NESTING} deep: not scanned",
             )
             return
-        head = blob.head()
-        kind = sniff(head, blob.where or blob.file)
+        kind = sniff(blob.head(), blob.where or blob.file)
         if kind is None and top:
             kind = "pickle"  # torch.load treats any non-zip file as a legacy pickle stream
         handler = {
@@ -321,34 +195,22 @@ class _Scanner:
     # pickles ----------------------------------------------------------------------------------
     def pickle_stream(self, blob: Blob) -> None:
         """Consecutive pickles, as torch's legacy loader reads up to five of them."""
-        blob.f.seek(0)
-        if blob.head(4).startswith(b"PK\x03\x04"):
-            return self.zip(blob)
-        blob.f.seek(0)
-        for index in range(_MAX_LEGACY_PICKLES):
-            start = blob.f.tell()
-            if start >= blob.size:
-                break
-            walk = walk_pickle(blob.f)
-            if walk.error and not walk.refs:
+        scans = torch_legacy.scan_stream(blob.data, path=blob.file, offset=blob.base, end=blob.end)
+        for index, found in enumerate(scans):
+            if found.error is not None and not found.globals:
                 if index == 0:  # after the last pickle: raw storage bytes, harmless to pickle
                     self.add(
                         "not-scanned",
                         WARNING,
                         blob,
-                        f"neither an archive nor a pickle ({walk.error}): not scanned",
+                        f"neither an archive nor a pickle ({found.error.what}): not scanned",
                     )
                 break
-            key = blob.where or None
-            if index:
-                key = f"{blob.where or 'pickle'}[{index}]"
-            refs = walk.refs + self._second_opinion(blob, start, walk.end)
-            self.globals(blob, key, refs)
-            if walk.error:
-                self.add("pickle-malformed", WARNING, blob, walk.error, key=key)
-                break
-            blob.f.seek(walk.end)
-        if blob.depth == 0 and _is_zip_anywhere(blob):
+            key = f"{blob.where or 'pickle'}[{index}]" if index else (blob.where or None)
+            self.globals(blob, key, found.globals)
+            if found.error is not None:
+                self.add("pickle-malformed", WARNING, blob, _malformed(found.error), key=key)
+        if blob.depth == 0 and zipfile_safe.looks_like_zip(blob.data, blob.base, blob.size):
             self.add(
                 "pickle-zip-polyglot",
                 ERROR,
@@ -357,30 +219,175 @@ class _Scanner:
                 "zip-based scanners see the archive",
             )
 
+    def one_pickle(self, blob: Blob, key: str) -> None:
+        found = scan_pickle(blob.data, path=blob.file, offset=blob.base, end=blob.end, key=key)
+        self.result.checked += 1
+        self.globals(blob, key, found.globals)
+        if found.error is not None:
+            self.add("pickle-malformed", WARNING, blob, _malformed(found.error), key=key)
+
     def distcp(self, blob: Blob) -> None:
         """A DCP data file: raw tensor bytes with torch.save'd objects (each a zip whose
         data.pkl is a pickle) at offsets only .metadata knows. Every embedded data.pkl is
         found by its local zip header and walked where it starts."""
         for offset, name in _local_headers(blob):
-            if not name.endswith(".pkl"):
+            head = blob.data[offset + 26 : offset + 30]
+            if not name.endswith(".pkl") or len(head) < 4:
                 continue
-            blob.f.seek(offset + 26)
-            name_len, extra_len = struct.unpack("<HH", blob.f.read(4))
-            blob.f.seek(offset + 30 + name_len + extra_len)
-            key = _join(blob.where, f"@{offset}/{name}")
-            walk = walk_pickle(blob.f)
-            self.result.checked += 1
-            self.globals(blob, key, walk.refs)
-            if walk.error:
-                self.add("pickle-malformed", WARNING, blob, walk.error, key=key)
+            name_len, extra_len = struct.unpack("<HH", head)
+            start = offset + 30 + name_len + extra_len
+            at = f"@{offset - blob.base}/{name}"
+            self.one_pickle(replace(blob, base=start, size=blob.end - start), _join(blob.where, at))
 
-    def _second_opinion(self, blob: Blob, start: int, end: int) -> list[GlobalRef]:
-        if end - start > 256 * 2**20:
-            return []
-        blob.f.seek(start)
-        return _project_globals(blob.f.read(end - start), blob.file)
+    # zip ------------------------------------------------------------------------------------------
+    def zip(self, blob: Blob) -> None:
+        listing = zipfile_safe.scan_directory(
+            blob.data, blob.base, blob.size, where=blob.file, verify_crc=self.verify_crc
+        )
+        self.problems(blob, listing.problems)
+        members = listing.members
+        first = min((m.header_offset for m in members), default=blob.base)
+        if first > blob.base:
+            self.add(
+                "zip-prefix-data",
+                WARNING,
+                blob,
+                f"{first - blob.base} bytes before the first member",
+            )
+        root = members[0].name.split("/", 1)[0] if members else ""
+        for m in members:
+            key = _join(blob.where, m.name)
+            if m.method != zipfile_safe.STORED:
+                self.add(
+                    "zip-compressed-record",
+                    WARNING,
+                    blob,
+                    f"record is compressed ({m.compression}); torch writes stored records",
+                    key=key,
+                )
+            if m.name.endswith(".pkl"):
+                if m.name != f"{root}/data.pkl" and not m.name.endswith("constants.pkl"):
+                    self.add(
+                        "zip-odd-pickle",
+                        WARNING,
+                        blob,
+                        f"pickle outside '{root}/data.pkl'",
+                        key=key,
+                    )
+                self._zip_pickle(blob, m, key)
+            elif m.size and sniff(self._zip_head(blob, m), m.name) in _ARCHIVES:
+                self._zip_nested(blob, m)
+
+    def _zip_pickle(self, blob: Blob, m: zipfile_safe.ZipMember, key: str) -> None:
+        if m.method == zipfile_safe.STORED:
+            return self.one_pickle(blob.child(m.name, m.data_offset, m.size), key)
+        if m.size > PICKLE_LIMIT:
+            self.add(
+                "scan-limit",
+                ERROR,
+                blob,
+                f"pickle inflates to {m.size} bytes, over the {PICKLE_LIMIT}-byte limit: "
+                "not scanned",
+                key=key,
+            )
+            return None
+        try:
+            data = zipfile_safe.member_data(blob.data, m, PICKLE_LIMIT, where=blob.file)
+        except CheckpointError as e:
+            self.add("zip-member-unreadable", ERROR, blob, e.what, key=key)
+            return None
+        return self.one_pickle(Blob(blob.file, key, data, 0, len(data), blob.depth + 1), key)
+
+    def _zip_head(self, blob: Blob, m: zipfile_safe.ZipMember) -> bytes:
+        try:
+            return next(zipfile_safe.member_chunks(blob.data, m, where=blob.file), b"")[:512]
+        except CheckpointError:
+            return b""  # reported by the directory scan (CRC) or not at all: not an archive
+
+    def _zip_nested(self, blob: Blob, m: zipfile_safe.ZipMember) -> None:
+        if m.method == zipfile_safe.STORED:
+            return self.blob(blob.child(m.name, m.data_offset, m.size), top=False)
+        chunks = zipfile_safe.member_chunks(blob.data, m, where=blob.file)
+        return self._spooled(blob, m.name, chunks, m.size)
+
+    # tar ------------------------------------------------------------------------------------------
+    def tar(self, blob: Blob) -> None:
+        listing = tar_safe.scan_members(blob.stream(), blob.size, blob.file)
+        self.problems(blob, listing.problems)
+        for m in listing.members:
+            if m.kind != "file":
+                continue
+            child = blob.child(m.name, blob.base + m.offset, m.size)
+            if m.key in RECORD_MEMBERS and self.torch_tar_records(child, m.key):
+                continue
+            self.blob(child, top=False)
+
+    def torch_tar_records(self, blob: Blob, name: str) -> bool:
+        """A `tensors`/`storages` member of a torch < 0.4 tar: pickles between raw bytes, found
+        by following the layout (a plain walk stops at the first raw bytes). False: not one."""
+        walked = member_pickles(blob.stream(), name, blob.size, blob.file)
+        if not walked.spans:
+            return False
+        self.result.checked += 1
+        # one finding per global per member (a record per tensor); positions in the member
+        refs = [replace(g, position=g.position + blob.base) for g in walked.globals]
+        if walked.error:
+            self.add("pickle-malformed", WARNING, blob, walked.error)
+            # what the safe reader refused may still load elsewhere: list its globals too
+            found = scan_pickle(
+                blob.data, path=blob.file, offset=blob.base + walked.stop, end=blob.end
+            )
+            refs += found.globals
+        self.globals(blob, blob.where, refs)
+        return True
+
+    def gzip(self, blob: Blob) -> None:
+        """A gzip stream (a `tar.gz` .nemo): inflated to a temporary file, scanned there under
+        the same name (the file is the archive, its members keep their keys)."""
+        self._spooled(blob, "", _gunzip(blob.stream()), None)
+
+    def _spooled(self, blob: Blob, name: str, chunks: Iterator[bytes], size: int | None) -> None:
+        """Compressed content inflated into an unnamed temporary file (never to its own name on
+        disk), mapped and scanned in place; at most `spool_limit` bytes of it."""
+        key = _join(blob.where, name) or None
+        if size is not None and size > self.spool_limit:
+            return self._over_limit(blob, key, size)
+        with tempfile.TemporaryFile() as tmp:
+            written = 0
+            try:
+                for chunk in chunks:
+                    written += len(chunk)
+                    if written > self.spool_limit:
+                        return self._over_limit(blob, key, None)
+                    tmp.write(chunk)
+            except (CheckpointError, OSError, EOFError, zlib.error) as e:
+                what = e.what if isinstance(e, CheckpointError) else f"{type(e).__name__}: {e}"
+                code = "zip-member-unreadable" if name else "gzip-malformed"
+                self.add(code, ERROR, blob, f"cannot inflate: {what}", key=key)
+                return None
+            if written == 0:
+                self.add("not-scanned", INFO, blob, "compressed content is empty", key=key)
+                return None
+            tmp.flush()
+            with mmap.mmap(tmp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                where = key or ""
+                self.blob(Blob(blob.file, where, mapped, 0, written, blob.depth + 1), top=False)
+        return None
+
+    def _over_limit(self, blob: Blob, key: str | None, size: int | None) -> None:
+        amount = f"{size} bytes" if size is not None else f"more than {self.spool_limit} bytes"
+        self.add(
+            "scan-limit",
+            ERROR,
+            blob,
+            f"compressed content inflates to {amount}, over the {self.spool_limit}-byte limit "
+            "for inflating it: not scanned (scan(..., spool_limit=) raises it)",
+            key=key,
+        )
 
     def globals(self, blob: Blob, key: str | None, refs: list[GlobalRef]) -> None:
+        """One finding per global (however often and however spelt); positions in refs are
+        offsets in blob.data."""
         seen: dict[tuple[str, str], GlobalUse] = {}
         for r in refs:
             ident = python3_names(r.module, r.name)  # one entry per global however it is spelt
@@ -397,7 +404,7 @@ class _Scanner:
                 seen[ident] = use
             if r.opcode not in use.opcodes:
                 use.opcodes.append(r.opcode)
-            use.positions.append(r.position)
+            use.positions.append(r.position - blob.base)  # in the blob
         for use in seen.values():
             self.result.globals.append(use)
             severity = {SAFE: INFO, UNKNOWN: WARNING, DANGEROUS: ERROR}[use.verdict]
@@ -414,237 +421,9 @@ class _Scanner:
                 count=len(use.positions),
             )
 
-    # zip ------------------------------------------------------------------------------------------
-    def zip(self, blob: Blob) -> None:
-        blob.f.seek(0)
-        try:
-            zf = zipfile.ZipFile(blob.f)  # reads the central directory only
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
-            self.add("zip-malformed", ERROR, blob, f"zip central directory unreadable: {e}")
-            return
-        infos = zf.infolist()
-        self._zip_structure(blob, infos)
-        root = infos[0].filename.split("/", 1)[0] if infos else ""
-        for info in infos:
-            if info.filename.endswith(".pkl"):
-                if info.filename != f"{root}/data.pkl" and not info.filename.endswith(
-                    "constants.pkl"
-                ):
-                    self.add(
-                        "zip-odd-pickle",
-                        WARNING,
-                        blob,
-                        f"pickle outside '{root}/data.pkl'",
-                        key=_join(blob.where, info.filename),
-                    )
-                self._zip_pickle(blob, zf, info)
-            elif info.file_size and sniff(_zip_head(zf, info), info.filename) in (
-                "zip",
-                "tar",
-                "gzip",
-            ):
-                self._zip_nested(blob, zf, info)
-
-    def _zip_structure(self, blob: Blob, infos: list[zipfile.ZipInfo]) -> None:
-        names: dict[str, int] = {}
-        spans: list[tuple[int, int, str]] = []
-        for info in infos:
-            key = _join(blob.where, info.filename)
-            names[info.filename] = names.get(info.filename, 0) + 1
-            if names[info.filename] == 2:
-                self.add(
-                    "zip-duplicate-member",
-                    ERROR,
-                    blob,
-                    "member name appears more than once (readers disagree on which copy counts)",
-                    key=key,
-                )
-            if info.compress_type != zipfile.ZIP_STORED:
-                self.add(
-                    "zip-compressed-record",
-                    WARNING,
-                    blob,
-                    f"record is compressed "
-                    f"(method {info.compress_type}); torch writes stored records",
-                    key=key,
-                )
-            span = self._local_span(blob, info, key)
-            if span is not None:
-                spans.append((*span, key))
-        spans.sort()
-        if spans and spans[0][0] > 0:
-            self.add(
-                "zip-prefix-data", WARNING, blob, f"{spans[0][0]} bytes before the first member"
-            )
-        for (_, end_a, a), (start_b, _, b) in itertools.pairwise(spans):
-            if start_b < end_a:
-                self.add("zip-overlap", ERROR, blob, f"member bytes overlap '{a}'", key=b)
-
-    def _local_span(self, blob: Blob, info: zipfile.ZipInfo, key: str) -> tuple[int, int] | None:
-        """[start, end) of a member's local header + data, checked against the file."""
-        blob.f.seek(info.header_offset)
-        local = blob.f.read(30)
-        if len(local) < 30 or local[:4] != b"PK\x03\x04":
-            self.add(
-                "zip-size-beyond-file",
-                ERROR,
-                blob,
-                f"local header at {info.header_offset} missing or beyond the file",
-                key=key,
-            )
-            return None
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        local_name = blob.f.read(name_len)
-        if local_name.decode(
-            "utf-8", "replace"
-        ) != info.filename and local_name != info.orig_filename.encode("cp437", "replace"):
-            self.add(
-                "zip-name-mismatch",
-                ERROR,
-                blob,
-                f"local header names it {local_name!r}: readers disagree on the member's name",
-                key=key,
-            )
-        start = info.header_offset + 30 + name_len + extra_len
-        end = start + info.compress_size
-        if end > blob.size:
-            self.add(
-                "zip-size-beyond-file",
-                ERROR,
-                blob,
-                f"declared {info.compress_size} bytes "
-                f"at offset {start} run past the end of the file ({blob.size} bytes)",
-                key=key,
-            )
-            return None
-        if self.verify_crc and info.compress_type == zipfile.ZIP_STORED:
-            crc = _crc32(blob.f, start, info.compress_size)
-            if crc != info.CRC:
-                self.add(
-                    "zip-crc-mismatch",
-                    ERROR,
-                    blob,
-                    f"CRC32 is {crc:08x}, directory says {info.CRC:08x}",
-                    key=key,
-                )
-        return info.header_offset, end
-
-    def _zip_pickle(self, blob: Blob, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-        key = _join(blob.where, info.filename)
-        try:
-            data = zf.read(info)  # small; inflated when compressed, CRC checked by zipfile
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
-            self.add("zip-member-unreadable", ERROR, blob, f"cannot read member: {e}", key=key)
-            return
-        self.result.checked += 1
-        child = blob.child(info.filename, io.BytesIO(data), len(data))
-        walk = walk_pickle(child.f)
-        refs = walk.refs + _project_globals(data[: walk.end], blob.file)
-        self.globals(child, key, refs)
-        if walk.error:
-            self.add("pickle-malformed", WARNING, child, walk.error, key=key)
-
-    def _zip_nested(self, blob: Blob, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-        with zf.open(info) as src:
-            self._spooled(blob, info.filename, src)
-
-    # tar ------------------------------------------------------------------------------------------
-    def tar(self, blob: Blob, mode: str = "r:") -> None:
-        blob.f.seek(0)
-        seen: set[str] = set()
-        try:
-            with tarfile.open(fileobj=blob.f, mode=mode) as tf:  # type: ignore[call-overload]
-                for m in tf:
-                    self._tar_member(blob, tf, m, seen, in_place=(mode == "r:"))
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            what = f"tar archive unreadable after {len(seen)} members: {e}"
-            self.add("tar-malformed", ERROR, blob, what)
-
-    def _tar_member(
-        self, blob: Blob, tf: tarfile.TarFile, m: tarfile.TarInfo, seen: set[str], in_place: bool
-    ) -> None:
-        key = _join(blob.where, m.name)
-        norm = m.name.removeprefix("./")
-        if norm in seen:
-            self.add(
-                "tar-duplicate-member",
-                ERROR,
-                blob,
-                "member name appears more than once (the later copy wins on extraction)",
-                key=key,
-            )
-        seen.add(norm)
-        if m.name.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", m.name):
-            self.add(
-                "tar-traversal",
-                ERROR,
-                blob,
-                "member path leaves the archive (absolute or '..')",
-                key=key,
-            )
-        if m.issym() or m.islnk():
-            self.add("tar-link", ERROR, blob, f"member is a link to {m.linkname!r}", key=key)
-            return
-        if not m.isfile():
-            if not m.isdir():
-                self.add("tar-special-member", ERROR, blob, "member is a device or fifo", key=key)
-            return
-        if m.offset_data + m.size > blob.size and in_place:
-            self.add(
-                "tar-size-beyond-file",
-                ERROR,
-                blob,
-                f"declared {m.size} bytes run past the end of the file",
-                key=key,
-            )
-            return
-        if in_place:
-            child = blob.child(m.name, _Slice(blob.f, m.offset_data, m.size), m.size)  # type: ignore[arg-type]
-            if norm in _TORCH_TAR_RECORDS and self.torch_tar_records(child, norm):
-                return
-            self.blob(child, top=False)
-        else:
-            src = tf.extractfile(m)
-            if src is not None:
-                self._spooled(blob, m.name, src)
-
-    def torch_tar_records(self, blob: Blob, name: str) -> bool:
-        """A `tensors`/`storages` member of a torch < 0.4 tar: pickles between raw bytes, found
-        by following the layout (a plain walk stops at the first raw bytes). False: not one."""
-        from .formats.torch_tar import member_pickles
-
-        walked = member_pickles(blob.f, name, blob.size, blob.file)
-        if not walked.spans:
-            return False
-        self.result.checked += 1
-        refs: list[GlobalRef] = []  # one finding per global per member (a record per tensor)
-        for start, end in walked.spans:
-            blob.f.seek(start)
-            refs += walk_pickle(blob.f).refs + self._second_opinion(blob, start, end)
-        if walked.error:
-            self.add("pickle-malformed", WARNING, blob, walked.error)
-            blob.f.seek(walked.stop)  # what the safe reader refused may still load elsewhere
-            refs += walk_pickle(blob.f).refs
-        self.globals(blob, blob.where, refs)
-        return True
-
-    def gzip(self, blob: Blob) -> None:
-        self.tar(blob, mode="r:gz")
-
-    def _spooled(self, blob: Blob, name: str, src: IO[bytes]) -> None:
-        """A member of a compressed archive, inflated into a spooled temporary (never to its
-        own name on disk) so that it can be walked with seeks."""
-        with tempfile.SpooledTemporaryFile(max_size=64 * 2**20) as tmp:
-            size = 0
-            while chunk := src.read(2**20):
-                tmp.write(chunk)
-                size += len(chunk)
-            self.blob(blob.child(name, tmp, size), top=False)
-
     # safetensors ----------------------------------------------------------------------------
     def safetensors(self, blob: Blob) -> None:
-        blob.f.seek(0)
-        (n,) = struct.unpack("<Q", blob.f.read(8))
+        (n,) = struct.unpack("<Q", blob.head(8))
         if 8 + n > blob.size:
             self.add(
                 "safetensors-header",
@@ -653,11 +432,11 @@ class _Scanner:
                 f"header length {n} runs past the end of the file",
             )
             return
-        raw = blob.f.read(n)
-        try:
-            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-        except (UnicodeDecodeError, ValueError) as e:
-            self.add("safetensors-header", ERROR, blob, f"header is not valid JSON: {e}")
+        raw = bytes(blob.data[blob.base + 8 : blob.base + 8 + n])
+        try:  # the reader's own JSON parse: duplicate names refused at any depth
+            header = parse_json_object(blob.file, raw, "header")
+        except CheckpointError as e:
+            self.add("safetensors-header", ERROR, blob, e.what)
             return
         body = raw.rstrip(b" ")
         if not body.endswith(b"}") or body != body.strip() or b"\x00" in raw:
@@ -668,9 +447,6 @@ class _Scanner:
                 "header has content besides the JSON object "
                 "and space padding: parsers may read it differently",
             )
-        if not isinstance(header, dict):
-            self.add("safetensors-header", ERROR, blob, "header is not a JSON object")
-            return
         self._safetensors_ranges(blob, header, blob.size - 8 - n)
 
     def _safetensors_ranges(self, blob: Blob, header: dict[str, Any], data_size: int) -> None:
@@ -717,8 +493,7 @@ class _Scanner:
                 f"tensors end at {cursor}, beyond the {data_size} data bytes",
             )
         elif cursor < data_size:
-            blob.f.seek(blob.size - (data_size - cursor))
-            tail = blob.f.read(16)
+            tail = bytes(blob.data[blob.end - (data_size - cursor) :][:16])
             hint = (
                 " (looks like a zip archive)"
                 if tail.startswith(b"PK")
@@ -733,38 +508,26 @@ class _Scanner:
             )
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
+def _malformed(error: CheckpointError) -> str:
+    return f"malformed pickle: {error.what}"
 
 
 def _join(where: str, name: str) -> str:
-    return f"{where}/{name}" if where else name
+    return f"{where}/{name}" if where and name else where or name
 
 
-def _crc32(f: IO[bytes], start: int, length: int) -> int:
-    f.seek(start)
-    crc = 0
-    while length > 0:
-        chunk = f.read(min(length, 8 * 2**20))
-        if not chunk:
-            break
-        crc = zlib.crc32(chunk, crc)
-        length -= len(chunk)
-    return crc
+def _gunzip(f: io.BufferedReader) -> Iterator[bytes]:
+    with gzip.GzipFile(fileobj=f) as stream:
+        while chunk := stream.read(8 << 20):
+            yield chunk
 
 
 def _local_headers(blob: Blob) -> Iterator[tuple[int, str]]:
-    """(offset, member name) of every zip local header in the blob, read in chunks."""
-    chunk, overlap, pos = 16 * 2**20, 64 * 1024, 0
+    """(offset in blob.data, member name) of every zip local header in the blob, in chunks."""
+    chunk, overlap, pos = 16 * 2**20, 64 * 1024, blob.base
     seen: set[int] = set()
-    while pos < blob.size:
-        blob.f.seek(pos)
-        data = blob.f.read(chunk + overlap)
+    while pos < blob.end:
+        data = bytes(blob.data[pos : min(pos + chunk + overlap, blob.end)])
         i = data.find(b"PK\x03\x04")
         while i != -1 and len(data) - i >= 30:
             name_len = struct.unpack("<H", data[i + 26 : i + 28])[0]
@@ -773,22 +536,6 @@ def _local_headers(blob: Blob) -> Iterator[tuple[int, str]]:
                 yield pos + i, data[i + 30 : i + 30 + name_len].decode("utf-8", "replace")
             i = data.find(b"PK\x03\x04", i + 4)
         pos += chunk
-
-
-def _zip_head(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    try:
-        with zf.open(info) as f:
-            return f.read(512)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError):
-        return b""
-
-
-def _is_zip_anywhere(blob: Blob) -> bool:
-    blob.f.seek(0)
-    try:
-        return zipfile.is_zipfile(blob.f)
-    except OSError:
-        return False
 
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".bin", ".th", ".metadata", ".p")
@@ -821,18 +568,19 @@ def scan(
     *,
     strict: bool = False,
     verify_crc: bool = True,
+    spool_limit: int = SPOOL_LIMIT,
 ) -> ScanResult:
     """Scan files or folders; never raises for bad content (that is a finding).
 
+    `spool_limit`: bytes of compressed content (tar.gz, deflated members) inflated to a
+    temporary file to be scanned; past it a `scan-limit` error says what was not scanned.
     Raises `CheckpointError` only when a path does not exist.
     """
-    from .errors import CheckpointError
-
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     items = [os.fspath(p) for p in paths]
     result = ScanResult("scan", items, strict=strict)
-    scanner = _Scanner(result, verify_crc)
+    scanner = _Scanner(result, verify_crc, spool_limit)
     for item in items:
         path = Path(item)
         if not path.exists():
@@ -840,13 +588,16 @@ def scan(
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             label = str(file) if path.is_dir() else item
-            with open(file, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                blob = Blob(label, "", f, size)
-                if size == 0:
-                    scanner.add(
-                        "not-scanned", INFO if path.is_dir() else WARNING, blob, "file is empty"
-                    )
-                    continue
-                scanner.blob(blob, top=not path.is_dir())
+            _scan_file(scanner, file, label, top=not path.is_dir())
     return result
+
+
+def _scan_file(scanner: _Scanner, file: Path, label: str, *, top: bool) -> None:
+    with open(file, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            blob = Blob(label, "", b"", 0, 0)
+            scanner.add("not-scanned", WARNING if top else INFO, blob, "file is empty")
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            scanner.blob(Blob(label, "", data, 0, size), top=top)

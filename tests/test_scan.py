@@ -14,7 +14,8 @@ import pytest
 import scan_corpus
 from picklescan.scanner import scan_directory_path, scan_file_path
 
-from inspector.scan import DANGEROUS, SAFE, UNKNOWN, classify, scan, walk_pickle
+from inspector.formats.unpickler import scan_pickle
+from inspector.scan import DANGEROUS, SAFE, UNKNOWN, classify, scan
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +142,12 @@ def test_unknown_fails_only_in_strict(tmp_path: Path) -> None:
 
 def test_walk_stops_at_stop_and_reports_malformed() -> None:
     data = pickle.dumps({"a": 1}, protocol=2)
-    f = io.BytesIO(data + b"trailing")
-    walk = walk_pickle(f)
+    walk = scan_pickle(data + b"trailing", path="p")
     assert walk.error is None
     assert walk.end == len(data)
-    broken = walk_pickle(io.BytesIO(b"cos\nsystem\n(S'x'\ntR"))  # no STOP
+    broken = scan_pickle(b"cos\nsystem\n(S'x'\ntR", path="p")  # no STOP
     assert broken.error is not None
-    assert [(r.module, r.name) for r in broken.refs] == [("os", "system")]
+    assert [(r.module, r.name) for r in broken.globals] == [("os", "system")]
 
 
 # --- structural ---------------------------------------------------------------------------------

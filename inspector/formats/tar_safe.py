@@ -4,6 +4,10 @@ Every member is checked before anyone uses the archive: links, device files, abs
 `..` components are refused (UnsafeArchiveMemberError), sizes are checked against the file, and
 an archive that stops before its end-of-archive block is reported as truncated. Data is never
 copied out: callers read a member in place at `Member.offset`.
+
+`scan_members` runs the same checks in collect mode (problems.Checks) for `ckpt scan`: every
+unsafe or duplicated member is reported and the walk goes on; a header that cannot be parsed, or
+data beyond the archive, ends it with a problem instead of an exception.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ArchiveError, DuplicateKeyError, TruncatedFileError, UnsafeArchiveMemberError
+from .problems import Checks, Problem
 
 BLOCK = 512
 MAX_EXTENDED_HEADER = 1 << 20  # PAX records and GNU long names are small; refuse huge ones
@@ -29,6 +34,7 @@ UNSAFE = {
     b"4": "block device",
     b"6": "FIFO",
 }
+LINKS = (b"1", b"2")
 # typeflags that describe the next member rather than being one.
 PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK = b"x", b"g", b"L", b"K"
 EXTENDED = (PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK)
@@ -61,16 +67,36 @@ class _Header:
 def read_members(path: Path) -> list[Member]:
     """Every member of an uncompressed tar, checked; no data is read except extended headers."""
     label = os.fspath(path)
-    members: list[Member] = []
-    seen: set[str] = set()
     with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        for member in _iter_members(f, label, file_size):
-            if member.key in seen and member.kind == "file":
-                raise DuplicateKeyError(label, "tar member appears twice", key=member.name)
-            seen.add(member.key)
-            members.append(member)
-    return members
+        return list(_checked_members(f, label, os.fstat(f.fileno()).st_size, Checks()))
+
+
+@dataclass(frozen=True)
+class TarScan:
+    members: list[Member]  # files and folders whose data lie in the archive, in archive order
+    problems: list[Problem]
+
+
+def scan_members(f: BinaryIO, size: int, label: str) -> TarScan:
+    """The tar in `f`'s bytes [0, size), checked like read_members() but collecting every
+    problem under its `ckpt scan` finding code: tar-link, tar-special-member, tar-traversal
+    (the member is still listed: its bytes are worth scanning), tar-duplicate-member, and,
+    ending the walk, tar-malformed, tar-size-beyond-file, tar-truncated (no end-of-archive
+    block)."""
+    checks = Checks(collect=True)
+    return TarScan(list(_checked_members(f, label, size, checks)), checks.problems)
+
+
+def _checked_members(f: BinaryIO, label: str, file_size: int, checks: Checks) -> Iterator[Member]:
+    seen: set[str] = set()
+    for member in _iter_members(f, label, file_size, checks):
+        if member.key in seen and member.kind == "file":
+            checks.fail(
+                "tar-duplicate-member",
+                DuplicateKeyError(label, "tar member appears twice", key=member.name),
+            )
+        seen.add(member.key)
+        yield member
 
 
 def read_member(path: Path, member: Member, limit: int) -> bytes:
@@ -87,43 +113,61 @@ def read_member(path: Path, member: Member, limit: int) -> bytes:
     return data
 
 
-def _iter_members(f: BinaryIO, label: str, file_size: int) -> Iterator[Member]:
+def _iter_members(f: BinaryIO, label: str, file_size: int, checks: Checks) -> Iterator[Member]:
     pos = 0
     pending: dict[str, str] = {}  # PAX / GNU overrides for the next member
     global_pax: dict[str, str] = {}
     while True:
-        block = _read_block(f, label, pos, file_size)
-        if block == bytes(BLOCK):
-            return  # end-of-archive marker
-        header = _parse_header(label, block, pos)
-        overrides = {**global_pax, **pending}
-        size = _pax_size(label, header, overrides) if header.flag not in EXTENDED else header.size
+        block = _read_block(f, label, pos, file_size, checks)
+        if block is None or block == bytes(BLOCK):
+            return  # end-of-archive marker (or, collecting, an archive that ends early)
+        try:
+            header = _parse_header(label, block, pos)
+            overrides = {**global_pax, **pending}
+            extended = header.flag in EXTENDED
+            size = header.size if extended else _pax_size(label, header, overrides)
+        except ArchiveError as e:
+            checks.fail("tar-malformed", e)
+            return
         data_at = pos + BLOCK
-        name = overrides.get("path", header.name) if header.flag not in EXTENDED else header.name
+        name = header.name if extended else overrides.get("path", header.name)
         if data_at + size > file_size:
-            raise TruncatedFileError(
-                label,
-                f"member data [{data_at}, {data_at + size}) runs past the end of the archive "
-                f"({file_size} bytes)",
-                key=name,
+            checks.fail(
+                "tar-size-beyond-file",
+                TruncatedFileError(
+                    label,
+                    f"member data [{data_at}, {data_at + size}) runs past the end of the "
+                    f"archive ({file_size} bytes)",
+                    key=name,
+                ),
             )
-        if header.flag in EXTENDED:
-            _extended(f, label, header, data_at, pending, global_pax)
+            return
+        if extended:
+            try:
+                _extended(f, label, header, data_at, pending, global_pax)
+            except ArchiveError as e:
+                checks.fail("tar-malformed", e)
+                return
         else:
+            link = overrides.get("linkpath", header.linkname)
             pending = {}
-            yield _member(label, header, name, data_at, size)
+            member = _member(label, header, name, link, data_at, size, checks)
+            if member is not None:
+                yield member
         pos = data_at + _padded(size)
 
 
-def _read_block(f: BinaryIO, label: str, pos: int, file_size: int) -> bytes:
+def _read_block(f: BinaryIO, label: str, pos: int, file_size: int, checks: Checks) -> bytes | None:
     if pos >= file_size:
-        raise TruncatedFileError(
-            label, f"archive ends at {file_size} without its end-of-archive block"
-        )
+        what = f"archive ends at {file_size} without its end-of-archive block"
+        checks.fail("tar-truncated", TruncatedFileError(label, what))
+        return None
     f.seek(pos)
     block = f.read(BLOCK)
     if len(block) < BLOCK:
-        raise TruncatedFileError(label, f"archive ends inside the tar header at offset {pos}")
+        what = f"archive ends inside the tar header at offset {pos}"
+        checks.fail("tar-truncated", TruncatedFileError(label, what))
+        return None
     return block
 
 
@@ -224,26 +268,39 @@ def _pax_records(label: str, data: bytes, pos: int) -> dict[str, str]:
     return records
 
 
-def _member(label: str, header: _Header, name: str, offset: int, size: int) -> Member:
+def _member(
+    label: str, header: _Header, name: str, link: str, offset: int, size: int, checks: Checks
+) -> Member | None:
+    """The member, or None for one that is refused (collecting: reported, then skipped)."""
     if header.flag in UNSAFE:
-        raise UnsafeArchiveMemberError(
-            label, f"tar member is a {UNSAFE[header.flag]}: refused", key=name
+        what = UNSAFE[header.flag] + (f" to {link!r}" if header.flag in LINKS and link else "")
+        code = "tar-link" if header.flag in LINKS else "tar-special-member"
+        checks.fail(
+            code, UnsafeArchiveMemberError(label, f"tar member is a {what}: refused", key=name)
         )
+        return None
     kind = KINDS.get(header.flag)
     if kind is None:
-        raise ArchiveError(label, f"unsupported tar member type {header.flag!r}", key=name)
-    check_member_name(label, name)
+        error = ArchiveError(label, f"unsupported tar member type {header.flag!r}", key=name)
+        checks.fail("tar-special-member", error)
+        return None
+    problem = _name_problem(name)
+    if problem is not None:
+        checks.fail("tar-traversal", UnsafeArchiveMemberError(label, problem, key=name))
     return Member(name, kind, offset, size)
 
 
 def check_member_name(label: str, name: str) -> None:
     """Refuse a name that could land outside a destination folder if it were extracted."""
+    problem = _name_problem(name)
+    if problem is not None:
+        raise UnsafeArchiveMemberError(label, problem, key=name)
+
+
+def _name_problem(name: str) -> str | None:
     parts = name.replace("\\", "/").split("/")
     if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveMemberError(
-            label, "tar member has an absolute or empty path: refused", key=name
-        )
+        return "tar member has an absolute or empty path: refused"
     if ".." in parts:
-        raise UnsafeArchiveMemberError(
-            label, "tar member path climbs out with '..': refused", key=name
-        )
+        return "tar member path climbs out with '..': refused"
+    return None

@@ -32,11 +32,12 @@ from ..errors import (
 from ..model import ByteSource, Storage
 from . import Loaded, ReadOptions, torch_tar
 from .torch_pickle import parse_storage_id, storage_dtype
-from .unpickler import GlobalRef, Unpickler
+from .unpickler import GlobalRef, GlobalScan, Unpickler, scan_pickle
 
 FORMAT = "torch-legacy"
 MAGIC = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
+STREAM_PICKLES = 5  # magic number, protocol version, sys_info, object, storage keys
 _TAR_MEMBERS = tuple(name.encode() for name in torch_tar.MEMBERS)
 
 
@@ -66,19 +67,38 @@ def read(path: Path, options: ReadOptions) -> Loaded:
 
 
 def scan(path: str | os.PathLike[str]) -> list[GlobalRef]:
-    """Every global the file's pickles would import (for `ckpt scan`); nothing is built."""
+    """Every global the file's pickles would import; nothing is built. PickleError when a
+    pickle is broken or missing (`ckpt scan` reports those as findings: `scan_stream`)."""
     where = os.fspath(path)
     with open(where, "rb") as f:
         if _is_legacy_tar(f.read(512)):
             return torch_tar.scan(Path(where))
     with open(where, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        found: list[GlobalRef] = []
-        pos = 0
-        for _ in range(5):
-            m = Unpickler(data, path=where, builders={}, persistent_load=lambda pid: None)
-            _, pos = m.load_at(pos)
-            found.extend(m.globals)
-        return found
+        scans = scan_stream(data, path=where)
+    for found in scans:
+        if found.error is not None:
+            raise found.error
+    if len(scans) < STREAM_PICKLES:
+        raise PickleError(where, f"{len(scans)} pickles, a legacy file has {STREAM_PICKLES}")
+    return [g for found in scans for g in found.globals]
+
+
+def scan_stream(
+    data: Any, *, path: str, offset: int = 0, end: int | None = None
+) -> list[GlobalScan]:
+    """The globals of each pickle of the stream at [offset, end) of `data`, as torch.load reads
+    them (up to five; any non-zip file is read this way). The list stops after a broken pickle
+    (its scan holds the error) or at the end of the data; it never raises for bad data."""
+    end = len(data) if end is None else end
+    scans: list[GlobalScan] = []
+    pos = offset
+    while len(scans) < STREAM_PICKLES and pos < end:
+        found = scan_pickle(data, path=path, offset=pos, end=end)
+        scans.append(found)
+        if found.error is not None:
+            break
+        pos = found.end
+    return scans
 
 
 class _Legacy:

@@ -41,7 +41,7 @@ from ..model import ByteSource, Storage, TensorInfo
 from . import Loaded, ReadOptions
 from .tar_safe import Member, read_members
 from .torch_pickle import MAX_DIMS, storage_dtype, tensor_view
-from .unpickler import BuildError, GlobalRef, Unpickler
+from .unpickler import BuildError, GlobalRef, Unpickler, scan_globals
 
 MEMBERS = ("sys_info", "pickle", "tensors", "storages")
 RECORD_MEMBERS = ("storages", "tensors")
@@ -197,18 +197,13 @@ def scan(path: Path) -> list[GlobalRef]:
     found: list[GlobalRef] = []
     with open(path, "rb") as f:
         data = _FileBytes(f)  # reads, not a map: records are small and far apart
-        values: dict[str, Any] = {}
-        for name in ("sys_info", "pickle"):
-            m = Unpickler(
-                _member_bytes(data, members[name]),
-                path=where,
-                key=name,
-                builders={},
-                persistent_load=lambda p: None,
-            )
-            values[name] = m.load_at(0)[0]
-            found.extend(_shifted(m.globals, members[name].offset))
-        order = "<" if _is_little(values["sys_info"]) else ">"
+        info = members["sys_info"]
+        m = Unpickler(_member_bytes(data, info), path=where, key="sys_info", builders={})
+        order = "<" if _is_little(m.load_at(0)[0]) else ">"  # the records' byte order
+        found.extend(_shifted(m.globals, info.offset))
+        obj = members["pickle"]
+        refs = scan_globals(_member_bytes(data, obj), path=where, key="pickle")
+        found.extend(_shifted(refs, obj.offset))
         for name in RECORD_MEMBERS:
             cur = _Cursor(data, members[name], where, order)
             try:

@@ -23,7 +23,7 @@ from ..errors import (
 from ..model import ByteSource, Storage
 from . import Loaded, ReadOptions
 from .torch_pickle import parse_storage_id, storage_dtype
-from .unpickler import GlobalRef, Unpickler, scan_globals
+from .unpickler import Unpickler
 from .zipfile_safe import ZipDirectory, ZipMember, read_directory, read_member
 
 FORMAT = "torch-zip"
@@ -69,15 +69,6 @@ def read_zip_at(
         tree,
         metadata=_metadata(directory, root, byteorder),
         notes=_notes(storages, machine.unsupported),
-    )
-
-
-def scan(path: str | os.PathLike[str]) -> list[GlobalRef]:
-    """Every global `data.pkl` would import (for `ckpt scan`); nothing is built."""
-    directory = read_directory(path)
-    pkl = directory.members[_root_folder(directory) + "data.pkl"]
-    return scan_globals(
-        read_member(directory, pkl, MAX_PICKLE_BYTES), path=directory.where, key=pkl.name
     )
 
 

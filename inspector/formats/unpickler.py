@@ -780,6 +780,43 @@ def load(
     return machine.load_at(0)[0]
 
 
+@dataclass(frozen=True)
+class GlobalScan:
+    """What `scan_pickle` found: the globals in stream order, where the pickle ends (after STOP,
+    or where the walk stopped) and, for a broken stream, why it stopped."""
+
+    globals: list[GlobalRef]
+    end: int
+    error: CheckpointError | None = None
+
+
+def scan_pickle(
+    data: bytes | bytearray | memoryview | Any,
+    *,
+    path: str | None,
+    offset: int = 0,
+    end: int | None = None,
+    key: str | None = None,
+) -> GlobalScan:
+    """Every global the pickle at `offset` would import, for `ckpt scan`; never raises for bad
+    data. `end` bounds the stream (a member inside a larger mapped file). A broken stream gives
+    the globals before the break and the error."""
+    machine = _GlobalLister(
+        data,
+        path=path,
+        key=key,
+        persistent_load=lambda pid: Record("persistent-id", args=(pid,)),
+        builders={},
+    )
+    if end is not None:
+        machine.end = min(end, machine.end)
+    try:
+        _, stop = machine._run(offset)
+    except CheckpointError as e:
+        return GlobalScan(machine.globals, machine.pos, e)
+    return GlobalScan(machine.globals, stop)
+
+
 def scan_globals(
     data: bytes | bytearray | memoryview | Any,
     *,
@@ -787,13 +824,77 @@ def scan_globals(
     offset: int = 0,
     key: str | None = None,
 ) -> list[GlobalRef]:
-    """Every global the pickle at `offset` would import, without calling any builder."""
-    machine = Unpickler(
-        data,
-        path=path,
-        key=key,
-        persistent_load=lambda pid: Record("persistent-id", args=(pid,)),
-        builders={},
-    )
-    machine._run(offset)
-    return machine.globals
+    """Every global the pickle at `offset` would import; PickleError for a broken stream."""
+    found = scan_pickle(data, path=path, offset=offset, key=key)
+    if found.error is not None:
+        raise found.error
+    return found.globals
+
+
+_SKIPPED_BYTES = 1 << 16  # longer strings are stepped over: a global's name is never that long
+
+
+class _GlobalLister(Unpickler):
+    """The same opcode loop, run to list globals. It builds no containers (items are dropped,
+    so hostile sizes cost nothing), steps over long strings, and accepts what real pickle
+    accepts but the reader refuses (non-string STACK_GLOBAL operands, extension codes, NEWOBJ
+    or BUILD on what a call returned, STOP over extra values): a payload can hide behind any
+    of those, so the walk must go on past them."""
+
+    def _take(self, n: int) -> bytes:
+        if n <= _SKIPPED_BYTES:
+            return super()._take(n)
+        if self.pos + n > self.end:
+            raise self.error(f"declares {n} bytes but only {self.end - self.pos} remain")
+        self.pos += n
+        return b""
+
+    def _line(self) -> bytes:
+        if self.data.find(b"\n", self.pos, self.end) < 0:
+            raise self.error("line without a newline")
+        return super()._line()
+
+    def op_stop(self) -> bool:
+        return True
+
+    def op_dict(self) -> None:
+        self._pairs(self._pop_mark())
+        self._push({})
+
+    def op_frozenset(self) -> None:
+        self._pop_mark()
+        self._push(frozenset())
+
+    def op_additems(self) -> None:
+        self._pop_mark()
+        self._top()
+
+    def _extend(self, target: Any, items: list[Any]) -> None:
+        pass
+
+    def _update(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        pass
+
+    def op_build(self) -> None:
+        self._pop()
+        self._top()
+
+    def _instantiate(self, cls: Any, args: tuple[Any, ...]) -> Any:
+        return Record(cls.cls if _is_global(cls) else "?", kind="object")
+
+    def op_stack_global(self) -> None:
+        name = self._pop()
+        module = self._pop()
+        if isinstance(module, str) and isinstance(name, str):
+            self._push(self._global(module, name))
+            return
+        # computed at load time (a call's result): "?" names what cannot be known here
+        self.globals.append(GlobalRef("?", "?", "STACK_GLOBAL", self.op_pos))
+        self._push(Record("?.?", kind="global"))
+
+    def op_ext(self) -> None:
+        opname = _OPNAMES[self.data[self.op_pos]]
+        code = self._uint({"EXT1": 1, "EXT2": 2, "EXT4": 4}[opname])
+        name = f"_extension_registry[{code}]"
+        self.globals.append(GlobalRef("copyreg", name, opname, self.op_pos))
+        self._push(Record(f"copyreg.{name}", kind="global"))

@@ -6,6 +6,10 @@ and every local header, and refuses: sizes or offsets outside the zip, members t
 duplicate names, encryption, and compression other than stored/deflate. A zip may sit at an
 offset inside a larger file (a torch checkpoint inside an uncompressed .nemo tar): offsets in
 the zip are relative to its start, offsets returned here are absolute in the file.
+
+`scan_directory` runs the same checks in collect mode (problems.Checks) for `ckpt scan`: every
+problem is reported under its finding code, CRCs can be verified, and the listing keeps every
+member whose bytes lie inside the zip, duplicates included.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ import mmap
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import ArchiveError, DuplicateKeyError, OffsetError, TruncatedFileError
+from ..errors import (
+    ArchiveError,
+    CheckpointError,
+    DuplicateKeyError,
+    OffsetError,
+    TruncatedFileError,
+)
+from .problems import Checks, Problem
 
 STORED, DEFLATED = 0, 8
 METHODS = {STORED: "stored", DEFLATED: "deflate"}
@@ -30,6 +43,7 @@ _CENTRAL = struct.Struct("<4s6H3L5H2L")
 _LOCAL = struct.Struct("<4s5H3L2H")
 _MAX_COMMENT = 0xFFFF
 _U16, _U32 = 0xFFFF, 0xFFFFFFFF
+_CHUNK = 8 << 20  # bytes per step when a member is checked or inflated as a stream
 
 
 @dataclass(frozen=True)
@@ -82,37 +96,137 @@ def read_directory(
 
 def read_member(directory: ZipDirectory, member: ZipMember, max_size: int) -> bytes:
     """A member's bytes (inflated when deflated), at most `max_size` of them."""
-    if member.size > max_size:
-        raise ArchiveError(
-            directory.where,
-            f"member of {member.size} bytes exceeds the {max_size}-byte limit for it",
-            key=member.name,
-        )
+    _check_cap(directory.where, member, max_size)
     with open(directory.path, "rb") as f:
         f.seek(member.data_offset)
         raw = f.read(member.compressed_size)
+    return _decoded(directory.where, member, raw)
+
+
+def member_data(data: Any, member: ZipMember, max_size: int, *, where: str) -> bytes:
+    """read_member() for a zip lying in `data` (a map or bytes of the whole file)."""
+    _check_cap(where, member, max_size)
+    return _decoded(where, member, bytes(data[member.data_offset : member.data_end]))
+
+
+def member_chunks(data: Any, member: ZipMember, *, where: str) -> Iterator[bytes]:
+    """A member's bytes as a stream of chunks (inflated when deflated), memory bounded;
+    ArchiveError when they inflate to more or fewer bytes than the directory says."""
+    inflater = zlib.decompressobj(-15) if member.method == DEFLATED else None
+    produced = 0
+    for at in range(member.data_offset, member.data_end, _CHUNK):
+        chunk = bytes(data[at : min(at + _CHUNK, member.data_end)])
+        while chunk:
+            if inflater is None:
+                out, chunk = chunk, b""
+            else:
+                try:
+                    out = inflater.decompress(chunk, _CHUNK)
+                except zlib.error as e:
+                    raise ArchiveError(where, f"cannot inflate: {e}", key=member.name) from None
+                chunk = inflater.unconsumed_tail
+            produced += len(out)
+            if produced > member.size:
+                break
+            if out:
+                yield out
+        if produced > member.size:
+            break
+    if produced != member.size:
+        got = f"{produced}{'+' if produced > member.size else ''}"
+        raise ArchiveError(
+            where, f"inflates to {got} bytes, the directory says {member.size}", key=member.name
+        )
+
+
+def _check_cap(where: str, member: ZipMember, max_size: int) -> None:
+    if member.size > max_size:
+        raise ArchiveError(
+            where,
+            f"member of {member.size} bytes exceeds the {max_size}-byte limit for it",
+            key=member.name,
+        )
+
+
+def _decoded(where: str, member: ZipMember, raw: bytes) -> bytes:
     if len(raw) != member.compressed_size:
-        raise TruncatedFileError(directory.where, "member data ends early", key=member.name)
+        raise TruncatedFileError(where, "member data ends early", key=member.name)
     if member.method == STORED:
         return raw
     try:
         inflater = zlib.decompressobj(-15)
         data = inflater.decompress(raw, member.size + 1)
     except zlib.error as e:
-        raise ArchiveError(directory.where, f"cannot inflate: {e}", key=member.name) from None
+        raise ArchiveError(where, f"cannot inflate: {e}", key=member.name) from None
     if len(data) != member.size:
         got = f"{len(data)}{'+' if len(data) > member.size else ''}"
         raise ArchiveError(
-            directory.where,
-            f"inflates to {got} bytes, the directory says {member.size}",
-            key=member.name,
+            where, f"inflates to {got} bytes, the directory says {member.size}", key=member.name
         )
     return data
 
 
+@dataclass(frozen=True)
+class ZipScan:
+    members: list[ZipMember]  # directory order, duplicates included; none outside the zip
+    problems: list[Problem]
+
+
+def scan_directory(
+    data: Any, base: int, length: int, *, where: str, verify_crc: bool = True
+) -> ZipScan:
+    """The zip occupying [base, base + length) of `data` (a map or bytes of the whole file),
+    checked like read_directory() but collecting every problem under its `ckpt scan` finding
+    code: zip-malformed (no usable directory), zip-duplicate-member, zip-overlap,
+    zip-name-mismatch, zip-size-beyond-file, zip-member-unreadable (encrypted, unknown
+    method), zip-crc-mismatch (with `verify_crc`: stored members in place, deflated ones
+    inflated as a stream)."""
+    checks = Checks(collect=True)
+    reader = _Reader(data, where, base, length, checks)
+    try:
+        members = reader.entries()
+    except CheckpointError as e:  # no end record, or a directory that cannot be walked
+        checks.fail("zip-malformed", e)
+        members = []
+    if verify_crc:
+        for m in members:
+            _check_crc(data, m, where, checks)
+    return ZipScan(members, checks.problems)
+
+
+def looks_like_zip(data: Any, base: int, length: int) -> bool:
+    """Whether [base, base + length) ends with a zip end-of-central-directory record (what
+    zip readers look for first, wherever the archive starts)."""
+    try:
+        _Reader(data, "", base, length, Checks())._end_record()
+    except CheckpointError:
+        return False
+    return True
+
+
+def _check_crc(data: Any, member: ZipMember, where: str, checks: Checks) -> None:
+    crc = 0
+    try:
+        for chunk in member_chunks(data, member, where=where):
+            crc = zlib.crc32(chunk, crc)
+    except ArchiveError as e:
+        checks.fail("zip-member-unreadable", e)
+        return
+    if crc != member.crc32:
+        checks.fail(
+            "zip-crc-mismatch",
+            ArchiveError(
+                where, f"CRC32 is {crc:08x}, the directory says {member.crc32:08x}", key=member.name
+            ),
+        )
+
+
 class _Reader:
-    def __init__(self, mapped: mmap.mmap, where: str, base: int, length: int):
+    def __init__(
+        self, mapped: Any, where: str, base: int, length: int, checks: Checks | None = None
+    ):
         self.mapped, self.where, self.base, self.length = mapped, where, base, length
+        self.checks = checks or Checks()
 
     def read(self, rel: int, n: int, what: str) -> bytes:
         if rel < 0 or n < 0 or rel + n > self.length:
@@ -123,6 +237,10 @@ class _Reader:
         return self.mapped[self.base + rel : self.base + rel + n]
 
     def members(self) -> dict[str, ZipMember]:
+        return {m.name: m for m in self.entries()}
+
+    def entries(self) -> list[ZipMember]:
+        """Every usable member in directory order (a duplicate is a problem, then kept)."""
         count, cd_size, cd_off, cd_end = self._end_record()
         if cd_off + cd_size > cd_end or count * _CENTRAL.size > cd_size:
             raise ArchiveError(
@@ -131,14 +249,21 @@ class _Reader:
                 f"at {cd_off}) does not fit before its end record at {cd_end}",
             )
         cd = self.read(cd_off, cd_size, "central directory")
-        members: dict[str, ZipMember] = {}
+        members: list[ZipMember] = []
+        seen: set[str] = set()
         pos = 0
         for _ in range(count):
             member, pos = self._central_entry(cd, pos, cd_off)
-            if member.name in members:
-                raise DuplicateKeyError(self.where, "zip member appears twice", key=member.name)
-            members[member.name] = member
-        _check_overlaps(self.where, list(members.values()))
+            if member is None:
+                continue
+            if member.name in seen:
+                self.checks.fail(
+                    "zip-duplicate-member",
+                    DuplicateKeyError(self.where, "zip member appears twice", key=member.name),
+                )
+            seen.add(member.name)
+            members.append(member)
+        _check_overlaps(self.where, members, self.checks)
         return members
 
     def _end_record(self) -> tuple[int, int, int, int]:
@@ -174,7 +299,8 @@ class _Reader:
             raise ArchiveError(self.where, "multi-disk zips are not supported")
         return count, cd_size, cd_off, rec_off
 
-    def _central_entry(self, cd: bytes, pos: int, cd_off: int) -> tuple[ZipMember, int]:
+    def _central_entry(self, cd: bytes, pos: int, cd_off: int) -> tuple[ZipMember | None, int]:
+        """The entry at `pos` (None when a problem makes it unusable) and the next position."""
         if pos + _CENTRAL.size > len(cd):
             raise ArchiveError(self.where, "central directory entry runs past its end")
         (sig, _, _, flags, method, _, _, crc, csize, size, nlen, elen, clen, _, _, _, hoff) = (
@@ -187,32 +313,58 @@ class _Reader:
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
         extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + elen]
         size, csize, hoff = _zip64_sizes(extra, size, csize, hoff)
-        if flags & 0x1:
-            raise ArchiveError(self.where, "member is encrypted", key=name)
-        if method not in METHODS:
-            raise ArchiveError(self.where, f"unsupported compression method {method}", key=name)
-        if method == STORED and csize != size:
-            raise ArchiveError(
-                self.where, f"stored member with compressed size {csize} != size {size}", key=name
-            )
+        unreadable = self._unreadable(flags, method, csize, size)
+        if unreadable:  # collecting: its other checks still run (the sizes may lie as well)
+            error = ArchiveError(self.where, unreadable, key=name)
+            self.checks.fail("zip-member-unreadable", error)
         data_rel = self._local_header(hoff, raw_name, name)
+        if data_rel is None:
+            return None, end
         if data_rel + csize > cd_off:
-            raise ArchiveError(
-                self.where,
-                f"member data [{data_rel}, {data_rel + csize}) runs "
-                f"past the central directory ({cd_off}) or the file end",
-                key=name,
+            self.checks.fail(
+                "zip-size-beyond-file",
+                ArchiveError(
+                    self.where,
+                    f"member data [{data_rel}, {data_rel + csize}) runs "
+                    f"past the central directory ({cd_off}) or the file end",
+                    key=name,
+                ),
             )
+            return None, end
+        if unreadable:
+            return None, end
         member = ZipMember(name, self.base + hoff, self.base + data_rel, csize, size, method, crc)
         return member, end
 
-    def _local_header(self, hoff: int, raw_name: bytes, name: str) -> int:
-        head = self.read(hoff, _LOCAL.size + len(raw_name), f"local header of {name!r}")
+    @staticmethod
+    def _unreadable(flags: int, method: int, csize: int, size: int) -> str | None:
+        if flags & 0x1:
+            return "member is encrypted"
+        if method not in METHODS:
+            return f"unsupported compression method {method}"
+        if method == STORED and csize != size:
+            return f"stored member with compressed size {csize} != size {size}"
+        return None
+
+    def _local_header(self, hoff: int, raw_name: bytes, name: str) -> int | None:
+        """Where the member's data start (relative), None when its local header is unusable."""
+        try:
+            head = self.read(hoff, _LOCAL.size + len(raw_name), f"local header of {name!r}")
+        except ArchiveError as e:
+            self.checks.fail("zip-size-beyond-file", e)
+            return None
         sig, _, _, _, _, _, _, _, _, nlen, elen = _LOCAL.unpack_from(head)
         if sig != b"PK\x03\x04":
-            raise ArchiveError(self.where, f"no local header at byte {hoff}", key=name)
+            self.checks.fail(
+                "zip-size-beyond-file",
+                ArchiveError(self.where, f"no local header at byte {hoff}", key=name),
+            )
+            return None
         if head[_LOCAL.size :] != raw_name or nlen != len(raw_name):
-            raise ArchiveError(self.where, "local header names another member", key=name)
+            self.checks.fail(
+                "zip-name-mismatch",
+                ArchiveError(self.where, "local header names another member", key=name),
+            )
         return hoff + _LOCAL.size + nlen + elen
 
 
@@ -233,13 +385,16 @@ def _zip64_sizes(extra: bytes, size: int, csize: int, hoff: int) -> tuple[int, i
     return size, csize, hoff
 
 
-def _check_overlaps(where: str, members: list[ZipMember]) -> None:
+def _check_overlaps(where: str, members: list[ZipMember], checks: Checks) -> None:
     ordered = sorted(members, key=lambda m: m.header_offset)
     for a, b in itertools.pairwise(ordered):
         if a.data_end > b.header_offset:
-            raise OffsetError(
-                where,
-                f"member data [{a.data_offset}, {a.data_end}) overlaps member "
-                f"{b.name!r} starting at {b.header_offset}",
-                key=a.name,
+            checks.fail(
+                "zip-overlap",
+                OffsetError(
+                    where,
+                    f"member data [{a.data_offset}, {a.data_end}) overlaps member "
+                    f"{b.name!r} starting at {b.header_offset}",
+                    key=a.name,
+                ),
             )

@@ -67,11 +67,16 @@ _ARCHIVES = ("zip", "tar", "gzip")
 
 @dataclass(frozen=True)
 class Blob:
-    """A byte range [base, base + size) of a mapped file: a file, or a member read in place."""
+    """A byte range [base, base + size) of a file: the file itself, or a member read in place.
+
+    `data` is the file mapped (or bytes): what the pickle walker reads, touching only the pages
+    of the pickle. `reads` slices the same bytes with pread: archive headers, CRCs and inflating
+    stream through it without mapping gigabytes of records into the process."""
 
     file: str  # the path the user gave (what findings name)
     where: str  # location inside it: "" for the file itself, "model_weights.ckpt/archive/data.pkl"
-    data: Any  # the map (or bytes) holding it
+    data: Any
+    reads: Any
     base: int
     size: int
     depth: int = 0
@@ -81,14 +86,15 @@ class Blob:
         return self.base + self.size
 
     def head(self, n: int = 512) -> bytes:
-        return bytes(self.data[self.base : self.base + min(n, self.size)])
+        return bytes(self.reads[self.base : self.base + min(n, self.size)])
 
     def child(self, name: str, offset: int, size: int) -> Blob:
         """The member `name` at [offset, offset + size) of this blob (offset absolute)."""
-        return Blob(self.file, _join(self.where, name), self.data, offset, size, self.depth + 1)
+        where = _join(self.where, name)
+        return Blob(self.file, where, self.data, self.reads, offset, size, self.depth + 1)
 
     def stream(self) -> io.BufferedReader:
-        return io.BufferedReader(_View(self.data, self.base, self.size), 64 << 10)
+        return io.BufferedReader(_View(self.reads, self.base, self.size), 64 << 10)
 
 
 class _View(io.RawIOBase):
@@ -115,6 +121,16 @@ class _View(io.RawIOBase):
         b[:n] = self.data[self.base + self.pos : self.base + self.pos + n]
         self.pos += n
         return n
+
+
+class _Pread:
+    """Slices of an open file, read with pread (nothing mapped)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __getitem__(self, span: slice) -> bytes:
+        return os.pread(self.fd, max(0, span.stop - span.start), span.start)
 
 
 @dataclass
@@ -210,7 +226,7 @@ class _Scanner:
             self.globals(blob, key, found.globals)
             if found.error is not None:
                 self.add("pickle-malformed", WARNING, blob, _malformed(found.error), key=key)
-        if blob.depth == 0 and zipfile_safe.looks_like_zip(blob.data, blob.base, blob.size):
+        if blob.depth == 0 and zipfile_safe.looks_like_zip(blob.reads, blob.base, blob.size):
             self.add(
                 "pickle-zip-polyglot",
                 ERROR,
@@ -231,7 +247,7 @@ class _Scanner:
         data.pkl is a pickle) at offsets only .metadata knows. Every embedded data.pkl is
         found by its local zip header and walked where it starts."""
         for offset, name in _local_headers(blob):
-            head = blob.data[offset + 26 : offset + 30]
+            head = blob.reads[offset + 26 : offset + 30]
             if not name.endswith(".pkl") or len(head) < 4:
                 continue
             name_len, extra_len = struct.unpack("<HH", head)
@@ -242,7 +258,7 @@ class _Scanner:
     # zip ------------------------------------------------------------------------------------------
     def zip(self, blob: Blob) -> None:
         listing = zipfile_safe.scan_directory(
-            blob.data, blob.base, blob.size, where=blob.file, verify_crc=self.verify_crc
+            blob.reads, blob.base, blob.size, where=blob.file, verify_crc=self.verify_crc
         )
         self.problems(blob, listing.problems)
         members = listing.members
@@ -275,7 +291,7 @@ class _Scanner:
                         key=key,
                     )
                 self._zip_pickle(blob, m, key)
-            elif m.size and sniff(self._zip_head(blob, m), m.name) in _ARCHIVES:
+            elif m.size and sniff(zipfile_safe.member_head(blob.reads, m), m.name) in _ARCHIVES:
                 self._zip_nested(blob, m)
 
     def _zip_pickle(self, blob: Blob, m: zipfile_safe.ZipMember, key: str) -> None:
@@ -292,22 +308,16 @@ class _Scanner:
             )
             return None
         try:
-            data = zipfile_safe.member_data(blob.data, m, PICKLE_LIMIT, where=blob.file)
+            data = zipfile_safe.member_data(blob.reads, m, PICKLE_LIMIT, where=blob.file)
         except CheckpointError as e:
             self.add("zip-member-unreadable", ERROR, blob, e.what, key=key)
             return None
-        return self.one_pickle(Blob(blob.file, key, data, 0, len(data), blob.depth + 1), key)
-
-    def _zip_head(self, blob: Blob, m: zipfile_safe.ZipMember) -> bytes:
-        try:
-            return next(zipfile_safe.member_chunks(blob.data, m, where=blob.file), b"")[:512]
-        except CheckpointError:
-            return b""  # reported by the directory scan (CRC) or not at all: not an archive
+        return self.one_pickle(Blob(blob.file, key, data, data, 0, len(data), blob.depth + 1), key)
 
     def _zip_nested(self, blob: Blob, m: zipfile_safe.ZipMember) -> None:
         if m.method == zipfile_safe.STORED:
             return self.blob(blob.child(m.name, m.data_offset, m.size), top=False)
-        chunks = zipfile_safe.member_chunks(blob.data, m, where=blob.file)
+        chunks = zipfile_safe.member_chunks(blob.reads, m, where=blob.file)
         return self._spooled(blob, m.name, chunks, m.size)
 
     # tar ------------------------------------------------------------------------------------------
@@ -370,8 +380,10 @@ class _Scanner:
                 return None
             tmp.flush()
             with mmap.mmap(tmp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                where = key or ""
-                self.blob(Blob(blob.file, where, mapped, 0, written, blob.depth + 1), top=False)
+                inflated = Blob(
+                    blob.file, key or "", mapped, _Pread(tmp.fileno()), 0, written, blob.depth + 1
+                )
+                self.blob(inflated, top=False)
         return None
 
     def _over_limit(self, blob: Blob, key: str | None, size: int | None) -> None:
@@ -432,7 +444,7 @@ class _Scanner:
                 f"header length {n} runs past the end of the file",
             )
             return
-        raw = bytes(blob.data[blob.base + 8 : blob.base + 8 + n])
+        raw = bytes(blob.reads[blob.base + 8 : blob.base + 8 + n])
         try:  # the reader's own JSON parse: duplicate names refused at any depth
             header = parse_json_object(blob.file, raw, "header")
         except CheckpointError as e:
@@ -493,7 +505,8 @@ class _Scanner:
                 f"tensors end at {cursor}, beyond the {data_size} data bytes",
             )
         elif cursor < data_size:
-            tail = bytes(blob.data[blob.end - (data_size - cursor) :][:16])
+            start = blob.end - (data_size - cursor)
+            tail = bytes(blob.reads[start : start + 16])
             hint = (
                 " (looks like a zip archive)"
                 if tail.startswith(b"PK")
@@ -523,11 +536,11 @@ def _gunzip(f: io.BufferedReader) -> Iterator[bytes]:
 
 
 def _local_headers(blob: Blob) -> Iterator[tuple[int, str]]:
-    """(offset in blob.data, member name) of every zip local header in the blob, in chunks."""
+    """(offset in the file, member name) of every zip local header in the blob, in chunks."""
     chunk, overlap, pos = 16 * 2**20, 64 * 1024, blob.base
     seen: set[int] = set()
     while pos < blob.end:
-        data = bytes(blob.data[pos : min(pos + chunk + overlap, blob.end)])
+        data = bytes(blob.reads[pos : min(pos + chunk + overlap, blob.end)])
         i = data.find(b"PK\x03\x04")
         while i != -1 and len(data) - i >= 30:
             name_len = struct.unpack("<H", data[i + 26 : i + 28])[0]
@@ -596,8 +609,8 @@ def _scan_file(scanner: _Scanner, file: Path, label: str, *, top: bool) -> None:
     with open(file, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
-            blob = Blob(label, "", b"", 0, 0)
+            blob = Blob(label, "", b"", b"", 0, 0)
             scanner.add("not-scanned", WARNING if top else INFO, blob, "file is empty")
             return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            scanner.blob(Blob(label, "", data, 0, size), top=top)
+            scanner.blob(Blob(label, "", data, _Pread(f.fileno()), 0, size), top=top)

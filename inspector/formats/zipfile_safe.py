@@ -139,6 +139,18 @@ def member_chunks(data: Any, member: ZipMember, *, where: str) -> Iterator[bytes
         )
 
 
+def member_head(data: Any, member: ZipMember, n: int = 512) -> bytes:
+    """The first `n` bytes of a member (enough to tell what it holds); b"" when they cannot
+    be inflated (the CRC check of scan_directory reports that)."""
+    if member.method == STORED:
+        return bytes(data[member.data_offset : member.data_offset + min(n, member.size)])
+    raw = bytes(data[member.data_offset : min(member.data_offset + (64 << 10), member.data_end)])
+    try:
+        return zlib.decompressobj(-15).decompress(raw, n)
+    except zlib.error:
+        return b""
+
+
 def _check_cap(where: str, member: ZipMember, max_size: int) -> None:
     if member.size > max_size:
         raise ArchiveError(

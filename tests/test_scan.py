@@ -9,10 +9,12 @@ import struct
 import tarfile
 import zipfile
 from pathlib import Path
+from posix import system as posix_system
 
 import pytest
 import scan_corpus
 from picklescan.scanner import scan_directory_path, scan_file_path
+from scan_corpus import Reduce
 
 from inspector.formats.unpickler import scan_pickle
 from inspector.scan import DANGEROUS, SAFE, UNKNOWN, classify, scan
@@ -265,3 +267,124 @@ def test_garbage_and_missing_paths(tmp_path: Path) -> None:
     assert not scan(junk, strict=True).passed
     with pytest.raises(CheckpointError, match="no such file"):
         scan(tmp_path / "missing.pt")
+
+
+# --- one walker, collected problems, caps -----------------------------------------------------
+
+
+def _finding_keys(result: object, code: str) -> set[str | None]:
+    return {f.key for f in result.findings if f.code == code}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "blob"),
+    [
+        # the reader refuses NEWOBJ on a call's result; real pickle runs it, then the payload
+        ("newobj_on_call_result", b"\x80\x02cmymod\nFactory\n)R)\x810cos\nsystem\n(S'true'\ntR."),
+        # STOP over two values: real pickle returns the top one after running both calls
+        ("stop_over_extra_values", b"cmymod\nf\n)Rcposix\nsystem\n(S'true'\ntR."),
+        # BUILD on a list, then a payload
+        ("build_on_a_list", b"\x80\x02]}b0cos\nsystem\n(S'true'\ntR."),
+    ],
+)
+def test_walk_goes_on_past_what_the_reader_refuses(tmp_path: Path, name: str, blob: bytes) -> None:
+    p = tmp_path / f"{name}.pkl"
+    p.write_bytes(blob)
+    result = scan(p)
+    assert not result.passed
+    assert {"os.system", "posix.system"} & {
+        f"{g.module}.{g.name}" for g in result.globals if g.verdict == DANGEROUS
+    }
+
+
+def test_computed_stack_global_operands_are_dangerous(tmp_path: Path) -> None:
+    # module and name are the results of calls: nothing can tell what they import
+    p = tmp_path / "computed.pkl"
+    p.write_bytes(b"\x80\x04cmymod\nf\n)Rcmymod\ng\n)R\x93)R.")
+    result = scan(p)
+    assert "global-dangerous" in _codes(result)
+    assert any(g.module == "?" for g in result.globals)
+
+
+def test_long_strings_are_stepped_over() -> None:
+    blob = pickle.dumps(["x" * 300_000, b"y" * 300_000, Reduce(posix_system, "true")], protocol=4)
+    found = scan_pickle(blob, path="p")
+    assert found.error is None
+    assert found.end == len(blob)
+    assert [(g.module, g.name) for g in found.globals] == [("posix", "system")]
+
+
+def test_every_tar_problem_is_reported_and_later_members_scanned(tmp_path: Path) -> None:
+    path = tmp_path / "many.nemo"
+    payload = scan_corpus.RAW_PAYLOADS["os_system_global"][0]
+    with tarfile.open(path, "w") as tf:
+        link = tarfile.TarInfo("./model_weights.ckpt")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+        for name in ("../up.pkl", "./a.pkl", "./a.pkl"):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    result = scan(path)
+    assert _finding_keys(result, "tar-link") == {"./model_weights.ckpt"}
+    assert "/etc/passwd" in next(f.message for f in result.findings if f.code == "tar-link")
+    assert _finding_keys(result, "tar-traversal") == {"../up.pkl"}
+    assert _finding_keys(result, "tar-duplicate-member") == {"./a.pkl"}
+    # after the link, the traversal and the duplicate: every pickle is still walked
+    assert _finding_keys(result, "global-dangerous") == {"../up.pkl", "./a.pkl"}
+
+
+def test_every_zip_problem_is_reported(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        p = _zip(
+            tmp_path / "many.pt",
+            [("a/data.pkl", pickle.dumps({})), ("a/data/0", b"\1" * 64), ("a/data/0", b"\2" * 64)],
+        )
+    raw = bytearray(p.read_bytes())
+    raw[raw.find(b"\1" * 64)] = 3  # first copy's CRC
+    p.write_bytes(bytes(raw))
+    result = scan(p)
+    assert _codes(result) >= {"zip-duplicate-member", "zip-crc-mismatch"}
+    assert _finding_keys(result, "zip-crc-mismatch") == {"a/data/0"}
+
+
+def test_deflated_pickle_over_the_limit_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inspector.scan as scan_module
+
+    p = tmp_path / "c.pt"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/data.pkl", scan_corpus.RAW_PAYLOADS["os_system_global"][0] + b" " * 4096)
+    assert "global-dangerous" in _codes(scan(p))
+    monkeypatch.setattr(scan_module, "PICKLE_LIMIT", 1024)
+    result = scan(p)
+    assert "scan-limit" in _codes(result)
+    assert "global-dangerous" not in _codes(result)
+    assert not result.passed  # what was not scanned is not passed as safe
+
+
+def test_inflating_stops_at_the_spool_limit(corpus: list[scan_corpus.Item]) -> None:
+    item = next(it for it in corpus if it.name == "nemo_targz")
+    assert scan(item.path, strict=True).passed
+    result = scan(item.path, spool_limit=1024)
+    assert _codes(result) == {"scan-limit"}
+    assert not result.passed
+    assert "1024-byte limit" in result.findings[0].message
+
+
+def test_deflated_nested_archive_is_inflated_and_scanned(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pt"
+    import torch
+
+    torch.save({"hook": scan_corpus.Reduce(posix_system, "true")}, evil)
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(evil, "inner/model.pt")
+    result = scan(outer)
+    keys = _finding_keys(result, "global-dangerous")
+    assert len(keys) == 1
+    (key,) = keys
+    assert key is not None
+    assert key.startswith("inner/model.pt/")
+    assert key.endswith("/data.pkl")

@@ -21,6 +21,21 @@ std::int64_t n_chunks(std::int64_t n) { return (n + kChunk - 1) / kChunk; }
 
 using kernels::CompareAcc;
 
+// Decodes the cursor's next n elements into out.
+template <class Out>
+void read_decoded(Cursor& c, const View& v, Out* out, std::size_t n) {
+    visit(v.dtype, [&](auto codec) {
+        using C = decltype(codec);
+        while (n > 0) {
+            const std::size_t take = std::min<std::size_t>(n, static_cast<std::size_t>(c.inner_left()));
+            decode_run<C>(c.here(), c.inner_step_bytes(), take, v.byteswap, out);
+            out += take;
+            n -= take;
+            c.advance(static_cast<std::int64_t>(take));
+        }
+    });
+}
+
 // stats() lanes: four interleaved running sums break the add-latency chains, merged in a fixed
 // order so the result stays deterministic.
 constexpr std::size_t kLanes = 4;
@@ -60,13 +75,13 @@ CompareAcc compare_chunk(const View& a, const View& b, std::int64_t begin, std::
     CompareAcc acc;
     for (std::int64_t i = begin; i < end; i += static_cast<std::int64_t>(kBlock)) {
         const auto n = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(kBlock), end - i));
-        ca.read(xa.data(), n);
-        cb.read(xb.data(), n);
+        read_decoded(ca, a, xa.data(), n);
+        read_decoded(cb, b, xb.data(), n);
         const std::int64_t approx_diff = acc.n_diff;
         accumulate(xa.data(), xb.data(), n, opt, acc);
         if (exact_ints) {  // int64 beyond 2^53 is not exact in double: count differences on the integers
-            raw_a.read(ra.data(), n);
-            raw_b.read(rb.data(), n);
+            read_decoded(raw_a, a, ra.data(), n);
+            read_decoded(raw_b, b, rb.data(), n);
             std::int64_t diff = 0;
             for (std::size_t k = 0; k < n; ++k) diff += ra[k] != rb[k];
             acc.n_diff = approx_diff + diff;
@@ -113,7 +128,7 @@ double safe_ratio(double num, double den) {
 
 }  // namespace
 
-Comparison compare(const View& a, const View& b, const CompareOptions& opt) {
+Comparison compare(const View& a, const View& b, const CompareOptions& opt, const Watch& watch) {
     check_view(a, "tensor a");
     check_view(b, "tensor b");
     if (a.shape != b.shape) throw std::invalid_argument("tensors a and b have different shapes");
@@ -125,12 +140,14 @@ Comparison compare(const View& a, const View& b, const CompareOptions& opt) {
     const std::uint8_t* pb = n > 0 ? contiguous_start(b) : nullptr;
     const bool raw = pa && pb && kernels::raw_supported(a.dtype) && kernels::raw_supported(b.dtype);
     std::vector<CompareAcc> parts(static_cast<std::size_t>(n_chunks(n)));
-    parallel_tasks(n_chunks(n), resolve_threads(opt.threads), [&](std::int64_t t) {
-        const std::int64_t begin = t * kChunk;
+    const auto task = [&](std::size_t t, unsigned) {
+        const std::int64_t begin = static_cast<std::int64_t>(t) * kChunk;
         const std::int64_t stop = std::min(n, begin + kChunk);
-        parts[static_cast<std::size_t>(t)] = raw ? compare_chunk_raw(a, pa, b, pb, begin, stop, opt)
-                                                 : compare_chunk(a, b, begin, stop, opt, exact_ints);
-    });
+        parts[t] = raw ? compare_chunk_raw(a, pa, b, pb, begin, stop, opt)
+                       : compare_chunk(a, b, begin, stop, opt, exact_ints);
+        return static_cast<std::uint64_t>(stop - begin);
+    };
+    parallel_for(parts.size(), thread_count(opt.threads), static_cast<std::uint64_t>(n), task, watch);
     CompareAcc acc;
     for (const auto& p : parts) acc.merge(p);
 
@@ -260,26 +277,31 @@ void for_each_block(const View& v, std::int64_t begin, std::int64_t end, Fn&& fn
     std::vector<double> x(kBlock);
     for (std::int64_t i = begin; i < end; i += static_cast<std::int64_t>(kBlock)) {
         const auto n = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(kBlock), end - i));
-        c.read(x.data(), n);
+        read_decoded(c, v, x.data(), n);
         fn(x.data(), n);
     }
 }
 
 }  // namespace
 
-Stats stats(const View& v, int bins, int threads) {
+Stats stats(const View& v, int bins, int threads, const Watch& watch) {
     check_view(v, "tensor");
     if (bins < 1 || bins > (1 << 20)) throw std::invalid_argument("bins must be between 1 and 1048576");
     const std::int64_t n = numel(v);
     const auto chunks = static_cast<std::size_t>(n_chunks(n));
-    const unsigned workers = resolve_threads(threads);
+    const unsigned workers = thread_count(threads);
+    // Two passes (moments, then the histogram): progress counts both, total 2 * numel.
+    const auto total = 2 * static_cast<std::uint64_t>(n);
+    const Watch first_pass = watch ? Watch([&](std::uint64_t d, std::uint64_t) { watch(d, total); }) : Watch();
+    const Watch second_pass = watch ? Watch([&](std::uint64_t d, std::uint64_t) { watch(total / 2 + d, total); })
+                                    : Watch();
 
     std::vector<Moments> parts(chunks);
-    parallel_tasks(n_chunks(n), workers, [&](std::int64_t t) {
-        const std::int64_t begin = t * kChunk;
-        for_each_block(v, begin, std::min(n, begin + kChunk),
-                       [&](const double* x, std::size_t k) { parts[static_cast<std::size_t>(t)].merge(block_moments(x, k)); });
-    });
+    parallel_for(chunks, workers, total / 2, [&](std::size_t t, unsigned) {
+        const std::int64_t begin = static_cast<std::int64_t>(t) * kChunk, end = std::min(n, begin + kChunk);
+        for_each_block(v, begin, end, [&](const double* x, std::size_t k) { parts[t].merge(block_moments(x, k)); });
+        return static_cast<std::uint64_t>(end - begin);
+    }, first_pass);
     Moments m;
     for (const auto& p : parts) m.merge(p);
 
@@ -303,15 +325,18 @@ Stats stats(const View& v, int bins, int threads) {
     const Bins binning(lo, hi, bins);
     std::vector<std::vector<std::int64_t>> counts(chunks);
     if (m.n > 0) {
-        parallel_tasks(n_chunks(n), workers, [&](std::int64_t t) {
-            auto& h = counts[static_cast<std::size_t>(t)];
+        parallel_for(chunks, workers, total / 2, [&](std::size_t t, unsigned) {
+            auto& h = counts[t];
             h.assign(static_cast<std::size_t>(bins), 0);
-            const std::int64_t begin = t * kChunk;
-            for_each_block(v, begin, std::min(n, begin + kChunk), [&](const double* x, std::size_t k) {
+            const std::int64_t begin = static_cast<std::int64_t>(t) * kChunk, end = std::min(n, begin + kChunk);
+            for_each_block(v, begin, end, [&](const double* x, std::size_t k) {
                 for (std::size_t i = 0; i < k; ++i)
                     if (std::isfinite(x[i])) ++h[binning.index(x[i])];
             });
-        });
+            return static_cast<std::uint64_t>(end - begin);
+        }, second_pass);
+    } else if (watch) {
+        watch(total, total);  // nothing finite: no second pass
     }
     s.hist.assign(static_cast<std::size_t>(bins), 0);
     for (const auto& h : counts)

@@ -4,7 +4,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "strided.hpp"
+#include "parallel.hpp"
+#include "typed_view.hpp"
 
 namespace inspector::num {
 
@@ -33,7 +34,8 @@ struct Comparison {
     std::int64_t nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0;
 };
 
-Comparison compare(const View& a, const View& b, const CompareOptions& opt);
+// `watch` (parallel.hpp) sees elements compared so far and may cancel by throwing.
+Comparison compare(const View& a, const View& b, const CompareOptions& opt, const Watch& watch = {});
 
 // min/max/mean/std over finite values (NaN when there are none); std is the population std.
 // hist counts finite values in `bins` equal bins over [min, max] (the last bin includes max;
@@ -45,6 +47,10 @@ struct Stats {
     std::vector<double> hist_edges;
 };
 
-Stats stats(const View& v, int bins, int threads = 0);
+// `watch` sees elements visited, over two passes (total 2 * numel).
+Stats stats(const View& v, int bins, int threads = 0, const Watch& watch = {});
+
+// threads > 0: that many; otherwise all cores (parallel.hpp's 0).
+inline unsigned thread_count(int threads) { return threads > 0 ? static_cast<unsigned>(threads) : 0U; }
 
 }  // namespace inspector::num

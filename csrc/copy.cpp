@@ -126,7 +126,8 @@ std::vector<Axis> joint_axes(View& src, const Region& r) {
         if (!out.empty()) {
             Axis& b = out.back();
             const bool whole = ax.count == ax.dshape && ax.count == ax.sshape && ax.sstart == 0 && ax.dstart == 0;
-            if (whole && b.sstride == ax.sstride * ax.count) {
+            std::int64_t span = 0;  // checked: at the edge of int64 the axes simply stay apart
+            if (whole && !__builtin_mul_overflow(ax.sstride, ax.count, &span) && b.sstride == span) {
                 b = Axis{b.dshape * ax.dshape, b.count * ax.count, b.sstart * ax.count, b.dstart * ax.dshape,
                          ax.sstride, b.sshape * ax.count};
                 continue;
@@ -246,6 +247,20 @@ void check_region(const View& src, const Region& r) {
     }
 }
 
+// Throws unless [src begin, src end) and the destination's bytes are disjoint (both non-empty).
+void check_disjoint(const View& src, const Extent& read, const CopyTarget& dst, std::uint64_t nbytes) {
+    if (read.end == read.begin || nbytes == 0) return;
+    const auto s0 = reinterpret_cast<std::uintptr_t>(src.data) + read.begin;
+    const auto s1 = reinterpret_cast<std::uintptr_t>(src.data) + read.end;
+    const auto d0 = reinterpret_cast<std::uintptr_t>(dst.data) + dst.offset;
+    const auto d1 = d0 + nbytes;
+    if (s0 < d1 && d0 < s1)
+        throw std::invalid_argument("source and destination overlap: the source reads bytes [" +
+                                    std::to_string(read.begin) + ", " + std::to_string(read.end) +
+                                    ") of its buffer, the destination writes " + std::to_string(nbytes) +
+                                    " bytes over them");
+}
+
 }  // namespace
 
 void check_cast(DType from, DType to) {
@@ -255,8 +270,9 @@ void check_cast(DType from, DType to) {
                                     " is not supported (floating to integer loses values)");
 }
 
-std::uint32_t copy_region(const View& src_in, const CopyTarget& dst, const Region& region_in, int threads) {
-    check_view(src_in, "source");
+std::uint32_t copy_region(const View& src_in, const CopyTarget& dst, const Region& region_in, int threads,
+                          const Watch& watch) {
+    const Extent read = check_view(src_in, "source");
     check_cast(src_in.dtype, dst.dtype);
     // A scalar is copied as a one-element vector.
     View src = src_in;
@@ -271,14 +287,18 @@ std::uint32_t copy_region(const View& src_in, const CopyTarget& dst, const Regio
         region.count = {1};
     }
     check_region(src, region);
-    const std::int64_t n = numel_of(region.dst_shape, "destination");
     const auto item = static_cast<std::int64_t>(info(dst.dtype).itemsize);
-    const std::int64_t nbytes = checked_mul(n, item, "destination");
+    const auto nbytes = static_cast<std::int64_t>(logical_bytes(region.dst_shape, info(dst.dtype).itemsize, "destination"));
+    const std::int64_t n = nbytes / item;
     if (dst.offset > dst.size || static_cast<std::uint64_t>(nbytes) > dst.size - dst.offset)
         throw std::invalid_argument("destination: " + std::to_string(nbytes) + " bytes at offset " +
                                     std::to_string(dst.offset) + " do not fit a buffer of " +
                                     std::to_string(dst.size) + " bytes");
-    if (n == 0) return 0;
+    check_disjoint(src_in, read, dst, static_cast<std::uint64_t>(nbytes));
+    if (n == 0) {
+        if (watch) watch(0, 0);
+        return 0;
+    }
 
     std::vector<Axis> axes = joint_axes(src, region);
     Plan p{&src, std::move(axes), false, dst.data + dst.offset, dst.dtype, encode_fill(region.fill, dst.dtype), false};
@@ -288,10 +308,13 @@ std::uint32_t copy_region(const View& src_in, const CopyTarget& dst, const Regio
     const std::int64_t per_task = std::max<std::int64_t>(1, kChunkBytes / item);
     const std::int64_t tasks = (n + per_task - 1) / per_task;
     std::vector<std::uint32_t> crcs(static_cast<std::size_t>(tasks));
-    parallel_tasks(tasks, resolve_threads(threads), [&](std::int64_t t) {
-        const std::int64_t begin = t * per_task;
-        crcs[static_cast<std::size_t>(t)] = copy_chunk(p, begin, std::min(n, begin + per_task));
-    });
+    const auto task = [&](std::size_t t, unsigned) {
+        const std::int64_t begin = static_cast<std::int64_t>(t) * per_task, end = std::min(n, begin + per_task);
+        crcs[t] = copy_chunk(p, begin, end);
+        return static_cast<std::uint64_t>((end - begin) * item);
+    };
+    parallel_for(crcs.size(), threads > 0 ? static_cast<unsigned>(threads) : 0U, static_cast<std::uint64_t>(nbytes),
+                 task, watch);
     std::uint32_t crc = 0;
     for (std::int64_t t = 0; t < tasks; ++t) {
         const std::int64_t len = std::min(n, (t + 1) * per_task) - t * per_task;
@@ -300,13 +323,13 @@ std::uint32_t copy_region(const View& src_in, const CopyTarget& dst, const Regio
     return crc;
 }
 
-std::uint32_t copy_cast(const View& src, const CopyTarget& dst, int threads) {
+std::uint32_t copy_cast(const View& src, const CopyTarget& dst, int threads, const Watch& watch) {
     Region r;
     r.dst_shape = src.shape;
     r.src_start.assign(src.shape.size(), 0);
     r.dst_start.assign(src.shape.size(), 0);
     r.count = src.shape;
-    return copy_region(src, dst, r, threads);
+    return copy_region(src, dst, r, threads, watch);
 }
 
 }  // namespace inspector::num

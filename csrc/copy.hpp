@@ -2,13 +2,15 @@
 // mmap of the output file), casting dtype and slicing/padding on the way, and return the zip
 // CRC-32 of the bytes written. Work is split into fixed chunks of the destination; each thread
 // holds one small decode buffer, so memory stays bounded whatever the tensor size. Source and
-// destination must not overlap.
+// destination must not overlap (checked: the bytes the source view spans against the bytes
+// written).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "strided.hpp"
+#include "parallel.hpp"
+#include "typed_view.hpp"
 
 namespace inspector::num {
 
@@ -33,9 +35,12 @@ struct Region {
 // (modular, as torch), anything to bool (x != 0). Floating to integer is refused (lossy).
 void check_cast(DType from, DType to);
 
-std::uint32_t copy_region(const View& src, const CopyTarget& dst, const Region& region, int threads = 0);
+// threads <= 0: all cores. `watch` (parallel.hpp) sees destination bytes written so far and may
+// cancel by throwing (the destination is then partly written).
+std::uint32_t copy_region(const View& src, const CopyTarget& dst, const Region& region, int threads = 0,
+                          const Watch& watch = {});
 
 // The whole source, dst_shape = src.shape.
-std::uint32_t copy_cast(const View& src, const CopyTarget& dst, int threads = 0);
+std::uint32_t copy_cast(const View& src, const CopyTarget& dst, int threads = 0, const Watch& watch = {});
 
 }  // namespace inspector::num

@@ -1,7 +1,9 @@
-// A parallel-for over task indices on a few std::threads, with cancellation and error capture.
-// The caller keeps its own thread: it can poll `wait_for` (to report progress, check signals) and
-// `cancel` at any time. Tasks are handed out in index order through one atomic counter, so
-// neighbouring tasks (neighbouring chunks of a tensor) run close together in time.
+// The one thread pool: a parallel-for over task indices on a few std::threads, with cancellation,
+// progress and error capture. The caller keeps its own thread: it polls `wait_for` (to report
+// progress, check signals) and may `cancel` at any time; parallel_for() wraps that loop. Tasks are
+// handed out in index order through one atomic counter, so neighbouring tasks (neighbouring
+// chunks of a tensor) run close together in time. Results must not depend on which worker runs a
+// task: callers keep one result per task and combine them in task order.
 #pragma once
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -27,7 +30,8 @@ inline unsigned resolve_threads(unsigned requested, std::size_t tasks) {
 
 class ParallelFor {
 public:
-    using Task = std::function<void(std::size_t task, unsigned worker)>;
+    // Returns the units of work it did (bytes, elements), summed into done() for progress.
+    using Task = std::function<std::uint64_t(std::size_t task, unsigned worker)>;
 
     // Starts the workers at once. A task that throws cancels the remaining tasks; the first
     // exception is rethrown by join().
@@ -62,6 +66,7 @@ public:
     void cancel() noexcept { stop_ = true; }
     bool cancelled() const noexcept { return stop_; }
     unsigned threads() const noexcept { return static_cast<unsigned>(workers_.size()); }
+    std::uint64_t done() const noexcept { return done_.load(std::memory_order_relaxed); }
 
     // Waits for the workers; rethrows the first exception a task (or thread creation) threw.
     void join() {
@@ -75,7 +80,7 @@ private:
             const std::size_t task = next_.fetch_add(1);
             if (task >= tasks_) break;
             try {
-                fn_(task, worker);
+                done_.fetch_add(fn_(task, worker), std::memory_order_relaxed);
             } catch (...) {
                 std::lock_guard<std::mutex> lock(mu_);
                 if (!error_) error_ = std::current_exception();
@@ -96,11 +101,36 @@ private:
     Task fn_;
     std::atomic<std::size_t> next_{0};
     std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> done_{0};
     std::mutex mu_;
     std::condition_variable cv_;
     unsigned running_ = 0;
     std::exception_ptr error_;
     std::vector<std::thread> workers_;
 };
+
+// Progress watcher for parallel_for: called on the calling thread about every kWatchInterval while
+// the workers run, and once when they are done, with (done, total) in the caller's units. If it
+// throws, the remaining tasks are cancelled (a running task finishes), the workers are joined and
+// the exception propagates.
+using Watch = std::function<void(std::uint64_t done, std::uint64_t total)>;
+constexpr std::chrono::milliseconds kWatchInterval{75};
+
+// Runs fn for every task in [0, tasks) on `threads` workers (0 = one per hardware thread) and
+// rethrows the first exception a task threw. A single task runs on the calling thread (no thread
+// to start; it is short: one chunk).
+inline void parallel_for(std::size_t tasks, unsigned threads, std::uint64_t total, const ParallelFor::Task& fn,
+                         const Watch& watch = {}) {
+    if (tasks <= 1) {
+        std::uint64_t done = 0;
+        for (std::size_t t = 0; t < tasks; ++t) done += fn(t, 0);
+        if (watch) watch(done, total);
+        return;
+    }
+    ParallelFor pool(tasks, threads, fn);
+    while (watch && !pool.wait_for(kWatchInterval)) watch(pool.done(), total);  // throws: ~ParallelFor cancels
+    pool.join();
+    if (watch) watch(pool.done(), total);
+}
 
 }  // namespace inspector

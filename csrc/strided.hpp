@@ -1,83 +1,102 @@
-// A strided view of a byte buffer (shape, strides and offset in elements, as torch stores them),
-// its bounds check, C-order traversal in runs, and a small fixed-chunk parallel loop.
+// The one strided view of a byte buffer (shape, strides and offset in elements, as torch stores
+// them), its bounds check, and C-order traversal in runs. Hashing, compare, stats and copy all
+// read tensors through these: one place checks that a view stays inside its buffer.
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
-#include <mutex>
+#include <cstring>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "convert.hpp"
+namespace inspector {
 
-namespace inspector::num {
-
-struct View {
+struct StridedView {
     const std::uint8_t* data = nullptr;
-    std::size_t size = 0;  // bytes available at data
-    DType dtype = DType::F32;
-    std::vector<std::int64_t> shape;
-    std::vector<std::int64_t> strides;  // elements
+    std::size_t size = 0;               // bytes available at data
+    std::size_t itemsize = 1;           // bytes per element
+    std::vector<std::int64_t> shape;    // elements, non-negative once checked
+    std::vector<std::int64_t> strides;  // elements, may be zero or negative
     std::int64_t offset = 0;            // elements
-    bool byteswap = false;
 };
 
-inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
-    std::int64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) throw std::invalid_argument(std::string(what) + ": size overflows");
-    return r;
+// What a checked view reads: bytes [begin, end) of its buffer (both 0 when it has no elements),
+// and its logical size, numel * itemsize.
+struct Extent {
+    std::uint64_t begin = 0, end = 0, nbytes = 0;
+};
+
+[[noreturn]] inline void bad_view(const std::string& who, const std::string& what) {
+    throw std::invalid_argument(who + ": " + what);
 }
-inline std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* what) {
-    std::int64_t r;
-    if (__builtin_add_overflow(a, b, &r)) throw std::invalid_argument(std::string(what) + ": size overflows");
+
+inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const std::string& who) {
+    std::int64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) bad_view(who, "size overflows");
     return r;
 }
 
-inline std::int64_t numel_of(const std::vector<std::int64_t>& shape, const char* what) {
-    std::int64_t n = 1;
-    for (auto d : shape) {
-        if (d < 0) throw std::invalid_argument(std::string(what) + ": negative dimension " + std::to_string(d));
-        n = checked_mul(n, d, what);
+// numel * itemsize, at most PTRDIFF_MAX. Throws for a negative dimension or an overflow.
+inline std::uint64_t logical_bytes(const std::vector<std::int64_t>& shape, std::size_t itemsize,
+                                   const std::string& who) {
+    std::uint64_t numel = 1;
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] < 0) bad_view(who, "dimension " + std::to_string(d) + " is negative");
+        if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(shape[d]), &numel))
+            bad_view(who, "element count overflows 64 bits");
     }
-    return n;
+    std::uint64_t nbytes = 0;
+    if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(itemsize), &nbytes) ||
+        nbytes > static_cast<std::uint64_t>(PTRDIFF_MAX))
+        bad_view(who, "byte count overflows");
+    return nbytes;
 }
 
-inline std::int64_t numel(const View& v) { return numel_of(v.shape, "tensor"); }
-
-// Throws std::invalid_argument unless every element of the view lies inside the buffer.
-inline void check_view(const View& v, const char* what) {
-    const std::string w(what);
+// The bounds check: every element the view addresses lies inside [data, data + size), and no
+// offset arithmetic on it overflows. Throws std::invalid_argument "<who>: <what>".
+inline Extent check_bounds(const StridedView& v, const std::string& who) {
     if (v.shape.size() != v.strides.size())
-        throw std::invalid_argument(w + ": shape has " + std::to_string(v.shape.size()) + " dims, strides " +
-                                    std::to_string(v.strides.size()));
-    if (numel_of(v.shape, what) == 0) return;
-    if (v.offset < 0) throw std::invalid_argument(w + ": negative storage offset");
+        bad_view(who, "shape has " + std::to_string(v.shape.size()) + " dimensions but strides have " +
+                          std::to_string(v.strides.size()));
+    if (v.itemsize == 0) bad_view(who, "itemsize is 0");
+    Extent e;
+    e.nbytes = logical_bytes(v.shape, v.itemsize, who);
+    if (e.nbytes == 0) return e;  // nothing is read
+    if (v.offset < 0) bad_view(who, "storage offset " + std::to_string(v.offset) + " is negative");
     std::int64_t lo = v.offset, hi = v.offset;
-    for (std::size_t i = 0; i < v.shape.size(); ++i) {
-        const std::int64_t span = checked_mul(v.shape[i] - 1, v.strides[i], what);
-        if (span >= 0) hi = checked_add(hi, span, what);
-        else lo = checked_add(lo, span, what);
+    for (std::size_t d = 0; d < v.shape.size(); ++d) {
+        std::int64_t extent = 0;
+        bool overflow = __builtin_mul_overflow(v.shape[d] - 1, v.strides[d], &extent);
+        overflow = overflow || (extent >= 0 ? __builtin_add_overflow(hi, extent, &hi)
+                                            : __builtin_add_overflow(lo, extent, &lo));
+        if (overflow) bad_view(who, "strides overflow 64 bits");
     }
-    const auto item = static_cast<std::int64_t>(info(v.dtype).itemsize);
-    const std::int64_t end = checked_mul(checked_add(hi, 1, what), item, what);
-    if (lo < 0 || static_cast<std::uint64_t>(end) > v.size)
-        throw std::invalid_argument(w + ": elements [" + std::to_string(lo) + ", " + std::to_string(hi + 1) +
-                                    ") of " + info(v.dtype).name + " lie outside a buffer of " +
-                                    std::to_string(v.size) + " bytes");
+    if (lo < 0) bad_view(who, "view reaches element " + std::to_string(lo) + ", before the buffer start");
+    const auto item = static_cast<std::uint64_t>(v.itemsize);
+    std::uint64_t end = 0;
+    if (__builtin_mul_overflow(static_cast<std::uint64_t>(hi) + 1, item, &end) || end > v.size)
+        bad_view(who, "view spans bytes [" + std::to_string(static_cast<std::uint64_t>(lo) * item) + ", " +
+                          (end != 0 ? std::to_string(end) : std::string("overflow")) + ") of a " +
+                          std::to_string(v.size) + "-byte buffer");
+    if (v.data == nullptr) bad_view(who, "no buffer");
+    e.begin = static_cast<std::uint64_t>(lo) * item;  // lo <= hi: no overflow
+    e.end = end;
+    return e;
 }
 
 // Drops size-1 dims and merges dims that are contiguous with each other; never returns rank 0.
+// A merge whose stride product would overflow is not made (the dims stay apart).
 inline void coalesce(std::vector<std::int64_t>& shape, std::vector<std::int64_t>& strides) {
     std::vector<std::int64_t> s, t;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == 1) continue;
-        if (!s.empty() && t.back() == strides[i] * shape[i]) {
-            s.back() *= shape[i];
+        std::int64_t span = 0;
+        const bool fits = !__builtin_mul_overflow(strides[i], shape[i], &span);
+        std::int64_t merged = 0;
+        if (!s.empty() && fits && t.back() == span && !__builtin_mul_overflow(s.back(), shape[i], &merged)) {
+            s.back() = merged;
             t.back() = strides[i];
         } else {
             s.push_back(shape[i]);
@@ -92,98 +111,89 @@ inline void coalesce(std::vector<std::int64_t>& shape, std::vector<std::int64_t>
     strides.swap(t);
 }
 
-// Walks a checked view in C order, decoding runs of the innermost dimension.
+namespace detail {
+
+template <std::size_t N>
+void copy_strided(const std::uint8_t* src, std::int64_t step_bytes, std::size_t n, std::uint8_t* out) {
+    for (std::size_t i = 0; i < n; ++i, src += step_bytes, out += N) std::memcpy(out, src, N);
+}
+
+inline void copy_strided_any(const std::uint8_t* src, std::int64_t step_bytes, std::size_t n, std::size_t itemsize,
+                             std::uint8_t* out) {
+    switch (itemsize) {
+        case 1: return copy_strided<1>(src, step_bytes, n, out);
+        case 2: return copy_strided<2>(src, step_bytes, n, out);
+        case 4: return copy_strided<4>(src, step_bytes, n, out);
+        case 8: return copy_strided<8>(src, step_bytes, n, out);
+        case 16: return copy_strided<16>(src, step_bytes, n, out);
+        default:
+            for (std::size_t i = 0; i < n; ++i, src += step_bytes, out += itemsize) std::memcpy(out, src, itemsize);
+    }
+}
+
+}  // namespace detail
+
+// Walks a view that passed check_bounds in C order, one run of the (coalesced) innermost
+// dimension at a time. The caller keeps within numel.
 class Cursor {
 public:
-    explicit Cursor(const View& v) : v_(v), item_(static_cast<std::int64_t>(info(v.dtype).itemsize)) {
-        coalesce(v_.shape, v_.strides);
-        idx_.assign(v_.shape.size(), 0);
+    explicit Cursor(const StridedView& v)
+        : data_(v.data), item_(static_cast<std::int64_t>(v.itemsize)), shape_(v.shape), strides_(v.strides) {
+        coalesce(shape_, strides_);
+        idx_.assign(shape_.size(), 0);
+        offset_ = pos_ = v.offset;
     }
 
     void seek(std::int64_t index) {
-        pos_ = v_.offset;
-        for (std::size_t k = v_.shape.size(); k-- > 0;) {
-            idx_[k] = index % v_.shape[k];
-            index /= v_.shape[k];
-            pos_ += idx_[k] * v_.strides[k];
+        pos_ = offset_;
+        for (std::size_t k = shape_.size(); k-- > 0;) {
+            idx_[k] = index % shape_[k];
+            index /= shape_[k];
+            pos_ += idx_[k] * strides_[k];
         }
     }
 
-    // Decodes the next n elements into out (the caller keeps within numel).
-    template <class Out>
-    void read(Out* out, std::size_t n) {
-        visit(v_.dtype, [&](auto codec) {
-            using C = decltype(codec);
-            while (n > 0) {
-                const std::size_t take = std::min<std::size_t>(n, static_cast<std::size_t>(inner_left()));
-                decode_run<C>(here(), v_.strides.back() * item_, take, v_.byteswap, out);
-                out += take;
-                n -= take;
-                advance(static_cast<std::int64_t>(take));
-            }
-        });
-    }
-
-    // Raw access for byte-copy fast paths: pointer to the current element, elements left in the
-    // innermost run, the run's stride in bytes.
-    const std::uint8_t* here() const { return v_.data + pos_ * item_; }
-    std::int64_t inner_left() const { return v_.shape.back() - idx_.back(); }
-    std::int64_t inner_step_bytes() const { return v_.strides.back() * item_; }
+    // The current element, the elements left in its innermost run, the run's stride in bytes.
+    const std::uint8_t* here() const { return data_ + pos_ * item_; }
+    std::int64_t inner_left() const { return shape_.back() - idx_.back(); }
+    std::int64_t inner_step_bytes() const { return strides_.back() * item_; }
 
     void advance(std::int64_t k) {  // k never crosses more than the current innermost run
-        const std::size_t last = v_.shape.size() - 1;
+        const std::size_t last = shape_.size() - 1;
         idx_[last] += k;
-        pos_ += k * v_.strides[last];
-        for (std::size_t d = last; d > 0 && idx_[d] == v_.shape[d]; --d) {
-            pos_ -= idx_[d] * v_.strides[d];
+        pos_ += k * strides_[last];
+        for (std::size_t d = last; d > 0 && idx_[d] == shape_[d]; --d) {
+            pos_ -= idx_[d] * strides_[d];
             idx_[d] = 0;
             ++idx_[d - 1];
-            pos_ += v_.strides[d - 1];
+            pos_ += strides_[d - 1];
+        }
+    }
+
+    // Copies the next n elements' bytes to `out` (n * itemsize bytes), memcpy for unit-stride runs.
+    void gather(std::uint8_t* out, std::size_t n) {
+        const auto item = static_cast<std::size_t>(item_);
+        while (n > 0) {
+            const std::size_t run = std::min(n, static_cast<std::size_t>(inner_left()));
+            if (strides_.back() == 1) std::memcpy(out, here(), run * item);
+            else detail::copy_strided_any(here(), inner_step_bytes(), run, item, out);
+            out += run * item;
+            n -= run;
+            advance(static_cast<std::int64_t>(run));
         }
     }
 
 private:
-    View v_;
+    const std::uint8_t* data_;
     std::int64_t item_;
-    std::vector<std::int64_t> idx_;
-    std::int64_t pos_ = 0;
+    std::vector<std::int64_t> shape_, strides_, idx_;
+    std::int64_t offset_ = 0, pos_ = 0;
 };
 
-inline unsigned resolve_threads(int threads) {
-    if (threads > 0) return static_cast<unsigned>(threads);
-    const unsigned hw = std::thread::hardware_concurrency();
-    return hw == 0 ? 1u : hw;
+// Reverses the bytes of each `unit`-byte value in place (unit 1: nothing to do).
+inline void byteswap(std::uint8_t* data, std::size_t nbytes, std::size_t unit) {
+    if (unit <= 1) return;
+    for (std::size_t i = 0; i + unit <= nbytes; i += unit) std::reverse(data + i, data + i + unit);
 }
 
-// Runs fn(task) for task in [0, n_tasks) on up to `threads` threads. Results must not depend on
-// which thread runs a task (callers keep per-task results and combine them in task order). The
-// first exception is rethrown on the calling thread once all threads have stopped.
-template <class Fn>
-void parallel_tasks(std::int64_t n_tasks, unsigned threads, Fn&& fn) {
-    const auto workers = static_cast<unsigned>(std::min<std::int64_t>(threads, n_tasks));
-    if (workers <= 1) {
-        for (std::int64_t t = 0; t < n_tasks; ++t) fn(t);
-        return;
-    }
-    std::atomic<std::int64_t> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto work = [&] {
-        for (std::int64_t t; (t = next.fetch_add(1)) < n_tasks;) {
-            try {
-                fn(t);
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error) error = std::current_exception();
-                next.store(n_tasks);
-            }
-        }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned i = 1; i < workers; ++i) pool.emplace_back(work);
-    work();
-    for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
-}
-
-}  // namespace inspector::num
+}  // namespace inspector

@@ -4,13 +4,14 @@
 #pragma once
 
 #include <array>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "parallel.hpp"
+#include "strided.hpp"
 
 namespace inspector::treehash {
 
@@ -20,20 +21,14 @@ constexpr std::string_view kVersion = "ckh1";
 using Digest = std::array<std::uint8_t, 16>;
 
 // One tensor: a strided view (in elements) of a byte buffer that stays alive while it is hashed.
-struct Job {
-    const std::uint8_t* data = nullptr;
-    std::size_t data_len = 0;
-    std::string dtype;  // canonical name, hashed as given
-    std::size_t itemsize = 1;
-    std::vector<std::int64_t> shape;
-    std::vector<std::int64_t> strides;  // elements
-    std::int64_t offset = 0;            // elements
-    bool byteswap = false;              // the buffer holds big-endian elements
+struct Job : StridedView {
+    std::string dtype;     // canonical name, hashed as given
+    bool byteswap = false;  // the buffer holds big-endian elements
 };
 
-// Checks everything a Job claims before any byte is read: dtype name, itemsize, shape, and that
-// every element the view addresses lies inside [data, data + data_len). Returns the logical
-// byte count. Throws std::invalid_argument "job <index>: <what>".
+// Checks everything a Job claims before any byte is read: dtype name, itemsize, and the view's
+// bounds (check_bounds). Returns the logical byte count. Throws std::invalid_argument
+// "job <index>: <what>".
 std::uint64_t validate(const Job& job, std::size_t index);
 
 // Bytes per swapped value: the itemsize, or half of it for complex types (two floats).
@@ -65,30 +60,9 @@ private:
     std::vector<Digest> leaves_;
 };
 
-// Hashes many tensors on worker threads (parallel across tensors and across the chunks of each).
-// The constructor validates every job, then starts the workers; the caller polls wait_for() and
-// may cancel(). finish() joins and returns one digest per job (or rethrows a worker's error).
-class Run {
-public:
-    Run(std::vector<Job> jobs, unsigned threads);
-    ~Run();
-    Run(const Run&) = delete;
-    Run& operator=(const Run&) = delete;
-
-    bool wait_for(std::chrono::milliseconds timeout);
-    void cancel() noexcept;
-    std::vector<Digest> finish();  // std::runtime_error when cancelled
-
-    std::uint64_t done_bytes() const noexcept;
-    std::uint64_t total_bytes() const noexcept;
-    unsigned threads() const noexcept;
-
-private:
-    struct State;
-    std::unique_ptr<State> state_;
-};
-
-// Blocking convenience: validate, hash, return the digests.
-std::vector<Digest> hash_all(std::vector<Job> jobs, unsigned threads);
+// Hashes many tensors on worker threads (parallel across tensors and across the chunks of each):
+// validates every job, then hashes, one digest per job. `watch` (parallel.hpp) sees bytes hashed
+// so far and may cancel by throwing.
+std::vector<Digest> hash_all(std::vector<Job> jobs, unsigned threads, const Watch& watch = {});
 
 }  // namespace inspector::treehash

@@ -3,7 +3,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "treehash.hpp"
+#include "watch.hpp"
 #include "xxh3.hpp"
 #ifdef INSPECTOR_HAVE_CUDA
 #include "cuda/treehash_cuda.hpp"
@@ -22,8 +22,10 @@ namespace xxh3 = inspector::xxh3;
 
 namespace {
 
+using inspector_bindings::check_progress;
+using inspector_bindings::python_watch;
+
 constexpr std::size_t kReleaseGilAbove = 64 * 1024;  // smaller inputs: the GIL dance costs more
-constexpr std::chrono::milliseconds kPollInterval{75};
 
 // A C-contiguous byte view of a buffer-protocol object. The exporter (bytes, mmap, numpy array)
 // cannot resize or free the memory while the view is held, which is what makes it safe to read
@@ -113,7 +115,7 @@ th::Job convert_job(py::handle item, std::size_t index, std::vector<std::unique_
     held.push_back(std::make_unique<HeldBuffer>(t[0]));
     th::Job job;
     job.data = held.back()->data();
-    job.data_len = held.back()->size();
+    job.size = held.back()->size();
     job.dtype = py::str(t[1]);
     const std::int64_t itemsize = as_int(t[2], index, "itemsize");
     if (itemsize <= 0) throw py::value_error("job " + std::to_string(index) + ": itemsize must be positive");
@@ -127,42 +129,20 @@ th::Job convert_job(py::handle item, std::size_t index, std::vector<std::unique_
 
 py::list hash_tensors(py::handle jobs_obj, int threads, py::object progress) {
     if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all cores)");
-    // Declared before `run`, so the buffers outlive the workers that read them.
+    check_progress(progress);
+    const inspector::Watch watch = python_watch(progress);
+    // The buffers stay pinned until the workers that read them are joined.
     std::vector<std::unique_ptr<HeldBuffer>> held;
     std::vector<th::Job> jobs;
     std::size_t index = 0;
     for (py::handle item : py::iter(jobs_obj)) jobs.push_back(convert_job(item, index++, held));
 
-    std::unique_ptr<th::Run> run;
-    {
-        // Safe without the GIL: validation and the workers read only the pinned buffers and the
-        // converted jobs; no Python object is touched until the GIL is back.
-        py::gil_scoped_release nogil;
-        run = std::make_unique<th::Run>(std::move(jobs), static_cast<unsigned>(threads));
-    }
-    for (;;) {
-        bool finished = false;
-        {
-            py::gil_scoped_release nogil;  // as above
-            finished = run->wait_for(kPollInterval);
-        }
-        try {
-            if (!progress.is_none()) progress(run->done_bytes(), run->total_bytes());
-            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        } catch (...) {  // the callback raised (a cancel) or Ctrl-C: stop the workers, re-raise
-            run->cancel();
-            {
-                py::gil_scoped_release nogil;
-                run.reset();  // joins the workers (each finishes at most its current chunk)
-            }
-            throw;
-        }
-        if (finished) break;
-    }
     std::vector<th::Digest> digests;
     {
-        py::gil_scoped_release nogil;  // combining reads only the leaf digests
-        digests = run->finish();
+        // Safe without the GIL: validation and the workers read only the pinned buffers and the
+        // converted jobs; the watch takes the GIL back before it touches `progress`.
+        py::gil_scoped_release nogil;
+        digests = th::hash_all(std::move(jobs), static_cast<unsigned>(threads), watch);
     }
     py::list out;
     for (const auto& d : digests) out.append(as_bytes(d));

@@ -3,7 +3,8 @@
 // Argument conversion only. Every byte loop runs with the GIL released: by then the arguments are
 // C++ copies, and the buffers are pinned by the Py_buffer views we hold (an exporter cannot resize,
 // free or close memory while a view is exported: bytearray refuses to resize, mmap.close() raises
-// BufferError), so no Python object is touched until the GIL is taken back.
+// BufferError), so no Python object is touched until the GIL is taken back (the watch of the long
+// calls, watch.hpp, takes it back before it calls `progress` or checks signals).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -17,9 +18,12 @@
 #include "crc32.hpp"
 #include "shapediff.hpp"
 #include "simd.hpp"
+#include "watch.hpp"
 
 namespace py = pybind11;
 namespace num = inspector::num;
+using inspector_bindings::check_progress;
+using inspector_bindings::python_watch;
 
 namespace {
 
@@ -52,15 +56,7 @@ using Dims = std::vector<std::int64_t>;
 
 num::View make_view(const Bytes& buf, const std::string& dtype, const Dims& shape, const Dims& strides,
                     std::int64_t offset, bool byteswap) {
-    num::View v;
-    v.data = buf.data();
-    v.size = buf.size();
-    v.dtype = num::parse_dtype(dtype);
-    v.shape = shape;
-    v.strides = strides;
-    v.offset = offset;
-    v.byteswap = byteswap;
-    return v;
+    return num::make_view(buf.data(), buf.size(), num::parse_dtype(dtype), shape, strides, offset, byteswap);
 }
 
 py::object finite_or_none(double x, std::int64_t finite) { return finite ? py::object(py::float_(x)) : py::none(); }
@@ -136,7 +132,9 @@ void register_numeric(py::module_& m) {
         "compare",
         [](py::buffer a, const std::string& a_dtype, const Dims& a_shape, const Dims& a_strides, std::int64_t a_offset,
            py::buffer b, const std::string& b_dtype, const Dims& b_shape, const Dims& b_strides, std::int64_t b_offset,
-           double rtol, double atol, bool a_byteswap, bool b_byteswap, bool equal_nan, int threads) {
+           double rtol, double atol, bool a_byteswap, bool b_byteswap, bool equal_nan, int threads,
+           const py::object& progress) {
+            check_progress(progress);
             Bytes ba(a, false, "a"), bb(b, false, "b");
             const num::View va = make_view(ba, a_dtype, a_shape, a_strides, a_offset, a_byteswap);
             const num::View vb = make_view(bb, b_dtype, b_shape, b_strides, b_offset, b_byteswap);
@@ -144,7 +142,7 @@ void register_numeric(py::module_& m) {
             num::Comparison r;
             {
                 py::gil_scoped_release release;  // see the header comment
-                r = num::compare(va, vb, opt);
+                r = num::compare(va, vb, opt, python_watch(progress));
             }
             py::dict d;
             d["numel"] = r.numel;
@@ -164,24 +162,27 @@ void register_numeric(py::module_& m) {
         py::arg("a"), py::arg("a_dtype"), py::arg("a_shape"), py::arg("a_strides"), py::arg("a_offset"), py::arg("b"),
         py::arg("b_dtype"), py::arg("b_shape"), py::arg("b_strides"), py::arg("b_offset"), py::kw_only(),
         py::arg("rtol") = 1e-5, py::arg("atol") = 1e-8, py::arg("a_byteswap") = false, py::arg("b_byteswap") = false,
-        py::arg("equal_nan") = false, py::arg("threads") = 0,
+        py::arg("equal_nan") = false, py::arg("threads") = 0, py::arg("progress") = py::none(),
         "Compare two strided tensors of equal shape element by element (dtypes may differ).\n\n"
         "Shapes, strides and offsets are in elements of each tensor's dtype. Values are decoded exactly\n"
         "to double. NaN pairs are left out of the difference figures; |a-b| is 0 where a == b (inf vs\n"
         "the same inf); rel_l2 = ||a-b||/||b|| (0/0 = 0, x/0 = inf); cosine over finite pairs (1 when\n"
         "both norms are 0, 0 when one is); n_diff counts unequal pairs (two NaNs are equal); allclose\n"
-        "is numpy.isclose(a, b, rtol, atol, equal_nan).all(). Returns a dict of the figures.");
+        "is numpy.isclose(a, b, rtol, atol, equal_nan).all(). Returns a dict of the figures.\n"
+        "progress(done_elements, total_elements) is called about every 75 ms; if it raises, the work\n"
+        "stops and the exception propagates (so does Ctrl-C).");
 
     m.def(
         "stats",
         [](py::buffer buf, const std::string& dtype, const Dims& shape, const Dims& strides, std::int64_t offset,
-           int bins, bool byteswap, int threads) {
+           int bins, bool byteswap, int threads, const py::object& progress) {
+            check_progress(progress);
             Bytes bytes(buf, false, "buf");
             const num::View v = make_view(bytes, dtype, shape, strides, offset, byteswap);
             num::Stats s;
             {
                 py::gil_scoped_release release;  // see the header comment
-                s = num::stats(v, bins, threads);
+                s = num::stats(v, bins, threads, python_watch(progress));
             }
             py::dict d;
             d["numel"] = s.numel;
@@ -198,10 +199,11 @@ void register_numeric(py::module_& m) {
             return d;
         },
         py::arg("buf"), py::arg("dtype"), py::arg("shape"), py::arg("strides"), py::arg("offset"), py::kw_only(),
-        py::arg("bins") = 16, py::arg("byteswap") = false, py::arg("threads") = 0,
+        py::arg("bins") = 16, py::arg("byteswap") = false, py::arg("threads") = 0, py::arg("progress") = py::none(),
         "Statistics of a strided tensor: min/max/mean/std over finite values (None when there are\n"
         "none; std is the population std), counts of zeros, NaN and Inf, and a histogram of the finite\n"
-        "values in `bins` equal bins over [min, max] (numpy.histogram's rules) with its bin edges.");
+        "values in `bins` equal bins over [min, max] (numpy.histogram's rules) with its bin edges.\n"
+        "progress(done, total) counts elements over both passes (total = 2 * numel); raising stops it.");
 
     m.def(
         "crc32",
@@ -230,29 +232,33 @@ void register_numeric(py::module_& m) {
         "copy_cast",
         [](py::buffer src, const std::string& src_dtype, const Dims& shape, const Dims& src_strides,
            std::int64_t src_offset, py::buffer dst, std::int64_t dst_offset_bytes, const std::string& dst_dtype,
-           bool src_byteswap, int threads) {
+           bool src_byteswap, int threads, const py::object& progress) {
+            check_progress(progress);
             Bytes bs(src, false, "src"), bd(dst, true, "dst");
             if (dst_offset_bytes < 0) throw py::value_error("dst_offset_bytes must be >= 0");
             const num::View v = make_view(bs, src_dtype, shape, src_strides, src_offset, src_byteswap);
             const num::CopyTarget t{bd.data(), bd.size(), static_cast<std::size_t>(dst_offset_bytes),
                                     num::parse_dtype(dst_dtype)};
             py::gil_scoped_release release;  // see the header comment
-            return num::copy_cast(v, t, threads);
+            return num::copy_cast(v, t, threads, python_watch(progress));
         },
         py::arg("src"), py::arg("src_dtype"), py::arg("shape"), py::arg("src_strides"), py::arg("src_offset"),
         py::arg("dst"), py::arg("dst_offset_bytes"), py::arg("dst_dtype"), py::kw_only(),
-        py::arg("src_byteswap") = false, py::arg("threads") = 0,
+        py::arg("src_byteswap") = false, py::arg("threads") = 0, py::arg("progress") = py::none(),
         "Write the strided source tensor in C order, cast to dst_dtype (little-endian), into dst at\n"
         "dst_offset_bytes, and return the CRC-32 of the bytes written. A transpose is a permuted\n"
         "shape/strides. Casts follow torch's .to() (round to nearest even; float -> int refused).\n"
-        "src and dst must not overlap. threads=0 uses all cores.");
+        "src and dst must not overlap (ValueError). threads=0 uses all cores. progress(done_bytes,\n"
+        "total_bytes) is called about every 75 ms; if it raises, the copy stops (dst partly written)\n"
+        "and the exception propagates (so does Ctrl-C).");
 
     m.def(
         "copy_region",
         [](py::buffer src, const std::string& src_dtype, const Dims& src_shape, const Dims& src_strides,
            std::int64_t src_offset, py::buffer dst, std::int64_t dst_offset_bytes, const std::string& dst_dtype,
            const Dims& dst_shape, const Dims& src_start, const Dims& dst_start, const Dims& count, double fill,
-           bool src_byteswap, int threads) {
+           bool src_byteswap, int threads, const py::object& progress) {
+            check_progress(progress);
             Bytes bs(src, false, "src"), bd(dst, true, "dst");
             if (dst_offset_bytes < 0) throw py::value_error("dst_offset_bytes must be >= 0");
             const num::View v = make_view(bs, src_dtype, src_shape, src_strides, src_offset, src_byteswap);
@@ -260,15 +266,16 @@ void register_numeric(py::module_& m) {
                                     num::parse_dtype(dst_dtype)};
             const num::Region r{dst_shape, src_start, dst_start, count, fill};
             py::gil_scoped_release release;  // see the header comment
-            return num::copy_region(v, t, r, threads);
+            return num::copy_region(v, t, r, threads, python_watch(progress));
         },
         py::arg("src"), py::arg("src_dtype"), py::arg("src_shape"), py::arg("src_strides"), py::arg("src_offset"),
         py::arg("dst"), py::arg("dst_offset_bytes"), py::arg("dst_dtype"), py::arg("dst_shape"),
         py::arg("src_start"), py::arg("dst_start"), py::arg("count"), py::kw_only(), py::arg("fill") = 0.0,
-        py::arg("src_byteswap") = false, py::arg("threads") = 0,
+        py::arg("src_byteswap") = false, py::arg("threads") = 0, py::arg("progress") = py::none(),
         "Slice and pad while copying: the C-order destination tensor of dst_shape at dst_offset_bytes\n"
         "gets src[src_start:src_start+count] at dst[dst_start:dst_start+count] (per axis), every other\n"
-        "element is `fill`. Casts as copy_cast. Returns the CRC-32 of all destination bytes.");
+        "element is `fill`. Casts, overlap and progress as copy_cast. Returns the CRC-32 of all\n"
+        "destination bytes.");
 
     m.def(
         "shape_diff",

@@ -80,11 +80,7 @@ static void test_crc() {
 static void test_bounds() {
     std::vector<float> src(10, 1.0f);
     std::vector<std::uint8_t> dst(40);
-    View v;
-    v.data = reinterpret_cast<const std::uint8_t*>(src.data());
-    v.size = 40;
-    v.shape = {11};
-    v.strides = {1};
+    View v = make_view(reinterpret_cast<const std::uint8_t*>(src.data()), 40, DType::F32, {11}, {1});
     bool threw = false;
     try {
         copy_cast(v, CopyTarget{dst.data(), dst.size(), 0, DType::F32});
@@ -100,14 +96,7 @@ static void test_bounds() {
 
 static View flat_view(const void* data, std::size_t bytes, DType d, std::int64_t n, std::int64_t stride,
                       std::int64_t offset) {
-    View v;
-    v.data = static_cast<const std::uint8_t*>(data);
-    v.size = bytes;
-    v.dtype = d;
-    v.shape = {n};
-    v.strides = {stride};
-    v.offset = offset;
-    return v;
+    return make_view(static_cast<const std::uint8_t*>(data), bytes, d, {n}, {stride}, offset);
 }
 
 static bool same_bits(double x, double y) { return std::memcmp(&x, &y, sizeof x) == 0; }

@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "treehash.hpp"
@@ -107,7 +109,7 @@ void test_kernels_agree_and_64_is_low_half() {
 th::Job contiguous_job(const std::vector<std::uint8_t>& buf, std::string dtype, std::size_t itemsize) {
     th::Job j;
     j.data = buf.data();
-    j.data_len = buf.size();
+    j.size = buf.size();
     j.dtype = std::move(dtype);
     j.itemsize = itemsize;
     j.shape = {static_cast<std::int64_t>(buf.size() / itemsize)};
@@ -170,22 +172,59 @@ void test_bounds_are_checked() {
     }
 }
 
+struct Cancelled {};
+
+// A watch that throws stops the run: no further report, fewer bytes than the total, well before
+// the 64 GiB could be hashed.
 void test_cancel_stops_the_run() {
     const auto row = pattern(th::kChunk);
     th::Job huge = contiguous_job(row, "uint8", 1);
     huge.shape = {1 << 16, static_cast<std::int64_t>(th::kChunk)};  // 64 GiB of logical bytes
     huge.strides = {0, 1};
+    std::vector<std::uint64_t> seen;
     const auto start = std::chrono::steady_clock::now();
-    th::Run run({huge}, 2);
-    run.wait_for(std::chrono::milliseconds(20));
-    run.cancel();
     try {
-        run.finish();
+        th::hash_all({huge}, 2, [&seen](std::uint64_t done, std::uint64_t total) {
+            seen.push_back(done);
+            CHECK(total == (std::uint64_t{1} << 36));
+            throw Cancelled{};
+        });
         CHECK(false);
-    } catch (const std::runtime_error&) {
+    } catch (const Cancelled&) {
     }
-    CHECK(run.done_bytes() < run.total_bytes());
+    CHECK(seen.size() == 1 && seen[0] < (std::uint64_t{1} << 36));
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+}
+
+// Views at the edge of int64 are rejected by the one bounds check, never read.
+void test_overflowing_views_are_rejected() {
+    const std::vector<std::uint8_t> buf(64);
+    const std::int64_t big = std::numeric_limits<std::int64_t>::max();
+    const std::vector<std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>> cases = {
+        {{2, 2}, {big, 1}},
+        {{3, 1}, {big / 2 + 1, 1}},
+        {{big, big}, {1, 1}},
+        {{2}, {std::numeric_limits<std::int64_t>::min()}},
+    };
+    for (const auto& [shape, strides] : cases) {
+        th::Job j = contiguous_job(buf, "uint8", 1);
+        j.shape = shape;
+        j.strides = strides;
+        try {
+            th::hash_all({j}, 1);
+            CHECK(false);
+        } catch (const std::invalid_argument& e) {
+            CHECK(std::string(e.what()).rfind("job 0: ", 0) == 0);
+        }
+    }
+    // coalesce asks whether stride[0] == stride[1] * shape[1]; here that product overflows.
+    std::vector<std::int64_t> shape{2, 2}, strides{std::int64_t{1} << 62, std::int64_t{1} << 62};
+    inspector::coalesce(shape, strides);  // 2^62 * 2 overflows: the dims stay apart
+    CHECK(shape.size() == 2);
+    shape = {3, 4};
+    strides = {4, 1};
+    inspector::coalesce(shape, strides);
+    CHECK(shape == std::vector<std::int64_t>{12} && strides == std::vector<std::int64_t>{1});
 }
 
 }  // namespace
@@ -197,6 +236,7 @@ int main() {
     test_gather_and_byteswap_vectors();
     test_bounds_are_checked();
     test_cancel_stops_the_run();
+    test_overflowing_views_are_rejected();
     std::printf("test_xxh3: %s (kernel %s)\n", failures == 0 ? "ok" : "FAILED", xxh3::kernel_name(xxh3::Kernel::Auto));
     return failures == 0 ? 0 : 1;
 }

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from subproc import popen, python
 
 from inspector.apply import apply
 from inspector.errors import WriteError
@@ -101,7 +101,6 @@ def test_refuses_input_through_a_hard_link(tmp_path: Path) -> None:
 
 _CHILD = """
 import os, signal, sys, time
-sys.path.insert(0, {root!r})
 from inspector.writers.atomic import atomic_path
 signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
 try:
@@ -118,7 +117,7 @@ except KeyboardInterrupt:
 def test_killed_process_leaves_no_destination(tmp_path: Path, sig: signal.Signals) -> None:
     dest = tmp_path / "out.pt"
     code = _CHILD.format(root=str(ROOT), dest=str(dest))
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = popen("-c", code, stdout=subprocess.PIPE)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     child.send_signal(sig)
@@ -135,7 +134,6 @@ def test_file_size_limit_gives_clear_error(tmp_path: Path) -> None:
     out = tmp_path / "out.safetensors"
     code = textwrap.dedent(f"""
         import resource, signal, sys
-        sys.path.insert(0, {str(ROOT)!r})
         from inspector.apply import apply
         from inspector.errors import WriteError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -146,8 +144,7 @@ def test_file_size_limit_gives_clear_error(tmp_path: Path) -> None:
             print("WriteError:", e)
             sys.exit(3)
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = python("-c", code, timeout=120)
     assert done.returncode == 3, done.stderr
     assert "file size limit reached" in done.stdout
     assert "nothing was written" in done.stdout

@@ -5,23 +5,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 import torch
+from subproc import child_env
+from subproc import ckpt as subprocess_ckpt
 from test_findings_formats import SCHEMA, validate
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def ckpt(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}  # outputs compared as text
-    return subprocess.run(
-        [sys.executable, "-m", "inspector.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
+    env = child_env(NO_COLOR="1")  # outputs compared as text
+    return subprocess_ckpt(
+        *args,
         env=env,
         cwd=cwd,
         timeout=120,

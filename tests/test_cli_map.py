@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from mapping_fixtures import nemo_rnnt
+from subproc import ckpt
 
 from inspector.cli import main
 from inspector.mapping import Plan
@@ -91,10 +92,6 @@ def test_map_folds_a_layer_without_source_to_one_line(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("which", ["source", "target", "symlink-to-source", "rules"])
 def test_map_output_over_an_input_is_refused(files, tmp_path, which) -> None:  # type: ignore[no-untyped-def]
     """Through the real CLI: `-o` naming an input exits 2 naming it; the input is unchanged."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules: []\n")
@@ -103,13 +100,8 @@ def test_map_output_over_an_input_is_refused(files, tmp_path, which) -> None:  #
            "symlink-to-source": tmp_path / "link.pt", "rules": rules}[which]
     guarded = {"symlink-to-source": files / "char.pt"}.get(which, out)
     before = guarded.read_bytes()
-    repo = Path(__file__).resolve().parent.parent
-    r = subprocess.run(
-        [sys.executable, "-m", "inspector.cli", "map", str(files / "char.pt"),
-         str(files / "bpe.pt"), "--rules", str(rules), "-o", str(out)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)},
-        timeout=120, check=False,
-    )
+    r = ckpt("map", files / "char.pt", files / "bpe.pt", "--rules", rules, "-o", out,
+             timeout=120, check=False)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert str(out) in r.stderr
     assert "refusing to overwrite an input" in r.stderr

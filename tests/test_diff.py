@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from subproc import child_env, ckpt
 
 import inspector
 from inspector.diff import CHANGED, DTYPE, IDENTICAL, ONLY_A, ONLY_B, SHAPE, UNCHECKED, diff
@@ -92,10 +92,7 @@ def test_many_to_one_mapping_is_a_clear_error():
 
 
 def _ckpt(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "inspector.cli", *args], capture_output=True, text=True, env=env
-    )
+    return ckpt(*args, env=child_env(NO_COLOR="1"))
 
 
 def test_cli_diff_exit_codes_and_json(tmp_path):

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from subproc import python
 
 import inspector
 from inspector import hashspec_reference as ref
@@ -227,4 +226,4 @@ def test_hashing_does_not_import_torch() -> None:
         "checkpoint_digest(d)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    python("-c", code, check=True)

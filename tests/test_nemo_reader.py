@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from subproc import python
 
 import inspector
 
@@ -168,14 +169,12 @@ def test_distributed_model_weights_folder_read_in_place(tmp_path):
 
 
 def test_reading_a_nemo_file_does_not_import_torch():
-    import subprocess
-    import sys
 
     code = (
         "import sys, inspector; c = inspector.open(sys.argv[1]); c.array(next(iter(c))); "
         "assert len(c) == 90; assert 'torch' not in sys.modules, 'torch imported'"
     )
-    subprocess.run([sys.executable, "-c", code, str(FIXTURE)], check=True)
+    python("-c", code, FIXTURE, check=True)
 
 
 def _zeros_gz(path: Path, nbytes: int) -> Path:

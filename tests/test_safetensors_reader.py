@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from subproc import python
 
 import inspector
 
@@ -105,7 +105,6 @@ def test_sniffs_without_extension_and_reads_header_order_independent(tmp_path):
 
 
 def test_reader_does_not_import_torch(tmp_path):
-    import subprocess
 
     path = tmp_path / "m.safetensors"
     save_file({"a": torch.ones(2)}, str(path))
@@ -113,7 +112,7 @@ def test_reader_does_not_import_torch(tmp_path):
         "import sys, inspector; c = inspector.open(sys.argv[1]); "
         "assert list(c) == ['a']; assert 'torch' not in sys.modules"
     )
-    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    python("-c", code, path, check=True)
 
 
 @pytest.mark.parametrize("n", [0, 1, 5])

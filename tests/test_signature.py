@@ -8,14 +8,13 @@ against the rows it stands for.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from subproc import ckpt, python
 
 import inspector
 from inspector import diff as diff_module
@@ -182,13 +181,7 @@ def test_header_only_diff_columns_agree_with_rows(tmp_path):
 
 def test_cli_no_values_output_folds_long_lists(tmp_path):
     pa, pb = _files(tmp_path)
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "inspector.cli", "diff", "--no-values", "--all", str(pa), str(pb)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    out = ckpt("diff", "--no-values", "--all", pa, pb)
     assert out.returncode == 1, out.stderr
     text = out.stdout
     assert "out.weight  (shape [29, 4] vs [1025, 4])" in text
@@ -198,12 +191,7 @@ def test_cli_no_values_output_folds_long_lists(tmp_path):
     assert "  enc.layers.{0..6,8..1199}.w\n" in text  # 2397 names: folded by the core
     assert "  enc.layers.{0..2,4..6,8..1199}.b\n" in text
     assert "enc: 2 only in A" in text
-    same = subprocess.run(
-        [sys.executable, "-m", "inspector.cli", "diff", "--no-values", str(pa), str(pa)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    same = ckpt("diff", "--no-values", pa, pa)
     assert same.returncode == 0
     assert "equal: 2402 same shape and dtype" in same.stdout
 
@@ -215,7 +203,5 @@ def test_header_only_diff_does_not_import_torch_or_numpy(tmp_path):
         f"r = diff({str(pa)!r}, {str(pb)!r}, values=False); r.to_json(); "
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}
-    )
+    out = python("-c", code)
     assert out.stdout.strip() == "[]", out.stderr

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from subproc import python
 from torch_helpers import CASES, ROOTS, assert_same_tensors, save, torch_load
 
 import inspector
@@ -170,13 +169,7 @@ def test_opening_does_not_import_torch(tmp_path: Path) -> None:
         "import sys, inspector; c = inspector.open(sys.argv[1]); print(list(c.items())[:3]);"
         "c.array(next(iter(c))); assert 'torch' not in sys.modules, 'torch imported'"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
+    out = python("-c", code, path)
     assert out.returncode == 0, out.stderr
     assert "TensorInfo(name='0.weight'" in out.stdout
 

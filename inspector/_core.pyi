@@ -94,6 +94,7 @@ def compare(
     b_byteswap: bool = False,
     equal_nan: bool = False,
     threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CompareResult: ...
 def stats(
     buf: Buffer,
@@ -105,6 +106,7 @@ def stats(
     bins: int = 16,
     byteswap: bool = False,
     threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> StatsResult: ...
 def crc32(data: Buffer, init: int = 0) -> int: ...
 def _crc32_portable(data: Buffer, init: int = 0) -> int: ...
@@ -123,6 +125,7 @@ def copy_cast(
     *,
     src_byteswap: bool = False,
     threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int: ...
 def copy_region(
     src: Buffer,
@@ -141,6 +144,7 @@ def copy_region(
     fill: float = 0.0,
     src_byteswap: bool = False,
     threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int: ...
 def shape_diff(
     names_a: Sequence[str],

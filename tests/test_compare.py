@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -311,7 +313,7 @@ def test_empty_scalar_and_errors() -> None:
     assert one["max_abs_diff"] == 2.0
     with pytest.raises(ValueError, match="different shapes"):
         core.compare(z, "float32", (4,), (1,), 0, z, "float32", (2, 2), (2, 1), 0)
-    with pytest.raises(ValueError, match=r"tensor b: view spans bytes \[0, 16\) of a 12-byte buffer"):
+    with pytest.raises(ValueError, match=r"tensor b: view spans bytes \[0, 16\) of a 12-byte"):
         core.compare(z, "float32", (4,), (1,), 0, z[:3], "float32", (4,), (1,), 0)
     with pytest.raises(ValueError, match="rtol"):
         core.compare(z, "float32", (4,), (1,), 0, z, "float32", (4,), (1,), 0, rtol=-1.0)
@@ -416,3 +418,144 @@ def test_diff_compares_changed_tensors_in_parallel_with_the_same_figures(tmp_pat
                 assert row.comparison == compare_tensors(ca, row.name, cb, row.name, threads=1)
             else:
                 assert row.comparison is None
+
+
+# ---- progress, cancel, Ctrl-C: the same wait loop as hash_tensors ------------------------------
+
+HUGE_ROWS, ROW = (
+    16384,
+    1 << 20,
+)  # a stride-0 view: 16 G elements from one 4 MiB row, minutes of work
+
+
+class Cancelled(Exception):
+    pass
+
+
+def _huge_compare(**kwargs: object) -> object:
+    row = np.linspace(-1, 1, ROW, dtype=np.float32)
+    return core.compare(
+        row,
+        "float32",
+        (HUGE_ROWS, ROW),
+        (0, 1),
+        0,
+        row,
+        "float32",
+        (HUGE_ROWS, ROW),
+        (0, 1),
+        0,
+        **kwargs,
+    )
+
+
+def test_compare_and_stats_progress_end_at_total() -> None:
+    x = np.arange(3 << 20, dtype=np.float32)
+    calls: list[tuple[int, int]] = []
+    core.compare(
+        x,
+        "float32",
+        (x.size,),
+        (1,),
+        0,
+        x,
+        "float32",
+        (x.size,),
+        (1,),
+        0,
+        threads=2,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls[-1] == (x.size, x.size)
+    assert all(t == x.size and 0 <= d <= t for d, t in calls)
+    calls.clear()
+    core.stats(
+        x, "float32", (x.size,), (1,), 0, threads=2, progress=lambda d, t: calls.append((d, t))
+    )
+    assert calls[-1] == (2 * x.size, 2 * x.size)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    with pytest.raises(TypeError, match="progress"):
+        core.stats(x, "float32", (x.size,), (1,), 0, progress=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_raising_progress_cancels_a_long_compare(threads: int) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def cancel(done: int, total: int) -> None:
+        seen.append((done, total))
+        raise Cancelled("stop")
+
+    with pytest.raises(Cancelled, match="stop"):
+        _huge_compare(threads=threads, progress=cancel)
+    assert len(seen) == 1  # no report after the cancel: the workers stopped
+    assert seen[0][0] < seen[0][1] == HUGE_ROWS * ROW
+
+
+def test_raising_progress_cancels_long_stats() -> None:
+    row = np.ones(ROW, dtype=np.float16)
+    seen: list[int] = []
+
+    def cancel(done: int, total: int) -> None:
+        seen.append(done)
+        raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        core.stats(row, "float16", (HUGE_ROWS, ROW), (0, 1), 0, threads=2, progress=cancel)
+    assert len(seen) == 1
+    assert seen[0] < 2 * HUGE_ROWS * ROW
+
+
+def test_ctrl_c_stops_a_long_compare() -> None:
+    seen: list[int] = []
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _huge_compare(threads=2, progress=lambda d, t: seen.append(d))
+    finally:
+        timer.cancel()
+    assert max(seen, default=0) < HUGE_ROWS * ROW  # interrupted before the end
+
+
+def test_ctrl_c_stops_a_long_compare_without_a_callback() -> None:
+    """Ctrl-C alone, in a fresh interpreter: KeyboardInterrupt, exit code 1, not a crash."""
+    code = (
+        "import os, signal, threading, numpy as np\n"
+        "from inspector import _core as core\n"
+        "row = np.ones(1 << 20, np.float32)\n"
+        "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "try:\n"
+        "    core.compare(row, 'float32', (16384, 1 << 20), (0, 1), 0,\n"
+        "                 row, 'float32', (16384, 1 << 20), (0, 1), 0, threads=2)\n"
+        "except KeyboardInterrupt:\n"
+        "    raise SystemExit(7)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True)
+    assert proc.returncode == 7, proc.stderr.decode()
+
+
+OVERFLOW_VIEWS = [
+    ((3, 4), (1 << 62, 1), 0, "strides overflow"),
+    ((2, 2), (1, 1), (1 << 63) - 1, "overflow"),
+    ((1 << 40, 1 << 40), (1, 1), 0, "element count overflows"),
+    ((1 << 31, 1 << 31), (1, 1), 0, "byte count overflows"),
+    ((2,), (-(1 << 63),), 0, "before the buffer start"),
+    ((3,), (-(1 << 63),), 0, "strides overflow"),
+    ((2,), (1,), 1 << 62, "view spans bytes"),
+]
+
+
+@pytest.mark.parametrize(("shape", "strides", "offset", "message"), OVERFLOW_VIEWS)
+def test_overflowing_views_are_rejected(
+    shape: tuple[int, ...], strides: tuple[int, ...], offset: int, message: str
+) -> None:
+    z = np.zeros(16, np.float32)
+    ok = ((4,), (1,), 0)
+    with pytest.raises(ValueError, match=f"tensor a: .*{message}"):
+        core.compare(z, "float32", shape, strides, offset, z, "float32", *ok)
+    with pytest.raises(ValueError, match=f"tensor b: .*{message}"):
+        core.compare(z, "float32", *ok, z, "float32", shape, strides, offset)
+    with pytest.raises(ValueError, match=f"tensor: .*{message}"):
+        core.stats(z, "float32", shape, strides, offset)

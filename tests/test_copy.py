@@ -4,6 +4,9 @@ casts, byte order, in-place patching of a writable mmap, and the CRC-32 of what 
 from __future__ import annotations
 
 import mmap
+import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -277,3 +280,120 @@ def test_float32_to_16_bit_on_every_kind_of_bit_pattern(dst: str, reference) -> 
         out = np.empty(n, np.uint16)
         core.copy_cast(bits.view(np.float32), "float32", (n,), (1,), 5, out, 0, dst)
         np.testing.assert_array_equal(out, reference(bits[5 : 5 + n]))
+
+
+# ---- overlap, overflow, progress, cancel -------------------------------------------------------
+
+
+def test_overlapping_source_and_destination_are_rejected() -> None:
+    buf = np.zeros(64, np.uint8)
+    with pytest.raises(ValueError, match="overlap"):  # the same bytes
+        core.copy_cast(buf, "uint8", (64,), (1,), 0, buf, 0, "uint8")
+    mv = memoryview(buf)
+    with pytest.raises(ValueError, match="overlap"):  # partial, through two memoryview slices
+        core.copy_cast(mv[:40], "uint8", (40,), (1,), 0, mv[20:60], 0, "uint8")
+    with pytest.raises(ValueError, match="overlap"):  # through dst_offset_bytes, a cast, a region
+        core.copy_region(buf, "uint8", (8,), (1,), 8, buf, 12, "int16", (8,), (0,), (0,), (8,))
+    with pytest.raises(ValueError, match="overlap"):  # a strided source spans the written bytes
+        core.copy_cast(buf, "uint8", (2,), (40,), 0, buf, 10, "uint8")
+    assert buf.tolist() == [0] * 64  # nothing was written
+    buf[:32] = np.arange(32, dtype=np.uint8)
+    core.copy_cast(buf, "uint8", (32,), (1,), 0, buf, 32, "uint8")  # adjacent is fine
+    assert buf[32:].tolist() == list(range(32))
+    core.copy_cast(buf, "uint8", (0,), (1,), 0, buf, 0, "uint8")  # nothing read, nothing written
+
+
+@pytest.mark.parametrize(
+    ("shape", "strides", "offset"),
+    [
+        ((3, 4), (1 << 62, 1), 0),
+        ((2, 2), (1, 1), (1 << 63) - 1),
+        ((3,), (-(1 << 63),), 0),
+        ((1 << 31, 1 << 31), (1, 1), 0),
+    ],
+)
+def test_overflowing_source_views_are_rejected(
+    shape: tuple[int, ...], strides: tuple[int, ...], offset: int
+) -> None:
+    src, out = np.zeros(16, np.float32), bytearray(64)
+    with pytest.raises(ValueError, match=r"source: .*overflow"):
+        core.copy_cast(src, "float32", shape, strides, offset, out, 0, "float32")
+    region = ((1,) * len(shape), (0,) * len(shape), (0,) * len(shape), (1,) * len(shape))
+    with pytest.raises(ValueError, match=r"source: .*overflow"):
+        core.copy_region(src, "float32", shape, strides, offset, out, 0, "float32", *region)
+    assert out == bytearray(64)
+
+
+class Cancelled(Exception):
+    pass
+
+
+# float32 -> float8 from a stride-0 source: ~128 M elements of per-element encoding (most of a
+# second), into an untouched 128 MiB destination.
+BIG = (128, 1 << 20)
+
+
+def _big_cast(threads: int, progress: object) -> int:
+    row = np.linspace(-3, 3, BIG[1], dtype=np.float32)
+    out = np.empty(BIG[0] * BIG[1], np.uint8)
+    return core.copy_cast(
+        row, "float32", BIG, (0, 1), 0, out, 0, "float8_e4m3fn", threads=threads, progress=progress
+    )
+
+
+def test_copy_progress_ends_at_total() -> None:
+    src = np.arange(3 << 20, dtype=np.float32)
+    out = bytearray(src.nbytes)
+    calls: list[tuple[int, int]] = []
+    crc = core.copy_cast(
+        src,
+        "float32",
+        (src.size,),
+        (1,),
+        0,
+        out,
+        0,
+        "float32",
+        threads=2,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert crc == zlib.crc32(src.tobytes())
+    assert calls[-1] == (src.nbytes, src.nbytes)
+    assert all(t == src.nbytes and 0 <= d <= t for d, t in calls)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_raising_progress_cancels_a_long_copy(threads: int) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def cancel(done: int, total: int) -> None:
+        seen.append((done, total))
+        raise Cancelled("stop")
+
+    with pytest.raises(Cancelled, match="stop"):
+        _big_cast(threads, cancel)
+    assert len(seen) == 1
+    assert seen[0][0] < seen[0][1] == BIG[0] * BIG[1]
+
+
+def test_ctrl_c_stops_a_long_copy_region() -> None:
+    """In a fresh interpreter, Ctrl-C stops a 4 GiB region copy (stride-0 source) into an anonymous
+    mmap with KeyboardInterrupt, before its end."""
+    code = (
+        "import mmap, os, signal, threading, numpy as np\n"
+        "from inspector import _core as core\n"
+        "row = np.ones(1 << 20, np.float32)\n"
+        "out = mmap.mmap(-1, 4 << 30)\n"
+        "seen = []\n"
+        "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "try:\n"
+        "    shape = (4096, 1 << 20)\n"
+        "    core.copy_region(row, 'float32', shape, (0, 1), 0, out, 0, 'float8_e4m3fn', shape,\n"
+        "                     (0, 0), (0, 0), shape, threads=2,\n"
+        "                     progress=lambda d, t: seen.append(d))\n"
+        "except KeyboardInterrupt:\n"
+        "    raise SystemExit(7 if max(seen, default=0) < (4 << 30) else 8)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True)
+    assert proc.returncode == 7, proc.stderr.decode()

@@ -154,12 +154,72 @@ static void test_cast_matches_scalar() {
     }
 }
 
+template <class Fn>
+static bool throws_invalid(Fn&& fn) {
+    try {
+        fn();
+    } catch (const std::invalid_argument&) {
+        return true;
+    }
+    return false;
+}
+
+// Overlapping source and destination are refused before any write; adjacent ones are fine.
+static void test_overlap() {
+    std::vector<std::uint8_t> buf(64, 0);
+    const View all = make_view(buf.data(), buf.size(), DType::U8, {32}, {1});
+    CHECK(throws_invalid([&] { copy_cast(all, CopyTarget{buf.data(), buf.size(), 16, DType::U8}); }));
+    CHECK(throws_invalid([&] { copy_cast(all, CopyTarget{buf.data(), buf.size(), 0, DType::I16}); }));
+    for (std::size_t i = 0; i < 32; ++i) buf[i] = static_cast<std::uint8_t>(i);
+    copy_cast(all, CopyTarget{buf.data(), buf.size(), 32, DType::U8});
+    CHECK(std::memcmp(buf.data(), buf.data() + 32, 32) == 0);
+}
+
+struct Stop {};
+
+// A watch that throws stops compare, stats and copy: one report, before the total.
+static void test_watch_cancels() {
+    std::vector<float> row(1 << 20, 1.0f);
+    const View huge = make_view(reinterpret_cast<const std::uint8_t*>(row.data()), 4 * row.size(), DType::F32,
+                                {1 << 14, 1 << 20}, {0, 1});
+    for (int threads : {1, 2}) {
+        int calls = 0;
+        const inspector::Watch stop = [&calls](std::uint64_t done, std::uint64_t total) {
+            ++calls;
+            CHECK(done < total);
+            throw Stop{};
+        };
+        CompareOptions opt;
+        opt.threads = threads;
+        try {
+            compare(huge, huge, opt, stop);
+            CHECK(false);
+        } catch (const Stop&) {
+        }
+        try {
+            stats(huge, 16, threads, stop);
+            CHECK(false);
+        } catch (const Stop&) {
+        }
+        std::vector<std::uint8_t> out(std::size_t{1} << 28);  // 256 M float8 of the 16 G
+        const View part = make_view(huge.data, huge.size, DType::F32, {1 << 8, 1 << 20}, {0, 1});
+        try {
+            copy_cast(part, CopyTarget{out.data(), out.size(), 0, DType::F8E4M3FN}, threads, stop);
+            CHECK(false);
+        } catch (const Stop&) {
+        }
+        CHECK(calls == 3);
+    }
+}
+
 int main() {
     test_codecs();
     test_crc();
     test_bounds();
     test_compare_paths();
     test_cast_matches_scalar();
+    test_overlap();
+    test_watch_cancels();
     if (failures) std::fprintf(stderr, "%d failure(s)\n", failures);
     else std::puts("test_convert: ok");
     return failures ? 1 : 0;

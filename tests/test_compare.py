@@ -8,8 +8,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from subproc import child_env, python
 
 from inspector import _core as core
 from inspector.compare import compare_tensors, tensor_stats
@@ -254,13 +253,11 @@ def test_simd_and_portable_kernels_give_identical_figures() -> None:
         ta, tb = as_dtype(x, da), as_dtype(y, db)
         cases.append([da, db, raw(ta).tobytes().hex(), raw(tb).tobytes().hex()])
         here.append(compare_flat(ta, tb, rtol=1e-3, atol=1e-5))
-    env = dict(os.environ, INSPECTOR_DISABLE_SIMD="1", PYTHONPATH=str(Path(__file__).parents[1]))
-    proc = subprocess.run(
-        [sys.executable, "-c", _PORTABLE_SCRIPT],
+    proc = python(
+        "-c",
+        _PORTABLE_SCRIPT,
         input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        env=env,
+        env=child_env(INSPECTOR_DISABLE_SIMD="1"),
         check=True,
     )
     simd, portable = json.loads(proc.stdout)
@@ -531,9 +528,8 @@ def test_ctrl_c_stops_a_long_compare_without_a_callback() -> None:
         "except KeyboardInterrupt:\n"
         "    raise SystemExit(7)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True)
-    assert proc.returncode == 7, proc.stderr.decode()
+    proc = python("-c", code, timeout=60)
+    assert proc.returncode == 7, proc.stderr
 
 
 OVERFLOW_VIEWS = [

@@ -4,9 +4,6 @@ casts, byte order, in-place patching of a writable mmap, and the CRC-32 of what 
 from __future__ import annotations
 
 import mmap
-import os
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from subproc import python
 
 from inspector import _core as core
 
@@ -394,6 +392,5 @@ def test_ctrl_c_stops_a_long_copy_region() -> None:
         "except KeyboardInterrupt:\n"
         "    raise SystemExit(7 if max(seen, default=0) < (4 << 30) else 8)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True)
-    assert proc.returncode == 7, proc.stderr.decode()
+    proc = python("-c", code, timeout=60)
+    assert proc.returncode == 7, proc.stderr

@@ -413,9 +413,12 @@ def _compare_values(
     workers = threads or os.cpu_count() or 1
 
     def compare(k: int, core_threads: int) -> Comparison:
-        return compare_tensors(
+        c = compare_tensors(
             ca, names_a[k], cb, names_b[k], rtol=rtol, atol=atol, threads=core_threads
         )
+        ca.release(ca[names_a[k]].storage)  # keep memory flat over the whole pass
+        cb.release(cb[names_b[k]].storage)
+        return c
 
     # The core splits a tensor in chunks of 1M elements over its threads; a tensor with fewer
     # chunks than threads is compared on one thread, side by side with others (the core releases

@@ -82,15 +82,43 @@ def hash_tensors(
     chosen = list(ckpt) if names is None else list(names)
     infos = [_tensor(ckpt, name) for name in chosen]
     jobs = [_job(ckpt, t) for t in infos]
-    try:
-        raw = core.hash_tensors(jobs, threads or 0, progress)
-    except ValueError as e:
-        m = _JOB_ERROR.fullmatch(str(e))
-        if m is None:
-            raise
-        t = infos[int(m.group(1))]
-        raise TensorDataError(_where(ckpt, t), m.group(2), key=t.name) from None
+    total = sum(t.nbytes for t in infos)
+    raw: list[bytes] = []
+    for start, stop in _batches(infos):
+        done = sum(t.nbytes for t in infos[:start])
+        report = None if progress is None else _offset_progress(progress, done, total)
+        try:
+            raw += core.hash_tensors(jobs[start:stop], threads or 0, report)
+        except ValueError as e:
+            m = _JOB_ERROR.fullmatch(str(e))
+            if m is None:
+                raise
+            t = infos[start + int(m.group(1))]
+            raise TensorDataError(_where(ckpt, t), m.group(2), key=t.name) from None
+        for t in infos[start:stop]:
+            ckpt.release(t.storage)
     return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
+
+
+# Tensors are hashed in batches of about this many bytes, and their mapped pages released after
+# each batch: memory stays flat however large the checkpoint (a batch still runs on all cores).
+BATCH_BYTES = 256 << 20
+
+
+def _batches(infos: list[TensorInfo]) -> list[tuple[int, int]]:
+    out, start, size = [], 0, 0
+    for i, t in enumerate(infos):
+        size += t.nbytes
+        if size >= BATCH_BYTES:
+            out.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(infos) or not out:
+        out.append((start, len(infos)))
+    return out
+
+
+def _offset_progress(progress: Progress, done: int, total: int) -> Progress:
+    return lambda d, _t: progress(done + d, total)
 
 
 def checkpoint_digest(digests: Mapping[str, Digest | bytes]) -> Digest:

@@ -235,6 +235,26 @@ class Checkpoint(Mapping[str, TensorInfo]):
         t = self.tensors[name]
         return tensor_array(t, self.storage_bytes(t.storage))
 
+    def release(self, storage: Storage) -> None:
+        """Drop a storage's pages from this process once its bytes have been used.
+
+        File ranges are mapped shared and read-only: the pages leave the process (its RSS stays
+        flat over a multi-GB pass) but stay in the page cache, and a later read faults them back
+        in. Inflated records are forgotten. Memory of in-memory objects is never touched.
+        """
+        src = storage.source
+        if src.compression:
+            self._inflated.pop(storage.key, None)
+            return
+        mm = self._maps.get(src.path) if src.path is not None else None
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if mm is None or advice is None or src.length == 0:
+            return
+        start = src.offset - src.offset % mmap.PAGESIZE
+        end = min(src.offset + src.length, len(mm))
+        if end > start:
+            mm.madvise(advice, start, end - start)
+
     def _map(self, path: str) -> mmap.mmap:
         mm = self._maps.get(path)
         if mm is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,33 @@ def test_hashing_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     python("-c", code, check=True)
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_batched_hashing_is_exact_and_keeps_memory_flat(tmp_path, monkeypatch):
+    st = pytest.importorskip("safetensors.numpy")
+    import inspector.hashing as hashing
+
+    rng = np.random.default_rng(0)
+    arrays = {f"t{i}": rng.standard_normal(1 << 20).astype(np.float32) for i in range(24)}  # 96 MB
+    st.save_file(arrays, tmp_path / "big.safetensors")
+    del arrays
+    expected = hash_tensors(inspector.open(tmp_path / "big.safetensors"))  # one batch or few
+
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 8 << 20)
+    seen: list[tuple[int, int]] = []
+    ckpt = inspector.open(tmp_path / "big.safetensors")
+    before = _rss_kb()
+    got = hash_tensors(ckpt, progress=lambda d, t: seen.append((d, t)))
+    grown_mb = (_rss_kb() - before) / 1024
+    assert got == expected
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1] == (96 << 20, 96 << 20)
+    assert grown_mb < 48, f"RSS grew by {grown_mb:.0f} MB hashing a 96 MB file"

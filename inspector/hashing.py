@@ -102,7 +102,7 @@ def hash_tensors(
 
 # Tensors are hashed in batches of about this many bytes, and their mapped pages released after
 # each batch: memory stays flat however large the checkpoint (a batch still runs on all cores).
-BATCH_BYTES = 256 << 20
+BATCH_BYTES = 64 << 20
 
 
 def _batches(infos: list[TensorInfo]) -> list[tuple[int, int]]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..findings import FORMATS, write_report
 from . import EXIT_ERROR
+from .gate_report import add_report_options, report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,11 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--values", action="store_true", help="also require equal content digests")
     p.add_argument("--strict", action="store_true", help="warnings (dtype casts) fail too")
-    p.add_argument("--format", choices=list(FORMATS), default="text", help="output format")
-    p.add_argument(
-        "--output", "-o", metavar="FILE", help="write the report here (text summary to stdout)"
-    )
-    p.add_argument("--verbose", "-v", action="store_true", help="show info findings too")
+    add_report_options(p, verbose_help="show info findings too")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
     )
     result = check_model(args.model, **options) if args.model else check(args.checkpoint, **options)
-    inputs = [p for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
-    write_report(result, args.format, output=args.output, verbose=args.verbose, stream=sys.stdout,
-                 inputs=inputs)
-    return result.exit_code
+    return report(
+        result, args, [p for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
+    )

@@ -6,9 +6,8 @@ Exit codes: 0 pass, 1 dangerous findings (or unknown ones with --strict), 2 usag
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..findings import FORMATS, write_report
+from .gate_report import add_report_options, report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,17 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="unknown globals and warnings fail too (unknown is not safe)",
     )
     p.add_argument("--no-crc", action="store_true", help="skip CRC32 verification of zip records")
-    p.add_argument("--format", choices=list(FORMATS), default="text", help="output format")
-    p.add_argument(
-        "--output", "-o", metavar="FILE", help="write the report here (text summary to stdout)"
-    )
-    p.add_argument("--verbose", "-v", action="store_true", help="also list the safe globals")
+    add_report_options(p, verbose_help="also list the safe globals")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..scan import scan
 
     result = scan(args.paths, strict=args.strict, verify_crc=not args.no_crc)
-    write_report(result, args.format, output=args.output, verbose=args.verbose, stream=sys.stdout,
-                 inputs=args.paths)
-    return result.exit_code
+    return report(result, args, args.paths)

@@ -2,6 +2,8 @@
 // names), then one probe per tensor of a.
 #include "shapediff.hpp"
 
+#include "name_hash.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -34,26 +36,6 @@ bool Signatures::same_shape(std::size_t i, const Signatures& o, std::size_t j) c
 
 namespace {
 
-std::uint64_t mix(std::uint64_t h) {  // murmur3's finaliser
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
-}
-
-std::uint64_t hash_name(std::string_view s) {
-    std::uint64_t h = s.size() * 0x9E3779B97F4A7C15ULL;
-    std::size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8) {
-        std::uint64_t w;
-        std::memcpy(&w, s.data() + i, 8);
-        h = (h ^ mix(w)) * 0x9E3779B97F4A7C15ULL;
-    }
-    std::uint64_t tail = 0;
-    std::memcpy(&tail, s.data() + i, s.size() - i);
-    return mix(h ^ tail);
-}
 
 class NameTable {
 public:

@@ -5,6 +5,8 @@
 // __metadata__, then entries in header order, then the layout in offset order.
 #include "st_header.hpp"
 
+#include "name_hash.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -148,26 +150,6 @@ int hex_digit(char c) {
     return -1;
 }
 
-std::uint64_t mix(std::uint64_t h) {  // murmur3's finaliser
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
-}
-
-std::uint64_t hash_name(std::string_view s) {  // a word at a time
-    std::uint64_t h = s.size() * 0x9E3779B97F4A7C15ULL;
-    std::size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8) {
-        std::uint64_t w;
-        std::memcpy(&w, s.data() + i, 8);
-        h = (h ^ mix(w)) * 0x9E3779B97F4A7C15ULL;
-    }
-    std::uint64_t tail = 0;
-    std::memcpy(&tail, s.data() + i, s.size() - i);
-    return mix(h ^ tail);
-}
 
 // The first name (in order) equal to an earlier one, found with an open-addressing table of
 // hashes. Run once the names are all stored: the hashes are computed in one sequential pass and

@@ -32,6 +32,7 @@ FORMATS = {
 @dataclass(frozen=True)
 class WriteSummary:
     output: str  # shown by name
+    folder: str  # where it goes: relative to the working folder, or with ~ for home
     format: str
     copied: int  # approved rows that take a source's value
     copied_bytes: int
@@ -58,15 +59,26 @@ def write_summary(state: ReviewState, output: Path) -> WriteSummary:
         else:
             kept += 1
     fmt = FORMATS.get(output.suffix, f"the target's format ({output.suffix})")
-    return WriteSummary(output.name, fmt, copied, copied_bytes, pending, pending_copies,
-                        pending_bytes, kept, output.exists())
+    return WriteSummary(output.name, display_folder(output.parent), fmt, copied, copied_bytes,
+                        pending, pending_copies, pending_bytes, kept, output.exists())
+
+
+def display_folder(folder: Path) -> str:
+    """The folder as a user reads it: `./sub` under the working folder, `~/x` under home."""
+    folder = folder.resolve()
+    for base, prefix in ((Path.cwd().resolve(), "."), (Path.home().resolve(), "~")):
+        if folder == base or base in folder.parents:
+            rel = folder.relative_to(base).as_posix()
+            return prefix + "/" + ("" if rel == "." else rel)
+    return folder.as_posix()
 
 
 def summary_text(s: WriteSummary, accept: bool) -> Text:
     out = Text()
     out.append("Write ")
     out.append(s.output, style="bold")
-    out.append(f"  ({s.format})\n\n")
+    out.append(f"  ({s.format})\n")
+    out.append(f"in {s.folder}\n\n")
     copies, nbytes = s.copied, s.copied_bytes
     if accept:
         copies, nbytes = copies + s.pending_copies, nbytes + s.pending_bytes

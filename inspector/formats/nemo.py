@@ -5,6 +5,9 @@ references as `nemo:<uuid>_<name>`. The weights come in one of the layouts in `L
 read where it lies inside the tar, at its member's data offset, so tensor byte ranges are
 absolute offsets in the .nemo file and nothing is extracted. A tar.gz is first expanded to an
 uncompressed tar in a cache (streamed, bounded memory), which is then read the same way.
+
+`read_parts` reads a model from its files wherever they lie: the members of a tar here, the files
+of an extracted folder in `nemo_folder.py`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,27 @@ _RANK_WEIGHTS = re.compile(r"^((?:mp|tp)_rank_\d+(?:_pp_rank_\d+)?)/model_weight
 _DIST_FOLDER = "model_weights"
 
 
+@dataclass(frozen=True)
+class Part:
+    """One file of a NeMo model: a member of the .nemo tar, or a file of an extracted folder."""
+
+    path: Path  # the file holding its bytes: the tar, or the file itself
+    member: Member  # name as stored, offset of its bytes in `path`, size
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The files of a NeMo model by key ("model_weights.ckpt", "mp_rank_00/model_weights.ckpt")."""
+
+    where: Path  # the .nemo file or the folder, named in messages
+    kind: str  # "archive" or "folder", for messages
+    files: dict[str, Part]
+
+    def label(self, key: str) -> str:
+        """How messages name one of the files."""
+        return f"{self.where}:{key}" if self.kind == "archive" else os.fspath(self.where / key)
+
+
 @dataclass
 class _Weights:
     tree: Any
@@ -60,17 +84,25 @@ def read(path: Path, options: ReadOptions) -> Loaded:
             f"tar.gz .nemo (NeMo < 1.7) decompressed to {tar}; tensor byte ranges refer to that "
             "file (delete it when done, or pass a cache folder to reuse it)"
         )
-    files = {m.key: m for m in read_members(tar) if m.kind == "file"}
-    config = _config(tar, files)
-    weights = _weights(tar, files, options)
-    artifacts = _artifacts(files, weights.members, config)
-    notes += weights.notes + _missing_artifacts(config, files)
-    if config is None:
-        notes.append(f"no {CONFIG} in the archive")
-    metadata = {"config": config, "artifacts": artifacts, **weights.metadata}
+    files = {m.key: Part(tar, m) for m in read_members(tar) if m.kind == "file"}
+    loaded = read_parts(FORMAT, Parts(tar, "archive", files), options)
+    loaded.notes[:0] = notes
     if tar != path:
-        metadata["expanded_to"] = os.fspath(tar)
-    return Loaded(FORMAT, weights.tree, metadata, notes, root=weights.root)
+        loaded.metadata["expanded_to"] = os.fspath(tar)
+    return loaded
+
+
+def read_parts(fmt: str, parts: Parts, options: ReadOptions) -> Loaded:
+    """A NeMo model from its files: the config parsed, the weights read in place, the other
+    files listed as artifacts."""
+    config = _config(parts)
+    weights = _weights(parts, options)
+    artifacts = _artifacts(parts.files, weights.members, config)
+    notes = weights.notes + _missing_artifacts(config, parts)
+    if config is None:
+        notes.append(f"no {CONFIG} in the {parts.kind}")
+    metadata = {"config": config, "artifacts": artifacts, **weights.metadata}
+    return Loaded(fmt, weights.tree, metadata, notes, root=weights.root)
 
 
 def _is_gzip(path: Path) -> bool:
@@ -81,36 +113,37 @@ def _is_gzip(path: Path) -> bool:
 # Config and artifacts ---------------------------------------------------------------------------
 
 
-def _config(tar: Path, files: dict[str, Member]) -> Any:
-    member = files.get(CONFIG)
-    if member is None:
+def _config(parts: Parts) -> Any:
+    part = parts.files.get(CONFIG)
+    if part is None:
         return None
-    text = read_member(tar, member, MAX_CONFIG_SIZE)
+    text = read_member(part.path, part.member, MAX_CONFIG_SIZE)
+    where, name = part.path, part.member.name
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise HeaderError(tar, f"not valid YAML: {e}", key=member.name) from None
+        raise HeaderError(where, f"not valid YAML: {e}", key=name) from None
     except RecursionError:
-        raise HeaderError(tar, "YAML nested too deeply", key=member.name) from None
+        raise HeaderError(where, "YAML nested too deeply", key=name) from None
 
 
 def _artifacts(
-    files: dict[str, Member], weight_members: list[str], config: Any
+    files: dict[str, Part], weight_members: list[str], config: Any
 ) -> list[dict[str, Any]]:
     refs = config_references(config)
     skip = {CONFIG, *weight_members}
     return [
-        {"name": key, "size": m.size, "offset": m.offset, "referenced": key in refs}
-        for key, m in files.items()
+        {"name": key, "size": p.member.size, "offset": p.member.offset, "referenced": key in refs}
+        for key, p in files.items()
         if key not in skip
     ]
 
 
-def _missing_artifacts(config: Any, files: dict[str, Member]) -> list[str]:
+def _missing_artifacts(config: Any, parts: Parts) -> list[str]:
     return [
-        f"{CONFIG} references {ARTIFACT_PREFIX}{name}, which is not in the archive"
+        f"{CONFIG} references {ARTIFACT_PREFIX}{name}, which is not in the {parts.kind}"
         for name in sorted(config_references(config))
-        if name not in files
+        if name not in parts.files
     ]
 
 
@@ -134,23 +167,25 @@ def config_references(config: Any) -> set[str]:
 # Weights ------------------------------------------------------------------------------------------
 
 
-def _single(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights | None:
-    member = files.get("model_weights.ckpt")
-    if member is None:
+def _single(parts: Parts, options: ReadOptions) -> _Weights | None:
+    part = parts.files.get("model_weights.ckpt")
+    if part is None:
         return None
-    inner = _read_zip_member(tar, member, options)
+    inner = _read_zip_member(part, options)
+    member = part.member
     meta = {"weights": {"member": member.name, "offset": member.offset, "size": member.size}}
     meta["torch_metadata"] = inner.metadata
     return _Weights(inner.tree, inner.root, [member.key], meta, inner.notes)
 
 
-def _ranks(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights | None:
+def _ranks(parts: Parts, options: ReadOptions) -> _Weights | None:
+    files = parts.files
     ranks = {m.group(1): files[key] for key in files if (m := _RANK_WEIGHTS.match(key))}
     if not ranks:
         return None
     tree, notes = {}, []
-    for rank, member in sorted(ranks.items()):
-        inner = _read_zip_member(tar, member, options)
+    for rank, part in sorted(ranks.items()):
+        inner = _read_zip_member(part, options)
         tree[rank] = inner.tree
         notes += [f"{rank}: {n}" for n in inner.notes]
     notes.insert(
@@ -159,50 +194,53 @@ def _ranks(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weight
         "under its rank with its own shard of the weights",
     )
     meta = {"model_parallel_ranks": sorted(ranks)}
-    return _Weights(tree, (), [m.key for m in ranks.values()], meta, notes)
+    return _Weights(tree, (), [p.member.key for p in ranks.values()], meta, notes)
 
 
-def _distributed(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights | None:
+def _distributed(parts: Parts, options: ReadOptions) -> _Weights | None:
     from . import dcp
 
     prefix = f"{_DIST_FOLDER}/"
-    members = {key[len(prefix) :]: m for key, m in files.items() if key.startswith(prefix)}
+    members = {key[len(prefix) :]: p for key, p in parts.files.items() if key.startswith(prefix)}
     if dcp.METADATA not in members:
         return None
-    ranges = {name: dcp.FileRange(tar, m.offset, m.size) for name, m in members.items()}
-    loaded = dcp.read_files(f"{tar}:{_DIST_FOLDER}", ranges, options)
+    ranges = {
+        name: dcp.FileRange(p.path, p.member.offset, p.member.size) for name, p in members.items()
+    }
+    loaded = dcp.read_files(parts.label(_DIST_FOLDER), ranges, options)
     notes = [f"distributed checkpoint (torch_dist) in {prefix}, read in place", *loaded.notes]
     meta = {"distributed": {"folder": prefix, "files": sorted(members)}, **loaded.metadata}
     return _Weights(loaded.tree, loaded.root, [prefix + k for k in members], meta, notes)
 
 
 # Weight layouts, tried in order: one state dict, model-parallel ranks, a distributed folder.
-LAYOUTS: tuple[Callable[[Path, dict[str, Member], ReadOptions], _Weights | None], ...] = (
+LAYOUTS: tuple[Callable[[Parts, ReadOptions], _Weights | None], ...] = (
     _single,
     _ranks,
     _distributed,
 )
 
 
-def _weights(tar: Path, files: dict[str, Member], options: ReadOptions) -> _Weights:
+def _weights(parts: Parts, options: ReadOptions) -> _Weights:
     for layout in LAYOUTS:
-        found = layout(tar, files, options)
+        found = layout(parts, options)
         if found is not None:
             return found
     raise MissingRecordError(
-        tar,
-        "no weights in the archive: expected model_weights.ckpt, mp_rank_XX/model_weights.ckpt "
-        f"or a {_DIST_FOLDER}/ folder",
+        parts.where,
+        f"no weights in the {parts.kind}: expected model_weights.ckpt, "
+        f"mp_rank_XX/model_weights.ckpt or a {_DIST_FOLDER}/ folder",
     )
 
 
-def _read_zip_member(tar: Path, member: Member, options: ReadOptions) -> Loaded:
+def _read_zip_member(part: Part, options: ReadOptions) -> Loaded:
     from . import torch_zip  # imported here: this module must load even where that one is absent
 
     # `member` names the zip in messages and prefixes its storage keys: every torch zip numbers
     # its records from 0, and equal keys across ranks would show unrelated tensors as tied.
+    member = part.member
     loaded: Loaded = torch_zip.read_zip_at(
-        tar, member.offset, member.size, options, member=member.name
+        part.path, member.offset, member.size, options, member=member.name
     )
     return loaded
 

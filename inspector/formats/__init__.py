@@ -40,6 +40,7 @@ class Loaded:
 # Module names under inspector.formats, most specific first.
 READERS = (
     "nemo",
+    "nemo_folder",
     "dcp",
     "hf_folder",
     "safetensors_index",

@@ -40,6 +40,8 @@ SAME_AS_TARGET = {
     "safetensors": "safetensors",
     "safetensors-sharded": "safetensors-sharded",
     "nemo": "nemo",
+    # An extracted .nemo folder: its weights file, model_weights.ckpt, is a torch zip.
+    "nemo-folder": "torch-zip",
     "hf": "hf",
     "memory": "torch-zip",
 }

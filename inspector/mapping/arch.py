@@ -198,7 +198,7 @@ ATTR_WORDS = {
     "vocab": "vocabulary",
 }
 # A family is known from the target's format, else from a component its names use.
-FAMILY_FORMATS = {"nemo": "nemo", "hf": "hf"}
+FAMILY_FORMATS = {"nemo": "nemo", "nemo-folder": "nemo", "hf": "hf"}
 FAMILY_MARKERS = (
     ("pre_encode", "nemo"),
     ("feed_forward1", "nemo"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import humanize
 from ..containers import dotted
+from ..errors import CheckpointError
 from ..model import Checkpoint, Record, TensorInfo
 from ..reader import open_checkpoint
 from ..tree import ModuleNode, build_tree, collapse_chains, walk
@@ -23,12 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", action="store_true", help="write a shape manifest (YAML)")
     p.add_argument("--no-fold", action="store_true", help="do not fold repeated layers")
     p.add_argument("--strict", action="store_true", help="fail on unsupported pickle globals")
+    p.add_argument(
+        "--config", action="store_true", help="print the model config (.nemo, HF) as YAML"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     ckpt = open_checkpoint(args.path, root=args.root, strict=args.strict)
     out = sys.stdout
-    if args.manifest:
+    if args.config:
+        out.write(config_yaml(ckpt))
+    elif args.manifest:
         from ..manifest import write_manifest
 
         out.write(write_manifest(ckpt))
@@ -85,7 +91,30 @@ def _tree_row(label: str, node: ModuleNode, width: int) -> str:
     )
 
 
+def config_yaml(ckpt: Checkpoint) -> str:
+    """The container's model config as YAML (a .nemo's model_config.yaml, an HF config.json)."""
+    config = ckpt.metadata.get("config")
+    if config is None:
+        raise CheckpointError(ckpt.path, f"a {ckpt.format} checkpoint carries no model config")
+    import yaml
+
+    return str(yaml.safe_dump(_plain(config), sort_keys=False))
+
+
+def _write_container(ckpt: Checkpoint, out: Any) -> None:
+    """What the container holds besides tensors: its config and artifacts (.nemo, HF)."""
+    config = ckpt.metadata.get("config")
+    if isinstance(config, dict):
+        kind = config.get("target") or config.get("model_type") or config.get("architectures")
+        about = f", {kind}" if kind else ""
+        out.write(f"config: {len(config)} keys{about} (ckpt ls --config prints it)\n")
+    for a in ckpt.metadata.get("artifacts", ()):
+        unused = "" if a.get("referenced", True) else "  (not referenced by the config)"
+        out.write(f"artifact: {a['name']}  {humanize.nbytes(a['size'])}{unused}\n")
+
+
 def _write_extras(ckpt: Checkpoint, out: Any) -> None:
+    _write_container(ckpt, out)
     for group in ckpt.tied_groups():
         out.write(f"tied (one storage): {' = '.join(group)}\n")
     for name, t in ckpt.items():

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from subproc import ckpt
+
+NEMO = Path(__file__).parent / "data" / "conformer_ctc_bpe_small.nemo"
+
+
+def test_ls_shows_the_nemo_config_and_artifacts():
+    out = ckpt("ls", NEMO, "--depth", "1")
+    assert out.returncode == 0, out.stderr
+    assert (
+        "config: 17 keys, nemo.collections.asr.models.ctc_bpe_models.EncDecCTCModelBPE"
+        in out.stdout
+    )
+    artifacts = [line for line in out.stdout.splitlines() if line.startswith("artifact: ")]
+    assert len(artifacts) == 3
+    assert any(line.startswith("artifact: ") and "_tokenizer.model" in line for line in artifacts)
+
+
+def test_ls_config_prints_model_config_yaml_as_parsed():
+    import tarfile
+
+    out = ckpt("ls", NEMO, "--config")
+    assert out.returncode == 0, out.stderr
+    with tarfile.open(NEMO) as tar:
+        member = tar.extractfile("./model_config.yaml")
+        assert member is not None
+        expected = yaml.safe_load(member.read())
+    assert yaml.safe_load(out.stdout) == expected
+
+
+def test_ls_config_without_a_config_is_an_input_error(tmp_path):
+    import numpy as np
+    import pytest
+
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+    safetensors_numpy.save_file({"w": np.ones(2, np.float32)}, tmp_path / "w.safetensors")
+    out = ckpt("ls", tmp_path / "w.safetensors", "--config")
+    assert out.returncode == 2
+    assert "w.safetensors" in out.stderr
+    assert "no model config" in out.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PlanError, WriteError
+from .hashing import hash_tensors
 from .mapping.plan import Entry, Plan
 from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
@@ -31,7 +32,7 @@ from .writers.foreign_globals import find_unknown_globals, weights_only_refused
 from .writers.patch import patch, patch_target, patchable
 from .writers.produce import Producer, View, ViewValue
 from .writers.transformed import apply_transforms, source_value
-from .writers.verify import digests, value_digest
+from .writers.verify import value_digest
 
 Progress = Callable[[int, int], None]
 _CHANGING = ("copy", "drop")  # decisions that change the output
@@ -103,7 +104,9 @@ def apply(
     where = patch_target(target)
     in_place = (where is not None and not drop and SAME_AS_TARGET.get(target.format) == fmt
                 and _same_layout(target, values))
-    with atomic_path(out, inputs_files, folder=spec.folder) as tmp:
+    # the disk writes the output while it is being written and verified: the fsync before the
+    # rename then waits only for the tail
+    with atomic_path(out, inputs_files, folder=spec.folder) as tmp, start_writeback(tmp):
         if in_place:
             assert where is not None
             report.mode = "patch"
@@ -117,8 +120,7 @@ def apply(
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
         report.bytes_written = _size(tmp)
         root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
-        with start_writeback(tmp):  # the disk writes while we verify
-            report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
+        report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
         if not report.verification.ok:
             raise WriteError(f"{out}: verification failed, nothing written: "
                              + "; ".join(report.verification.mismatches[:5]))
@@ -239,12 +241,12 @@ def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop
         expected = _expected(ins, values, threads)
         untouched = [n for n in target.tensors
                      if n not in values and n not in drop and n not in followers]
-        expected.update(digests(target, untouched, threads=threads))
+        expected.update(hash_tensors(target, untouched, threads=threads))
         expected.update({f: expected[lead] for f, lead in followers.items()})
         names = [n for n in expected if n in written.tensors]
         missing = [n for n in expected if n not in written.tensors]
         result.mismatches += [f"{n}: missing from the output" for n in missing]
-        got = digests(written, names, threads=threads)
+        got = hash_tensors(written, names, threads=threads)
     for name in names:
         result.checked += 1
         if got[name] != expected[name]:
@@ -269,7 +271,7 @@ def _expected(ins: Inputs, values: dict[str, Producer], threads: int | None) -> 
         else:
             out[name] = value_digest(v)
     for label, pairs in plain.items():
-        got = digests(ins.sources[label], [src for _, src in pairs], threads=threads)
+        got = hash_tensors(ins.sources[label], [src for _, src in pairs], threads=threads)
         out.update({name: got[src] for name, src in pairs})
     return out
 

@@ -167,6 +167,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of dirty pages, do not wait
+_KICK_SECONDS = 0.05  # how often writeback is asked for while an output is being written
 
 
 def _sync_file_range() -> Any:
@@ -180,30 +181,52 @@ def _sync_file_range() -> Any:
 
 
 @contextmanager
-def start_writeback(path: Path) -> Iterator[None]:
-    """Start writing `path`'s dirty pages to disk in a background thread (sync_file_range, which
-    ctypes calls without the GIL) while the body runs; the fsync that follows then only waits
-    for what is left. Best effort: where the call is missing the fsync does all the work."""
+def start_writeback(path: Path, every: float = _KICK_SECONDS) -> Iterator[None]:
+    """Keep the disk writing `path`'s dirty pages (a file, or the files of a folder) while the
+    body writes and verifies it: a background thread asks for writeback (sync_file_range, which
+    ctypes calls without the GIL) every `every` seconds, so the fsync before the rename only
+    waits for the tail. It waits on nothing itself; durability stays with that fsync. Best
+    effort: where the call is missing the fsync does all the work."""
     fn = _sync_file_range()
-    files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file()]
+    if fn is None:
+        yield
+        return
+    done = threading.Event()
 
     def run() -> None:
-        assert fn is not None
-        for f in files:
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-            finally:
-                os.close(fd)
+        while not done.wait(every):
+            _kick_all(fn, path)
+        _kick_all(fn, path)  # the body's last writes start on the disk too
 
     thread = threading.Thread(target=run, name="ckpt-writeback", daemon=True)
-    if fn is not None:
-        thread.start()
+    thread.start()
     try:
         yield
     finally:
-        if fn is not None:
-            thread.join()
+        done.set()
+        thread.join()
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [path] if path.exists() else []
+
+
+def _kick_all(fn: Any, path: Path) -> None:
+    for f in _files(path):
+        _kick(fn, f)
+
+
+def _kick(fn: Any, path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a file the writer has just replaced or removed: nothing to start
+        return
+    try:
+        fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    finally:
+        os.close(fd)
 
 
 def open_output(path: str | os.PathLike[str], flags: int = os.O_WRONLY) -> int:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .. import dtypes
 from ..containers import dotted
@@ -22,6 +20,9 @@ from ..formats.unpickler import AttrDict
 from ..model import Checkpoint, Storage, TensorInfo, TreePath, contiguous_strides
 from .output import Output, OutStorage, OutTensor
 from .produce import ArrayValue, Concatenated, Producer, RawBytes, View, ViewValue
+
+if TYPE_CHECKING:  # numpy is imported where arrays are built: plain copies do not need it
+    pass
 
 
 @dataclass
@@ -150,6 +151,8 @@ def storage_order(t: TensorInfo, value: Producer) -> Producer:
         v = value.view
         return value.with_view(View(v.dtype, permuted_shape, tuple(v.strides[i] for i in perm),
                                     v.offset))
+    import numpy as np
+
     from .produce import materialize
 
     arr = np.transpose(materialize(value, value.dtype, value.shape), perm)

@@ -20,12 +20,14 @@ import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import prod
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .. import dtypes
 from .._native import core
 from ..model import Checkpoint, Storage, TensorInfo, contiguous_strides, element_span
+
+if TYPE_CHECKING:  # numpy is imported where arrays are built: plain copies do not need it
+    import numpy as np
 
 # A chunk: (nbytes, write) where write(buffer) fills buffer[:nbytes] and returns its CRC-32.
 Chunk = tuple[int, Callable[[memoryview], int]]
@@ -269,12 +271,16 @@ class ArrayValue(Producer):
     """Values held in memory (a C-contiguous numpy array whose bytes are `dtype` elements)."""
 
     def __init__(self, array: np.ndarray, dtype: str):
+        import numpy as np
+
         self.array = np.ascontiguousarray(array)
         self.dtype = dtype
         self.shape = tuple(self.array.shape)
         self.nbytes = self.array.nbytes
 
     def chunks(self, limit: int) -> Iterator[Chunk]:
+        import numpy as np
+
         flat = self.array.reshape(-1).view(np.uint8)
         item = dtypes.get(self.dtype).itemsize
         step = max(item, limit // item * item)
@@ -310,6 +316,8 @@ class Concatenated(Producer):
 
 def materialize(value: Producer, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """A producer's bytes as one numpy array (numpy's view dtype: bf16/fp8 as unsigned ints)."""
+    import numpy as np
+
     out = np.empty(value.nbytes, dtype=np.uint8)
     view = memoryview(out.data)
     pos = 0

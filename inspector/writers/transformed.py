@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import prod
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .. import dtypes
 from .._native import core
@@ -30,6 +29,9 @@ from ..mapping.transforms import (
 )
 from ..model import Checkpoint, TensorInfo, contiguous_strides
 from .produce import ArrayValue, Producer, View, ViewValue, materialize
+
+if TYPE_CHECKING:  # numpy is imported where arrays are built: plain copies do not need it
+    import numpy as np
 
 
 def source_value(ckpt: Checkpoint, t: TensorInfo) -> ViewValue:
@@ -62,6 +64,8 @@ def _single(tr: Transform, values: list[Producer]) -> Producer:
 
 
 def _transpose(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
+    import numpy as np
+
     assert isinstance(tr, Transpose)
     v = _single(tr, values)
     perm = _perm(tr, len(v.shape))
@@ -98,6 +102,8 @@ def _cast(tr: Transform, values: list[Producer], target: Producer | None) -> Pro
 
 
 def _axis_range(tr: Transform, v: Producer, axis: int, start: int, stop: int) -> Producer:
+    import numpy as np
+
     shape = tr.out_shape([v.shape])
     ax = axis % len(v.shape)
     if isinstance(v, ViewValue):
@@ -124,6 +130,8 @@ def _split(tr: Transform, values: list[Producer], target: Producer | None) -> Pr
 
 
 def _concat(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
+    import numpy as np
+
     assert isinstance(tr, Concat)
     shape = tr.out_shape([v.shape for v in values])
     dtype = tr.out_dtype([v.dtype for v in values])
@@ -134,6 +142,8 @@ def _concat(tr: Transform, values: list[Producer], target: Producer | None) -> P
 
 
 def _pad(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
+    import numpy as np
+
     assert isinstance(tr, Pad)
     v = _single(tr, values)
     shape = tr.out_shape([v.shape])
@@ -162,6 +172,8 @@ def _pad(tr: Transform, values: list[Producer], target: Producer | None) -> Prod
 
 
 def _weight_norm(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
+    import numpy as np
+
     assert isinstance(tr, WeightNormFuse)
     if len(values) != 2:
         raise PlanError(f"{tr.describe()} takes [g, v], got {len(values)} inputs")
@@ -179,6 +191,8 @@ def _weight_norm(tr: Transform, values: list[Producer], target: Producer | None)
 
 def _decode(v: Producer, dtype: str) -> np.ndarray:
     """The value as float64 (the C++ cast decodes every dtype exactly to double)."""
+    import numpy as np
+
     raw = materialize(v, dtype, v.shape)
     out = np.empty(v.shape, dtype=np.float64)
     n = int(np.prod(v.shape))
@@ -193,6 +207,8 @@ def _decode_to(v: Producer, dtype: str) -> np.ndarray:
 
 
 def _encode(values: np.ndarray, from_dtype: str, dtype: str) -> ArrayValue:
+    import numpy as np
+
     src = np.ascontiguousarray(values)
     item = dtypes.get(dtype).itemsize
     out = np.empty(src.size * item, dtype=np.uint8)

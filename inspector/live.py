@@ -20,12 +20,12 @@ import numpy as np
 
 from .apply import Inputs, _expected, entry_value, plan_report
 from .errors import PlanError
+from .hashing import hash_tensors
 from .mapping.plan import Plan
 from .model import Checkpoint
 from .reader import open_checkpoint
 from .report import TransferReport, Verification
 from .writers.produce import materialize
-from .writers.verify import digests
 
 _PLAN_SUFFIXES = (".yaml", ".yml")
 
@@ -87,7 +87,7 @@ def _verify(module: Any, ins: Inputs, values: dict[str, Any]) -> Verification:
     result = Verification()
     after = open_checkpoint(module)
     expected = _expected(ins, values, None)
-    got = digests(after, list(expected))
+    got = hash_tensors(after, list(expected))
     for name, d in expected.items():
         result.checked += 1
         if got[name] == d:

@@ -10,7 +10,6 @@ as it is produced. Both give the same `ckh1` digests.
 from __future__ import annotations
 
 from ..hashing import Digest, TensorHasher
-from ..hashing import hash_tensors as digests  # noqa: F401  (the name callers import)
 from .produce import Producer
 
 _CHUNK = 16 << 20

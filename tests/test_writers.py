@@ -6,8 +6,6 @@ import io
 import json
 import shutil
 import struct
-import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -19,6 +17,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from subproc import python
 
 import inspector
 from inspector.mapping.transforms import Cast, Concat, Pad, Slice, Transpose
@@ -308,6 +307,5 @@ def test_apply_imports_neither_numpy_nor_torch():
     # a patch copies bytes and hashes them in the core: numpy is imported where arrays are built
     code = ("import sys, inspector.apply, inspector.cli.apply; "
             "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    out = python("-c", code, check=True)
     assert out.stdout.strip() == "[]"

@@ -383,6 +383,13 @@ private:
     // Objects other than the top level and entries: duplicates are found with a sorted copy of
     // the keys when the object closes (they are small, or rare).
     void object(int depth) {
+        members(depth, [&](const std::string&) { value(depth); });
+    }
+
+    // An object at `depth` (the cursor on its '{'): `member(key)` parses each value; repeated keys
+    // are reported when the object closes.
+    template <class F>
+    void members(int depth, F&& member) {
         enter(depth);
         ++p_;
         std::vector<std::string> keys;
@@ -397,7 +404,7 @@ private:
             keys.emplace_back();
             string(&keys.back());
             expect(':', "':' delimiter");
-            value(depth);
+            member(keys.back());
             if (!next_member('}')) break;
         }
         if (const auto dup = first_duplicate(keys)) fail_key(Fault::duplicate_key, "name appears twice in the header", *dup);
@@ -528,32 +535,17 @@ private:
         skip_ws();
         h_.metadata.clear();
         if (peek() == '{' && !at_end()) {
-            enter(2);
-            ++p_;
-            std::vector<std::string> keys;
-            skip_ws();
-            if (peek() == '}' && !at_end()) {
-                ++p_;
-                return;
-            }
-            for (;;) {
-                skip_ws();
-                if (peek() != '"' || at_end()) syntax("expecting property name enclosed in double quotes");
-                keys.emplace_back();
-                string(&keys.back());
-                expect(':', "':' delimiter");
+            members(2, [&](const std::string& key) {  // str -> str, like the reference
                 skip_ws();
                 if (peek() == '"' && !at_end()) {
                     std::string v;
                     string(&v);
-                    h_.metadata.emplace_back(keys.back(), std::move(v));
+                    h_.metadata.emplace_back(key, std::move(v));
                 } else {
                     value(2);
                     metadata_fault_ = true;
                 }
-                if (!next_member('}')) break;
-            }
-            if (const auto d = first_duplicate(keys)) fail_key(Fault::duplicate_key, "name appears twice in the header", *d);
+            });
             return;
         }
         if (value(1) != Kind::null) metadata_fault_ = true;  // null: no metadata, as in Python

@@ -12,9 +12,11 @@ from .reader import open_checkpoint as open
 
 __version__ = "0.1.0"
 
-# Imported on first use, so that `import inspector` (and `ckpt ls`) stays light.
+# Imported on first use, so that `import inspector` (and `ckpt ls`) stays light. No submodule
+# shares a name with a function here: importing `inspector.X` binds the module as attribute X of
+# the package, which would shadow the function from then on.
 _LAZY = {
-    "diff": ("diff", "diff"),
+    "diff": ("diffing", "diff"),
     "hash_tensors": ("hashing", "hash_tensors"),
     "checkpoint_digest": ("hashing", "checkpoint_digest"),
     "compare_tensors": ("compare", "compare_tensors"),
@@ -22,10 +24,10 @@ _LAZY = {
     "propose": ("mapping", "propose"),
     "Plan": ("mapping", "Plan"),
     "load_rules": ("mapping", "load_rules"),
-    "apply": ("apply", "apply"),
+    "apply": ("applying", "apply"),
     "load_into": ("live", "load_into"),
-    "check": ("check", "check"),
-    "scan": ("scan", "scan"),
+    "check": ("checking", "check"),
+    "scan": ("scanning", "scan"),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .apply import Inputs, _expected, entry_value, plan_report
+from .applying import Inputs, _expected, entry_value, plan_report
 from .errors import PlanError
 from .hashing import hash_tensors
 from .mapping.plan import Plan

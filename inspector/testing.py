@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .check import CheckResult, check
+from .checking import CheckResult, check
 from .findings import group_findings
 
 

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 
 import inspector
-from inspector.apply import apply
+from inspector.applying import apply
 from inspector.errors import PlanError, WriteError
 from inspector.mapping import propose
 from inspector.mapping.plan import Plan

@@ -12,7 +12,7 @@ import pytest
 import torch
 from subproc import popen, python
 
-from inspector.apply import apply
+from inspector.applying import apply
 from inspector.errors import WriteError
 from inspector.mapping import propose
 from inspector.writers import stream
@@ -134,7 +134,7 @@ def test_file_size_limit_gives_clear_error(tmp_path: Path) -> None:
     out = tmp_path / "out.safetensors"
     code = textwrap.dedent(f"""
         import resource, signal, sys
-        from inspector.apply import apply
+        from inspector.applying import apply
         from inspector.errors import WriteError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import inspector
-from inspector.check import check, check_model
+from inspector.checking import check, check_model
 from inspector.errors import CheckpointError
 from inspector.manifest import load_manifest, write_manifest
 from inspector.testing import assert_compatible

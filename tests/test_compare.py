@@ -392,7 +392,7 @@ def test_python_layer_on_real_files(tmp_path: Path) -> None:
 def test_diff_compares_changed_tensors_in_parallel_with_the_same_figures(tmp_path: Path) -> None:
     """inspector.diff runs small changed tensors side by side and splits big ones over threads;
     each row's figures equal a direct one-thread comparison."""
-    from inspector.diff import CHANGED, IDENTICAL, diff
+    from inspector.diffing import CHANGED, IDENTICAL, diff
 
     rng = np.random.default_rng(8)
     a = {

@@ -9,7 +9,7 @@ import pytest
 from subproc import child_env, ckpt
 
 import inspector
-from inspector.diff import CHANGED, DTYPE, IDENTICAL, ONLY_A, ONLY_B, SHAPE, UNCHECKED, diff
+from inspector.diffing import CHANGED, DTYPE, IDENTICAL, ONLY_A, ONLY_B, SHAPE, UNCHECKED, diff
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")

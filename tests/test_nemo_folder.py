@@ -14,7 +14,7 @@ import yaml
 from subproc import python
 
 import inspector
-from inspector.apply import apply
+from inspector.applying import apply
 from inspector.cli import main
 from inspector.errors import MissingRecordError, UnsafeArchiveMemberError, WriteError
 from inspector.mapping import propose

@@ -17,7 +17,7 @@ from picklescan.scanner import scan_directory_path, scan_file_path
 from scan_corpus import Reduce
 
 from inspector.formats.unpickler import scan_pickle
-from inspector.scan import DANGEROUS, SAFE, UNKNOWN, classify, scan
+from inspector.scanning import DANGEROUS, SAFE, UNKNOWN, classify, scan
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +353,7 @@ def test_every_zip_problem_is_reported(tmp_path: Path) -> None:
 def test_deflated_pickle_over_the_limit_is_not_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inspector.scan as scan_module
+    import inspector.scanning as scan_module
 
     p = tmp_path / "c.pt"
     with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:

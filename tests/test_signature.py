@@ -19,7 +19,7 @@ from subproc import ckpt, python
 import inspector
 from inspector import diff as diff_module
 from inspector._native import core
-from inspector.diff import DTYPE, ONLY_A, ONLY_B, SHAPE, STATUSES, UNCHECKED, diff
+from inspector.diffing import DTYPE, ONLY_A, ONLY_B, SHAPE, STATUSES, UNCHECKED, diff
 from inspector.signature import Signature, signature
 from inspector.tree import fold_names
 
@@ -199,7 +199,7 @@ def test_cli_no_values_output_folds_long_lists(tmp_path):
 def test_header_only_diff_does_not_import_torch_or_numpy(tmp_path):
     pa, pb = _files(tmp_path)
     code = (
-        "import sys; from inspector.diff import diff; "
+        "import sys; from inspector.diffing import diff; "
         f"r = diff({str(pa)!r}, {str(pb)!r}, values=False); r.to_json(); "
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     )

@@ -38,7 +38,7 @@ from inspector.errors import (
 )
 from inspector.formats import torch_legacy
 from inspector.model import Record
-from inspector.scan import scan
+from inspector.scanning import scan
 
 pytestmark = pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental:UserWarning")
 

@@ -269,7 +269,7 @@ async def test_command_palette_lists_every_action(files: tuple[Path, Path]) -> N
 async def test_write_flow_confirms_writes_verifies_and_matches_ckpt_apply(
     files: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from inspector.apply import apply
+    from inspector.applying import apply
     from inspector.tui.screens.write import ResultScreen
 
     out = tmp_path / "out.pt"

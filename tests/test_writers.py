@@ -305,7 +305,7 @@ def test_writeback_thread_stops_when_the_body_fails(tmp_path):
 
 def test_apply_imports_neither_numpy_nor_torch():
     # a patch copies bytes and hashes them in the core: numpy is imported where arrays are built
-    code = ("import sys, inspector.apply, inspector.cli.apply; "
+    code = ("import sys, inspector.applying, inspector.cli.apply; "
             "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
     out = python("-c", code, check=True)
     assert out.stdout.strip() == "[]"

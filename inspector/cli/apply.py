@@ -13,7 +13,7 @@ import signal
 import sys
 from types import FrameType
 
-from ..apply import Inputs, apply, open_plan_inputs
+from ..applying import Inputs, apply, open_plan_inputs
 from ..errors import PlanError
 from ..mapping.plan import Plan
 from ..mapping.propose import propose

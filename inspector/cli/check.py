@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..check import check, check_model
+    from ..checking import check, check_model
 
     if (args.checkpoint is None) == (args.model is None):
         print("ckpt check: error: give a CHECKPOINT or --model, not both", file=sys.stderr)

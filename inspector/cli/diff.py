@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..diff import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
+from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
 from .progress import meter
 
 TITLES = {

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scan import scan
+    from ..scanning import scan
 
     result = scan(args.paths, strict=args.strict, verify_crc=not args.no_crc)
     return report(result, args, args.paths)

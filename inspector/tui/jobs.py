@@ -91,7 +91,7 @@ def write(
     plan: Plan, out: Path, accept_proposed: bool, progress: Callable[[int, int], None]
 ) -> msg.WriteFinished:
     """Write the output with `inspector.apply` and verify it; the report comes back as text."""
-    from ..apply import apply
+    from ..applying import apply
 
     report = apply(plan, out, accept_proposed=accept_proposed, progress=progress)
     v = report.verification

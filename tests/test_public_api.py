@@ -45,7 +45,8 @@ SCRIPT = textwrap.dedent(
             "compare_tensors": lambda: inspector.compare_tensors(
                 inspector.open(tgt), "joint.pred.weight", inspector.open(tgt), "joint.pred.weight"
             ).n_diff,
-            "tensor_stats": lambda: str(inspector.tensor_stats(inspector.open(tgt), "joint.pred.weight").numel),
+            "tensor_stats": lambda: inspector.tensor_stats(
+                inspector.open(tgt), "joint.pred.weight").numel,
             "propose": lambda: len(plan.entries),
             "Plan": lambda: (plan.save(f"{out}/plan{round_}.yaml"),
                              len(inspector.Plan.load(f"{out}/plan{round_}.yaml").entries))[1],

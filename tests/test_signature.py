@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from subproc import ckpt, python
 
 import inspector
-from inspector import diff as diff_module
+from inspector import diffing as diff_module
 from inspector._native import core
 from inspector.diffing import DTYPE, ONLY_A, ONLY_B, SHAPE, STATUSES, UNCHECKED, diff
 from inspector.signature import Signature, signature

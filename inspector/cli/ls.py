@@ -85,8 +85,9 @@ def _tree_row(label: str, node: ModuleNode, width: int) -> str:
         times = f"{node.repeat} x " if node.repeat > 1 else ""
         return f"{label:<{width}}{times}{t.dtype} {humanize.shape(t.shape)}"
     per = f"  ({node.repeat} x {node.tensors // node.repeat})" if node.repeat > 1 else ""
+    noun = "tensor " if node.tensors == 1 else "tensors"
     return (
-        f"{label:<{width}}{node.tensors:>6} tensors {humanize.count(node.params):>8} params "
+        f"{label:<{width}}{node.tensors:>6} {noun} {humanize.count(node.params):>8} params "
         f"{humanize.nbytes(node.nbytes):>11}  {humanize.dtypes(node.dtypes)}{per}"
     )
 

@@ -175,15 +175,45 @@ def test_malformed_streams_raise_pickle_error(blob: bytes, what: str) -> None:
     assert "archive/data.pkl" in str(e.value)
 
 
-def test_deep_nesting_and_cycles_are_refused() -> None:
+def test_deep_nesting_is_refused_and_cycles_are_loaded() -> None:
     deep = b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."
     with pytest.raises(PickleError, match="nested deeper"):
         load(deep, path="p")
     marks = b"\x80\x02" + b"(" * 100_000 + b"."
     with pytest.raises(PickleError, match="nested MARK"):
         load(marks, path="p")
-    cycle = b"\x80\x02]q\x00h\x00a."  # l = [l]
-    with pytest.raises(PickleError, match="contains itself"):
-        load(cycle, path="p")
+    cycle = load(b"\x80\x02]q\x00h\x00a.", path="p")  # l = [l]: legal, as in pickle
+    assert cycle[0] is cycle
     wide_dag = b"\x80\x02]" + b"\x94\x85" * 200 + b"."  # 200 nested tuples of one: fine
     assert load(wide_dag, path="p") is not None
+
+
+# d = {'cfg': DictConfig-like object whose state points back at d and at itself}
+_RECORD_CYCLE = (
+    b"\x80\x02}q\x00"  # d = {}, memo 0
+    b"X\x03\x00\x00\x00cfg"
+    b"comegaconf.dictconfig\nDictConfig\n)\x81q\x01"  # NEWOBJ, memo 1
+    b"}q\x02X\x07\x00\x00\x00_parenth\x00s"  # state = {'_parent': d,
+    b"X\x04\x00\x00\x00selfh\x01s"  # 'self': the record}
+    b"b"  # BUILD
+    b"s."  # d['cfg'] = rec
+)
+
+
+def test_a_record_pointing_back_up_the_tree_loads_with_its_back_references() -> None:
+    tree = load(_RECORD_CYCLE, path="p")
+    rec = tree["cfg"]
+    assert isinstance(rec, Record)
+    assert rec.cls == "omegaconf.dictconfig.DictConfig"
+    assert rec.state["_parent"] is tree
+    assert rec.state["self"] is rec
+
+
+def test_back_references_do_not_lift_the_sharing_bound() -> None:
+    top: list[object] = []
+    x: object = top  # the innermost list is a back-reference to the top
+    for _ in range(30):
+        x = [x, x]  # shared: 2**30 places once expanded
+    top.append(x)
+    with pytest.raises(PickleError, match="expands past"):
+        load(pickle.dumps(top, protocol=2), path="p")

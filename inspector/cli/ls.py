@@ -139,7 +139,7 @@ def _summary(key: Any, value: Any, root: tuple[Any, ...]) -> str:
     if isinstance(value, TensorInfo):
         return f"{key} {tensor_text(value)}"
     if isinstance(value, Record):
-        return f"{key} ({value.cls})"
+        return f"{key}=<global {value.cls}>" if value.kind == "global" else f"{key} ({value.cls})"
     if isinstance(value, (dict, list, tuple)):
         n = count_tensors(value)
         kind = f"{'dict' if isinstance(value, dict) else type(value).__name__} of {len(value)}"

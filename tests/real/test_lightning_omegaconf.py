@@ -123,6 +123,12 @@ def test_a_torch_saved_lightning_layout_with_omegaconf_config(tmp_path):
     config = doc["container"]["hyper_parameters"]["cfg"]
     assert config["__class__"] == "omegaconf.dictconfig.DictConfig"
     assert "hyper_parameters.cfg" in _refs(doc)
+    out = tmp_path / "applied.ckpt"
+    applied = ckpt("apply", tmp_path / "plan.yaml", "--accept-proposed", "-o", out)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    back = torch.load(out, weights_only=False)["hyper_parameters"]["cfg"]
+    assert back == _cfg()
+    assert back.model._get_parent() is back  # the written pickle keeps the back-reference
 
 
 @pytest.mark.filterwarnings("ignore")  # Lightning warns about workers, logging and devices

@@ -139,6 +139,7 @@ def test_every_command_takes_per_input_roots(saved, tmp_path):
     assert "(checkpoint: 9 tensors)" in hashed.stdout
     same = ckpt("diff", f"{train}::model", f"{fairseq}::model")
     assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.startswith(f"A: {train}::model\nB: {fairseq}::model\n")
     other = ckpt("diff", f"{train}::optimizer.state", fairseq)
     assert other.returncode == 1, other.stderr
     soft = ckpt("diff", "--root", "model", train, fairseq)

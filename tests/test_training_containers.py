@@ -62,8 +62,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[name] = folder / f"{name}.pt"
         torch.save(obj, paths[name])
     paths["expected"] = folder / "expected.json"
-    paths["expected"].write_text(json.dumps({k: list(v) for k, v in _signature(
-        model.state_dict()).items()}))
+    paths["expected"].write_text(
+        json.dumps({k: list(v) for k, v in _signature(model.state_dict()).items()})
+    )
     return paths
 
 

@@ -173,3 +173,70 @@ def test_a_lightning_trainer_checkpoint_with_saved_omegaconf_hyperparameters(tmp
     assert "hyper_parameters" in _refs(doc)
     optimizer = inspector.open(f"{path}::optimizer_states")
     assert any("optimizer or training state" in n for n in optimizer.notes)
+
+
+def _nemo_ctc_config(labels: list[str]) -> Any:
+    return omegaconf.OmegaConf.create(
+        {
+            "sample_rate": 16000,
+            "labels": labels,
+            "preprocessor": {
+                "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+                "features": 16,
+                "n_fft": 128,
+                "window_size": 0.008,
+                "window_stride": 0.004,
+            },
+            "encoder": {
+                "_target_": "nemo.collections.asr.modules.ConvASREncoder",
+                "feat_in": 16,
+                "activation": "relu",
+                "conv_mask": True,
+                "jasper": [
+                    {
+                        "filters": 8,
+                        "repeat": 1,
+                        "kernel": [3],
+                        "stride": [1],
+                        "dilation": [1],
+                        "dropout": 0.0,
+                        "residual": False,
+                        "separable": False,
+                    }
+                ],
+            },
+            "decoder": {
+                "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
+                "feat_in": 8,
+                "num_classes": len(labels),
+                "vocabulary": labels,
+            },
+            "optim": {"name": "adam", "lr": 0.01},
+        }
+    )
+
+
+@pytest.mark.filterwarnings("ignore")  # NeMo and Lightning warn on import and on CPU
+def test_a_nemo_asr_training_checkpoint(tmp_path):
+    """The file of issue 10: `trainer.save_checkpoint` of a NeMo ASR model (random weights)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl = pytest.importorskip("lightning.pytorch")
+        asr = pytest.importorskip("nemo.collections.asr")
+        model = asr.models.EncDecCTCModel(cfg=_nemo_ctc_config(list(" abc")))
+        trainer = pl.Trainer(
+            max_epochs=0,
+            logger=False,
+            enable_checkpointing=False,
+            accelerator="cpu",
+            default_root_dir=tmp_path,
+        )
+        trainer.strategy.connect(model)
+        path = tmp_path / "asr.ckpt"
+        trainer.save_checkpoint(path)
+
+    c = _assert_lists_as_torch_loads(path)
+    assert any(name.startswith("encoder.") for name in c)
+    assert c.tree["hyper_parameters"].cls == "omegaconf.dictconfig.DictConfig"
+    doc = _assert_every_command_succeeds(path, tmp_path)
+    assert "hyper_parameters" in _refs(doc)

@@ -275,3 +275,11 @@ def test_shared_and_cyclic_containers_load_as_pickle_builds_them(graph: object, 
     ours = load(blob, path="p")
     assert _shape(ours) == _shape(pickle.loads(blob))
     json.dumps(to_plain(ours))  # finite, whatever the cycles
+
+
+def test_records_pointing_back_at_themselves_compare_without_recursing() -> None:
+    a, b = load(_RECORD_CYCLE, path="p"), load(_RECORD_CYCLE, path="p")
+    assert a["cfg"] == b["cfg"]
+    assert a == b
+    c = load(_RECORD_CYCLE.replace(b"DictConfig", b"ListConfig"), path="p")
+    assert a["cfg"] != c["cfg"]

@@ -45,6 +45,11 @@ NON_WEIGHT_KEYS = frozenset(
 )
 
 
+# The keys of `torch.optim.Optimizer.state_dict()`: a dict holding both is optimizer state
+# wherever it sits (a file saved from `opt.state_dict()` alone has no telling key above it).
+OPTIMIZER_STATE_KEYS = frozenset({"state", "param_groups"})
+
+
 def iter_leaves(
     tree: Any, leaf_type: type[L], prefix: TreePath = ()
 ) -> Iterator[tuple[TreePath, L]]:
@@ -85,11 +90,18 @@ def subtree(tree: Any, path: TreePath) -> Any:
 
 
 def detect_root(tree: Any) -> TreePath:
-    """Path of the weights sub-tree: descend into known weight keys until tensors appear."""
+    """Path of the weights sub-tree: descend into known weight keys until tensors appear.
+
+    Scalar tensors beside sub-trees (a training dict's `loss`, `step`) are bookkeeping, not
+    weights: they do not stop the descent into a key named in WEIGHT_KEYS.
+    """
     path: TreePath = ()
     node = tree
-    while isinstance(node, dict) and not any(isinstance(v, TensorInfo) for v in node.values()):
-        child = _weights_child(node)
+    while isinstance(node, dict) and not _is_optimizer_state(node):
+        direct = [v for v in node.values() if isinstance(v, TensorInfo)]
+        if any(not is_scalar(t) for t in direct):
+            break
+        child = _weights_child(node, named_only=bool(direct))
         if child is None:
             break
         path = (*path, child)
@@ -97,19 +109,66 @@ def detect_root(tree: Any) -> TreePath:
     return path
 
 
-def _weights_child(node: dict[Any, Any]) -> Any:
-    counts = {k: count_tensors(v) for k, v in node.items() if k not in NON_WEIGHT_KEYS}
+def is_scalar(t: TensorInfo) -> bool:
+    """A tensor of at most one element (`torch.tensor(0.5)`, a step counter)."""
+    return t.numel <= 1
+
+
+def _weights_child(node: dict[Any, Any], *, named_only: bool = False) -> Any:
+    counts = {
+        k: count_tensors(v)
+        for k, v in node.items()
+        if k not in NON_WEIGHT_KEYS and not isinstance(v, TensorInfo)
+    }
     counts = {k: n for k, n in counts.items() if n > 0}
     if not counts:
         return None
     for key in WEIGHT_KEYS:
         if key in counts:
             return key
+    if named_only:
+        return None
     if len(counts) == 1 or sum(counts.values()) == 0:
         return next(iter(counts))
     best = max(counts, key=lambda k: counts[k])
     # Several unnamed tensor-holding children (e.g. a nested module tree): keep the node itself.
     return best if counts[best] > 0.9 * sum(counts.values()) else None
+
+
+def training_state(tree: Any, root: TreePath) -> list[tuple[TreePath, int]]:
+    """Sub-trees under `root` (itself and its ancestors included) holding optimizer or other
+    training state rather than weights (a key of NON_WEIGHT_KEYS, or an optimizer state dict),
+    with their tensor counts, in container order. Each container is visited once."""
+    node = tree
+    for i, key in enumerate(root):  # the root itself inside training state: all of it is
+        if _is_optimizer_state(node) or _is_non_weight_key(key):
+            return [(root[: i + 1], count_tensors(subtree(node, (key,))))]
+        node = node[key]
+    found: list[tuple[TreePath, int]] = []
+    seen: set[int] = set()
+    stack: list[tuple[TreePath, Any]] = [(root, node)]
+    while stack:
+        path, node = stack.pop()
+        if not isinstance(node, (dict, list, tuple)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if (path and _is_non_weight_key(path[-1])) or _is_optimizer_state(node):
+            n = count_tensors(node)
+            if n:
+                found.append((path, n))
+            continue
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        kids = [((*path, k), v) for k, v in items if isinstance(v, (dict, list, tuple))]
+        stack.extend(reversed(kids))
+    return found
+
+
+def _is_non_weight_key(key: Any) -> bool:
+    return isinstance(key, str) and key in NON_WEIGHT_KEYS
+
+
+def _is_optimizer_state(node: Any) -> bool:
+    return isinstance(node, dict) and node.keys() >= OPTIMIZER_STATE_KEYS
 
 
 def parse_root(spec: str) -> TreePath:

@@ -306,6 +306,7 @@ def diff(
     if values:
         ca, cb = open_checkpoint(a), open_checkpoint(b)
         (label_a, sig_a), (label_b, sig_b) = _side(ca), _side(cb)
+        label_a, label_b = _given_label(a, label_a), _given_label(b, label_b)
     else:  # the two headers are parsed at once: the C++ parser runs without the GIL
         with ThreadPoolExecutor(2) as pool:
             side_a, side_b = pool.submit(_side, a), pool.submit(_side, b)
@@ -315,6 +316,11 @@ def diff(
     if values:
         _compare_values(ca, cb, result, rtol=rtol, atol=atol, threads=threads, progress=progress)
     return result
+
+
+def _given_label(source: Any, label: str) -> str:
+    """A path as the user gave it (with its `::ROOT`), as the header-only diff shows it."""
+    return str(Path(source)) if isinstance(source, (str, os.PathLike)) else label
 
 
 def _side(source: Any) -> tuple[str, Signature]:

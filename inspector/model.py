@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -124,10 +125,43 @@ class Record:
         # by class only, which agrees with field equality.
         return hash((self.cls, self.kind))
 
+    def __eq__(self, other: object) -> bool:
+        """Field equality that terminates on records pointing back at themselves (OmegaConf's
+        `_parent`): a pair already being compared further up counts as equal."""
+        if self is other:
+            return True
+        if not isinstance(other, Record):
+            return NotImplemented
+        pairs = _comparing()
+        pair = (id(self), id(other))
+        if pair in pairs:
+            return True
+        pairs.add(pair)
+        try:
+            return (self.cls, self.kind, self.args, self.state) == (
+                other.cls,
+                other.kind,
+                other.args,
+                other.state,
+            )
+        finally:
+            pairs.discard(pair)
+
     def __str__(self) -> str:
         if self.kind == "unsupported-global":
             return f"<unsupported global {self.cls}>"
         return f"<{self.cls}>"
+
+
+_LOCAL = threading.local()
+
+
+def _comparing() -> set[tuple[int, int]]:
+    """The record pairs this thread is comparing now."""
+    pairs: set[tuple[int, int]] | None = getattr(_LOCAL, "pairs", None)
+    if pairs is None:
+        pairs = _LOCAL.pairs = set()
+    return pairs
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:

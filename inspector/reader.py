@@ -7,7 +7,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .containers import detect_root, dotted, iter_tensors, parse_root, subtree
+from .containers import detect_root, dotted, iter_tensors, parse_root, subtree, training_state
 from .errors import CheckpointError, UnsupportedFormatError
 from .formats import Loaded, ReadOptions, reader_modules
 from .model import Checkpoint, TensorInfo, TreePath
@@ -23,8 +23,10 @@ def open_checkpoint(
     """Open a checkpoint lazily: a path (file or folder), a state dict, or an `nn.Module`.
 
     `root` picks the weights sub-tree (`"model"`, `"state_dict"`, `""` for the top); by default
-    it is detected. `strict` turns unsupported pickle globals into `UnsafePickleError`.
+    it is detected. A path may carry it too: `"train.pt::model"` (see `split_root`).
+    `strict` turns unsupported pickle globals into `UnsafePickleError`.
     """
+    source, root = split_root(source, root)
     if isinstance(source, Checkpoint):
         return source if root is None else with_root(source, root)
     if isinstance(source, (str, os.PathLike)):
@@ -37,6 +39,29 @@ def open_checkpoint(
         path = None
         loaded = memory.read(source)
     return _build(path, loaded, root)
+
+
+ROOT_SEPARATOR = "::"
+
+
+def split_root(source: Any, root: str | TreePath | None = None) -> tuple[Any, Any]:
+    """`"PATH::ROOT"` -> `("PATH", "ROOT")`: the one parser of per-input roots, for every command.
+
+    A path that exists as named is taken whole (a file may have `::` in its name); otherwise the
+    text after the last `::` is the root (`""` for the top). Anything else passes through. A root
+    given both ways must agree.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return source, root
+    text = os.fspath(source)
+    if not isinstance(text, str) or ROOT_SEPARATOR not in text or os.path.exists(text):
+        return source, root
+    path, _, spec = text.rpartition(ROOT_SEPARATOR)
+    if root is not None and parse_root(spec) != (
+        parse_root(root) if isinstance(root, str) else tuple(root)
+    ):
+        raise CheckpointError(path, f"two roots asked for: '{ROOT_SEPARATOR}{spec}' and {root!r}")
+    return path, spec
 
 
 def _read_path(path: Path, options: ReadOptions) -> Loaded:
@@ -81,10 +106,11 @@ def _build(path: Path | None, loaded: Loaded, root: str | TreePath | None) -> Ch
 
 def with_root(ckpt: Checkpoint, root: str | TreePath | None) -> Checkpoint:
     """Set the weights sub-tree (detected when `root` is None) and name its tensors."""
+    ckpt.notes = [n for n in ckpt.notes if not n.startswith(_ROOT_NOTES)]  # from a former root
     if root is None:
         path = detect_root(ckpt.tree)
         if path:
-            ckpt.notes.append(f"weights found under '{dotted(path)}' (choose another with --root)")
+            ckpt.notes.append(f"{_DETECTED} '{dotted(path)}' (choose another with --root)")
     else:
         path = parse_root(root) if isinstance(root, str) else tuple(root)
     try:
@@ -95,7 +121,30 @@ def with_root(ckpt: Checkpoint, root: str | TreePath | None) -> Checkpoint:
         ) from None
     ckpt.root = path
     ckpt.tensors = _named(node)
+    note = _training_state_note(ckpt)
+    if note and note not in ckpt.notes:
+        ckpt.notes.append(note)
     return ckpt
+
+
+_DETECTED = "weights found under"
+_TRAINING = "optimizer or training state listed"
+_ROOT_NOTES = (_DETECTED, _TRAINING)
+
+
+def _training_state_note(ckpt: Checkpoint) -> str:
+    """Say so when the listed tensors include optimizer (or other training) state."""
+    parts = training_state(ckpt.tree, ckpt.root)
+    if not parts:
+        return ""
+    total = sum(n for _, n in parts)
+    where = ", ".join(f"'{dotted(p) or '<top>'}' ({n})" for p, n in parts)
+    text = f"{_TRAINING}, not model weights ({total} of {len(ckpt)} tensors): {where}"
+    weights = detect_root(ckpt.tree)
+    if weights and weights != ckpt.root:
+        w = dotted(weights)
+        text += f"; the weights look to be under '{w}' (PATH{ROOT_SEPARATOR}{w} or --root {w})"
+    return text
 
 
 def _named(node: Any) -> dict[str, TensorInfo]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import Checkpoint
-from .reader import open_checkpoint, pick_reader
+from .reader import open_checkpoint, pick_reader, split_root
 
 FastReader = Callable[[Path], "Signature"]
 
@@ -52,6 +52,7 @@ def signature(source: Any, *, root: str | None = None) -> Signature:
     for: those formats are flat); anything else goes through `inspector.open(source, root=root)`.
     Bad input raises the same errors as `inspector.open`.
     """
+    source, root = split_root(source, root)
     if isinstance(source, Checkpoint) and root is None:
         return Signature.of(source)
     if isinstance(source, (str, os.PathLike)) and root is None:

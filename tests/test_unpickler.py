@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import pickle
 import struct
 
@@ -175,15 +176,110 @@ def test_malformed_streams_raise_pickle_error(blob: bytes, what: str) -> None:
     assert "archive/data.pkl" in str(e.value)
 
 
-def test_deep_nesting_and_cycles_are_refused() -> None:
+def test_deep_nesting_is_refused_and_cycles_are_loaded() -> None:
     deep = b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."
     with pytest.raises(PickleError, match="nested deeper"):
         load(deep, path="p")
     marks = b"\x80\x02" + b"(" * 100_000 + b"."
     with pytest.raises(PickleError, match="nested MARK"):
         load(marks, path="p")
-    cycle = b"\x80\x02]q\x00h\x00a."  # l = [l]
-    with pytest.raises(PickleError, match="contains itself"):
-        load(cycle, path="p")
+    cycle = load(b"\x80\x02]q\x00h\x00a.", path="p")  # l = [l]: legal, as in pickle
+    assert cycle[0] is cycle
     wide_dag = b"\x80\x02]" + b"\x94\x85" * 200 + b"."  # 200 nested tuples of one: fine
     assert load(wide_dag, path="p") is not None
+
+
+# d = {'cfg': DictConfig-like object whose state points back at d and at itself}
+_RECORD_CYCLE = (
+    b"\x80\x02}q\x00"  # d = {}, memo 0
+    b"X\x03\x00\x00\x00cfg"
+    b"comegaconf.dictconfig\nDictConfig\n)\x81q\x01"  # NEWOBJ, memo 1
+    b"}q\x02X\x07\x00\x00\x00_parenth\x00s"  # state = {'_parent': d,
+    b"X\x04\x00\x00\x00selfh\x01s"  # 'self': the record}
+    b"b"  # BUILD
+    b"s."  # d['cfg'] = rec
+)
+
+
+def test_a_record_pointing_back_up_the_tree_loads_with_its_back_references() -> None:
+    tree = load(_RECORD_CYCLE, path="p")
+    rec = tree["cfg"]
+    assert isinstance(rec, Record)
+    assert rec.cls == "omegaconf.dictconfig.DictConfig"
+    assert rec.state["_parent"] is tree
+    assert rec.state["self"] is rec
+
+
+def test_back_references_do_not_lift_the_sharing_bound() -> None:
+    top: list[object] = []
+    x: object = top  # the innermost list is a back-reference to the top
+    for _ in range(30):
+        x = [x, x]  # shared: 2**30 places once expanded
+    top.append(x)
+    with pytest.raises(PickleError, match="expands past"):
+        load(pickle.dumps(top, protocol=2), path="p")
+
+
+def _shape(root: object) -> list[tuple[object, ...]]:
+    """A canonical listing of a graph of dicts and lists: per container in first-visit order its
+    kind and items, containers named by their visit index (so sharing and cycles compare)."""
+    index: dict[int, int] = {}
+    order: list[object] = []
+
+    def ref(x: object) -> object:
+        if isinstance(x, (dict, list)):
+            if id(x) not in index:
+                index[id(x)] = len(order)
+                order.append(x)
+            return ("#", index[id(x)])
+        return x
+
+    ref(root)
+    out: list[tuple[object, ...]] = []
+    i = 0
+    while i < len(order):
+        node = order[i]
+        if isinstance(node, dict):
+            out.append(("dict", *((k, ref(v)) for k, v in node.items())))
+        else:
+            assert isinstance(node, list)
+            out.append(("list", *(ref(v) for v in node)))
+        i += 1
+    return out
+
+
+@st.composite
+def _graphs(draw: st.DrawFn) -> object:
+    """Up to 12 dicts/lists whose items are ints or any of the containers (cycles included)."""
+    n = draw(st.integers(1, 12))
+    nodes: list[dict[str, object] | list[object]] = [
+        {} if draw(st.booleans()) else [] for _ in range(n)
+    ]
+    for node in nodes:
+        targets = draw(st.lists(st.one_of(st.integers(-3, 3), st.integers(0, n - 1).map(
+            lambda j: ("node", j))), max_size=4))
+        items = [nodes[t[1]] if isinstance(t, tuple) else t for t in targets]
+        if isinstance(node, dict):
+            node.update((f"k{i}", v) for i, v in enumerate(items))
+        else:
+            node.extend(items)
+    return nodes[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_graphs(), st.integers(0, 5))
+def test_shared_and_cyclic_containers_load_as_pickle_builds_them(graph: object, proto: int) -> None:
+    from inspector.plaintree import to_plain
+
+    blob = pickle.dumps(graph, protocol=proto)
+    ours = load(blob, path="p")
+    assert _shape(ours) == _shape(pickle.loads(blob))
+    json.dumps(to_plain(ours))  # finite, whatever the cycles
+
+
+def test_records_pointing_back_at_themselves_compare_without_recursing() -> None:
+    a, b = load(_RECORD_CYCLE, path="p"), load(_RECORD_CYCLE, path="p")
+    assert a["cfg"] == b["cfg"]
+    assert a == b
+    c = load(_RECORD_CYCLE.replace(b"DictConfig", b"ListConfig"), path="p")
+    assert a["cfg"] != c["cfg"]

@@ -10,17 +10,20 @@ import sys
 
 from . import EXIT_ERROR
 from .gate_report import add_report_options, report
+from .inputs import file_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", nargs="?", help="checkpoint to check (or use --model)")
+    p.add_argument(
+        "checkpoint", nargs="?", help="checkpoint to check (or use --model); PATH::ROOT allowed"
+    )
     p.add_argument(
         "--model",
         metavar="PKG.MODULE:FACTORY",
         help="check the state dict of a model built by this factory (meta device)",
     )
     ref = p.add_mutually_exclusive_group(required=True)
-    ref.add_argument("--against", metavar="REF", help="reference checkpoint")
+    ref.add_argument("--against", metavar="REF", help="reference checkpoint (PATH::ROOT allowed)")
     ref.add_argument(
         "--manifest", metavar="YAML", help="shape manifest (from `ckpt ls --manifest`)"
     )
@@ -65,6 +68,5 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
     )
     result = check_model(args.model, **options) if args.model else check(args.checkpoint, **options)
-    return report(
-        result, args, [p for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
-    )
+    inputs = [file_of(p) for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
+    return report(result, args, inputs)

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
+from .inputs import open_inputs
 from .progress import meter
 
 TITLES = {
@@ -25,8 +26,9 @@ PER_ROW_REASON = (SHAPE, DTYPE)  # the other statuses' reason is their title
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("a", help="first checkpoint (A)")
-    p.add_argument("b", help="second checkpoint (B)")
+    p.add_argument("a", help="first checkpoint (A); PATH::ROOT picks its weights sub-tree")
+    p.add_argument("b", help="second checkpoint (B); PATH::ROOT picks its weights sub-tree")
+    p.add_argument("--root", metavar="SPEC", help="weights sub-tree of each side that has it")
     p.add_argument("--no-values", action="store_true", help="names, shapes and dtypes only")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--strip-prefix", metavar="P", help="align names by a prefix such as 'module.'")
@@ -43,9 +45,12 @@ def run(args: argparse.Namespace) -> int:
         from ..mapping import Plan
 
         mapping = Plan.load(args.plan)
+    sides: list[Any] = [args.a, args.b]
+    if args.root is not None:  # opened here: --root applies to the sides that have it
+        sides = list(open_inputs(sides, args.root))
     result = diff(
-        args.a,
-        args.b,
+        sides[0],
+        sides[1],
         values=not args.no_values,
         mapping=mapping,
         rtol=args.rtol,

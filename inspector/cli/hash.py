@@ -12,8 +12,10 @@ from .progress import meter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="checkpoint file or folder")
-    p.add_argument("--root", help="weights sub-tree inside the container")
+    p.add_argument("path", help="checkpoint file or folder (PATH::ROOT picks the weights)")
+    p.add_argument(
+        "--root", help="weights sub-tree inside the container ('' for the top); or PATH::ROOT"
+    )
     p.add_argument("--json", action="store_true", help="write the manifest as JSON")
     p.add_argument("--threads", type=int, default=None, help="hashing threads (default: all cores)")
 

@@ -8,16 +8,19 @@ import sys
 from typing import Any
 
 from .. import humanize
-from ..containers import dotted
+from ..containers import count_tensors, dotted
 from ..errors import CheckpointError
 from ..model import Checkpoint, Record, TensorInfo
+from ..plaintree import tensor_text, to_plain
 from ..reader import open_checkpoint
 from ..tree import ModuleNode, build_tree, collapse_chains, walk
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="checkpoint file or folder")
-    p.add_argument("--root", help="weights sub-tree inside the container ('' for the top)")
+    p.add_argument("path", help="checkpoint file or folder (PATH::ROOT picks the weights)")
+    p.add_argument(
+        "--root", help="weights sub-tree inside the container ('' for the top); or PATH::ROOT"
+    )
     p.add_argument("--depth", type=int, default=3, help="tree depth to show (default 3)")
     p.add_argument("--flat", action="store_true", help="one line per tensor")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -99,7 +102,7 @@ def config_yaml(ckpt: Checkpoint) -> str:
         raise CheckpointError(ckpt.path, f"a {ckpt.format} checkpoint carries no model config")
     import yaml
 
-    return str(yaml.safe_dump(_plain(config), sort_keys=False))
+    return str(yaml.safe_dump(to_plain(config), sort_keys=False))
 
 
 def _write_container(ckpt: Checkpoint, out: Any) -> None:
@@ -114,8 +117,40 @@ def _write_container(ckpt: Checkpoint, out: Any) -> None:
         out.write(f"artifact: {a['name']}  {humanize.nbytes(a['size'])}{unused}\n")
 
 
+MAX_CONTAINER_KEYS = 12  # top-level keys summarised on the `container:` line
+
+
+def _write_container_keys(ckpt: Checkpoint, out: Any) -> None:
+    """One line on what a training container holds besides the weights (epoch, optimizer, ...)."""
+    if not ckpt.root or not isinstance(ckpt.tree, dict):
+        return
+    parts = [_summary(k, v, ckpt.root) for k, v in ckpt.tree.items()]
+    more = len(parts) - MAX_CONTAINER_KEYS
+    shown = parts[:MAX_CONTAINER_KEYS] + ([f"... {more} more"] if more > 0 else [])
+    out.write(f"container: {', '.join(shown)}\n")
+
+
+def _summary(key: Any, value: Any, root: tuple[Any, ...]) -> str:
+    if key == root[0]:
+        return f"{key} (listed)" if len(root) == 1 else f"{key} (listed: {dotted(root)})"
+    if value is None or isinstance(value, (bool, int, float)):
+        return f"{key}={value}"
+    if isinstance(value, str):
+        return f"{key}={value[:40]!r}"
+    if isinstance(value, TensorInfo):
+        return f"{key} {tensor_text(value)}"
+    if isinstance(value, Record):
+        return f"{key}=<global {value.cls}>" if value.kind == "global" else f"{key} ({value.cls})"
+    if isinstance(value, (dict, list, tuple)):
+        n = count_tensors(value)
+        kind = f"{'dict' if isinstance(value, dict) else type(value).__name__} of {len(value)}"
+        return f"{key} ({kind}{f', {n} tensors' if n else ''})"
+    return f"{key} ({type(value).__name__})"
+
+
 def _write_extras(ckpt: Checkpoint, out: Any) -> None:
     _write_container(ckpt, out)
+    _write_container_keys(ckpt, out)
     for group in ckpt.tied_groups():
         out.write(f"tied (one storage): {' = '.join(group)}\n")
     for name, t in ckpt.items():
@@ -164,18 +199,8 @@ def to_json(ckpt: Checkpoint) -> dict[str, Any]:
         "tensors": [tensor_json(t) for t in ckpt.values()],
         "tied": ckpt.tied_groups(),
         "notes": ckpt.notes,
-        "metadata": _plain(ckpt.metadata),
+        "metadata": to_plain(ckpt.metadata),
+        "container": to_plain(
+            ckpt.tree, replace={ckpt.root: f"<weights: {len(ckpt)} tensors, listed in 'tensors'>"}
+        ),
     }
-
-
-def _plain(value: Any) -> Any:
-    """Metadata as JSON-safe values (records shown by class name)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Record):
-        return str(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)

@@ -15,8 +15,8 @@ from ..mapping import names as nm
 from ..mapping.plan import Entry, Plan, Unused
 from ..mapping.propose import propose
 from ..mapping.rules import Rule, load_rules
-from ..reader import open_checkpoint
 from ..tree import fold_names
+from .inputs import file_of, open_inputs
 
 MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
 
@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="SRC... TGT",
         help="source checkpoint(s), then the target; a source may be PREFIX=PATH "
-        "(PREFIX is put before its names: encoder.=JasperEncoder.pt)",
+        "(PREFIX is put before its names: encoder.=JasperEncoder.pt); any input may name its "
+        "weights sub-tree as PATH::ROOT (train.pt::model)",
     )
     p.add_argument(
         "--rules",
@@ -39,12 +40,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--output", metavar="PLAN", help="write the plan (YAML) here")
     p.add_argument("--json", action="store_true", help="print the plan and summary as JSON")
-    p.add_argument("--root", metavar="SPEC", help="weights sub-tree in every input (e.g. model)")
+    p.add_argument(
+        "--root",
+        metavar="SPEC",
+        help="weights sub-tree of every input that has it (e.g. model); per input: PATH::SPEC",
+    )
     p.add_argument("--all", action="store_true", help="list every row, not only the notable ones")
 
 
 def _split_source(arg: str) -> tuple[str, str]:
-    if "=" in arg and not os.path.exists(arg):
+    if "=" in arg and not os.path.exists(file_of(arg)):
         prefix, path = arg.split("=", 1)
         return prefix, path
     return "", arg
@@ -54,12 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise PlanError("ckpt map needs at least one source and a target")
     *src_args, tgt_arg = args.paths
-    sources: list[Any] = []
-    for a in src_args:
-        prefix, path = _split_source(a)
-        ckpt = open_checkpoint(path, root=args.root)
-        sources.append((prefix, ckpt) if prefix else ckpt)
-    target = open_checkpoint(tgt_arg, root=args.root)
+    prefixes = [_split_source(a)[0] for a in src_args]
+    *opened, target = open_inputs([_split_source(a)[1] for a in src_args] + [tgt_arg], args.root)
+    sources: list[Any] = [(p, c) if p else c for p, c in zip(prefixes, opened, strict=True)]
     rules: list[Rule] = [r for spec in args.rules for r in load_rules(spec)]
     plan = propose(sources, target, rules)
     by_label = {
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     }
     explanation = arch.explain(plan, by_label, target)
     if args.output:
-        read = [_split_source(a)[1] for a in src_args] + [tgt_arg]
+        read = [file_of(_split_source(a)[1]) for a in src_args] + [file_of(tgt_arg)]
         plan.save(args.output, read + [r for r in args.rules if os.path.exists(r)])
     if args.json:
         data = plan.to_dict()

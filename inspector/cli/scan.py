@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .gate_report import add_report_options, report
+from .inputs import file_of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,5 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..scanning import scan
 
-    result = scan(args.paths, strict=args.strict, verify_crc=not args.no_crc)
-    return report(result, args, args.paths)
+    paths = [file_of(p) for p in args.paths]  # a PATH::ROOT argument: the whole file is scanned
+    result = scan(paths, strict=args.strict, verify_crc=not args.no_crc)
+    return report(result, args, paths)

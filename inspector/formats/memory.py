@@ -34,7 +34,8 @@ def read(obj: Any) -> Loaded:
 
 def _convert(node: Any, storages: dict[Any, Storage], done: dict[int, Any] | None = None) -> Any:
     """The tree with tensors replaced by TensorInfo; a container shared by several places is
-    converted once and shared again (so a DAG stays a DAG, never an exponential tree)."""
+    converted once and shared again (so a DAG stays a DAG, never an exponential tree, and a
+    container holding itself stays a cycle)."""
     done = {} if done is None else done
     if isinstance(node, (dict, list, tuple)) and id(node) in done:
         return done[id(node)]
@@ -47,9 +48,12 @@ def _convert(node: Any, storages: dict[Any, Storage], done: dict[int, Any] | Non
         done[id(node)] = out
         out.update((k, _convert(v, storages, done)) for k, v in node.items())
         return out
-    if isinstance(node, (list, tuple)):
-        items = [_convert(v, storages, done) for v in node]
-        done[id(node)] = out = type(node)(items)
+    if isinstance(node, list):  # registered before its items: a list may hold itself
+        done[id(node)] = out = []
+        out.extend(_convert(v, storages, done) for v in node)
+        return out
+    if isinstance(node, tuple):
+        done[id(node)] = out = tuple(_convert(v, storages, done) for v in node)
         return out
     if node is None or isinstance(node, (bool, int, float, str, bytes)):
         return node

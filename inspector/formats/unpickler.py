@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import CheckpointError, PickleError, UnsafePickleError
 from ..model import Record
 
-MAX_DEPTH = 256  # containers nested deeper than this are refused (consumers recurse)
+MAX_DEPTH = 256  # containers nested deeper than this are refused (consumers may recurse)
 MAX_MEMO = 1 << 24  # memo entries
 # Leaves and containers the tree has when shared containers are counted at every place they appear
 # (what every consumer walking the tree will see): 60 lists of [x, x] would otherwise be 2**60.
@@ -616,8 +616,10 @@ def _children(node: Any) -> list[Any] | None:
 
 
 def _check_nesting(root: Any, machine: Unpickler) -> None:
-    """Refuse containers nested deeper than MAX_DEPTH, containing themselves, or shared so that the
-    tree expands past MAX_EXPANDED nodes (iteratively; each container is visited once)."""
+    """Refuse containers nested deeper than MAX_DEPTH, or shared so that the tree expands past
+    MAX_EXPANDED nodes (iteratively; each container is visited once). A container reached again
+    while inside itself is a back-reference (legal in pickles: OmegaConf nodes point at their
+    `_parent`); it counts as one leaf, as every consumer shows it as a reference."""
     height: dict[int, int] = {}
     size: dict[int, int] = {}  # nodes below and including a container, sharing expanded
     on_path: set[int] = set()
@@ -640,8 +642,9 @@ def _check_nesting(root: Any, machine: Unpickler) -> None:
                 _grow(stack[-1], frame[3] + 1, machine)
             continue
         cid = id(child)
-        if cid in on_path:
-            raise PickleError(machine.path, "a container contains itself", key=machine.key)
+        if cid in on_path:  # a back-reference (OmegaConf's `_parent`): shown as a reference
+            _grow(frame, 1, machine)
+            continue
         if cid in height:
             h = height[cid]
             _grow(frame, size[cid], machine)

@@ -182,23 +182,33 @@ class _Tree:
         self.target, self.storages, self.own = target, storages, own
         self.replacements, self.by_id, self.drop = replacements, by_id, drop
         self.done: dict[int, OutTensor] = {}
+        self.copies: dict[int, Any] = {}  # id of a target dict/list -> its output copy
         self.notes: list[str] = []
 
     def convert(self, node: Any, path: TreePath) -> Any:
+        """The output copy of `node`. A dict or list is copied once and registered before its
+        items are, so a container shared between places stays shared and one that points back
+        into itself (legal in pickles) does not recurse forever."""
         if isinstance(node, TensorInfo):
             return self._tensor(node)
-        if isinstance(node, AttrDict):
-            out = AttrDict()
-            out.attrs = node.attrs
-            out.update(self._items(node, path))
-            return out
-        if isinstance(node, dict):
-            return dict(self._items(node, path))
-        if isinstance(node, list):
-            return [self.convert(v, (*path, i)) for i, v in enumerate(node)]
+        if not isinstance(node, (dict, list, tuple)):
+            return node
+        copied = self.copies.get(id(node))
+        if copied is not None:
+            return copied
         if isinstance(node, tuple):
             return tuple(self.convert(v, (*path, i)) for i, v in enumerate(node))
-        return node
+        out: Any = [] if isinstance(node, list) else {}
+        if isinstance(node, AttrDict):
+            out = AttrDict()
+        self.copies[id(node)] = out
+        if isinstance(node, AttrDict):
+            out.attrs = node.attrs
+        if isinstance(node, dict):
+            out.update(self._items(node, path))
+        else:
+            out.extend(self.convert(v, (*path, i)) for i, v in enumerate(node))
+        return out
 
     def _items(self, node: dict[Any, Any], path: TreePath) -> list[tuple[Any, Any]]:
         items = []

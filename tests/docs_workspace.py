@@ -59,19 +59,21 @@ def build_workspace(folder: Path) -> Path:
     for name in ("old.pt", "model.pt", "a.pt", "plain.pt", "before.pt", "src.pt"):
         shutil.copy(char, folder / name)
     for name in ("new.nemo", "model.nemo", "pretrained.nemo", "tgt.nemo", "other.nemo",
-                 "char_rnnt.nemo", "bpe_rnnt.nemo", "src.nemo"):
+                 "char_rnnt.nemo", "bpe_rnnt.nemo", "src.nemo", "target.nemo"):
         shutil.copy(bpe, folder / name)
 
     target = _tensors(bpe)
     source = _tensors(char)
+    after = dict(source)
+    first = next(iter(after))
+    after[first] = after[first] + 1
     torch.save(target, folder / "new.pt")
     torch.save(target, folder / "ref.pt")
     torch.save(target, folder / "pretrained.pt")
     torch.save({"epoch": 3, "global_step": 10, "state_dict": source}, folder / "model.ckpt")
+    _training_dict(folder / "train.pt", source)
+    _training_dict(folder / "finetuned.pt", after)
     torch.save({f"module.{n}": t for n, t in source.items()}, folder / "ddp.pt")
-    after = dict(source)
-    first = next(iter(after))
-    after[first] = after[first] + 1
     torch.save({"state_dict": after}, folder / "after.pt")
     torch.save({"state_dict": after}, folder / "b.pt")
     import safetensors.torch
@@ -95,6 +97,17 @@ def build_workspace(folder: Path) -> Path:
     (package / "__init__.py").write_text("")
     (package / "models.py").write_text(MYPKG_MODELS)
     return folder
+
+
+def _training_dict(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """What a training script saves: weights, an Adam state after one step, scalars."""
+    params = [torch.nn.Parameter(t.clone()) for t in weights.values() if t.is_floating_point()]
+    opt = torch.optim.Adam(params)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    torch.save({"epoch": 3, "model": weights, "optimizer": opt.state_dict(),
+                "loss": torch.tensor(0.25)}, path)
 
 
 def _hf_folder(folder: Path, tensors: dict[str, torch.Tensor]) -> None:

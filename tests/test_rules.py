@@ -159,13 +159,47 @@ def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore
     for name in builtin_rule_sets():
         assert load_rules(name)
     w2v = load_rules("wav2vec2-conformer-fairseq-to-hf")
-    assert len(w2v[0].rules) == 33  # type: ignore[attr-defined]
+    assert len(w2v[0].rules) == 35  # type: ignore[attr-defined]
     path = tmp_path / "r.yaml"
     path.write_text("rules:\n  - strip_prefix: module.\n  - template: {from: 'a.*', to: 'b.{y}'}\n")
     with pytest.raises(PlanError, match=r"r\.yaml: rules\[1\]\.template"):
         load_rules(path)
     with pytest.raises(PlanError, match="no such rules file or built-in rule set"):
         load_rules("no-such-set")
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [  # the configurations the reference converts besides a fine-tuned group-norm rel_pos model;
+        # tests/real/test_transformers_wav2vec2.py checks them against transformers' models
+        (
+            "w2v_encoder.w2v_model.feature_extractor.conv_layers.3.2.1.weight",  # layer norm mode
+            "wav2vec2_conformer.feature_extractor.conv_layers.3.layer_norm.weight",
+        ),
+        (
+            "feature_extractor.conv_layers.0.2.bias",  # group norm mode, pretraining
+            "wav2vec2_conformer.feature_extractor.conv_layers.0.layer_norm.bias",
+        ),
+        ("layer_norm.weight", "wav2vec2_conformer.feature_projection.layer_norm.weight"),
+        (
+            "encoder.layers.0.self_attn.rotary_emb.inv_freq",
+            "wav2vec2_conformer.encoder.embed_positions.inv_freq",
+        ),
+        ("encoder.layers.1.self_attn.rotary_emb.inv_freq", None),  # dropped: HF has one copy
+        (
+            "encoder.pos_conv.0.parametrizations.weight.original0",
+            "wav2vec2_conformer.encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+        ),
+    ],
+)
+def test_wav2vec2_conformer_rules_cover_every_configuration(
+    source: str, target: str | None
+) -> None:
+    res = apply_rules(load_rules("wav2vec2-conformer-fairseq-to-hf"), source)
+    if target is None:
+        assert res.dropped
+    else:
+        assert res.names[0] == target
 
 
 def test_rule_round_trip_through_dicts() -> None:

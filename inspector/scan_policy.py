@@ -125,6 +125,9 @@ def classify(module: str, name: str) -> tuple[str, str]:
     for prefix in _prefixes(qual):
         if prefix in DENY:
             return DANGEROUS, DENY[prefix]
+    walked = _walked_to_denied(name)
+    if walked:
+        return DANGEROUS, walked
     if _DUNDER.search(name):
         return DANGEROUS, "reaches through dunder attributes"
     for pattern, reason in ALLOW_PATTERNS:
@@ -138,6 +141,19 @@ def python3_names(module: str, name: str) -> tuple[str, str]:
     if (module, name) in _compat_pickle.NAME_MAPPING:
         return _compat_pickle.NAME_MAPPING[(module, name)]
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+def _walked_to_denied(name: str) -> str | None:
+    """A dotted `name` is walked attribute by attribute from the imported module (pickle's
+    `_getattribute`), and a module's attributes include the modules it imported:
+    `posixpath` + `os.system` is `os.system`. Any tail of the walk that starts a denied path is
+    reached, whatever module the walk started from."""
+    parts = name.split(".")
+    for start in range(len(parts)):
+        for prefix in _prefixes(".".join(parts[start:])):
+            if prefix in DENY:
+                return f"reaches {prefix} by attribute access: {DENY[prefix]}"
+    return None
 
 
 def _prefixes(qual: str) -> Iterator[str]:

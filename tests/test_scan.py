@@ -12,11 +12,14 @@ from pathlib import Path
 from posix import system as posix_system
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import scan_corpus
 from picklescan.scanner import scan_directory_path, scan_file_path
 from scan_corpus import Reduce
 
 from inspector.formats.unpickler import scan_pickle
+from inspector import scan_policy
 from inspector.scanning import DANGEROUS, SAFE, UNKNOWN, classify, scan
 
 
@@ -390,3 +393,46 @@ def test_deflated_nested_archive_is_inflated_and_scanned(tmp_path: Path) -> None
     assert key is not None
     assert key.startswith("inner/model.pt/")
     assert key.endswith("/data.pkl")
+
+
+# Attribute walks: pickle resolves a dotted name attribute by attribute from the imported module,
+# and a module's attributes include the modules it imported (torch.serialization.os is os).
+_SAFE_MODULES = sorted({q.rsplit(".", 1)[0] for q in scan_policy.ALLOW})
+_ORDINARY_MODULES = ["posixpath", "json", "collections", "omegaconf.dictconfig", "mylib.models"]
+_DENIED = sorted(scan_policy.DENY)
+
+
+def _global(module: str, name: str, protocol4: bool) -> bytes:
+    """`module.name('true')` as GLOBAL (protocol 0) or STACK_GLOBAL (protocol 4)."""
+    if not protocol4:
+        return f"c{module}\n{name}\n(S'true'\ntR.".encode()
+    m, n = module.encode(), name.encode()
+    return (b"\x80\x04\x8c" + bytes([len(m)]) + m + b"\x8c" + bytes([len(n)]) + n
+            + b"\x93\x8c\x04true\x85R.")
+
+
+@given(denied=st.sampled_from(_DENIED),
+       module=st.sampled_from(_SAFE_MODULES + _ORDINARY_MODULES),
+       via=st.sampled_from(["", "serialization.", "sub.mod."]),
+       leaf=st.sampled_from(["", ".system", ".Popen"]))
+def test_a_denied_name_reached_by_attribute_walk_is_dangerous(
+        denied: str, module: str, via: str, leaf: str) -> None:
+    name = f"{via}{denied}{leaf}"
+    assert classify(module, name)[0] == DANGEROUS, (module, name)
+
+
+@pytest.mark.parametrize("protocol4", [False, True], ids=["GLOBAL", "STACK_GLOBAL"])
+@pytest.mark.parametrize(("module", "name"), [
+    ("torch.serialization", "os.system"),
+    ("torch", "serialization.os.system"),
+    ("posixpath", "os.system"),
+    ("torch._utils", "subprocess.Popen"),
+    ("collections", "builtins.eval"),
+])
+def test_scan_fails_a_pickle_that_walks_to_os_system(
+        tmp_path: Path, module: str, name: str, protocol4: bool) -> None:
+    path = tmp_path / "payload.pkl"
+    path.write_bytes(_global(module, name, protocol4))
+    result = scan([path])
+    assert result.exit_code == 1
+    assert "global-dangerous" in _codes(result), result.findings

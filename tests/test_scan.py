@@ -12,14 +12,14 @@ from pathlib import Path
 from posix import system as posix_system
 
 import pytest
+import scan_corpus
 from hypothesis import given
 from hypothesis import strategies as st
-import scan_corpus
 from picklescan.scanner import scan_directory_path, scan_file_path
 from scan_corpus import Reduce
 
-from inspector.formats.unpickler import scan_pickle
 from inspector import scan_policy
+from inspector.formats.unpickler import scan_pickle
 from inspector.scanning import DANGEROUS, SAFE, UNKNOWN, classify, scan
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-# transformers 4.x (Apache-2.0), convert_wav2vec2_conformer_original_pytorch_checkpoint_to_pytorch.py:
+# transformers 4.x (Apache-2.0),
+# convert_wav2vec2_conformer_original_pytorch_checkpoint_to_pytorch.py:
 # the name table is the test oracle, kept as the reference wrote it.
 MAPPING = {
     "post_extract_proj": "feature_projection.projection",

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from . import dtypes
+from . import dtypes, yamlload
 from .errors import CheckpointError
 from .model import Checkpoint
 
@@ -68,7 +68,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and validate a manifest; `CheckpointError` naming the file and entry when bad."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yamlload.load(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise CheckpointError(p, f"cannot read manifest: {e.strerror or e}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:

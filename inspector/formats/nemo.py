@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from .. import yamlload
 from ..errors import ArchiveError, HeaderError, MissingRecordError, TruncatedFileError
 from . import Loaded, ReadOptions
 from .tar_safe import Member, read_member, read_members
@@ -120,7 +121,7 @@ def _config(parts: Parts) -> Any:
     text = read_member(part.path, part.member, MAX_CONFIG_SIZE)
     where, name = part.path, part.member.name
     try:
-        return yaml.safe_load(text)
+        return yamlload.load(text)
     except yaml.YAMLError as e:
         raise HeaderError(where, f"not valid YAML: {e}", key=name) from None
     except RecursionError:

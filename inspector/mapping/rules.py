@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from .. import yamlload
 from ..errors import PlanError
 from .transforms import Transform, transform_from_dict
 
@@ -546,7 +547,7 @@ def builtin_rule_sets() -> dict[str, str]:
         resources.files(__package__).joinpath("data").iterdir(), key=lambda p: p.name
     ):
         if item.name.endswith(".yaml"):
-            data = yaml.safe_load(item.read_text(encoding="utf-8"))
+            data = yamlload.load(item.read_text(encoding="utf-8"))
             out[item.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0]
     return out
 
@@ -570,7 +571,7 @@ def load_rules(spec: str | Path | list[Any]) -> list[Rule]:
         except OSError as e:
             raise PlanError(f"{where}: cannot read rules file: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yamlload.load(text)
     except yaml.YAMLError as e:
         raise PlanError(f"{where}: not valid YAML: {e}") from None
     if isinstance(data, dict) and "rules" in data:

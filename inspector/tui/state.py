@@ -338,6 +338,7 @@ def parse_rule(text: str) -> dict[str, Any]:
     """The rule a line of text stands for, as the dict `rules_from_list` validates."""
     import yaml
 
+    from .. import yamlload
     from ..errors import PlanError
 
     text = text.strip()
@@ -345,7 +346,7 @@ def parse_rule(text: str) -> dict[str, Any]:
         raise PlanError("empty rule")
     if text.startswith("{"):
         try:
-            data = yaml.safe_load(text)
+            data = yamlload.load(text)
         except yaml.YAMLError as e:
             raise PlanError(f"rule is not valid YAML: {e}") from None
         if not isinstance(data, dict):

@@ -599,7 +599,10 @@ private:
 
     std::string_view span(const Field& f) const {
         const std::string_view s = t_.substr(f.span_begin, f.span_end - f.span_begin);
-        return s.size() > 80 ? s.substr(0, 80) : s;
+        if (s.size() <= 80) return s;
+        std::size_t cut = 80;  // the text is valid UTF-8: never cut inside a character
+        while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+        return s.substr(0, cut);
     }
 
     void entry_fault(Fault kind, std::string what, std::size_t i) {

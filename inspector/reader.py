@@ -9,7 +9,7 @@ from typing import Any
 
 from .containers import detect_root, dotted, iter_tensors, parse_root, subtree, training_state
 from .errors import CheckpointError, UnsupportedFormatError
-from .formats import Loaded, ReadOptions, reader_modules
+from .formats import Loaded, ReadOptions, check_names, reader_modules
 from .model import Checkpoint, TensorInfo, TreePath
 
 
@@ -120,7 +120,7 @@ def with_root(ckpt: Checkpoint, root: str | TreePath | None) -> Checkpoint:
             ckpt.path, "no such sub-tree in the checkpoint", key=dotted(path)
         ) from None
     ckpt.root = path
-    ckpt.tensors = _named(node)
+    ckpt.tensors = _named(node, ckpt.path)
     note = _training_state_note(ckpt)
     if note and note not in ckpt.notes:
         ckpt.notes.append(note)
@@ -147,11 +147,12 @@ def _training_state_note(ckpt: Checkpoint) -> str:
     return text
 
 
-def _named(node: Any) -> dict[str, TensorInfo]:
+def _named(node: Any, path: Path | None) -> dict[str, TensorInfo]:
     named: dict[str, TensorInfo] = {}
     for p, t in iter_tensors(node):
         name = dotted(p)
         named[name] = t if t.name == name else _rename(t, name)
+    check_names(named, path)
     return named
 
 

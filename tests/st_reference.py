@@ -1,8 +1,9 @@
 """A slow pure-Python safetensors header parser: the reference the C++ one is tested against.
 
 This is the reader inspector/formats/safetensors.py had before the header moved to the C++ core
-(csrc/st_header.cpp), built on Python's json module, plus the two limits the core adds to match
-the Rust reference implementation (dimensions and offsets are 64-bit, nesting stops at 128).
+(csrc/st_header.cpp), built on Python's json module, plus the limits the core adds to match
+the Rust reference implementation (dimensions and offsets are 64-bit, nesting stops at 128,
+names are valid Unicode: no lone surrogates).
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def parse(label: str, file: bytes, file_size: int) -> tuple[list[Entry], dict[st
     metadata = _metadata(label, header.pop("__metadata__", None))
     entries = sorted((_entry(label, k, v) for k, v in header.items()), key=lambda e: e[3:5])
     _check_layout(label, entries, file_size - 8 - n)
+    for e in entries:  # names must be valid Unicode (the Rust reference refuses lone surrogates)
+        try:
+            e.name.encode("utf-8")
+        except UnicodeEncodeError as err:
+            key = e.name.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise HeaderError(label, f"tensor name is not valid Unicode ({err.reason})",
+                              key=key) from None
     return entries, metadata
 
 

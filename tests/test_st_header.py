@@ -51,6 +51,14 @@ def reference_outcome(file: bytes, file_size: int) -> Outcome:
     return "ok", ([tuple(e) for e in entries], metadata)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def assert_same(text: bytes, data_size: int) -> Outcome:
     file = struct.pack("<Q", len(text)) + text
     size = len(file) + data_size
@@ -235,6 +243,8 @@ def test_string_escapes_decode_like_python_json(pieces, in_metadata):
         text = '{"' + raw + '": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}'
         out = assert_same(text.encode("utf-8", "surrogatepass"), 1)
     strict = all(p not in ("\\x", "\\u12G4", "\\u12", "\x01", "\t", "\\") for p in pieces)
+    if strict and not in_metadata:  # a name must be valid Unicode: no lone surrogate
+        strict = _encodable(json.loads('"' + raw + '"'))
     if strict:  # only well-formed escapes: accepted, with json's decoding of the name
         assert out[0] == "ok"
 
@@ -325,3 +335,14 @@ def test_messages_may_quote_lone_surrogates():
     assert assert_same(text, 1) == ("DtypeError", "\udc00x")
     with pytest.raises(errors.DtypeError, match="unknown dtype"):
         reader.parse_header("m", struct.pack("<Q", len(text)) + text, 8 + len(text) + 1)
+
+
+@pytest.mark.parametrize("shift", range(4))
+def test_a_long_value_quoted_in_an_error_is_cut_on_a_character_boundary(shift: int) -> None:
+    # the error quotes the first 80 bytes of the faulty value; a cut inside "€" (3 bytes) was a
+    # UnicodeDecodeError from the core instead of the header's own error
+    value = json.dumps({"x" * shift + "€" * 40: None})
+    text = '{"w": {"dtype": ' + value + ', "shape": [], "data_offsets": [0, 4]}}'
+    file = struct.pack("<Q", len(text.encode())) + text.encode()
+    with pytest.raises(errors.CheckpointError):
+        reader.parse_header("m.safetensors", file, len(file) + 4)

@@ -14,11 +14,13 @@ the CLI or the TUI. Order matters in `READERS`: the first whose `sniff` says yes
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..errors import HeaderError
 from ..model import TreePath
 
 
@@ -60,3 +62,18 @@ def reader_modules() -> list[ModuleType]:
             if e.name != f"{__name__}.{name}":
                 raise
     return mods
+
+
+def check_names(names: Iterable[str], path: Path | None) -> None:
+    """Refuse a tensor name no file or terminal can hold (a lone surrogate: JSON `\\ud800`, a
+    pickle's surrogatepass string), as the safetensors reference implementation does."""
+    names = list(names) if not isinstance(names, list) else names
+    if all(map(str.isascii, names)):
+        return
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise HeaderError(path, f"tensor name is not valid Unicode ({e.reason} at position "
+                                    f"{e.start})", key=shown) from None

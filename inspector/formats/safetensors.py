@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..model import ByteSource, Storage, TensorInfo, contiguous_strides
 from ..signature import Signature
-from . import Loaded, ReadOptions
+from . import Loaded, ReadOptions, check_names
 
 FORMAT = "safetensors"
 
@@ -100,6 +100,7 @@ def read_header(path: str | os.PathLike[str], *, offsets: bool = True) -> dict[s
         )
     except ValueError as e:
         raise _header_error(label, e) from None
+    check_names(header["names"], Path(label))
     return header
 
 
@@ -113,6 +114,7 @@ def parse_header(
         )
     except ValueError as e:
         raise _header_error(label, e) from None
+    check_names(header["names"], Path(label))
     return header
 
 

@@ -598,11 +598,55 @@ def scan(
         path = Path(item)
         if not path.exists():
             raise CheckpointError(item, "no such file or folder")
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if not path.is_dir():
+            _scan_file(scanner, path, item, top=True)
+            _read_as_ls_does(scanner, path, item)
+            continue
+        folders, files = _walk(path)
+        if not files:
+            scanner.add("not-scanned", WARNING, Blob(item, "", b"", b"", 0, 0),
+                        "folder holds no file: nothing was scanned")
         for file in files:
-            label = str(file) if path.is_dir() else item
-            _scan_file(scanner, file, label, top=not path.is_dir())
+            _scan_file(scanner, file, str(file), top=False)
+        read_whole = [f for f in folders if _read_as_ls_does(scanner, f, str(f))]
+        for file in files:  # a file of a folder checkpoint (a .distcp, a shard) was read with it
+            if not any(folder in file.parents for folder in read_whole):
+                _read_as_ls_does(scanner, file, str(file))
     return result
+
+
+def _walk(top: Path) -> tuple[list[Path], list[Path]]:
+    """Folders and files under `top`, sorted; iterative (any depth), links to folders not
+    followed."""
+    folders, files, stack = [], [], [top]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.is_file():
+                    files.append(Path(e.path))
+    return sorted(folders), sorted(files)
+
+
+def _read_as_ls_does(scanner: _Scanner, path: Path, label: str) -> bool:
+    """A checkpoint the readers refuse (`ckpt ls` would fail on it) is an error finding: what
+    torch or the readers cannot load is never a clean pass. Files that are no checkpoint on
+    their own (a config, a README) are left to the structural scan. True when `path` is one."""
+    from .reader import open_checkpoint, pick_reader
+
+    try:
+        pick_reader(path)
+    except CheckpointError:
+        return False
+    try:
+        open_checkpoint(path)
+    except CheckpointError as e:
+        blob = Blob(label, "", b"", b"", 0, 0)
+        scanner.add("unreadable", ERROR, blob, f"the readers refuse it: {e.what}", key=e.key)
+    return True
 
 
 def _scan_file(scanner: _Scanner, file: Path, label: str, *, top: bool) -> None:

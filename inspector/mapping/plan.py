@@ -47,6 +47,51 @@ FLAGS = {
     "kept-by-rule": "a keep rule says the target keeps its init",
     "user": "chosen or changed by the user",
 }
+# Flags that declare why a row keeps its init. A row that keeps its init (its effective decision
+# is keep) without one of these, and without the user's reject, is a *partial*: the transfer
+# silently misses it. `ckpt map`, `ckpt apply`'s report, the TUI and --strict all use
+# `is_partial`/`is_problem` below, so they count the same rows.
+DECLARED_KEEP_FLAGS = frozenset({"vocab-change", "kept-by-rule", "user"})
+
+# Tensors of one module that move as a unit, by name suffix after the module path. Within one
+# group, when any anchor keeps its init, every member (anchors and followers) keeps it: a
+# BatchNorm whose weight keeps the target's values keeps its running statistics too. When no
+# anchor is in the target (a BatchNorm without affine), the followers are the anchors.
+# (anchors, followers)
+STATEFUL_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    # torch BatchNorm*/InstanceNorm*(track_running_stats) and SyncBatchNorm buffers
+    (("weight", "bias"), ("running_mean", "running_var", "num_batches_tracked")),
+    # torch.nn.utils.weight_norm: magnitude and direction are one weight (fairseq, wav2vec2)
+    (("weight_g", "weight_v"), ()),
+    # torch.nn.utils.parametrizations.weight_norm (transformers >= 4.40)
+    (("parametrizations.weight.original0", "parametrizations.weight.original1"), ()),
+)
+
+
+def is_partial(e: Entry) -> bool:
+    """The row keeps the target's init with no declared reason (a keep rule, a vocabulary
+    change, the user's reject or choice): a transfer that silently misses it."""
+    return e.effective == "keep" and e.status != "rejected" and not e.flags & DECLARED_KEEP_FLAGS
+
+
+def is_problem(e: Entry) -> bool:
+    """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
+    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
+    return is_partial(e)
+
+
+def floor_percent(done: int, total: int, digits: int = 1) -> str:
+    """`done/total` as a percentage floored to `digits` decimals: 99.89% prints `99.8%`, never
+    `100%`; `100%` and `0%` print without decimals and only when exact."""
+    if not total or done <= 0:
+        return "0%"
+    if done >= total:
+        return "100%"
+    scale = 10**digits
+    floored = (done * 100 * scale) // total  # integer arithmetic: no float rounding up
+    if floored == 0:
+        return f"<{1 / scale:.{digits}f}%"
+    return f"{floored / scale:.{digits}f}%"
 
 Shape = tuple[int, ...]
 
@@ -139,7 +184,7 @@ class ModuleSummary:
     copied: int = 0
     kept: int = 0
     dropped: int = 0
-    problems: int = 0  # rows flagged ambiguous / shape-mismatch
+    problems: int = 0  # rows `is_problem` counts (keep their init without a declared reason)
     params: int = 0
     params_copied: int = 0
     layers: int = 0  # layers of the module's largest stack
@@ -151,11 +196,10 @@ class ModuleSummary:
         return 100.0 * self.params_copied / self.params if self.params else 0.0
 
     def percent_text(self) -> str:
-        """`percent` for people: `100%` and `0%` only when exact (`99.9%`, `0.1%` otherwise)."""
-        if self.params_copied in (0, self.params):
-            return f"{self.percent:.0f}%"
+        """`percent` for people, floored: `100%` and `0%` only when exact (`99.9%` otherwise)."""
         p = self.percent
-        return f"{p:.0f}%" if 1 <= p <= 99 else f"{min(max(p, 0.1), 99.9):.1f}%"
+        digits = 0 if self.params_copied not in (0, self.params) and 1 <= p <= 99 else 1
+        return floor_percent(self.params_copied, self.params, digits)
 
     def line(self) -> str:
         """`encoder 99.7% (164/168 tensors, 0/4 layers complete)`: the share of parameters
@@ -200,6 +244,22 @@ class Plan:
             f"plan has no source labelled {label!r} (sources: {[s.label for s in self.sources]})"
         )
 
+    def partials(self) -> list[str]:
+        """Target rows that keep their init without a declared reason (see `is_partial`)."""
+        return [n for n, e in self.entries.items() if is_partial(e)]
+
+    def problems(self) -> list[str]:
+        """Target rows `is_problem` flags: the rows to review."""
+        return [n for n, e in self.entries.items() if is_problem(e)]
+
+    def group_of(self, names: Iterable[str]) -> list[str]:
+        """`names` plus the members of their stateful groups (see STATEFUL_GROUPS) in the plan,
+        in plan order: what approve/reject carry along."""
+        wanted = set(names)
+        for n in list(wanted):
+            wanted.update(group_members(n, self.entries))
+        return [n for n in self.entries if n in wanted] + sorted(wanted - set(self.entries))
+
     def flagged(self, flag: str) -> list[Entry]:
         return [e for e in self.entries.values() if flag in e.flags]
 
@@ -223,7 +283,7 @@ class Plan:
             s.copied += copied
             s.kept += e.effective == "keep"
             s.dropped += e.effective == "drop"
-            s.problems += bool(e.flags & {"ambiguous", "shape-mismatch"})
+            s.problems += is_problem(e)
             s.params += e.numel
             s.params_copied += e.numel if copied else 0
         for mod, layers in _largest_stacks(self.entries, root).items():
@@ -255,15 +315,19 @@ class Plan:
         return out
 
     def approve(self, names: Iterable[str]) -> Edit:
-        """Mark rows approved (apply writes approved and proposed rows; see docs)."""
+        """Mark rows approved (apply writes approved and proposed rows; see docs). The members
+        of a row's stateful group (a norm's buffers, a weight-norm pair) are approved with it."""
         return self._replace(
-            "approve", (dataclasses.replace(e, status="approved") for e in self._entries(names))
+            "approve",
+            (dataclasses.replace(e, status="approved") for e in self._entries(self.group_of(names))),
         )
 
     def reject(self, names: Iterable[str]) -> Edit:
-        """Mark rows rejected: apply keeps the target's own tensor for them."""
+        """Mark rows rejected: apply keeps the target's own tensor for them. The members of a
+        row's stateful group are rejected with it, so a module never half moves."""
         return self._replace(
-            "reject", (dataclasses.replace(e, status="rejected") for e in self._entries(names))
+            "reject",
+            (dataclasses.replace(e, status="rejected") for e in self._entries(self.group_of(names))),
         )
 
     def set_decision(self, target: str, decision: str, reason: str = "set by user") -> Edit:
@@ -513,6 +577,71 @@ class Plan:
         except OSError as e:
             raise PlanError(f"{path}: cannot read plan: {e.strerror}") from None
         return cls.from_yaml(text, str(path))
+
+
+# -- stateful groups -------------------------------------------------------------------------------
+def _split_group_name(name: str) -> tuple[str, int, bool] | None:
+    """(module path, group index, is anchor) for a name that ends in a STATEFUL_GROUPS suffix."""
+    for gi, (anchors, followers) in enumerate(STATEFUL_GROUPS):
+        for suffixes, anchor in ((anchors, True), (followers, False)):
+            for suffix in suffixes:
+                if name.endswith("." + suffix):
+                    return name[: -len(suffix) - 1], gi, anchor
+    return None
+
+
+def group_members(name: str, entries: Mapping[str, Any]) -> list[str]:
+    """The other members in `entries` of `name`'s stateful group ([] when it has none)."""
+    found = _split_group_name(name)
+    if found is None:
+        return []
+    return [m for m in _members(found[0], found[1], entries) if m != name]
+
+
+def _members(module: str, gi: int, entries: Mapping[str, Any]) -> list[str]:
+    """Group `gi`'s tensors of `module` in `entries`; [] when the group has followers and the
+    module holds none of them (a Linear's weight and bias are not a group, a BatchNorm's are)."""
+    anchors, followers = STATEFUL_GROUPS[gi]
+    if followers and not any(f"{module}.{s}" in entries for s in followers):
+        return []
+    return [m for s in (*anchors, *followers) if (m := f"{module}.{s}") in entries]
+
+
+def follow_groups(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """Make every stateful group move as a unit: when an anchor of a group keeps its init, the
+    members that would be copied keep theirs too, reason `follows <anchor>`, with the anchor's
+    declaring flags (so a follower of a partial is a partial). Rows the user decided are left."""
+    out = dict(entries)
+    seen: set[tuple[str, int]] = set()
+    for name in entries:
+        found = _split_group_name(name)
+        if found is None or found[:2] in seen:
+            continue
+        seen.add(found[:2])
+        members = _members(found[0], found[1], entries)
+        leads = [m for m in members if _split_group_name(m)[2]] or members  # type: ignore[index]
+        lead = next((m for m in leads if entries[m].effective == "keep"), None)
+        if lead is None:
+            continue
+        for m in members:
+            if entries[m].effective == "copy" and entries[m].status == "proposed":
+                out[m] = _follower(entries[m], entries[lead])
+    return out
+
+
+def _follower(e: Entry, lead: Entry) -> Entry:
+    return dataclasses.replace(
+        e,
+        decision="keep",
+        sources=(),
+        transform=(),
+        source_shapes=(),
+        source_dtypes=(),
+        reason=f"follows {lead.target} ({lead.reason})" if lead.reason else f"follows {lead.target}",
+        evidence=(*e.evidence, Evidence("group", f"moves with {lead.target}")),
+        flags=lead.flags & (DECLARED_KEEP_FLAGS | {"shape-mismatch"}),
+        candidates=tuple(Candidate(lb, n, e.confidence, "would copy alone") for lb, n in e.sources),
+    )
 
 
 # -- helpers: summary ------------------------------------------------------------------------------

@@ -30,3 +30,19 @@ def dtypes(counts: dict[str, int]) -> str:
     if len(counts) == 1:
         return next(iter(counts))
     return ", ".join(f"{d} ({n})" for d, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def floor_percent(done: int, total: int, digits: int = 1) -> str:
+    """`done/total` as a percentage floored to `digits` decimals: 99.89% prints `99.8%`, never
+    `100%`; `100%` and `0%` print without decimals and only when exact."""
+    if not total or done <= 0:
+        return "0%"
+    if done >= total:
+        return "100%"
+    scale = 10**digits
+    floored = (done * 100 * scale) // total  # integer arithmetic: no float rounding up
+    if floored == 0:
+        return f"<{1 / scale:.{digits}f}%"
+    return f"{floored / scale:.{digits}f}%"
+
+Shape = tuple[int, ...]

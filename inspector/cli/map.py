@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             for m, s in plan.summary().items()
         }
         data["explanation"] = explanation
+        partial = plan.partials()
+        data["partial"] = {"count": len(partial), "names": fold_names(partial)}
         json.dump(data, sys.stdout, indent=1)
         print()
     else:
@@ -140,6 +142,11 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
             print(f"  {line}")
     for line in explanation:
         print(f"note: {line}")
+    partial = plan.partials()
+    if partial:
+        print(f"WARNING: {len(partial)} target tensor(s) keep their init with no declared reason "
+              f"(shape mismatch, no source, ambiguous): {', '.join(fold_names(partial))}; "
+              "ckpt apply --strict refuses such a plan")
 
 
 def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:

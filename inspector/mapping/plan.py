@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..errors import PlanError, WriteError
+from ..humanize import floor_percent
 from ..writers.atomic import write_text_atomic
 from . import names as nm
 from .rules import Rule, invert_rules, rules_from_list
@@ -78,22 +79,6 @@ def is_problem(e: Entry) -> bool:
     """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
     filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
     return is_partial(e)
-
-
-def floor_percent(done: int, total: int, digits: int = 1) -> str:
-    """`done/total` as a percentage floored to `digits` decimals: 99.89% prints `99.8%`, never
-    `100%`; `100%` and `0%` print without decimals and only when exact."""
-    if not total or done <= 0:
-        return "0%"
-    if done >= total:
-        return "100%"
-    scale = 10**digits
-    floored = (done * 100 * scale) // total  # integer arithmetic: no float rounding up
-    if floored == 0:
-        return f"<{1 / scale:.{digits}f}%"
-    return f"{floored / scale:.{digits}f}%"
-
-Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)

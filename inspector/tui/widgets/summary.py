@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from ...tree import fold_names
 from ..state import ReviewState
 from .marks import TARGET_MARKS
 
@@ -34,6 +35,12 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
         n = counts["pending" if key == "proposed" else key]
         out.append(f"{m.symbol} {n} {label}  ", style=m.style)
     out.append(f"{counts['problems']} problems", style="bold red" if counts["problems"] else "dim")
+    partial = state.partials()
+    if partial:
+        shown = fold_names(partial)
+        names = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
+        out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {names}",
+                   style="bold red")
     if state.dirty:
         out.append("  [unsaved]", style="bold yellow")
     if state.filter.active:

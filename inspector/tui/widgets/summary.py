@@ -35,16 +35,16 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
         n = counts["pending" if key == "proposed" else key]
         out.append(f"{m.symbol} {n} {label}  ", style=m.style)
     out.append(f"{counts['problems']} problems", style="bold red" if counts["problems"] else "dim")
+    if state.dirty:
+        out.append("  [unsaved]", style="bold yellow")
+    if state.filter.active:
+        out.append(f"  filter: {state.filter.describe()}", style="bold cyan")
     partial = state.partials()
     if partial:
         shown = fold_names(partial)
         names = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
         out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {names}",
                    style="bold red")
-    if state.dirty:
-        out.append("  [unsaved]", style="bold yellow")
-    if state.filter.active:
-        out.append(f"  filter: {state.filter.describe()}", style="bold cyan")
     out.append("\n")
     modules = [s.line() for s in state.plan.summary().values()]
     out.append("transfer: " + " · ".join(modules))

@@ -34,7 +34,8 @@ def dtypes(counts: dict[str, int]) -> str:
 
 def floor_percent(done: int, total: int, digits: int = 1) -> str:
     """`done/total` as a percentage floored to `digits` decimals: 99.89% prints `99.8%`, never
-    `100%`; `100%` and `0%` print without decimals and only when exact."""
+    `100%`; `100%` and `0%` print only when exact, whole numbers without decimals (`50%`), a
+    share below the precision as `<0.1%`."""
     if not total or done <= 0:
         return "0%"
     if done >= total:
@@ -43,6 +44,7 @@ def floor_percent(done: int, total: int, digits: int = 1) -> str:
     floored = (done * 100 * scale) // total  # integer arithmetic: no float rounding up
     if floored == 0:
         return f"<{1 / scale:.{digits}f}%"
-    return f"{floored / scale:.{digits}f}%"
+    whole, frac = divmod(floored, scale)
+    return f"{whole}%" if not frac else f"{floored / scale:.{digits}f}%"
 
 Shape = tuple[int, ...]

@@ -181,10 +181,9 @@ class ModuleSummary:
         return 100.0 * self.params_copied / self.params if self.params else 0.0
 
     def percent_text(self) -> str:
-        """`percent` for people, floored: `100%` and `0%` only when exact (`99.9%` otherwise)."""
-        p = self.percent
-        digits = 0 if self.params_copied not in (0, self.params) and 1 <= p <= 99 else 1
-        return floor_percent(self.params_copied, self.params, digits)
+        """`percent` for people, floored to one decimal: `100%` and `0%` only when exact
+        (`99.9%`, `98.7%`, `0.1%` otherwise; below 0.1%: `<0.1%`)."""
+        return floor_percent(self.params_copied, self.params, 1)
 
     def line(self) -> str:
         """`encoder 99.7% (164/168 tensors, 0/4 layers complete)`: the share of parameters

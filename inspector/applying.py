@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import PlanError, WriteError
 from .hashing import hash_tensors
-from .mapping.plan import Entry, Plan, is_partial
+from .mapping.plan import Entry, Plan
 from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of

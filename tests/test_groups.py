@@ -53,7 +53,8 @@ def test_ckpt_map_shows_the_norm_moving_as_a_unit(tmp_path: Path) -> None:
     r = ckpt("map", tmp_path / "a.pt", tmp_path / "b.pt", "--all")
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if "batch_norm.num_batches_tracked" in x)
-    assert "keeps init" in line and "follows encoder.layers" in line
+    assert "keeps init" in line
+    assert "follows encoder.layers" in line
 
 
 def test_reject_and_approve_carry_the_group() -> None:

@@ -426,7 +426,8 @@ def _mismatch_text(rows: list[Entry], src_shapes: Mapping[str, Shapes]) -> str:
             groups.setdefault((shape, e.shape), []).append(e.target)
     if not groups:  # only a true note: "" when no row is flagged shape-mismatch
         flagged = any("shape-mismatch" in e.flags for e in rows)
-        return "the layers have the same sizes; see the rows flagged shape-mismatch" if flagged else ""
+        see = "the layers have the same sizes; see the rows flagged shape-mismatch"
+        return see if flagged else ""
     parts = [
         f"{', '.join(fold_names(names))} {list(old)} -> {list(new)}"
         for (old, new), names in groups.items()

@@ -81,6 +81,9 @@ def is_problem(e: Entry) -> bool:
     return is_partial(e)
 
 
+Shape = tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class SourceRef:
     """A checkpoint a plan reads from or writes to."""
@@ -298,12 +301,15 @@ class Plan:
             out.append(self.entries[n])
         return out
 
+    def _group_entries(self, names: Iterable[str]) -> list[Entry]:
+        return self._entries(self.group_of(names))
+
     def approve(self, names: Iterable[str]) -> Edit:
         """Mark rows approved (apply writes approved and proposed rows; see docs). The members
         of a row's stateful group (a norm's buffers, a weight-norm pair) are approved with it."""
         return self._replace(
             "approve",
-            (dataclasses.replace(e, status="approved") for e in self._entries(self.group_of(names))),
+            (dataclasses.replace(e, status="approved") for e in self._group_entries(names)),
         )
 
     def reject(self, names: Iterable[str]) -> Edit:
@@ -311,7 +317,7 @@ class Plan:
         row's stateful group are rejected with it, so a module never half moves."""
         return self._replace(
             "reject",
-            (dataclasses.replace(e, status="rejected") for e in self._entries(self.group_of(names))),
+            (dataclasses.replace(e, status="rejected") for e in self._group_entries(names)),
         )
 
     def set_decision(self, target: str, decision: str, reason: str = "set by user") -> Edit:
@@ -621,7 +627,7 @@ def _follower(e: Entry, lead: Entry) -> Entry:
         transform=(),
         source_shapes=(),
         source_dtypes=(),
-        reason=f"follows {lead.target} ({lead.reason})" if lead.reason else f"follows {lead.target}",
+        reason=f"follows {lead.target}" + (f" ({lead.reason})" if lead.reason else ""),
         evidence=(*e.evidence, Evidence("group", f"moves with {lead.target}")),
         flags=lead.flags & (DECLARED_KEEP_FLAGS | {"shape-mismatch"}),
         candidates=tuple(Candidate(lb, n, e.confidence, "would copy alone") for lb, n in e.sources),

@@ -41,7 +41,7 @@ _EVIDENCE_TABLE: tuple[tuple[Callable[[Entry], bool], Callable[[Entry], str]], .
     (lambda e: "ambiguous" in e.flags, lambda e: f"ambiguous: {len(e.candidates)} candidates"),
     (lambda e: "shape-mismatch" in e.flags, lambda e: "shape mismatch"),
     (lambda e: e.reason.startswith("follows "), lambda e: "moves with its module: own init"),
-    (lambda e: "vocab-change" in e.flags, lambda e: f"{e.reason or 'vocabulary changed'}: own init"),
+    (lambda e: "vocab-change" in e.flags, lambda e: f"{e.reason or 'vocabulary change'}: own init"),
     (lambda e: "kept-by-rule" in e.flags, lambda e: "keep rule: own init"),
     (lambda e: e.decision == "drop", lambda e: "dropped"),
     (lambda e: "user" in e.flags and e.decision != "copy", lambda e: "set by you: own init"),

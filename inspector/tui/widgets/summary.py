@@ -42,8 +42,8 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
     partial = state.partials()
     if partial:
         shown = fold_names(partial)
-        names = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
-        out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {names}",
+        listed = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
+        out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {listed}",
                    style="bold red")
     out.append("\n")
     modules = [s.line() for s in state.plan.summary().values()]

@@ -36,7 +36,6 @@ from .writers.transformed import apply_transforms, source_value
 from .writers.verify import value_digest
 
 Progress = Callable[[int, int], None]
-_CHANGING = ("copy", "drop")  # decisions that change the output
 
 
 class PartialTransferError(PlanError):
@@ -170,8 +169,7 @@ def _guard_globals(target: Checkpoint, out: str, keep: bool, report: TransferRep
 
 
 def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:
-    pending = [e.target for e in plan.entries.values()
-               if e.status == "proposed" and e.effective in _CHANGING]
+    pending = plan.pending()
     if pending and not accept_proposed:
         shown = ", ".join(pending[:10]) + (f", ... ({len(pending)} in all)" if len(pending) > 10
                                             else "")

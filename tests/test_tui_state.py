@@ -226,3 +226,22 @@ def test_problems_are_the_plans_partials_shared_with_ckpt_map() -> None:
     assert state.visible_targets() == convs
     state.reject(convs[:1])  # the user's reject declares the keep
     assert state.counts()["problems"] == 3
+
+
+def test_pending_rows_are_what_apply_refuses(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A proposed keep changes nothing: neither apply nor the TUI counts it as pending."""
+    from inspector.tui.screens.write import write_summary
+
+    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
+    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256)), 2))
+    plan = propose(src, tgt)
+    state = ReviewState(plan, {plan.sources[0].label: src}, tgt)
+    keeps = sum(e.effective == "keep" for e in plan.entries.values())
+    assert keeps == 11
+    pending = state.counts()["pending"]
+    assert pending == len(plan.entries) - keeps == len(plan.pending())
+    assert write_summary(state, tmp_path / "out.pt").pending == pending
+    with pytest.raises(PlanError, match=f"^{pending} row\\(s\\) are still proposed"):
+        inspector.apply(plan, tmp_path / "out.pt")
+    state.set_filter(pending=True)
+    assert len(state.visible_targets()) == pending

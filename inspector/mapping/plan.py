@@ -75,6 +75,12 @@ def is_partial(e: Entry) -> bool:
     return e.effective == "keep" and e.status != "rejected" and not e.flags & DECLARED_KEEP_FLAGS
 
 
+def is_pending(e: Entry) -> bool:
+    """Still proposed and would change the output (a copy or a drop): what `apply` refuses
+    without accept_proposed and the TUI counts "pending". A proposed keep changes nothing."""
+    return e.status == "proposed" and e.effective in ("copy", "drop")
+
+
 def is_problem(e: Entry) -> bool:
     """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
     filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
@@ -234,6 +240,10 @@ class Plan:
     def partials(self) -> list[str]:
         """Target rows that keep their init without a declared reason (see `is_partial`)."""
         return [n for n, e in self.entries.items() if is_partial(e)]
+
+    def pending(self) -> list[str]:
+        """Target rows `is_pending` flags: apply refuses them without accept_proposed."""
+        return [n for n, e in self.entries.items() if is_pending(e)]
 
     def problems(self) -> list[str]:
         """Target rows `is_problem` flags: the rows to review."""

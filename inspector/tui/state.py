@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..mapping.plan import Candidate, Edit, Entry, Plan, is_problem
+from ..mapping.plan import Candidate, Edit, Entry, Plan, is_pending, is_problem
 from ..model import Checkpoint, TensorInfo
 
 # A "problem" row is mapping.plan.is_problem (one definition for ckpt map, apply and the TUI).
@@ -209,10 +209,14 @@ class ReviewState:
         return self.plan.partials()
 
     def counts(self) -> dict[str, int]:
-        """approved / pending / rejected / problems (mapping.plan.is_problem) over all rows."""
+        """approved / pending (mapping.plan.is_pending: what ckpt apply refuses) / rejected /
+        problems (mapping.plan.is_problem) over all rows; a proposed keep is none of the first
+        three (it changes nothing)."""
         out = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
         for e in self.plan.entries.values():
-            out["pending" if e.status == "proposed" else e.status] += 1
+            if e.status != "proposed":
+                out[e.status] += 1
+            out["pending"] += is_pending(e)
             out["problems"] += is_problem(e)
         return out
 
@@ -228,7 +232,7 @@ class ReviewState:
         f = self.filter
         if f.problems and not (e is not None and is_problem(e)):
             return False
-        if f.pending and not (e is not None and e.status == "proposed"):
+        if f.pending and not (e is not None and is_pending(e)):
             return False
         return under_module(f.module, name) and (not f.search or name_matches(f.search, name))
 

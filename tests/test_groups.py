@@ -108,3 +108,37 @@ def test_no_group_is_split_after_follow_groups(rows: list[tuple[int, str, bool]]
             assert all(out[m].effective == "keep" for m in members)
         if entries[name].effective == "keep":
             assert e == entries[name]  # nothing is ever turned into a copy
+
+
+def test_plan_yaml_round_trips_followers() -> None:
+    plan = propose(inspector.open(_conformer(32)), inspector.open(_conformer(48)))
+    again = type(plan).from_yaml(plan.to_yaml())
+    assert again.entries == plan.entries
+
+
+def _bn_model(width: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(width))
+
+
+def test_load_into_a_real_batch_norm_keeps_its_state_whole(tmp_path: Path) -> None:
+    from inspector.live import load_into
+
+    torch.manual_seed(0)
+    src = _bn_model(6)
+    src[1].num_batches_tracked.fill_(11)
+    torch.save(src.state_dict(), tmp_path / "src.pt")
+    model = _bn_model(4)
+    report = load_into(model, tmp_path / "src.pt")
+    assert model[1].num_batches_tracked.item() == 0  # not copied into a BatchNorm kept whole
+    assert torch.equal(model[0].weight, src[0].weight)
+    assert sorted(report.partial) == sorted(f"1.{s}" for s in SUFFIXES)
+
+
+@given(st.sets(st.sampled_from(SUFFIXES)), st.booleans())
+def test_approve_or_reject_any_rows_never_splits_a_norm(names: set[str], reject: bool) -> None:
+    plan = propose(inspector.open(_conformer(32)), inspector.open(_conformer(32)))
+    chosen = [f"{BN}.{s}" for s in sorted(names)]
+    (plan.reject if reject else plan.approve)(chosen)
+    statuses = {plan.entries[f"{BN}.{s}"].status for s in SUFFIXES}
+    assert len(statuses) == 1
+    assert statuses == ({"proposed"} if not names else {"rejected" if reject else "approved"})

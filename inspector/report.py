@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .humanize import floor_percent
+from .humanize import floor_percent, floor_share
 from .humanize import nbytes as human_bytes
 from .tree import fold_names
 
@@ -91,7 +91,7 @@ class TransferReport:
         d["params_loaded"] = self.params_loaded
         d["params_total"] = self.params_total
         d["modules"] = {
-            m: {"loaded": a, "total": b, "percent": round(self.module_percent(m), 2)}
+            m: {"loaded": a, "total": b, "percent": floor_share(a, b, 2)}
             for m, (a, b) in self.modules.items()
         }
         d["partial"] = {"count": len(self.partial), "names": fold_names(self.partial)}

@@ -308,6 +308,11 @@ def test_floor_percent_never_rounds_a_partial_up(total: int, data: st.DataObject
     text = floor_percent(done, total, 1)
     assert (text == "100%") == (done == total)
     assert (text == "0%") == (done == 0)
+    from inspector.humanize import floor_share
+
+    share = floor_share(done, total, 2)
+    assert (share == 100.0) == (done == total)
+    assert round(share * 100) * total <= done * 10000  # floored, in hundredths of a percent
     if text.startswith("<"):
         assert 0 < done * 1000 < total
     elif 0 < done < total:

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import PlanError
+from ..humanize import floor_share
 from ..mapping import arch
 from ..mapping import names as nm
 from ..mapping.plan import Entry, Plan, Unused
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         data = plan.to_dict()
         data["summary"] = {
             m: {
-                "percent": round(s.percent, 1),
+                "percent": floor_share(s.params_copied, s.params, 1),
                 "copied": s.copied,
                 "tensors": s.tensors,
                 "layers": s.layers,

@@ -25,6 +25,7 @@ from .mapping.plan import Entry, Plan
 from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
+from .tree import fold_names
 from .writers import SAME_AS_TARGET, choose_format, writer
 from .writers.atomic import atomic_path, start_writeback
 from .writers.build import build_output
@@ -35,7 +36,20 @@ from .writers.transformed import apply_transforms, source_value
 from .writers.verify import value_digest
 
 Progress = Callable[[int, int], None]
-_CHANGING = ("copy", "drop")  # decisions that change the output
+
+
+class PartialTransferError(PlanError):
+    """`strict`: target tensors would keep their init with no declared reason; nothing written."""
+
+
+def refuse_partials(plan: Plan, what: str) -> None:
+    """Raise PartialTransferError listing the plan's partial rows (mapping.plan.is_partial)."""
+    partial = plan.partials()
+    if partial:
+        raise PartialTransferError(
+            f"{what}: strict: {len(partial)} target tensor(s) would keep their init with no "
+            f"declared reason: {', '.join(fold_names(partial))}. Nothing was written. Fix the "
+            "mapping, or declare them (a keep rule, or reject the rows to keep their init)")
 
 
 @dataclass
@@ -71,17 +85,23 @@ def apply(
     format: str | None = None,
     inputs: Inputs | None = None,
     keep_unknown_globals: bool = False,
+    strict: bool = False,
 ) -> TransferReport:
     """Write `out`: the plan's target with its approved rows applied. Returns the report.
 
     A target whose tree holds calls to globals the safe reader did not recognise as data
     (`os.system(...)` beside the weights) is refused, nothing written, unless
-    `keep_unknown_globals`: the output would carry them as the target does."""
+    `keep_unknown_globals`: the output would carry them as the target does.
+
+    `strict`: refuse (PartialTransferError, nothing written) when any target tensor would keep
+    its init with no declared reason; without it they are listed as a WARNING in the report."""
     started = time.monotonic()
     plan_file = None if isinstance(plan, Plan) else str(plan)
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
     _refuse_proposed(plan, accept_proposed)
+    if strict:
+        refuse_partials(plan, str(out))
     ins = inputs or open_plan_inputs(plan, force=force)
     target = ins.target
     values = entry_values(ins, accept_proposed)
@@ -149,8 +169,7 @@ def _guard_globals(target: Checkpoint, out: str, keep: bool, report: TransferRep
 
 
 def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:
-    pending = [e.target for e in plan.entries.values()
-               if e.status == "proposed" and e.effective in _CHANGING]
+    pending = plan.pending()
     if pending and not accept_proposed:
         shown = ", ".join(pending[:10]) + (f", ... ({len(pending)} in all)" if len(pending) > 10
                                             else "")
@@ -309,6 +328,7 @@ def plan_report(plan: Plan, target: Checkpoint, accept_proposed: bool, output: s
             reason = _skip_reason(e)
             if reason:
                 report.skipped.append(SkippedRow(name, reason, numel))
+    report.partial = plan.partials()
     listed = {*applied, *report.dropped, *(r.target for r in report.skipped)}
     report.kept = [n for n in target.tensors if n not in listed]
     report.unused = [(u.label, u.name, u.reason) for u in plan.unused]

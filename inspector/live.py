@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .applying import Inputs, _expected, entry_value, plan_report
+from .applying import Inputs, _expected, entry_value, plan_report, refuse_partials
 from .errors import PlanError
 from .hashing import hash_tensors
 from .mapping.plan import Plan
@@ -30,13 +30,20 @@ from .writers.produce import materialize
 _PLAN_SUFFIXES = (".yaml", ".yml")
 
 
-def load_into(module: Any, plan_or_source: Any, *, freeze: bool = False) -> TransferReport:
-    """Copy the plan's (or a proposal's) source tensors into `module`'s parameters and buffers."""
+def load_into(
+    module: Any, plan_or_source: Any, *, freeze: bool = False, strict: bool = False
+) -> TransferReport:
+    """Copy the plan's (or a proposal's) source tensors into `module`'s parameters and buffers.
+
+    `strict`: refuse (applying.PartialTransferError, the module untouched) when any of its
+    tensors would keep its init with no declared reason (see `apply`)."""
     import torch
 
     started = time.monotonic()
     target = open_checkpoint(module)
     plan, sources = _plan(plan_or_source, target)
+    if strict:
+        refuse_partials(plan, "load_into")
     ins = Inputs(plan, sources, target, [])
     report = plan_report(plan, target, True, None)
     report.mode = "live"

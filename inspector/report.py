@@ -11,7 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .humanize import floor_percent, floor_share
 from .humanize import nbytes as human_bytes
+from .tree import fold_names
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class TransferReport:
     loaded: list[LoadedRow] = field(default_factory=list)
     skipped: list[SkippedRow] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # target tensors left at their own init
+    # Target tensors left at their init with no declared reason (mapping.plan.is_partial): a
+    # shape mismatch, no source, ambiguous sources. Printed as a WARNING; --strict refuses them.
+    partial: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     unused: list[tuple[str, str, str]] = field(default_factory=list)  # (label, name, reason)
     modules: dict[str, tuple[int, int]] = field(default_factory=dict)  # params loaded / total
@@ -86,9 +91,10 @@ class TransferReport:
         d["params_loaded"] = self.params_loaded
         d["params_total"] = self.params_total
         d["modules"] = {
-            m: {"loaded": a, "total": b, "percent": round(self.module_percent(m), 2)}
+            m: {"loaded": a, "total": b, "percent": floor_share(a, b, 2)}
             for m, (a, b) in self.modules.items()
         }
+        d["partial"] = {"count": len(self.partial), "names": fold_names(self.partial)}
         d["unused"] = [{"label": a, "name": b, "reason": c} for a, b, c in self.unused]
         if self.verification is not None:
             d["verification"]["ok"] = self.verification.ok
@@ -99,6 +105,10 @@ class TransferReport:
 
     def to_text(self, *, limit: int = 20) -> str:
         lines = [self._headline()]
+        if self.partial:
+            lines.append(f"WARNING: {len(self.partial)} target tensor(s) keep their init with no "
+                         "declared reason (shape mismatch, no source, ambiguous); the output is a "
+                         "partial transfer: " + ", ".join(fold_names(self.partial)))
         if self.unknown_globals:
             lines.append(f"WARNING: {len(self.unknown_globals)} global(s) that are not data were "
                          "kept (--keep-unknown-globals): a full torch.load of the output imports "
@@ -114,8 +124,8 @@ class TransferReport:
                           [f"{a}:{b}: {c}" for a, b, c in self.unused], limit)
         lines += _section(f"frozen ({len(self.frozen)})", self.frozen, limit)
         lines.append("modules:")
-        lines += [f"  {m}: {self.module_percent(m):.0f}% of {total:,} params loaded"
-                  for m, (_, total) in self.modules.items()]
+        lines += [f"  {m}: {floor_percent(done, total, 1)} of {total:,} params loaded"
+                  for m, (done, total) in self.modules.items()]
         unreviewed = self.accepted_without_review
         if unreviewed:
             lines.append(f"accepted without review: {len(unreviewed)} row(s) (--accept-proposed)")
@@ -131,11 +141,11 @@ class TransferReport:
     def _headline(self) -> str:
         where = self.output or "live module"
         total = self.params_total
-        pct = 100.0 * self.params_loaded / total if total else 0.0
+        pct = floor_percent(self.params_loaded, total, 1)
         how = f"{self.mode}" + (f" ({self.clone})" if self.clone else "")
         size = f", {human_bytes(self.bytes_written)} written" if self.bytes_written else ""
         return (f"{where}: {len(self.loaded)} tensors loaded, {self.params_loaded:,} of "
-                f"{total:,} params ({pct:.1f}%), {how}{size}, {self.seconds:.2f} s")
+                f"{total:,} params ({pct}), {how}{size}, {self.seconds:.2f} s")
 
 
 def _loaded_line(r: LoadedRow) -> str:

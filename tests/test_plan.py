@@ -262,6 +262,9 @@ def test_plan_with_two_sources_cannot_be_inverted() -> None:
         (990, 1000, "99%"),
         (996, 1000, "99.6%"),
         (9999, 10000, "99.9%"),
+        (9989, 10000, "99.8%"),  # floored: 99.89% of a partial is not 99.9%, never 100%
+        (99999, 100000, "99.9%"),
+        (1, 100000, "<0.1%"),
         (1000, 1000, "100%"),
     ],
 )
@@ -295,3 +298,23 @@ def test_save_refuses_the_plans_own_checkpoints_and_given_inputs(tmp_path) -> No
         with pytest.raises(PlanError, match=f"{dest}: refusing to overwrite an input"):
             plan.save(dest, inputs)
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@given(total=st.integers(1, 10**12), data=st.data())
+def test_floor_percent_never_rounds_a_partial_up(total: int, data: st.DataObject) -> None:
+    from inspector.humanize import floor_percent
+
+    done = data.draw(st.integers(0, total))
+    text = floor_percent(done, total, 1)
+    assert (text == "100%") == (done == total)
+    assert (text == "0%") == (done == 0)
+    from inspector.humanize import floor_share
+
+    share = floor_share(done, total, 2)
+    assert (share == 100.0) == (done == total)
+    assert round(share * 100) * total <= done * 10000  # floored, in hundredths of a percent
+    if text.startswith("<"):
+        assert 0 < done * 1000 < total
+    elif 0 < done < total:
+        tenths = round(float(text[:-1]) * 10)  # the shown value, in tenths of a percent
+        assert tenths * total <= done * 1000 < (tenths + 1) * total

@@ -111,7 +111,7 @@ async def test_filters_and_search(files: tuple[Path, Path]) -> None:
         tree = app.target_tree
         await pilot.press("p")
         assert tree.model is not None
-        assert {n.split(".")[0] for n in tree.model.root.names} == {"decoder", "joint"}
+        assert not tree.model.root.names  # the vocabulary change is a declared keep
         await pilot.press("escape")
         assert len(tree.model.root.names) == 181
         await pilot.press("slash")
@@ -319,3 +319,30 @@ def test_cancelled_write_leaves_nothing(files: tuple[Path, Path], tmp_path: Path
     with pytest.raises(jobs.WriteCancelled):
         jobs.write(plan, tmp_path / "out.pt", True, cancel)
     assert listing(tmp_path) == before
+
+
+@sync
+async def test_header_warns_of_partials_and_details_give_the_keep_reason(tmp_path: Path) -> None:
+    """A kernel-size mismatch leaves 4 conv weights at init without a declared reason: the
+    header says so (count and folded names); a vocabulary-change row shows its real reason."""
+    src = random_state(rnnt_shapes(RNNTConfig(28)), 1)
+    tgt = random_state(rnnt_shapes(RNNTConfig(256, conv_kernel=9)), 2)
+    torch.save({k: torch.from_numpy(v) for k, v in src.items()}, tmp_path / "char.pt")
+    torch.save({k: torch.from_numpy(v) for k, v in tgt.items()}, tmp_path / "bpe.pt")
+    app = make_app((tmp_path / "char.pt", tmp_path / "bpe.pt"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        header = str(app.query_one("#summary").render())
+        assert "4 problems" in header
+        assert "⚠ partial: 4 keep init with no declared reason" in header
+        assert "encoder.layers.{0..3}.conv.depthwise_conv.weight" in header
+        await goto(app, pilot, "decoder.prediction.embed.weight")
+        details = str(app.query_one("#details").render())
+        assert "vocabulary changed 29 -> 257" in details
+        assert "no source" not in details
+        await goto(app, pilot, "encoder.layers.0.conv.depthwise_conv.weight")
+        await pilot.press("r")  # the folded row of 4 layers: rejecting declares the keeps
+        await pilot.pause()
+        header = str(app.query_one("#summary").render())
+        assert "4 rejected  0 problems" in header
+        assert "partial" not in header

@@ -25,7 +25,9 @@ def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool]
     """`make_app(no_color)`: the app over two seeded checkpoints, rendered in colour or, with
     NO_COLOR set, in monochrome (Textual reads NO_COLOR when the app is created)."""
     src = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(28)), 1).items()}
-    tgt = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(256)), 2).items()}
+    # the demo's case: a vocabulary change (declared) and a conv kernel change (a partial)
+    tgt_cfg = RNNTConfig(256, conv_kernel=9)
+    tgt = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(tgt_cfg), 2).items()}
     monkeypatch.chdir(tmp_path)  # the write confirmation shows the output folder relative to it
     torch.save({"epoch": 3, "state_dict": src}, tmp_path / "char.pt")
     torch.save(tgt, tmp_path / "bpe.pt")

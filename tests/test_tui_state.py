@@ -27,7 +27,9 @@ def test_marks_and_evidence_follow_the_plan(state: ReviewState) -> None:
     assert marks["encoder.layers.0.conv.depthwise_conv.weight"] == "proposed"
     assert state.evidence("encoder.layers.0.conv.depthwise_conv.weight") == "exact name"
     assert marks["decoder.prediction.embed.weight"] == "keep"
-    assert state.evidence("decoder.prediction.embed.weight") == "vocabulary changed: own init"
+    assert state.evidence("decoder.prediction.embed.weight") == (
+        "vocabulary changed 29 -> 257: own init"
+    )
     used = state.source_marks()
     assert used["encoder.pre_encode.out.weight"] == "used"
     assert used["joint.joint_net.2.weight"] == "unused"
@@ -69,9 +71,11 @@ def test_saved_state_unreachable_after_new_edit(state: ReviewState) -> None:
 
 def test_filters_problems_pending_module_search(state: ReviewState) -> None:
     state.set_filter(problems=True)
-    shown = state.visible_targets()
-    assert shown
-    assert all(n.startswith(("decoder.", "joint.")) for n in shown)
+    assert state.visible_targets() == []  # the vocabulary change is a declared reason
+    state.reject(["encoder.layers.0.norm_out.weight"])
+    state.plan.set_decision("encoder.layers.1.norm_out.bias", "keep")
+    assert state.visible_targets() == []  # the user's reject and keep are declared too
+    state.undo()
     state.clear_filter()
     state.approve(state.plan.under("encoder"))
     state.set_filter(pending=True)
@@ -205,3 +209,39 @@ def test_plan_round_trip_after_review(state: ReviewState, tmp_path) -> None:
     state.plan.save(path)
     loaded = Plan.load(path)
     assert loaded.to_yaml() == state.plan.to_yaml()
+
+
+def test_problems_are_the_plans_partials_shared_with_ckpt_map() -> None:
+    """One definition: the TUI's problem count and filter are Plan.problems(), the rows ckpt map
+    counts "to review"; a kept row's details give its real reason."""
+    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
+    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256, conv_kernel=9)), 2))
+    plan = propose(src, tgt)
+    state = ReviewState(plan, {plan.sources[0].label: src}, tgt)
+    convs = [f"encoder.layers.{i}.conv.depthwise_conv.weight" for i in range(4)]
+    assert plan.problems() == convs == state.partials()
+    assert state.counts()["problems"] == 4
+    assert sum(s.problems for s in plan.summary().values()) == 4
+    state.set_filter(problems=True)
+    assert state.visible_targets() == convs
+    state.reject(convs[:1])  # the user's reject declares the keep
+    assert state.counts()["problems"] == 3
+
+
+def test_pending_rows_are_what_apply_refuses(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A proposed keep changes nothing: neither apply nor the TUI counts it as pending."""
+    from inspector.tui.screens.write import write_summary
+
+    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
+    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256)), 2))
+    plan = propose(src, tgt)
+    state = ReviewState(plan, {plan.sources[0].label: src}, tgt)
+    keeps = sum(e.effective == "keep" for e in plan.entries.values())
+    assert keeps == 11
+    pending = state.counts()["pending"]
+    assert pending == len(plan.entries) - keeps == len(plan.pending())
+    assert write_summary(state, tmp_path / "out.pt").pending == pending
+    with pytest.raises(PlanError, match=f"^{pending} row\\(s\\) are still proposed"):
+        inspector.apply(plan, tmp_path / "out.pt")
+    state.set_filter(pending=True)
+    assert len(state.visible_targets()) == pending

@@ -2,8 +2,9 @@
 
 Scripted use without a plan file: `ckpt apply --source SRC --target TGT [--rules R] -o OUT`
 proposes the plan on the spot (it still needs --accept-proposed to apply unreviewed rows).
-Exit codes: 0 written and verified; 1 refused because rows are still proposed (nothing written);
-2 bad input, plan or write error (nothing written).
+Exit codes: 0 written and verified; 1 refused because rows are still proposed, or (--strict)
+because target tensors would keep their init with no declared reason (nothing written); 2 bad
+input, plan or write error (nothing written).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 from types import FrameType
 
-from ..applying import Inputs, apply, open_plan_inputs
+from ..applying import Inputs, PartialTransferError, apply, open_plan_inputs
 from ..errors import PlanError
 from ..mapping.plan import Plan
 from ..mapping.propose import propose
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scripted use: rules file or built-in set; repeatable")
     p.add_argument("--accept-proposed", action="store_true",
                    help="apply rows that are still 'proposed' (marked so in the report)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 1, nothing written) when any target tensor would keep its "
+                        "init with no declared reason (shape mismatch, no source, ambiguous)")
     p.add_argument("--force", action="store_true",
                    help="apply even when the checkpoints' fingerprints differ from the plan's")
     p.add_argument("--keep-unknown-globals", action="store_true",
@@ -51,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
                        threads=args.threads, format=args.format, inputs=inputs,
-                       keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"))
+                       keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"),
+                       strict=args.strict)
     except PlanError as e:
-        if "still proposed" not in str(e):
+        if not isinstance(e, PartialTransferError) and "still proposed" not in str(e):
             raise
         print(f"ckpt apply: {e}", file=sys.stderr)
         return EXIT_FOUND

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import PlanError
+from ..humanize import floor_share
 from ..mapping import arch
 from ..mapping import names as nm
 from ..mapping.plan import Entry, Plan, Unused
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         data = plan.to_dict()
         data["summary"] = {
             m: {
-                "percent": round(s.percent, 1),
+                "percent": floor_share(s.params_copied, s.params, 1),
                 "copied": s.copied,
                 "tensors": s.tensors,
                 "layers": s.layers,
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             for m, s in plan.summary().items()
         }
         data["explanation"] = explanation
+        partial = plan.partials()
+        data["partial"] = {"count": len(partial), "names": fold_names(partial)}
         json.dump(data, sys.stdout, indent=1)
         print()
     else:
@@ -142,6 +145,11 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
             print(f"  {line}")
     for line in explanation:
         print(f"note: {line}")
+    partial = plan.partials()
+    if partial:
+        print(f"WARNING: {len(partial)} target tensor(s) keep their init with no declared reason "
+              f"(shape mismatch, no source, ambiguous): {', '.join(fold_names(partial))}; "
+              "ckpt apply --strict refuses such a plan")
 
 
 def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:

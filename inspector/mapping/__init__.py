@@ -10,6 +10,7 @@ from __future__ import annotations
 from .plan import (
     DECISIONS,
     FLAGS,
+    STATEFUL_GROUPS,
     STATUSES,
     Candidate,
     Edit,
@@ -20,6 +21,8 @@ from .plan import (
     SourceRef,
     Unused,
     fingerprint,
+    is_partial,
+    is_problem,
 )
 from .propose import propose
 from .rules import (
@@ -38,6 +41,7 @@ from .transforms import TRANSFORMS, Transform, transform_from_dict
 __all__ = [
     "DECISIONS",
     "FLAGS",
+    "STATEFUL_GROUPS",
     "STATUSES",
     "TRANSFORMS",
     "Candidate",
@@ -55,6 +59,8 @@ __all__ = [
     "builtin_rule_sets",
     "fingerprint",
     "invert_rules",
+    "is_partial",
+    "is_problem",
     "load_rules",
     "propose",
     "rule_from_dict",

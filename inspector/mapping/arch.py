@@ -313,7 +313,8 @@ def explain(
             continue
         label, src_path = found
         src = _stack(src_path, src_stacks[label][src_path], src_shapes[label])
-        lines.append(_compare(tgt, src, rows, hints, nm.module_of(path, root), src_shapes))
+        line = _compare(tgt, src, rows, hints, nm.module_of(path, root), src_shapes)
+        lines += [line] if line else []
     return lines + _vocabulary_lines(plan, sources, target, hints)
 
 
@@ -407,7 +408,8 @@ def _compare(
         if setting not in settings:
             settings.append(setting)
     if not diffs:
-        return f"{tgt.path}: " + _mismatch_text(rows, src_shapes)
+        text = _mismatch_text(rows, src_shapes)
+        return f"{tgt.path}: {text}" if text else ""
     head = f"{tgt.path}: {', '.join(diffs)}"
     if all("=" in s for s in settings):
         return f"{head}: set {', '.join(settings)} in the target config to transfer it"
@@ -422,8 +424,10 @@ def _mismatch_text(rows: list[Entry], src_shapes: Mapping[str, Shapes]) -> str:
         if best is not None and best.name in src_shapes.get(best.label, {}):
             shape = src_shapes[best.label][best.name]
             groups.setdefault((shape, e.shape), []).append(e.target)
-    if not groups:
-        return "the layers have the same sizes; see the rows flagged shape-mismatch"
+    if not groups:  # only a true note: "" when no row is flagged shape-mismatch
+        flagged = any("shape-mismatch" in e.flags for e in rows)
+        see = "the layers have the same sizes; see the rows flagged shape-mismatch"
+        return see if flagged else ""
     parts = [
         f"{', '.join(fold_names(names))} {list(old)} -> {list(new)}"
         for (old, new), names in groups.items()

@@ -25,6 +25,7 @@ import yaml
 
 from .. import yamlload
 from ..errors import PlanError, WriteError
+from ..humanize import floor_percent
 from ..writers.atomic import write_text_atomic
 from . import names as nm
 from .rules import Rule, invert_rules, rules_from_list
@@ -48,6 +49,44 @@ FLAGS = {
     "kept-by-rule": "a keep rule says the target keeps its init",
     "user": "chosen or changed by the user",
 }
+# Flags that declare why a row keeps its init. A row that keeps its init (its effective decision
+# is keep) without one of these, and without the user's reject, is a *partial*: the transfer
+# silently misses it. `ckpt map`, `ckpt apply`'s report, the TUI and --strict all use
+# `is_partial`/`is_problem` below, so they count the same rows.
+DECLARED_KEEP_FLAGS = frozenset({"vocab-change", "kept-by-rule", "user"})
+
+# Tensors of one module that move as a unit, by name suffix after the module path. Within one
+# group, when any anchor keeps its init, every member (anchors and followers) keeps it: a
+# BatchNorm whose weight keeps the target's values keeps its running statistics too. When no
+# anchor is in the target (a BatchNorm without affine), the followers are the anchors.
+# (anchors, followers)
+STATEFUL_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    # torch BatchNorm*/InstanceNorm*(track_running_stats) and SyncBatchNorm buffers
+    (("weight", "bias"), ("running_mean", "running_var", "num_batches_tracked")),
+    # torch.nn.utils.weight_norm: magnitude and direction are one weight (fairseq, wav2vec2)
+    (("weight_g", "weight_v"), ()),
+    # torch.nn.utils.parametrizations.weight_norm (transformers >= 4.40)
+    (("parametrizations.weight.original0", "parametrizations.weight.original1"), ()),
+)
+
+
+def is_partial(e: Entry) -> bool:
+    """The row keeps the target's init with no declared reason (a keep rule, a vocabulary
+    change, the user's reject or choice): a transfer that silently misses it."""
+    return e.effective == "keep" and e.status != "rejected" and not e.flags & DECLARED_KEEP_FLAGS
+
+
+def is_pending(e: Entry) -> bool:
+    """Still proposed and would change the output (a copy or a drop): what `apply` refuses
+    without accept_proposed and the TUI counts "pending". A proposed keep changes nothing."""
+    return e.status == "proposed" and e.effective in ("copy", "drop")
+
+
+def is_problem(e: Entry) -> bool:
+    """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
+    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
+    return is_partial(e)
+
 
 Shape = tuple[int, ...]
 
@@ -140,7 +179,7 @@ class ModuleSummary:
     copied: int = 0
     kept: int = 0
     dropped: int = 0
-    problems: int = 0  # rows flagged ambiguous / shape-mismatch
+    problems: int = 0  # rows `is_problem` counts (keep their init without a declared reason)
     params: int = 0
     params_copied: int = 0
     layers: int = 0  # layers of the module's largest stack
@@ -152,11 +191,9 @@ class ModuleSummary:
         return 100.0 * self.params_copied / self.params if self.params else 0.0
 
     def percent_text(self) -> str:
-        """`percent` for people: `100%` and `0%` only when exact (`99.9%`, `0.1%` otherwise)."""
-        if self.params_copied in (0, self.params):
-            return f"{self.percent:.0f}%"
-        p = self.percent
-        return f"{p:.0f}%" if 1 <= p <= 99 else f"{min(max(p, 0.1), 99.9):.1f}%"
+        """`percent` for people, floored to one decimal: `100%` and `0%` only when exact
+        (`99.9%`, `98.7%`, `0.1%` otherwise; below 0.1%: `<0.1%`)."""
+        return floor_percent(self.params_copied, self.params, 1)
 
     def line(self) -> str:
         """`encoder 99.7% (164/168 tensors, 0/4 layers complete)`: the share of parameters
@@ -201,6 +238,26 @@ class Plan:
             f"plan has no source labelled {label!r} (sources: {[s.label for s in self.sources]})"
         )
 
+    def partials(self) -> list[str]:
+        """Target rows that keep their init without a declared reason (see `is_partial`)."""
+        return [n for n, e in self.entries.items() if is_partial(e)]
+
+    def pending(self) -> list[str]:
+        """Target rows `is_pending` flags: apply refuses them without accept_proposed."""
+        return [n for n, e in self.entries.items() if is_pending(e)]
+
+    def problems(self) -> list[str]:
+        """Target rows `is_problem` flags: the rows to review."""
+        return [n for n, e in self.entries.items() if is_problem(e)]
+
+    def group_of(self, names: Iterable[str]) -> list[str]:
+        """`names` plus the members of their stateful groups (see STATEFUL_GROUPS) in the plan,
+        in plan order: what approve/reject carry along."""
+        wanted = set(names)
+        for n in list(wanted):
+            wanted.update(group_members(n, self.entries))
+        return [n for n in self.entries if n in wanted] + sorted(wanted - set(self.entries))
+
     def flagged(self, flag: str) -> list[Entry]:
         return [e for e in self.entries.values() if flag in e.flags]
 
@@ -224,7 +281,7 @@ class Plan:
             s.copied += copied
             s.kept += e.effective == "keep"
             s.dropped += e.effective == "drop"
-            s.problems += bool(e.flags & {"ambiguous", "shape-mismatch"})
+            s.problems += is_problem(e)
             s.params += e.numel
             s.params_copied += e.numel if copied else 0
         for mod, layers in _largest_stacks(self.entries, root).items():
@@ -255,16 +312,23 @@ class Plan:
             out.append(self.entries[n])
         return out
 
+    def _group_entries(self, names: Iterable[str]) -> list[Entry]:
+        return self._entries(self.group_of(names))
+
     def approve(self, names: Iterable[str]) -> Edit:
-        """Mark rows approved (apply writes approved and proposed rows; see docs)."""
+        """Mark rows approved (apply writes approved and proposed rows; see docs). The members
+        of a row's stateful group (a norm's buffers, a weight-norm pair) are approved with it."""
         return self._replace(
-            "approve", (dataclasses.replace(e, status="approved") for e in self._entries(names))
+            "approve",
+            (dataclasses.replace(e, status="approved") for e in self._group_entries(names)),
         )
 
     def reject(self, names: Iterable[str]) -> Edit:
-        """Mark rows rejected: apply keeps the target's own tensor for them."""
+        """Mark rows rejected: apply keeps the target's own tensor for them. The members of a
+        row's stateful group are rejected with it, so a module never half moves."""
         return self._replace(
-            "reject", (dataclasses.replace(e, status="rejected") for e in self._entries(names))
+            "reject",
+            (dataclasses.replace(e, status="rejected") for e in self._group_entries(names)),
         )
 
     def set_decision(self, target: str, decision: str, reason: str = "set by user") -> Edit:
@@ -514,6 +578,71 @@ class Plan:
         except OSError as e:
             raise PlanError(f"{path}: cannot read plan: {e.strerror}") from None
         return cls.from_yaml(text, str(path))
+
+
+# -- stateful groups -------------------------------------------------------------------------------
+def _split_group_name(name: str) -> tuple[str, int, bool] | None:
+    """(module path, group index, is anchor) for a name that ends in a STATEFUL_GROUPS suffix."""
+    for gi, (anchors, followers) in enumerate(STATEFUL_GROUPS):
+        for suffixes, anchor in ((anchors, True), (followers, False)):
+            for suffix in suffixes:
+                if name.endswith("." + suffix):
+                    return name[: -len(suffix) - 1], gi, anchor
+    return None
+
+
+def group_members(name: str, entries: Mapping[str, Any]) -> list[str]:
+    """The other members in `entries` of `name`'s stateful group ([] when it has none)."""
+    found = _split_group_name(name)
+    if found is None:
+        return []
+    return [m for m in _members(found[0], found[1], entries) if m != name]
+
+
+def _members(module: str, gi: int, entries: Mapping[str, Any]) -> list[str]:
+    """Group `gi`'s tensors of `module` in `entries`; [] when the group has followers and the
+    module holds none of them (a Linear's weight and bias are not a group, a BatchNorm's are)."""
+    anchors, followers = STATEFUL_GROUPS[gi]
+    if followers and not any(f"{module}.{s}" in entries for s in followers):
+        return []
+    return [m for s in (*anchors, *followers) if (m := f"{module}.{s}") in entries]
+
+
+def follow_groups(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """Make every stateful group move as a unit: when an anchor of a group keeps its init, the
+    members that would be copied keep theirs too, reason `follows <anchor>`, with the anchor's
+    declaring flags (so a follower of a partial is a partial). Rows the user decided are left."""
+    out = dict(entries)
+    seen: set[tuple[str, int]] = set()
+    for name in entries:
+        found = _split_group_name(name)
+        if found is None or found[:2] in seen:
+            continue
+        seen.add(found[:2])
+        members = _members(found[0], found[1], entries)
+        leads = [m for m in members if _split_group_name(m)[2]] or members  # type: ignore[index]
+        lead = next((m for m in leads if entries[m].effective == "keep"), None)
+        if lead is None:
+            continue
+        for m in members:
+            if entries[m].effective == "copy" and entries[m].status == "proposed":
+                out[m] = _follower(entries[m], entries[lead])
+    return out
+
+
+def _follower(e: Entry, lead: Entry) -> Entry:
+    return dataclasses.replace(
+        e,
+        decision="keep",
+        sources=(),
+        transform=(),
+        source_shapes=(),
+        source_dtypes=(),
+        reason=f"follows {lead.target}" + (f" ({lead.reason})" if lead.reason else ""),
+        evidence=(*e.evidence, Evidence("group", f"moves with {lead.target}")),
+        flags=lead.flags & (DECLARED_KEEP_FLAGS | {"shape-mismatch"}),
+        candidates=tuple(Candidate(lb, n, e.confidence, "would copy alone") for lb, n in e.sources),
+    )
 
 
 # -- helpers: summary ------------------------------------------------------------------------------

@@ -19,7 +19,16 @@ from typing import Any, NamedTuple
 from ..errors import PlanError
 from ..model import Checkpoint, TensorInfo
 from . import names as nm
-from .plan import Candidate, Entry, Evidence, Plan, SourceRef, Unused, fingerprint
+from .plan import (
+    Candidate,
+    Entry,
+    Evidence,
+    Plan,
+    SourceRef,
+    Unused,
+    fingerprint,
+    follow_groups,
+)
 from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
 from .transforms import Cast, Transform, chain_shape
 
@@ -186,10 +195,23 @@ class Context:
         entries.update(self._heuristic(open_targets, pool, reasons))
         ordered = {n: entries[n] for n in self.target.tensors}
         ordered = self._vocabulary(ordered, reasons)
+        ordered = self._follow_groups(ordered, reasons)
         self._reasons = reasons
         plan = Plan([ref for ref, _ in self.sources], self.target_ref, list(rules), ordered)
         plan.unused = self.unused_for(plan.entries, rules)
         return plan
+
+    @staticmethod
+    def _follow_groups(
+        entries: dict[str, Entry], reasons: dict[tuple[str, str], str]
+    ) -> dict[str, Entry]:
+        """Stateful groups (norm buffers, weight-norm pairs) move as a unit: see follow_groups."""
+        out = follow_groups(entries)
+        for name, e in out.items():
+            if e is not entries[name]:
+                for label, src in entries[name].sources:
+                    reasons[(label, src)] = f"{name} keeps its init: {e.reason}"
+        return out
 
     def unused_for(self, entries: Mapping[str, Entry], rules: list[Rule]) -> list[Unused]:
         used = {s for e in entries.values() if e.effective == "copy" for s in e.sources}

@@ -631,7 +631,7 @@ _COMMAND_HELP = {
     "candidates": "pick another source for the row from its ranked candidates",
     "rules": "add, edit or remove a rule, previewing the rows it changes",
     "filter_problems": "toggle: only rows that do not transfer or need a choice",
-    "filter_pending": "toggle: only rows not yet approved or rejected",
+    "filter_pending": "toggle: only proposed rows that would change the output (copy, drop)",
     "filter_module": "toggle: only the module under the cursor",
     "clear_filter": "show everything again",
     "undo": "undo the last decision",

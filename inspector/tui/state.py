@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..mapping.plan import Candidate, Edit, Entry, Plan
+from ..mapping.plan import Candidate, Edit, Entry, Plan, is_pending, is_problem
 from ..model import Checkpoint, TensorInfo
 
-# Flags that make a row a "problem": it does not transfer, or needs a choice.
-PROBLEM_FLAGS = frozenset({"ambiguous", "shape-mismatch", "no-source", "vocab-change"})
+# A "problem" row is mapping.plan.is_problem (one definition for ckpt map, apply and the TUI).
 
 # Row mark from (status, decision, flags). First matching line wins: a data table, not if/elif.
 _MARK_TABLE: tuple[tuple[Callable[[Entry], bool], str], ...] = (
@@ -41,9 +40,11 @@ _EVIDENCE_TABLE: tuple[tuple[Callable[[Entry], bool], Callable[[Entry], str]], .
     (lambda e: e.status == "rejected", lambda e: "rejected: own init"),
     (lambda e: "ambiguous" in e.flags, lambda e: f"ambiguous: {len(e.candidates)} candidates"),
     (lambda e: "shape-mismatch" in e.flags, lambda e: "shape mismatch"),
-    (lambda e: "vocab-change" in e.flags, lambda e: "vocabulary changed: own init"),
+    (lambda e: e.reason.startswith("follows "), lambda e: "moves with its module: own init"),
+    (lambda e: "vocab-change" in e.flags, lambda e: f"{e.reason or 'vocabulary change'}: own init"),
     (lambda e: "kept-by-rule" in e.flags, lambda e: "keep rule: own init"),
     (lambda e: e.decision == "drop", lambda e: "dropped"),
+    (lambda e: "user" in e.flags and e.decision != "copy", lambda e: "set by you: own init"),
     (lambda e: e.decision != "copy", lambda e: "no source: own init"),
     (lambda e: "user" in e.flags, lambda e: "chosen by you"),
     (lambda e: any(ev.kind == "exact-name" for ev in e.evidence), lambda e: "exact name"),
@@ -203,12 +204,20 @@ class ReviewState:
             for shown, k in self._source_keys.items()
         }
 
+    def partials(self) -> list[str]:
+        """Rows that keep their init with no declared reason (the header's warning)."""
+        return self.plan.partials()
+
     def counts(self) -> dict[str, int]:
-        """approved / pending / rejected / problems over all target rows."""
+        """approved / pending (mapping.plan.is_pending: what ckpt apply refuses) / rejected /
+        problems (mapping.plan.is_problem) over all rows; a proposed keep is none of the first
+        three (it changes nothing)."""
         out = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
         for e in self.plan.entries.values():
-            out["pending" if e.status == "proposed" else e.status] += 1
-            out["problems"] += bool(e.flags & PROBLEM_FLAGS)
+            if e.status != "proposed":
+                out[e.status] += 1
+            out["pending"] += is_pending(e)
+            out["problems"] += is_problem(e)
         return out
 
     # Filters -----------------------------------------------------------------------------------
@@ -221,9 +230,9 @@ class ReviewState:
 
     def _target_ok(self, name: str, e: Entry | None) -> bool:
         f = self.filter
-        if f.problems and not (e is not None and e.flags & PROBLEM_FLAGS):
+        if f.problems and not (e is not None and is_problem(e)):
             return False
-        if f.pending and not (e is not None and e.status == "proposed"):
+        if f.pending and not (e is not None and is_pending(e)):
             return False
         return under_module(f.module, name) and (not f.search or name_matches(f.search, name))
 

@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import ProgressBar, Static
 
 from ... import humanize
+from ...mapping.plan import is_pending
 from ..messages import WriteFinished
 from ..state import ReviewState
 
@@ -36,7 +37,7 @@ class WriteSummary:
     format: str
     copied: int  # approved rows that take a source's value
     copied_bytes: int
-    pending: int  # rows still proposed
+    pending: int  # rows still proposed that would change the output (mapping.plan.is_pending)
     pending_copies: int
     pending_bytes: int
     kept: int  # rows that keep the target's own tensor
@@ -48,7 +49,7 @@ def write_summary(state: ReviewState, output: Path) -> WriteSummary:
     for name, e in state.plan.entries.items():
         info = state.target_tensors.get(name)
         nbytes = info.nbytes if info is not None else 0
-        if e.status == "proposed":
+        if is_pending(e):  # what ckpt apply refuses without --accept-proposed
             pending += 1
             if e.effective == "copy":
                 pending_copies += 1

@@ -21,7 +21,7 @@ TARGET_MARKS: dict[str, Mark] = {
     "proposed": Mark("•", "cyan", "proposed: pending review"),
     "ambiguous": Mark("?", "bold magenta", "ambiguous: several equally good sources"),
     "mismatch": Mark("≠", "bold red", "shape mismatch: best source has another shape"),
-    "keep": Mark("○", "dim", "no source: keeps the target's own init"),
+    "keep": Mark("○", "dim", "keeps the target's own init"),
     "rejected": Mark("✗", "red", "rejected: keeps the target's own init"),
 }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from ...tree import fold_names
 from ..state import ReviewState
 from .marks import TARGET_MARKS
 
@@ -38,6 +39,12 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
         out.append("  [unsaved]", style="bold yellow")
     if state.filter.active:
         out.append(f"  filter: {state.filter.describe()}", style="bold cyan")
+    partial = state.partials()
+    if partial:
+        shown = fold_names(partial)
+        listed = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
+        out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {listed}",
+                   style="bold red")
     out.append("\n")
     modules = [s.line() for s in state.plan.summary().values()]
     out.append("transfer: " + " · ".join(modules))

@@ -5,16 +5,15 @@ torch themselves, built once per session under pytest's temporary folder. Every 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import nemo_models
+from real_helpers import NemoModels
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,21 +21,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.real)
-
-
-def state_arrays(module: Any) -> dict[str, np.ndarray]:
-    """A live module's state dict as numpy arrays (name -> array)."""
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-
-
-@dataclass
-class NemoModels:
-    char: Any  # EncDecRNNTModel, eval mode
-    bpe: Any  # EncDecRNNTBPEModel
-    ctc: Any  # EncDecCTCModelBPE
-    char_path: Path
-    bpe_path: Path
-    ctc_path: Path
 
 
 def _asr() -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import state_arrays
+from real_helpers import state_arrays
 from subproc import ckpt
 
 import inspector

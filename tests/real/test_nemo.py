@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import NemoModels, state_arrays
+from real_helpers import NemoModels, state_arrays
 from subproc import ckpt
 
 import inspector

@@ -112,6 +112,10 @@ def test_digests_agree_across_layouts(hf_models: dict[str, Any], arch: str) -> N
     common = set(digests["safetensors"]) & set(digests["bin"])
     assert common == set(digests["safetensors"])
     assert all(digests["bin"][k] == digests["safetensors"][k] for k in common)
+    for folder in folders.values():
+        for args in (["ls", folder], ["scan", "--strict", folder]):
+            r = ckpt(*args)
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -44,7 +44,9 @@ def test_open_equals_state_dict(nemo_models_built: NemoModels, kind: str) -> Non
 @pytest.mark.parametrize("kind", KINDS)
 def test_cli_ls_hash_scan_check_pass(nemo_models_built: NemoModels, kind: str) -> None:
     _, path = _model_and_path(nemo_models_built, kind)
-    for args in (["ls", path], ["hash", path], ["scan", path], ["check", path, "--against", path]):
+    commands = (["ls", path], ["hash", path], ["scan", "--strict", path],
+                ["check", path, "--against", path])
+    for args in commands:
         r = ckpt(*args)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
 
@@ -84,6 +86,11 @@ def test_char_to_bpe_migration_restores_and_runs(
     assert r.returncode == 0, r.stdout + r.stderr
     r = ckpt("apply", plan, "--accept-proposed", "-o", out)
     assert r.returncode == 0, r.stdout + r.stderr
+
+    assert ckpt("check", out, "--against", m.bpe_path).returncode == 0
+    r = ckpt("check", out, "--against", m.char_path)  # the vocabulary-facing layers differ
+    assert r.returncode == 1
+    assert "joint.joint_net.1.bias" in r.stdout
 
     restored = EncDecRNNTBPEModel.restore_from(str(out), map_location="cpu").eval()
     got, char, bpe = (state_arrays(x) for x in (restored, m.char, m.bpe))

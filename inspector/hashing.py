@@ -146,7 +146,7 @@ def digest_array(array: np.ndarray, dtype_name: str | None = None) -> Digest:
         )
     import numpy as np
 
-    a = np.ascontiguousarray(array)
+    a = np.require(array, requirements="C")  # ascontiguousarray makes a 0-d array 1-d
     swap = a.dtype.byteorder == ">" and d.itemsize > 1
     shape = tuple(a.shape)
     flat = a.reshape(-1).view(np.uint8)

@@ -95,6 +95,20 @@ def test_numpy_and_torch_agree() -> None:
     assert all(digest_array(a) == from_numpy[k] for k, a in arrays.items())
 
 
+def test_digest_array_keeps_zero_dim_shape() -> None:
+    """A 0-d array (BatchNorm's num_batches_tracked) hashes as shape (), like the file it came
+    from, not as the 1-element vector np.ascontiguousarray would make of it."""
+    scalar = np.array(7, dtype=np.int64)
+    want = Digest(ref.tensor_digest("int64", (), scalar.tobytes()))
+    assert digest_array(scalar) == want == reference_digests({"x": torch.tensor(7)})["x"]
+    assert digest_array(scalar.reshape(1)) != want
+    from inspector.formats.memory import _from_numpy
+    from inspector.writers.produce import ArrayValue
+
+    assert _from_numpy(scalar).shape == ()
+    assert ArrayValue(scalar, "int64").shape == ()
+
+
 def test_digest_array_handles_views_byte_order_and_named_dtypes() -> None:
     a = RNG.standard_normal((40, 30)).astype(np.float32)
     assert digest_array(a.T) == digest_array(np.ascontiguousarray(a.T))

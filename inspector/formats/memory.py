@@ -65,7 +65,7 @@ def _from_numpy(a: np.ndarray) -> TensorInfo:
         d = dtypes.from_numpy(a.dtype)
     except KeyError:
         raise DtypeError(None, f"numpy dtype {a.dtype} is not supported") from None
-    a = np.ascontiguousarray(a)
+    a = np.require(a, requirements="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     src = ByteSource(None, 0, a.nbytes, buffer=a.reshape(-1).view(np.uint8))

@@ -273,7 +273,7 @@ class ArrayValue(Producer):
     def __init__(self, array: np.ndarray, dtype: str):
         import numpy as np
 
-        self.array = np.ascontiguousarray(array)
+        self.array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
         self.dtype = dtype
         self.shape = tuple(self.array.shape)
         self.nbytes = self.array.nbytes

@@ -105,6 +105,12 @@ def test_deeply_nested_folders_are_walked(tmp_path: Path) -> None:
         here = here / "d"
         here.mkdir()
     torch.save({"w": torch.zeros(2)}, here / "m.pt")
-    out = ckpt("scan", deep, timeout=120)
-    assert out.returncode == 0, out.stderr[-500:]
-    assert "Traceback" not in out.stderr
+    try:
+        out = ckpt("scan", deep, timeout=120)
+        assert out.returncode == 0, out.stderr[-500:]
+        assert "Traceback" not in out.stderr
+    finally:  # bottom up: pytest's own clean-up (shutil.rmtree) recurses and cannot
+        (here / "m.pt").unlink()
+        while here != tmp_path:
+            here.rmdir()
+            here = here.parent

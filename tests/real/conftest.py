@@ -4,6 +4,7 @@ torch themselves, built once per session under pytest's temporary folder. Every 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import nemo_models
 from real_helpers import NemoModels
+
+# CI sets INSPECTOR_REAL_TIER=required: there a skip means a library failed to install or import,
+# and the tier must fail rather than pass having tested nothing.
+REQUIRED = os.environ.get("INSPECTOR_REAL_TIER") == "required"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if REQUIRED and skipped:
+        print(f"\nINSPECTOR_REAL_TIER=required: {len(skipped)} real-library test(s) skipped:")
+        for report in skipped[:10]:
+            print(f"  {report.nodeid}: {report.longrepr}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -134,14 +134,12 @@ def char_lightning_ckpt(
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 2, fixed on branch h1")
 def test_lightning_ckpt_lists_state_dict(char_lightning_ckpt: Path) -> None:
     want = torch.load(char_lightning_ckpt, map_location="cpu", weights_only=False)["state_dict"]
     live = {k: v.numpy() for k, v in want.items()}
     assert_matches_state(inspector.open(char_lightning_ckpt), live)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 2, fixed on branch h1")
 def test_lightning_ckpt_as_apply_source(
     nemo_models_built: NemoModels, char_lightning_ckpt: Path, tmp_path: Path
 ) -> None:

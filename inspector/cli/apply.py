@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from types import FrameType
 
 from ..applying import Inputs, apply, open_plan_inputs
@@ -20,7 +19,7 @@ from ..mapping.propose import propose
 from ..mapping.rules import load_rules
 from ..reader import open_checkpoint
 from ..writers import FORMATS
-from . import EXIT_FOUND, EXIT_OK
+from . import EXIT_OK
 from .progress import meter
 
 
@@ -48,15 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a kill still removes the temp file
     plan, inputs = _plan(args)
-    try:
-        report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
-                       threads=args.threads, format=args.format, inputs=inputs,
-                       keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"))
-    except PlanError as e:
-        if "still proposed" not in str(e):
-            raise
-        print(f"ckpt apply: {e}", file=sys.stderr)
-        return EXIT_FOUND
+    # rows still proposed raise PendingRowsError: exit 1 by its class (cli.EXIT_CODES)
+    report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
+                   threads=args.threads, format=args.format, inputs=inputs,
+                   keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"))
     print(report.to_json() if args.json else report.to_text())
     return EXIT_OK
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from . import EXIT_ERROR
-from .gate_report import add_report_options, report
+from .gate_report import add_report_options, run_gate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
         values=args.values,
         strict=args.strict,
     )
-    result = check_model(args.model, **options) if args.model else check(args.checkpoint, **options)
-    return report(
-        result, args, [p for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
+    inputs = [p for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
+    return run_gate(
+        "check",
+        args,
+        inputs,
+        lambda: check_model(args.model, **options) if args.model else check(args.checkpoint,
+                                                                            **options),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .gate_report import add_report_options, report
+from .gate_report import add_report_options, run_gate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,5 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..scanning import scan
 
-    result = scan(args.paths, strict=args.strict, verify_crc=not args.no_crc)
-    return report(result, args, args.paths)
+    return run_gate(
+        "scan", args, args.paths, lambda: scan(args.paths, strict=args.strict,
+                                                verify_crc=not args.no_crc)
+    )

@@ -28,8 +28,25 @@ MAX_FOLDED = 3  # `show`: a line lists up to this many folded names (all with --
 PAST = {"approve": "approved", "reject": "rejected"}
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """Patterns may follow options (`show PLAN --pending encoder`): with plain parsing a `*`
+    positional takes nothing once an option comes first, and the patterns are refused."""
+
+    _mixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._mixing:  # parse_known_intermixed_args parses twice through this method
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                           parser_class=_Intermixed)
     show = sub.add_parser(
         "show", help="print the plan grouped by module", description="print the plan grouped by "
         "module: status, decision, target names (layer ranges folded), sources, flags, reason")

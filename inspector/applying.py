@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PlanError, WriteError
+from .errors import PartialTransferError, PendingRowsError, PlanError, WriteError
 from .hashing import hash_tensors
 from .mapping.plan import Entry, Plan
 from .model import Checkpoint, TensorInfo, element_span
@@ -36,10 +36,6 @@ from .writers.transformed import apply_transforms, source_value
 from .writers.verify import value_digest
 
 Progress = Callable[[int, int], None]
-
-
-class PartialTransferError(PlanError):
-    """`strict`: target tensors would keep their init with no declared reason; nothing written."""
 
 
 def refuse_partials(plan: Plan, what: str) -> None:
@@ -173,7 +169,7 @@ def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:
     if pending and not accept_proposed:
         shown = ", ".join(pending[:10]) + (f", ... ({len(pending)} in all)" if len(pending) > 10
                                             else "")
-        raise PlanError(
+        raise PendingRowsError(
             f"{len(pending)} row(s) are still proposed, not approved: {shown}. Review and approve "
             "them (ckpt-tui, plan.approve), or pass --accept-proposed to apply them unreviewed"
         )

@@ -1,7 +1,8 @@
 """Errors raised for bad input: one class per kind of failure.
 
 Every message names the file, the entry or key inside it (when there is one), and what is wrong,
-so that a user can act on it without a traceback. The CLI maps `CheckpointError` to exit code 2.
+so that a user can act on it without a traceback. The CLI maps each class to an exit code in one
+table (`inspector.cli.EXIT_CODES`): 1 for `PendingRowsError`, 2 for every other one.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ class TensorDataError(CheckpointError):
 
 class PlanError(Exception):
     """A mapping rule or plan file is invalid; the message points at the rule or entry."""
+
+
+class PendingRowsError(PlanError):
+    """Applying was refused: rows that would change the output are still proposed, not approved.
+    Nothing was written; not an input error (exit code 1, like a gate's violations)."""
+
+
+class PartialTransferError(PlanError):
+    """`strict`: target tensors would keep their init with no declared reason. Nothing was
+    written or loaded; exit code 1, like a gate's violations."""
 
 
 class WriteError(Exception):

@@ -23,6 +23,8 @@ SCHEMA_ID = "ckpt-findings/1"
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITIES = (ERROR, WARNING, INFO)
+# The gate could not run: an input is missing or unreadable (the report says which, exit code 2).
+INPUT_ERROR = "input-error"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        if any(f.code == INPUT_ERROR for f in self.findings):
+            return 2
         return 0 if self.passed else 1
 
     def summary(self) -> str:

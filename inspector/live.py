@@ -35,7 +35,7 @@ def load_into(
 ) -> TransferReport:
     """Copy the plan's (or a proposal's) source tensors into `module`'s parameters and buffers.
 
-    `strict`: refuse (applying.PartialTransferError, the module untouched) when any of its
+    `strict`: refuse (errors.PartialTransferError, the module untouched) when any of its
     tensors would keep its init with no declared reason (see `apply`)."""
     import torch
 

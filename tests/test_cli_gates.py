@@ -186,3 +186,48 @@ def test_output_report_is_written_atomically_over_an_old_one(files: dict[str, Pa
     assert r.returncode == 0, r.stderr
     validate(json.loads(out.read_text()), SCHEMA)
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+@pytest.mark.parametrize("fmt", ["junit", "markdown", "github", "json", "text"])
+@pytest.mark.parametrize("command", ["check", "scan"])
+def test_input_error_still_writes_the_report(files: dict[str, Path], tmp_path: Path,
+                                             command: str, fmt: str) -> None:
+    """A CI step that uploads the report (`if: always()`) finds one naming the file and the
+    problem, while the command still exits 2 with the error on stderr."""
+    if command == "scan":  # a broken file is a scan finding; a missing one stops the scan
+        bad = tmp_path / "absent.pt"
+        args: tuple[str | Path, ...] = ("scan", bad)
+        problem = "no such file or folder"
+    else:
+        bad = tmp_path / "broken.pt"
+        bad.write_bytes(files["ref"].read_bytes()[:300])
+        args = ("check", bad, "--against", files["ref"])
+        problem = "no end-of-central-directory record"
+    out = tmp_path / f"report.{fmt}"
+    r = ckpt(*args, "--format", fmt, "-o", out)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith(f"ckpt {command}: error: {bad}")
+    text = out.read_text()
+    assert "input-error" in text
+    assert str(bad) in text
+    assert problem in text
+    if fmt == "junit":
+        (case,) = ET.fromstring(text).iter("testcase")
+        failure = case.find("failure")
+        assert failure is not None
+        assert failure.get("type") == "input-error"
+        assert problem in (failure.get("message") or "")
+    if fmt == "json":
+        doc = json.loads(text)
+        validate(doc, SCHEMA)
+        assert doc["exit_code"] == 2
+        assert doc["findings"][0]["file"] == str(bad)
+
+
+def test_input_error_report_to_stdout_in_machine_formats(tmp_path: Path) -> None:
+    r = ckpt("scan", tmp_path / "absent.pt", "--format", "github")
+    assert r.returncode == 2
+    assert r.stdout.startswith(f"::error file={tmp_path / 'absent.pt'},title=input-error::")
+    r = ckpt("scan", tmp_path / "absent.pt")  # text: the error on stderr only
+    assert r.returncode == 2
+    assert r.stdout == ""

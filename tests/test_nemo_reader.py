@@ -232,3 +232,47 @@ def test_gzip_expansion_stops_when_the_disk_fills(tmp_path, monkeypatch):
         inspector.open(gz, cache_dir=cache)
     assert len(calls) == 2
     assert list(cache.iterdir()) == []
+
+
+def _broken_weights_gz(path: Path) -> Path:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        _add(tar, "./model_config.yaml", b"sample_rate: 16000\n")
+        _add(tar, "./model_weights.ckpt", _torch_bytes({"w": torch.ones(3)})[:200])
+    with gzip.open(path, "wb") as f:
+        f.write(raw.getvalue())
+    return path
+
+
+def test_tar_gz_errors_name_the_users_file(tmp_path):
+    """The problem is in the user's old.nemo (and which member); the cached copy comes after."""
+    from inspector.errors import CheckpointError
+
+    gz = _broken_weights_gz(tmp_path / "old.nemo")
+    cache = tmp_path / "cache"
+    with pytest.raises(CheckpointError) as info:
+        inspector.open(gz, cache_dir=cache)
+    message = str(info.value)
+    assert message.startswith(f"{gz}:./model_weights.ckpt: ")
+    (copy,) = cache.iterdir()
+    assert message.endswith(f"(in its expanded copy {copy})")
+    assert info.value.path == f"{gz}:./model_weights.ckpt"
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_nemo_without_its_suffix_is_chosen_by_content(tmp_path, fmt):
+    """A renamed .nemo (or `ckpt apply -o OUT` for a .nemo target) is a tar holding the config."""
+    plain = tmp_path / "model"
+    with tarfile.open(plain, "w", format=fmt) as tar:
+        _add(tar, "./model_config.yaml", b"sample_rate: 16000\n")
+        _add(tar, "./model_weights.ckpt", _torch_bytes({"w": torch.ones(3)}))
+    ckpt = inspector.open(plain)
+    assert ckpt.format == "nemo"
+    assert list(ckpt.tensors) == ["w"]
+    other = tmp_path / "other.tar"
+    with tarfile.open(other, "w", format=fmt) as tar:
+        _add(tar, "notes.txt", b"not a model\n")
+    from inspector.errors import UnsupportedFormatError
+
+    with pytest.raises(UnsupportedFormatError, match=r"other\.tar: not a checkpoint file"):
+        inspector.open(other)

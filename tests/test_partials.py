@@ -11,8 +11,8 @@ import torch
 from subproc import ckpt
 
 import inspector
-from inspector.applying import PartialTransferError
 from inspector.demo import build_demo
+from inspector.errors import PartialTransferError
 from inspector.live import load_into
 from inspector.mapping import propose
 

@@ -390,9 +390,10 @@ def test_nemo_lightning_ckpt_holds_the_same_names_under_state_dict(nemo_files) -
     assert rows(plan) == {n: copy("model.ckpt", n) for n in names}
     featurizer = ("preprocessor.featurizer.window", "preprocessor.featurizer.fb")
     plan = propose(ckpt, nemo, "nemo")  # the featurizer buffers come from the target's config
-    assert rows(plan) == {
-        n: keep("no-source") if n in featurizer else copy("model.ckpt", n) for n in names
+    assert rows(plan) == {  # a declared keep: not a silent partial
+        n: keep("kept-by-rule") if n in featurizer else copy("model.ckpt", n) for n in names
     }
+    assert plan.partials() == []
     assert {(u.name, u.reason) for u in plan.unused} == {
         ("preprocessor.featurizer.window", "dropped by rules[0]"),
         ("preprocessor.featurizer.fb", "dropped by rules[1]"),

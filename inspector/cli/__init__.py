@@ -1,17 +1,28 @@
 """`ckpt` command line: one module per subcommand, each with `add_arguments` and `run`.
 
 Exit codes (docs/cli.md): 0 success / equal / pass, 1 differences or violations, 2 usage or
-input error (a `CheckpointError`, a bad plan, a file that cannot be read or written).
+input error (a `CheckpointError`, a bad plan, a file that cannot be read or written), 141 output
+pipe closed early (`ckpt ls --json X | head`: quiet, as git), 130 interrupted. Errors map to codes
+by their class in `EXIT_CODES`, never by their message.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
-from ..errors import CheckpointError, PlanError, WriteError
+from ..errors import (
+    CheckpointError,
+    PartialTransferError,
+    PendingRowsError,
+    PlanError,
+    WriteError,
+)
 
 # subcommand -> (module under inspector.cli, one-line help)
 SUBCOMMANDS = {
@@ -22,9 +33,31 @@ SUBCOMMANDS = {
     "apply": ("apply", "write the target with an approved plan's tensors replaced"),
     "check": ("check", "CI gate: shape compatibility against a reference or manifest"),
     "scan": ("scan", "CI gate: report pickle globals and structural problems"),
+    "plan": ("plan", "review a plan file: show it, approve or reject rows by pattern"),
 }
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for git killed by a closed pipe
+
+# The one table from error class to exit code: the first class in an error's MRO that is listed
+# decides (every class in inspector/errors.py derives from one of these; tests check it).
+EXIT_CODES: dict[type[BaseException], int] = {
+    PendingRowsError: EXIT_FOUND,  # apply refused: rows still proposed, nothing written
+    PartialTransferError: EXIT_FOUND,  # --strict: rows would keep their init, nothing written
+    CheckpointError: EXIT_ERROR,  # a malformed or unsupported checkpoint
+    PlanError: EXIT_ERROR,  # a bad plan, rule or pattern
+    WriteError: EXIT_ERROR,  # an output that cannot be written (nothing was left behind)
+    OSError: EXIT_ERROR,  # a path that cannot be read or written: an input error, never "found"
+}
+
+
+def exit_code_for(error: BaseException) -> int | None:
+    """The exit code for an error by its class (`EXIT_CODES`); None for a bug (re-raised)."""
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -51,18 +84,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args._run(args)
-    except (CheckpointError, PlanError, WriteError) as e:
-        print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as e:  # a path that cannot be read or written: an input error, never "found"
-        print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        sys.stdout.flush()  # a reader that left early shows here when the output was short
+    except BrokenPipeError:  # before OSError: a closed pipe is not an input error
+        _detach_stdout()
+        return EXIT_PIPE
     except KeyboardInterrupt:
         print(f"ckpt {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return EXIT_OK
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        mapped = exit_code_for(e)
+        if mapped is None:
+            raise
+        print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
+        return mapped
     return code
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush of what is still buffered
+    does not fail again (and print "Exception ignored ... BrokenPipeError"): the recipe of the
+    Python docs (signal module, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # not a real file (captured in a test): nothing will be flushed to a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from types import FrameType
 
-from ..applying import Inputs, PartialTransferError, apply, open_plan_inputs
+from ..applying import Inputs, apply, open_plan_inputs
 from ..errors import PlanError
 from ..mapping.plan import Plan
 from ..mapping.propose import propose
 from ..mapping.rules import load_rules
 from ..reader import open_checkpoint
 from ..writers import FORMATS
-from . import EXIT_FOUND, EXIT_OK
+from . import EXIT_OK
 from .progress import meter
 
 
@@ -52,16 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a kill still removes the temp file
     plan, inputs = _plan(args)
-    try:
-        report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
-                       threads=args.threads, format=args.format, inputs=inputs,
-                       keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"),
-                       strict=args.strict)
-    except PlanError as e:
-        if not isinstance(e, PartialTransferError) and "still proposed" not in str(e):
-            raise
-        print(f"ckpt apply: {e}", file=sys.stderr)
-        return EXIT_FOUND
+    # rows still proposed (PendingRowsError) and, with --strict, rows left at init
+    # (PartialTransferError) exit 1 by their class (cli.EXIT_CODES)
+    report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
+                   threads=args.threads, format=args.format, inputs=inputs,
+                   keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"),
+                   strict=args.strict)
     print(report.to_json() if args.json else report.to_text())
     return EXIT_OK
 

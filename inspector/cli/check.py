@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from . import EXIT_ERROR
-from .gate_report import add_report_options, report
+from .gate_report import add_report_options, run_gate
 from .inputs import file_of
 
 
@@ -67,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         values=args.values,
         strict=args.strict,
     )
-    result = check_model(args.model, **options) if args.model else check(args.checkpoint, **options)
     inputs = [file_of(p) for p in (args.checkpoint, args.against, args.manifest, args.plan) if p]
-    return report(result, args, inputs)
+    return run_gate(
+        "check",
+        args,
+        inputs,
+        lambda: check_model(args.model, **options) if args.model else check(args.checkpoint,
+                                                                            **options),
+    )

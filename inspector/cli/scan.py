@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .gate_report import add_report_options, report
+from .gate_report import add_report_options, run_gate
 from .inputs import file_of
 
 
@@ -26,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from ..scanning import scan
 
     paths = [file_of(p) for p in args.paths]  # a PATH::ROOT argument: the whole file is scanned
-    result = scan(paths, strict=args.strict, verify_crc=not args.no_crc)
-    return report(result, args, paths)
+    return run_gate(
+        "scan", args, paths, lambda: scan(paths, strict=args.strict, verify_crc=not args.no_crc)
+    )

@@ -28,7 +28,13 @@ from typing import Any
 import yaml
 
 from .. import yamlload
-from ..errors import ArchiveError, HeaderError, MissingRecordError, TruncatedFileError
+from ..errors import (
+    ArchiveError,
+    CheckpointError,
+    HeaderError,
+    MissingRecordError,
+    TruncatedFileError,
+)
 from . import Loaded, ReadOptions
 from .tar_safe import Member, read_member, read_members
 
@@ -73,24 +79,49 @@ class _Weights:
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    return path.suffix == ".nemo" and path.is_file()
+    """A `.nemo` file, or a tar without that suffix that holds a NeMo config (a renamed .nemo,
+    or what `ckpt apply -o OUT` wrote for a .nemo target): chosen by content, like the others."""
+    if not path.is_file():
+        return False
+    return path.suffix == ".nemo" or (head[257:262] == b"ustar" and _holds_config(path))
+
+
+def _holds_config(path: Path) -> bool:
+    try:
+        return any(m.key == CONFIG for m in read_members(path))
+    except (CheckpointError, OSError):
+        return False  # not a readable tar: another reader (or the "unknown format" error) says so
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:
-    notes = []
-    tar = path
-    if _is_gzip(path):
-        tar = expand_gzip(path, options.cache_dir)
-        notes.append(
-            f"tar.gz .nemo (NeMo < 1.7) decompressed to {tar}; tensor byte ranges refer to that "
-            "file (delete it when done, or pass a cache folder to reuse it)"
-        )
-    files = {m.key: Part(tar, m) for m in read_members(tar) if m.kind == "file"}
-    loaded = read_parts(FORMAT, Parts(tar, "archive", files), options)
-    loaded.notes[:0] = notes
-    if tar != path:
-        loaded.metadata["expanded_to"] = os.fspath(tar)
+    if not _is_gzip(path):
+        return _read_tar(path, options)
+    tar = expand_gzip(path, options.cache_dir)
+    try:
+        loaded = _read_tar(tar, options)
+    except CheckpointError as e:
+        raise _about_user_file(e, tar, path) from None
+    loaded.notes.insert(
+        0,
+        f"tar.gz .nemo (NeMo < 1.7) decompressed to {tar}; tensor byte ranges refer to that "
+        "file (delete it when done, or pass a cache folder to reuse it)",
+    )
+    loaded.metadata["expanded_to"] = os.fspath(tar)
     return loaded
+
+
+def _read_tar(tar: Path, options: ReadOptions) -> Loaded:
+    files = {m.key: Part(tar, m) for m in read_members(tar) if m.kind == "file"}
+    return read_parts(FORMAT, Parts(tar, "archive", files), options)
+
+
+def _about_user_file(e: CheckpointError, tar: Path, path: Path) -> CheckpointError:
+    """An error found in the expanded copy of a tar.gz .nemo, naming the user's file (and the
+    member), with the copy mentioned after the problem."""
+    where, copy = e.path or os.fspath(tar), os.fspath(tar)
+    if where.startswith(copy):
+        where = os.fspath(path) + where[len(copy) :]
+    return type(e)(where, f"{e.what} (in its expanded copy {tar})", key=e.key)
 
 
 def read_parts(fmt: str, parts: Parts, options: ReadOptions) -> Loaded:

@@ -567,7 +567,8 @@ class Plan:
         Failures raise PlanError, the error callers of plan I/O handle (the TUI's save)."""
         own = [ref.path for ref in (*self.sources, self.target) if ref.path]
         try:
-            write_text_atomic(path, self.to_yaml(), [*inputs, *own])
+            text = self._rebased(os.curdir, os.path.dirname(path) or os.curdir).to_yaml()
+            write_text_atomic(path, text, [*inputs, *own])
         except WriteError as e:
             raise PlanError(str(e)) from None
 
@@ -577,7 +578,25 @@ class Plan:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise PlanError(f"{path}: cannot read plan: {e.strerror}") from None
-        return cls.from_yaml(text, str(path))
+        folder = os.path.dirname(path) or os.curdir
+        return cls.from_yaml(text, str(path))._rebased(folder, os.curdir)
+
+    def _rebased(self, old: str | os.PathLike[str], new: str | os.PathLike[str]) -> Plan:
+        """This plan with relative checkpoint paths meant from folder `old` rewritten to be meant
+        from folder `new` (absolute paths stay). In memory a relative path is meant from the
+        current folder; in a plan file from the file's own folder (`load`, `save`)."""
+        if os.path.realpath(old) == os.path.realpath(new):
+            return self
+        refs = [_rebase_ref(r, old, new) for r in (*self.sources, self.target)]
+        return dataclasses.replace(self, sources=refs[:-1], target=refs[-1])
+
+
+def _rebase_ref(ref: SourceRef, old: str | os.PathLike[str], new: str | os.PathLike[str]
+                ) -> SourceRef:
+    if not ref.path or os.path.isabs(ref.path):
+        return ref
+    path = os.path.relpath(os.path.join(old, ref.path), new)
+    return dataclasses.replace(ref, path=path)
 
 
 # -- stateful groups -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -408,6 +409,19 @@ RULE_KINDS: dict[str, type[Rule]] = {
     )
 }
 _COMMON_KEYS = ("source", "transforms", "note")
+
+
+def name_matcher(pattern: str, *, regex: bool = False) -> Callable[[str], bool]:
+    """Whether a tensor name matches `pattern` the way rules match names, for selecting rows
+    (`ckpt plan approve`): as a keep/drop glob (`fnmatch`: `*` any text, `?`, `[...]`) or as a
+    template's `from` (the whole name or a dotted prefix of it: `*` a layer index, `{x}` one
+    component), so `encoder` selects the subtree. With `regex`, a full match as a regex rule's
+    `pattern`. A bad pattern raises PlanError."""
+    if regex:
+        rx = Regex(pattern, "")
+        return lambda name: rx.rewrite(name) is not None
+    glob, template = Keep(_nonempty(pattern, "pattern")), Template(pattern, pattern)
+    return lambda name: glob.keeps(name) or template.rewrite(name) is not None
 
 
 # -- building rules from data ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..model import ByteSource, Storage
 from . import Loaded, ReadOptions, torch_tar
-from .torch_pickle import parse_storage_id, storage_dtype
+from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import GlobalRef, GlobalScan, Unpickler, scan_pickle
 
 FORMAT = "torch-legacy"
@@ -137,6 +137,7 @@ class _Legacy:
             persistent_load=lambda pid: self._storage(pid, roots, views),
             strict=self.options.strict,
         )
+        check_root(tree, path=self.where, key="object")
         notes = []
         if end < len(self.data):
             notes.append(f"{len(self.data) - end} bytes after the last storage are ignored")

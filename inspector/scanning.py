@@ -437,7 +437,11 @@ class _Scanner:
         accepts); a fault is a finding under its error class. Scan adds what only it looks for:
         padding other than spaces, and what trailing bytes hide (a polyglot)."""
         (n,) = struct.unpack("<Q", blob.head(8).ljust(8, b"\0"))
-        first = bytes(blob.reads[blob.base : blob.base + min(8 + n, blob.size)])
+        first = bytes(
+            blob.reads[
+                blob.base : blob.base + min(8 + n, blob.size, 9 + safetensors.MAX_HEADER_SIZE)
+            ]
+        )
         try:
             safetensors.parse_header(blob.file, first, blob.size)
         except CheckpointError as e:

@@ -293,3 +293,22 @@ def test_a_top_level_dict_built_by_reduce_is_refused(tmp_path: Path) -> None:
     _ls_fails(path, "'r/data.pkl'", "top-level object")
     findings = _scan_json(path)
     assert "unreadable" in {f["code"] for f in findings}
+
+
+def test_a_dcp_bytes_item_built_by_reduce_still_reads(tmp_path: Path) -> None:
+    # DCP loads its bytes items with torch.load(weights_only=False): an object made by a call
+    # (a timedelta reduces to datetime.timedelta(...)) is a record there, not a refusal.
+    import datetime
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    folder = tmp_path / "dcp"
+    state = {"w": torch.ones(2), "elapsed": datetime.timedelta(days=1)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save(state, checkpoint_id=str(folder), no_dist=True)
+    opened = inspector.open(folder)
+    assert "w" in opened.tensors
+    assert any("datetime.timedelta" in n for n in opened.notes), opened.notes
+    assert ckpt("ls", folder).returncode == 0

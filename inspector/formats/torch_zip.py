@@ -46,11 +46,15 @@ def read_zip_at(
     options: ReadOptions,
     *,
     member: str | None = None,
+    checkpoint: bool = True,
 ) -> Loaded:
     """Read a torch zip lying at [offset, offset + length) of `path` (0 and the size for a .pt).
 
     `member` names the zip inside its container (e.g. `./model_weights.ckpt` in a .nemo): it
     appears in messages and prefixes storage keys. All byte offsets are absolute in `path`.
+    `checkpoint`: the zip is a checkpoint, whose top-level object must be one torch's
+    weights_only loader builds (False for any object torch.save'd inside another format: a DCP
+    bytes item, which torch loads with weights_only=False).
     """
     where = f"{os.fspath(path)}:{member}" if member else os.fspath(path)
     directory = read_directory(path, offset, length, where=where)
@@ -65,7 +69,8 @@ def read_zip_at(
         data, path=where, key=pkl.name, persistent_load=storages.load, strict=options.strict
     )
     tree, _ = machine.load_at(0)
-    check_root(tree, path=where, key=pkl.name)
+    if checkpoint:
+        check_root(tree, path=where, key=pkl.name)
     return Loaded(
         FORMAT,
         tree,

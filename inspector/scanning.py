@@ -536,7 +536,7 @@ def sniff(head: bytes, name: str) -> str | None:
         return "zip"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if head[257:262] == b"ustar":
+    if tar_safe.is_tar_head(head):
         return "tar"
     if safetensors.looks_like(name, head):
         return "safetensors"

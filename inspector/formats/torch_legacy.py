@@ -30,7 +30,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Storage
-from . import Loaded, ReadOptions, torch_tar
+from . import Loaded, ReadOptions, tar_safe, torch_tar
 from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import GlobalRef, GlobalScan, Unpickler, scan_pickle
 
@@ -54,7 +54,7 @@ def _starts_with_magic(head: bytes, where: str) -> bool:
 
 
 def _is_legacy_tar(head: bytes) -> bool:
-    return head[257:262] == b"ustar" and head[:100].rstrip(b"\0") in _TAR_MEMBERS
+    return tar_safe.is_tar_head(head) and head[:100].rstrip(b"\0") in _TAR_MEMBERS
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:

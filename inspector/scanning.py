@@ -27,12 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import dtypes
-from .errors import CheckpointError
+from .errors import CheckpointError, OffsetError
 from .findings import ERROR, INFO, WARNING, Finding, Report
-from .formats import tar_safe, torch_legacy, zipfile_safe
+from .formats import safetensors, tar_safe, torch_legacy, zipfile_safe
 from .formats.problems import Problem
-from .formats.safetensors import parse_json_object
 from .formats.torch_tar import RECORD_MEMBERS, member_pickles
 from .formats.unpickler import GlobalRef, scan_pickle
 from .scan_policy import DANGEROUS, SAFE, UNKNOWN, classify, python3_names
@@ -435,90 +433,65 @@ class _Scanner:
 
     # safetensors ----------------------------------------------------------------------------
     def safetensors(self, blob: Blob) -> None:
-        (n,) = struct.unpack("<Q", blob.head(8))
-        if 8 + n > blob.size:
-            self.add(
-                "safetensors-header",
-                ERROR,
-                blob,
-                f"header length {n} runs past the end of the file",
-            )
-            return
-        raw = bytes(blob.reads[blob.base + 8 : blob.base + 8 + n])
-        try:  # the reader's own JSON parse: duplicate names refused at any depth
-            header = parse_json_object(blob.file, raw, "header")
+        """The header through the readers' own parser (the C++ core: what `open` accepts, scan
+        accepts); a fault is a finding under its error class. Scan adds what only it looks for:
+        padding other than spaces, and what trailing bytes hide (a polyglot)."""
+        (n,) = struct.unpack("<Q", blob.head(8).ljust(8, b"\0"))
+        first = bytes(
+            blob.reads[
+                blob.base : blob.base + min(8 + n, blob.size, 9 + safetensors.MAX_HEADER_SIZE)
+            ]
+        )
+        try:
+            safetensors.parse_header(blob.file, first, blob.size)
         except CheckpointError as e:
-            self.add("safetensors-header", ERROR, blob, e.what)
+            trailing = self._safetensors_slack(blob, first, e)
+            if not trailing:
+                code = "safetensors-offsets" if isinstance(e, OffsetError) else "safetensors-header"
+                self.add(code, ERROR, blob, e.what, key=e.key, kind=type(e).__name__)
             return
-        body = raw.rstrip(b" ")
-        if not body.endswith(b"}") or body != body.strip() or b"\x00" in raw:
+        # sound: only what scan alone looks for is left
+        if first[8:].rstrip(b" ") != first[8:].strip() or b"\x00" in first[8:]:
             self.add(
                 "safetensors-header",
                 ERROR,
                 blob,
-                "header has content besides the JSON object "
-                "and space padding: parsers may read it differently",
+                "header has content besides the JSON object and space padding: parsers may "
+                "read it differently",
             )
-        self._safetensors_ranges(blob, header, blob.size - 8 - n)
 
-    def _safetensors_ranges(self, blob: Blob, header: dict[str, Any], data_size: int) -> None:
-        spans: list[tuple[int, int, str]] = []
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            try:
-                begin, end = entry["data_offsets"]
-                itemsize = dtypes.BY_SAFETENSORS[entry["dtype"]].itemsize
-                numel = 1
-                for d in entry["shape"]:
-                    numel *= int(d)
-                if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
-                    raise ValueError("bad offsets")
-            except (KeyError, TypeError, ValueError) as e:
-                self.add("safetensors-header", ERROR, blob, f"bad tensor entry: {e}", key=name)
-                continue
-            if end - begin != numel * itemsize:
-                self.add(
-                    "safetensors-header",
-                    ERROR,
-                    blob,
-                    f"{end - begin} bytes for {numel} elements of {itemsize} bytes",
-                    key=name,
-                )
-            spans.append((begin, end, name))
-        spans.sort()
-        cursor = 0
-        for begin, end, name in spans:
-            if begin != cursor:
-                what = (
-                    "overlaps the previous tensor"
-                    if begin < cursor
-                    else f"leaves a gap of {begin - cursor} bytes"
-                )
-                self.add("safetensors-offsets", ERROR, blob, what, key=name)
-            cursor = max(cursor, end)
-        if cursor > data_size:
-            self.add(
-                "safetensors-offsets",
-                ERROR,
-                blob,
-                f"tensors end at {cursor}, beyond the {data_size} data bytes",
+    def _safetensors_slack(self, blob: Blob, first: bytes, error: CheckpointError) -> bool:
+        """Trailing bytes after the last tensor (the core's OffsetError), with what they look
+        like; False when the fault is another one."""
+        if not isinstance(error, OffsetError) or error.key is not None:
+            return False
+        try:  # where the tensors end: the header is sound JSON (the core parsed it)
+            entries = safetensors.parse_json_object(blob.file, first[8:], "header")
+            cursor = max(
+                (int(v["data_offsets"][1]) for k, v in entries.items() if k != "__metadata__"),
+                default=0,
             )
-        elif cursor < data_size:
-            start = blob.end - (data_size - cursor)
-            tail = bytes(blob.reads[start : start + 16])
-            hint = (
-                " (looks like a zip archive)"
-                if tail.startswith(b"PK")
-                else (" (looks like a pickle)" if tail[:1] == b"\x80" else "")
-            )
-            self.add(
-                "safetensors-slack",
-                ERROR,
-                blob,
-                f"{data_size - cursor} bytes after the last "
-                f"tensor that no header entry accounts for{hint}: a polyglot hides there",
-            )
+        except (CheckpointError, KeyError, TypeError, ValueError, IndexError):
+            return False
+        data_start = len(first)
+        slack = blob.size - data_start - cursor
+        if slack <= 0:
+            return False
+        tail = bytes(blob.reads[blob.end - slack : blob.end - slack + 16])
+        hint = (
+            " (looks like a zip archive)"
+            if tail.startswith(b"PK")
+            else (" (looks like a pickle)" if tail[:1] == b"\x80" else "")
+        )
+        self.add(
+            "safetensors-slack",
+            ERROR,
+            blob,
+            f"{slack} bytes after the last tensor that no header entry accounts for{hint}: "
+            "a polyglot hides there",
+            kind=type(error).__name__,
+        )
+        return True
 
 
 def _malformed(error: CheckpointError) -> str:
@@ -555,16 +528,17 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".bin", ".th", ".m
 
 
 def sniff(head: bytes, name: str) -> str | None:
-    """What a blob is, from its first bytes (and its name for protocol-0/1 pickles)."""
+    """What a blob is, from its first bytes (and its name for protocol-0/1 pickles); zip and
+    safetensors by the readers' own tests, so `scan` and `open` recognise a file alike."""
     if name.endswith(".distcp"):
         return "distcp"
-    if head.startswith(b"PK\x03\x04"):
+    if zipfile_safe.is_zip_head(head):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if head[257:262] == b"ustar":
+    if tar_safe.is_tar_head(head):
         return "tar"
-    if len(head) >= 9 and head[8:9] == b"{":
+    if safetensors.looks_like(name, head):
         return "safetensors"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle"
@@ -604,8 +578,12 @@ def scan(
             continue
         folders, files = _walk(path)
         if not files:
-            scanner.add("not-scanned", WARNING, Blob(item, "", b"", b"", 0, 0),
-                        "folder holds no file: nothing was scanned")
+            scanner.add(
+                "not-scanned",
+                WARNING,
+                Blob(item, "", b"", b"", 0, 0),
+                "folder holds no file: nothing was scanned",
+            )
         for file in files:
             _scan_file(scanner, file, str(file), top=False)
         read_whole = [f for f in folders if _read_as_ls_does(scanner, f, str(f))]

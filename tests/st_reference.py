@@ -53,6 +53,8 @@ def parse(label: str, file: bytes, file_size: int) -> tuple[list[Entry], dict[st
     metadata = _metadata(label, header.pop("__metadata__", None))
     entries = sorted((_entry(label, k, v) for k, v in header.items()), key=lambda e: e[3:5])
     _check_layout(label, entries, file_size - 8 - n)
+    if file[8:9] != b"{":  # the format: the header begins with "{" (no leading whitespace)
+        raise HeaderError(label, "header does not begin with '{'")
     for e in entries:  # names must be valid Unicode (the Rust reference refuses lone surrogates)
         try:
             e.name.encode("utf-8")

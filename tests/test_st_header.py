@@ -301,7 +301,9 @@ def test_ties_on_offsets_keep_header_order_and_empty_headers():
     ).encode()
     assert [e[0] for e in assert_same(text, 4)[1][0]] == ["b", "a", "c"]
     assert assert_same(b"{}", 0) == ("ok", ([], {}))
-    assert assert_same(b'  {"__metadata__": null}\n ', 0) == ("ok", ([], {}))
+    assert assert_same(b'{"__metadata__": null}\n ', 0) == ("ok", ([], {}))
+    # the format says the header begins with "{": leading whitespace is refused (issue 11)
+    assert assert_same(b'  {"__metadata__": null}\n ', 0) == ("HeaderError", None)
 
 
 def test_nesting_limit_is_128():

@@ -290,7 +290,12 @@ class _ChunkReader:
         rng = self._range(fqn, where)
         file, start, length = where
         loaded: Loaded = torch_zip.read_zip_at(
-            rng.path, rng.offset + start, length, self.options, member=f"{file}@{start}"
+            rng.path,
+            rng.offset + start,
+            length,
+            self.options,
+            member=f"{file}@{start}",
+            checkpoint=False,
         )
         self.notes += [f"{fqn}: {n}" for n in loaded.notes]
         return loaded

@@ -36,7 +36,7 @@ from ..errors import (
     TruncatedFileError,
 )
 from . import Loaded, ReadOptions
-from .tar_safe import Member, read_member, read_members
+from .tar_safe import Member, is_tar_head, read_member, read_members
 
 FORMAT = "nemo"
 CONFIG = "model_config.yaml"
@@ -83,7 +83,7 @@ def sniff(path: Path, head: bytes) -> bool:
     or what `ckpt apply -o OUT` wrote for a .nemo target): chosen by content, like the others."""
     if not path.is_file():
         return False
-    return path.suffix == ".nemo" or (head[257:262] == b"ustar" and _holds_config(path))
+    return path.suffix == ".nemo" or (is_tar_head(head) and _holds_config(path))
 
 
 def _holds_config(path: Path) -> bool:

@@ -54,7 +54,13 @@ _ERRORS: dict[str, type[CheckpointError]] = {
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    if path.suffix == ".safetensors" and path.is_file():
+    return path.is_file() and looks_like(path.name, head)
+
+
+def looks_like(name: str, head: bytes) -> bool:
+    """A safetensors file, by its suffix or its first bytes: a header length in range, then the
+    `{` the format says the header begins with. One test for `open` and `scan` alike."""
+    if name.endswith(".safetensors"):
         return True
     if len(head) < 9 or head[8:9] != b"{":
         return False
@@ -100,6 +106,8 @@ def read_header(path: str | os.PathLike[str], *, offsets: bool = True) -> dict[s
         )
     except ValueError as e:
         raise _header_error(label, e) from None
+    with open(label, "rb") as f:
+        _check_opening(label, os.pread(f.fileno(), 1, 8))
     check_names(header["names"], Path(label))
     return header
 
@@ -114,8 +122,18 @@ def parse_header(
         )
     except ValueError as e:
         raise _header_error(label, e) from None
+    _check_opening(label, bytes(file[8:9]))
     check_names(header["names"], Path(label))
     return header
+
+
+def _check_opening(label: str, first: bytes) -> None:
+    """The header begins with `{` (the format says so; the core's JSON parser, like json.loads,
+    would skip leading whitespace): what other parsers may not sniff as safetensors is refused."""
+    if first != b"{":
+        raise HeaderError(
+            label, f"header begins with {first!r}, not '{{': the safetensors format requires it"
+        )
 
 
 def _header_error(label: str, e: ValueError) -> Exception:

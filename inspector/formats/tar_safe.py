@@ -64,6 +64,11 @@ class _Header:
     linkname: str
 
 
+def is_tar_head(head: bytes) -> bool:
+    """A ustar/GNU tar by its first header block's magic (the readers' and scan's one test)."""
+    return head[257:262] == b"ustar"
+
+
 def read_members(path: Path) -> list[Member]:
     """Every member of an uncompressed tar, checked; no data is read except extended headers."""
     label = os.fspath(path)

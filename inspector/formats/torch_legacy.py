@@ -30,8 +30,8 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Storage
-from . import Loaded, ReadOptions, torch_tar
-from .torch_pickle import parse_storage_id, storage_dtype
+from . import Loaded, ReadOptions, tar_safe, torch_tar
+from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import GlobalRef, GlobalScan, Unpickler, scan_pickle
 
 FORMAT = "torch-legacy"
@@ -54,7 +54,7 @@ def _starts_with_magic(head: bytes, where: str) -> bool:
 
 
 def _is_legacy_tar(head: bytes) -> bool:
-    return head[257:262] == b"ustar" and head[:100].rstrip(b"\0") in _TAR_MEMBERS
+    return tar_safe.is_tar_head(head) and head[:100].rstrip(b"\0") in _TAR_MEMBERS
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:
@@ -137,6 +137,7 @@ class _Legacy:
             persistent_load=lambda pid: self._storage(pid, roots, views),
             strict=self.options.strict,
         )
+        check_root(tree, path=self.where, key="object")
         notes = []
         if end < len(self.data):
             notes.append(f"{len(self.data) - end} bytes after the last storage are ignored")

@@ -164,6 +164,19 @@ TORCH_BUILDERS: dict[str, Builder] = {
 }
 
 
+def check_root(tree: Any, *, path: str | None, key: str) -> None:
+    """Refuse a top-level object built by calling a global outside the allow-list (data.pkl's
+    dict made by a REDUCE of builtins.dict, say): torch.load(weights_only=True) refuses such a
+    file, and the tensors it holds would be hidden inside an opaque record (a listing of none)."""
+    if isinstance(tree, Record) and tree.kind == "unsupported-global":
+        raise PickleError(
+            path,
+            f"the top-level object is built by calling {tree.cls} (REDUCE), which "
+            "torch.load(weights_only=True) refuses; its tensors cannot be listed",
+            key=key,
+        )
+
+
 def parse_storage_id(pid: Any, *, length: int, path: str | None, key: str) -> tuple[Any, ...]:
     """Check the shape of a ('storage', type, key, location, numel, ...) persistent id."""
     if not isinstance(pid, tuple) or len(pid) != length or pid[0] != "storage":

@@ -40,7 +40,7 @@ from ..errors import (
 from ..model import ByteSource, Storage, TensorInfo
 from . import Loaded, ReadOptions
 from .tar_safe import Member, read_members
-from .torch_pickle import MAX_DIMS, storage_dtype, tensor_view
+from .torch_pickle import MAX_DIMS, check_root, storage_dtype, tensor_view
 from .unpickler import BuildError, GlobalRef, Unpickler, scan_globals
 
 MEMBERS = ("sys_info", "pickle", "tensors", "storages")
@@ -177,6 +177,7 @@ def read(path: Path, options: ReadOptions, format_name: str) -> Loaded:
             strict=options.strict,
         )
         tree, _ = machine.load_at(0)
+        check_root(tree, path=where, key="pickle")
     notes = ["torch < 0.4 tar layout (members sys_info, pickle, tensors, storages)"]
     notes += _leftovers(storages_cur, tensors_cur, members)
     if byteorder == "big":

@@ -3,7 +3,7 @@
 The zip directory is parsed and validated by `zipfile_safe`, `data.pkl` by the restricted
 unpickler; each persistent id ('storage', type, key, location, numel) becomes one `Storage`
 pointing at the absolute byte range of its record, shared by every tensor that views it. No
-tensor bytes are read.
+tensor bytes are read; every record but the storages is CRC-checked (zipfile_safe.read_member).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from ..errors import (
 )
 from ..model import ByteSource, Storage
 from . import Loaded, ReadOptions
-from .torch_pickle import parse_storage_id, storage_dtype
+from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import Unpickler
-from .zipfile_safe import ZipDirectory, ZipMember, read_directory, read_member
+from .zipfile_safe import ZipDirectory, ZipMember, is_zip_head, read_directory, read_member
 
 FORMAT = "torch-zip"
 MAX_PICKLE_BYTES = 1 << 30  # data.pkl holds structure only; real ones are kilobytes to megabytes
@@ -32,7 +32,7 @@ _SMALL_MEMBER = 1 << 16  # byteorder, version
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    return path.is_file() and head.startswith(b"PK\x03\x04")
+    return path.is_file() and is_zip_head(head)
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:
@@ -46,15 +46,20 @@ def read_zip_at(
     options: ReadOptions,
     *,
     member: str | None = None,
+    checkpoint: bool = True,
 ) -> Loaded:
     """Read a torch zip lying at [offset, offset + length) of `path` (0 and the size for a .pt).
 
     `member` names the zip inside its container (e.g. `./model_weights.ckpt` in a .nemo): it
     appears in messages and prefixes storage keys. All byte offsets are absolute in `path`.
+    `checkpoint`: the zip is a checkpoint, whose top-level object must be one torch's
+    weights_only loader builds (False for any object torch.save'd inside another format: a DCP
+    bytes item, which torch loads with weights_only=False).
     """
     where = f"{os.fspath(path)}:{member}" if member else os.fspath(path)
     directory = read_directory(path, offset, length, where=where)
     root = _root_folder(directory)
+    _check_small_records(directory, root)
     byteorder = _byteorder(directory, root)
     prefix = f"{member}:" if member else ""
     storages = _StorageTable(directory, root, byteorder, prefix)
@@ -64,6 +69,8 @@ def read_zip_at(
         data, path=where, key=pkl.name, persistent_load=storages.load, strict=options.strict
     )
     tree, _ = machine.load_at(0)
+    if checkpoint:
+        check_root(tree, path=where, key=pkl.name)
     return Loaded(
         FORMAT,
         tree,
@@ -92,6 +99,15 @@ def _root_folder(directory: ZipDirectory) -> str:
                 directory.where, f"member outside the root folder {root!r}", key=name
             )
     return root
+
+
+def _check_small_records(directory: ZipDirectory, root: str) -> None:
+    """Every small record besides the storages (version, byteorder, .data/serialization_id...)
+    read once, so its CRC-32 is checked (read_member refuses a mismatch); data.pkl is checked
+    when it is read. A few KB: an edit left with a stale CRC is refused, not read as if sound."""
+    for m in directory.members.values():
+        if not m.name.startswith(root + "data/") and m.size <= _SMALL_MEMBER:
+            read_member(directory, m, _SMALL_MEMBER)
 
 
 def _byteorder(directory: ZipDirectory, root: str) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .._native import core
 from ..errors import (
     ArchiveError,
     CheckpointError,
@@ -43,7 +44,16 @@ _CENTRAL = struct.Struct("<4s6H3L5H2L")
 _LOCAL = struct.Struct("<4s5H3L2H")
 _MAX_COMMENT = 0xFFFF
 _U16, _U32 = 0xFFFF, 0xFFFFFFFF
+_MULTIDISK = (
+    "multi-disk zip (disk numbers or entry counts of the end records disagree): not supported, "
+    "and torch.load refuses it (unsupported multidisk archive)"
+)
 _CHUNK = 8 << 20  # bytes per step when a member is checked or inflated as a stream
+
+
+def is_zip_head(head: bytes) -> bool:
+    """A zip archive by its first bytes (a local header): what torch.load takes for one."""
+    return head.startswith(b"PK\x03\x04")
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,22 @@ def read_member(directory: ZipDirectory, member: ZipMember, max_size: int) -> by
     with open(directory.path, "rb") as f:
         f.seek(member.data_offset)
         raw = f.read(member.compressed_size)
-    return _decoded(directory.where, member, raw)
+    data = _decoded(directory.where, member, raw)
+    check_crc(directory.where, member, data)
+    return data
+
+
+def check_crc(where: str, member: ZipMember, data: bytes) -> None:
+    """Refuse a member whose bytes do not match the CRC-32 its directory entry records: it was
+    altered after it was written (torch loads such a record without a word)."""
+    crc = core.crc32(data)
+    if crc != member.crc32:
+        raise ArchiveError(
+            where,
+            f"CRC-32 is {crc:08x}, the zip directory says {member.crc32:08x}: the member was "
+            "altered after it was written",
+            key=member.name,
+        )
 
 
 def member_data(data: Any, member: ZipMember, max_size: int, *, where: str) -> bytes:
@@ -289,33 +314,40 @@ class _Reader:
                 self.where, "no end-of-central-directory record: the zip is truncated or not a zip"
             )
         eocd_rel = self.length - tail_len + at
-        _, disk, cd_disk, _, count, cd_size, cd_off, _ = _EOCD.unpack_from(tail, at)
-        if _U16 in (disk, count) or _U32 in (cd_size, cd_off):
+        _, disk, cd_disk, on_disk, count, cd_size, cd_off, _ = _EOCD.unpack_from(tail, at)
+        marked = _U16 in (disk, count) or _U32 in (cd_size, cd_off)
+        if not marked and (disk or cd_disk or on_disk != count):
+            raise ArchiveError(self.where, _MULTIDISK)
+        # torch's reader (miniz) reads the zip64 records whenever their locator is there (torch
+        # always writes them), so their fields must be sound as well.
+        if marked or self._has_zip64_locator(eocd_rel):
             return self._zip64_end_record(eocd_rel)
-        if disk or cd_disk:
-            raise ArchiveError(self.where, "multi-disk zips are not supported")
         return count, cd_size, cd_off, eocd_rel
+
+    def _has_zip64_locator(self, eocd_rel: int) -> bool:
+        at = eocd_rel - _EOCD64_LOCATOR.size
+        return at >= 0 and self.read(at, 4, "zip64 locator") == b"PK\x06\x07"
 
     def _zip64_end_record(self, eocd_rel: int) -> tuple[int, int, int, int]:
         loc_rel = eocd_rel - _EOCD64_LOCATOR.size
-        sig, _, rec_off, _ = _EOCD64_LOCATOR.unpack(
+        sig, _, rec_off, disks = _EOCD64_LOCATOR.unpack(
             self.read(loc_rel, _EOCD64_LOCATOR.size, "zip64 locator")
         )
         if sig != b"PK\x06\x07":
             raise ArchiveError(self.where, "zip64 fields without a zip64 locator")
         rec = self.read(rec_off, _EOCD64.size, "zip64 end record")
-        sig, _, _, _, disk, cd_disk, _, count, cd_size, cd_off = _EOCD64.unpack(rec)
+        sig, _, _, _, disk, cd_disk, on_disk, count, cd_size, cd_off = _EOCD64.unpack(rec)
         if sig != b"PK\x06\x06" or rec_off + _EOCD64.size > loc_rel:
             raise ArchiveError(self.where, "bad zip64 end-of-central-directory record")
-        if disk or cd_disk:
-            raise ArchiveError(self.where, "multi-disk zips are not supported")
+        if disks != 1 or disk or cd_disk or on_disk != count:
+            raise ArchiveError(self.where, _MULTIDISK)
         return count, cd_size, cd_off, rec_off
 
     def _central_entry(self, cd: bytes, pos: int, cd_off: int) -> tuple[ZipMember | None, int]:
         """The entry at `pos` (None when a problem makes it unusable) and the next position."""
         if pos + _CENTRAL.size > len(cd):
             raise ArchiveError(self.where, "central directory entry runs past its end")
-        (sig, _, _, flags, method, _, _, crc, csize, size, nlen, elen, clen, _, _, _, hoff) = (
+        (sig, _, _, flags, method, _, _, crc, csize, size, nlen, elen, clen, disk, _, _, hoff) = (
             _CENTRAL.unpack_from(cd, pos)
         )
         end = pos + _CENTRAL.size + nlen + elen + clen
@@ -323,6 +355,8 @@ class _Reader:
             raise ArchiveError(self.where, f"bad central directory entry at byte {cd_off + pos}")
         raw_name = cd[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen]
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        if disk:
+            raise ArchiveError(self.where, f"member starts on disk {disk}: {_MULTIDISK}", key=name)
         extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + elen]
         size, csize, hoff = _zip64_sizes(extra, size, csize, hoff)
         unreadable = self._unreadable(flags, method, csize, size)

@@ -272,3 +272,66 @@ def test_batched_hashing_is_exact_and_keeps_memory_flat(tmp_path, monkeypatch):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1] == (96 << 20, 96 << 20)
     assert grown_mb < 48, f"RSS grew by {grown_mb:.0f} MB hashing a 96 MB file"
+
+
+_TRUNCATING_CHILD = """
+import os, sys
+import inspector.cli
+from inspector import hashing
+
+path = sys.argv[1]
+real = hashing.core
+
+
+class TruncateAfterFirstBatch:  # the file shrinks while `ckpt hash` reads it
+    calls = 0
+
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def hash_tensors(self, *args):
+        out = real.hash_tensors(*args)
+        TruncateAfterFirstBatch.calls += 1
+        if TruncateAfterFirstBatch.calls == 1:
+            os.truncate(path, 4096)
+        return out
+
+
+hashing.core = TruncateAfterFirstBatch()
+hashing.BATCH_BYTES = 1 << 20  # one tensor a batch
+sys.exit(inspector.cli.main(["hash", path]))
+"""
+
+
+def test_file_truncated_while_hashed_is_an_error_not_sigbus(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({f"t{i}": torch.ones(512, 1024) for i in range(4)}, str(path))
+    done = python("-c", _TRUNCATING_CHILD, path, timeout=120)
+    assert done.returncode == 2, (done.returncode, done.stderr)  # -7 would be SIGBUS
+    assert "the file changed while it was read" in done.stderr
+    assert str(path) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_file_modified_between_batches_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from inspector import hashing
+    from inspector.errors import FileChangedError
+
+    path = tmp_path / "m.safetensors"
+    save_file({f"t{i}": torch.ones(256, 1024) for i in range(3)}, str(path))
+    ckpt = inspector.open(path)
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1 << 20)
+    real = hashing.core.hash_tensors
+
+    def hash_then_modify(*args):  # another writer rewrites the file in place, same size
+        out = real(*args)
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return out
+
+    monkeypatch.setattr(hashing.core, "hash_tensors", hash_then_modify)
+    with pytest.raises(FileChangedError, match=r"m\.safetensors.*changed while it was read"):
+        hashing.hash_tensors(ckpt, threads=1)
+    assert path.stat().st_size > 3 * 256 * 1024 * 4  # same size: only the mtime told

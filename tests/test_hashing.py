@@ -335,3 +335,43 @@ def test_file_modified_between_batches_is_refused(tmp_path, monkeypatch):
     with pytest.raises(FileChangedError, match=r"m\.safetensors.*changed while it was read"):
         hashing.hash_tensors(ckpt, threads=1)
     assert path.stat().st_size > 3 * 256 * 1024 * 4  # same size: only the mtime told
+
+
+def test_windows_done_maps_batch_bytes_to_file_ranges():
+    from inspector.hashing import windows_done
+
+    spans = [(0, "a", 100, 50), (50, "b", 0, 1000)]  # 50 bytes of a at 100, then 1000 of b
+    assert windows_done(spans, 0, 30) == [("a", 100, 30)]
+    assert windows_done(spans, 30, 250) == [("a", 130, 20), ("b", 0, 200)]
+    assert windows_done(spans, 250, 250) == []
+
+
+def test_large_tensor_windows_are_released_while_it_is_hashed(tmp_path, monkeypatch):
+    from inspector import hashing
+
+    path = tmp_path / "big.safetensors"
+    save_file({"small": torch.ones(10), "big": torch.arange(2 << 20, dtype=torch.float32)},
+              str(path))  # big: 8 MiB
+    expected = hashing.hash_tensors(inspector.open(path))
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1 << 20)  # 1 MiB windows
+    ckpt = inspector.open(path)
+    calls = []
+    real = ckpt.release_range
+    monkeypatch.setattr(ckpt, "release_range",
+                        lambda p, o, n: (calls.append((p, o, n)), real(p, o, n))[-1])
+    assert hashing.hash_tensors(ckpt, threads=2) == expected  # releasing changes no digest
+    big = ckpt["big"]
+    start = big.storage.source.offset + big.storage_offset * 4
+    # The core reports progress about every 75 ms: drive the releaser as it would.
+    calls.clear()
+    report = hashing._releasing(ckpt, [ckpt["small"], big], 1, None)
+    assert report is not None
+    margin = 2 * hashing.core.HASH_CHUNK
+    report(40 + margin + (1 << 20), 0)  # past the small tensor and 1 MiB of big
+    report(40 + margin + (3 << 19), 0)  # less than one more window: nothing new
+    report(40 + margin + (3 << 20), 0)
+    assert calls == [
+        (str(path), ckpt["small"].storage.source.offset, 40),
+        (str(path), start, 1 << 20),
+        (str(path), start + (1 << 20), 2 << 20),
+    ]

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import dtypes
 from .errors import PartialTransferError, PendingRowsError, PlanError, WriteError
 from .hashing import hash_tensors
 from .mapping.plan import Entry, Plan
+from .mapping.transforms import check_chain, nbytes
 from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
@@ -182,10 +184,38 @@ def _rows(plan: Plan, decision: str, accept_proposed: bool) -> list[Entry]:
 
 def entry_values(ins: Inputs, accept_proposed: bool = False) -> dict[str, Producer]:
     """Target name -> its new value, for every applied copy row."""
-    values: dict[str, Producer] = {}
-    for e in _rows(ins.plan, "copy", accept_proposed):
-        values[e.target] = entry_value(e, ins.sources, ins.target)
-    return values
+    rows = _rows(ins.plan, "copy", accept_proposed)
+    for e in rows:  # every row is checked before any value is computed
+        check_entry(e, ins.sources, ins.target)
+    return {e.target: entry_value(e, ins.sources, ins.target) for e in rows}
+
+
+# No transform step may make a tensor more than this many times the larger of the target tensor
+# and the entry's sources: the widest cast (1-byte float8 to float64). A `pad` by two billion rows
+# is refused here, before anything is allocated or written.
+GROWTH_LIMIT = 8
+
+
+def check_entry(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint) -> None:
+    """Check a copy row against the checkpoints before any work: its sources and target exist,
+    and its transforms fit their inputs' shapes and dtypes (PlanError naming the row)."""
+    infos = []
+    for label, name in e.sources:
+        ckpt = sources.get(label)
+        if ckpt is None:
+            raise PlanError(f"entries[{e.target!r}]: unknown source label {label!r}")
+        if name not in ckpt.tensors:
+            raise PlanError(f"entries[{e.target!r}]: {ckpt.label} has no tensor {name!r}")
+        infos.append(ckpt.tensors[name])
+    own = target.tensors.get(e.target)
+    if own is None:
+        raise PlanError(f"entries[{e.target!r}]: the target has no such tensor")
+    sizes = [nbytes(t.shape, t.dtype) for t in (own, *infos) if t.dtype in dtypes.DTYPES]
+    try:
+        check_chain(e.transform, [t.shape for t in infos], [t.dtype for t in infos],
+                    target=(own.shape, own.dtype), max_bytes=GROWTH_LIMIT * max([4096, *sizes]))
+    except PlanError as err:
+        raise PlanError(f"entries[{e.target!r}]: {err}") from None
 
 
 def entry_value(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint) -> Producer:

@@ -82,6 +82,10 @@ class TensorDataError(CheckpointError):
     """Tensor bytes cannot be read: range outside the storage, element count mismatch."""
 
 
+class FileChangedError(TensorDataError):
+    """A file was truncated, replaced or modified while its tensors were being read."""
+
+
 class PlanError(Exception):
     """A mapping rule or plan file is invalid; the message points at the rule or entry."""
 

@@ -10,6 +10,7 @@ strided view or an in-memory array. The work runs in the C++ core, on all cores,
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from ._native import core
-from .errors import CheckpointError, DtypeError, TensorDataError
+from .errors import CheckpointError, DtypeError, FileChangedError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
 
 if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash files
@@ -81,12 +82,15 @@ def hash_tensors(
     """
     chosen = list(ckpt) if names is None else list(names)
     infos = [_tensor(ckpt, name) for name in chosen]
+    files = _file_states(infos)
     jobs = [_job(ckpt, t) for t in infos]
     total = sum(t.nbytes for t in infos)
     raw: list[bytes] = []
     for start, stop in _batches(infos):
+        _check_unchanged(files, infos[start:stop])  # a truncated map would fault (SIGBUS)
         done = sum(t.nbytes for t in infos[:start])
         report = None if progress is None else _offset_progress(progress, done, total)
+        report = _releasing(ckpt, infos[start:stop], threads, report)
         try:
             raw += core.hash_tensors(jobs[start:stop], threads or 0, report)
         except ValueError as e:
@@ -95,9 +99,52 @@ def hash_tensors(
                 raise
             t = infos[start + int(m.group(1))]
             raise TensorDataError(_where(ckpt, t), m.group(2), key=t.name) from None
+        _check_unchanged(files, infos[start:stop])  # bytes changed under the hash: refuse it
         for t in infos[start:stop]:
             ckpt.release(t.storage)
     return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
+
+
+# (size, mtime_ns, inode, device) of each file whose raw bytes are mapped for hashing.
+FileState = tuple[int, int, int, int]
+
+
+def _state(path: str) -> FileState:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def _file_states(infos: list[TensorInfo]) -> dict[str, FileState]:
+    paths = {t.storage.source.path for t in infos if not t.storage.source.compression}
+    return {p: _state(p) for p in sorted(p for p in paths if p is not None)}
+
+
+def _check_unchanged(files: dict[str, FileState], batch: list[TensorInfo]) -> None:
+    """Refuse to go on when a file of `batch` was truncated, replaced or modified since hashing
+    began: reading a mapped page past a file's new end kills the process with SIGBUS, and bytes
+    changed under the hash give a digest of neither version. Checked before and after each
+    batch (64 MiB); a file truncated during a batch's read still faults (the byte loops in the
+    core have no SIGBUS guard)."""
+    ends: dict[str, int] = {}
+    for t in batch:
+        src = t.storage.source
+        if src.path in files:
+            ends[src.path] = max(ends.get(src.path, 0), src.offset + src.length)
+    for path in sorted(ends):
+        try:
+            now = _state(path)
+        except OSError as e:
+            raise FileChangedError(path, f"the file changed while it was read ({e.strerror})"
+                                   ) from None
+        if now[0] < ends[path]:  # truncated before hashing began: its end is gone
+            raise FileChangedError(path, f"the file changed while it was read (now {now[0]:,} "
+                                   f"bytes, its tensors reach byte {ends[path]:,})")
+        if now != files[path]:
+            was = files[path]
+            what = (f"{was[0]:,} -> {now[0]:,} bytes" if now[0] != was[0] else
+                    "replaced by another file" if now[2:] != was[2:] else "modified")
+            raise FileChangedError(path, f"the file changed while it was read ({what}); "
+                                   "hash it again once nothing writes it")
 
 
 # Tensors are hashed in batches of about this many bytes, and their mapped pages released after
@@ -119,6 +166,61 @@ def _batches(infos: list[TensorInfo]) -> list[tuple[int, int]]:
 
 def _offset_progress(progress: Progress, done: int, total: int) -> Progress:
     return lambda d, _t: progress(done + d, total)
+
+
+# A batch larger than one window (a tensor of more than BATCH_BYTES) has its finished windows
+# released while the core still hashes it, so a 10 GB tensor does not stay mapped in full.
+# (batch byte where a tensor starts, its file, the file offset of its first byte, its bytes)
+Span = tuple[int, str, int, int]
+
+
+def _spans(batch: list[TensorInfo]) -> list[Span]:
+    """The contiguous, uncompressed file-backed tensors of a batch, by their place in the
+    batch's byte count (the core hands chunks out in job order); others are released whole
+    after the batch."""
+    spans, at = [], 0
+    for t in batch:
+        src = t.storage.source
+        item = dtypes.get(t.dtype).itemsize if t.dtype in dtypes.DTYPES else 0
+        if (src.path is not None and not src.compression and item
+                and t.strides == contiguous_strides(t.shape)):
+            spans.append((at, src.path, src.offset + t.storage_offset * item, t.nbytes))
+        at += t.nbytes
+    return spans
+
+
+def windows_done(spans: list[Span], released: int, safe: int) -> list[tuple[str, int, int]]:
+    """(path, offset, length) of the file ranges of batch bytes [released, safe)."""
+    out = []
+    for at, path, offset, nbytes in spans:
+        lo, hi = max(released, at), min(safe, at + nbytes)
+        if hi > lo:
+            out.append((path, offset + lo - at, hi - lo))
+    return out
+
+
+def _releasing(ckpt: Checkpoint, batch: list[TensorInfo], threads: int | None,
+               report: Progress | None) -> Progress | None:
+    """`report`, also dropping each finished window of the batch's file ranges from the process
+    (Checkpoint.release_range). Chunks still being hashed by the pool are kept: up to one per
+    thread past the reported count. Dropping a page too early would only make it fault back in."""
+    if sum(t.nbytes for t in batch) <= BATCH_BYTES:
+        return report
+    spans = _spans(batch)
+    margin = ((threads or os.cpu_count() or 1) + 1) * core.HASH_CHUNK
+    released = 0
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal released
+        safe = done - margin
+        if safe - released >= BATCH_BYTES:
+            for path, offset, length in windows_done(spans, released, safe):
+                ckpt.release_range(path, offset, length)
+            released = safe
+        if report is not None:
+            report(done, total)
+
+    return on_progress
 
 
 def checkpoint_digest(digests: Mapping[str, Digest | bytes]) -> Digest:

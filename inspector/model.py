@@ -280,12 +280,19 @@ class Checkpoint(Mapping[str, TensorInfo]):
         if src.compression:
             self._inflated.pop(storage.key, None)
             return
-        mm = self._maps.get(src.path) if src.path is not None else None
+        if src.path is not None:
+            self.release_range(src.path, src.offset, src.length)
+
+    def release_range(self, path: str, offset: int, length: int) -> None:
+        """Drop bytes [offset, offset + length) of a mapped file from this process (`release`
+        for part of a storage: a large tensor's finished windows). The range starts at a page
+        boundary; a page also holding bytes still in use faults back in when it is read."""
+        mm = self._maps.get(path)
         advice = getattr(mmap, "MADV_DONTNEED", None)
-        if mm is None or advice is None or src.length == 0:
+        if mm is None or advice is None or length <= 0:
             return
-        start = src.offset - src.offset % mmap.PAGESIZE
-        end = min(src.offset + src.length, len(mm))
+        start = offset - offset % mmap.PAGESIZE
+        end = min(offset + length, len(mm))
         if end > start:
             mm.madvise(advice, start, end - start)
 

@@ -162,3 +162,99 @@ def test_output_gets_the_usual_file_mode(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o640
+
+
+def test_folder_fsync_failure_after_rename_says_output_is_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    from inspector.writers import atomic
+
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    dest = tmp_path / "out.bin"
+    with pytest.raises(WriteError) as info, atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    message = str(info.value)
+    assert "output is in place" in message
+    assert "syncing its folder failed" in message
+    assert "nothing was written" not in message
+    assert dest.read_bytes() == b"new"
+    assert _leftovers(tmp_path) == []
+
+
+def test_fsync_failure_before_rename_still_says_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspector.writers import atomic
+
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    dest = tmp_path / "out.bin"
+    with pytest.raises(WriteError, match="nothing was written"), atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert not dest.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_temp_name_carries_the_writer_pid(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "out.pt") as tmp:
+        assert tmp.name.startswith(f".out.tmp-{os.getpid()}-")
+        assert tmp.name.endswith(".pt")
+        tmp.write_bytes(b"x")
+
+
+_SLOW_CHILD = """
+import sys, time
+from inspector.writers.atomic import atomic_path
+with atomic_path({dest!r}) as tmp:
+    tmp.write_bytes(b"partial" * 1000)
+    print(tmp.name, flush=True)
+    time.sleep(60)
+"""
+
+
+def _writer(dest: Path) -> tuple[subprocess.Popen[str], str]:
+    child = popen("-c", _SLOW_CHILD.format(dest=str(dest)), stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    return child, child.stdout.readline().strip()
+
+
+def test_sigkilled_writers_temp_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    dest = tmp_path / "out.pt"
+    child, name = _writer(dest)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=20)
+    assert child.stdout is not None
+    child.stdout.close()
+    assert (tmp_path / name).exists()  # what SIGKILL leaves
+    other = tmp_path / ".other.tmp-999999-abcdefgh.pt"  # another destination's temp: not ours
+    other.write_bytes(b"x")
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"done")
+    assert dest.read_bytes() == b"done"
+    assert _leftovers(tmp_path) == [other.name]
+
+
+def test_live_writers_temp_is_kept(tmp_path: Path) -> None:
+    dest = tmp_path / "out.pt"
+    child, name = _writer(dest)
+    try:
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"done")
+        assert (tmp_path / name).exists()
+        assert dest.read_bytes() == b"done"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=20)
+        assert child.stdout is not None
+        child.stdout.close()

@@ -272,3 +272,106 @@ def test_batched_hashing_is_exact_and_keeps_memory_flat(tmp_path, monkeypatch):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1] == (96 << 20, 96 << 20)
     assert grown_mb < 48, f"RSS grew by {grown_mb:.0f} MB hashing a 96 MB file"
+
+
+_TRUNCATING_CHILD = """
+import os, sys
+import inspector.cli
+from inspector import hashing
+
+path = sys.argv[1]
+real = hashing.core
+
+
+class TruncateAfterFirstBatch:  # the file shrinks while `ckpt hash` reads it
+    calls = 0
+
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def hash_tensors(self, *args):
+        out = real.hash_tensors(*args)
+        TruncateAfterFirstBatch.calls += 1
+        if TruncateAfterFirstBatch.calls == 1:
+            os.truncate(path, 4096)
+        return out
+
+
+hashing.core = TruncateAfterFirstBatch()
+hashing.BATCH_BYTES = 1 << 20  # one tensor a batch
+sys.exit(inspector.cli.main(["hash", path]))
+"""
+
+
+def test_file_truncated_while_hashed_is_an_error_not_sigbus(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({f"t{i}": torch.ones(512, 1024) for i in range(4)}, str(path))
+    done = python("-c", _TRUNCATING_CHILD, path, timeout=120)
+    assert done.returncode == 2, (done.returncode, done.stderr)  # -7 would be SIGBUS
+    assert "the file changed while it was read" in done.stderr
+    assert str(path) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_file_modified_between_batches_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from inspector import hashing
+    from inspector.errors import FileChangedError
+
+    path = tmp_path / "m.safetensors"
+    save_file({f"t{i}": torch.ones(256, 1024) for i in range(3)}, str(path))
+    ckpt = inspector.open(path)
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1 << 20)
+    real = hashing.core.hash_tensors
+
+    def hash_then_modify(*args):  # another writer rewrites the file in place, same size
+        out = real(*args)
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return out
+
+    monkeypatch.setattr(hashing.core, "hash_tensors", hash_then_modify)
+    with pytest.raises(FileChangedError, match=r"m\.safetensors.*changed while it was read"):
+        hashing.hash_tensors(ckpt, threads=1)
+    assert path.stat().st_size > 3 * 256 * 1024 * 4  # same size: only the mtime told
+
+
+def test_windows_done_maps_batch_bytes_to_file_ranges():
+    from inspector.hashing import windows_done
+
+    spans = [(0, "a", 100, 50), (50, "b", 0, 1000)]  # 50 bytes of a at 100, then 1000 of b
+    assert windows_done(spans, 0, 30) == [("a", 100, 30)]
+    assert windows_done(spans, 30, 250) == [("a", 130, 20), ("b", 0, 200)]
+    assert windows_done(spans, 250, 250) == []
+
+
+def test_large_tensor_windows_are_released_while_it_is_hashed(tmp_path, monkeypatch):
+    from inspector import hashing
+
+    path = tmp_path / "big.safetensors"
+    save_file({"small": torch.ones(10), "big": torch.arange(2 << 20, dtype=torch.float32)},
+              str(path))  # big: 8 MiB
+    expected = hashing.hash_tensors(inspector.open(path))
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1 << 20)  # 1 MiB windows
+    ckpt = inspector.open(path)
+    calls = []
+    real = ckpt.release_range
+    monkeypatch.setattr(ckpt, "release_range",
+                        lambda p, o, n: (calls.append((p, o, n)), real(p, o, n))[-1])
+    assert hashing.hash_tensors(ckpt, threads=2) == expected  # releasing changes no digest
+    big = ckpt["big"]
+    start = big.storage.source.offset + big.storage_offset * 4
+    # The core reports progress about every 75 ms: drive the releaser as it would.
+    calls.clear()
+    report = hashing._releasing(ckpt, [ckpt["small"], big], 1, None)
+    assert report is not None
+    margin = 2 * hashing.core.HASH_CHUNK
+    report(40 + margin + (1 << 20), 0)  # past the small tensor and 1 MiB of big
+    report(40 + margin + (3 << 19), 0)  # less than one more window: nothing new
+    report(40 + margin + (3 << 20), 0)
+    assert calls == [
+        (str(path), ckpt["small"].storage.source.offset, 40),
+        (str(path), start, 1 << 20),
+        (str(path), start + (1 << 20), 2 << 20),
+    ]

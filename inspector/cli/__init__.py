@@ -23,6 +23,7 @@ from ..errors import (
     PlanError,
     WriteError,
 )
+from ..formats.expand_cache import CACHE_DIR_ENV, using_cache_dir
 
 # subcommand -> (module under inspector.cli, one-line help)
 SUBCOMMANDS = {
@@ -73,6 +74,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if command is None or name == command:
             mod = importlib.import_module(f"{__name__}.{module}")
             mod.add_arguments(p)
+            p.add_argument(
+                "--cache-dir", metavar="DIR",
+                help="where compressed archives (a tar.gz .nemo) are expanded; default "
+                     f"${CACHE_DIR_ENV}, else a per-user folder in the temp directory")
             p.set_defaults(_run=mod.run)
     return parser
 
@@ -83,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        code: int = args._run(args)
+        with using_cache_dir(args.cache_dir):
+            code: int = args._run(args)
         sys.stdout.flush()  # a reader that left early shows here when the output was short
     except BrokenPipeError:  # before OSError: a closed pipe is not an input error
         _detach_stdout()

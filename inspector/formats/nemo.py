@@ -35,7 +35,7 @@ from ..errors import (
     MissingRecordError,
     TruncatedFileError,
 )
-from . import Loaded, ReadOptions
+from . import Loaded, ReadOptions, expand_cache
 from .tar_safe import Member, is_tar_head, read_member, read_members
 
 FORMAT = "nemo"
@@ -293,17 +293,23 @@ _FREE_CHECK_EVERY = 64  # chunks between free-space checks
 
 
 def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
-    """An uncompressed copy of a gzip file, streamed into the cache; reused while the source
-    file is unchanged (the name carries its path, size and mtime). Capped (`gzip_limit`, free
-    space): past a cap the partial copy is removed and an ArchiveError names the file."""
+    """An uncompressed copy of a gzip file, streamed into the cache (`expand_cache`); reused
+    while the source file is unchanged (the name carries its path, size and mtime). Capped
+    (`gzip_limit`, free space, checked before starting and while writing): past a cap the
+    partial copy is removed and an ArchiveError names the file. The cache is kept under its
+    size cap, least recently used entries evicted first."""
     st = path.stat()
     ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-    folder = cache_dir if cache_dir is not None else _private_temp_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = expand_cache.cache_folder(cache_dir)
     target = folder / f"{path.stem}-{hashlib.sha256(ident).hexdigest()[:16]}.tar"
     if target.is_file():
+        expand_cache.touch(target)
         return target
     limit, why = gzip_limit(path, st.st_size)
+    cap = expand_cache.cache_limit(path)
+    need = expand_cache.expanded_size(path, st.st_size)
+    expand_cache.evict(folder, cap, room=need)
+    expand_cache.check_room(path, folder, need, MIN_FREE_BYTES)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=target.name, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as dst, gzip.open(path, "rb") as src:
@@ -316,6 +322,7 @@ def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    expand_cache.evict(folder, cap, keep=target)
     return target
 
 
@@ -355,15 +362,7 @@ def _check_free(path: Path, folder: Path) -> None:
         raise ArchiveError(
             path,
             f"stopped expanding the gzip data: {folder} has {free:,} bytes free, less than the "
-            f"{MIN_FREE_BYTES:,} kept free; give a cache folder with more space (cache_dir)",
+            f"{MIN_FREE_BYTES:,} kept free; point --cache-dir (inspector.open(cache_dir=...), "
+            f"or {expand_cache.CACHE_DIR_ENV}) at a folder with more space",
         )
 
-
-def _private_temp_dir() -> Path:
-    """A per-user folder in the temp dir; a folder someone else owns is never trusted."""
-    folder = Path(tempfile.gettempdir()) / f"ckpt-inspector-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    st = folder.lstat()
-    if st.st_uid != os.getuid() or not folder.is_dir() or folder.is_symlink():
-        return Path(tempfile.mkdtemp(prefix="ckpt-inspector-"))
-    return folder

@@ -8,6 +8,11 @@ apply step (numpy or the C++ kernels). In YAML a transform is a mapping with an 
     - {op: pad, axis: 0, before: 0, after: 996, init: target}
 
 `TRANSFORMS` maps each op name to its class: extend the table, not the code that reads it.
+
+Validation has two steps, both before any byte is touched: a transform checks its parameters
+(types, ranges) when it is constructed, and `check(shapes, dtypes)` checks it against its inputs
+(axes, sizes, element types the byte kernels handle). `check_chain` runs a whole chain and caps
+every step's result (`max_bytes`), so a `pad` by two billion rows is refused, not allocated.
 """
 
 from __future__ import annotations
@@ -22,6 +27,31 @@ from ..errors import PlanError
 
 Shape = tuple[int, ...]
 
+# Element kinds (dtypes.DType.kind) the byte kernels move and decode to float64 (casts, pad
+# fills, weight-norm), and those they encode back from it: floats to integers would lose values;
+# complex and the quantized q* types have no kernel at all.
+_DECODES = "fiub"
+_ENCODES = "fb"
+
+
+def decodable(name: str) -> bool:
+    return name in dtypes.DTYPES and dtypes.get(name).kind in _DECODES and name[0] != "q"
+
+
+def encodable(name: str) -> bool:
+    return name in dtypes.DTYPES and dtypes.get(name).kind in _ENCODES
+
+
+# Parameter types by field name: how a YAML value or a constructor argument is checked.
+_INT_FIELDS = ("axis", "start", "stop", "before", "after", "index", "dim")
+_INT_TUPLE_FIELDS = ("perm", "shape", "sizes")
+_STR_FIELDS = ("dtype", "init")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 # How new rows of a `pad` are filled: zeros, the mean of the copied rows, N(0, std of the copied
 # rows), or the target's own initialised values (the usual choice when a vocabulary grows).
 PAD_INITS = ("zeros", "mean", "normal", "target")
@@ -33,6 +63,56 @@ class Transform:
 
     op: ClassVar[str] = ""
     n_inputs: ClassVar[int] = 1  # 0 means "one or more"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _INT_FIELDS and not _is_int(value):
+                raise PlanError(f"{self.op}: {f.name} must be an integer, not {value!r}")
+            if f.name in _STR_FIELDS and not isinstance(value, str):
+                raise PlanError(f"{self.op}: {f.name} must be a string, not {value!r}")
+            optional = value is None and f.default is None  # perm, concat's sizes
+            if f.name in _INT_TUPLE_FIELDS and not optional and not (
+                isinstance(value, tuple) and all(_is_int(v) for v in value)
+            ):
+                raise PlanError(f"{self.op}: {f.name} must be a list of integers, not {value!r}")
+        self._validate()
+
+    def _validate(self) -> None:
+        """Ranges of the parameters, on their own (types are checked before)."""
+
+    def check(
+        self, shapes: list[Shape], in_dtypes: list[str], target: tuple[Shape, str] | None = None
+    ) -> tuple[Shape, str]:
+        """This transform's (shape, dtype) for these inputs, or a PlanError saying why it cannot
+        be applied to them. `target`: the target tensor's (shape, dtype), where one is known."""
+        self._check_inputs(shapes)
+        if len(in_dtypes) != len(shapes):
+            raise PlanError(f"{self.describe()}: {len(shapes)} shapes but {len(in_dtypes)} dtypes")
+        out = self.out_shape(shapes)
+        dtype = self.out_dtype(in_dtypes)
+        self._check_dtypes(in_dtypes, target)
+        return out, dtype
+
+    def _check_dtypes(self, in_dtypes: list[str], target: tuple[Shape, str] | None) -> None:
+        unknown = [d for d in in_dtypes if d not in dtypes.DTYPES]
+        if unknown:
+            raise PlanError(f"{self.describe()}: unknown dtype {unknown[0]!r}")
+        # the byte kernels that move elements (copy_cast) handle the same types they decode
+        for d in in_dtypes:
+            if not decodable(d):
+                raise PlanError(f"{self.describe()}: transforms of {d} tensors are not supported "
+                                "(complex and quantized types have no kernel)")
+
+    def _needs_kernel(self, decode: list[str], encode: str) -> None:
+        """Refuse dtypes the float64 decode/encode kernels do not handle."""
+        for d in decode:
+            if not decodable(d):
+                raise PlanError(f"{self.describe()}: cannot compute on {d} values")
+        if not encodable(encode):
+            raise PlanError(f"{self.describe()}: cannot produce {encode} values (computed values "
+                            "are float or bool: float to integer would lose values, complex and "
+                            "quantized types have no kernel)")
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         raise NotImplementedError
@@ -82,6 +162,11 @@ class Transpose(Transform):
     op: ClassVar[str] = "transpose"
     perm: tuple[int, ...] | None = None
 
+    def _validate(self) -> None:
+        if self.perm is not None and sorted(self.perm) != list(range(len(self.perm))):
+            n = len(self.perm)
+            raise PlanError(f"{self.describe()}: perm is not a permutation of 0..{n - 1}")
+
     def _perm(self, ndim: int) -> tuple[int, ...]:
         if self.perm is None:
             if ndim < 2:
@@ -109,6 +194,10 @@ class Reshape(Transform):
 
     op: ClassVar[str] = "reshape"
     shape: tuple[int, ...] = ()
+
+    def _validate(self) -> None:
+        if self.shape.count(-1) > 1 or any(d < -1 for d in self.shape):
+            raise PlanError(f"{self.describe()}: at most one -1 and no other negative size")
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         self._check_inputs(shapes)
@@ -138,9 +227,14 @@ class Cast(Transform):
     op: ClassVar[str] = "cast"
     dtype: str = "float32"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         if self.dtype not in dtypes.DTYPES:
             raise PlanError(f"cast: unknown dtype {self.dtype!r}")
+
+    def _check_dtypes(self, in_dtypes: list[str], target: tuple[Shape, str] | None) -> None:
+        super()._check_dtypes(in_dtypes, target)
+        if in_dtypes[0] != self.dtype:
+            self._needs_kernel([in_dtypes[0]], self.dtype)
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         self._check_inputs(shapes)
@@ -167,6 +261,12 @@ class Split(Transform):
     axis: int = 0
     sizes: tuple[int, ...] = ()
     index: int = 0
+
+    def _validate(self) -> None:
+        if self.sizes is None or not self.sizes or any(n < 0 for n in self.sizes):
+            raise PlanError(f"{self.describe()}: sizes must be a non-empty list of sizes >= 0")
+        if not 0 <= self.index < len(self.sizes):
+            raise PlanError(f"{self.describe()}: index out of range for {len(self.sizes)} parts")
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         self._check_inputs(shapes)
@@ -195,6 +295,10 @@ class Concat(Transform):
     n_inputs: ClassVar[int] = 0
     axis: int = 0
     sizes: tuple[int, ...] | None = None  # filled by propose/validation: needed to invert
+
+    def _validate(self) -> None:
+        if self.sizes is not None and any(n < 0 for n in self.sizes):
+            raise PlanError(f"{self.describe()}: sizes must be >= 0")
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         self._check_inputs(shapes)
@@ -231,6 +335,10 @@ class Slice(Transform):
     start: int = 0
     stop: int = 0
 
+    def _validate(self) -> None:
+        if not 0 <= self.start <= self.stop:
+            raise PlanError(f"{self.describe()}: needs 0 <= start <= stop")
+
     def out_shape(self, shapes: list[Shape]) -> Shape:
         self._check_inputs(shapes)
         shape = shapes[0]
@@ -259,7 +367,7 @@ class Pad(Transform):
     after: int = 0
     init: str = "target"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         if self.init not in PAD_INITS:
             raise PlanError(f"pad: init must be one of {', '.join(PAD_INITS)}, not {self.init!r}")
         if self.before < 0 or self.after < 0:
@@ -270,6 +378,22 @@ class Pad(Transform):
         shape = shapes[0]
         ax = _axis(self.axis, len(shape), self.describe())
         return (*shape[:ax], shape[ax] + self.before + self.after, *shape[ax + 1 :])
+
+    def check(
+        self, shapes: list[Shape], in_dtypes: list[str], target: tuple[Shape, str] | None = None
+    ) -> tuple[Shape, str]:
+        out, dtype = super().check(shapes, in_dtypes, target)
+        if self.init == "target" and target is not None and tuple(target[0]) != out:
+            raise PlanError(f"{self.describe()}: init 'target' needs a target of shape "
+                            f"{list(out)}, the target has {list(target[0])}")
+        return out, dtype
+
+    def _check_dtypes(self, in_dtypes: list[str], target: tuple[Shape, str] | None) -> None:
+        super()._check_dtypes(in_dtypes, target)
+        if self.init != "target":
+            self._needs_kernel([in_dtypes[0]], in_dtypes[0])
+        elif target is not None and target[1] != in_dtypes[0]:
+            self._needs_kernel([target[1]], in_dtypes[0])
 
     def invertible(self, shapes: list[Shape], in_dtypes: list[str]) -> bool:
         return True
@@ -297,12 +421,14 @@ class WeightNormFuse(Transform):
     def out_dtype(self, in_dtypes: list[str]) -> str:
         return in_dtypes[1]
 
+    def _check_dtypes(self, in_dtypes: list[str], target: tuple[Shape, str] | None) -> None:
+        super()._check_dtypes(in_dtypes, target)
+        self._needs_kernel(in_dtypes, in_dtypes[1])
+
 
 TRANSFORMS: dict[str, type[Transform]] = {
     cls.op: cls for cls in (Transpose, Reshape, Cast, Split, Concat, Slice, Pad, WeightNormFuse)
 }
-
-_FIELD_TYPES: dict[str, type] = {"perm": tuple, "shape": tuple, "sizes": tuple}
 
 
 def transform_from_dict(data: Any, where: str) -> Transform:
@@ -332,7 +458,7 @@ def transform_from_dict(data: Any, where: str) -> Transform:
 
 
 def _convert(value: Any, key: str, where: str) -> Any:
-    if _FIELD_TYPES.get(key) is tuple:
+    if key in _INT_TUPLE_FIELDS:
         if value is None:
             return None
         if not isinstance(value, list) or not all(
@@ -340,11 +466,9 @@ def _convert(value: Any, key: str, where: str) -> Any:
         ):
             raise PlanError(f"{where}.{key}: expected a list of integers, got {value!r}")
         return tuple(value)
-    if key in ("axis", "start", "stop", "before", "after", "index", "dim") and (
-        not isinstance(value, int) or isinstance(value, bool)
-    ):
+    if key in _INT_FIELDS and not _is_int(value):
         raise PlanError(f"{where}.{key}: expected an integer, got {value!r}")
-    if key in ("dtype", "init") and not isinstance(value, str):
+    if key in _STR_FIELDS and not isinstance(value, str):
         raise PlanError(f"{where}.{key}: expected a string, got {value!r}")
     return value
 
@@ -357,10 +481,38 @@ def chain_shape(
         if len(shapes) != 1:
             raise PlanError(f"{len(shapes)} sources need a transform that combines them (concat)")
         return shapes[0], in_dtypes[0]
-    cur_shapes, cur_dtypes = shapes, in_dtypes
-    for t in transforms:
-        out = t.out_shape(cur_shapes)
-        cur_shapes, cur_dtypes = [out], [t.out_dtype(cur_dtypes)]
+    return check_chain(transforms, shapes, in_dtypes)
+
+
+def nbytes(shape: Shape, dtype: str) -> int:
+    return prod(shape) * dtypes.get(dtype).itemsize
+
+
+def check_chain(
+    transforms: list[Transform] | tuple[Transform, ...],
+    shapes: list[Shape],
+    in_dtypes: list[str],
+    *,
+    target: tuple[Shape, str] | None = None,
+    max_bytes: int | None = None,
+) -> tuple[Shape, str]:
+    """Check a chain against its inputs before any work: every step's `check`, and no step's
+    result larger than `max_bytes`. Returns the chain's (shape, dtype); `target` is the target
+    tensor's (shape, dtype), where it is known (a `pad` filled from the target's values)."""
+    if not transforms:
+        if len(shapes) != 1:
+            raise PlanError(f"{len(shapes)} sources need a transform that combines them (concat)")
+        return shapes[0], in_dtypes[0]
+    cur_shapes, cur_dtypes = list(shapes), list(in_dtypes)
+    for i, t in enumerate(transforms):
+        try:
+            out, dtype = t.check(cur_shapes, cur_dtypes, target)
+        except PlanError as e:
+            raise PlanError(f"transform[{i}] {e}") from None
+        if max_bytes is not None and nbytes(out, dtype) > max_bytes:
+            raise PlanError(f"transform[{i}] {t.describe()}: its result ({list(out)} {dtype}, "
+                            f"{nbytes(out, dtype)} bytes) exceeds the limit of {max_bytes} bytes")
+        cur_shapes, cur_dtypes = [out], [dtype]
     return cur_shapes[0], cur_dtypes[0]
 
 
@@ -392,5 +544,8 @@ __all__ = [
     "WeightNormFuse",
     "chain_inverse",
     "chain_shape",
+    "check_chain",
+    "decodable",
+    "encodable",
     "transform_from_dict",
 ]

@@ -1,6 +1,10 @@
 """Atomic outputs: write into a temp file (or folder) beside the destination, fsync, rename.
 
 On any exception, Ctrl-C included, the temp is removed and nothing appears at the destination.
+A failure after the rename (the folder's fsync, a signal there) says so: the output is in place,
+but its durability step failed. A temp's name carries its writer's pid
+(`.STEM.tmp-PID-XXXXXXXX.SUFFIX`): a writer killed with SIGKILL leaves its temp behind, and the
+next write to the same destination removes temps whose writer no longer runs.
 An output that would replace one of its own inputs is refused before anything is written.
 File cloning uses the cheapest route the filesystem offers: a reflink (FICLONE), an in-kernel
 copy (`copy_file_range`), then a plain buffered copy. `start_writeback` lets the disk write a
@@ -13,6 +17,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -49,6 +54,14 @@ def describe_os_error(dest: str | os.PathLike[str], e: OSError) -> WriteError:
     return WriteError(f"{dest}: writing failed: {what}; nothing was written to the destination")
 
 
+def describe_after_rename(dest: str | os.PathLike[str], what: str) -> WriteError:
+    """The output was renamed into place, then its durability step failed (`what`)."""
+    return WriteError(
+        f"{dest}: the output is in place, but {what} after it was renamed there: it may not "
+        "survive a crash or power loss until the folder is synced (run `sync`, or write again)"
+    )
+
+
 @contextmanager
 def atomic_path(
     dest: str | os.PathLike[str],
@@ -67,7 +80,8 @@ def atomic_path(
     if not parent.is_dir():
         raise WriteError(f"{dest}: the destination folder {parent} does not exist")
     # The temp keeps the destination's suffix, so that readers can open it for verification.
-    prefix, suffix = f".{dest.stem}.tmp-", dest.suffix
+    prefix, suffix = f".{dest.stem}.tmp-{os.getpid()}-", dest.suffix
+    remove_stale_temps(dest)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent) if folder
                    else _mkstemp(prefix, suffix, parent))
@@ -79,13 +93,70 @@ def atomic_path(
         yield tmp
         _fsync_tree(tmp)
         _replace(tmp, dest)
-        _fsync_dir(parent)
     except OSError as e:
         _remove(tmp)
         raise describe_os_error(dest, e) from e
     except BaseException:
         _remove(tmp)
         raise
+    _sync_after_rename(dest, parent)
+
+
+def _sync_after_rename(dest: Path, parent: Path) -> None:
+    """fsync the folder that now holds `dest`; a failure or an interrupt here is not "nothing
+    was written": the destination was already replaced."""
+    try:
+        _fsync_dir(parent)
+    except OSError as e:
+        what = _FULL.get(e.errno or 0, e.strerror or str(e))
+        raise describe_after_rename(dest, f"syncing its folder failed ({what})") from e
+    except KeyboardInterrupt as e:
+        raise describe_after_rename(dest, "the write was interrupted") from e
+
+
+def _temp_pattern(dest: Path) -> re.Pattern[str]:
+    stem, suffix = re.escape(dest.stem), re.escape(dest.suffix)
+    return re.compile(rf"\.{stem}\.tmp-(\d+)-[A-Za-z0-9_]+{suffix}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**31  # another user's live process; an absurd pid is nobody's
+    return True
+
+
+def remove_stale_temps(dest: str | os.PathLike[str]) -> list[Path]:
+    """Remove temps of `dest` (this module's naming) whose writer process is gone: what a writer
+    killed with SIGKILL leaves. A live writer's temp, this process's own, and any other file are
+    kept. Returns what was removed; best effort (a temp that cannot be removed is left)."""
+    dest = Path(dest)
+    parent = dest.parent if str(dest.parent) else Path(".")
+    pattern, removed = _temp_pattern(dest), []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None or int(m.group(1)) == os.getpid() or _running(int(m.group(1))):
+            continue
+        try:
+            _remove_strict(parent / name)
+        except OSError:
+            continue
+        removed.append(parent / name)
+    return removed
+
+
+def _remove_strict(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def write_text_atomic(

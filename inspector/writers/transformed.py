@@ -74,7 +74,7 @@ def _transpose(tr: Transform, values: list[Producer], target: Producer | None) -
         return v.with_view(View(w.dtype, tuple(w.shape[i] for i in perm),
                                 tuple(w.strides[i] for i in perm), w.offset))
     arr = materialize(v, v.dtype, v.shape)
-    return ArrayValue(np.ascontiguousarray(np.transpose(arr, perm)), v.dtype)
+    return ArrayValue(np.transpose(arr, perm), v.dtype)  # made C-contiguous, 0-d kept
 
 
 def _perm(tr: Transpose, ndim: int) -> tuple[int, ...]:
@@ -102,7 +102,6 @@ def _cast(tr: Transform, values: list[Producer], target: Producer | None) -> Pro
 
 
 def _axis_range(tr: Transform, v: Producer, axis: int, start: int, stop: int) -> Producer:
-    import numpy as np
 
     shape = tr.out_shape([v.shape])
     ax = axis % len(v.shape)
@@ -112,7 +111,7 @@ def _axis_range(tr: Transform, v: Producer, axis: int, start: int, stop: int) ->
     arr = materialize(v, v.dtype, v.shape)
     index = [slice(None)] * len(v.shape)
     index[ax] = slice(start, stop)
-    return ArrayValue(np.ascontiguousarray(arr[tuple(index)]), v.dtype)
+    return ArrayValue(arr[tuple(index)], v.dtype)
 
 
 def _slice(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
@@ -182,7 +181,8 @@ def _weight_norm(tr: Transform, values: list[Producer], target: Producer | None)
     dim = tr.dim % v.ndim
     axes = tuple(i for i in range(v.ndim) if i != dim)
     norm = np.sqrt((v * v).sum(axis=axes, keepdims=True))
-    w = v * (g.reshape(norm.shape) / norm)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero v gives NaN, as in torch
+        w = v * (g.reshape(norm.shape) / norm)
     return _encode(w, "float64", v_val.dtype)
 
 
@@ -209,7 +209,7 @@ def _decode_to(v: Producer, dtype: str) -> np.ndarray:
 def _encode(values: np.ndarray, from_dtype: str, dtype: str) -> ArrayValue:
     import numpy as np
 
-    src = np.ascontiguousarray(values)
+    src = np.require(values, requirements="C")  # ascontiguousarray would make 0-d arrays 1-d
     item = dtypes.get(dtype).itemsize
     out = np.empty(src.size * item, dtype=np.uint8)
     if src.size:

@@ -156,7 +156,7 @@ def storage_order(t: TensorInfo, value: Producer) -> Producer:
     from .produce import materialize
 
     arr = np.transpose(materialize(value, value.dtype, value.shape), perm)
-    return ArrayValue(np.ascontiguousarray(arr), value.dtype)
+    return ArrayValue(np.require(arr, requirements="C"), value.dtype)  # keeps 0-d arrays 0-d
 
 
 def _storage_bytes(ckpt: Checkpoint, s: Storage) -> Producer:

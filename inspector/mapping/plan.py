@@ -578,6 +578,8 @@ class Plan:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise PlanError(f"{path}: cannot read plan: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise PlanError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         folder = os.path.dirname(path) or os.curdir
         return cls.from_yaml(text, str(path))._rebased(folder, os.curdir)
 

@@ -60,7 +60,9 @@ def make_frozenset(items: Any = ()) -> frozenset[Any]:
 
 
 def codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
-    if not isinstance(text, str) or encoding.lower() not in _TEXT_ENCODINGS:
+    if not (isinstance(text, str) and isinstance(encoding, str)) or (
+        encoding.lower() not in _TEXT_ENCODINGS
+    ):
         raise BuildError(f"_codecs.encode with {encoding!r} is not a text encoding")
     return text.encode(encoding)
 

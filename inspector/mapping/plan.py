@@ -530,7 +530,7 @@ class Plan:
             raise PlanError(f"{where}: version: expected {PLAN_VERSION}, got {version!r}")
         unknown = set(data) - {"version", "sources", "target", "rules", "entries", "unused"}
         if unknown:
-            raise PlanError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+            raise PlanError(f"{where}: unknown key {sorted(unknown, key=repr)[0]!r}")
         if not isinstance(data.get("sources"), list) or not data["sources"]:
             raise PlanError(f"{where}: sources: expected a non-empty list")
         sources = [_ref(s, f"{where}: sources[{i}]") for i, s in enumerate(data["sources"])]
@@ -578,6 +578,8 @@ class Plan:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise PlanError(f"{path}: cannot read plan: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise PlanError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         folder = os.path.dirname(path) or os.curdir
         return cls.from_yaml(text, str(path))._rebased(folder, os.curdir)
 
@@ -872,7 +874,7 @@ def _ref(data: Any, where: str) -> SourceRef:
         raise PlanError(f"{where}: expected a mapping with label, path, prefix, root, fingerprint")
     unknown = set(data) - {"label", "path", "prefix", "root", "fingerprint", "content"}
     if unknown:
-        raise PlanError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        raise PlanError(f"{where}: unknown key {sorted(unknown, key=repr)[0]!r}")
     for key in ("label", "prefix", "root", "fingerprint"):
         if key in data and not isinstance(data[key], str):
             raise PlanError(f"{where}.{key}: expected a string, got {data[key]!r}")
@@ -909,7 +911,7 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
         raise PlanError(f"{where}: expected a mapping with decision, status, reason")
     unknown = set(body) - _ENTRY_KEYS
     if unknown:
-        raise PlanError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        raise PlanError(f"{where}: unknown key {sorted(unknown, key=repr)[0]!r}")
     decision, status = body.get("decision"), body.get("status", "proposed")
     if decision not in DECISIONS:
         raise PlanError(

@@ -584,6 +584,8 @@ def load_rules(spec: str | Path | list[Any]) -> list[Rule]:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise PlanError(f"{where}: cannot read rules file: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise PlanError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         data = yamlload.load(text)
     except yaml.YAMLError as e:

@@ -199,17 +199,8 @@ GROWTH_LIMIT = 8
 def check_entry(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint) -> None:
     """Check a copy row against the checkpoints before any work: its sources and target exist,
     and its transforms fit their inputs' shapes and dtypes (PlanError naming the row)."""
-    infos = []
-    for label, name in e.sources:
-        ckpt = sources.get(label)
-        if ckpt is None:
-            raise PlanError(f"entries[{e.target!r}]: unknown source label {label!r}")
-        if name not in ckpt.tensors:
-            raise PlanError(f"entries[{e.target!r}]: {ckpt.label} has no tensor {name!r}")
-        infos.append(ckpt.tensors[name])
-    own = target.tensors.get(e.target)
-    if own is None:
-        raise PlanError(f"entries[{e.target!r}]: the target has no such tensor")
+    own, found = _row_tensors(e, sources, target)
+    infos = [info for _, info in found]
     sizes = [nbytes(t.shape, t.dtype) for t in (own, *infos) if t.dtype in dtypes.DTYPES]
     try:
         check_chain(e.transform, [t.shape for t in infos], [t.dtype for t in infos],
@@ -219,18 +210,27 @@ def check_entry(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint) ->
 
 
 def entry_value(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint) -> Producer:
-    inputs: list[Producer] = []
+    own, found = _row_tensors(e, sources, target)
+    inputs: list[Producer] = [source_value(ckpt, info) for ckpt, info in found]
+    return apply_transforms(inputs, e.transform, source_value(target, own))
+
+
+def _row_tensors(e: Entry, sources: dict[str, Checkpoint], target: Checkpoint
+                 ) -> tuple[TensorInfo, list[tuple[Checkpoint, TensorInfo]]]:
+    """The row's target tensor and its (checkpoint, tensor) sources; PlanError naming the row
+    when a label, a source tensor or the target tensor is missing."""
+    found = []
     for label, name in e.sources:
         ckpt = sources.get(label)
         if ckpt is None:
             raise PlanError(f"entries[{e.target!r}]: unknown source label {label!r}")
         if name not in ckpt.tensors:
             raise PlanError(f"entries[{e.target!r}]: {ckpt.label} has no tensor {name!r}")
-        inputs.append(source_value(ckpt, ckpt.tensors[name]))
-    if e.target not in target.tensors:
+        found.append((ckpt, ckpt.tensors[name]))
+    own = target.tensors.get(e.target)
+    if own is None:
         raise PlanError(f"entries[{e.target!r}]: the target has no such tensor")
-    own = source_value(target, target.tensors[e.target])
-    return apply_transforms(inputs, e.transform, own)
+    return own, found
 
 
 def _same_layout(target: Checkpoint, values: dict[str, Producer]) -> bool:

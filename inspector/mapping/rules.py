@@ -489,6 +489,9 @@ def _suffixes(value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]
     if value is None:
         return None
     if isinstance(value, list):
+        for i, v in enumerate(value):
+            if not isinstance(v, str):
+                raise PlanError(f"{where}[{i}]: expected a suffix string, got {v!r}")
         value = {v: [v] for v in value}
     if not isinstance(value, dict):
         raise PlanError(f"{where}: expected a list of suffixes or a mapping suffix -> alternatives")

@@ -141,7 +141,8 @@ def _storage_index(label: str, storage_data: Any) -> dict[tuple[str, Any], tuple
     for key, info in _dict(label, storage_data, "storage_data").items():
         fqn = _field(label, key, "fqn")
         if not isinstance(fqn, str):
-            raise HeaderError(label, f"a storage key names {type(fqn).__name__}, not a string", key=METADATA)
+            what = f"a storage key's fqn is a {type(fqn).__name__}, not a string"
+            raise HeaderError(label, what, key=METADATA)
         offsets = _field(label, key, "offset", None)
         descriptors = _field(label, info, "transform_descriptors", None)
         if descriptors:

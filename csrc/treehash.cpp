@@ -4,6 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "mapped_read.hpp"
 #include "xxh3.hpp"
 
 namespace inspector::treehash {
@@ -134,16 +135,21 @@ struct Plan {
         const std::uint64_t begin = static_cast<std::uint64_t>(task - first_leaf[j]) * kChunk;
         const auto len = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, nbytes[j] - begin));
         if (direct[j]) {
-            const std::uint8_t* start = job.data + static_cast<std::uint64_t>(job.offset) * job.itemsize;
-            leaves[task] = leaf(start + begin, len);
+            const std::uint8_t* start = job.data + static_cast<std::uint64_t>(job.offset) * job.itemsize + begin;
+            Digest& out = leaves[task];
+            auto read = [&out, start, len] { out = leaf(start, len); };
+            guard_mapped_read(read);
+            if (job.release) release_mapped_pages(start, len);
         } else {
             std::vector<std::uint8_t>& buf = buffers[worker];
             if (buf.size() < kChunk) buf.resize(kChunk);
             Cursor cursor(job);
             cursor.seek(static_cast<std::int64_t>(begin / job.itemsize));
-            cursor.gather(buf.data(), len / job.itemsize);
-            byteswap(buf.data(), len, swap_unit(job));
-            leaves[task] = leaf(buf.data(), len);
+            std::uint8_t* const to = buf.data();
+            auto read = [&cursor, to, len, &job] { cursor.gather(to, len / job.itemsize); };
+            guard_mapped_read(read);
+            byteswap(to, len, swap_unit(job));
+            leaves[task] = leaf(to, len);
         }
         return len;
     }

@@ -24,6 +24,7 @@ using Digest = std::array<std::uint8_t, 16>;
 struct Job : StridedView {
     std::string dtype;     // canonical name, hashed as given
     bool byteswap = false;  // the buffer holds big-endian elements
+    bool release = false;   // the buffer is a read-only file map: drop its pages once hashed
 };
 
 // Checks everything a Job claims before any byte is read: dtype name, itemsize, and the view's

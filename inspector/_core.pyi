@@ -12,6 +12,9 @@ has_cuda: bool
 
 # ---- hashing (csrc/bindings/register_hash.cpp, docs/hash-spec.md) -------------------------------
 
+class MappedFileFault(OSError):
+    """A mapped file was truncated while the core read it (a SIGBUS, caught)."""
+
 HASH_VERSION: str
 HASH_CHUNK: int
 xxh3_kernel: str  # long-input kernel in use: "avx512", "avx2", "sse2" or "scalar"

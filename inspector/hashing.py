@@ -90,9 +90,12 @@ def hash_tensors(
         _check_unchanged(files, infos[start:stop])  # a truncated map would fault (SIGBUS)
         done = sum(t.nbytes for t in infos[:start])
         report = None if progress is None else _offset_progress(progress, done, total)
-        report = _releasing(ckpt, infos[start:stop], threads, report)
         try:
             raw += core.hash_tensors(jobs[start:stop], threads or 0, report)
+        except core.MappedFileFault:  # a mapped page past a file's new end (SIGBUS, caught)
+            _check_unchanged(files, infos[start:stop])
+            raise FileChangedError(_where(ckpt, infos[start]), "the file changed while it was "
+                                   "read (truncated)") from None
         except ValueError as e:
             m = _JOB_ERROR.fullmatch(str(e))
             if m is None:
@@ -123,8 +126,8 @@ def _check_unchanged(files: dict[str, FileState], batch: list[TensorInfo]) -> No
     """Refuse to go on when a file of `batch` was truncated, replaced or modified since hashing
     began: reading a mapped page past a file's new end kills the process with SIGBUS, and bytes
     changed under the hash give a digest of neither version. Checked before and after each
-    batch (64 MiB); a file truncated during a batch's read still faults (the byte loops in the
-    core have no SIGBUS guard)."""
+    batch (64 MiB); a truncation during a batch's read is caught by the core's SIGBUS guard
+    (csrc/mapped_fault.hpp), which raises core.MappedFileFault."""
     ends: dict[str, int] = {}
     for t in batch:
         src = t.storage.source
@@ -166,61 +169,6 @@ def _batches(infos: list[TensorInfo]) -> list[tuple[int, int]]:
 
 def _offset_progress(progress: Progress, done: int, total: int) -> Progress:
     return lambda d, _t: progress(done + d, total)
-
-
-# A batch larger than one window (a tensor of more than BATCH_BYTES) has its finished windows
-# released while the core still hashes it, so a 10 GB tensor does not stay mapped in full.
-# (batch byte where a tensor starts, its file, the file offset of its first byte, its bytes)
-Span = tuple[int, str, int, int]
-
-
-def _spans(batch: list[TensorInfo]) -> list[Span]:
-    """The contiguous, uncompressed file-backed tensors of a batch, by their place in the
-    batch's byte count (the core hands chunks out in job order); others are released whole
-    after the batch."""
-    spans, at = [], 0
-    for t in batch:
-        src = t.storage.source
-        item = dtypes.get(t.dtype).itemsize if t.dtype in dtypes.DTYPES else 0
-        if (src.path is not None and not src.compression and item
-                and t.strides == contiguous_strides(t.shape)):
-            spans.append((at, src.path, src.offset + t.storage_offset * item, t.nbytes))
-        at += t.nbytes
-    return spans
-
-
-def windows_done(spans: list[Span], released: int, safe: int) -> list[tuple[str, int, int]]:
-    """(path, offset, length) of the file ranges of batch bytes [released, safe)."""
-    out = []
-    for at, path, offset, nbytes in spans:
-        lo, hi = max(released, at), min(safe, at + nbytes)
-        if hi > lo:
-            out.append((path, offset + lo - at, hi - lo))
-    return out
-
-
-def _releasing(ckpt: Checkpoint, batch: list[TensorInfo], threads: int | None,
-               report: Progress | None) -> Progress | None:
-    """`report`, also dropping each finished window of the batch's file ranges from the process
-    (Checkpoint.release_range). Chunks still being hashed by the pool are kept: up to one per
-    thread past the reported count. Dropping a page too early would only make it fault back in."""
-    if sum(t.nbytes for t in batch) <= BATCH_BYTES:
-        return report
-    spans = _spans(batch)
-    margin = ((threads or os.cpu_count() or 1) + 1) * core.HASH_CHUNK
-    released = 0
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal released
-        safe = done - margin
-        if safe - released >= BATCH_BYTES:
-            for path, offset, length in windows_done(spans, released, safe):
-                ckpt.release_range(path, offset, length)
-            released = safe
-        if report is not None:
-            report(done, total)
-
-    return on_progress
 
 
 def checkpoint_digest(digests: Mapping[str, Digest | bytes]) -> Digest:
@@ -315,7 +263,10 @@ def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...]:
     else:
         buf = ckpt.storage_bytes(t.storage)
     swap = t.storage.byteorder == "big" and d.itemsize > 1
-    return (buf, d.name, d.itemsize, t.shape, t.strides, t.storage_offset, swap)
+    # A read-only map of the file: the core drops each chunk's pages once hashed, so a 100 GB
+    # tensor never stays mapped in full (never for in-memory buffers: it would discard them).
+    mapped = src.path is not None and not src.compression
+    return (buf, d.name, d.itemsize, t.shape, t.strides, t.storage_offset, swap, mapped)
 
 
 def _where(ckpt: Checkpoint, t: TensorInfo) -> str | None:

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mapped_read.hpp"
 #include "treehash.hpp"
 #include "watch.hpp"
 #include "xxh3.hpp"
@@ -102,11 +103,12 @@ std::vector<std::int64_t> as_ints(py::handle obj, std::size_t index, const char*
     return out;
 }
 
-// One job tuple: (buffer, dtype, itemsize, shape, strides_elems, offset_elems, byteswap).
+// One job tuple: (buffer, dtype, itemsize, shape, strides_elems, offset_elems, byteswap[, release]).
 th::Job convert_job(py::handle item, std::size_t index, std::vector<std::unique_ptr<HeldBuffer>>& held) {
-    if (!py::isinstance<py::tuple>(item) || py::len(item) != 7) {
+    const std::size_t fields = py::isinstance<py::tuple>(item) ? py::len(item) : 0;
+    if (fields != 7 && fields != 8) {
         throw py::value_error("job " + std::to_string(index) +
-                              ": expected (buffer, dtype, itemsize, shape, strides, offset, byteswap)");
+                              ": expected (buffer, dtype, itemsize, shape, strides, offset, byteswap[, release])");
     }
     const auto t = py::reinterpret_borrow<py::tuple>(item);
     if (!py::isinstance<py::tuple>(t[3]) || !py::isinstance<py::tuple>(t[4])) {
@@ -124,6 +126,7 @@ th::Job convert_job(py::handle item, std::size_t index, std::vector<std::unique_
     job.strides = as_ints(t[4], index, "strides");
     job.offset = as_int(t[5], index, "offset");
     job.byteswap = py::bool_(t[6]);
+    job.release = fields == 8 && py::bool_(t[7]);
     return job;
 }
 
@@ -196,6 +199,7 @@ py::bytes hash_device(std::uintptr_t ptr, std::uint64_t nbytes, const std::strin
 }  // namespace
 
 void register_hash(py::module_& m) {
+    py::register_exception<inspector::MappedFileFault>(m, "MappedFileFault", PyExc_OSError);
     m.attr("HASH_VERSION") = std::string(th::kVersion);
     m.attr("HASH_CHUNK") = th::kChunk;
     m.attr("xxh3_kernel") = xxh3::kernel_name(xxh3::Kernel::Auto);
@@ -205,7 +209,8 @@ void register_hash(py::module_& m) {
     m.def("hash_tensors", &hash_tensors, py::arg("jobs"), py::arg("threads") = 0,
           py::arg("progress") = py::none(),
           "ckh1 digests (16 bytes each) of strided tensor views, computed on worker threads.\n"
-          "jobs: (buffer, dtype, itemsize, shape, strides, offset, byteswap) tuples, in elements.\n"
+          "jobs: (buffer, dtype, itemsize, shape, strides, offset, byteswap[, release]) tuples, in\n"
+          "elements; release=True only for a read-only file map: its pages are dropped once hashed.\n"
           "progress(done_bytes, total_bytes) is called about every 75 ms; if it raises, the work\n"
           "stops and the exception propagates (so does Ctrl-C).");
     m.def("hash_device", &hash_device, py::arg("ptr"), py::arg("nbytes"), py::arg("dtype"),

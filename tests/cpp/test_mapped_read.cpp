@@ -1,0 +1,112 @@
+// C++ unit test of reading through file maps (csrc/mapped_read.*), no Python: a read past the
+// end of a file truncated under its map throws MappedFileFault (twice in a row, on two threads at
+// once); a read that does not fault returns normally; dropped pages read back unchanged.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mapped_read.hpp"
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            ++failures;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+constexpr std::size_t kSize = 1 << 20;
+
+// A read-only shared map of a fresh kSize-byte file whose byte i is i % 251.
+struct MappedFile {
+    std::string path;
+    const std::uint8_t* data = nullptr;
+
+    MappedFile() {
+        char name[] = "/tmp/test_mapped_read_XXXXXX";
+        const int fd = mkstemp(name);
+        path = name;
+        std::vector<std::uint8_t> bytes(kSize);
+        for (std::size_t i = 0; i < kSize; ++i) bytes[i] = static_cast<std::uint8_t>(i % 251);
+        CHECK(write(fd, bytes.data(), kSize) == static_cast<ssize_t>(kSize));
+        void* p = mmap(nullptr, kSize, PROT_READ, MAP_SHARED, fd, 0);
+        CHECK(p != MAP_FAILED);
+        data = static_cast<const std::uint8_t*>(p);
+        close(fd);
+    }
+    ~MappedFile() {
+        munmap(const_cast<std::uint8_t*>(data), kSize);
+        unlink(path.c_str());
+    }
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+};
+
+std::uint64_t sum(const std::uint8_t* p, std::size_t n) {
+    std::uint64_t s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += p[i];
+    return s;
+}
+
+// Sums [begin, end) under the guard; true when it faulted.
+bool faulted(const MappedFile& f, std::size_t begin, std::size_t end = kSize) {
+    volatile std::uint64_t out = 0;
+    auto read = [&] { out = sum(f.data + begin, end - begin); };
+    try {
+        inspector::guard_mapped_read(read);
+    } catch (const inspector::MappedFileFault&) {
+        return true;
+    }
+    return false;
+}
+
+void test_reads_that_do_not_fault_return_normally() {
+    MappedFile f;
+    CHECK(!faulted(f, 0));
+    std::uint64_t expected = 0;
+    for (std::size_t i = 0; i < kSize; ++i) expected += i % 251;
+    CHECK(sum(f.data, kSize) == expected);
+}
+
+void test_a_truncated_map_throws_every_time_on_every_thread() {
+    MappedFile f;
+    CHECK(truncate(f.path.c_str(), 4096) == 0);
+    CHECK(!faulted(f, 0, 4096));  // the page that remains
+    CHECK(faulted(f, 8192));
+    CHECK(faulted(f, 8192));  // the guard was left in order
+    bool a = false, b = false;
+    std::thread t1([&] { a = faulted(f, 4096); });
+    std::thread t2([&] { b = faulted(f, kSize / 2); });
+    t1.join();
+    t2.join();
+    CHECK(a && b);
+}
+
+void test_released_pages_read_back_unchanged() {
+    MappedFile f;
+    const std::uint64_t before = sum(f.data, kSize);
+    inspector::release_mapped_pages(f.data + 100, kSize - 200);  // unaligned ends
+    inspector::release_mapped_pages(f.data, 0);
+    CHECK(sum(f.data, kSize) == before);
+}
+
+}  // namespace
+
+int main() {
+    test_reads_that_do_not_fault_return_normally();
+    test_a_truncated_map_throws_every_time_on_every_thread();
+    test_released_pages_read_back_unchanged();
+    std::printf("test_mapped_read: %s\n", failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 1;
+}

@@ -3,10 +3,11 @@
     PYTHONPATH=. python bench/bench_hash_memory.py [--gb 100]
 
 Builds a sparse safetensors file (one uint8 tensor of --gb GB: no disk space, the kernel reads
-zeros) under $BENCH_TMP, and runs each contender twice as a whole process (best wall, highest RSS): peak RSS (GNU time,
-which counts the file pages mapped into the process) and wall time. The contender is the flat-
-memory way a user hashes a file in Python: xxhash.xxh3_128 over 16 MiB reads. After each run,
-`fincore` reports how much of the file the page cache holds (the kernel's, not the process's).
+zeros) under $BENCH_TMP, and runs each contender twice as a whole process: best wall time and
+highest peak RSS (GNU time, which counts the file pages mapped into the process). The contender
+is the flat-memory way a user hashes a file in Python: xxhash.xxh3_128 over 16 MiB reads. After
+each run, `fincore` reports how much of the file the page cache holds (the kernel's, not the
+process's).
 Issue 11 (13): a 100 GB file held 21 GB resident; the goal is memory flat in the file size.
 """
 

@@ -41,6 +41,13 @@ for name in "$@"; do
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$out/crash-$name-") >"$log" 2>&1
   rc=$?
+  # Coverage is what guides the fuzzer: a harness that imported `inspector` uninstrumented (an
+  # editable install's import hook does that) only mutates its seeds blindly. Refuse it.
+  if [ "$rc" -eq 0 ] && ! grep -q "INITED cov:" "$log"; then
+    echo "$name: no coverage (inspector was not instrumented; use a non-editable install" \
+      "or PYTHONPATH to the sources)"
+    rc=3
+  fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   echo "$name: rc=$rc execs=${execs:-?} seconds=$(( $(date +%s) - start ))"
   if [ "$rc" -ne 0 ]; then

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <csetjmp>
 #include <csignal>
@@ -61,11 +62,15 @@ bool run_guarded(void (*fn)(void*), void* ctx) {
 
 namespace inspector {
 
-void release_mapped_pages(const void* data, std::size_t len) noexcept {
+void release_mapped_pages(const void* begin, const void* end, const void* map_begin,
+                          const void* map_end) noexcept {
+    constexpr std::uintptr_t kFaultAround = 64 * 1024;
     static const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
-    const auto begin = reinterpret_cast<std::uintptr_t>(data);
-    const std::uintptr_t first = (begin + page - 1) / page * page;  // whole pages only: a page
-    const std::uintptr_t last = (begin + len) / page * page;        // shared with a neighbour stays
+    const auto down = [](std::uintptr_t a, std::uintptr_t to) { return a / to * to; };
+    const auto up = [&](std::uintptr_t a, std::uintptr_t to) { return down(a + to - 1, to); };
+    const auto addr = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+    const std::uintptr_t first = std::max(down(addr(begin), kFaultAround), down(addr(map_begin), page));
+    const std::uintptr_t last = std::min(up(addr(end), kFaultAround), up(addr(map_end), page));
     if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 

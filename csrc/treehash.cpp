@@ -139,7 +139,7 @@ struct Plan {
             Digest& out = leaves[task];
             auto read = [&out, start, len] { out = leaf(start, len); };
             guard_mapped_read(read);
-            if (job.release) release_mapped_pages(start, len);
+            if (job.release) release_mapped_pages(start, start + len, job.data, job.data + job.size);
         } else {
             std::vector<std::uint8_t>& buf = buffers[worker];
             if (buf.size() < kChunk) buf.resize(kChunk);

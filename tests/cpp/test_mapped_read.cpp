@@ -96,9 +96,32 @@ void test_a_truncated_map_throws_every_time_on_every_thread() {
 void test_released_pages_read_back_unchanged() {
     MappedFile f;
     const std::uint64_t before = sum(f.data, kSize);
-    inspector::release_mapped_pages(f.data + 100, kSize - 200);  // unaligned ends
-    inspector::release_mapped_pages(f.data, 0);
+    const std::uint8_t* end = f.data + kSize;
+    inspector::release_mapped_pages(f.data + 100, end - 100, f.data + 50, end - 50);  // unaligned
+    inspector::release_mapped_pages(f.data, f.data, f.data, end);
+    inspector::release_mapped_pages(f.data + 5000, f.data + 9000, f.data + 4096, end);
     CHECK(sum(f.data, kSize) == before);
+}
+
+// A one-page file map between two anonymous pages (the widening to 64 KiB groups must stay
+// inside the file map: dropping an anonymous page would zero it).
+void test_release_never_leaves_the_file_map() {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    void* region = mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(region != MAP_FAILED);
+    auto* bytes = static_cast<std::uint8_t*>(region);
+    for (std::size_t i = 0; i < 3 * page; ++i) bytes[i] = 0xAB;
+    MappedFile f;
+    int fd = open(f.path.c_str(), O_RDONLY);
+    void* middle = mmap(bytes + page, page, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+    close(fd);
+    CHECK(middle == bytes + page);
+    inspector::release_mapped_pages(bytes + page, bytes + 2 * page, bytes + page, bytes + 2 * page);
+    bool kept = true;
+    for (std::size_t i = 0; i < page; ++i) kept = kept && bytes[i] == 0xAB && bytes[2 * page + i] == 0xAB;
+    CHECK(kept);
+    CHECK(bytes[page + 300] == 300 % 251);  // the file page reads back
+    munmap(region, 3 * page);
 }
 
 }  // namespace
@@ -107,6 +130,7 @@ int main() {
     test_reads_that_do_not_fault_return_normally();
     test_a_truncated_map_throws_every_time_on_every_thread();
     test_released_pages_read_back_unchanged();
+    test_release_never_leaves_the_file_map();
     std::printf("test_mapped_read: %s\n", failures == 0 ? "ok" : "FAILED");
     return failures == 0 ? 0 : 1;
 }

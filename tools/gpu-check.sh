@@ -26,7 +26,7 @@ if [ "$fuzz_seconds" -gt 0 ] && "$py" -c "import atheris" 2>/dev/null; then
   # One process per harness; the slowest harnesses get a second one (their own corpus copy).
   for name in $(cd tests/fuzz && ls fuzz_*.py | sed 's/^fuzz_//; s/\.py$//') scan open_nemo \
       open_torch_zip open_pickle; do
-    i=0; while [ -e "/tmp/fz-$name-$i" ]; do i=$((i + 1)); done
+    i=0; while ! mkdir "/tmp/fz-$name-$i" 2>/dev/null; do i=$((i + 1)); done
     FUZZ_OUT="/tmp/fz-$name-$i" tests/fuzz/run.sh -p "$py" -t "$fuzz_seconds" "$name" \
       >"/tmp/fz-$name-$i.txt" 2>&1 &
     fuzz_pids+=($!)
@@ -41,7 +41,7 @@ cat "$out/bench_cuda.md"
 
 for pid in "${fuzz_pids[@]}"; do wait "$pid" || status=1; done
 if [ "${#fuzz_pids[@]}" -gt 0 ]; then
-  cat /tmp/fz-*.txt | grep -E "^[a-z_]+: " | sort >"$out/fuzz.txt"
+  grep -hE "^[a-z_]+: " /tmp/fz-*.txt | sort >"$out/fuzz.txt"
   cat "$out/fuzz.txt"
   for f in /tmp/fz-*/crash-*; do [ -e "$f" ] && cp "$f" "$out/" && status=1; done
 fi

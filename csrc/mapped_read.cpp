@@ -64,13 +64,13 @@ namespace inspector {
 
 void release_mapped_pages(const void* begin, const void* end, const void* map_begin,
                           const void* map_end) noexcept {
-    constexpr std::uintptr_t kFaultAround = 64 * 1024;
+    constexpr std::uintptr_t kMapGroup = 2 * 1024 * 1024;  // see the header
     static const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
     const auto down = [](std::uintptr_t a, std::uintptr_t to) { return a / to * to; };
     const auto up = [&](std::uintptr_t a, std::uintptr_t to) { return down(a + to - 1, to); };
     const auto addr = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
-    const std::uintptr_t first = std::max(down(addr(begin), kFaultAround), down(addr(map_begin), page));
-    const std::uintptr_t last = std::min(up(addr(end), kFaultAround), up(addr(map_end), page));
+    const std::uintptr_t first = std::max(down(addr(begin), kMapGroup), down(addr(map_begin), page));
+    const std::uintptr_t last = std::min(up(addr(end), kMapGroup), up(addr(map_end), page));
     if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 

@@ -369,7 +369,7 @@ def test_core_drops_the_pages_of_a_file_map_once_hashed(tmp_path, release):
     digest = core.hash_tensors([job], 2)[0]
     resident = _mapped_resident_bytes(address)
     assert digest == core.hash_tensors([(view[:], "uint8", 1, (n - 100,), (1,), 0, False)], 1)[0]
-    if release:  # every page a chunk touched, and its fault-around group (64 KiB), is dropped
+    if release:  # every page a chunk touched, and the 2 MiB group around it, is dropped
         assert resident <= 64 << 10, resident
     else:
         assert resident >= n // 2, resident

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
+from .io.atomic import write_text_atomic
 from .tree import fold_names
-from .writers.atomic import write_text_atomic
 
 SCHEMA_ID = "ckpt-findings/1"
 

@@ -26,7 +26,7 @@ import yaml
 from .. import yamlload
 from ..errors import PlanError, WriteError
 from ..humanize import floor_percent
-from ..writers.atomic import write_text_atomic
+from ..io.atomic import write_text_atomic
 from . import names as nm
 from .rules import Rule, invert_rules, rules_from_list
 from .transforms import Concat, Split, Transform, chain_inverse, transform_from_dict

@@ -3,8 +3,8 @@
 A `Plan` is plain data plus pure edit methods. Entries are frozen: an edit replaces entries and
 returns an `Edit` that `Plan.undo` reverts, so a UI keeps its undo stack as a list of edits.
 Methods that need tensor headers (`set_source`, `preview_rule(s)`, `add_rule`, `set_rules`) work
-on a plan bound to its checkpoints: `propose()` returns a bound plan, a loaded one is bound by
-`bind()`.
+on a plan bound to its checkpoints (a `PlanContext`): `propose()` returns a bound plan, a loaded
+one is bound by `propose.bind(plan, sources, target)`.
 
 The plan's parts live next door: its data types in `entries`, stateful groups in `groups`, the
 YAML schema and file I/O in `planfile`, inversion in `invert`. Their public names are importable
@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import PlanError
 from . import names as nm
@@ -48,7 +48,6 @@ from .transforms import Transform
 
 if TYPE_CHECKING:
     from ..model import Checkpoint
-    from .propose import Context
 
 __all__ = [
     "DECISIONS",
@@ -75,6 +74,19 @@ __all__ = [
 ]
 
 
+class PlanContext(Protocol):
+    """What a bound plan asks of its checkpoints: `propose.Context` is one, `propose.bind`
+    attaches it. The plan never opens a checkpoint itself."""
+
+    def propose(self, rules: list[Rule]) -> Plan: ...
+
+    def unused_for(self, entries: Mapping[str, Entry], rules: list[Rule]) -> list[Unused]: ...
+
+    def user_entry(
+        self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]
+    ) -> Entry: ...
+
+
 @dataclass
 class Plan:
     """Rules plus one `Entry` per target tensor. See docs/mapping.md for the YAML layout."""
@@ -84,7 +96,7 @@ class Plan:
     rules: list[Rule] = field(default_factory=list)
     entries: dict[str, Entry] = field(default_factory=dict)
     unused: list[Unused] = field(default_factory=list)
-    _context: Context | None = field(default=None, repr=False, compare=False)
+    _context: PlanContext | None = field(default=None, repr=False, compare=False)
 
     # -- queries ---------------------------------------------------------------------------------
     def source(self, label: str) -> SourceRef:
@@ -281,29 +293,18 @@ class Plan:
             None if edit.unused is None else (edit.unused[1], edit.unused[0]),
         )
 
-    def _need_context(self, what: str) -> Context:
+    def _need_context(self, what: str) -> PlanContext:
         if self._context is None:
-            raise PlanError(f"{what} needs the checkpoints: call plan.bind(sources, target) first")
+            raise PlanError(
+                f"{what} needs the checkpoints: call bind(plan, sources, target) first "
+                "(inspector.mapping.bind)"
+            )
         return self._context
 
-    def _refresh_unused(self, ctx: Context) -> None:
+    def _refresh_unused(self, ctx: PlanContext) -> None:
         self.unused = ctx.unused_for(self.entries, self.rules)
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def bind(self, sources: Any, target: Any, *, force: bool = False, digests: Any = None) -> Plan:
-        """Attach the checkpoints (after check_fingerprints) so edits can look at headers."""
-        from .propose import Context, open_inputs
-
-        srcs, tgt = open_inputs(
-            sources,
-            target,
-            labels=[s.label for s in self.sources],
-            prefixes=[s.prefix for s in self.sources],
-        )
-        self.check_fingerprints([c for _, c in srcs], tgt, force=force)
-        self._context = Context(srcs, tgt, digests)
-        return self
-
     def check_fingerprints(
         self, sources: list[Checkpoint], target: Checkpoint, *, force: bool = False
     ) -> list[str]:

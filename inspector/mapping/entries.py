@@ -11,7 +11,7 @@ Names in `Entry.sources` are names as they appear in that source checkpoint (no 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from math import prod
 from typing import TYPE_CHECKING, Protocol
 
@@ -101,6 +101,7 @@ class Entry:
     target: str
     decision: str  # copy | keep | drop
     sources: tuple[tuple[str, str], ...] = ()  # (source label, name in that source)
+    _: KW_ONLY  # the rest by keyword only
     transform: tuple[Transform, ...] = ()
     status: str = "proposed"
     reason: str = ""

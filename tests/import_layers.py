@@ -118,11 +118,13 @@ def _walk(node: ast.AST, kind: str) -> Iterator[tuple[ast.Import | ast.ImportFro
         yield from _walk(child, child_kind)
 
 
-def module_edges(name: str, source: str, modules: dict[str, Path | None], root: str) -> list[Edge]:
-    """The edges out of module `name`, whose text is `source`."""
+def module_edges(
+    name: str, source: str, modules: dict[str, Path | None], root: str, filename: str = "<source>"
+) -> list[Edge]:
+    """The edges out of module `name`, whose text is `source` (read from `filename`)."""
     own = {name, *_ancestors(name)}
     out: dict[tuple[str, str], Edge] = {}
-    for node, kind in _walk(ast.parse(source), "module"):
+    for node, kind in _walk(ast.parse(source, filename), "module"):
         for target in _targets(node, name, modules):
             implied = [a for a in _ancestors(target) if a != root and a not in own]
             for imported in (target, *implied):
@@ -141,7 +143,9 @@ def package_edges(folder: Path, package: str) -> tuple[dict[str, Path | None], l
         edge
         for name, path in modules.items()
         if path is not None
-        for edge in module_edges(name, path.read_text(encoding="utf-8"), modules, package)
+        for edge in module_edges(
+            name, path.read_text(encoding="utf-8"), modules, package, str(path)
+        )
     ]
     return modules, edges
 

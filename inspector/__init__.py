@@ -6,11 +6,10 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .errors import CheckpointError, PlanError, WriteError
 from .model import Checkpoint, Record, Storage, TensorInfo
 from .reader import open_checkpoint as open
-
-__version__ = "0.1.0"
 
 # Imported on first use, so that `import inspector` (and `ckpt ls`) stays light. No submodule
 # shares a name with a function here: importing `inspector.X` binds the module as attribute X of

@@ -22,6 +22,7 @@ from typing import Any
 from . import dtypes
 from .errors import PartialTransferError, PendingRowsError, PlanError, WriteError
 from .hashing import hash_tensors
+from .io.atomic import atomic_path, start_writeback
 from .mapping.plan import Entry, Plan
 from .mapping.transforms import check_chain, nbytes
 from .model import Checkpoint, TensorInfo, element_span
@@ -29,7 +30,6 @@ from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
 from .tree import fold_names
 from .writers import SAME_AS_TARGET, choose_format, writer
-from .writers.atomic import atomic_path, start_writeback
 from .writers.build import build_output
 from .writers.foreign_globals import find_unknown_globals, weights_only_refused
 from .writers.patch import patch, patch_target, patchable

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
+from ._version import __version__
+from .io.atomic import write_text_atomic
 from .tree import fold_names
-from .writers.atomic import write_text_atomic
 
 SCHEMA_ID = "ckpt-findings/1"
 
@@ -90,8 +91,6 @@ class Report:
         return f"ckpt {self.command} {verdict}: {counts} ({self.checked} {what} examined)"
 
     def to_json(self) -> dict[str, Any]:
-        from . import __version__
-
         return {
             "schema": SCHEMA_ID,
             "tool": "ckpt-inspector",

@@ -368,3 +368,27 @@ def tensor_array(t: TensorInfo, raw: memoryview) -> np.ndarray:
     )
     arr.flags.writeable = False
     return arr
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Tensor i is (names[i], shapes[i], dtypes[i]); dtypes use canonical names ("float32")."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    dtypes: list[str]
+
+    def __post_init__(self) -> None:
+        if not len(self.names) == len(self.shapes) == len(self.dtypes):
+            raise ValueError("names, shapes and dtypes must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint) -> Signature:
+        """The signature of an opened checkpoint (its weights sub-tree, in its order)."""
+        tensors = list(ckpt.values())
+        return cls(
+            [t.name for t in tensors], [t.shape for t in tensors], [t.dtype for t in tensors]
+        )

@@ -5,44 +5,21 @@ without building a `TensorInfo` per tensor offers `signature(path)` next to `rea
 (safetensors, single and sharded, do: a 1M-tensor header becomes three lists in C++); for every
 other source the signature is taken from `inspector.open(...)`. Readers stay the only place that
 knows formats: this module only asks them.
+`Signature` itself lives in `inspector.model`, so a reader builds one without importing this
+module (which imports `inspector.reader`, and so the readers).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import Checkpoint
+from .model import Checkpoint, Signature
 from .reader import open_checkpoint, pick_reader, split_root
 
 FastReader = Callable[[Path], "Signature"]
-
-
-@dataclass(frozen=True)
-class Signature:
-    """Tensor i is (names[i], shapes[i], dtypes[i]); dtypes use canonical names ("float32")."""
-
-    names: list[str]
-    shapes: list[tuple[int, ...]]
-    dtypes: list[str]
-
-    def __post_init__(self) -> None:
-        if not len(self.names) == len(self.shapes) == len(self.dtypes):
-            raise ValueError("names, shapes and dtypes must have the same length")
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    @classmethod
-    def of(cls, ckpt: Checkpoint) -> Signature:
-        """The signature of an opened checkpoint (its weights sub-tree, in its order)."""
-        tensors = list(ckpt.values())
-        return cls(
-            [t.name for t in tensors], [t.shape for t in tensors], [t.dtype for t in tensors]
-        )
 
 
 def signature(source: Any, *, root: str | None = None) -> Signature:

@@ -14,9 +14,9 @@ from subproc import popen, python
 
 from inspector.applying import apply
 from inspector.errors import WriteError
+from inspector.io.atomic import atomic_path
 from inspector.mapping import propose
 from inspector.writers import stream
-from inspector.writers.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ def test_refuses_input_through_a_hard_link(tmp_path: Path) -> None:
 
 _CHILD = """
 import os, signal, sys, time
-from inspector.writers.atomic import atomic_path
+from inspector.io.atomic import atomic_path
 signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
 try:
     with atomic_path({dest!r}) as tmp:
@@ -169,7 +169,7 @@ def test_folder_fsync_failure_after_rename_says_output_is_in_place(
 ) -> None:
     import stat
 
-    from inspector.writers import atomic
+    from inspector.io import atomic
 
     real_fsync = os.fsync
 
@@ -193,7 +193,7 @@ def test_folder_fsync_failure_after_rename_says_output_is_in_place(
 def test_fsync_failure_before_rename_still_says_nothing_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from inspector.writers import atomic
+    from inspector.io import atomic
 
     def fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -215,7 +215,7 @@ def test_temp_name_carries_the_writer_pid(tmp_path: Path) -> None:
 
 _SLOW_CHILD = """
 import sys, time
-from inspector.writers.atomic import atomic_path
+from inspector.io.atomic import atomic_path
 with atomic_path({dest!r}) as tmp:
     tmp.write_bytes(b"partial" * 1000)
     print(tmp.name, flush=True)

@@ -11,7 +11,7 @@ from mapping_fixtures import _t, nemo_rnnt
 
 import inspector
 from inspector.errors import PlanError
-from inspector.mapping import Plan, propose
+from inspector.mapping import Plan, bind, propose
 
 
 @functools.cache
@@ -187,9 +187,9 @@ def test_set_rules_removes_and_edits_rules_with_undo() -> None:
 def test_loaded_plan_needs_binding_and_checks_fingerprints() -> None:
     plan, src, tgt = small_plan()
     loaded = Plan.from_yaml(plan.to_yaml())
-    with pytest.raises(PlanError, match=r"call plan\.bind"):
+    with pytest.raises(PlanError, match=r"call bind\(plan, sources, target\)"):
         loaded.preview_rule({"keep": "x"})
-    loaded.bind(src, tgt)
+    bind(loaded, src, tgt)
     preview = loaded.preview_rule({"keep": "joint.*"})
     assert sorted(t for t, _, _ in preview) == sorted(loaded.under("joint"))
     assert all(

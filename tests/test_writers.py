@@ -20,9 +20,9 @@ from safetensors.torch import save_file
 from subproc import python
 
 import inspector
+from inspector.io.atomic import start_writeback
 from inspector.mapping.transforms import Cast, Concat, Pad, Slice, Transpose
 from inspector.writers import choose_format, nemo, safetensors, torch_zip, zipfmt
-from inspector.writers.atomic import start_writeback
 from inspector.writers.build import build_output
 from inspector.writers.produce import View, ViewValue
 from inspector.writers.transformed import apply_transforms, source_value

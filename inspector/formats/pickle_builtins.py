@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # imported only when a pickle holds a numpy scalar: listing s
     import numpy as np
 
 from ..model import Record
-from .unpickler import AttrDict, Builder, BuildError
+from .pickle_build import AttrDict, Builder, BuildError
 
 # Text encodings `_codecs.encode` may apply (protocols 0-2 pickle bytes as latin-1 text).
 _TEXT_ENCODINGS = frozenset({"latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii"})

@@ -30,8 +30,7 @@ from ..errors import (
     ShapeError,
     TruncatedFileError,
 )
-from ..model import ByteSource, Storage, TensorInfo, contiguous_strides
-from ..signature import Signature
+from ..model import ByteSource, Signature, Storage, TensorInfo, contiguous_strides
 from . import Loaded, ReadOptions, check_names
 
 FORMAT = "safetensors"

@@ -15,8 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import DuplicateKeyError, HeaderError, MissingRecordError, UnsupportedFormatError
-from ..model import TensorInfo
-from ..signature import Signature
+from ..model import Signature, TensorInfo
 from . import Loaded, ReadOptions
 from . import safetensors as single
 from .safetensors import MAX_HEADER_SIZE, parse_json_object, read_tensors

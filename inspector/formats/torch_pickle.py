@@ -13,7 +13,7 @@ from typing import Any
 from .. import dtypes
 from ..errors import DtypeError, PickleError, ShapeError
 from ..model import Record, Storage, TensorInfo, element_span
-from .unpickler import Builder, BuildError
+from .pickle_build import Builder, BuildError
 
 MAX_DIMS = 64
 

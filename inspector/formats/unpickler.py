@@ -3,10 +3,10 @@
 The opcode loop is written here from scratch (protocols 0-5). A global is never imported: it
 becomes `Record(cls="module.name", kind="global")`. Calling it (REDUCE, INST, OBJ) runs a
 pure-Python *builder* from an allow-list when there is one (OrderedDict, set, torch's tensor
-rebuild functions, ...), and otherwise yields `Record(kind="unsupported-global")` (an
-`UnsafePickleError` in strict mode). Instantiating a class without calling it (NEWOBJ, BUILD)
-yields `Record(kind="object")` holding the arguments and state, which is how argparse.Namespace,
-OmegaConf containers and dataclasses appear.
+rebuild functions, ...: `allowlist.py` composes it), and otherwise yields
+`Record(kind="unsupported-global")` (an `UnsafePickleError` in strict mode). Instantiating a
+class without calling it (NEWOBJ, BUILD) yields `Record(kind="object")` holding the arguments and
+state, which is how argparse.Namespace, OmegaConf containers and dataclasses appear.
 
 Every malformed stream raises `PickleError` naming the file, the byte position and the opcode.
 """
@@ -22,6 +22,8 @@ from typing import Any
 
 from ..errors import CheckpointError, PickleError, UnsafePickleError
 from ..model import Record
+from .allowlist import default_builders
+from .pickle_build import AttrDict, Builder, BuildError
 
 MAX_DEPTH = 256  # containers nested deeper than this are refused (consumers may recurse)
 MAX_MEMO = 1 << 24  # memo entries
@@ -30,29 +32,7 @@ MAX_MEMO = 1 << 24  # memo entries
 MAX_EXPANDED = 1 << 24
 MAX_LONG_BYTES = 1 << 16  # LONG1/LONG4 payload: far beyond any real integer
 
-Builder = Callable[..., Any]
 PersistentLoad = Callable[[Any], Any]
-
-
-class AttrDict(dict[Any, Any]):
-    """A dict rebuilt from a pickled dict type (OrderedDict, defaultdict, Counter).
-
-    `attrs` holds the instance attributes the pickle set with BUILD (torch's state dicts carry
-    `_metadata`, the per-module version table that `load_state_dict` reads).
-    """
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.attrs: dict[str, Any] = {}
-
-
-class BuildError(Exception):
-    """Raised by a builder: the machine adds the file and position. `error` is the class."""
-
-    def __init__(self, what: str, error: type[CheckpointError] = PickleError):
-        super().__init__(what)
-        self.what = what
-        self.error = error
 
 
 @dataclass(frozen=True)
@@ -754,14 +734,6 @@ _OPNAMES = {code[0]: name for code, name, _ in _OPCODE_TABLE}
 
 # Builders that NEWOBJ may use (classes whose __new__ makes plain data); all others give records.
 _CLASS_BUILDERS = frozenset({"collections.OrderedDict", "builtins.set", "builtins.frozenset"})
-
-
-def default_builders() -> dict[str, Builder]:
-    """The allow-list: Python builtins, numpy reconstruction as data, and torch's rebuilders."""
-    from .pickle_builtins import BUILTIN_BUILDERS
-    from .torch_pickle import TORCH_BUILDERS
-
-    return {**BUILTIN_BUILDERS, **TORCH_BUILDERS}
 
 
 # Public API --------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from .plan import (
     is_partial,
     is_problem,
 )
-from .propose import propose
+from .propose import bind, propose
 from .rules import (
     Resolution,
     Rule,
@@ -56,6 +56,7 @@ __all__ = [
     "Transform",
     "Unused",
     "apply_rules",
+    "bind",
     "builtin_rule_sets",
     "fingerprint",
     "invert_rules",

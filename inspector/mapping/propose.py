@@ -19,16 +19,9 @@ from typing import Any, NamedTuple
 from ..errors import PlanError
 from ..model import Checkpoint, TensorInfo
 from . import names as nm
-from .plan import (
-    Candidate,
-    Entry,
-    Evidence,
-    Plan,
-    SourceRef,
-    Unused,
-    fingerprint,
-    follow_groups,
-)
+from .entries import Candidate, Entry, Evidence, SourceRef, Unused, fingerprint
+from .groups import follow_groups
+from .plan import Plan
 from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
 from .transforms import Cast, Transform, chain_shape
 
@@ -111,6 +104,22 @@ def open_inputs(
         ref = SourceRef(label, _path(ckpt), prefix, fingerprint(ckpt), _root_str(ckpt))
         out.append((ref, ckpt))
     return out, _open(target)
+
+
+def bind(
+    plan: Plan, sources: Any, target: Any, *, force: bool = False, digests: Any = None
+) -> Plan:
+    """Attach the checkpoints to a loaded plan (after check_fingerprints) so its edits can look
+    at headers; returns the plan. `propose()` returns a plan bound already."""
+    srcs, tgt = open_inputs(
+        sources,
+        target,
+        labels=[s.label for s in plan.sources],
+        prefixes=[s.prefix for s in plan.sources],
+    )
+    plan.check_fingerprints([c for _, c in srcs], tgt, force=force)
+    plan._context = Context(srcs, tgt, digests)
+    return plan
 
 
 def _path(ckpt: Checkpoint) -> str | None:
@@ -360,17 +369,16 @@ class Context:
             name,
             "copy",
             ((src.label, src.name),),
-            steps,
-            "proposed",
-            reason,
-            tuple(evidence),
-            round(confidence, 3),
-            frozenset(flags),
-            candidates,
-            info.shape,
-            info.dtype,
-            (s.shape,),
-            (s.dtype,),
+            transform=steps,
+            reason=reason,
+            evidence=tuple(evidence),
+            confidence=round(confidence, 3),
+            flags=frozenset(flags),
+            candidates=candidates,
+            shape=info.shape,
+            dtype=info.dtype,
+            source_shapes=(s.shape,),
+            source_dtypes=(s.dtype,),
         )
 
     def _digest_evidence(self, src: Src, target: str) -> list[Evidence]:
@@ -615,16 +623,12 @@ def _keep(
     return Entry(
         name,
         "keep",
-        (),
-        (),
-        "proposed",
-        reason,
-        evidence,
-        0.0,
-        frozenset(flags),
-        candidates,
-        info.shape,
-        info.dtype,
+        reason=reason,
+        evidence=evidence,
+        flags=frozenset(flags),
+        candidates=candidates,
+        shape=info.shape,
+        dtype=info.dtype,
     )
 
 

@@ -65,7 +65,7 @@ def resolve(args: argparse.Namespace) -> tuple[list[Any], str, Path | None]:
 
 
 def _check_output(output: Path, inputs: list[str]) -> None:
-    from ..writers.atomic import check_not_input
+    from ..io.atomic import check_not_input
 
     try:
         check_not_input(output, [i for i in inputs if os.path.exists(i)])

@@ -35,7 +35,7 @@ def _open(spec: Any) -> tuple[str, Checkpoint]:
 def open_and_plan(config: AppConfig) -> msg.Loaded:
     """Open the checkpoints (headers only), then load and bind the plan or propose one."""
     from ..mapping.plan import Plan
-    from ..mapping.propose import propose
+    from ..mapping.propose import bind, propose
 
     opened = [_open(s) for s in config.sources]
     target = open_checkpoint(config.target)
@@ -47,7 +47,7 @@ def open_and_plan(config: AppConfig) -> msg.Loaded:
         sources = [(p, c) if p else c for p, c in opened]
         plan = propose(sources if len(sources) > 1 else sources[0], target, rules=config.rules)
     else:
-        plan.bind(opened if len(opened) > 1 else opened[0], target)
+        bind(plan, opened if len(opened) > 1 else opened[0], target)
     return msg.Loaded(checkpoints, target, plan, architecture(plan, checkpoints, target))
 
 

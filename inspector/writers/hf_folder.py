@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from ..errors import WriteError
+from ..io.atomic import copy_range
 from . import safetensors, torch_zip
-from .atomic import copy_range
 from .output import Output
 from .stream import Progress
 

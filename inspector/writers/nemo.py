@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import WriteError
 from ..formats.tar_safe import BLOCK, Member, read_members
-from .atomic import copy_range, open_output, pwrite_all
+from ..io.atomic import copy_range, open_output, pwrite_all
 from .output import Output
 from .stream import Progress
 from .torch_zip import ZipPlan, plan_zip, write_zip

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from .._native import core
 from ..errors import WriteError
+from ..io.atomic import FICLONE, open_output, pwrite_all
 from ..model import Checkpoint, TensorInfo
 from . import zipfmt
-from .atomic import FICLONE, open_output, pwrite_all
 from .build import storage_order
 from .produce import FileBytes, Producer
 from .stream import Job, Progress, run_jobs

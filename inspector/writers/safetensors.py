@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import dtypes
 from ..errors import WriteError
-from .atomic import open_output, pwrite_all
+from ..io.atomic import open_output, pwrite_all
 from .output import Output, OutTensor
 from .stream import Job, Progress, run_jobs
 

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from .._native import core
-from .atomic import copy_range, pwrite_all
+from ..io.atomic import copy_range, pwrite_all
 from .produce import Producer, Window
 
 CHUNK_BYTES = 16 << 20  # one buffer per thread; rows longer than this get a buffer of their own

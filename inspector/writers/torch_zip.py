@@ -18,8 +18,8 @@ from typing import Any
 from .. import dtypes
 from .._native import core
 from ..errors import WriteError
+from ..io.atomic import open_output, pwrite_all
 from . import zipfmt
-from .atomic import open_output, pwrite_all
 from .output import Output, OutStorage, OutTensor
 from .pickler import TorchPickler
 from .stream import Job, Progress, run_jobs

@@ -1,0 +1,1 @@
+"""File I/O that every layer may use and that knows no format: atomic outputs (`atomic`)."""

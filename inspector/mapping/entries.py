@@ -1,0 +1,205 @@
+"""The plan's data: one `Entry` per target tensor and the small records around it.
+
+`SourceRef` (a checkpoint a plan reads or writes, with its header `fingerprint`), `Evidence`,
+`Candidate`, `Unused`, `Edit` (a reversible change) and `ModuleSummary`; the vocabularies
+(`DECISIONS`, `STATUSES`, `FLAGS`) and the one definition of a partial / pending / problem row.
+
+Names in `Entry.sources` are names as they appear in that source checkpoint (no prefix added);
+`SourceRef.prefix` is what `propose` put in front of them before applying the rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import KW_ONLY, dataclass
+from math import prod
+from typing import TYPE_CHECKING, Protocol
+
+from ..humanize import floor_percent
+from .rules import Rule
+from .transforms import Transform
+
+if TYPE_CHECKING:
+    from ..model import Checkpoint
+
+DECISIONS = ("copy", "keep", "drop")  # drop: the target tensor is left out of the written file
+STATUSES = ("proposed", "approved", "rejected")  # rejected rows are written as "keep"
+# Flags a row can carry; the UI filters on them.
+FLAGS = {
+    "ambiguous": "two or more sources fit equally well: none was chosen",
+    "shape-mismatch": "the best source has another shape: the target keeps its init",
+    "no-source": "no source tensor fits: the target keeps its init",
+    "vocab-change": "the module's vocabulary-facing layer changed size: the module keeps its init",
+    "dtype-change": "the source has another dtype: a cast is applied",
+    "heuristic": "chosen by name/shape similarity, not by exact name or a rule",
+    "kept-by-rule": "a keep rule says the target keeps its init",
+    "user": "chosen or changed by the user",
+}
+# Flags that declare why a row keeps its init. A row that keeps its init (its effective decision
+# is keep) without one of these, and without the user's reject, is a *partial*: the transfer
+# silently misses it. `ckpt map`, `ckpt apply`'s report, the TUI and --strict all use
+# `is_partial`/`is_problem` below, so they count the same rows.
+DECLARED_KEEP_FLAGS = frozenset({"vocab-change", "kept-by-rule", "user"})
+
+
+def is_partial(e: Entry) -> bool:
+    """The row keeps the target's init with no declared reason (a keep rule, a vocabulary
+    change, the user's reject or choice): a transfer that silently misses it."""
+    return e.effective == "keep" and e.status != "rejected" and not e.flags & DECLARED_KEEP_FLAGS
+
+
+def is_pending(e: Entry) -> bool:
+    """Still proposed and would change the output (a copy or a drop): what `apply` refuses
+    without accept_proposed and the TUI counts "pending". A proposed keep changes nothing."""
+    return e.status == "proposed" and e.effective in ("copy", "drop")
+
+
+def is_problem(e: Entry) -> bool:
+    """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
+    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
+    return is_partial(e)
+
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A checkpoint a plan reads from or writes to."""
+
+    label: str  # short unique name used in entries
+    path: str | None
+    prefix: str = ""  # added to the source's names before the rules see them
+    fingerprint: str = ""  # header digest, see fingerprint()
+    root: str = ""  # weights sub-tree inside the container ("" = detected/top)
+    content: str | None = None  # content digest of the whole checkpoint, when computed
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One reason for (or against) a row's decision."""
+
+    kind: str  # exact-name, rule, suffix, tokens, layer-index, shape, dtype, numel, digest, vocab
+    detail: str
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A source tensor ranked for a target row."""
+
+    label: str
+    name: str
+    score: float
+    why: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The decision for one target tensor."""
+
+    target: str
+    decision: str  # copy | keep | drop
+    sources: tuple[tuple[str, str], ...] = ()  # (source label, name in that source)
+    _: KW_ONLY  # the rest by keyword only
+    transform: tuple[Transform, ...] = ()
+    status: str = "proposed"
+    reason: str = ""
+    evidence: tuple[Evidence, ...] = ()
+    confidence: float = 0.0
+    flags: frozenset[str] = frozenset()
+    candidates: tuple[Candidate, ...] = ()
+    shape: Shape = ()  # the target tensor's shape and dtype
+    dtype: str = ""
+    source_shapes: tuple[Shape, ...] = ()  # parallel to sources
+    source_dtypes: tuple[str, ...] = ()
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def effective(self) -> str:
+        """What apply does: the decision, or "keep" for a rejected row."""
+        return "keep" if self.status == "rejected" else self.decision
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A source tensor no entry reads, and why."""
+
+    label: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A reversible change: (target, entry before, entry after) per row; rules before/after."""
+
+    action: str
+    changes: tuple[tuple[str, Entry, Entry], ...]
+    rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
+    unused: tuple[tuple[Unused, ...], tuple[Unused, ...]] | None = None
+
+
+@dataclass
+class ModuleSummary:
+    """Transfer counts for one module (the component after the names' common root)."""
+
+    module: str
+    tensors: int = 0
+    copied: int = 0
+    kept: int = 0
+    dropped: int = 0
+    problems: int = 0  # rows `is_problem` counts (keep their init without a declared reason)
+    params: int = 0
+    params_copied: int = 0
+    layers: int = 0  # layers of the module's largest stack
+    layers_copied: int = 0  # of those, layers whose every tensor is copied
+
+    @property
+    def percent(self) -> float:
+        """Share of the module's parameters (elements) that are copied."""
+        return 100.0 * self.params_copied / self.params if self.params else 0.0
+
+    def percent_text(self) -> str:
+        """`percent` for people, floored to one decimal: `100%` and `0%` only when exact
+        (`99.9%`, `98.7%`, `0.1%` otherwise; below 0.1%: `<0.1%`)."""
+        return floor_percent(self.params_copied, self.params, 1)
+
+    def line(self) -> str:
+        """`encoder 99.7% (164/168 tensors, 0/4 layers complete)`: the share of parameters
+        copied; tensors copied when some but not all are; layers of the largest stack whose
+        every tensor is copied."""
+        details = []
+        if 0 < self.copied < self.tensors:
+            details.append(f"{self.copied}/{self.tensors} tensors")
+        if self.layers:
+            details.append(f"{self.layers_copied}/{self.layers} layers complete")
+        text = f"{self.module} {self.percent_text()}"
+        return f"{text} ({', '.join(details)})" if details else text
+
+
+def fingerprint(ckpt: Checkpoint) -> str:
+    """Digest of a checkpoint's header: sorted (name, dtype, shape); no tensor data is read."""
+    tensors = ckpt.tensors
+    lines = [
+        f"{name}\0{tensors[name].dtype}\0{','.join(map(str, tensors[name].shape))}\n"
+        for name in sorted(tensors)
+    ]
+    return "hdr1:" + hashlib.blake2b("".join(lines).encode(), digest_size=16).hexdigest()
+
+
+class PlanData(Protocol):
+    """A plan's five parts, as `Plan` holds them: what plan I/O and inversion read."""
+
+    sources: list[SourceRef]
+    target: SourceRef
+    rules: list[Rule]
+    entries: dict[str, Entry]
+    unused: list[Unused]
+
+
+# A plan's parts in `Plan`'s field order: what plan I/O and inversion build (`Plan(*parts)`).
+PlanParts = tuple[list[SourceRef], SourceRef, list[Rule], dict[str, Entry], list[Unused]]

@@ -1,0 +1,89 @@
+"""Stateful groups: tensors of one module that move as a unit (a norm's weight with its running
+statistics, weight-norm pairs), by name suffix; see docs/mapping.md."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from .entries import DECLARED_KEEP_FLAGS, Candidate, Entry, Evidence
+
+# Tensors of one module that move as a unit, by name suffix after the module path. Within one
+# group, when any anchor keeps its init, every member (anchors and followers) keeps it: a
+# BatchNorm whose weight keeps the target's values keeps its running statistics too. When no
+# anchor is in the target (a BatchNorm without affine), the followers are the anchors.
+# (anchors, followers)
+STATEFUL_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    # torch BatchNorm*/InstanceNorm*(track_running_stats) and SyncBatchNorm buffers
+    (("weight", "bias"), ("running_mean", "running_var", "num_batches_tracked")),
+    # torch.nn.utils.weight_norm: magnitude and direction are one weight (fairseq, wav2vec2)
+    (("weight_g", "weight_v"), ()),
+    # torch.nn.utils.parametrizations.weight_norm (transformers >= 4.40)
+    (("parametrizations.weight.original0", "parametrizations.weight.original1"), ()),
+)
+
+
+def _split_group_name(name: str) -> tuple[str, int, bool] | None:
+    """(module path, group index, is anchor) for a name that ends in a STATEFUL_GROUPS suffix."""
+    for gi, (anchors, followers) in enumerate(STATEFUL_GROUPS):
+        for suffixes, anchor in ((anchors, True), (followers, False)):
+            for suffix in suffixes:
+                if name.endswith("." + suffix):
+                    return name[: -len(suffix) - 1], gi, anchor
+    return None
+
+
+def group_members(name: str, entries: Mapping[str, Any]) -> list[str]:
+    """The other members in `entries` of `name`'s stateful group ([] when it has none)."""
+    found = _split_group_name(name)
+    if found is None:
+        return []
+    return [m for m in _members(found[0], found[1], entries) if m != name]
+
+
+def _members(module: str, gi: int, entries: Mapping[str, Any]) -> list[str]:
+    """Group `gi`'s tensors of `module` in `entries`; [] when the group has followers and the
+    module holds none of them (a Linear's weight and bias are not a group, a BatchNorm's are)."""
+    anchors, followers = STATEFUL_GROUPS[gi]
+    if followers and not any(f"{module}.{s}" in entries for s in followers):
+        return []
+    return [m for s in (*anchors, *followers) if (m := f"{module}.{s}") in entries]
+
+
+def follow_groups(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """Make every stateful group move as a unit: when an anchor of a group keeps its init, the
+    members that would be copied keep theirs too, reason `follows <anchor>`, with the anchor's
+    declaring flags (so a follower of a partial is a partial). Rows the user decided are left."""
+    out = dict(entries)
+    seen: set[tuple[str, int]] = set()
+    for name in entries:
+        found = _split_group_name(name)
+        if found is None or found[:2] in seen:
+            continue
+        seen.add(found[:2])
+        members = _members(found[0], found[1], entries)
+        leads = [m for m in members if _split_group_name(m)[2]] or members  # type: ignore[index]
+        lead = next((m for m in leads if entries[m].effective == "keep"), None)
+        if lead is None:
+            continue
+        for m in members:
+            if entries[m].effective == "copy" and entries[m].status == "proposed":
+                out[m] = _follower(entries[m], entries[lead])
+    return out
+
+
+def _follower(e: Entry, lead: Entry) -> Entry:
+    return dataclasses.replace(
+        e,
+        decision="keep",
+        sources=(),
+        transform=(),
+        source_shapes=(),
+        source_dtypes=(),
+        reason=f"follows {lead.target}" + (f" ({lead.reason})" if lead.reason else ""),
+        evidence=(*e.evidence, Evidence("group", f"moves with {lead.target}")),
+        flags=lead.flags & (DECLARED_KEEP_FLAGS | {"shape-mismatch"}),
+        candidates=tuple(Candidate(lb, n, e.confidence, "would copy alone") for lb, n in e.sources),
+    )
+

@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash file
     import numpy as np
 
 VERSION = "ckh1"
-CHUNK = 1 << 20
 
 Progress = Callable[[int, int], None]
 """progress(done_bytes, total_bytes), called about every 75 ms; raise `Cancelled` to stop."""
@@ -35,7 +34,8 @@ _PRINTED = re.compile(r"([a-z0-9]+):([0-9a-f]{32})")
 
 
 class Cancelled(Exception):
-    """Raised by a progress callback (the TUI's cancel button) to stop hashing."""
+    """For a progress callback to raise to stop hashing (any exception does; this one is for callers
+    that need one of their own)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -630,7 +630,7 @@ _COMMAND_HELP = {
     "reject": "reject the row or subtree: the target keeps its own init",
     "candidates": "pick another source for the row from its ranked candidates",
     "rules": "add, edit or remove a rule, previewing the rows it changes",
-    "filter_problems": "toggle: only rows that do not transfer or need a choice",
+    "filter_problems": "toggle: only problem rows (keep their init with no declared reason)",
     "filter_pending": "toggle: only proposed rows that would change the output (copy, drop)",
     "filter_module": "toggle: only the module under the cursor",
     "clear_filter": "show everything again",

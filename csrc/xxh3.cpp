@@ -5,6 +5,8 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "simd.hpp"
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define INSPECTOR_XXH3_SSE2 1
@@ -446,13 +448,13 @@ bool kernel_available(Kernel kernel) noexcept {
 #endif
         case Kernel::Avx2:
 #ifdef INSPECTOR_XXH3_AVX2
-            return __builtin_cpu_supports("avx2") != 0;
+            return cpu::detected().avx2;
 #else
             return false;
 #endif
         case Kernel::Avx512:
 #ifdef INSPECTOR_XXH3_AVX2
-            return __builtin_cpu_supports("avx512f") != 0;
+            return cpu::detected().avx512f;
 #else
             return false;
 #endif
@@ -463,11 +465,10 @@ bool kernel_available(Kernel kernel) noexcept {
 namespace {
 
 // INSPECTOR_XXH3_KERNEL=scalar|sse2|avx2|avx512 forces a kernel (when the CPU has it), so that a test run
-// can exercise the portable path on any machine; INSPECTOR_DISABLE_SIMD=1 (the switch every fast
-// path of the core honours) means scalar.
+// can exercise the portable path on any machine; INSPECTOR_DISABLE_SIMD (simd.hpp: the rule every
+// fast path of the core follows) means scalar.
 Kernel pick_kernel() {
-    const char* no_simd = std::getenv("INSPECTOR_DISABLE_SIMD");
-    if (no_simd != nullptr && std::strcmp(no_simd, "1") == 0) return Kernel::Scalar;
+    if (!cpu::usable().sse2) return Kernel::Scalar;
     const char* forced = std::getenv("INSPECTOR_XXH3_KERNEL");
     for (Kernel k : {Kernel::Scalar, Kernel::Sse2, Kernel::Avx2, Kernel::Avx512}) {
         if (forced != nullptr && std::strcmp(forced, kernel_name(k)) == 0 && kernel_available(k)) return k;

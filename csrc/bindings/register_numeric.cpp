@@ -224,7 +224,8 @@ void register_numeric(py::module_& m) {
         py::arg("data"), py::arg("init") = 0, "crc32() through the portable slicing-by-8 path (for tests).");
     m.def("_crc32_has_pclmul", &num::crc32_has_pclmul, "True when crc32() uses carry-less multiplication.");
     m.def("_numeric_simd", &num::simd_enabled,
-          "True when compare() and copy_cast() run their AVX2 kernels (INSPECTOR_DISABLE_SIMD=1: never).");
+          "True when compare() and copy_cast() run their AVX2 kernels (never when INSPECTOR_DISABLE_SIMD\n"
+          "turns the fast paths off: simd.hpp).");
     m.def("crc32_combine", &num::crc32_combine, py::arg("crc1"), py::arg("crc2"), py::arg("len2"),
           "CRC-32 of a+b from crc32(a), crc32(b) and len(b), like zlib's crc32_combine.");
 

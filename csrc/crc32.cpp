@@ -3,8 +3,9 @@
 // are those of zlib/Chromium's crc32_simd.c and the Linux kernel for this polynomial).
 #include "crc32.hpp"
 
-#include <cstdlib>
 #include <cstring>
+
+#include "simd.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define INSPECTOR_CRC_PCLMUL 1
@@ -104,13 +105,6 @@ INSPECTOR_PCLMUL_TARGET std::uint32_t update_pclmul(std::uint32_t state,
     return static_cast<std::uint32_t>(_mm_extract_epi32(x1, 1));
 }
 
-bool detect_pclmul() {
-    // INSPECTOR_DISABLE_SIMD=1 forces the portable path (CI runs the suite once that way).
-    const char* off = std::getenv("INSPECTOR_DISABLE_SIMD");
-    if (off != nullptr && *off != '\0' && std::strcmp(off, "0") != 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-}
 #endif
 
 // Multiplies two polynomials modulo the CRC polynomial (bit-reflected), as zlib's multmodp.
@@ -131,8 +125,8 @@ std::uint32_t multmodp(std::uint32_t a, std::uint32_t b) {
 
 bool crc32_has_pclmul() noexcept {
 #ifdef INSPECTOR_CRC_PCLMUL
-    static const bool has = detect_pclmul();
-    return has;
+    const cpu::Features& f = cpu::usable();  // INSPECTOR_DISABLE_SIMD: the portable path
+    return f.pclmul && f.sse41;
 #else
     return false;
 #endif

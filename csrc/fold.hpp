@@ -15,7 +15,7 @@ namespace inspector::fold {
 // Folded names, in order of first appearance; nullopt when a name is outside what this
 // implementation covers (the caller then uses the reference): non-ASCII bytes (Python's `\d`
 // matches other scripts' digits), a numeric segment of more than 18 digits, or a literal `#`
-// segment (the reference's group key uses `#` for numbers).
+// segment (this implementation's group key writes `#` for a number, so it would collide).
 std::optional<std::vector<std::string>> fold_names(const std::vector<std::string_view>& names);
 
 // How many names share each prefix of `depth` dotted segments (`".".join(name.split(".")[:depth])`),

@@ -8,25 +8,30 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core_error.hpp"
+
 namespace inspector::st {
 
 constexpr std::uint64_t kMaxHeaderSize = 100'000'000;  // the reference implementation's cap
-constexpr int kMaxDepth = 128;                          // serde_json's recursion limit
+constexpr int kMaxDepth = 128;                          // levels; serde_json refuses 128 already
 constexpr std::size_t kMaxIntDigits = 4300;             // Python's int <-> str digit limit
 
 // One kind per error class of inspector/errors.py.
 enum class Fault { header, offset, dtype, shape, duplicate_key, truncated, io };
 const char* fault_name(Fault f);
 
-struct HeaderFault : std::runtime_error {
-    HeaderFault(Fault k, std::string what, std::string key_ = {}, bool has_key_ = false)
-        : std::runtime_error(std::move(what)), kind(k), key(std::move(key_)), has_key(has_key_) {}
+// A CoreError whose kind() is fault_name(kind) and key() the tensor (or __metadata__) concerned.
+struct HeaderFault : CoreError {
+    HeaderFault(Fault k, std::string what, std::string name = {}, bool has_name = false)
+        : CoreError(std::move(what), fault_name(k), {}, has_name ? std::optional<std::string>(name) : std::nullopt),
+          kind(k), key(std::move(name)), has_key(has_name) {}
     Fault kind;
     std::string key;  // the tensor (or __metadata__) concerned, when has_key
     bool has_key;

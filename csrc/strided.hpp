@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core_error.hpp"
+
 namespace inspector {
 
 struct StridedView {
@@ -29,7 +31,7 @@ struct Extent {
 };
 
 [[noreturn]] inline void bad_view(const std::string& who, const std::string& what) {
-    throw std::invalid_argument(who + ": " + what);
+    throw CoreError(what, "value", who);
 }
 
 inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const std::string& who) {
@@ -55,7 +57,7 @@ inline std::uint64_t logical_bytes(const std::vector<std::int64_t>& shape, std::
 }
 
 // The bounds check: every element the view addresses lies inside [data, data + size), and no
-// offset arithmetic on it overflows. Throws std::invalid_argument "<who>: <what>".
+// offset arithmetic on it overflows. Throws CoreError (where = `who`).
 inline Extent check_bounds(const StridedView& v, const std::string& who) {
     if (v.shape.size() != v.strides.size())
         bad_view(who, "shape has " + std::to_string(v.shape.size()) + " dimensions but strides have " +

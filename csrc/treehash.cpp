@@ -38,9 +38,12 @@ void put_u64le(std::vector<std::uint8_t>& out, std::uint64_t v) {
 }  // namespace
 
 std::uint64_t validate(const Job& job, std::size_t index) {
-    const std::string who = "job " + std::to_string(index);
-    checked_nbytes(job.dtype, job.itemsize, job.shape, who);
-    return check_bounds(job, who).nbytes;
+    try {
+        checked_nbytes(job.dtype, job.itemsize, job.shape, "");
+        return check_bounds(job, "").nbytes;
+    } catch (const CoreError& e) {
+        throw e.for_job(index);
+    }
 }
 
 std::size_t swap_unit(const Job& job) {

@@ -28,8 +28,7 @@ struct Job : StridedView {
 };
 
 // Checks everything a Job claims before any byte is read: dtype name, itemsize, and the view's
-// bounds (check_bounds). Returns the logical byte count. Throws std::invalid_argument
-// "job <index>: <what>".
+// bounds (check_bounds). Returns the logical byte count. Throws CoreError with job = `index`.
 std::uint64_t validate(const Job& job, std::size_t index);
 
 // Bytes per swapped value: the itemsize, or half of it for complex types (two floats).

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "simd.hpp"
+#include "xxh3_constants.hpp"
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define INSPECTOR_XXH3_SSE2 1
@@ -21,40 +24,11 @@ using u8 = std::uint8_t;
 using u32 = std::uint32_t;
 using u64 = std::uint64_t;
 
-constexpr u32 kPrime32_1 = 0x9E3779B1U;
-constexpr u32 kPrime32_2 = 0x85EBCA77U;
-constexpr u32 kPrime32_3 = 0xC2B2AE3DU;
-constexpr u64 kPrime64_1 = 0x9E3779B185EBCA87ULL;
-constexpr u64 kPrime64_2 = 0xC2B2AE3D27D4EB4FULL;
-constexpr u64 kPrime64_3 = 0x165667B19E3779F9ULL;
-constexpr u64 kPrime64_4 = 0x85EBCA77C2B2AE63ULL;
-constexpr u64 kPrime64_5 = 0x27D4EB2F165667C5ULL;
-constexpr u64 kPrimeMx1 = 0x165667919E3779F9ULL;
-constexpr u64 kPrimeMx2 = 0x9FB21C651E98DF25ULL;
-
-constexpr std::size_t kSecretSize = 192;
-constexpr std::size_t kStripeLen = 64;
-constexpr std::size_t kSecretConsumeRate = 8;
-constexpr std::size_t kStripesPerBlock = (kSecretSize - kStripeLen) / kSecretConsumeRate;  // 16
-constexpr std::size_t kBlockLen = kStripeLen * kStripesPerBlock;                            // 1024
 // Measured on a 1 GiB buffer: 384 (xxHash's choice) gives 7.4 GB/s, 4096 gives 10 GB/s (AVX2), as
 // one thread is bound by memory latency, not compute. Prefetching past the end never faults.
 constexpr std::size_t kPrefetchDistance = 4096;
 
-alignas(64) constexpr u8 kSecret[kSecretSize] = {
-    0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
-    0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97, 0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f,
-    0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78, 0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff, 0x72, 0x21,
-    0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e, 0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c,
-    0x3c, 0x28, 0x52, 0xbb, 0x91, 0xc3, 0x00, 0xcb, 0x88, 0xd0, 0x65, 0x8b, 0x1b, 0x53, 0x2e, 0xa3,
-    0x71, 0x64, 0x48, 0x97, 0xa2, 0x0d, 0xf9, 0x4e, 0x38, 0x19, 0xef, 0x46, 0xa9, 0xde, 0xac, 0xd8,
-    0xa8, 0xfa, 0x76, 0x3f, 0xe3, 0x9c, 0x34, 0x3f, 0xf9, 0xdc, 0xbb, 0xc7, 0xc7, 0x0b, 0x4f, 0x1d,
-    0x8a, 0x51, 0xe0, 0x4b, 0xcd, 0xb4, 0x59, 0x31, 0xc8, 0x9f, 0x7e, 0xc9, 0xd9, 0x78, 0x73, 0x64,
-    0xea, 0xc5, 0xac, 0x83, 0x34, 0xd3, 0xeb, 0xc3, 0xc5, 0x81, 0xa0, 0xff, 0xfa, 0x13, 0x63, 0xeb,
-    0x17, 0x0d, 0xdd, 0x51, 0xb7, 0xf0, 0xda, 0x49, 0xd3, 0x16, 0x55, 0x26, 0x29, 0xd4, 0x68, 0x9e,
-    0x2b, 0x16, 0xbe, 0x58, 0x7d, 0x47, 0xa1, 0xfc, 0x8f, 0xf8, 0xb8, 0xd1, 0x7a, 0xd0, 0x31, 0xce,
-    0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
-};
+alignas(64) constexpr u8 kSecret[kSecretSize] = {INSPECTOR_XXH3_SECRET};
 
 // ---- Little helpers ----------------------------------------------------------------------------
 
@@ -446,13 +420,13 @@ bool kernel_available(Kernel kernel) noexcept {
 #endif
         case Kernel::Avx2:
 #ifdef INSPECTOR_XXH3_AVX2
-            return __builtin_cpu_supports("avx2") != 0;
+            return cpu::detected().avx2;
 #else
             return false;
 #endif
         case Kernel::Avx512:
 #ifdef INSPECTOR_XXH3_AVX2
-            return __builtin_cpu_supports("avx512f") != 0;
+            return cpu::detected().avx512f;
 #else
             return false;
 #endif
@@ -463,11 +437,10 @@ bool kernel_available(Kernel kernel) noexcept {
 namespace {
 
 // INSPECTOR_XXH3_KERNEL=scalar|sse2|avx2|avx512 forces a kernel (when the CPU has it), so that a test run
-// can exercise the portable path on any machine; INSPECTOR_DISABLE_SIMD=1 (the switch every fast
-// path of the core honours) means scalar.
+// can exercise the portable path on any machine; INSPECTOR_DISABLE_SIMD (simd.hpp: the rule every
+// fast path of the core follows) means scalar.
 Kernel pick_kernel() {
-    const char* no_simd = std::getenv("INSPECTOR_DISABLE_SIMD");
-    if (no_simd != nullptr && std::strcmp(no_simd, "1") == 0) return Kernel::Scalar;
+    if (!cpu::usable().sse2) return Kernel::Scalar;
     const char* forced = std::getenv("INSPECTOR_XXH3_KERNEL");
     for (Kernel k : {Kernel::Scalar, Kernel::Sse2, Kernel::Avx2, Kernel::Avx512}) {
         if (forced != nullptr && std::strcmp(forced, kernel_name(k)) == 0 && kernel_available(k)) return k;

@@ -10,10 +10,21 @@ Buffer = Any
 
 has_cuda: bool
 
-# ---- hashing (csrc/bindings/register_hash.cpp, docs/hash-spec.md) -------------------------------
+# ---- errors (csrc/bindings/errors.cpp; mapped by inspector._native.core_error) -----------------
+
+class CoreError(ValueError):
+    """Bad input refused by the core, with its parts as attributes."""
+
+    kind: str  # header, offset, dtype, shape, duplicate_key, truncated, io, or value
+    problem: str
+    where: str | None
+    key: str | None
+    job: int | None
 
 class MappedFileFault(OSError):
     """A mapped file was truncated while the core read it (a SIGBUS, caught)."""
+
+# ---- hashing (csrc/bindings/register_hash.cpp, docs/hash-spec.md) -------------------------------
 
 HASH_VERSION: str
 HASH_CHUNK: int

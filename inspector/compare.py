@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import dtypes
-from ._native import core
+from ._native import core, core_error
 from .errors import DtypeError, ShapeError, TensorDataError
 from .model import Checkpoint, TensorInfo
 
@@ -121,9 +121,9 @@ def compare_tensors(
             a_byteswap=_swapped(ta),
             b_byteswap=_swapped(tb),
         )
-    except ValueError as e:
-        raise TensorDataError(
-            ckpt_a.label, f"cannot compare with {ckpt_b.label}:{name_b}: {e}", key=name_a
+    except core.CoreError as e:
+        raise core_error(
+            e, ckpt_a.label, key=name_a, context=f"cannot compare with {ckpt_b.label}:{name_b}"
         ) from e
     return Comparison(**r, rtol=rtol, atol=atol)
 
@@ -143,8 +143,8 @@ def tensor_stats(ckpt: Checkpoint, name: str, bins: int = 16, *, threads: int = 
             byteswap=_swapped(t),
             threads=threads,
         )
-    except ValueError as e:
-        raise TensorDataError(ckpt.label, str(e), key=name) from e
+    except core.CoreError as e:
+        raise core_error(e, ckpt.label, key=name) from e
     return TensorStats(**r)
 
 

@@ -16,7 +16,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._native import core
+from ._native import core, core_error
 from .errors import CheckpointError
 from .model import Checkpoint
 from .reader import open_checkpoint
@@ -368,8 +368,9 @@ def _join(label_a: str, sa: Signature, sb: Signature, name_map: NameMap | None) 
     keys_a = sa.names if name_map is None else [_join_key(name_map, n) for n in sa.names]
     try:
         j = core.shape_diff(keys_a, sa.shapes, sa.dtypes, sb.names, sb.shapes, sb.dtypes)
-    except ValueError as e:  # two A names mapped onto one B name
-        raise CheckpointError(label_a, f"the name mapping is not one-to-one: {e}") from None
+    except core.CoreError as e:  # two A names mapped onto one B name
+        raise core_error(e, label_a, context="the name mapping is not one-to-one",
+                         default=CheckpointError) from None
     return Join(
         j["only_a"],
         j["only_b"],

@@ -74,10 +74,6 @@ class UnsafeArchiveMemberError(ArchiveError):
     """A tar member is a link, has an absolute path, or climbs out with `..`."""
 
 
-class CompressedRecordError(ArchiveError):
-    """A record is compressed where raw bytes are required (e.g. patching in place)."""
-
-
 class TensorDataError(CheckpointError):
     """Tensor bytes cannot be read: range outside the storage, element count mismatch."""
 

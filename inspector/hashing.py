@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import dtypes
-from ._native import core
+from ._native import core, core_error
 from .errors import CheckpointError, DtypeError, FileChangedError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
 
@@ -25,17 +25,16 @@ if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash file
     import numpy as np
 
 VERSION = "ckh1"
-CHUNK = 1 << 20
 
 Progress = Callable[[int, int], None]
 """progress(done_bytes, total_bytes), called about every 75 ms; raise `Cancelled` to stop."""
 
-_JOB_ERROR = re.compile(r"job (\d+): (.*)", re.DOTALL)
 _PRINTED = re.compile(r"([a-z0-9]+):([0-9a-f]{32})")
 
 
 class Cancelled(Exception):
-    """Raised by a progress callback (the TUI's cancel button) to stop hashing."""
+    """For a progress callback to raise to stop hashing (any exception does; this one is for callers
+    that need one of their own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +91,12 @@ def hash_tensors(
         report = None if progress is None else _offset_progress(progress, done, total)
         try:
             raw += core.hash_tensors(jobs[start:stop], threads or 0, report)
-        except core.MappedFileFault:  # a mapped page past a file's new end (SIGBUS, caught)
+        except core.MappedFileFault as e:  # a mapped page past a file's new end (SIGBUS, caught)
             _check_unchanged(files, infos[start:stop])
-            raise FileChangedError(_where(ckpt, infos[start]), "the file changed while it was "
-                                   "read (truncated)") from None
-        except ValueError as e:
-            m = _JOB_ERROR.fullmatch(str(e))
-            if m is None:
-                raise
-            t = infos[start + int(m.group(1))]
-            raise TensorDataError(_where(ckpt, t), m.group(2), key=t.name) from None
+            raise core_error(e, _where(ckpt, infos[start])) from None
+        except core.CoreError as e:  # a job the core refused: e.job is its index in the batch
+            t = infos[start if e.job is None else start + e.job]
+            raise core_error(e, _where(ckpt, t), key=t.name) from None
         _check_unchanged(files, infos[start:stop])  # bytes changed under the hash: refuse it
         for t in infos[start:stop]:
             ckpt.release(t.storage)
@@ -127,7 +122,7 @@ def _check_unchanged(files: dict[str, FileState], batch: list[TensorInfo]) -> No
     began: reading a mapped page past a file's new end kills the process with SIGBUS, and bytes
     changed under the hash give a digest of neither version. Checked before and after each
     batch (64 MiB); a truncation during a batch's read is caught by the core's SIGBUS guard
-    (csrc/mapped_fault.hpp), which raises core.MappedFileFault."""
+    (csrc/mapped_read.hpp), which raises core.MappedFileFault."""
     ends: dict[str, int] = {}
     for t in batch:
         src = t.storage.source

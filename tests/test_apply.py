@@ -342,3 +342,37 @@ def test_output_over_the_plan_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(WriteError, match="refusing to overwrite an input"):
         apply(tmp_path / "plan.pt", tmp_path / "plan.pt")
     assert (tmp_path / "plan.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])  # patched in place / rewritten
+def test_an_output_corrupted_before_verification_is_refused_and_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """One byte of a copied tensor flipped in the written temp, between the writer and the
+    verification: apply must notice, say so, and leave nothing at the destination."""
+    from inspector import applying
+
+    plan, _, _ = _encoder_plan(tmp_path)
+    real_verify = applying.verify
+
+    def corrupt_then_verify(path: Path, *args: object, **kwargs: object) -> object:
+        with inspector.open(path) as written:
+            t = written["encoder.0.weight"]
+        src = t.storage.source
+        assert src.path is not None
+        assert not src.compression
+        at = src.offset + t.storage_offset * 4
+        with open(src.path, "r+b") as f:
+            f.seek(at)
+            byte = f.read(1)[0]
+            f.seek(at)
+            f.write(bytes([byte ^ 0x40]))
+        return real_verify(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(applying, "verify", corrupt_then_verify)
+    out = tmp_path / f"out{suffix}"
+    with pytest.raises(WriteError, match=r"verification failed, nothing written: "
+                                         r"encoder\.0\.weight: digest ckh1:"):
+        apply(plan, out)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.pt", "tgt.pt"]

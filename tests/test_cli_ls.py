@@ -34,9 +34,7 @@ def test_ls_config_prints_model_config_yaml_as_parsed():
 
 def test_ls_config_without_a_config_is_an_input_error(tmp_path):
     import numpy as np
-    import pytest
-
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    from safetensors import numpy as safetensors_numpy
 
     safetensors_numpy.save_file({"w": np.ones(2, np.float32)}, tmp_path / "w.safetensors")
     out = ckpt("ls", tmp_path / "w.safetensors", "--config")

@@ -15,7 +15,7 @@ from inspector.mapping import Plan
 
 @pytest.fixture
 def files(tmp_path):  # type: ignore[no-untyped-def]
-    torch = pytest.importorskip("torch")
+    import torch
     for name, sd in (("char.pt", nemo_rnnt(28)), ("bpe.pt", nemo_rnnt(1024))):
         torch.save(
             {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, tmp_path / name
@@ -52,7 +52,7 @@ def test_map_prefix_sources_and_errors(files, capsys) -> None:  # type: ignore[n
 
 
 def _save(path, sd) -> None:  # type: ignore[no-untyped-def]
-    torch = pytest.importorskip("torch")
+    import torch
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}, path)
 
 

@@ -61,7 +61,7 @@ def test_non_tensor_leaves_stay_values():
 
 
 def test_in_memory_torch_tensors_keep_views_and_ties():
-    torch = pytest.importorskip("torch")
+    import torch
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     sd = {"a": base, "b": base.t(), "c": base[1:, 1:], "bf": torch.ones(3, dtype=torch.bfloat16)}
     ckpt = inspector.open(sd)
@@ -75,7 +75,7 @@ def test_in_memory_torch_tensors_keep_views_and_ties():
 
 
 def test_module_is_opened_through_its_state_dict():
-    torch = pytest.importorskip("torch")
+    import torch
     mod = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     ckpt = inspector.open(mod)
     assert sorted(ckpt) == sorted(mod.state_dict())
@@ -92,7 +92,7 @@ def _shared_tree(kind: str, depth: int = 60):
 
 @pytest.mark.parametrize("kind", ["list", "dict"])
 def test_a_pickle_sharing_containers_exponentially_is_refused_not_hung(tmp_path, kind):
-    torch = pytest.importorskip("torch")
+    import torch
     path = tmp_path / f"dag_{kind}.pt"
     torch.save({"w": torch.ones(2), "cfg": _shared_tree(kind)}, path)  # 1 KB on disk
     with pytest.raises(inspector.CheckpointError, match="expands past") as info:

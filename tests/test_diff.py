@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors import torch as safetensors_torch
 from subproc import child_env, ckpt
 
 import inspector
 from inspector.diffing import CHANGED, DTYPE, IDENTICAL, ONLY_A, ONLY_B, SHAPE, UNCHECKED, diff
-
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
 
 REPO = Path(__file__).resolve().parents[1]
 

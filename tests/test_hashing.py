@@ -254,7 +254,8 @@ def _rss_kb() -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_batched_hashing_is_exact_and_keeps_memory_flat(tmp_path, monkeypatch):
-    st = pytest.importorskip("safetensors.numpy")
+    from safetensors import numpy as st
+
     import inspector.hashing as hashing
 
     rng = np.random.default_rng(0)

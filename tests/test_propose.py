@@ -221,7 +221,7 @@ def test_encoder_swap_in_a_training_dict_loads_only_the_decoders() -> None:
 
 
 def test_encoder_swap_end_to_end_from_torch_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    torch = pytest.importorskip("torch")
+    import torch
 
     def to_torch(d: dict[str, object]) -> dict[str, object]:
         return {
@@ -360,7 +360,7 @@ NEMO = Path(__file__).parent / "data" / "conformer_ctc_bpe_small.nemo"
 def nemo_files(tmp_path_factory):  # type: ignore[no-untyped-def]
     """The .nemo's own weights (read with tarfile + torch.load, the reference path) saved as a
     NeMo Lightning checkpoint and as the encoder's own state dict."""
-    torch = pytest.importorskip("torch")
+    import torch
     folder = tmp_path_factory.mktemp("nemo")
     with tarfile.open(NEMO) as tar:
         member = tar.extractfile("./model_weights.ckpt")

@@ -12,8 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors import torch as safetensors_torch
 from subproc import ckpt, python
 
 import inspector
@@ -22,9 +24,6 @@ from inspector._native import core
 from inspector.diffing import DTYPE, ONLY_A, ONLY_B, SHAPE, STATUSES, UNCHECKED, diff
 from inspector.signature import Signature, signature
 from inspector.tree import fold_names
-
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
 
 REPO = Path(__file__).resolve().parents[1]
 

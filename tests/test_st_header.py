@@ -14,17 +14,16 @@ from typing import Any
 
 import pytest
 import st_reference
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors import torch as safetensors_torch
 from safetensors_cases import CASES
 
 import inspector
 from inspector import errors
 from inspector.formats import safetensors as reader
 from inspector.signature import signature
-
-safetensors_torch = pytest.importorskip("safetensors.torch")
-torch = pytest.importorskip("torch")
 
 Outcome = tuple[str, Any]  # ("ok", columns) or (error class name, key)
 

@@ -8,14 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from subproc import ckpt
 
 import inspector
 from inspector.errors import CheckpointError
 from inspector.plaintree import to_plain
 from inspector.reader import split_root
-
-torch = pytest.importorskip("torch")
 
 
 def _model_and_adam() -> tuple[torch.nn.Module, torch.optim.Optimizer]:

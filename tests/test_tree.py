@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,15 +28,36 @@ def test_fold_names_keeps_gaps_and_other_indices_literal():
     assert fold_names(names) == ["a.{0..1,3}.conv.1.w", "a.0.conv.2.w"]
 
 
+@pytest.mark.parametrize(
+    ("indices", "folded"),
+    [
+        ([7], "layers.7.w"),
+        ([0, 1], "layers.{0..1}.w"),
+        ([2, 0, 1], "layers.{0..2}.w"),
+        ([0, 2], "layers.{0,2}.w"),
+        ([5, 3, 4, 9, 10, 40], "layers.{3..5,9..10,40}.w"),
+        ([1, 3, 5, 6, 7], "layers.{1,3,5..7}.w"),
+    ],
+)
+def test_fold_names_writes_sorted_runs(indices, folded):
+    assert fold_names([f"layers.{i}.w" for i in indices]) == [folded]
+
+
+def _unfold(folded: str) -> set[int]:
+    """The indices a folded name stands for, parsed here (not with the code under test)."""
+    middle = folded.removeprefix("layers.").removesuffix(".w").strip("{}")
+    out: set[int] = set()
+    for part in middle.split(","):
+        lo, _, hi = part.partition("..")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 @given(st.lists(st.integers(0, 40), min_size=1, unique=True))
 def test_fold_names_loses_no_index(indices):
     folded = fold_names([f"layers.{i}.w" for i in indices])
     assert len(folded) == 1
-    assert folded[0] == (
-        "layers.{" + format_ranges(indices) + "}.w"
-        if len(indices) > 1
-        else f"layers.{indices[0]}.w"
-    )
+    assert _unfold(folded[0]) == set(indices)
 
 
 def _ckpt(shapes: dict[str, tuple[int, ...]]):

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors_cases import CASES
 from subproc import ckpt
 
@@ -22,8 +23,6 @@ import inspector
 from inspector.errors import ArchiveError, CheckpointError, HeaderError, PickleError, ShapeError
 from inspector.formats import safetensors as st_reader
 from inspector.scanning import scan, sniff
-
-torch = pytest.importorskip("torch")
 
 
 def _refusal(path: Path) -> CheckpointError:

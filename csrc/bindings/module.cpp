@@ -3,6 +3,7 @@
 
 namespace py = pybind11;
 
+void register_errors(py::module_& m);
 void register_hash(py::module_& m);
 void register_numeric(py::module_& m);
 void register_header(py::module_& m);
@@ -14,6 +15,7 @@ PYBIND11_MODULE(_core, m) {
 #else
     m.attr("has_cuda") = false;
 #endif
+    register_errors(m);
     register_hash(m);
     register_numeric(m);
     register_header(m);

@@ -7,10 +7,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "mapped_read.hpp"
+#include "core_error.hpp"
 #include "treehash.hpp"
+#include "buffer.hpp"
 #include "watch.hpp"
 #include "xxh3.hpp"
 #ifdef INSPECTOR_HAVE_CUDA
@@ -24,39 +26,9 @@ namespace xxh3 = inspector::xxh3;
 namespace {
 
 using inspector_bindings::check_progress;
+using inspector_bindings::NoGil;
+using inspector_bindings::PinnedBuffer;
 using inspector_bindings::python_watch;
-
-constexpr std::size_t kReleaseGilAbove = 64 * 1024;  // smaller inputs: the GIL dance costs more
-
-// A C-contiguous byte view of a buffer-protocol object. The exporter (bytes, mmap, numpy array)
-// cannot resize or free the memory while the view is held, which is what makes it safe to read
-// it without the GIL. Created and released with the GIL held.
-class HeldBuffer {
-public:
-    explicit HeldBuffer(py::handle obj) {
-        if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
-    }
-    ~HeldBuffer() { PyBuffer_Release(&view_); }
-    HeldBuffer(const HeldBuffer&) = delete;
-    HeldBuffer& operator=(const HeldBuffer&) = delete;
-
-    const std::uint8_t* data() const { return static_cast<const std::uint8_t*>(view_.buf); }
-    std::size_t size() const { return static_cast<std::size_t>(view_.len); }
-
-private:
-    Py_buffer view_{};
-};
-
-// Releases the GIL for the scope when `worth_it` (small inputs: the switch costs more than it saves).
-class MaybeNoGil {
-public:
-    explicit MaybeNoGil(bool worth_it) {
-        if (worth_it) release_.emplace();
-    }
-
-private:
-    std::optional<py::gil_scoped_release> release_;
-};
 
 py::bytes as_bytes(const th::Digest& d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
 
@@ -73,27 +45,30 @@ xxh3::Kernel kernel_from_name(const std::string& name) {
 
 py::bytes xxh3_128(py::handle data, const std::string& kernel) {
     const xxh3::Kernel k = kernel_from_name(kernel);
-    HeldBuffer buf(data);
+    const PinnedBuffer buf(data, "data");
     th::Digest out{};
     {
-        // Safe without the GIL: `buf` pins the memory and nothing here touches Python objects.
-        MaybeNoGil nogil(buf.size() > kReleaseGilAbove);
+        NoGil nogil(buf.size());  // buffer.hpp: `buf` pins the memory
         xxh3::canonical(xxh3::hash128(buf.data(), buf.size(), k), out.data());
     }
     return as_bytes(out);
 }
 
 std::uint64_t xxh3_64(py::handle data) {
-    HeldBuffer buf(data);
-    MaybeNoGil nogil(buf.size() > kReleaseGilAbove);  // as in xxh3_128
+    const PinnedBuffer buf(data, "data");
+    NoGil nogil(buf.size());  // buffer.hpp: `buf` pins the memory
     return xxh3::hash64(buf.data(), buf.size());
+}
+
+[[noreturn]] void bad_job(std::size_t index, std::string what) {
+    throw inspector::CoreError(std::move(what), "value", {}, std::nullopt, index);
 }
 
 std::int64_t as_int(py::handle obj, std::size_t index, const char* what) {
     try {
         return obj.cast<std::int64_t>();
     } catch (const py::cast_error&) {
-        throw py::value_error("job " + std::to_string(index) + ": " + what + " must be an integer");
+        bad_job(index, std::string(what) + " must be an integer");
     }
 }
 
@@ -104,23 +79,22 @@ std::vector<std::int64_t> as_ints(py::handle obj, std::size_t index, const char*
 }
 
 // One job tuple: (buffer, dtype, itemsize, shape, strides_elems, offset_elems, byteswap[, release]).
-th::Job convert_job(py::handle item, std::size_t index, std::vector<std::unique_ptr<HeldBuffer>>& held) {
+th::Job convert_job(py::handle item, std::size_t index, std::vector<std::unique_ptr<PinnedBuffer>>& held) {
     const std::size_t fields = py::isinstance<py::tuple>(item) ? py::len(item) : 0;
     if (fields != 7 && fields != 8) {
-        throw py::value_error("job " + std::to_string(index) +
-                              ": expected (buffer, dtype, itemsize, shape, strides, offset, byteswap[, release])");
+        bad_job(index, "expected (buffer, dtype, itemsize, shape, strides, offset, byteswap[, release])");
     }
     const auto t = py::reinterpret_borrow<py::tuple>(item);
     if (!py::isinstance<py::tuple>(t[3]) || !py::isinstance<py::tuple>(t[4])) {
-        throw py::value_error("job " + std::to_string(index) + ": shape and strides must be tuples");
+        bad_job(index, "shape and strides must be tuples");
     }
-    held.push_back(std::make_unique<HeldBuffer>(t[0]));
+    held.push_back(std::make_unique<PinnedBuffer>(t[0], ("job " + std::to_string(index)).c_str()));
     th::Job job;
     job.data = held.back()->data();
     job.size = held.back()->size();
     job.dtype = py::str(t[1]);
     const std::int64_t itemsize = as_int(t[2], index, "itemsize");
-    if (itemsize <= 0) throw py::value_error("job " + std::to_string(index) + ": itemsize must be positive");
+    if (itemsize <= 0) bad_job(index, "itemsize must be positive");
     job.itemsize = static_cast<std::size_t>(itemsize);
     job.shape = as_ints(t[3], index, "shape");
     job.strides = as_ints(t[4], index, "strides");
@@ -135,16 +109,19 @@ py::list hash_tensors(py::handle jobs_obj, int threads, py::object progress) {
     check_progress(progress);
     const inspector::Watch watch = python_watch(progress);
     // The buffers stay pinned until the workers that read them are joined.
-    std::vector<std::unique_ptr<HeldBuffer>> held;
+    std::vector<std::unique_ptr<PinnedBuffer>> held;
     std::vector<th::Job> jobs;
-    std::size_t index = 0;
-    for (py::handle item : py::iter(jobs_obj)) jobs.push_back(convert_job(item, index++, held));
+    std::size_t index = 0, bytes = 0;
+    for (py::handle item : py::iter(jobs_obj)) {
+        jobs.push_back(convert_job(item, index++, held));
+        bytes += jobs.back().size;
+    }
 
     std::vector<th::Digest> digests;
     {
-        // Safe without the GIL: validation and the workers read only the pinned buffers and the
-        // converted jobs; the watch takes the GIL back before it touches `progress`.
-        py::gil_scoped_release nogil;
+        // buffer.hpp: validation and the workers read only the pinned buffers and the converted
+        // jobs; the watch takes the GIL back before it touches `progress`.
+        NoGil nogil(bytes);
         digests = th::hash_all(std::move(jobs), static_cast<unsigned>(threads), watch);
     }
     py::list out;
@@ -158,8 +135,8 @@ public:
         : hasher_(dtype, shape, itemsize > 0 ? static_cast<std::size_t>(itemsize) : 0) {}
 
     void update(py::handle data) {
-        HeldBuffer buf(data);
-        MaybeNoGil nogil(buf.size() > kReleaseGilAbove);  // `buf` pins the memory
+        const PinnedBuffer buf(data, "data");
+        NoGil nogil(buf.size());  // buffer.hpp: `buf` pins the memory
         hasher_.update(buf.data(), buf.size());
     }
 
@@ -184,7 +161,7 @@ py::bytes hash_device(std::uintptr_t ptr, std::uint64_t nbytes, const std::strin
     if (nbytes != 0 && ptr == 0) throw py::value_error("hash_device: null device pointer");
     std::vector<th::Digest> leaves;
     {
-        py::gil_scoped_release nogil;  // device work; the caller keeps the tensor alive
+        NoGil nogil(static_cast<std::size_t>(nbytes));  // device work; the caller keeps the tensor alive
         leaves = inspector::cuda::leaf_digests(ptr, static_cast<std::size_t>(nbytes), device);
     }
     return as_bytes(th::combine(dtype, shape, nbytes, leaves.data(), leaves.size()));
@@ -199,7 +176,6 @@ py::bytes hash_device(std::uintptr_t ptr, std::uint64_t nbytes, const std::strin
 }  // namespace
 
 void register_hash(py::module_& m) {
-    py::register_exception<inspector::MappedFileFault>(m, "MappedFileFault", PyExc_OSError);
     m.attr("HASH_VERSION") = std::string(th::kVersion);
     m.attr("HASH_CHUNK") = th::kChunk;
     m.attr("xxh3_kernel") = xxh3::kernel_name(xxh3::Kernel::Auto);

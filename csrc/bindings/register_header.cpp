@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "buffer.hpp"
 #include "fold.hpp"
 #include "st_header.hpp"
 
@@ -45,14 +46,6 @@ py::object steal(PyObject* o) {
 // Strings from the core may hold lone surrogates (st_header.hpp): decode as Python's json did.
 py::object text(std::string_view s) {
     return steal(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogatepass"));
-}
-
-// ValueError(kind, key or None, what): inspector/formats/safetensors.py maps kind to its class.
-[[noreturn]] void raise_fault(const st::HeaderFault& f) {
-    py::object key = f.has_key ? text(f.key) : py::none();
-    py::tuple args = py::make_tuple(st::fault_name(f.kind), key, text(f.what()));  // may quote a name
-    PyErr_SetObject(PyExc_ValueError, args.ptr());
-    throw py::error_already_set();
 }
 
 template <class Make>
@@ -129,11 +122,9 @@ void register_header(py::module_& m) {
             const DtypeTable table = dtype_table(dtypes);
             const std::string p = path;
             st::Header h;
-            try {
+            {
                 py::gil_scoped_release release;  // see the header comment
-                h = st::read_header(p, table.specs);
-            } catch (const st::HeaderFault& f) {
-                raise_fault(f);
+                h = st::read_header(p, table.specs);  // HeaderFault: _core.CoreError (errors.cpp)
             }
             return to_python(h, table, offsets);
         },
@@ -141,19 +132,17 @@ void register_header(py::module_& m) {
         "Read and validate a safetensors file's header (not its data). `path` is os.fsencode()d;\n"
         "`dtypes` rows are (safetensors name, itemsize, label). Returns a dict of columns in file\n"
         "order: names, shapes (tuples), dtypes (labels), begins/ends (when `offsets`), plus\n"
-        "metadata and data_start. Bad input raises ValueError(kind, key, what).");
+        "metadata and data_start. Bad input raises CoreError (kind, key, problem).");
     m.def(
         "parse_safetensors_header",
         [](py::buffer file, std::uint64_t file_size, py::handle dtypes, bool offsets) {
             const DtypeTable table = dtype_table(dtypes);
-            const py::buffer_info view = file.request();  // held until we return
-            const std::string_view bytes(static_cast<const char*>(view.ptr), static_cast<std::size_t>(view.size * view.itemsize));
+            const inspector_bindings::PinnedBuffer view(file, "file");
+            const std::string_view bytes(reinterpret_cast<const char*>(view.data()), view.size());
             st::Header h;
-            try {
-                py::gil_scoped_release release;  // see the header comment
+            {
+                inspector_bindings::NoGil nogil(view.size());  // buffer.hpp
                 h = st::parse_header(bytes, file_size, table.specs);
-            } catch (const st::HeaderFault& f) {
-                raise_fault(f);
             }
             return to_python(h, table, offsets);
         },

@@ -1,14 +1,14 @@
 // Bindings for value comparison, stats, CRC-32, casts/copies and shape diffing
 // (csrc/compare.*, csrc/convert.hpp, csrc/crc32.*, csrc/copy.*, csrc/shapediff.*).
-// Argument conversion only. Every byte loop runs with the GIL released: by then the arguments are
-// C++ copies, and the buffers are pinned by the Py_buffer views we hold (an exporter cannot resize,
-// free or close memory while a view is exported: bytearray refuses to resize, mmap.close() raises
-// BufferError), so no Python object is touched until the GIL is taken back (the watch of the long
-// calls, watch.hpp, takes it back before it calls `progress` or checks signals).
+// Argument conversion only. Every byte loop runs under the GIL policy of buffer.hpp (NoGil): by
+// then the arguments are C++ copies and PinnedBuffers, so no Python object is touched until the
+// GIL is taken back (the watch of the long calls, watch.hpp, takes it back before it calls
+// `progress` or checks signals).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -18,45 +18,34 @@
 #include "crc32.hpp"
 #include "shapediff.hpp"
 #include "simd.hpp"
+#include "buffer.hpp"
 #include "watch.hpp"
 
 namespace py = pybind11;
 namespace num = inspector::num;
 using inspector_bindings::check_progress;
+using inspector_bindings::NoGil;
+using inspector_bindings::PinnedBuffer;
 using inspector_bindings::python_watch;
 
 namespace {
 
-// A C-contiguous buffer view held for the duration of one call.
-class Bytes {
-public:
-    Bytes(py::handle obj, bool writable, const char* what) {
-        if (!PyObject_CheckBuffer(obj.ptr()))
-            throw py::type_error(std::string(what) + ": expected a bytes-like object, got " +
-                                 std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-        const int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(obj.ptr(), &view_, flags) != 0) {
-            PyErr_Clear();
-            throw py::value_error(std::string(what) + (writable ? ": needs a writable C-contiguous buffer"
-                                                                : ": needs a C-contiguous buffer"));
-        }
-    }
-    ~Bytes() { PyBuffer_Release(&view_); }
-    Bytes(const Bytes&) = delete;
-    Bytes& operator=(const Bytes&) = delete;
-
-    std::uint8_t* data() const { return static_cast<std::uint8_t*>(view_.buf); }
-    std::size_t size() const { return static_cast<std::size_t>(view_.len); }
-
-private:
-    Py_buffer view_{};
-};
-
 using Dims = std::vector<std::int64_t>;
 
-num::View make_view(const Bytes& buf, const std::string& dtype, const Dims& shape, const Dims& strides,
+num::View make_view(const PinnedBuffer& buf, const std::string& dtype, const Dims& shape, const Dims& strides,
                     std::int64_t offset, bool byteswap) {
     return num::make_view(buf.data(), buf.size(), num::parse_dtype(dtype), shape, strides, offset, byteswap);
+}
+
+// The bytes a byte loop goes through (the GIL policy's measure, buffer.hpp): a view's logical
+// size, saturated; the view itself is checked by the core, which names the argument.
+std::size_t work(const num::View& v) {
+    std::size_t n = v.itemsize;
+    for (const std::int64_t d : v.shape) {
+        if (d <= 0) return 0;
+        if (__builtin_mul_overflow(n, static_cast<std::size_t>(d), &n)) return SIZE_MAX;
+    }
+    return n;
 }
 
 py::object finite_or_none(double x, std::int64_t finite) { return finite ? py::object(py::float_(x)) : py::none(); }
@@ -135,13 +124,13 @@ void register_numeric(py::module_& m) {
            double rtol, double atol, bool a_byteswap, bool b_byteswap, bool equal_nan, int threads,
            const py::object& progress) {
             check_progress(progress);
-            Bytes ba(a, false, "a"), bb(b, false, "b");
+            const PinnedBuffer ba(a, "a"), bb(b, "b");
             const num::View va = make_view(ba, a_dtype, a_shape, a_strides, a_offset, a_byteswap);
             const num::View vb = make_view(bb, b_dtype, b_shape, b_strides, b_offset, b_byteswap);
             const num::CompareOptions opt{rtol, atol, equal_nan, threads};
             num::Comparison r;
             {
-                py::gil_scoped_release release;  // see the header comment
+                NoGil nogil(work(va) + work(vb));  // see the header comment
                 r = num::compare(va, vb, opt, python_watch(progress));
             }
             py::dict d;
@@ -177,11 +166,11 @@ void register_numeric(py::module_& m) {
         [](py::buffer buf, const std::string& dtype, const Dims& shape, const Dims& strides, std::int64_t offset,
            int bins, bool byteswap, int threads, const py::object& progress) {
             check_progress(progress);
-            Bytes bytes(buf, false, "buf");
+            const PinnedBuffer bytes(buf, "buf");
             const num::View v = make_view(bytes, dtype, shape, strides, offset, byteswap);
             num::Stats s;
             {
-                py::gil_scoped_release release;  // see the header comment
+                NoGil nogil(work(v));  // see the header comment
                 s = num::stats(v, bins, threads, python_watch(progress));
             }
             py::dict d;
@@ -208,8 +197,8 @@ void register_numeric(py::module_& m) {
     m.def(
         "crc32",
         [](py::buffer data, std::uint32_t init) {
-            Bytes b(data, false, "data");
-            py::gil_scoped_release release;  // see the header comment
+            const PinnedBuffer b(data, "data");
+            NoGil nogil(b.size());  // see the header comment
             return num::crc32(b.data(), b.size(), init);
         },
         py::arg("data"), py::arg("init") = 0,
@@ -217,14 +206,15 @@ void register_numeric(py::module_& m) {
     m.def(
         "_crc32_portable",
         [](py::buffer data, std::uint32_t init) {
-            Bytes b(data, false, "data");
-            py::gil_scoped_release release;  // see the header comment
+            const PinnedBuffer b(data, "data");
+            NoGil nogil(b.size());  // see the header comment
             return num::crc32_portable(b.data(), b.size(), init);
         },
         py::arg("data"), py::arg("init") = 0, "crc32() through the portable slicing-by-8 path (for tests).");
     m.def("_crc32_has_pclmul", &num::crc32_has_pclmul, "True when crc32() uses carry-less multiplication.");
     m.def("_numeric_simd", &num::simd_enabled,
-          "True when compare() and copy_cast() run their AVX2 kernels (INSPECTOR_DISABLE_SIMD=1: never).");
+          "True when compare() and copy_cast() run their AVX2 kernels (never when INSPECTOR_DISABLE_SIMD\n"
+          "turns the fast paths off: simd.hpp).");
     m.def("crc32_combine", &num::crc32_combine, py::arg("crc1"), py::arg("crc2"), py::arg("len2"),
           "CRC-32 of a+b from crc32(a), crc32(b) and len(b), like zlib's crc32_combine.");
 
@@ -234,12 +224,12 @@ void register_numeric(py::module_& m) {
            std::int64_t src_offset, py::buffer dst, std::int64_t dst_offset_bytes, const std::string& dst_dtype,
            bool src_byteswap, int threads, const py::object& progress) {
             check_progress(progress);
-            Bytes bs(src, false, "src"), bd(dst, true, "dst");
+            const PinnedBuffer bs(src, "src"), bd(dst, "dst", PinnedBuffer::Access::write);
             if (dst_offset_bytes < 0) throw py::value_error("dst_offset_bytes must be >= 0");
             const num::View v = make_view(bs, src_dtype, shape, src_strides, src_offset, src_byteswap);
             const num::CopyTarget t{bd.data(), bd.size(), static_cast<std::size_t>(dst_offset_bytes),
                                     num::parse_dtype(dst_dtype)};
-            py::gil_scoped_release release;  // see the header comment
+            NoGil nogil(work(v));  // see the header comment
             return num::copy_cast(v, t, threads, python_watch(progress));
         },
         py::arg("src"), py::arg("src_dtype"), py::arg("shape"), py::arg("src_strides"), py::arg("src_offset"),
@@ -259,13 +249,13 @@ void register_numeric(py::module_& m) {
            const Dims& dst_shape, const Dims& src_start, const Dims& dst_start, const Dims& count, double fill,
            bool src_byteswap, int threads, const py::object& progress) {
             check_progress(progress);
-            Bytes bs(src, false, "src"), bd(dst, true, "dst");
+            const PinnedBuffer bs(src, "src"), bd(dst, "dst", PinnedBuffer::Access::write);
             if (dst_offset_bytes < 0) throw py::value_error("dst_offset_bytes must be >= 0");
             const num::View v = make_view(bs, src_dtype, src_shape, src_strides, src_offset, src_byteswap);
             const num::CopyTarget t{bd.data(), bd.size(), static_cast<std::size_t>(dst_offset_bytes),
                                     num::parse_dtype(dst_dtype)};
             const num::Region r{dst_shape, src_start, dst_start, count, fill};
-            py::gil_scoped_release release;  // see the header comment
+            NoGil nogil(work(v) + bd.size());  // see the header comment (the fill writes dst)
             return num::copy_region(v, t, r, threads, python_watch(progress));
         },
         py::arg("src"), py::arg("src_dtype"), py::arg("src_shape"), py::arg("src_strides"), py::arg("src_offset"),

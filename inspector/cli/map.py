@@ -14,6 +14,7 @@ from ..humanize import floor_share
 from ..mapping import arch
 from ..mapping import names as nm
 from ..mapping.plan import Entry, Plan, Unused
+from ..mapping.prefixed import parse_source, with_prefix
 from ..mapping.propose import propose
 from ..mapping.rules import Rule, load_rules
 from ..tree import fold_names
@@ -49,28 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="list every row, not only the notable ones")
 
 
-def _split_source(arg: str) -> tuple[str, str]:
-    if "=" in arg and not os.path.exists(file_of(arg)):
-        prefix, path = arg.split("=", 1)
-        return prefix, path
-    return "", arg
-
-
 def run(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise PlanError("ckpt map needs at least one source and a target")
     *src_args, tgt_arg = args.paths
-    prefixes = [_split_source(a)[0] for a in src_args]
-    *opened, target = open_inputs([_split_source(a)[1] for a in src_args] + [tgt_arg], args.root)
-    sources: list[Any] = [(p, c) if p else c for p, c in zip(prefixes, opened, strict=True)]
+    parsed = [parse_source(a) for a in src_args]
+    *opened, target = open_inputs([path for _, path in parsed] + [tgt_arg], args.root)
+    sources: list[Any] = [with_prefix(p, c) for (p, _), c in zip(parsed, opened, strict=True)]
     rules: list[Rule] = [r for spec in args.rules for r in load_rules(spec)]
     plan = propose(sources, target, rules)
-    by_label = {
-        ref.label: ckpt for ref, (_, ckpt) in zip(plan.sources, _pairs(sources), strict=True)
-    }
+    by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, opened, strict=True)}
     explanation = arch.explain(plan, by_label, target)
     if args.output:
-        read = [file_of(_split_source(a)[1]) for a in src_args] + [file_of(tgt_arg)]
+        read = [file_of(path) for _, path in parsed] + [file_of(tgt_arg)]
         plan.save(args.output, read + [r for r in args.rules if os.path.exists(r)])
     if args.json:
         data = plan.to_dict()
@@ -94,10 +86,6 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             print(f"plan written to {args.output}")
     return 0
-
-
-def _pairs(sources: list[Any]) -> list[tuple[str, Any]]:
-    return [s if isinstance(s, tuple) else ("", s) for s in sources]
 
 
 def _row_key(e: Entry) -> tuple[Any, ...]:

@@ -20,15 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes
-from .._native import core
+from .._native import core, core_error
 from ..errors import (
-    CheckpointError,
-    DtypeError,
     DuplicateKeyError,
     HeaderError,
-    OffsetError,
-    ShapeError,
-    TruncatedFileError,
 )
 from ..model import ByteSource, Signature, Storage, TensorInfo, contiguous_strides
 from . import Loaded, ReadOptions, check_names
@@ -39,17 +34,6 @@ MAX_HEADER_SIZE = 100_000_000  # the reference implementation's cap (also in csr
 
 # What the core needs of each dtype: (safetensors name, itemsize, the name our columns hold).
 _DTYPE_TABLE = tuple((st, d.itemsize, d.name) for st, d in dtypes.BY_SAFETENSORS.items())
-
-# The core's fault kinds (csrc/st_header.hpp) -> our error classes.
-_ERRORS: dict[str, type[CheckpointError]] = {
-    "header": HeaderError,
-    "offset": OffsetError,
-    "dtype": DtypeError,
-    "shape": ShapeError,
-    "duplicate_key": DuplicateKeyError,
-    "truncated": TruncatedFileError,
-    "io": CheckpointError,
-}
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -103,8 +87,8 @@ def read_header(path: str | os.PathLike[str], *, offsets: bool = True) -> dict[s
         header: dict[str, Any] = core.read_safetensors_header(
             os.fsencode(label), _DTYPE_TABLE, offsets
         )
-    except ValueError as e:
-        raise _header_error(label, e) from None
+    except core.CoreError as e:
+        raise core_error(e, label, default=HeaderError) from None
     with open(label, "rb") as f:
         _check_opening(label, os.pread(f.fileno(), 1, 8))
     check_names(header["names"], Path(label))
@@ -119,8 +103,8 @@ def parse_header(
         header: dict[str, Any] = core.parse_safetensors_header(
             file, file_size, _DTYPE_TABLE, offsets
         )
-    except ValueError as e:
-        raise _header_error(label, e) from None
+    except core.CoreError as e:
+        raise core_error(e, label, default=HeaderError) from None
     _check_opening(label, bytes(file[8:9]))
     check_names(header["names"], Path(label))
     return header
@@ -133,13 +117,6 @@ def _check_opening(label: str, first: bytes) -> None:
         raise HeaderError(
             label, f"header begins with {first!r}, not '{{': the safetensors format requires it"
         )
-
-
-def _header_error(label: str, e: ValueError) -> Exception:
-    if len(e.args) != 3 or e.args[0] not in _ERRORS:
-        return e
-    kind, key, what = e.args
-    return _ERRORS[kind](label, what, key=key)
 
 
 def parse_json_object(label: str, text: bytes, what: str) -> dict[str, Any]:

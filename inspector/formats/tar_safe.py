@@ -295,13 +295,6 @@ def _member(
     return Member(name, kind, offset, size)
 
 
-def check_member_name(label: str, name: str) -> None:
-    """Refuse a name that could land outside a destination folder if it were extracted."""
-    problem = _name_problem(name)
-    if problem is not None:
-        raise UnsafeArchiveMemberError(label, problem, key=name)
-
-
 def _name_problem(name: str) -> str | None:
     parts = name.replace("\\", "/").split("/")
     if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):

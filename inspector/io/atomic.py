@@ -6,8 +6,8 @@ but its durability step failed. A temp's name carries its writer's pid
 (`.STEM.tmp-PID-XXXXXXXX.SUFFIX`): a writer killed with SIGKILL leaves its temp behind, and the
 next write to the same destination removes temps whose writer no longer runs.
 An output that would replace one of its own inputs is refused before anything is written.
-File cloning uses the cheapest route the filesystem offers: a reflink (FICLONE), an in-kernel
-copy (`copy_file_range`), then a plain buffered copy. `start_writeback` lets the disk write a
+`copy_range` copies in the kernel (`copy_file_range`) where it can, else through a buffer; a
+whole-file reflink (FICLONE) is patch.py's. `start_writeback` lets the disk write a
 finished temp while the caller verifies it, so the one fsync before the rename finds it written.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import re
 import shutil
@@ -312,19 +311,6 @@ def open_output(path: str | os.PathLike[str], flags: int = os.O_WRONLY) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def clone_file(src: str | os.PathLike[str], dst_fd: int) -> str:
-    """Make the file open at `dst_fd` a copy of `src`; returns how ("reflink", "copy_file_range",
-    "copy")."""
-    with open(src, "rb") as f:
-        try:
-            fcntl.ioctl(dst_fd, FICLONE, f.fileno())
-            return "reflink"
-        except OSError:
-            pass
-        size = os.fstat(f.fileno()).st_size
-        return copy_range(f.fileno(), 0, dst_fd, 0, size)
 
 
 def copy_range(src_fd: int, src_off: int, dst_fd: int, dst_off: int, length: int) -> str:

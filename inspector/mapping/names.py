@@ -85,11 +85,6 @@ def jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
     return common / (len(ta) + len(tb) - common)
 
 
-def common_suffix(a: str, b: str) -> int:
-    """Number of trailing dotted components two names share."""
-    return common_suffix_parts(a.split("."), b.split("."))
-
-
 def common_suffix_parts(pa: tuple[str, ...] | list[str], pb: tuple[str, ...] | list[str]) -> int:
     n, most = 0, min(len(pa), len(pb))
     while n < most and pa[-1 - n] == pb[-1 - n]:
@@ -121,20 +116,6 @@ def module_of(name: str, root: tuple[str, ...] = ()) -> str:
     if len(comps) > len(root) + 1:
         return ".".join(comps[: len(root) + 1])
     return name
-
-
-def fold_indices(indices: list[int]) -> str:
-    """[0, 1, 2, 5] -> '0..2,5'."""
-    if not indices:
-        return ""
-    runs, start, prev = [], indices[0], indices[0]
-    for i in indices[1:]:
-        if i != prev + 1:
-            runs.append((start, prev))
-            start = i
-        prev = i
-    runs.append((start, prev))
-    return ",".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs)
 
 
 # Last components that name a list of layers (torch.nn.ModuleList attributes): `encoder.layers`

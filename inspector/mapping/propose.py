@@ -22,6 +22,7 @@ from . import names as nm
 from .entries import Candidate, Entry, Evidence, SourceRef, Unused, fingerprint
 from .groups import follow_groups
 from .plan import Plan
+from .prefixed import split_source
 from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
 from .transforms import Cast, Transform, chain_shape
 
@@ -64,10 +65,6 @@ def _open(obj: Any) -> Checkpoint:
     return open_checkpoint(obj)
 
 
-def _is_pair(obj: Any) -> bool:
-    return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str)
-
-
 def _default_label(ckpt: Checkpoint, fallback: str) -> str:
     return Path(ckpt.path).name if ckpt.path is not None else fallback
 
@@ -96,7 +93,7 @@ def open_inputs(
     out: list[tuple[SourceRef, Checkpoint]] = []
     taken: set[str] = set()
     for i, item in enumerate(items):
-        prefix, obj = item if _is_pair(item) else ("", item)
+        prefix, obj = split_source(item)
         if prefixes is not None:
             prefix = prefixes[i]
         ckpt = _open(obj)

@@ -647,14 +647,3 @@ def invert_rules(rules: list[Rule] | tuple[Rule, ...]) -> list[Rule]:
             raise PlanError(f"rules[{len(rules) - 1 - i}]: {rule.describe()} cannot be inverted")
         out.append(rule.inverted())
     return out
-
-
-def rule_at(rules: list[Rule] | tuple[Rule, ...], path: str) -> Rule:
-    """The rule a path like 'rules[0].table[7]' names."""
-    rule: Rule | None = None
-    for part in re.findall(r"(\w+)\[(\d+)\]", path):
-        seq = rules if rule is None else getattr(rule, "rules", ())
-        rule = seq[int(part[1])]
-    if rule is None:
-        raise PlanError(f"no rule at {path!r}")
-    return rule

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, PlanError, WriteError
+from ..mapping.prefixed import parse_source, split_source, with_prefix
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -38,14 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _source(spec: str) -> Any:
-    """`encoder.=enc.pt` -> ("encoder.", "enc.pt"); a plain path stays a path."""
-    prefix, eq, path = spec.partition("=")
-    if eq and prefix and not Path(spec).exists():
-        return (prefix, path)
-    return spec
-
-
 def resolve(args: argparse.Namespace) -> tuple[list[Any], str, Path | None]:
     """(sources, target, output) from the arguments; errors are usage errors."""
     paths = list(args.paths)
@@ -57,10 +50,10 @@ def resolve(args: argparse.Namespace) -> tuple[list[Any], str, Path | None]:
         srcs, target = paths, args.target
         if not srcs:
             raise SystemExit("ckpt-tui: error: give at least one source")
-    sources = [_source(s) for s in srcs]
+    sources = [with_prefix(*parse_source(s)) for s in srcs]
     output = Path(args.output) if args.output else None
     if output is not None:
-        _check_output(output, [target, *(s[1] if isinstance(s, tuple) else s for s in sources)])
+        _check_output(output, [target, *(split_source(s)[1] for s in sources)])
     return sources, target, output
 
 

@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 
 from .. import humanize
 from ..errors import CheckpointError, PlanError, WriteError
+from ..mapping.prefixed import SEPARATOR, is_prefixed
 from . import jobs
 from . import messages as msg
 from .state import ReviewState
@@ -69,8 +70,8 @@ def default_plan_path(output: Path | None) -> Path:
 
 def display_name(obj: Any) -> str:
     """A file by its name (never a temp path); an in-memory checkpoint by its format."""
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):
-        return f"{obj[0]}={display_name(obj[1])}"
+    if is_prefixed(obj):
+        return f"{obj[0]}{SEPARATOR}{display_name(obj[1])}"
     path = getattr(obj, "path", obj)
     if isinstance(path, (str, os.PathLike)):
         return Path(path).name
@@ -88,7 +89,7 @@ def create_app(
     plan_path: str | os.PathLike[str] | None = None,
 ) -> ReviewApp:
     """Build the review app. Nothing is read or written until the app runs."""
-    if isinstance(sources, (list, tuple)) and not _is_pair(sources):
+    if isinstance(sources, (list, tuple)) and not is_prefixed(sources):
         items = list(sources)
     else:
         items = [sources]
@@ -99,10 +100,6 @@ def create_app(
         items, target, plan, out, rules, Path(plan_path) if plan_path else default_plan_path(out)
     )
     return ReviewApp(config)
-
-
-def _is_pair(obj: Any) -> bool:
-    return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str)
 
 
 class ReviewApp(App[int]):
@@ -630,7 +627,7 @@ _COMMAND_HELP = {
     "reject": "reject the row or subtree: the target keeps its own init",
     "candidates": "pick another source for the row from its ranked candidates",
     "rules": "add, edit or remove a rule, previewing the rows it changes",
-    "filter_problems": "toggle: only rows that do not transfer or need a choice",
+    "filter_problems": "toggle: only problem rows (keep their init with no declared reason)",
     "filter_pending": "toggle: only proposed rows that would change the output (copy, drop)",
     "filter_module": "toggle: only the module under the cursor",
     "clear_filter": "show everything again",

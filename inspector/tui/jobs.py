@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
+from ..mapping.prefixed import split_source, with_prefix
 from ..model import Checkpoint
 from ..reader import open_checkpoint
 from . import messages as msg
@@ -28,7 +29,7 @@ class WriteCancelled(Exception):
 
 def _open(spec: Any) -> tuple[str, Checkpoint]:
     """(prefix, checkpoint) from a path, a Checkpoint, or a (prefix, path | Checkpoint) pair."""
-    prefix, obj = spec if isinstance(spec, tuple) and len(spec) == 2 else ("", spec)
+    prefix, obj = split_source(spec)
     return prefix, open_checkpoint(obj)
 
 
@@ -44,7 +45,7 @@ def open_and_plan(config: AppConfig) -> msg.Loaded:
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
     if plan is None:
-        sources = [(p, c) if p else c for p, c in opened]
+        sources = [with_prefix(p, c) for p, c in opened]
         plan = propose(sources if len(sources) > 1 else sources[0], target, rules=config.rules)
     else:
         bind(plan, opened if len(opened) > 1 else opened[0], target)

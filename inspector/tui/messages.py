@@ -55,7 +55,7 @@ class LoadFailed(Message):
 
 @dataclass
 class FactsReady(Message):
-    """Digest and stats for tensor `name` of `side` ("source:<i>" or "target")."""
+    """Digest and stats for tensor `name` of `side` ("source" or "target")."""
 
     side: str
     name: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import dtypes
 from ..containers import dotted
@@ -20,9 +20,6 @@ from ..formats.unpickler import AttrDict
 from ..model import Checkpoint, Storage, TensorInfo, TreePath, contiguous_strides
 from .output import Output, OutStorage, OutTensor
 from .produce import ArrayValue, Concatenated, Producer, RawBytes, View, ViewValue
-
-if TYPE_CHECKING:  # numpy is imported where arrays are built: plain copies do not need it
-    pass
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..containers import dotted, iter_leaves
+from ..containers import iter_leaves
 from ..model import Checkpoint, TreePath
 from .produce import Producer
 
@@ -63,12 +63,3 @@ class Output:
 
 def iter_out_tensors(tree: Any, prefix: TreePath = ()) -> Iterator[tuple[TreePath, OutTensor]]:
     return iter_leaves(tree, OutTensor, prefix)
-
-
-def flat_tensors(out: Output) -> dict[str, OutTensor]:
-    """The weights as a flat name -> tensor map (what safetensors stores)."""
-    return {name: t for name, t in out.tensors.items()}
-
-
-def tree_label(path: TreePath) -> str:
-    return dotted(path) or "<top>"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from subproc import ckpt
 
 import inspector
 
-torch = pytest.importorskip("torch", reason="the real-library tier needs torch")
 dcp = pytest.importorskip("torch.distributed.checkpoint", reason="needs torch.distributed")
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")

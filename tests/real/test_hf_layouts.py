@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from real_helpers import state_arrays
 from subproc import ckpt
 
 import inspector
 
 transformers = pytest.importorskip("transformers", reason="the real tier needs transformers")
-torch = pytest.importorskip("torch", reason="needs torch")
 
 LAYOUTS = {
     "safetensors": {"safe_serialization": True},

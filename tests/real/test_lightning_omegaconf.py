@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from subproc import ckpt
 
 import inspector
 from inspector.model import Record
 
-torch = pytest.importorskip("torch")
 omegaconf = pytest.importorskip("omegaconf")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from real_helpers import NemoModels, state_arrays
 from subproc import ckpt
 
@@ -16,7 +17,6 @@ import inspector
 from inspector.hashing import digest_array
 
 pytest.importorskip("nemo.collections.asr", reason="the real-library tier needs nemo_toolkit[asr]")
-torch = pytest.importorskip("torch", reason="needs torch")
 
 KINDS = ["char", "bpe", "ctc"]
 

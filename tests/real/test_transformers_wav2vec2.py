@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 transformers = pytest.importorskip(
     "transformers", reason="needs transformers: run in the real-library venv (/work/venv-real)"
 )
-torch = pytest.importorskip("torch")
 
 from subproc import ckpt  # noqa: E402
 from w2v2_reference import fairseq_names  # noqa: E402

@@ -21,10 +21,11 @@ from textual.worker import get_current_worker
 
 from ... import humanize
 from ...errors import CheckpointError, PlanError, WriteError
+from ...mapping.plan import Plan
 from .. import jobs
 from .. import messages as msg
 from ..config import AppConfig, display_name
-from ..state import ReviewState
+from ..state import ReviewState, RuleResult
 from ..treemodel import Row, TreeModel
 from ..widgets.details import DetailsPane, DetailsView, Side
 from ..widgets.keytree import KeyTree
@@ -63,7 +64,10 @@ class ReviewScreen(Screen[None]):
         self.facts: dict[tuple[str, str], msg.TensorFacts] = {}
         self.details_for: tuple[str | None, str | None] = (None, None)  # (target, source) shown
         self.pairs: dict[tuple[str, str], msg.PairFacts] = {}
-        self.busy = ""  # what a running edit worker is doing; edits wait for it
+        # What the running job does (re-proposing, saving): edits wait for it, a save waits
+        # and then runs (`_save_next`). Set and cleared on the UI thread only.
+        self.busy = ""
+        self._save_next: tuple[Path, bool] | None = None
         self.last_report: msg.WriteFinished | None = None
 
     # Layout ------------------------------------------------------------------------------------
@@ -191,8 +195,10 @@ class ReviewScreen(Screen[None]):
             source = partners[0] if partners else None
         pane.show(self._details_view(target, source, len(row.names)))
         self.details_for = (target, source)
-        if not self.details_complete:
-            self.load_facts(target, source)
+        missing = self._missing_facts(target, source)
+        pair = self._pair_missing(target, source)
+        if missing or pair:
+            self.load_facts(target, source, missing, pair)
 
     @property
     def details_complete(self) -> bool:
@@ -234,18 +240,18 @@ class ReviewScreen(Screen[None]):
         return DetailsView(tside, sside, decision, pair)
 
     @work(thread=True, exclusive=True, group="facts")
-    def load_facts(self, target: str | None, source: str | None) -> None:
-        """Digest and stats of the selected tensors, and their comparison: off the UI thread."""
-        state = self.state
-        if state is None:
-            return
+    def load_facts(
+        self, target: str | None, source: str | None, missing: list[tuple[str, str]], pair: bool
+    ) -> None:
+        """Digest and stats of the `missing` tensors and, with `pair`, their comparison: off the
+        UI thread, reading only the checkpoints (what is missing was decided on the UI thread)."""
         worker = get_current_worker()
-        for side, name in self._missing_facts(target, source):
+        for side, name in missing:
             if worker.is_cancelled:
                 return
             ckpt, real = self._locate(side, name)
             self.post_message(msg.FactsReady(side, name, jobs.tensor_facts(ckpt, real)))
-        if target and source and self._pair_missing(target, source) and not worker.is_cancelled:
+        if target and source and pair and not worker.is_cancelled:
             sck, sname = self._locate("source", source)
             tck, tname = self._locate("target", target)
             facts = jobs.pair_facts(sck, sname, tck, tname)
@@ -336,33 +342,56 @@ class ReviewScreen(Screen[None]):
 
     # Actions: rules ------------------------------------------------------------------------------
     def action_rules(self) -> None:
-        from .rules import RuleEditor, RuleResult
+        from .rules import RuleEditor
 
-        if self.state is None or self.busy:
+        if self.state is None:
+            return
+        if self.busy:
+            self.notify(f"Wait: {self.busy}.", severity="warning")
             return
 
         def done(result: RuleResult | None) -> None:
             if result is not None:
-                self.apply_rule_change(result)
+                self.change_rules(result)
 
-        self.app.push_screen(RuleEditor(self.state), done)
+        self.app.push_screen(RuleEditor(self.state.snapshot()), done)
 
-    @work(thread=True, exclusive=True, group="edit")
-    def apply_rule_change(self, result: Any) -> None:
-        state = self.state
-        if state is None:
+    def change_rules(self, result: RuleResult) -> None:
+        """Re-propose with the changed rules: a worker computes the Edit on a snapshot of the
+        plan, `on_rules_changed` applies it here on the UI thread. Edits wait meanwhile."""
+        if self.state is None or self.busy:
             return
         self.busy = "re-proposing with the new rules"
+        self.repropose(result, self.state.snapshot())
+
+    @work(thread=True, exclusive=True, group="edit")
+    def repropose(self, result: RuleResult, plan: Plan) -> None:
         try:
-            edit = result.apply(state)
-            what = f"{edit.action}: {len(edit.changes)} row(s) changed"
-            self.app.call_from_thread(self._after_edit, what)
+            self.post_message(msg.RulesChanged(result.edit(plan)))
         except PlanError as err:
-            self.app.call_from_thread(
-                self.notify, str(err), title="Rule not applied", severity="error"
-            )
-        finally:
-            self.busy = ""
+            self.post_message(msg.RulesFailed(str(err)))
+
+    def on_rules_changed(self, message: msg.RulesChanged) -> None:
+        assert self.state is not None
+        try:
+            edit = self.state.apply_edit(message.edit)
+        except PlanError as err:
+            self.notify(str(err), title="Rule not applied", severity="error")
+        else:
+            self._after_edit(f"{edit.action}: {len(edit.changes)} row(s) changed")
+        self._job_done()
+
+    def on_rules_failed(self, message: msg.RulesFailed) -> None:
+        self.notify(message.error, title="Rule not applied", severity="error")
+        self._job_done()
+
+    def _job_done(self) -> None:
+        """The running job finished (its result is applied): edits may go on; a save asked for
+        meanwhile runs now, on the plan as it is now."""
+        self.busy = ""
+        queued, self._save_next = self._save_next, None
+        if queued is not None:
+            self.save_plan(*queued)
 
     # Actions: filters and search -----------------------------------------------------------------
     def _set_filter(self, **changes: Any) -> None:
@@ -428,24 +457,43 @@ class ReviewScreen(Screen[None]):
 
         self.app.push_screen(SavePlanScreen(str(self.config.plan_path)), chosen)
 
-    @work(thread=True, exclusive=True, group="save")
-    def save_plan(self, path: Path) -> None:
-        state = self.state
-        if state is None:
+    def save_plan(self, path: Path, then_quit: bool = False) -> None:
+        """Save the plan as it is now to `path` (then quit, with `then_quit`): the snapshot is
+        taken here on the UI thread, a worker writes it with `Plan.save` (as `ckpt map -o` and
+        `ckpt plan` do). While another job runs, the save waits for it to finish."""
+        if self.state is None:
             return
-        try:
-            state.plan.save(path)
-        except (OSError, PlanError) as e:
-            self.app.call_from_thread(self.notify, str(e), title="Plan not saved", severity="error")
+        if self.busy:
+            self._save_next = (path, then_quit)
+            self.notify(f"Saving when {self.busy} is done.", timeout=3)
             return
-        self.config.plan_path = path
-        self.app.call_from_thread(self._saved, path)
+        self.busy = f"saving the plan to {path.name}"
+        self.write_plan(self.state.snapshot(), path, then_quit)
 
-    def _saved(self, path: Path) -> None:
+    @work(thread=True, exclusive=True, group="save")
+    def write_plan(self, plan: Plan, path: Path, then_quit: bool) -> None:
+        try:
+            plan.save(path)
+        except (OSError, PlanError) as e:
+            self.post_message(msg.SaveFailed(str(e)))
+        else:
+            self.post_message(msg.PlanSaved(str(path), then_quit))
+
+    def on_plan_saved(self, message: msg.PlanSaved) -> None:
         assert self.state is not None
-        self.state.mark_saved()
+        path = Path(message.path)
+        self.state.mark_saved()  # edits waited: the plan is the snapshot that was saved
+        self.config.plan_path = path
+        if message.then_quit:
+            self.app.exit(0)
+            return
         self.refresh_header()
         self.notify(f"plan saved to {path.name}", timeout=3)
+        self._job_done()
+
+    def on_save_failed(self, message: msg.SaveFailed) -> None:
+        self.notify(message.error, title="Plan not saved", severity="error")
+        self._job_done()
 
     def action_write(self) -> None:
         from .write import WriteConfirmScreen, write_summary
@@ -463,14 +511,12 @@ class ReviewScreen(Screen[None]):
 
         if accept_proposed is None or self.config.output is None:
             return
-        worker = self.write_output(accept_proposed)
+        assert self.state is not None
+        worker = self.write_output(self.state.snapshot(), self.config.output, accept_proposed)
         self.app.push_screen(ProgressScreen(self.config.output.name, worker))
 
     @work(thread=True, exclusive=True, group="write")
-    def write_output(self, accept_proposed: bool) -> None:
-        state, out = self.state, self.config.output
-        if state is None or out is None:
-            return
+    def write_output(self, plan: Plan, out: Path, accept_proposed: bool) -> None:
         worker = get_current_worker()
 
         def progress(done: int, total: int) -> None:
@@ -479,7 +525,7 @@ class ReviewScreen(Screen[None]):
             self.post_message(msg.WriteProgress(done, total))
 
         try:
-            self.post_message(jobs.write(state.plan, out, accept_proposed, progress))
+            self.post_message(jobs.write(plan, out, accept_proposed, progress))
         except jobs.WriteCancelled:
             self.post_message(msg.WriteFailed("cancelled: nothing was written", cancelled=True))
         except (WriteError, PlanError, CheckpointError, OSError) as e:
@@ -523,25 +569,12 @@ class ReviewScreen(Screen[None]):
             return
 
         def answer(choice: str | None) -> None:
-            if choice == "save":
-                self.save_plan_then_quit()
+            if choice == "save" and self.config.plan_path is not None:
+                self.save_plan(self.config.plan_path, then_quit=True)
             elif choice == "quit":
                 self.app.exit(0)
 
         self.app.push_screen(QuitScreen(self.state.unsaved_edits), answer)
-
-    @work(thread=True, exclusive=True, group="save")
-    def save_plan_then_quit(self) -> None:
-        state, path = self.state, self.config.plan_path
-        if state is None or path is None:
-            return
-        try:
-            state.plan.save(path)
-        except (OSError, PlanError) as e:
-            self.app.call_from_thread(self.notify, str(e), title="Plan not saved", severity="error")
-            return
-        self.app.call_from_thread(self.app.exit, 0)
-
 
     def system_commands(self) -> Iterable[SystemCommand]:
         """Every binding as a command of the palette (ctrl+p), with its line of help."""

@@ -17,12 +17,15 @@ import torch
 from subproc import ckpt
 from tui_waits import previewed, settled, until
 
+import inspector
 from inspector.demo import RNNTConfig, random_state, rnnt_shapes
+from inspector.errors import PlanError
 from inspector.mapping.plan import Plan
+from inspector.mapping.propose import propose
 from inspector.tui.app import ReviewApp, create_app
 from inspector.tui.screens.quit import QuitScreen
 from inspector.tui.screens.rules import RuleEditor
-from inspector.tui.state import RuleResult
+from inspector.tui.state import ReviewState, RuleResult
 
 SIZE = (80, 24)
 KEEP_LAYER_3 = RuleResult("add", {"keep": "encoder.layers.3.*"})
@@ -251,3 +254,43 @@ def test_save_and_save_then_quit_write_the_same_bytes_as_the_cli(
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "plain.plan.yaml").read_bytes() == (tmp_path / "cli.plan.yaml").read_bytes()
     assert saved != (tmp_path / "plain.plan.yaml").read_bytes()
+
+
+@pytest.fixture
+def state() -> ReviewState:
+    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
+    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256)), 2))
+    plan = propose(src, tgt)
+    return ReviewState(plan, {plan.sources[0].label: src}, tgt)
+
+
+def test_an_edit_computed_on_a_snapshot_applies_as_if_made_here(state: ReviewState) -> None:
+    """What the worker does (RuleResult.edit on a snapshot) leaves the plan under review alone;
+    apply_edit then gives the same plan as making the change directly, and undo reverts it."""
+    start = state.plan.to_dict()
+    snapshot = state.snapshot()
+    edit = KEEP_LAYER_3.edit(snapshot)
+    assert state.plan.to_dict() == start  # the worker's change stays in the snapshot
+    direct = state.snapshot()
+    KEEP_LAYER_3.edit(direct)
+    state.apply_edit(edit)
+    assert state.plan.to_dict() == snapshot.to_dict() == direct.to_dict() != start
+    assert state.dirty
+    state.undo()
+    assert state.plan.to_dict() == start
+    state.redo()
+    assert state.plan.to_dict() == direct.to_dict()
+
+
+def test_a_stale_edit_is_refused(state: ReviewState) -> None:
+    """An edit computed from a state the plan has left (a row decided meanwhile) is refused
+    whole: nothing of it is applied."""
+    edit = KEEP_LAYER_3.edit(state.snapshot())
+    state.approve(["encoder.layers.3.norm_out.bias"])
+    before = state.plan.to_dict()
+    with pytest.raises(PlanError, match="changed while it was computed"):
+        state.apply_edit(edit)
+    assert state.plan.to_dict() == before
+    state.undo()
+    state.apply_edit(edit)  # back at the state it was computed from: it applies
+    assert [r.to_dict() for r in state.plan.rules] == [KEEP_LAYER_3.rule]

@@ -130,6 +130,32 @@ def test_rule_change_and_save_together_save_one_whole_state(
         assert rules_now == []
 
 
+def test_quit_waits_for_a_rule_change_then_asks(
+    files: tuple[Path, Path], tmp_path: Path, gate: Gate
+) -> None:
+    """q while rules are re-proposed does not drop the change: it says to wait; once the change
+    is applied the plan is unsaved and q asks."""
+
+    async def run() -> None:
+        app = make_app(files, tmp_path / "review.plan.yaml")
+        async with app.run_test(size=SIZE) as pilot:
+            await settled(pilot)
+            app.review.change_rules(KEEP_LAYER_3)
+            await until(pilot, lambda: gate.entered == 1, "the re-proposal to start")
+            await pilot.press("q")
+            assert app.return_value is None
+            assert not isinstance(app.screen, QuitScreen)
+            gate.open()
+            await settled(pilot)
+            assert app.review.state is not None
+            assert app.review.state.plan.rules
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitScreen), "the question")
+            await pilot.press("escape")
+
+    asyncio.run(run())
+
+
 def test_plan_is_changed_on_the_ui_thread_only(
     files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -564,6 +564,9 @@ class ReviewScreen(Screen[None]):
     def action_quit_app(self) -> None:
         from .quit import QuitScreen
 
+        if self.busy:  # a rule change not yet applied, or a save not yet written
+            self.notify(f"Wait: {self.busy} (ctrl+q quits at once).", severity="warning")
+            return
         if self.state is None or not self.state.dirty:
             self.app.exit(0)
             return

@@ -18,8 +18,8 @@ from inspector.tui.app import create_app
 async def _review(app: Any) -> None:
     async with app.run_test(headless=True, size=(120, 40)) as pilot:
         await settled(pilot)
-        assert app.state is not None, "the review did not load"
-        assert app.state.plan.entries, "nothing to review"
+        assert app.review.state is not None, "the review did not load"
+        assert app.review.state.plan.entries, "nothing to review"
 
 
 def main(argv: list[str]) -> int:

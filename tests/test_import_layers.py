@@ -18,9 +18,6 @@ import inspector
 
 PACKAGE = Path(inspector.__file__).resolve().parent
 DEV_DOC = Path(__file__).resolve().parents[1] / "docs" / "development.md"
-# A cycle through an `if TYPE_CHECKING:` import only, still to be broken (issue 12, item 6: the
-# TUI's AppConfig moves to a module of its own).
-KNOWN_TYPE_ONLY = [["inspector.tui.app", "inspector.tui.jobs", "inspector.tui.app"]]
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +48,7 @@ def test_no_import_cycle_even_through_imports_inside_functions(graph) -> None:
     assert cycles(graph[1], ["module", "lazy"]) == []
 
 
-def test_no_import_cycle_through_type_checking_imports_but_the_known_one(graph) -> None:
-    found = cycles(graph[1], ["module", "lazy", "type"])
-    assert [c for c in found if c not in KNOWN_TYPE_ONLY] == []
-
-
-@pytest.mark.xfail(strict=True, reason="tui.app <-> tui.jobs (AppConfig) is still a cycle")
-def test_the_known_type_only_cycle_is_gone(graph) -> None:
+def test_no_import_cycle_even_through_type_checking_imports(graph) -> None:
     assert cycles(graph[1], ["module", "lazy", "type"]) == []
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from inspector.tui import build_parser, resolve
-from inspector.tui.app import create_app, default_output, display_name
+from inspector.tui.app import create_app
+from inspector.tui.config import default_output, display_name
 
 
 def parse(*argv: str):  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from inspector.mapping.plan import Plan
 from inspector.tui.app import ReviewApp, create_app
 from inspector.tui.screens.candidates import CandidatesScreen
 from inspector.tui.screens.quit import QuitScreen
+from inspector.tui.screens.review import ReviewScreen
 from inspector.tui.screens.rules import RuleEditor
 from inspector.tui.screens.write import WriteConfirmScreen
 
@@ -54,16 +55,16 @@ async def settle(app: ReviewApp, pilot) -> None:  # type: ignore[no-untyped-def]
 
 async def goto(app: ReviewApp, pilot, name: str) -> None:  # type: ignore[no-untyped-def]
     """Put the target cursor on the row of tensor `name` (as arrow keys would)."""
-    assert app.target_tree.reveal(name)
-    app.target_tree.focus()
+    assert app.review.target_tree.reveal(name)
+    app.review.target_tree.focus()
     await pilot.pause()
 
 
 async def goto_module(app: ReviewApp, pilot, label: str) -> None:  # type: ignore[no-untyped-def]
     """Put the target cursor on the top-level module row `label`."""
-    node = next(n for n in app.target_tree.root.children if n.data and n.data.label == label)
-    app.target_tree.move_cursor(node)
-    app.target_tree.focus()
+    node = next(n for n in app.review.target_tree.root.children if n.data and n.data.label == label)
+    app.review.target_tree.move_cursor(node)
+    app.review.target_tree.focus()
     await pilot.pause()
 
 
@@ -76,10 +77,10 @@ async def test_opens_and_shows_trees(files: tuple[Path, Path]) -> None:
     app = make_app(files)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        assert app.state is not None
-        roots = [n.data.label for n in app.target_tree.root.children if n.data]
+        assert app.review.state is not None
+        roots = [n.data.label for n in app.review.target_tree.root.children if n.data]
         assert roots == ["preprocessor.featurizer", "encoder", "decoder.prediction", "joint"]
-        assert app.target_tree.has_focus
+        assert app.review.target_tree.has_focus
 
 
 @sync
@@ -87,10 +88,10 @@ async def test_approve_subtree_reject_row_undo_redo(files: tuple[Path, Path]) ->
     app = make_app(files)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        assert app.state is not None
-        entries = app.state.plan.entries
+        assert app.review.state is not None
+        entries = app.review.state.plan.entries
         await pilot.press("down", "a")  # the cursor starts on the first row: go to encoder
-        assert {entries[n].status for n in app.state.plan.under("encoder")} == {"approved"}
+        assert {entries[n].status for n in app.review.state.plan.under("encoder")} == {"approved"}
         assert entries["joint.enc.weight"].status == "proposed"
         await goto(app, pilot, "joint.enc.weight")
         await pilot.press("r")
@@ -108,7 +109,7 @@ async def test_filters_and_search(files: tuple[Path, Path]) -> None:
     app = make_app(files)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        tree = app.target_tree
+        tree = app.review.target_tree
         await pilot.press("p")
         assert tree.model is not None
         assert not tree.model.root.names  # the vocabulary change is a declared keep
@@ -116,10 +117,10 @@ async def test_filters_and_search(files: tuple[Path, Path]) -> None:
         assert len(tree.model.root.names) == 181
         await pilot.press("slash")
         await pilot.press(*"linear_q.weight", "enter")
-        assert app.state is not None
-        assert app.state.filter.search == "linear_q.weight"
+        assert app.review.state is not None
+        assert app.review.state.filter.search == "linear_q.weight"
         assert len(tree.model.root.names) == 4
-        assert len(app.source_tree.model.root.names) == 4  # their sources
+        assert len(app.review.source_tree.model.root.names) == 4  # their sources
         await pilot.press("escape")
         await goto_module(app, pilot, "encoder")
         await pilot.press("a", "n")  # approve the encoder, then show pending rows only
@@ -142,8 +143,8 @@ async def test_candidates_picker_sets_source(files: tuple[Path, Path]) -> None:
         assert choices[0] == "encoder.layers.0.norm_out.weight"
         await pilot.press("down", "enter")
         await settle(app, pilot)
-        assert app.state is not None
-        e = app.state.plan.entries["encoder.layers.0.norm_out.weight"]
+        assert app.review.state is not None
+        e = app.review.state.plan.entries["encoder.layers.0.norm_out.weight"]
         assert e.sources[0][1] == choices[1]
         assert e.status == "approved"
         assert "user" in e.flags
@@ -154,7 +155,7 @@ async def test_rule_editor_previews_then_keeps(files: tuple[Path, Path]) -> None
     app = make_app(files)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        assert app.state is not None
+        assert app.review.state is not None
         await pilot.press("e")
         assert isinstance(app.screen, RuleEditor)
         await pilot.press(*"keep encoder.layers.3.*")
@@ -163,11 +164,12 @@ async def test_rule_editor_previews_then_keeps(files: tuple[Path, Path]) -> None
         assert editor.pending is not None
         preview = str(editor.query_one("#preview").render())
         assert "40 row(s) change" in preview
-        assert app.state.plan.rules == []  # nothing changed before keeping
+        assert app.review.state.plan.rules == []  # nothing changed before keeping
         await pilot.press("enter")
         await settle(app, pilot)
-        assert [r.to_dict() for r in app.state.plan.rules] == [{"keep": "encoder.layers.3.*"}]
-        conv = app.state.plan.entries["encoder.layers.3.conv.depthwise_conv.weight"]
+        rules = [r.to_dict() for r in app.review.state.plan.rules]
+        assert rules == [{"keep": "encoder.layers.3.*"}]
+        conv = app.review.state.plan.entries["encoder.layers.3.conv.depthwise_conv.weight"]
         assert conv.decision == "keep"
         # edit it, then remove it, each previewed first
         await pilot.press("e", "shift+tab", "down", "enter")  # pick rule 1 in the list
@@ -177,9 +179,9 @@ async def test_rule_editor_previews_then_keeps(files: tuple[Path, Path]) -> None
         assert app.screen.pending.kind == "remove"
         await pilot.press("ctrl+s")
         await settle(app, pilot)
-        assert app.state.plan.rules == []
+        assert app.review.state.plan.rules == []
         await pilot.press("u")
-        assert len(app.state.plan.rules) == 1
+        assert len(app.review.state.plan.rules) == 1
 
 
 @sync
@@ -195,8 +197,8 @@ async def test_save_plan_and_quit_confirmation(files: tuple[Path, Path], tmp_pat
         await pilot.press("s", "enter")
         await settle(app, pilot)
         assert plan_path.exists()
-        assert app.state is not None
-        assert not app.state.dirty
+        assert app.review.state is not None
+        assert not app.review.state.dirty
         saved = Plan.load(plan_path)
         assert saved.entries["encoder.layers.0.norm_out.weight"].status == "approved"
         await pilot.press("q")
@@ -214,8 +216,8 @@ async def test_loads_a_saved_plan(files: tuple[Path, Path], tmp_path: Path) -> N
     app = make_app(files, plan=tmp_path / "p.yaml")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        assert app.state is not None
-        assert app.state.plan.entries["encoder.layers.2.norm_out.bias"].status == "rejected"
+        assert app.review.state is not None
+        assert app.review.state.plan.entries["encoder.layers.2.norm_out.bias"].status == "rejected"
         assert app.config.plan_path == tmp_path / "p.yaml"
 
 
@@ -261,7 +263,7 @@ async def test_command_palette_lists_every_action(files: tuple[Path, Path]) -> N
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        for binding in ReviewApp.BINDINGS:
+        for binding in ReviewScreen.BINDINGS:
             assert binding.description in titles  # type: ignore[union-attr]
 
 
@@ -279,7 +281,7 @@ async def test_write_flow_confirms_writes_verifies_and_matches_ckpt_apply(
         await settle(app, pilot)
         await goto_module(app, pilot, "encoder")
         await pilot.press("a")
-        row = app.target_tree.current_row  # the cursor stays on the module it approved
+        row = app.review.target_tree.current_row  # the cursor stays on the module it approved
         assert row is not None
         assert (row.key, row.leaf) == ("encoder", False)
         await goto(app, pilot, "encoder.pre_encode.out.bias")
@@ -288,8 +290,8 @@ async def test_write_flow_confirms_writes_verifies_and_matches_ckpt_apply(
         await pilot.press("w", "a", "enter")  # accept the pending rows as proposed, write
         await until(pilot, lambda: isinstance(app.screen, ResultScreen), "the result screen")
         await settle(app, pilot)
-        assert app.last_report is not None
-        assert app.last_report.verified
+        assert app.review.last_report is not None
+        assert app.review.last_report.verified
     written = torch.load(out, weights_only=True)
     source = torch.load(files[0], weights_only=True)["state_dict"]
     target = torch.load(files[1], weights_only=True)
@@ -332,17 +334,17 @@ async def test_header_warns_of_partials_and_details_give_the_keep_reason(tmp_pat
     app = make_app((tmp_path / "char.pt", tmp_path / "bpe.pt"))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        header = str(app.query_one("#summary").render())
+        header = str(app.review.query_one("#summary").render())
         assert "4 problems" in header
         assert "⚠ partial: 4 keep init with no declared reason" in header
         assert "encoder.layers.{0..3}.conv.depthwise_conv.weight" in header
         await goto(app, pilot, "decoder.prediction.embed.weight")
-        details = str(app.query_one("#details").render())
+        details = str(app.review.query_one("#details").render())
         assert "vocabulary changed 29 -> 257" in details
         assert "no source" not in details
         await goto(app, pilot, "encoder.layers.0.conv.depthwise_conv.weight")
         await pilot.press("r")  # the folded row of 4 layers: rejecting declares the keeps
         await pilot.pause()
-        header = str(app.query_one("#summary").render())
+        header = str(app.review.query_one("#summary").render())
         assert "4 rejected  0 problems" in header
         assert "partial" not in header

@@ -50,9 +50,9 @@ def app(make_app: Callable[[bool], ReviewApp]) -> ReviewApp:
 async def expanded(pilot) -> None:  # type: ignore[no-untyped-def]
     """Open the encoder, its folded layers and one tensor, then let the details load."""
     await settled(pilot)
-    assert pilot.app.target_tree.reveal("encoder.layers.0.self_attn.linear_q.weight")
+    assert pilot.app.review.target_tree.reveal("encoder.layers.0.self_attn.linear_q.weight")
     await settled(pilot)
-    assert pilot.app.details_for[0] == "encoder.layers.0.self_attn.linear_q.weight"
+    assert pilot.app.review.details_for[0] == "encoder.layers.0.self_attn.linear_q.weight"
 
 
 @pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no_color"])

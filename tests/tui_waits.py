@@ -27,15 +27,15 @@ async def settled(pilot: Any) -> None:
     """The app has loaded, no worker runs (twice in a row: a finished worker's message can start
     another) and the details pane has what it shows."""
     app = pilot.app
-    await until(pilot, lambda: app.state is not None, "the checkpoints to load")
+    await until(pilot, lambda: app.review.state is not None, "the checkpoints to load")
     quiet = 0
     while quiet < 2:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        busy = len(app.workers) > 0 or not app.details_complete
+        busy = len(app.workers) > 0 or not app.review.details_complete
         quiet = 0 if busy else quiet + 1
         if busy:
-            await until(pilot, lambda: app.details_complete, "the details pane")
+            await until(pilot, lambda: app.review.details_complete, "the details pane")
 
 
 async def previewed(pilot: Any) -> None:

@@ -15,10 +15,10 @@ from ..mapping.prefixed import split_source, with_prefix
 from ..model import Checkpoint
 from ..reader import open_checkpoint
 from . import messages as msg
+from .config import AppConfig
 
 if TYPE_CHECKING:
     from ..mapping.plan import Plan
-    from .app import AppConfig
 
 HIST_BINS = 16
 

@@ -89,3 +89,29 @@ class WriteFinished(Message):
 class WriteFailed(Message):
     error: str
     cancelled: bool = False
+
+
+@dataclass
+class RulesChanged(Message):
+    """A worker re-proposed a snapshot of the plan with changed rules: `edit` (a mapping.plan
+    Edit) is what the UI thread applies to the plan under review."""
+
+    edit: Any
+
+
+@dataclass
+class RulesFailed(Message):
+    error: str
+
+
+@dataclass
+class PlanSaved(Message):
+    """A snapshot of the plan was written to `path`; `then_quit`: the app exits now."""
+
+    path: str
+    then_quit: bool = False
+
+
+@dataclass
+class SaveFailed(Message):
+    error: str

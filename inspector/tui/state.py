@@ -2,6 +2,8 @@
 
 Pure Python over `inspector.mapping.Plan` and `Checkpoint`s (no Textual, no file I/O), so every
 action of the app can be tested without a terminal. The app calls these methods and redraws.
+Only the UI thread changes `ReviewState.plan`: workers get a `snapshot()` and hand back a new
+value or an Edit, which `apply_edit` applies on the UI thread.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..errors import PlanError
 from ..mapping.plan import Candidate, Edit, Entry, Plan, is_pending, is_problem
 from ..model import Checkpoint, TensorInfo
 
@@ -296,16 +299,14 @@ class ReviewState:
         return self.plan.preview_rule(rule)
 
     def add_rule(self, rule: Mapping[str, Any]) -> Edit:
-        return self._push(self.plan.add_rule(rule))
+        return self._push(RuleResult("add", dict(rule)).edit(self.plan))
 
     def remove_rule(self, index: int) -> Edit:
         """Take rule `index` out and re-propose: rows the user decided stay as they are."""
-        rules = [r for i, r in enumerate(self.plan.rules) if i != index]
-        return self._push(self.plan.set_rules(rules, "remove_rule"))
+        return self._push(RuleResult("remove", None, index).edit(self.plan))
 
     def replace_rule(self, index: int, rule: Mapping[str, Any]) -> Edit:
-        rules = [rule if i == index else r for i, r in enumerate(self.plan.rules)]
-        return self._push(self.plan.set_rules(rules, "edit_rule"))
+        return self._push(RuleResult("replace", dict(rule), index).edit(self.plan))
 
     def preview_rules(self, rules: Sequence[Mapping[str, Any]]) -> list[tuple[str, Entry, Entry]]:
         """Rows that replacing the whole rule list with `rules` would change (no mutation)."""
@@ -328,6 +329,69 @@ class ReviewState:
     def mark_saved(self) -> None:
         self._saved_at = len(self._undo)
 
+    # Work off the UI thread ----------------------------------------------------------------------
+    def snapshot(self) -> Plan:
+        """A copy of the plan that later edits leave alone (entries are frozen, so copying the
+        containers is enough): what a worker reads, re-proposes on, saves or writes."""
+        p = self.plan
+        return replace(
+            p, sources=list(p.sources), rules=list(p.rules), entries=dict(p.entries),
+            unused=list(p.unused),
+        )
+
+    def apply_edit(self, edit: Edit) -> Edit:
+        """Apply an edit a worker computed on a `snapshot` (a re-proposal with changed rules):
+        refused with PlanError when the plan is no longer the state it was computed from.
+        Undo reverts it like any other edit."""
+        entries = self.plan.entries
+        stale = any(entries.get(target) != old for target, old, _ in edit.changes)
+        if stale or (edit.rules is not None and tuple(self.plan.rules) != edit.rules[0]):
+            raise PlanError(f"{edit.action}: the plan changed while it was computed; not applied")
+        self.plan.undo(_reversed(edit))  # Plan.undo applies the reverse of the edit it is given
+        return self._push(edit)
+
+
+def _reversed(edit: Edit) -> Edit:
+    """The edit that takes the plan back from `edit`'s result to its start."""
+    return Edit(
+        edit.action,
+        tuple((target, new, old) for target, old, new in edit.changes),
+        None if edit.rules is None else (edit.rules[1], edit.rules[0]),
+        None if edit.unused is None else (edit.unused[1], edit.unused[0]),
+    )
+
+
+RULE_ACTIONS = {"add": "add_rule", "replace": "edit_rule", "remove": "remove_rule"}
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """A change of the rule list the user kept in the rule editor: add a rule, replace rule
+    `index`, or remove rule `index`. Pure data: a worker previews or applies it to a snapshot."""
+
+    kind: str  # add | replace | remove
+    rule: dict[str, Any] | None = None
+    index: int = -1
+
+    def rules(self, plan: Plan) -> list[Any]:
+        """The plan's rule list after this change."""
+        rules: list[Any] = list(plan.rules)
+        if self.kind == "add":
+            rules.append(self.rule)
+        elif self.kind == "replace":
+            rules[self.index] = self.rule
+        else:
+            del rules[self.index]
+        return rules
+
+    def preview(self, plan: Plan) -> list[tuple[str, Entry, Entry]]:
+        """The rows this change would change (`Plan.preview_rules`); nothing is changed."""
+        return plan.preview_rules(self.rules(plan))
+
+    def edit(self, plan: Plan) -> Edit:
+        """Make the change on `plan` (`Plan.set_rules`: re-propose) and return its Edit."""
+        return plan.set_rules(self.rules(plan), RULE_ACTIONS[self.kind])
+
 
 def _dotless(label: str) -> str:
     return label.replace(".", "_")
@@ -348,7 +412,6 @@ def parse_rule(text: str) -> dict[str, Any]:
     import yaml
 
     from .. import yamlload
-    from ..errors import PlanError
 
     text = text.strip()
     if not text:

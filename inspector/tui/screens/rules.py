@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,38 +13,14 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from ...errors import PlanError
-from ...mapping.plan import Edit, Entry
-from ..state import ReviewState, entry_text, parse_rule, rule_text
+from ...mapping.plan import Entry, Plan
+from ..state import RuleResult, entry_text, parse_rule, rule_text
+
+__all__ = ["RuleEditor", "RuleResult", "preview_text"]
 
 PREVIEW_ROWS = 200  # rows listed in the preview; the count is always exact
 NEW = "new"
 RULE_HINT = "forms: a.*.b -> c.*.d · old -> new · re:PAT -> REPL · keep GLOB · drop GLOB · {yaml}"
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """What the user kept: add a rule, replace rule `index`, or remove rule `index`."""
-
-    kind: str  # add | replace | remove
-    rule: dict[str, Any] | None = None
-    index: int = -1
-
-    def apply(self, state: ReviewState) -> Edit:
-        if self.kind == "add" and self.rule is not None:
-            return state.add_rule(self.rule)
-        if self.kind == "replace" and self.rule is not None:
-            return state.replace_rule(self.index, self.rule)
-        return state.remove_rule(self.index)
-
-    def preview(self, state: ReviewState) -> list[tuple[str, Entry, Entry]]:
-        if self.kind == "add" and self.rule is not None:
-            return state.preview_rule(self.rule)
-        rules: list[Any] = [r.to_dict() for r in state.plan.rules]
-        if self.kind == "replace":
-            rules[self.index] = self.rule
-        else:
-            del rules[self.index]
-        return state.preview_rules(rules)
 
 
 def preview_text(changes: list[tuple[str, Entry, Entry]]) -> Text:
@@ -69,9 +42,11 @@ class RuleEditor(ModalScreen[RuleResult | None]):
         Binding("ctrl+d", "remove", "Remove rule", priority=True),
     ]
 
-    def __init__(self, state: ReviewState):
+    def __init__(self, plan: Plan):
+        """`plan`: a snapshot of the plan under review (`ReviewState.snapshot`); previews
+        re-propose on it in a worker, and the result is applied to the plan on the UI thread."""
         super().__init__()
-        self.state = state
+        self.plan = plan
         self.pending: RuleResult | None = None
         self.editing: int | None = None  # index of the rule being edited, None: a new rule
         # Every change of the text or the choice is a new request; a preview computed for an
@@ -95,7 +70,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
 
     def _options(self) -> list[Option]:
         opts = [Option(Text("+ new rule", style="bold"), id=NEW)]
-        for i, r in enumerate(self.state.plan.rules):
+        for i, r in enumerate(self.plan.rules):
             opts.append(Option(f"{i + 1}. {rule_text(r)}", id=str(i)))
         return opts
 
@@ -110,7 +85,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
             box.value = ""
         else:
             self.editing = int(event.option.id or 0)
-            box.value = rule_text(self.state.plan.rules[self.editing])
+            box.value = rule_text(self.plan.rules[self.editing])
         box.focus()
 
     @property
@@ -129,7 +104,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
     def _changed(self, event: Input.Changed) -> None:
         text = event.value.strip()
         request = self._new_request(text)
-        if self.editing is not None and text == rule_text(self.state.plan.rules[self.editing]):
+        if self.editing is not None and text == rule_text(self.plan.rules[self.editing]):
             # the rule as loaded: nothing to preview until it is changed or removed
             self._show(Text("Change the rule to preview it, or ctrl+d to remove it.", style="dim"),
                        request)
@@ -160,7 +135,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
     def _preview(self, result: RuleResult, request: int) -> None:
         """Re-propose off the UI thread (10k tensors take a moment); nothing is changed."""
         try:
-            changes = result.preview(self.state)
+            changes = result.preview(self.plan)
         except PlanError as e:
             changes, error = [], str(e)
         else:

@@ -184,7 +184,7 @@ def test_plan_is_changed_on_the_ui_thread_only(
     def watch(plan: Plan) -> None:
         """Record the thread of every mutating call on this plan object (not its snapshots)."""
         for name in ("approve", "reject", "set_decision", "set_source", "set_rules", "add_rule",
-                     "undo", "bind"):
+                     "undo"):
             method = getattr(plan, name)
 
             def wrapper(*a: Any, _m: Any = method, _n: str = name, **k: Any) -> Any:

@@ -143,6 +143,7 @@ class LocalFile:
                 self._map.close()
             self._map = None
         self._closer()
+        self._fd = -1  # reads after close fail (EBADF), never reach a reused descriptor
 
     def __enter__(self) -> LocalFile:
         return self

@@ -108,7 +108,8 @@ class LocalFile:
         check_range(self.name, self.size, offset, length)
         if length == 0:
             return memoryview(b"")
-        return memoryview(self.mapping())[offset : offset + length]
+        mm = self._map if self._map is not None else self.mapping()
+        return memoryview(mm)[offset : offset + length]
 
     def mapping(self) -> mmap.mmap:
         """The whole file mapped read-only (made once): for parsers that slice and search it

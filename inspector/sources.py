@@ -29,7 +29,8 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from .errors import TruncatedFileError
 
-# (size, mtime_ns, inode, device) of a local file: equal while nobody has written it.
+# What a source is now: a tuple starting with its size, equal while its bytes are unchanged (a
+# local file: size, mtime_ns, inode, device; a remote object would give its size and version).
 Identity = tuple[Any, ...]
 
 

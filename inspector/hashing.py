@@ -10,7 +10,6 @@ strided view or an in-memory array. The work runs in the C++ core, on all cores,
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from . import dtypes
 from ._native import core, core_error
 from .errors import CheckpointError, DtypeError, FileChangedError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
+from .sources import Identity, Source
 
 if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash files
     import numpy as np
@@ -81,7 +81,7 @@ def hash_tensors(
     """
     chosen = list(ckpt) if names is None else list(names)
     infos = [_tensor(ckpt, name) for name in chosen]
-    files = _file_states(infos)
+    files = _file_states(ckpt, infos)
     jobs = [_job(ckpt, t) for t in infos]
     total = sum(t.nbytes for t in infos)
     raw: list[bytes] = []
@@ -103,21 +103,23 @@ def hash_tensors(
     return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
 
 
-# (size, mtime_ns, inode, device) of each file whose raw bytes are mapped for hashing.
-FileState = tuple[int, int, int, int]
+# Each source whose raw bytes are hashed, with its identity when hashing began (for a local file:
+# size, mtime_ns, inode, device; sources whose bytes cannot change have none and are not checked).
+Files = dict[str, tuple[Source, Identity]]
 
 
-def _state(path: str) -> FileState:
-    st = os.stat(path)
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-
-
-def _file_states(infos: list[TensorInfo]) -> dict[str, FileState]:
+def _file_states(ckpt: Checkpoint, infos: list[TensorInfo]) -> Files:
     paths = {t.storage.source.path for t in infos if not t.storage.source.compression}
-    return {p: _state(p) for p in sorted(p for p in paths if p is not None)}
+    states: Files = {}
+    for p in sorted(p for p in paths if p is not None):
+        src = ckpt.source(p)
+        state = src.identity()
+        if state is not None:
+            states[p] = (src, state)
+    return states
 
 
-def _check_unchanged(files: dict[str, FileState], batch: list[TensorInfo]) -> None:
+def _check_unchanged(files: Files, batch: list[TensorInfo]) -> None:
     """Refuse to go on when a file of `batch` was truncated, replaced or modified since hashing
     began: reading a mapped page past a file's new end kills the process with SIGBUS, and bytes
     changed under the hash give a digest of neither version. Checked before and after each
@@ -129,16 +131,17 @@ def _check_unchanged(files: dict[str, FileState], batch: list[TensorInfo]) -> No
         if src.path in files:
             ends[src.path] = max(ends.get(src.path, 0), src.offset + src.length)
     for path in sorted(ends):
+        source, was = files[path]
         try:
-            now = _state(path)
+            now = source.identity()
         except OSError as e:
             raise FileChangedError(path, f"the file changed while it was read ({e.strerror})"
                                    ) from None
+        assert now is not None  # a source with an identity keeps having one
         if now[0] < ends[path]:  # truncated before hashing began: its end is gone
             raise FileChangedError(path, f"the file changed while it was read (now {now[0]:,} "
                                    f"bytes, its tensors reach byte {ends[path]:,})")
-        if now != files[path]:
-            was = files[path]
+        if now != was:
             what = (f"{was[0]:,} -> {now[0]:,} bytes" if now[0] != was[0] else
                     "replaced by another file" if now[2:] != was[2:] else "modified")
             raise FileChangedError(path, f"the file changed while it was read ({what}); "
@@ -260,7 +263,7 @@ def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...]:
     swap = t.storage.byteorder == "big" and d.itemsize > 1
     # A read-only map of the file: the core drops each chunk's pages once hashed, so a 100 GB
     # tensor never stays mapped in full (never for in-memory buffers: it would discard them).
-    mapped = src.path is not None and not src.compression
+    mapped = src.path is not None and not src.compression and ckpt.source(src.path).is_file_map
     return (buf, d.name, d.itemsize, t.shape, t.strides, t.storage_offset, swap, mapped)
 
 

@@ -1,15 +1,13 @@
 """The checkpoint model every reader produces and every stage consumes.
 
 A `Checkpoint` is lazy: names, dtypes, shapes, strides and byte ranges only. Tensor bytes are
-reached through `Checkpoint.storage_bytes()` (a memory-mapped view, no copy) or
-`Checkpoint.array()` (a numpy view of the logical tensor).
+reached through `Checkpoint.storage_bytes()` (a view of the bytes' source, `inspector.sources`:
+memory-mapped for local files, no copy) or `Checkpoint.array()` (a numpy view of the logical
+tensor).
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
-import os
 import threading
 import zlib
 from collections.abc import Iterator, Mapping
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .errors import TensorDataError
+from .sources import LocalFile, Source
 
 if TYPE_CHECKING:  # numpy is imported where arrays are made: listing does not need it
     import numpy as np
@@ -29,7 +28,8 @@ TreePath = tuple[str | int, ...]
 
 @dataclass(frozen=True, slots=True)
 class ByteSource:
-    """Where a storage's bytes are: a range of a file, or an in-memory buffer.
+    """Where a storage's bytes are: a range of a source (`path`: a file path, or the name of a
+    `sources.Source` given to the checkpoint), or an in-memory buffer.
 
     `compression` is "" for raw bytes, or "deflate" for a zip record stored compressed (then
     `offset`/`length` describe the compressed bytes and `size` the decompressed size).
@@ -203,7 +203,8 @@ class Checkpoint(Mapping[str, TensorInfo]):
     root: TreePath = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    _maps: dict[str, mmap.mmap] = field(default_factory=dict, repr=False)
+    sources: dict[str, Source] = field(default_factory=dict, repr=False)  # by storage path
+    _owned: set[str] = field(default_factory=set, repr=False)  # opened here: closed by close()
     _inflated: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     # Mapping interface -------------------------------------------------------------------------
@@ -243,22 +244,37 @@ class Checkpoint(Mapping[str, TensorInfo]):
         return [g for g in groups.values() if len(g) > 1]
 
     # Byte access --------------------------------------------------------------------------------
+    def source(self, name: str) -> Source:
+        """The byte source a storage's `path` names: one given when the checkpoint was opened
+        (bytes in memory, ...), else the local file, opened and mapped once per checkpoint."""
+        src = self.sources.get(name)
+        if src is None:
+            opened = LocalFile(name)
+            src = self.sources.setdefault(name, opened)
+            if src is not opened:  # another thread opened it first
+                opened.close()
+            self._owned.add(name)
+        return src
+
     def storage_bytes(self, storage: Storage) -> memoryview:
-        """The raw bytes of a storage: a memory-mapped view (no copy) when it is a file range."""
+        """The raw bytes of a storage: a view of its source (no copy where the source maps)."""
         src = storage.source
         if src.path is None:
             return memoryview(src.buffer).cast("B")
         if src.compression:
             return memoryview(self._inflate(storage))
-        mm = self._map(src.path)
-        if src.offset + src.length > len(mm):
+        where = self.source(src.path)
+        if where.size == 0:
+            raise TensorDataError(src.path, "file is empty")
+        if src.offset + src.length > where.size:
             raise TensorDataError(
                 src.path,
                 f"storage bytes [{src.offset}, {src.offset + src.length}) beyond the file "
-                f"({len(mm)} bytes)",
+                f"({where.size} bytes)",
                 key=storage.key,
             )
-        return memoryview(mm)[src.offset : src.offset + src.length]
+        view = where.view(src.offset, src.length)
+        return view if view is not None else memoryview(where.read(src.offset, src.length))
 
     def array(self, name: str) -> np.ndarray:
         """The logical tensor as a read-only numpy array (a view of the mapped bytes).
@@ -284,34 +300,17 @@ class Checkpoint(Mapping[str, TensorInfo]):
             self.release_range(src.path, src.offset, src.length)
 
     def release_range(self, path: str, offset: int, length: int) -> None:
-        """Drop bytes [offset, offset + length) of a mapped file from this process (`release`
-        for part of a storage: a large tensor's finished windows). The range starts at a page
-        boundary; a page also holding bytes still in use faults back in when it is read."""
-        mm = self._maps.get(path)
-        advice = getattr(mmap, "MADV_DONTNEED", None)
-        if mm is None or advice is None or length <= 0:
-            return
-        start = offset - offset % mmap.PAGESIZE
-        end = min(offset + length, len(mm))
-        if end > start:
-            mm.madvise(advice, start, end - start)
-
-    def _map(self, path: str) -> mmap.mmap:
-        mm = self._maps.get(path)
-        if mm is None:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size == 0:
-                    raise TensorDataError(path, "file is empty")
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            self._maps[path] = mm
-        return mm
+        """Drop bytes [offset, offset + length) of a source from this process (`release` for
+        part of a storage: a large tensor's finished windows); see `Source.release`."""
+        src = self.sources.get(path)
+        if src is not None:
+            src.release(offset, length)
 
     def _inflate(self, storage: Storage) -> bytes:
         data = self._inflated.get(storage.key)
         if data is None:
             src = storage.source
-            raw = self._map(src.path)[src.offset : src.offset + src.length]  # type: ignore[arg-type]
+            raw = self.source(src.path).read(src.offset, src.length)  # type: ignore[arg-type]
             try:
                 data = zlib.decompress(raw, -15)
             except zlib.error as e:
@@ -328,11 +327,13 @@ class Checkpoint(Mapping[str, TensorInfo]):
         return data
 
     def close(self) -> None:
-        for mm in self._maps.values():
-            # A caller may still hold a view: the map is then freed when the view goes.
-            with contextlib.suppress(BufferError):
-                mm.close()
-        self._maps.clear()
+        """Close the sources this checkpoint opened (sources given to it stay with their
+        owner); a view still held keeps its map alive until it goes."""
+        for name in self._owned:
+            src = self.sources.pop(name, None)
+            if src is not None:
+                src.close()
+        self._owned.clear()
         self._inflated.clear()
 
     def __enter__(self) -> Checkpoint:

@@ -11,6 +11,7 @@ from .containers import detect_root, dotted, iter_tensors, parse_root, subtree, 
 from .errors import CheckpointError, UnsupportedFormatError
 from .formats import Loaded, ReadOptions, check_names, reader_modules
 from .model import Checkpoint, TensorInfo, TreePath
+from .sources import Source
 
 
 def open_checkpoint(
@@ -20,7 +21,8 @@ def open_checkpoint(
     strict: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Checkpoint:
-    """Open a checkpoint lazily: a path (file or folder), a state dict, or an `nn.Module`.
+    """Open a checkpoint lazily: a path (file or folder), a byte source (`inspector.sources`:
+    bytes in memory, ...), a state dict, or an `nn.Module`.
 
     `root` picks the weights sub-tree (`"model"`, `"state_dict"`, `""` for the top); by default
     it is detected. A path may carry it too: `"train.pt::model"` (see `split_root`).
@@ -33,6 +35,11 @@ def open_checkpoint(
         path = Path(source)
         options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None)
         loaded = _read_path(path, options)
+    elif isinstance(source, Source):
+        options = ReadOptions(strict=strict)
+        ckpt = _build(Path(source.name), read_source(source, options), root)
+        ckpt.sources[source.name] = source  # the caller's: close() leaves it open
+        return ckpt
     else:
         from .formats import memory  # in-memory objects need numpy (and maybe torch): lazily
 
@@ -67,6 +74,24 @@ def split_root(source: Any, root: str | TreePath | None = None) -> tuple[Any, An
 def _read_path(path: Path, options: ReadOptions) -> Loaded:
     loaded: Loaded = pick_reader(path).read(path, options)
     return loaded
+
+
+def read_source(source: Source, options: ReadOptions) -> Loaded:
+    """Read a checkpoint file from a byte source, by the readers that take one (their
+    `sniff_source(name, head)` picks): the plug-in point for bytes that are not a local file."""
+    head = source.read(0, min(512, source.size))
+    if not head:
+        raise UnsupportedFormatError(source.name, "file is empty")
+    for mod in reader_modules():
+        sniff = getattr(mod, "sniff_source", None)
+        if sniff is not None and sniff(source.name, head):
+            loaded: Loaded = mod.read(source, options)
+            return loaded
+    raise UnsupportedFormatError(
+        source.name,
+        "not a checkpoint this tool reads from a byte source (safetensors, torch zip or legacy "
+        "pickle)",
+    )
 
 
 def pick_reader(path: Path) -> ModuleType:

@@ -6,6 +6,11 @@ A reader module defines:
     def sniff(path: Path, head: bytes) -> bool      # cheap: path and its first 512 bytes
     def read(path: Path, options: ReadOptions) -> Loaded
 
+A reader of single files may also define `sniff_source(name: str, head: bytes) -> bool`; its
+`read` then takes a `sources.Source` for `path` as well (`inspector.open(source)`). Readers reach
+bytes only through `sources` (`opened(path)`: read at an offset, view, size, name), never by
+opening or mapping files themselves.
+
 `read` returns the container tree with `TensorInfo` leaves (their `name` may be empty: `open()`
 names them after choosing the weights root) and never reads tensor data. Readers know nothing of
 the CLI or the TUI. Order matters in `READERS`: the first whose `sniff` says yes reads the file.

@@ -26,6 +26,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import Record, TensorInfo
+from ..sources import opened
 from . import Loaded, ReadOptions
 
 FORMAT = "dcp"
@@ -100,9 +101,8 @@ def _load_metadata(label: str, files: dict[str, FileRange], options: ReadOptions
         raise MissingRecordError(label, "no .metadata file in the checkpoint folder")
     if rng.size > MAX_METADATA_SIZE:
         raise HeaderError(label, f"is {rng.size} bytes, over the cap", key=METADATA)
-    with open(rng.path, "rb") as f:
-        f.seek(rng.offset)
-        data = f.read(rng.size)
+    with opened(rng.path) as src:
+        data = src.read(rng.offset, rng.size)
     meta = load(data, path=f"{label}/{METADATA}", strict=False)
     if not (isinstance(meta, Record) and meta.cls.startswith(_PREFIX)):
         raise HeaderError(
@@ -262,9 +262,8 @@ class _ChunkReader:
 
     def object(self, fqn: str, where: tuple[str, int, int]) -> Any:
         rng = self._range(fqn, where)
-        with open(rng.path, "rb") as f:
-            f.seek(rng.offset + where[1])
-            magic = f.read(len(ZIP_MAGIC))
+        with opened(rng.path) as src:
+            magic = src.read(rng.offset + where[1], min(len(ZIP_MAGIC), where[2]))
         if magic == ZIP_MAGIC:
             return self._zip(fqn, where).tree
         # Objects are stored as torch.save zips, but a BytesIO in the state dict is stored raw.

@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import ArchiveError
+from ..sources import opened
 
 CACHE_DIR_ENV = "CKPT_INSPECTOR_CACHE_DIR"
 CACHE_MAX_ENV = "CKPT_INSPECTOR_CACHE_MAX_BYTES"
@@ -121,9 +122,9 @@ def expanded_size(path: Path, compressed: int) -> int:
     """The size a gzip file expands to, from its trailer (ISIZE: the size modulo 2**32), and at
     least its compressed size: an estimate for the space check, not a limit."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(compressed - 4, 0))
-            isize = int.from_bytes(f.read(4), "little")
+        with opened(path) as src:
+            at = max(compressed - 4, 0)
+            isize = int.from_bytes(src.read(at, max(0, min(4, src.size - at))), "little")
     except OSError:
         isize = 0
     return max(isize, compressed)

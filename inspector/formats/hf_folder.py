@@ -15,6 +15,7 @@ from typing import Any
 from ..containers import detect_root, dotted, iter_tensors, subtree
 from ..errors import HeaderError, UnsupportedFormatError
 from ..model import Storage, TensorInfo
+from ..sources import opened
 from . import Loaded, ReadOptions
 from .safetensors import MAX_HEADER_SIZE, parse_json_object, read_tensors
 from .safetensors_index import read_index
@@ -90,10 +91,13 @@ def _weights(folder: Path) -> tuple[Path, WeightsReader]:
 
 
 def _config(path: Path) -> dict[str, Any]:
-    size = path.stat().st_size
-    if size > MAX_HEADER_SIZE:
-        raise HeaderError(path, f"config is {size} bytes, over the {MAX_HEADER_SIZE}-byte cap")
-    return parse_json_object(os.fspath(path), path.read_bytes(), "config")
+    with opened(path) as src:
+        if src.size > MAX_HEADER_SIZE:
+            raise HeaderError(
+                path, f"config is {src.size} bytes, over the {MAX_HEADER_SIZE}-byte cap"
+            )
+        text = src.read(0, src.size)
+    return parse_json_object(os.fspath(path), text, "config")
 
 
 def torch_zip_tensors(

@@ -35,6 +35,7 @@ from ..errors import (
     MissingRecordError,
     TruncatedFileError,
 )
+from ..sources import opened, stream
 from . import Loaded, ReadOptions, expand_cache
 from .tar_safe import Member, is_tar_head, read_member, read_members
 
@@ -138,8 +139,8 @@ def read_parts(fmt: str, parts: Parts, options: ReadOptions) -> Loaded:
 
 
 def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
+    with opened(path) as src:
+        return src.read(0, min(2, src.size)) == GZIP_MAGIC
 
 
 # Config and artifacts ---------------------------------------------------------------------------
@@ -312,7 +313,11 @@ def expand_gzip(path: Path, cache_dir: Path | None) -> Path:
     expand_cache.check_room(path, folder, need, MIN_FREE_BYTES)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=target.name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as dst, gzip.open(path, "rb") as src:
+        with (
+            os.fdopen(fd, "wb") as dst,
+            opened(path) as source,
+            gzip.GzipFile(fileobj=stream(source), mode="rb") as src,
+        ):
             _copy_capped(path, src, dst, limit, why, folder)
         os.replace(tmp, target)
     except EOFError:

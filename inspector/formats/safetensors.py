@@ -26,6 +26,7 @@ from ..errors import (
     HeaderError,
 )
 from ..model import ByteSource, Signature, Storage, TensorInfo, contiguous_strides
+from ..sources import Source, opened
 from . import Loaded, ReadOptions, check_names
 
 FORMAT = "safetensors"
@@ -40,6 +41,10 @@ def sniff(path: Path, head: bytes) -> bool:
     return path.is_file() and looks_like(path.name, head)
 
 
+def sniff_source(name: str, head: bytes) -> bool:
+    return looks_like(name, head)
+
+
 def looks_like(name: str, head: bytes) -> bool:
     """A safetensors file, by its suffix or its first bytes: a header length in range, then the
     `{` the format says the header begins with. One test for `open` and `scan` alike."""
@@ -51,7 +56,7 @@ def looks_like(name: str, head: bytes) -> bool:
     return 2 <= n <= MAX_HEADER_SIZE
 
 
-def read(path: Path, options: ReadOptions) -> Loaded:
+def read(path: Path | Source, options: ReadOptions) -> Loaded:
     tensors, metadata = read_tensors(path)
     meta: dict[str, Any] = {"safetensors_metadata": metadata}
     return Loaded(FORMAT, tensors, meta, root=())
@@ -63,10 +68,12 @@ def signature(path: Path) -> Signature:
     return Signature(h["names"], h["shapes"], h["dtypes"])
 
 
-def read_tensors(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+def read_tensors(path: Path | Source) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """The validated tensors of one file (flat, in file order) and its `__metadata__`."""
     h = read_header(path)
-    abspath, filename, start = os.path.abspath(path), Path(path).name, h["data_start"]
+    # Storages name their source: a local file by its absolute path, any other by its name.
+    abspath = os.path.abspath(path) if isinstance(path, (str, os.PathLike)) else path.name
+    filename, start = Path(abspath).name, h["data_start"]
     tensors = {
         name: _tensor_info(abspath, filename, name, dtype, shape, start + b, e - b)
         for name, shape, dtype, b, e in zip(
@@ -76,23 +83,25 @@ def read_tensors(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     return tensors, h["metadata"]
 
 
-def read_header(path: str | os.PathLike[str], *, offsets: bool = True) -> dict[str, Any]:
+def read_header(path: str | os.PathLike[str] | Source, *, offsets: bool = True) -> dict[str, Any]:
     """The header's columns, parsed and validated in the C++ core (csrc/st_header.cpp).
 
     Keys: names, shapes, dtypes (canonical names), begins/ends (offsets into the data section,
     when `offsets`), metadata, data_start. Tensors are in file order.
     """
-    label = os.fspath(path)
-    try:
-        header: dict[str, Any] = core.read_safetensors_header(
-            os.fsencode(label), _DTYPE_TABLE, offsets
-        )
-    except core.CoreError as e:
-        raise core_error(e, label, default=HeaderError) from None
-    with open(label, "rb") as f:
-        _check_opening(label, os.pread(f.fileno(), 1, 8))
-    check_names(header["names"], Path(label))
-    return header
+    with opened(path) as src:
+        return parse_header(src.name, _header_bytes(src), src.size, offsets=offsets)
+
+
+def _header_bytes(src: Source) -> bytes:
+    """The length field and the header, read in one go when the length is plausible; else the
+    first bytes alone, for the core to say what is wrong with them."""
+    first = src.read(0, min(8, src.size))
+    if len(first) == 8:
+        (n,) = struct.unpack("<Q", first)
+        if n <= MAX_HEADER_SIZE and 8 + n <= src.size:
+            return src.read(0, 8 + n)
+    return first
 
 
 def parse_header(

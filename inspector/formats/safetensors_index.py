@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import DuplicateKeyError, HeaderError, MissingRecordError, UnsupportedFormatError
 from ..model import Signature, TensorInfo
+from ..sources import opened
 from . import Loaded, ReadOptions
 from . import safetensors as single
 from .safetensors import MAX_HEADER_SIZE, parse_json_object, read_tensors
@@ -141,10 +142,13 @@ def _add_unlisted(
 def load_index(index: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """The index's weight_map (tensor -> shard file) and its `metadata` object."""
     label = os.fspath(index)
-    size = index.stat().st_size
-    if size > MAX_HEADER_SIZE:
-        raise HeaderError(label, f"index is {size} bytes, over the {MAX_HEADER_SIZE}-byte cap")
-    doc = parse_json_object(label, index.read_bytes(), "index")
+    with opened(index) as src:
+        if src.size > MAX_HEADER_SIZE:
+            raise HeaderError(
+                label, f"index is {src.size} bytes, over the {MAX_HEADER_SIZE}-byte cap"
+            )
+        text = src.read(0, src.size)
+    doc = parse_json_object(label, text, "index")
     weight_map = doc.get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise HeaderError(label, "must be an object of tensor name -> shard file", key="weight_map")

@@ -12,13 +12,13 @@ data beyond the archive, ends it with a problem instead of an exception.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ArchiveError, DuplicateKeyError, TruncatedFileError, UnsafeArchiveMemberError
+from ..sources import Source, name_of, opened, stream
 from .problems import Checks, Problem
 
 BLOCK = 512
@@ -69,11 +69,10 @@ def is_tar_head(head: bytes) -> bool:
     return head[257:262] == b"ustar"
 
 
-def read_members(path: Path) -> list[Member]:
+def read_members(path: Path | Source) -> list[Member]:
     """Every member of an uncompressed tar, checked; no data is read except extended headers."""
-    label = os.fspath(path)
-    with open(path, "rb") as f:
-        return list(_checked_members(f, label, os.fstat(f.fileno()).st_size, Checks()))
+    with opened(path) as src, stream(src) as f:
+        return list(_checked_members(f, src.name, src.size, Checks()))
 
 
 @dataclass(frozen=True)
@@ -104,18 +103,17 @@ def _checked_members(f: BinaryIO, label: str, file_size: int, checks: Checks) ->
         yield member
 
 
-def read_member(path: Path, member: Member, limit: int) -> bytes:
+def read_member(path: Path | Source, member: Member, limit: int) -> bytes:
     """The bytes of a (small) member, refused above `limit` bytes."""
+    label = name_of(path)
     if member.size > limit:
         raise ArchiveError(
-            path, f"member is {member.size} bytes, over the {limit}-byte cap", key=member.name
+            label, f"member is {member.size} bytes, over the {limit}-byte cap", key=member.name
         )
-    with open(path, "rb") as f:
-        f.seek(member.offset)
-        data = f.read(member.size)
-    if len(data) != member.size:
-        raise TruncatedFileError(path, "archive ends inside this member", key=member.name)
-    return data
+    with opened(path) as src:
+        if member.offset + member.size > src.size:
+            raise TruncatedFileError(label, "archive ends inside this member", key=member.name)
+        return src.read(member.offset, member.size)
 
 
 def _iter_members(f: BinaryIO, label: str, file_size: int, checks: Checks) -> Iterator[Member]:

@@ -15,7 +15,6 @@ by `torch_tar`, in place.
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Storage
+from ..sources import Source, opened, sliceable
 from . import Loaded, ReadOptions, tar_safe, torch_tar
 from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import GlobalRef, GlobalScan, Unpickler, scan_pickle
@@ -45,6 +45,10 @@ def sniff(path: Path, head: bytes) -> bool:
     return path.is_file() and (_is_legacy_tar(head) or _starts_with_magic(head, str(path)))
 
 
+def sniff_source(name: str, head: bytes) -> bool:
+    return _is_legacy_tar(head) or _starts_with_magic(head, name)
+
+
 def _starts_with_magic(head: bytes, where: str) -> bool:
     try:
         value, _ = Unpickler(head, path=where, builders={}).load_at(0)
@@ -57,24 +61,23 @@ def _is_legacy_tar(head: bytes) -> bool:
     return tar_safe.is_tar_head(head) and head[:100].rstrip(b"\0") in _TAR_MEMBERS
 
 
-def read(path: Path, options: ReadOptions) -> Loaded:
-    where = str(path)
-    with open(path, "rb") as f:
-        if _is_legacy_tar(f.read(512)):
-            return torch_tar.read(path, options, FORMAT)
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _Legacy(data, where, options).read()
+def read(path: Path | Source, options: ReadOptions) -> Loaded:
+    with opened(path) as src:
+        if _is_legacy_tar(src.read(0, min(512, src.size))):
+            return torch_tar.read(src, options, FORMAT)
+        # The stream is parsed where it lies (a map of a local file): pickles are searched and
+        # sliced, and the storages between them are stepped over, never read.
+        return _Legacy(sliceable(src), src.name, options).read()
 
 
-def scan(path: str | os.PathLike[str]) -> list[GlobalRef]:
+def scan(path: str | os.PathLike[str] | Source) -> list[GlobalRef]:
     """Every global the file's pickles would import; nothing is built. PickleError when a
     pickle is broken or missing (`ckpt scan` reports those as findings: `scan_stream`)."""
-    where = os.fspath(path)
-    with open(where, "rb") as f:
-        if _is_legacy_tar(f.read(512)):
-            return torch_tar.scan(Path(where))
-    with open(where, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        scans = scan_stream(data, path=where)
+    with opened(path) as src:
+        if _is_legacy_tar(src.read(0, min(512, src.size))):
+            return torch_tar.scan(src)
+        where = src.name
+        scans = scan_stream(sliceable(src), path=where)
     for found in scans:
         if found.error is not None:
             raise found.error

@@ -38,6 +38,7 @@ from ..errors import (
     UnsafePickleError,
 )
 from ..model import ByteSource, Storage, TensorInfo
+from ..sources import Slices, Source, name_of, opened
 from . import Loaded, ReadOptions
 from .tar_safe import Member, read_members
 from .torch_pickle import MAX_DIMS, check_root, storage_dtype, tensor_view
@@ -55,7 +56,7 @@ _WINDOWS = (1 << 10, 1 << 26)
 class _Cursor:
     """Reads one member front to back; nothing is read outside [member.offset, member end)."""
 
-    data: Any  # the whole tar file: anything that slices to bytes (_FileBytes, bytes)
+    data: Any  # the whole tar file: anything that slices to bytes (Slices, _FileBytes, bytes)
     member: Member
     where: str
     order: str  # struct byte-order prefix: "<" or ">"
@@ -152,11 +153,11 @@ class _TensorRecord:
     offset: int
 
 
-def read(path: Path, options: ReadOptions, format_name: str) -> Loaded:
-    where = str(path)
-    members = _members(path)
-    with open(path, "rb") as f:
-        data = _FileBytes(f)  # reads, not a map: records are small and far apart
+def read(path: Path | Source, options: ReadOptions, format_name: str) -> Loaded:
+    with opened(path) as src:
+        where = src.name
+        members = _members(src)
+        data = Slices(src)  # reads, not a map: records are small and far apart
         sys_info = Unpickler(
             _member_bytes(data, members["sys_info"]),
             path=where,
@@ -190,14 +191,14 @@ def read(path: Path, options: ReadOptions, format_name: str) -> Loaded:
     return Loaded(format_name, tree, metadata=meta, notes=notes)
 
 
-def scan(path: Path) -> list[GlobalRef]:
+def scan(path: Path | Source) -> list[GlobalRef]:
     """Every global the tar's pickles would import, record pickles included; nothing is built.
     The walk of a record member stops after a record that is not what torch writes."""
-    where = str(path)
-    members = _members(path)
     found: list[GlobalRef] = []
-    with open(path, "rb") as f:
-        data = _FileBytes(f)  # reads, not a map: records are small and far apart
+    with opened(path) as src:
+        where = src.name
+        members = _members(src)
+        data = Slices(src)  # reads, not a map: records are small and far apart
         info = members["sys_info"]
         m = Unpickler(_member_bytes(data, info), path=where, key="sys_info", builders={})
         order = "<" if _is_little(m.load_at(0)[0]) else ">"  # the records' byte order
@@ -258,11 +259,13 @@ class _FileBytes:
         return self.f.read(span.stop - span.start)
 
 
-def _members(path: Path) -> dict[str, Member]:
+def _members(path: Path | Source) -> dict[str, Member]:
     members = {m.key: m for m in read_members(path) if m.kind == "file"}
     for name in MEMBERS:
         if name not in members:
-            raise MissingRecordError(path, "torch tar checkpoint without this member", key=name)
+            raise MissingRecordError(
+                name_of(path), "torch tar checkpoint without this member", key=name
+            )
     return members
 
 

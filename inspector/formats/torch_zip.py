@@ -21,6 +21,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Storage
+from ..sources import Source, opened
 from . import Loaded, ReadOptions
 from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import Unpickler
@@ -35,12 +36,17 @@ def sniff(path: Path, head: bytes) -> bool:
     return path.is_file() and is_zip_head(head)
 
 
-def read(path: Path, options: ReadOptions) -> Loaded:
-    return read_zip_at(path, 0, os.path.getsize(path), options)
+def sniff_source(name: str, head: bytes) -> bool:
+    return is_zip_head(head)
+
+
+def read(path: Path | Source, options: ReadOptions) -> Loaded:
+    with opened(path) as src:
+        return read_zip_at(src, 0, src.size, options)
 
 
 def read_zip_at(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Source,
     offset: int,
     length: int,
     options: ReadOptions,
@@ -56,8 +62,20 @@ def read_zip_at(
     weights_only loader builds (False for any object torch.save'd inside another format: a DCP
     bytes item, which torch loads with weights_only=False).
     """
-    where = f"{os.fspath(path)}:{member}" if member else os.fspath(path)
-    directory = read_directory(path, offset, length, where=where)
+    with opened(path) as src:
+        return _read_zip(src, offset, length, options, member, checkpoint)
+
+
+def _read_zip(
+    src: Source,
+    offset: int,
+    length: int,
+    options: ReadOptions,
+    member: str | None,
+    checkpoint: bool,
+) -> Loaded:
+    where = f"{src.name}:{member}" if member else src.name
+    directory = read_directory(src, offset, length, where=where)
     root = _root_folder(directory)
     _check_small_records(directory, root)
     byteorder = _byteorder(directory, root)

@@ -15,7 +15,6 @@ member whose bytes lie inside the zip, duplicates included.
 from __future__ import annotations
 
 import itertools
-import mmap
 import os
 import struct
 import zlib
@@ -31,6 +30,7 @@ from ..errors import (
     OffsetError,
     TruncatedFileError,
 )
+from ..sources import Source, opened, sliceable
 from .problems import Checks, Problem
 
 STORED, DEFLATED = 0, 8
@@ -78,18 +78,26 @@ class ZipMember:
 @dataclass(frozen=True)
 class ZipDirectory:
     where: str  # the file (and inner member) named in messages
-    path: str
+    path: str  # the source's name (a local file's path)
     members: dict[str, ZipMember]
+    # The source members are read from, when one was given (its owner keeps it open while
+    # they are read); None: the local file at `path`, opened for each read.
+    source: Source | None = None
 
 
 def read_directory(
-    path: str | os.PathLike[str], base: int = 0, length: int | None = None, *, where: str = ""
+    path: str | os.PathLike[str] | Source,
+    base: int = 0,
+    length: int | None = None,
+    *,
+    where: str = "",
 ) -> ZipDirectory:
-    """Parse and validate the zip occupying [base, base + length) of `path`."""
-    path = os.fspath(path)
-    where = where or path
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
+    """Parse and validate the zip occupying [base, base + length) of `path` (a file or a
+    source)."""
+    given = None if isinstance(path, (str, os.PathLike)) else path
+    with opened(path) as src:
+        where = where or src.name
+        file_size = src.size
         if length is None:
             length = file_size - base
         if base < 0 or length < 0 or base + length > file_size:
@@ -98,18 +106,18 @@ def read_directory(
             )
         if file_size == 0:
             raise TruncatedFileError(where, "file is empty")
-        # Mapped, not read: only the pages holding headers are touched.
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            members = _Reader(mapped, where, base, length).members()
-    return ZipDirectory(where, path, members)
+        # Mapped where the source maps: only the pages holding headers are touched.
+        members = _Reader(sliceable(src), where, base, length).members()
+        return ZipDirectory(where, src.name, members, given)
 
 
 def read_member(directory: ZipDirectory, member: ZipMember, max_size: int) -> bytes:
     """A member's bytes (inflated when deflated), at most `max_size` of them."""
     _check_cap(directory.where, member, max_size)
-    with open(directory.path, "rb") as f:
-        f.seek(member.data_offset)
-        raw = f.read(member.compressed_size)
+    with opened(directory.source or directory.path) as src:
+        if member.data_end > src.size:
+            raise TruncatedFileError(directory.where, "member data ends early", key=member.name)
+        raw = src.read(member.data_offset, member.compressed_size)
     data = _decoded(directory.where, member, raw)
     check_crc(directory.where, member, data)
     return data

@@ -35,16 +35,6 @@ def sync(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return run
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> tuple[Path, Path]:
-    """A char-vocabulary source and a BPE target written by torch.save."""
-    src = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(28)), 1).items()}
-    tgt = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(256)), 2).items()}
-    torch.save({"epoch": 3, "state_dict": src}, tmp_path / "char.pt")
-    torch.save(tgt, tmp_path / "bpe.pt")
-    return tmp_path / "char.pt", tmp_path / "bpe.pt"
-
-
 def make_app(files: tuple[Path, Path], **kw: object) -> ReviewApp:
     return create_app([str(files[0])], str(files[1]), **kw)  # type: ignore[arg-type]
 

@@ -14,14 +14,6 @@ from inspector.tui.state import ReviewState, name_matches, parse_rule, rule_text
 from inspector.tui.treemodel import Row, TreeModel
 
 
-@pytest.fixture
-def state() -> ReviewState:
-    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
-    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256)), 2))
-    plan = propose(src, tgt)
-    return ReviewState(plan, {plan.sources[0].label: src}, tgt)
-
-
 def test_marks_and_evidence_follow_the_plan(state: ReviewState) -> None:
     marks = state.target_marks()
     assert marks["encoder.layers.0.conv.depthwise_conv.weight"] == "proposed"

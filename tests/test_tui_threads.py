@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from subproc import ckpt
 from tui_waits import previewed, settled, until
 
-import inspector
-from inspector.demo import RNNTConfig, random_state, rnnt_shapes
 from inspector.errors import PlanError
 from inspector.mapping.plan import Plan
-from inspector.mapping.propose import propose
 from inspector.tui.app import ReviewApp, create_app
 from inspector.tui.screens.quit import QuitScreen
 from inspector.tui.screens.rules import RuleEditor
@@ -29,15 +25,6 @@ from inspector.tui.state import ReviewState, RuleResult
 
 SIZE = (80, 24)
 KEEP_LAYER_3 = RuleResult("add", {"keep": "encoder.layers.3.*"})
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> tuple[Path, Path]:
-    src = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(28)), 1).items()}
-    tgt = {k: torch.from_numpy(v) for k, v in random_state(rnnt_shapes(RNNTConfig(256)), 2).items()}
-    torch.save({"epoch": 3, "state_dict": src}, tmp_path / "char.pt")
-    torch.save(tgt, tmp_path / "bpe.pt")
-    return tmp_path / "char.pt", tmp_path / "bpe.pt"
 
 
 def make_app(files: tuple[Path, Path], plan_path: Path) -> ReviewApp:
@@ -280,14 +267,6 @@ def test_save_and_save_then_quit_write_the_same_bytes_as_the_cli(
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "plain.plan.yaml").read_bytes() == (tmp_path / "cli.plan.yaml").read_bytes()
     assert saved != (tmp_path / "plain.plan.yaml").read_bytes()
-
-
-@pytest.fixture
-def state() -> ReviewState:
-    src = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1))
-    tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256)), 2))
-    plan = propose(src, tgt)
-    return ReviewState(plan, {plan.sources[0].label: src}, tgt)
 
 
 def test_an_edit_computed_on_a_snapshot_applies_as_if_made_here(state: ReviewState) -> None:

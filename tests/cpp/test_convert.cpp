@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "check.hpp"
 #include "compare.hpp"
 #include "convert.hpp"
 #include "copy.hpp"
@@ -16,14 +17,6 @@
 
 using namespace inspector::num;
 
-static int failures = 0;
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++failures;                                                     \
-        }                                                                   \
-    } while (0)
 
 template <class Codec>
 static void round_trip_all() {

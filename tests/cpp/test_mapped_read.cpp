@@ -12,19 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include "check.hpp"
 #include "mapped_read.hpp"
 
 namespace {
 
-int failures = 0;
-
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++failures;                                                                   \
-        }                                                                                 \
-    } while (0)
 
 constexpr std::size_t kSize = 1 << 20;
 

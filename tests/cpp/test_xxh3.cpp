@@ -15,20 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "check.hpp"
 #include "treehash.hpp"
 #include "xxh3.hpp"
 
 namespace {
 
-int failures = 0;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++failures;                                                          \
-        }                                                                        \
-    } while (0)
 
 using inspector::treehash::Digest;
 namespace th = inspector::treehash;

@@ -1,0 +1,173 @@
+"""Issue 12's speed: `ckpt ls` / `ls --json` / `hash` at 200k and 1M tensors, DCP at 8k tensors.
+
+    python bench/bench_scale.py [--sizes 200000,1000000] [--dcp 1000,4000,8000] [--repeat 3]
+
+Files are built once under /tmp/ckpt-bench (`BENCH_TMP`): `scale-N.safetensors` (written
+directly, no torch), `scale-N.pt` (torch.save, one storage per tensor) and `dcp-N/`
+(torch.distributed.checkpoint, single process) with the same tensors as `dcp-N.pt`. Names look
+like an optimizer-heavy or MoE model: `layers.{i}.experts.{j}.w{1,2,3}.weight` with 8 experts,
+so one node has N/24 numbered children (what made the tree fold quadratic).
+
+Contenders, each a whole process, interleaved round by round (the machine is shared), best of
+--repeat: `ckpt ls`, `ckpt ls --json`, `ckpt hash`, and what a user would run instead:
+`safetensors.safe_open` listing keys and shapes, `torch.load(mmap=True, weights_only=True)`.
+Goals (issue 12): 200k tensors <= 2 s and 1M <= 8 s for `ckpt ls`; DCP 8k tensors within 3x the
+same tensors in one `.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+from pathlib import Path
+
+from common import PY, TMP, Run, machine, measure, warm
+
+EXPERTS, PARTS = 8, ("w1.weight", "w2.weight", "w3.weight")
+SHAPE = (2, 2)  # float32, 16 bytes a tensor: the work is in the names, not the bytes
+
+
+def names(n: int) -> list[str]:
+    per_layer = EXPERTS * len(PARTS)
+    out = [
+        f"layers.{i}.experts.{j}.{p}"
+        for i in range(-(-n // per_layer))
+        for j in range(EXPERTS)
+        for p in PARTS
+    ]
+    return out[:n]
+
+
+def build_safetensors(n: int) -> Path:
+    path = TMP / f"scale-{n}.safetensors"
+    if path.exists():
+        return path
+    TMP.mkdir(parents=True, exist_ok=True)
+    size = 4 * SHAPE[0] * SHAPE[1]
+    header = {
+        name: {"dtype": "F32", "shape": list(SHAPE), "data_offsets": [i * size, (i + 1) * size]}
+        for i, name in enumerate(names(n))
+    }
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    tmp = path.with_suffix(".part")
+    with tmp.open("wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        f.write(bytes(size * n))
+    tmp.rename(path)
+    return path
+
+
+def _state_dict(n: int) -> dict[str, object]:
+    import torch
+
+    return {name: torch.zeros(SHAPE) for name in names(n)}
+
+
+def build_pt(n: int, stem: str = "scale") -> Path:
+    path = TMP / f"{stem}-{n}.pt"
+    if not path.exists():
+        import torch
+
+        TMP.mkdir(parents=True, exist_ok=True)
+        torch.save(_state_dict(n), path.with_suffix(".part"))
+        path.with_suffix(".part").rename(path)
+    return path
+
+
+def build_dcp(n: int) -> Path:
+    folder = TMP / f"dcp-{n}"
+    if not (folder / ".metadata").exists():
+        import warnings
+
+        import torch.distributed.checkpoint as dcp
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dcp.save(_state_dict(n), checkpoint_id=str(folder), no_dist=True)
+    return folder
+
+
+def interleaved(rows: list[tuple[str, list[str]]], repeat: int) -> list[Run]:
+    """Best of `repeat` rounds, each round running every contender once (shared machine)."""
+    best: dict[str, Run] = {}
+    for _ in range(repeat):
+        for label, argv in rows:
+            r = measure(label, argv, repeat=1)
+            if label not in best or r.wall_s < best[label].wall_s:
+                rss = max(r.peak_rss_mb, best.get(label, r).peak_rss_mb)
+                best[label] = Run(label, r.wall_s, rss)
+    return [best[label] for label, _ in rows]
+
+
+ST_LIST = (
+    "import sys; from safetensors import safe_open\n"
+    "with safe_open(sys.argv[1], 'np') as f:\n"
+    "    [print(k, f.get_slice(k).get_shape()) for k in f.keys()]"
+)
+TORCH_LIST = (
+    "import sys, torch; sd = torch.load(sys.argv[1], mmap=True, weights_only=True); "
+    "[print(k, tuple(v.shape), v.dtype) for k, v in sd.items()]"
+)
+
+
+def ls_rows(n: int) -> list[tuple[str, list[str]]]:
+    st, pt = build_safetensors(n), build_pt(n)
+    warm(st)
+    warm(pt)
+    ckpt = [PY, "-m", "inspector.cli"]
+    return [
+        (f"ckpt ls, {n} tensors .safetensors", [*ckpt, "ls", str(st)]),
+        (f"ckpt ls, {n} tensors .pt", [*ckpt, "ls", str(pt)]),
+        (f"ckpt ls --json, {n} .safetensors", [*ckpt, "ls", "--json", str(st)]),
+        (f"ckpt ls --json, {n} .pt", [*ckpt, "ls", "--json", str(pt)]),
+        (f"ckpt hash, {n} .safetensors", [*ckpt, "hash", str(st)]),
+        (f"ckpt hash, {n} .pt", [*ckpt, "hash", str(pt)]),
+        (f"safetensors safe_open + print, {n}", [PY, "-c", ST_LIST, str(st)]),
+        (f"torch.load(mmap=True) + print, {n}", [PY, "-c", TORCH_LIST, str(pt)]),
+    ]
+
+
+def dcp_rows(n: int) -> list[tuple[str, list[str]]]:
+    folder, pt = build_dcp(n), build_pt(n, "dcp")
+    warm(folder)
+    warm(pt)
+    ckpt = [PY, "-m", "inspector.cli", "ls"]
+    return [
+        (f"ckpt ls DCP folder, {n} tensors", [*ckpt, str(folder)]),
+        (f"ckpt ls same tensors in one .pt, {n}", [*ckpt, str(pt)]),
+    ]
+
+
+def table(runs: list[Run]) -> str:
+    out = ["| what | wall s | peak RSS MB |", "|---|---:|---:|"]
+    out += [f"| {r.label} | {r.wall_s:.3f} | {r.peak_rss_mb:.0f} |" for r in runs]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200000,1000000")
+    parser.add_argument("--dcp", default="1000,4000,8000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--build-only", action="store_true")
+    args = parser.parse_args()
+    rows: list[tuple[str, list[str]]] = []
+    for n in (int(s) for s in args.sizes.split(",") if s):
+        rows += ls_rows(n)
+    for n in (int(s) for s in args.dcp.split(",") if s):
+        rows += dcp_rows(n)
+    if args.build_only:
+        return 0
+    runs = interleaved(rows, args.repeat)
+    print(f"Issue 12 scale, whole process, {machine()}, warm cache, best of {args.repeat}:\n")
+    print(table(runs))
+    print(f"\ncommand: {sys.executable} bench/bench_scale.py {' '.join(sys.argv[1:])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,31 +114,46 @@ TORCH_LIST = (
 )
 
 
-def ls_rows(n: int) -> list[tuple[str, list[str]]]:
+def ckpt_argv(before: str | None) -> list[str]:
+    """`ckpt` as a whole process: this checkout, or (`--before DIR`) another one's package."""
+    run = [PY, "-c", "import sys; from inspector.cli import main; sys.exit(main())"]
+    return ["env", f"PYTHONPATH={before}", *run] if before else run
+
+
+def ls_rows(n: int, before: str | None, which: str) -> list[tuple[str, list[str]]]:
     st, pt = build_safetensors(n), build_pt(n)
     warm(st)
     warm(pt)
-    ckpt = [PY, "-m", "inspector.cli"]
+    ckpt = ckpt_argv(before)
+    tag = " (before)" if before else ""
+    rows = [
+        (f"ckpt ls, {n} tensors .safetensors{tag}", [*ckpt, "ls", str(st)]),
+        (f"ckpt ls, {n} tensors .pt{tag}", [*ckpt, "ls", str(pt)]),
+        (f"ckpt ls --json, {n} .safetensors{tag}", [*ckpt, "ls", "--json", str(st)]),
+        (f"ckpt ls --json, {n} .pt{tag}", [*ckpt, "ls", "--json", str(pt)]),
+        (f"ckpt hash, {n} .safetensors{tag}", [*ckpt, "hash", str(st)]),
+        (f"ckpt hash, {n} .pt{tag}", [*ckpt, "hash", str(pt)]),
+    ]
+    if which == "ls":
+        rows = rows[:2]
+    if before:
+        return rows
     return [
-        (f"ckpt ls, {n} tensors .safetensors", [*ckpt, "ls", str(st)]),
-        (f"ckpt ls, {n} tensors .pt", [*ckpt, "ls", str(pt)]),
-        (f"ckpt ls --json, {n} .safetensors", [*ckpt, "ls", "--json", str(st)]),
-        (f"ckpt ls --json, {n} .pt", [*ckpt, "ls", "--json", str(pt)]),
-        (f"ckpt hash, {n} .safetensors", [*ckpt, "hash", str(st)]),
-        (f"ckpt hash, {n} .pt", [*ckpt, "hash", str(pt)]),
+        *rows,
         (f"safetensors safe_open + print, {n}", [PY, "-c", ST_LIST, str(st)]),
         (f"torch.load(mmap=True) + print, {n}", [PY, "-c", TORCH_LIST, str(pt)]),
     ]
 
 
-def dcp_rows(n: int) -> list[tuple[str, list[str]]]:
+def dcp_rows(n: int, before: str | None) -> list[tuple[str, list[str]]]:
     folder, pt = build_dcp(n), build_pt(n, "dcp")
     warm(folder)
     warm(pt)
-    ckpt = [PY, "-m", "inspector.cli", "ls"]
+    ckpt = [*ckpt_argv(before), "ls"]
+    tag = " (before)" if before else ""
     return [
-        (f"ckpt ls DCP folder, {n} tensors", [*ckpt, str(folder)]),
-        (f"ckpt ls same tensors in one .pt, {n}", [*ckpt, str(pt)]),
+        (f"ckpt ls DCP folder, {n} tensors{tag}", [*ckpt, str(folder)]),
+        (f"ckpt ls same tensors in one .pt, {n}{tag}", [*ckpt, str(pt)]),
     ]
 
 
@@ -153,13 +168,19 @@ def main() -> int:
     parser.add_argument("--sizes", default="200000,1000000")
     parser.add_argument("--dcp", default="1000,4000,8000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("all", "ls"), default="all",
+                        help="ls: only `ckpt ls` rows (for the 1M runs)")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run `ckpt` from this checkout (its package on PYTHONPATH)")
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
     rows: list[tuple[str, list[str]]] = []
     for n in (int(s) for s in args.sizes.split(",") if s):
-        rows += ls_rows(n)
+        rows += ls_rows(n, None, args.only)
+        rows += ls_rows(n, args.before, args.only) if args.before else []
     for n in (int(s) for s in args.dcp.split(",") if s):
-        rows += dcp_rows(n)
+        rows += dcp_rows(n, None)
+        rows += dcp_rows(n, args.before) if args.before else []
     if args.build_only:
         return 0
     runs = interleaved(rows, args.repeat)

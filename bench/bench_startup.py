@@ -21,8 +21,8 @@ import struct
 import sys
 from pathlib import Path
 
-from bench_scale import ckpt_argv, interleaved
-from common import PY, TMP, Run, machine, warm
+from bench_scale import Run, ckpt_argv, interleaved
+from common import PY, TMP, machine, warm
 
 XXH_FILE = (
     "import mmap, sys, xxhash\n"
@@ -84,9 +84,11 @@ def rows(gb: float, before: str | None) -> list[tuple[str, list[str]]]:
 
 def table(runs: list[Run]) -> str:
     base = runs[0].wall_s
-    out = ["| what | wall ms | peak RSS MB | vs python -c pass |", "|---|---:|---:|---:|"]
+    out = ["| what | wall ms | CPU ms | peak RSS MB | wall vs python -c pass |"]
+    out += ["|---|---:|---:|---:|---:|"]
     out += [
-        f"| {r.label} | {r.wall_s * 1e3:.0f} | {r.peak_rss_mb:.0f} | {r.wall_s / base:.1f}x |"
+        f"| {r.label} | {r.wall_s * 1e3:.0f} | {r.cpu_s * 1e3:.0f} | {r.peak_rss_mb:.0f} "
+        f"| {r.wall_s / base:.1f}x |"
         for r in runs
     ]
     return "\n".join(out)

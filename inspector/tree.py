@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .bulk import paused_gc
+from .bulk import rare_gc
 from .model import TensorInfo
 
 _INDEX = re.compile(r"^\d+$")
@@ -102,7 +102,7 @@ def build_tree(tensors: Mapping[str, TensorInfo], *, fold: bool = True) -> Modul
     tensor's totals are computed once, and folding compares siblings by an interned signature
     number, not by walking their subtrees.
     """
-    with paused_gc():  # half a million nodes, none cyclic (see inspector/bulk.py)
+    with rare_gc():  # half a million nodes, none cyclic (see inspector/bulk.py)
         return _build_tree(tensors, fold)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .bulk import rare_gc
 from .containers import detect_root, dotted, iter_tensors, parse_root, subtree, training_state
 from .errors import CheckpointError, UnsupportedFormatError
 from .formats import Loaded, ReadOptions, check_names, pick
@@ -31,17 +30,16 @@ def open_checkpoint(
     source, root = split_root(source, root)
     if isinstance(source, Checkpoint):
         return source if root is None else with_root(source, root)
-    with rare_gc():  # a reader builds objects per tensor (see inspector/bulk.py)
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None)
-            loaded = _read_path(path, options)
-        else:
-            from .formats import memory  # in-memory objects need numpy (maybe torch): lazily
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None)
+        loaded = _read_path(path, options)
+    else:
+        from .formats import memory  # in-memory objects need numpy (and maybe torch): lazily
 
-            path = None
-            loaded = memory.read(source)
-        return _build(path, loaded, root)
+        path = None
+        loaded = memory.read(source)
+    return _build(path, loaded, root)
 
 
 ROOT_SEPARATOR = "::"

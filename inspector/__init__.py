@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from ._version import __version__
 from .errors import CheckpointError, PlanError, WriteError
-from .model import Checkpoint, Record, Storage, TensorInfo
-from .reader import open_checkpoint as open
 
-# Imported on first use, so that `import inspector` (and `ckpt ls`) stays light. No submodule
-# shares a name with a function here: importing `inspector.X` binds the module as attribute X of
-# the package, which would shadow the function from then on.
+TYPE_CHECKING = False  # not typing's: `ckpt --version` does not import typing
+if TYPE_CHECKING:
+    from .model import Checkpoint, Record, Storage, TensorInfo  # noqa: F401 (in _LAZY)
+    from .reader import open_checkpoint as open  # noqa: F401 (in _LAZY)
+
+# Imported on first use, so that `import inspector` (and `ckpt --version`, `ckpt ls`) stays
+# light. No submodule shares a name with a function here: importing `inspector.X` binds the
+# module as attribute X of the package, which would shadow the function from then on.
 _LAZY = {
+    "open": ("reader", "open_checkpoint"),
+    "Checkpoint": ("model", "Checkpoint"),
+    "Record": ("model", "Record"),
+    "Storage": ("model", "Storage"),
+    "TensorInfo": ("model", "TensorInfo"),
     "diff": ("diffing", "diff"),
     "hash_tensors": ("hashing", "hash_tensors"),
     "checkpoint_digest": ("hashing", "checkpoint_digest"),
@@ -40,14 +48,9 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "Checkpoint",
     "CheckpointError",
     "PlanError",
-    "Record",
-    "Storage",
-    "TensorInfo",
     "WriteError",
     "__version__",
-    "open",
     *_LAZY,
 ]

@@ -8,9 +8,10 @@ tensor).
 
 from __future__ import annotations
 
+import numbers
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
@@ -121,9 +122,13 @@ class Record:
     state: Any = None
 
     def __hash__(self) -> int:
-        # Records can be dict keys (DCP's MetadataIndex); their state may hold dicts, so hash
-        # by class only, which agrees with field equality.
-        return hash((self.cls, self.kind))
+        """Agrees with `__eq__` and is bounded: records are dict keys (DCP's `MetadataIndex`,
+        8k of one class), so the hash must see their fields, yet a field may point back at the
+        record (OmegaConf's `_parent`). `_bounded_hash` looks `HASH_DEPTH` levels deep at no
+        more than `HASH_BUDGET` values, and at a nested record only at its class and kind."""
+        budget = [HASH_BUDGET]
+        return hash((self.cls, self.kind, _bounded_hash(self.args, HASH_DEPTH, budget),
+                     _bounded_hash(self.state, HASH_DEPTH, budget)))
 
     def __eq__(self, other: object) -> bool:
         """Field equality that terminates on records pointing back at themselves (OmegaConf's
@@ -153,6 +158,48 @@ class Record:
         return f"<{self.cls}>"
 
 
+HASH_DEPTH = 4  # container levels of a record's fields that its hash looks into
+HASH_BUDGET = 64  # values its hash looks at, all levels together
+
+
+def _bounded_hash(value: Any, depth: int, budget: list[int]) -> int:
+    """A hash of `value` that agrees with `==` and visits at most `budget[0]` values.
+
+    Equal values hash alike because each part hashed is one that equality compares: a nested
+    record's class and kind, a sequence's length and leading items, a dict's length and (when
+    the budget covers all of it) its items summed, so that insertion order does not count.
+    Numbers and strings hash as Python hashes them (1 == 1.0 == True hash alike); any other
+    type counts as 0, which cannot disagree with equality.
+    """
+    budget[0] -= 1
+    if isinstance(value, Record):
+        return hash((value.cls, value.kind))
+    if value is None or isinstance(value, (str, bytes, numbers.Number)):
+        try:
+            return hash(value)
+        except TypeError:
+            return 0
+    if isinstance(value, (tuple, list)):
+        h = hash((isinstance(value, tuple), len(value)))
+        for item in value:
+            if depth <= 0 or budget[0] <= 0:
+                break
+            h = hash((h, _bounded_hash(item, depth - 1, budget)))
+        return h
+    if isinstance(value, dict):
+        if depth <= 0 or 2 * len(value) > budget[0]:
+            return hash(("dict", len(value)))
+        share = budget[0] // len(value) if value else 0  # per item, so that order cannot count
+        budget[0] -= share * len(value)
+        total = len(value)
+        for k, v in value.items():
+            mine = [share]
+            total += hash((_bounded_hash(k, depth - 1, mine), _bounded_hash(v, depth - 1, mine)))
+        return hash(("dict", total & _MASK))
+    return 0
+
+
+_MASK = (1 << 64) - 1
 _LOCAL = threading.local()
 
 
@@ -216,6 +263,16 @@ class Checkpoint(Mapping[str, TensorInfo]):
 
     def __len__(self) -> int:
         return len(self.tensors)
+
+    # The dict's own views: Mapping's would look every name up again (a million tensors).
+    def keys(self) -> KeysView[str]:
+        return self.tensors.keys()
+
+    def values(self) -> ValuesView[TensorInfo]:
+        return self.tensors.values()
+
+    def items(self) -> ItemsView[str, TensorInfo]:
+        return self.tensors.items()
 
     def __hash__(self) -> int:  # identity: checkpoints are handles, not values
         return id(self)

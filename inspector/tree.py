@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .bulk import rare_gc
 from .model import TensorInfo
 
 _INDEX = re.compile(r"^\d+$")
@@ -68,7 +69,7 @@ def _fold_group(members: list[list[str]]) -> list[str]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleNode:
     """A module (dotted prefix) with totals over the tensors below it."""
 
@@ -81,6 +82,7 @@ class ModuleNode:
     children: dict[str, ModuleNode] = field(default_factory=dict)
     tensor: TensorInfo | None = None  # set on leaves
     repeat: int = 1  # >1 when this node stands for folded identical siblings
+    signature: int = field(default=-1, repr=False, compare=False)  # set by folding
 
     def add(self, t: TensorInfo) -> None:
         self.tensors += 1
@@ -94,56 +96,87 @@ class ModuleNode:
 
 
 def build_tree(tensors: Mapping[str, TensorInfo], *, fold: bool = True) -> ModuleNode:
-    """The module tree of `tensors`; with `fold`, identical numbered siblings are folded."""
+    """The module tree of `tensors`; with `fold`, identical numbered siblings are folded.
+
+    Linear in the number of tensors times their depth (a million tensors is routine): each
+    tensor's totals are computed once, and folding compares siblings by an interned signature
+    number, not by walking their subtrees.
+    """
+    with rare_gc():  # half a million nodes, none cyclic (see inspector/bulk.py)
+        return _build_tree(tensors, fold)
+
+
+def _build_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode:
     root = ModuleNode(name="", path="")
     for name, t in tensors.items():
-        root.add(t)
+        numel, nbytes, dtype = t.numel, t.nbytes, t.dtype
         node = root
-        parts = name.split(".")
-        for depth, part in enumerate(parts):
-            child = node.children.get(part)
-            if child is None:
-                child = ModuleNode(name=part, path=".".join(parts[: depth + 1]))
-                node.children[part] = child
-            child.add(t)
-            node = child
+        for part in [None, *name.split(".")]:  # None: the root's own totals
+            if part is not None:
+                child = node.children.get(part)
+                if child is None:
+                    path = f"{node.path}.{part}" if node is not root else part
+                    child = node.children[part] = ModuleNode(name=part, path=path)
+                node = child
+            node.tensors += 1
+            node.params += numel
+            node.nbytes += nbytes
+            counts = node.dtypes
+            counts[dtype] = counts.get(dtype, 0) + 1
         node.tensor = t
     if fold:
-        _fold_tree(root)
+        _fold_tree(root, {})
     return root
 
 
-def _signature(node: ModuleNode) -> tuple[object, ...]:
-    """What must agree for siblings to fold: names, shapes and dtypes of everything below."""
+Signatures = dict[tuple[object, ...], int]
+
+
+def _signature(node: ModuleNode, table: Signatures) -> int:
+    """What must agree for siblings to fold (names, shapes and dtypes of everything below), as
+    a number: equal numbers mean equal subtrees. Children are already folded and numbered."""
     own = (node.tensor.dtype, node.tensor.shape) if node.tensor is not None else None
-    return (own, tuple((k, _signature(c)) for k, c in node.children.items()))
+    key = (own, tuple([(k, c.signature) for k, c in node.children.items()]))
+    return table.setdefault(key, len(table))
 
 
-def _fold_tree(node: ModuleNode) -> None:
-    for child in node.children.values():
-        _fold_tree(child)
-    numbered = [k for k in node.children if _INDEX.match(k)]
-    if len(numbered) < 2:
-        return
+def _fold_tree(node: ModuleNode, table: Signatures) -> None:
+    """Fold runs of numbered siblings with equal signatures, bottom-up; sets `signature`."""
+    children = node.children
+    if children:
+        for child in children.values():
+            _fold_tree(child, table)
+        if len(children) >= 2 and sum(1 for k in children if _is_index(k)) >= 2:
+            _fold_children(node, table)
+    node.signature = _signature(node, table)
+
+
+def _is_index(part: str) -> bool:
+    return (part.isdecimal() and part.isascii()) or _INDEX.match(part) is not None
+
+
+def _fold_children(node: ModuleNode, table: Signatures) -> None:
     folded: dict[str, ModuleNode] = {}
     run: list[str] = []
-    for key in node.children:
-        if key in numbered:
-            if run and _signature(node.children[run[-1]]) != _signature(node.children[key]):
-                _emit_run(node, run, folded)
+    for key, child in node.children.items():
+        if _is_index(key):
+            if run and node.children[run[-1]].signature != child.signature:
+                _emit_run(node, run, folded, table)
                 run = []
             run.append(key)
         else:
             if run:
-                _emit_run(node, run, folded)
+                _emit_run(node, run, folded, table)
                 run = []
-            folded[key] = node.children[key]
+            folded[key] = child
     if run:
-        _emit_run(node, run, folded)
+        _emit_run(node, run, folded, table)
     node.children = folded
 
 
-def _emit_run(parent: ModuleNode, run: list[str], out: dict[str, ModuleNode]) -> None:
+def _emit_run(
+    parent: ModuleNode, run: list[str], out: dict[str, ModuleNode], table: Signatures
+) -> None:
     if len(run) == 1:
         out[run[0]] = parent.children[run[0]]
         return
@@ -158,6 +191,7 @@ def _emit_run(parent: ModuleNode, run: list[str], out: dict[str, ModuleNode]) ->
         merged.nbytes += c.nbytes
         for d, n in c.dtypes.items():
             merged.dtypes[d] = merged.dtypes.get(d, 0) + n
+    merged.signature = _signature(merged, table)
     out[label] = merged
 
 

@@ -9,6 +9,7 @@ by their class in `EXIT_CODES`, never by their message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import os
@@ -16,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import (
     CheckpointError,
     PartialTransferError,
@@ -23,7 +25,6 @@ from ..errors import (
     PlanError,
     WriteError,
 )
-from ..formats.expand_cache import CACHE_DIR_ENV, using_cache_dir
 
 # subcommand -> (module under inspector.cli, one-line help)
 SUBCOMMANDS = {
@@ -61,17 +62,21 @@ def exit_code_for(error: BaseException) -> int | None:
     return None
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The `ckpt` parser. Only `command`'s module is imported (all of them when None), so that
-    `ckpt ls` does not pay for the mapping and writer modules."""
+def build_parser(command: str | None = None, *, every: bool = False) -> argparse.ArgumentParser:
+    """The `ckpt` parser. Only `command`'s module is imported (every one with `every`), so that
+    `ckpt ls` does not pay for the mapping and writer modules, and `ckpt --help` and
+    `ckpt --version` for none of them."""
     parser = argparse.ArgumentParser(
         prog="ckpt",
         description="Inspect, hash, diff and migrate checkpoints without running pickle code.",
     )
+    parser.add_argument("--version", action="version", version=f"ckpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if command is None or name == command:
+        if every or name == command:
+            from ..formats.expand_cache import CACHE_DIR_ENV
+
             mod = importlib.import_module(f"{__name__}.{module}")
             mod.add_arguments(p)
             p.add_argument(
@@ -88,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        with using_cache_dir(args.cache_dir):
+        with _cache_dir(args.cache_dir):
             code: int = args._run(args)
         sys.stdout.flush()  # a reader that left early shows here when the output was short
     except BrokenPipeError:  # before OSError: a closed pipe is not an input error
@@ -104,6 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
         return mapped
     return code
+
+
+def _cache_dir(folder: str | None) -> contextlib.AbstractContextManager[None]:
+    """`--cache-dir` for the command's run (the expansion module only when it is given)."""
+    if folder is None:
+        return contextlib.nullcontext()
+    from ..formats.expand_cache import using_cache_dir
+
+    return using_cache_dir(folder)
 
 
 def _detach_stdout() -> None:

@@ -14,6 +14,8 @@ opening or mapping files themselves.
 `read` returns the container tree with `TensorInfo` leaves (their `name` may be empty: `open()`
 names them after choosing the weights root) and never reads tensor data. Readers know nothing of
 the CLI or the TUI. Order matters in `READERS`: the first whose `sniff` says yes reads the file.
+`READERS` also says, as data, what each reader's sniff needs (`Claim`), so that opening a path
+imports only the reader it needs (`ckpt ls x.safetensors` does not import the pickle machine).
 """
 
 from __future__ import annotations
@@ -44,29 +46,68 @@ class Loaded:
     root: TreePath | None = None  # the reader knows where the weights are (else: detected)
 
 
-# Module names under inspector.formats, most specific first.
-READERS = (
-    "nemo",
-    "nemo_folder",
-    "dcp",
-    "hf_folder",
-    "safetensors_index",
-    "safetensors",
-    "torch_zip",
-    "torch_legacy",
+@dataclass(frozen=True)
+class Claim:
+    """What a reader's `sniff` needs before it can say yes, known without importing the reader:
+    a folder, or a file whose name ends with one of `suffixes` or whose first bytes hold one of
+    `magic` (offset, bytes); a file reader with neither takes any file. A necessary condition,
+    never a sufficient one: the reader's own `sniff` decides (tests check that no sniff says yes
+    where its claim says no). This keeps start-up to the one reader a path needs."""
+
+    module: str  # under inspector.formats
+    folders: bool = False
+    files: bool = False
+    suffixes: tuple[str, ...] = ()
+    magic: tuple[tuple[int, bytes], ...] = ()
+
+    def may_read(self, is_dir: bool, name: str, head: bytes) -> bool:
+        if is_dir:
+            return self.folders
+        if not self.files:
+            return False
+        if not (self.suffixes or self.magic):
+            return True
+        return name.endswith(self.suffixes) or any(
+            head[at : at + len(b)] == b for at, b in self.magic
+        )
+
+
+_TAR = (257, b"ustar")  # tar_safe.is_tar_head
+
+# The readers, most specific first: the first whose `sniff` says yes reads the path.
+READERS: tuple[Claim, ...] = (
+    Claim("nemo", files=True, suffixes=(".nemo",), magic=(_TAR,)),
+    Claim("nemo_folder", folders=True),
+    Claim("dcp", folders=True),
+    Claim("hf_folder", folders=True),
+    Claim("safetensors_index", folders=True, files=True, suffixes=(".safetensors.index.json",)),
+    Claim("safetensors", files=True, suffixes=(".safetensors",), magic=((8, b"{"),)),
+    Claim("torch_zip", files=True, magic=((0, b"PK\x03\x04"),)),  # zipfile_safe.is_zip_head
+    Claim("torch_legacy", files=True),  # a legacy tar or a pickle: its sniff runs the VM
 )
 
 
+def reader_module(claim: Claim) -> ModuleType:
+    """The reader module of `claim`. Every reader ships with the package: an ImportError here
+    is a bug, and it propagates."""
+    return importlib.import_module(f"{__name__}.{claim.module}")
+
+
 def reader_modules() -> list[ModuleType]:
-    """The reader modules that exist in this build (a missing one is simply not offered)."""
-    mods = []
-    for name in READERS:
-        try:
-            mods.append(importlib.import_module(f"{__name__}.{name}"))
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-    return mods
+    """Every reader module, in `READERS` order (all imported: for tools that need them all)."""
+    return [reader_module(c) for c in READERS]
+
+
+def pick(path: Path, head: bytes) -> ModuleType | None:
+    """The first reader whose claim and sniff take `path` (`head`: a file's first 512 bytes);
+    only readers whose claim fits are imported."""
+    is_dir = path.is_dir()
+    for claim in READERS:
+        if claim.may_read(is_dir, path.name, head):
+            mod = reader_module(claim)
+            if mod.sniff(path, head):
+                return mod
+    return None
 
 
 def check_names(names: Iterable[str], path: Path | None) -> None:

@@ -13,6 +13,7 @@ json.loads alone takes. It is checked against a pure-Python parser kept in the t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -166,4 +167,7 @@ def _tensor_info(
 ) -> TensorInfo:
     storage = Storage(f"{filename}:{name}", dtype, n, ByteSource(abspath, at, n))
     # Named already: the tree is flat, so open() keeps the name (and skips a copy per tensor).
-    return TensorInfo(name, dtype, shape, contiguous_strides(shape), 0, storage)
+    return TensorInfo(name, dtype, shape, _strides(shape), 0, storage)
+
+
+_strides = functools.lru_cache(maxsize=1024)(contiguous_strides)  # shapes repeat per layer

@@ -1,0 +1,150 @@
+"""The linear tree fold (issue 12) folds exactly as the former quadratic one did.
+
+The oracle below is the former implementation (membership in a list, signatures rebuilt as nested
+tuples at every level), kept here as the reference: `ckpt ls` output must not change.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inspector.model import ByteSource, Storage, TensorInfo, contiguous_strides
+from inspector.tree import ModuleNode, build_tree, format_ranges
+
+_INDEX = re.compile(r"^\d+$")
+
+
+def _reference(tensors: dict[str, TensorInfo]) -> ModuleNode:
+    root = ModuleNode(name="", path="")
+    for name, t in tensors.items():
+        root.add(t)
+        node = root
+        parts = name.split(".")
+        for depth, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                child = ModuleNode(name=part, path=".".join(parts[: depth + 1]))
+                node.children[part] = child
+            child.add(t)
+            node = child
+        node.tensor = t
+    _ref_fold(root)
+    return root
+
+
+def _ref_sig(node: ModuleNode) -> tuple[object, ...]:
+    own = (node.tensor.dtype, node.tensor.shape) if node.tensor is not None else None
+    return (own, tuple((k, _ref_sig(c)) for k, c in node.children.items()))
+
+
+def _ref_fold(node: ModuleNode) -> None:
+    for child in node.children.values():
+        _ref_fold(child)
+    numbered = [k for k in node.children if _INDEX.match(k)]
+    if len(numbered) < 2:
+        return
+    folded: dict[str, ModuleNode] = {}
+    run: list[str] = []
+    for key in node.children:
+        if key in numbered:
+            if run and _ref_sig(node.children[run[-1]]) != _ref_sig(node.children[key]):
+                _ref_emit(node, run, folded)
+                run = []
+            run.append(key)
+        else:
+            if run:
+                _ref_emit(node, run, folded)
+                run = []
+            folded[key] = node.children[key]
+    if run:
+        _ref_emit(node, run, folded)
+    node.children = folded
+
+
+def _ref_emit(parent: ModuleNode, run: list[str], out: dict[str, ModuleNode]) -> None:
+    if len(run) == 1:
+        out[run[0]] = parent.children[run[0]]
+        return
+    first = parent.children[run[0]]
+    label = "{" + format_ranges(int(k) for k in run) + "}"
+    merged = ModuleNode(name=label, path=first.path, children=first.children, repeat=len(run))
+    merged.tensor = first.tensor
+    for k in run:
+        c = parent.children[k]
+        merged.tensors += c.tensors
+        merged.params += c.params
+        merged.nbytes += c.nbytes
+        for d, n in c.dtypes.items():
+            merged.dtypes[d] = merged.dtypes.get(d, 0) + n
+    out[label] = merged
+
+
+def _rows(node: ModuleNode, depth: int = 0) -> list[Any]:
+    """Everything `ckpt ls` can show of a tree, dtype order included."""
+    out = []
+    for key, c in node.children.items():
+        shape = c.tensor.shape if c.tensor is not None else None
+        out.append((depth, key, c.name, c.path, c.tensors, c.params, c.nbytes,
+                    list(c.dtypes.items()), c.repeat, shape))
+        out += _rows(c, depth + 1)
+    return out
+
+
+def _tensor(name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
+    size = 4 * max(1, len(shape))
+    storage = Storage(name, dtype, size, ByteSource("f", 0, size))
+    return TensorInfo(name, dtype, shape, contiguous_strides(shape), 0, storage)
+
+
+_PART = st.one_of(st.sampled_from(["a", "b", "w", "weight", "bias", "007", "1\n"]),
+                  st.integers(0, 12).map(str))
+_NAMES = st.lists(st.lists(_PART, min_size=1, max_size=4).map(".".join), max_size=40,
+                  unique=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=_NAMES, data=st.data())
+def test_fold_matches_the_former_implementation(names: list[str], data: st.DataObject) -> None:
+    tensors = {
+        n: _tensor(n, data.draw(st.sampled_from(["float32", "bfloat16", "int64"])),
+                   data.draw(st.sampled_from([(2,), (2, 3), (3,)])))
+        for n in names
+    }
+    assert _rows(build_tree(tensors)) == _rows(_reference(tensors))
+    assert _rows(build_tree(tensors, fold=False)) == _rows(_reference_unfolded(tensors))
+
+
+def _reference_unfolded(tensors: dict[str, TensorInfo]) -> ModuleNode:
+    root = ModuleNode(name="", path="")
+    for name, t in tensors.items():
+        root.add(t)
+        node = root
+        parts = name.split(".")
+        for depth, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                child = ModuleNode(name=part, path=".".join(parts[: depth + 1]))
+                node.children[part] = child
+            child.add(t)
+            node = child
+        node.tensor = t
+    return root
+
+
+def test_fifty_thousand_numbered_siblings_fold_to_runs() -> None:
+    """The case that was quadratic: one node with tens of thousands of numbered children,
+    with one odd layer in the middle that breaks the run."""
+    tensors = {}
+    for i in range(50_000):
+        shape = (3,) if i == 20_000 else (2,)
+        for part in ("w1", "w2"):
+            name = f"state.{i}.{part}"
+            tensors[name] = _tensor(name, "float32", shape)
+    (state,) = build_tree(tensors).children.values()
+    assert list(state.children) == ["{0..19999}", "20000", "{20001..49999}"]
+    assert [c.repeat for c in state.children.values()] == [20_000, 1, 29_999]
+    assert state.tensors == 100_000

@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import (
     CheckpointError,
     PartialTransferError,

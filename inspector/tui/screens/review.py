@@ -37,6 +37,11 @@ from ..widgets.summary import Names, SummaryBar, summary_text
 class ReviewScreen(Screen[None]):
     """Two key trees, the decisions, the details; keys for every action (see `?`)."""
 
+    # The target tree has the focus from the start. Textual's default focuses the first focusable
+    # widget (the source tree) when the screen is shown, which, under load, could come after
+    # on_loaded had focused the target tree (a snapshot then showed the source tree's legend).
+    AUTO_FOCUS = "#target-tree"
+
     BINDINGS = [
         Binding("question_mark", "help", "Help"),
         Binding("slash", "search", "Search"),

@@ -26,7 +26,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import Record, TensorInfo
-from ..sources import opened
+from ..sources import LocalFile, Source, opened
 from . import Loaded, ReadOptions
 
 FORMAT = "dcp"
@@ -75,10 +75,13 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
     reader = _ChunkReader(label, files, options)
     flat: dict[str, Any] = {}
     sharded: dict[str, Any] = {}
-    for fqn, entry in entries.items():
-        flat[fqn] = _value(label, fqn, entry, where, reader)
-        if isinstance(flat[fqn], Record) and flat[fqn].cls == SHARDED_RECORD:
-            sharded[fqn] = flat[fqn].state
+    try:
+        for fqn, entry in entries.items():
+            flat[fqn] = _value(label, fqn, entry, where, reader)
+            if isinstance(flat[fqn], Record) and flat[fqn].cls == SHARDED_RECORD:
+                sharded[fqn] = flat[fqn].state
+    finally:
+        reader.close()
     tree, nested = _nest(flat, _field(label, meta, "planner_data", None))
     notes = reader.notes
     if sharded:
@@ -242,6 +245,18 @@ class _ChunkReader:
         self.files = files
         self.options = options
         self.notes: list[str] = []
+        self._sources: dict[Path, Source] = {}  # each file opened once for all its chunks
+
+    def close(self) -> None:
+        for src in self._sources.values():
+            src.close()
+        self._sources.clear()
+
+    def _source(self, rng: FileRange) -> Source:
+        src = self._sources.get(rng.path)
+        if src is None:
+            src = self._sources[rng.path] = LocalFile(rng.path)
+        return src
 
     def tensor(self, fqn: str, chunk: _Chunk, dtype: str) -> TensorInfo:
         loaded = self._zip(fqn, (chunk.file, chunk.offset, chunk.length))
@@ -262,8 +277,7 @@ class _ChunkReader:
 
     def object(self, fqn: str, where: tuple[str, int, int]) -> Any:
         rng = self._range(fqn, where)
-        with opened(rng.path) as src:
-            magic = src.read(rng.offset + where[1], min(len(ZIP_MAGIC), where[2]))
+        magic = self._source(rng).read(rng.offset + where[1], min(len(ZIP_MAGIC), where[2]))
         if magic == ZIP_MAGIC:
             return self._zip(fqn, where).tree
         # Objects are stored as torch.save zips, but a BytesIO in the state dict is stored raw.
@@ -292,7 +306,7 @@ class _ChunkReader:
         rng = self._range(fqn, where)
         file, start, length = where
         loaded: Loaded = torch_zip.read_zip_at(
-            rng.path,
+            self._source(rng),
             rng.offset + start,
             length,
             self.options,

@@ -18,7 +18,7 @@ import codecs
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import CheckpointError, PickleError, UnsafePickleError
 from ..model import Record
@@ -63,6 +63,12 @@ _MARK = object()  # sentinel in `items` of a Record built by SETITEMS/APPENDS
 class Unpickler:
     """One run of the machine over `data`. `unsupported` lists the callables it refused."""
 
+    _handlers: ClassVar[dict[int, Callable[[Unpickler], bool | None]]]  # see _handler_table
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = _handler_table(cls)
+
     def __init__(
         self,
         data: bytes | bytearray | memoryview | Any,
@@ -83,7 +89,6 @@ class Unpickler:
         self.builders = default_builders() if builders is None else builders
         self.unsupported: list[str] = []
         self.globals: list[GlobalRef] = []
-        self._ops = {code: getattr(self, name) for code, name in _OPCODES.items()}
 
     # Entry points --------------------------------------------------------------------------------
     def load_at(self, pos: int = 0) -> tuple[Any, int]:
@@ -98,7 +103,7 @@ class Unpickler:
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
         self.proto = 0
-        ops, data = self._ops, self.data
+        ops, data = self._handlers, self.data
         try:
             while True:
                 if self.pos >= self.end:
@@ -109,7 +114,7 @@ class Unpickler:
                 handler = ops.get(code)
                 if handler is None:
                     raise self.error(f"unknown opcode 0x{code:02x}")
-                if handler():
+                if handler(self):
                     return self.stack.pop() if self.stack else None, self.pos
         except CheckpointError:
             raise
@@ -729,7 +734,16 @@ _OPCODE_TABLE = [
     (b"\x97", "NEXT_BUFFER", "op_next_buffer"),
     (b"\x98", "READONLY_BUFFER", "op_readonly_buffer"),
 ]
-_OPCODES = {code[0]: method for code, _, method in _OPCODE_TABLE}
+
+
+def _handler_table(cls: type[Unpickler]) -> dict[int, Callable[[Unpickler], bool | None]]:
+    """The handlers of `cls` by opcode: one table per class, shared by its machines (a table of
+    bound methods per machine made each machine a reference cycle, freed only by the cycle
+    collector, and cost a dict per pickle)."""
+    return {code[0]: getattr(cls, method) for code, _, method in _OPCODE_TABLE}
+
+
+Unpickler._handlers = _handler_table(Unpickler)
 _OPNAMES = {code[0]: name for code, name, _ in _OPCODE_TABLE}
 
 # Builders that NEWOBJ may use (classes whose __new__ makes plain data); all others give records.

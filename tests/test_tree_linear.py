@@ -19,19 +19,7 @@ _INDEX = re.compile(r"^\d+$")
 
 
 def _reference(tensors: dict[str, TensorInfo]) -> ModuleNode:
-    root = ModuleNode(name="", path="")
-    for name, t in tensors.items():
-        root.add(t)
-        node = root
-        parts = name.split(".")
-        for depth, part in enumerate(parts):
-            child = node.children.get(part)
-            if child is None:
-                child = ModuleNode(name=part, path=".".join(parts[: depth + 1]))
-                node.children[part] = child
-            child.add(t)
-            node = child
-        node.tensor = t
+    root = _reference_unfolded(tensors)
     _ref_fold(root)
     return root
 

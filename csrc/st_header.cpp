@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <fstream>
-#include <memory>
 #include <numeric>
 #include <optional>
 
@@ -778,25 +776,6 @@ Header parse_header(std::string_view file, std::uint64_t file_size, const std::v
     sort_by_offsets(h);
     check_layout(h, file_size - h.data_start, dtypes);
     return h;
-}
-
-Header read_header(const std::string& path, const std::vector<DtypeSpec>& dtypes) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail(Fault::io, "cannot open the file");
-    f.seekg(0, std::ios::end);
-    const std::streamoff size = f.tellg();
-    f.seekg(0, std::ios::beg);
-    if (size < 0 || !f) fail(Fault::io, "cannot read the file's size");
-    const auto file_size = static_cast<std::uint64_t>(size);
-    char first[8] = {};
-    f.read(first, static_cast<std::streamsize>(std::min<std::uint64_t>(8, file_size)));
-    const std::uint64_t n = header_length(std::string_view(first, std::min<std::uint64_t>(8, file_size)), file_size);
-    const auto total = static_cast<std::size_t>(8 + n);
-    const std::unique_ptr<char[]> buf(new char[total]);  // not zero-filled: read() fills it
-    std::memcpy(buf.get(), first, 8);
-    f.read(buf.get() + 8, static_cast<std::streamsize>(n));
-    if (static_cast<std::uint64_t>(f.gcount()) != n) fail(Fault::io, "the header could not be read in full");
-    return parse_header(std::string_view(buf.get(), total), file_size, dtypes);
 }
 
 }  // namespace inspector::st

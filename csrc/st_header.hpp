@@ -70,7 +70,4 @@ struct Header {
 // is not needed); `file_size` is the size of the whole file. Throws HeaderFault.
 Header parse_header(std::string_view file, std::uint64_t file_size, const std::vector<DtypeSpec>& dtypes);
 
-// Reads the length and header of `path` (nothing of the data) and parses them.
-Header read_header(const std::string& path, const std::vector<DtypeSpec>& dtypes);
-
 }  // namespace inspector::st

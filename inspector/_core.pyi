@@ -174,9 +174,6 @@ def shape_diff(
 # Rows of (safetensors dtype name, itemsize, label); a label is what the "dtypes" column holds.
 DtypeRow = tuple[str, int, object]
 
-def read_safetensors_header(
-    path: bytes, dtypes: Sequence[DtypeRow], offsets: bool = True
-) -> dict[str, Any]: ...
 def parse_safetensors_header(
     file: Buffer, file_size: int, dtypes: Sequence[DtypeRow], offsets: bool = True
 ) -> dict[str, Any]: ...

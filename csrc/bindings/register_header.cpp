@@ -117,23 +117,6 @@ struct NameViews {
 
 void register_header(py::module_& m) {
     m.def(
-        "read_safetensors_header",
-        [](py::bytes path, py::handle dtypes, bool offsets) {
-            const DtypeTable table = dtype_table(dtypes);
-            const std::string p = path;
-            st::Header h;
-            {
-                py::gil_scoped_release release;  // see the header comment
-                h = st::read_header(p, table.specs);  // HeaderFault: _core.CoreError (errors.cpp)
-            }
-            return to_python(h, table, offsets);
-        },
-        py::arg("path"), py::arg("dtypes"), py::arg("offsets") = true,
-        "Read and validate a safetensors file's header (not its data). `path` is os.fsencode()d;\n"
-        "`dtypes` rows are (safetensors name, itemsize, label). Returns a dict of columns in file\n"
-        "order: names, shapes (tuples), dtypes (labels), begins/ends (when `offsets`), plus\n"
-        "metadata and data_start. Bad input raises CoreError (kind, key, problem).");
-    m.def(
         "parse_safetensors_header",
         [](py::buffer file, std::uint64_t file_size, py::handle dtypes, bool offsets) {
             const DtypeTable table = dtype_table(dtypes);
@@ -147,8 +130,11 @@ void register_header(py::module_& m) {
             return to_python(h, table, offsets);
         },
         py::arg("file"), py::arg("file_size"), py::arg("dtypes"), py::arg("offsets") = true,
-        "read_safetensors_header() on bytes: `file` is the file's start (at least 8 + header length\n"
-        "bytes) and `file_size` the size of the whole file.");
+        "Parse and validate a safetensors header (not its data). `file` is the file's start (at\n"
+        "least 8 + header length bytes, read through a byte source), `file_size` the size of the\n"
+        "whole file; `dtypes` rows are (safetensors name, itemsize, label). Returns a dict of\n"
+        "columns in file order: names, shapes (tuples), dtypes (labels), begins/ends (when\n"
+        "`offsets`), plus metadata and data_start. Bad input raises CoreError.");
     m.def(
         "fold_names",
         [](py::handle names) -> py::object {

@@ -19,6 +19,7 @@ from . import dtypes
 from ._native import core, core_error
 from .errors import CheckpointError, DtypeError, FileChangedError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
+from .sharded import ShardedTensor
 from .sources import Identity, Source
 
 if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash files
@@ -90,17 +91,47 @@ def hash_tensors(
         done = sum(t.nbytes for t in infos[:start])
         report = None if progress is None else _offset_progress(progress, done, total)
         try:
-            raw += core.hash_tensors(jobs[start:stop], threads or 0, report)
+            raw += _hash_batch(ckpt, infos[start:stop], jobs[start:stop], threads, report)
         except core.MappedFileFault as e:  # a mapped page past a file's new end (SIGBUS, caught)
             _check_unchanged(files, infos[start:stop])
             raise core_error(e, _where(ckpt, infos[start])) from None
-        except core.CoreError as e:  # a job the core refused: e.job is its index in the batch
-            t = infos[start if e.job is None else start + e.job]
-            raise core_error(e, _where(ckpt, t), key=t.name) from None
         _check_unchanged(files, infos[start:stop])  # bytes changed under the hash: refuse it
         for t in infos[start:stop]:
             ckpt.release(t.storage)
     return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
+
+
+def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any, ...] | None],
+                threads: int | None, report: Progress | None) -> list[bytes]:
+    """Digests of one batch: strided views in the core on all cores, sharded tensors (no job)
+    streamed piece by piece."""
+    mine = [i for i, job in enumerate(jobs) if job is not None]
+    out: list[bytes] = [b""] * len(infos)
+    try:
+        digests = core.hash_tensors([j for j in jobs if j is not None], threads or 0, report)
+    except core.MappedFileFault:
+        raise
+    except core.CoreError as e:  # a job the core refused: e.job is its index in the list
+        t = infos[mine[0] if e.job is None else mine[e.job]]
+        raise core_error(e, _where(ckpt, t), key=t.name) from None
+    for i, d in zip(mine, digests, strict=True):
+        out[i] = d
+    for i, job in enumerate(jobs):
+        if job is None:
+            out[i] = _hash_pieces(ckpt, infos[i])
+    return out
+
+
+def _hash_pieces(ckpt: Checkpoint, t: TensorInfo) -> bytes:
+    """A sharded tensor's digest, fed its logical bytes piece by piece (views of the chunks
+    where they lie in order, else bounded slabs): flat memory, however large the tensor."""
+    src = ckpt.source(t.storage.source.path)  # type: ignore[arg-type]
+    assert isinstance(src, ShardedTensor)
+    d = dtypes.get(t.dtype)
+    hasher = core.TreeHasher(d.name, t.shape, d.itemsize)
+    for piece in src.pieces():
+        hasher.update(piece)
+    return bytes(hasher.finish())
 
 
 # Each source whose raw bytes are hashed, with its identity when hashing began (for a local file:
@@ -248,12 +279,14 @@ def _tensor(ckpt: Checkpoint, name: str) -> TensorInfo:
         raise CheckpointError(ckpt.path, "no such tensor", key=name) from None
 
 
-def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...]:
+def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...] | None:
     try:
         d = dtypes.get(t.dtype)
     except KeyError:
         raise DtypeError(_where(ckpt, t), f"cannot hash dtype {t.dtype}", key=t.name) from None
     src = t.storage.source
+    if src.assembled:
+        return None  # hashed piece by piece (_hash_pieces)
     if src.path is None and src.buffer is None:
         if t.numel:
             raise TensorDataError(_where(ckpt, t), "tensor has no data (meta device)", key=t.name)

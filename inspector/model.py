@@ -34,6 +34,8 @@ class ByteSource:
 
     `compression` is "" for raw bytes, or "deflate" for a zip record stored compressed (then
     `offset`/`length` describe the compressed bytes and `size` the decompressed size).
+    `assembled`: the source is not a file but a tensor's bytes gathered from chunks in several
+    files (`inspector.sharded`): readable, never patched in place.
     """
 
     path: str | None
@@ -42,6 +44,7 @@ class ByteSource:
     compression: str = ""
     size: int = -1
     buffer: Any = None  # object exposing the buffer protocol, when path is None
+    assembled: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -50,7 +53,7 @@ class ByteSource:
     @property
     def patchable(self) -> bool:
         """True when the bytes can be overwritten in place in the file."""
-        return self.path is not None and not self.compression
+        return self.path is not None and not self.compression and not self.assembled
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,8 +292,11 @@ class Checkpoint(Mapping[str, TensorInfo]):
         """Every file whose bytes this checkpoint references."""
         seen: dict[str, None] = {}
         for t in self.tensors.values():
-            if t.storage.source.path is not None:
-                seen.setdefault(t.storage.source.path)
+            src = t.storage.source
+            if src.assembled and src.path is not None:  # a sharded tensor: its chunks' files
+                seen.update(dict.fromkeys(getattr(self.source(src.path), "files", ())))
+            elif src.path is not None:
+                seen.setdefault(src.path)
         return list(seen)
 
     def tied_groups(self) -> list[list[str]]:

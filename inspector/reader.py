@@ -127,6 +127,8 @@ def _build(path: Path | None, loaded: Loaded, root: str | TreePath | None) -> Ch
         tensors={},
         metadata=loaded.metadata,
         notes=list(loaded.notes),
+        sources=dict(loaded.sources),
+        _owned=set(loaded.sources),
     )
     if root is None and loaded.root is not None:
         root = loaded.root

@@ -13,6 +13,7 @@ from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, Metadata
 from torch.distributed.checkpoint.planner import TensorWriteData, WriteItem, WriteItemType
 
 import inspector
+from inspector.hashing import digest_array
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
 
@@ -95,7 +96,7 @@ def test_single_process_checkpoint_matches_torch(tmp_path):
     assert ckpt.tied_groups() == []
 
 
-def test_multi_chunk_tensor_is_reported_with_its_chunks(tmp_path):
+def test_multi_chunk_tensor_is_one_logical_tensor(tmp_path):
     w = torch.arange(24.0).reshape(6, 4)
     dcp.save(
         {"w": w, "b": torch.ones(2)}, checkpoint_id=str(tmp_path), planner=RowSplitPlanner({"w"})
@@ -105,20 +106,22 @@ def test_multi_chunk_tensor_is_reported_with_its_chunks(tmp_path):
     assert torch.equal(back["w"], w)
 
     ckpt = inspector.open(tmp_path)
-    assert list(ckpt) == ["b"]  # the one-chunk tensor is exact; the split one is not guessed
-    record = ckpt.tree["w"]
-    assert isinstance(record, inspector.Record)
-    assert record.state["shape"] == (6, 4)
-    assert record.state["dtype"] == "float32"
-    assert ckpt.metadata["dcp"]["sharded_tensors"]["w"] is record.state
-    assert any("split into several chunks" in n for n in ckpt.notes)
-    for chunk in record.state["chunks"]:
-        raw = (tmp_path / chunk["file"]).read_bytes()[
-            chunk["offset"] : chunk["offset"] + chunk["length"]
-        ]
+    assert list(ckpt) == ["w", "b"]
+    t = ckpt["w"]
+    assert (t.dtype, t.shape, t.strides) == ("float32", (6, 4), (4, 1))
+    assert t.byte_range is None  # assembled from two records: never patched in place
+    assert (ckpt.array("w") == w.numpy()).all()
+    assert any("assembled from chunks" in n for n in ckpt.notes)
+    source = ckpt.source(t.storage.source.path)
+    assert source.in_place  # row chunks: the tensor's bytes are the chunks' bytes in order
+    for chunk in source.chunks:  # the layout names the torch.save record of each chunk
+        raw = (tmp_path / chunk.file).read_bytes()[chunk.offset : chunk.offset + chunk.length]
         part = torch.load(io.BytesIO(raw), weights_only=True)
-        rows = slice(chunk["offsets"][0], chunk["offsets"][0] + chunk["sizes"][0])
+        rows = slice(chunk.offsets[0], chunk.offsets[0] + chunk.sizes[0])
         assert torch.equal(part, w[rows])
+    digests = inspector.hash_tensors(ckpt)
+    assert digests["w"] == digest_array(w.numpy())
+    ckpt.close()
 
 
 def test_missing_distcp_file_is_reported(tmp_path):

@@ -13,6 +13,7 @@ from ..errors import CheckpointError
 from ..model import Checkpoint, Record, TensorInfo
 from ..plaintree import tensor_text, to_plain
 from ..reader import open_checkpoint
+from ..sharded import ShardedTensor
 from ..tree import ModuleNode, build_tree, collapse_chains, walk
 
 
@@ -175,9 +176,9 @@ def write_flat(ckpt: Checkpoint, out: Any) -> None:
         )
 
 
-def tensor_json(t: TensorInfo) -> dict[str, Any]:
+def tensor_json(ckpt: Checkpoint, t: TensorInfo) -> dict[str, Any]:
     src = t.storage.source
-    return {
+    out = {
         "name": t.name,
         "dtype": t.dtype,
         "shape": list(t.shape),
@@ -189,6 +190,19 @@ def tensor_json(t: TensorInfo) -> dict[str, Any]:
         "compression": src.compression or None,
         "is_parameter": t.is_parameter,
     }
+    if src.assembled:  # a sharded tensor: where each of its chunks lies
+        out["file"] = None
+        out["chunks"] = chunks_json(ckpt.source(src.path))  # type: ignore[arg-type]
+    return out
+
+
+def chunks_json(source: Any) -> list[dict[str, Any]]:
+    """A sharded tensor's chunk layout: global offsets and sizes, and the record holding each
+    (file relative to the checkpoint, byte offset and length of its record there)."""
+    if not isinstance(source, ShardedTensor):
+        return []
+    return [{"offsets": list(c.offsets), "sizes": list(c.sizes), "file": c.file,
+             "offset": c.offset, "length": c.length} for c in source.chunks]
 
 
 def to_json(ckpt: Checkpoint) -> dict[str, Any]:
@@ -196,7 +210,7 @@ def to_json(ckpt: Checkpoint) -> dict[str, Any]:
         "path": str(ckpt.path) if ckpt.path else None,
         "format": ckpt.format,
         "root": [str(p) for p in ckpt.root],
-        "tensors": [tensor_json(t) for t in ckpt.values()],
+        "tensors": [tensor_json(ckpt, t) for t in ckpt.values()],
         "tied": ckpt.tied_groups(),
         "notes": ckpt.notes,
         "metadata": to_plain(ckpt.metadata),

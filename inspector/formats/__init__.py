@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import HeaderError
 from ..model import TreePath
+from ..sources import Source
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Loaded:
     metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     root: TreePath | None = None  # the reader knows where the weights are (else: detected)
+    # Sources the reader made for storages to name (by `name`), owned by the checkpoint: a
+    # sharded tensor's assembled bytes (`inspector.sharded`).
+    sources: dict[str, Source] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@
 metadata: a tensor's global size, dtype and chunks, or a bytes item. `storage_data` says where
 each chunk lies: a byte range of a .distcp file, holding a `torch.save` zip of that chunk. A
 tensor saved as one chunk covering it is read in place at that range (no copy). A tensor split
-into several chunks (sharded over ranks) cannot be one strided view of one storage; it is shown
-as a record listing its chunks, never guessed at. The files can also be members of an archive
-(a NeMo `model_weights/` folder): `read_files` takes byte ranges, not paths.
+into several chunks (sharded over ranks: DTensor, FSDP2) is one logical tensor of its global
+shape, whose bytes come from an `inspector.sharded.ShardedTensor` source: its chunks' records
+are read when its bytes are first needed, not when the folder is listed. The files can also be
+members of an archive (a NeMo `model_weights/` folder): `read_files` takes byte ranges, not paths.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ..errors import (
     ShapeError,
     UnsupportedFormatError,
 )
-from ..model import Record, TensorInfo
+from ..model import ByteSource, Record, Storage, TensorInfo, contiguous_strides
+from ..sharded import Chunk, ShardedTensor, check_layout
 from ..sources import LocalFile, Source, opened
 from . import Loaded, ReadOptions
 
@@ -33,7 +35,6 @@ FORMAT = "dcp"
 METADATA = ".metadata"
 MAX_METADATA_SIZE = 1 << 30
 _PREFIX = "torch.distributed.checkpoint."
-SHARDED_RECORD = "torch.distributed.checkpoint.ShardedTensor"
 BYTES_RECORD = "torch.distributed.checkpoint.BytesItem"
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -45,15 +46,6 @@ class FileRange:
     path: Path
     offset: int
     size: int
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    offsets: tuple[int, ...]
-    sizes: tuple[int, ...]
-    file: str
-    offset: int  # inside `file`
-    length: int
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -74,23 +66,20 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
     where = _storage_index(label, _field(label, meta, "storage_data"))
     reader = _ChunkReader(label, files, options)
     flat: dict[str, Any] = {}
-    sharded: dict[str, Any] = {}
+    sharded: dict[str, Source] = {}
     try:
         for fqn, entry in entries.items():
-            flat[fqn] = _value(label, fqn, entry, where, reader)
-            if isinstance(flat[fqn], Record) and flat[fqn].cls == SHARDED_RECORD:
-                sharded[fqn] = flat[fqn].state
+            flat[fqn] = _value(label, fqn, entry, where, reader, sharded)
     finally:
-        reader.close()
+        if not sharded:  # else the sharded tensors read their chunks from its files later
+            reader.close()
     tree, nested = _nest(flat, _field(label, meta, "planner_data", None))
     notes = reader.notes
     if sharded:
-        notes.append(
-            f"{len(sharded)} tensors are split into several chunks (sharded over ranks) and are "
-            f"listed as {SHARDED_RECORD} records with their chunks, not as tensors"
-        )
-    metadata = {"dcp": {"files": sorted(files), "sharded_tensors": sharded}}
-    return Loaded(FORMAT, tree, metadata, notes, root=None if nested else ())
+        notes.append(f"{len(sharded)} tensors are assembled from chunks written by several "
+                     "ranks (sharded): each is listed, hashed and read as one tensor")
+    metadata = {"dcp": {"files": sorted(files), "sharded_tensors": len(sharded)}}
+    return Loaded(FORMAT, tree, metadata, notes, root=None if nested else (), sources=sharded)
 
 
 # .metadata ---------------------------------------------------------------------------------------
@@ -167,9 +156,8 @@ def _storage_index(label: str, storage_data: Any) -> dict[tuple[str, Any], tuple
 # One state_dict entry -----------------------------------------------------------------------------
 
 
-def _value(
-    label: str, fqn: str, entry: Any, where: dict[tuple[str, Any], Any], reader: _ChunkReader
-) -> Any:
+def _value(label: str, fqn: str, entry: Any, where: dict[tuple[str, Any], Any],
+           reader: _ChunkReader, sharded: dict[str, Source]) -> Any:
     cls = entry.cls if isinstance(entry, Record) else type(entry).__name__
     if cls.endswith("BytesStorageMetadata"):
         return reader.object(fqn, _locate(label, fqn, None, where))
@@ -183,28 +171,30 @@ def _value(
     chunks = [_chunk(label, fqn, c, where) for c in chunk_list]
     if len(chunks) == 1 and chunks[0].sizes == shape and not any(chunks[0].offsets):
         return reader.tensor(fqn, chunks[0], dtype)
-    state = {
-        "dtype": dtype,
-        "shape": shape,
-        "chunks": [
-            {
-                "offsets": c.offsets,
-                "sizes": c.sizes,
-                "file": c.file,
-                "offset": c.offset,
-                "length": c.length,
-            }
-            for c in chunks
-        ],
-    }
-    return Record(SHARDED_RECORD, state=state)
+    return _sharded(label, fqn, shape, dtype, chunks, reader, sharded)
 
 
-def _chunk(label: str, fqn: str, chunk: Any, where: dict[tuple[str, Any], Any]) -> _Chunk:
+def _sharded(label: str, fqn: str, shape: tuple[int, ...], dtype: str, chunks: list[Chunk],
+             reader: _ChunkReader, sharded: dict[str, Source]) -> TensorInfo:
+    """A tensor stored as several chunks: one logical tensor whose bytes a ShardedTensor
+    source assembles (registered in `sharded` under the name its storage gives)."""
+    check_layout(label, fqn, shape, chunks)
+    files = {os.fspath(reader.range(fqn, (c.file, c.offset, c.length)).path) for c in chunks}
+    source = ShardedTensor(f"{label}::{fqn}", fqn, shape, dtypes.get(dtype).itemsize, chunks,
+                           lambda i: reader.chunk_bytes(fqn, chunks[i], dtype),
+                           files=sorted(files), close=reader.close)
+    sharded[source.name] = source
+    raw = ByteSource(source.name, 0, source.size, assembled=True)
+    storage = Storage(key=f"{fqn} (sharded)", dtype=dtype, nbytes=source.size, source=raw)
+    return TensorInfo(name="", dtype=dtype, shape=shape, strides=contiguous_strides(shape),
+                      storage_offset=0, storage=storage)
+
+
+def _chunk(label: str, fqn: str, chunk: Any, where: dict[tuple[str, Any], Any]) -> Chunk:
     offsets = _ints(label, fqn, _field(label, chunk, "offsets"))
     sizes = _ints(label, fqn, _field(label, chunk, "sizes"))
     file, start, length = _locate(label, fqn, offsets, where)
-    return _Chunk(offsets, sizes, file, start, length)
+    return Chunk(offsets, sizes, file, start, length)
 
 
 def _locate(label: str, fqn: str, offsets: Any, where: dict[tuple[str, Any], Any]) -> Any:
@@ -258,7 +248,7 @@ class _ChunkReader:
             src = self._sources[rng.path] = LocalFile(rng.path)
         return src
 
-    def tensor(self, fqn: str, chunk: _Chunk, dtype: str) -> TensorInfo:
+    def tensor(self, fqn: str, chunk: Chunk, dtype: str) -> TensorInfo:
         loaded = self._zip(fqn, (chunk.file, chunk.offset, chunk.length))
         t = loaded.tree
         if not isinstance(t, TensorInfo):
@@ -275,8 +265,24 @@ class _ChunkReader:
             )
         return replace(t, name="")
 
+    def chunk_bytes(self, fqn: str, chunk: Chunk, dtype: str) -> tuple[Source, int]:
+        """Where a chunk's elements lie, C-contiguous and little-endian: (source, offset)."""
+        t = self.tensor(fqn, chunk, dtype)
+        src = t.storage.source
+        if src.path is None or src.compression or t.storage.byteorder != "little" or not (
+            t.is_contiguous
+        ):
+            raise UnsupportedFormatError(
+                self.label,
+                f"chunk at {chunk.offsets} in {chunk.file} is not stored as raw contiguous "
+                "little-endian elements (not supported in a sharded tensor)",
+                key=fqn,
+            )
+        rng = self.range(fqn, (chunk.file, chunk.offset, chunk.length))
+        return self._source(rng), src.offset + t.storage_offset * t.itemsize
+
     def object(self, fqn: str, where: tuple[str, int, int]) -> Any:
-        rng = self._range(fqn, where)
+        rng = self.range(fqn, where)
         magic = self._source(rng).read(rng.offset + where[1], min(len(ZIP_MAGIC), where[2]))
         if magic == ZIP_MAGIC:
             return self._zip(fqn, where).tree
@@ -285,7 +291,7 @@ class _ChunkReader:
         self.notes.append(f"{fqn}: a raw bytes item ({length} bytes), shown as a record")
         return Record(BYTES_RECORD, state={"file": file, "offset": start, "length": length})
 
-    def _range(self, fqn: str, where: tuple[str, int, int]) -> FileRange:
+    def range(self, fqn: str, where: tuple[str, int, int]) -> FileRange:
         file, start, length = where
         rng = self.files.get(file)
         if rng is None:
@@ -303,7 +309,7 @@ class _ChunkReader:
             torch_zip,
         )  # imported here: this module must load even where that one is absent
 
-        rng = self._range(fqn, where)
+        rng = self.range(fqn, where)
         file, start, length = where
         loaded: Loaded = torch_zip.read_zip_at(
             self._source(rng),

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from ..errors import (
     MissingRecordError,
     TruncatedFileError,
 )
-from ..sources import opened, stream
+from ..sources import Source, opened, stream
 from . import Loaded, ReadOptions, expand_cache
 from .tar_safe import Member, is_tar_head, read_member, read_members
 
@@ -77,6 +77,7 @@ class _Weights:
     members: list[str]  # member keys that hold the weights (not artifacts)
     metadata: dict[str, Any]
     notes: list[str]
+    sources: dict[str, Source] = field(default_factory=dict)  # sharded tensors' (dcp.py)
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -135,7 +136,7 @@ def read_parts(fmt: str, parts: Parts, options: ReadOptions) -> Loaded:
     if config is None:
         notes.append(f"no {CONFIG} in the {parts.kind}")
     metadata = {"config": config, "artifacts": artifacts, **weights.metadata}
-    return Loaded(fmt, weights.tree, metadata, notes, root=weights.root)
+    return Loaded(fmt, weights.tree, metadata, notes, root=weights.root, sources=weights.sources)
 
 
 def _is_gzip(path: Path) -> bool:
@@ -243,7 +244,8 @@ def _distributed(parts: Parts, options: ReadOptions) -> _Weights | None:
     loaded = dcp.read_files(parts.label(_DIST_FOLDER), ranges, options)
     notes = [f"distributed checkpoint (torch_dist) in {prefix}, read in place", *loaded.notes]
     meta = {"distributed": {"folder": prefix, "files": sorted(members)}, **loaded.metadata}
-    return _Weights(loaded.tree, loaded.root, [prefix + k for k in members], meta, notes)
+    return _Weights(loaded.tree, loaded.root, [prefix + k for k in members], meta, notes,
+                    loaded.sources)
 
 
 # Weight layouts, tried in order: one state dict, model-parallel ranks, a distributed folder.

@@ -32,6 +32,7 @@ _LAZY = {
     "Plan": ("mapping", "Plan"),
     "load_rules": ("mapping", "load_rules"),
     "apply": ("applying", "apply"),
+    "convert": ("converting", "convert"),
     "load_into": ("live", "load_into"),
     "check": ("checking", "check"),
     "scan": ("scanning", "scan"),

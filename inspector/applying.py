@@ -110,7 +110,8 @@ def apply(
     report.notes += ins.problems
     spec, mod = writer(fmt)
     if spec.pickles:
-        _guard_globals(target, str(out), keep_unknown_globals, report)
+        report.unknown_globals, notes = guard_globals(target, str(out), keep_unknown_globals)
+        report.notes += notes
     inputs_files = [*target.files, *(f for c in ins.sources.values() for f in c.files)]
     if target.path is not None:
         inputs_files.append(str(target.path))
@@ -136,7 +137,7 @@ def apply(
             if spec.folder:
                 tmp.mkdir(exist_ok=True)
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
-        report.bytes_written = _size(tmp)
+        report.bytes_written = output_size(tmp)
         root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
         report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
         if not report.verification.ok:
@@ -146,9 +147,10 @@ def apply(
     return report
 
 
-def _guard_globals(target: Checkpoint, out: str, keep: bool, report: TransferReport) -> None:
-    """Refuse (unless `keep`) a target tree holding unknown calls; note the object classes
-    torch.load(weights_only=True) refuses. Both are written as the target has them."""
+def guard_globals(target: Checkpoint, out: str, keep: bool) -> tuple[list[str], list[str]]:
+    """Refuse (unless `keep`) a target tree holding unknown calls; returns them, described, and
+    notes on the object classes torch.load(weights_only=True) refuses. Both are written as the
+    target has them."""
     found = find_unknown_globals(target.tree)
     if found and not keep:
         listed = "; ".join(g.describe() for g in found[:10])
@@ -158,12 +160,13 @@ def _guard_globals(target: Checkpoint, out: str, keep: bool, report: TransferRep
             f"data (a full torch.load would import or call them): {listed}{more}. Nothing was "
             "written. Check where they come from (ckpt scan); to copy them anyway pass "
             "--keep-unknown-globals (keep_unknown_globals=True)")
-    report.unknown_globals = [g.describe() for g in found]
+    notes = []
     for cls, where in weights_only_refused(target.tree).items():
         shown = ", ".join(where[:3]) + (f", ... ({len(where)} in all)" if len(where) > 3 else "")
-        report.notes.append(
+        notes.append(
             f"{cls} at {shown}: kept as in the target; torch.load(weights_only=True) refuses "
             f"this class unless allowed with torch.serialization.add_safe_globals")
+    return [g.describe() for g in found], notes
 
 
 def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:
@@ -241,7 +244,8 @@ def _same_layout(target: Checkpoint, values: dict[str, Producer]) -> bool:
     return True
 
 
-def _size(path: Path) -> int:
+def output_size(path: Path) -> int:
+    """Bytes of a written file, or of every file in a written folder."""
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size

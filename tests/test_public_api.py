@@ -53,6 +53,7 @@ SCRIPT = textwrap.dedent(
             "load_rules": lambda: len(inspector.load_rules("ddp")),
             "apply": lambda: inspector.apply(
                 plan, f"{out}/out{round_}.nemo", accept_proposed=True).verification.ok,
+            "convert": lambda: inspector.convert(tgt, f"{out}/conv{round_}.safetensors").verified,
             "load_into": lambda: len(inspector.load_into(_joint_module(), tgt).loaded),
             "check": lambda: inspector.check(tgt, against=tgt).passed,
             "scan": lambda: inspector.scan(tgt).passed,

@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "diff": ("diff", "compare two checkpoints: names, shapes, dtypes, values"),
     "map": ("map", "propose a mapping from source checkpoint(s) to a target"),
     "apply": ("apply", "write the target with an approved plan's tensors replaced"),
+    "convert": ("convert", "write a checkpoint's tensors in another format, verified"),
     "check": ("check", "CI gate: shape compatibility against a reference or manifest"),
     "scan": ("scan", "CI gate: report pickle globals and structural problems"),
     "plan": ("plan", "review a plan file: show it, approve or reject rows by pattern"),

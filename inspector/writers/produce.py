@@ -97,6 +97,7 @@ class StorageBytes:
     def __init__(self, ckpt: Checkpoint | None, storage: Storage, lo: int, hi: int):
         src = storage.source
         self.window: Window | None = None
+        self._mapped: tuple[Checkpoint, str, int] | None = None  # (ckpt, source, offset of lo)
         if src.patchable and src.path is not None and hi > lo:
             self.window = Window.open(src.path, src.offset + lo, hi - lo)
             self.data = self.window.view(hi - lo)
@@ -104,12 +105,18 @@ class StorageBytes:
             if ckpt is None:
                 raise ValueError(f"storage {storage.key!r} needs its checkpoint to be read")
             self.data = ckpt.storage_bytes(storage)[lo:hi]
+            if src.path is not None and not src.compression:  # a source's pages: let them go
+                self._mapped = (ckpt, src.path, src.offset + lo)
         else:
             self.data = memoryview(b"")
 
     def release(self, lo: int, hi: int) -> None:
+        """Bytes [lo, hi) (relative to the start) are written: drop their pages."""
         if self.window is not None:
             self.window.release(lo, hi)
+        elif self._mapped is not None:
+            ckpt, path, base = self._mapped
+            ckpt.release_range(path, base + lo, hi - lo)
 
     def close(self) -> None:
         self.data.release()

@@ -21,20 +21,23 @@ def open_checkpoint(
     root: str | TreePath | None = None,
     strict: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    ranks: bool = False,
 ) -> Checkpoint:
     """Open a checkpoint lazily: a path (file or folder), a byte source (`inspector.sources`:
     bytes in memory, ...), a state dict, or an `nn.Module`.
 
     `root` picks the weights sub-tree (`"model"`, `"state_dict"`, `""` for the top); by default
     it is detected. A path may carry it too: `"train.pt::model"` (see `split_root`).
-    `strict` turns unsupported pickle globals into `UnsafePickleError`.
+    `strict` turns unsupported pickle globals into `UnsafePickleError`. `ranks` lists a
+    model-parallel checkpoint's shards per rank instead of merged into the model's tensors.
     """
     source, root = split_root(source, root)
     if isinstance(source, Checkpoint):
         return source if root is None else with_root(source, root)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None)
+        options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None,
+                              ranks=ranks)
         loaded = _read_path(path, options)
     elif isinstance(source, Source):
         options = ReadOptions(strict=strict)

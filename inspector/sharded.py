@@ -26,7 +26,7 @@ from math import prod
 from typing import Any
 
 from .errors import HeaderError
-from .sources import Identity, Source, check_range
+from .sources import Identity, LocalFile, Source, check_range
 
 WINDOW = 64 << 20  # bytes of logical tensor assembled at a time, when chunks must be interleaved
 
@@ -87,6 +87,28 @@ def _is_run(c: Chunk, shape: tuple[int, ...]) -> bool:
     dims = len(shape)
     first = next((d for d in range(dims) if c.sizes[d] != 1), dims)
     return all(c.sizes[d] == shape[d] and c.offsets[d] == 0 for d in range(first + 1, dims))
+
+
+class FilePool:
+    """Local files opened once for the chunks of all the tensors of a checkpoint, and closed
+    together (closing one of its sharded tensors closes them; a later read opens them again)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, LocalFile] = {}
+        self._lock = threading.Lock()
+
+    def source(self, path: str) -> Source:
+        with self._lock:
+            found = self._files.get(path)
+            if found is None:
+                found = self._files[path] = LocalFile(path)
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
 
 
 class ShardedTensor:

@@ -28,13 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", action="store_true", help="write a shape manifest (YAML)")
     p.add_argument("--no-fold", action="store_true", help="do not fold repeated layers")
     p.add_argument("--strict", action="store_true", help="fail on unsupported pickle globals")
+    p.add_argument("--ranks", action="store_true",
+                   help="a model-parallel .nemo: list each rank's shards, not the merged model")
     p.add_argument(
         "--config", action="store_true", help="print the model config (.nemo, HF) as YAML"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = open_checkpoint(args.path, root=args.root, strict=args.strict)
+    ckpt = open_checkpoint(args.path, root=args.root, strict=args.strict, ranks=args.ranks)
     out = sys.stdout
     if args.config:
         out.write(config_yaml(ckpt))

@@ -36,6 +36,7 @@ from ..sources import Source
 class ReadOptions:
     strict: bool = False  # unsupported pickle globals become errors instead of records
     cache_dir: Path | None = None  # where compressed archives (.nemo as tar.gz) are expanded
+    ranks: bool = False  # model-parallel shards listed per rank, not merged into logical tensors
 
 
 @dataclass

@@ -27,8 +27,8 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Record, Storage, TensorInfo, contiguous_strides
-from ..sharded import Chunk, ShardedTensor, check_layout
-from ..sources import LocalFile, Source, opened
+from ..sharded import Chunk, FilePool, ShardedTensor, check_layout
+from ..sources import Source, opened
 from . import Loaded, ReadOptions
 
 FORMAT = "dcp"
@@ -235,18 +235,13 @@ class _ChunkReader:
         self.files = files
         self.options = options
         self.notes: list[str] = []
-        self._sources: dict[Path, Source] = {}  # each file opened once for all its chunks
+        self.pool = FilePool()  # each file opened once for all its chunks
 
     def close(self) -> None:
-        for src in self._sources.values():
-            src.close()
-        self._sources.clear()
+        self.pool.close()
 
     def _source(self, rng: FileRange) -> Source:
-        src = self._sources.get(rng.path)
-        if src is None:
-            src = self._sources[rng.path] = LocalFile(rng.path)
-        return src
+        return self.pool.source(os.fspath(rng.path))
 
     def tensor(self, fqn: str, chunk: Chunk, dtype: str) -> TensorInfo:
         loaded = self._zip(fqn, (chunk.file, chunk.offset, chunk.length))

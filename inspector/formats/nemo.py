@@ -36,7 +36,7 @@ from ..errors import (
     TruncatedFileError,
 )
 from ..sources import Source, opened, stream
-from . import Loaded, ReadOptions, expand_cache
+from . import Loaded, ReadOptions, expand_cache, tensor_parallel
 from .tar_safe import Member, is_tar_head, read_member, read_members
 
 FORMAT = "nemo"
@@ -130,7 +130,7 @@ def read_parts(fmt: str, parts: Parts, options: ReadOptions) -> Loaded:
     """A NeMo model from its files: the config parsed, the weights read in place, the other
     files listed as artifacts."""
     config = _config(parts)
-    weights = _weights(parts, options)
+    weights = _weights(parts, options, config)
     artifacts = _artifacts(parts.files, weights.members, config)
     notes = weights.notes + _missing_artifacts(config, parts)
     if config is None:
@@ -201,7 +201,7 @@ def config_references(config: Any) -> set[str]:
 # Weights ------------------------------------------------------------------------------------------
 
 
-def _single(parts: Parts, options: ReadOptions) -> _Weights | None:
+def _single(parts: Parts, options: ReadOptions, config: Any) -> _Weights | None:
     part = parts.files.get("model_weights.ckpt")
     if part is None:
         return None
@@ -212,26 +212,42 @@ def _single(parts: Parts, options: ReadOptions) -> _Weights | None:
     return _Weights(inner.tree, inner.root, [member.key], meta, inner.notes)
 
 
-def _ranks(parts: Parts, options: ReadOptions) -> _Weights | None:
+def _ranks(parts: Parts, options: ReadOptions, config: Any) -> _Weights | None:
     files = parts.files
     ranks = {m.group(1): files[key] for key in files if (m := _RANK_WEIGHTS.match(key))}
     if not ranks:
         return None
-    tree, notes = {}, []
+    trees, notes = {}, []
     for rank, part in sorted(ranks.items()):
         inner = _read_zip_member(part, options)
-        tree[rank] = inner.tree
+        trees[rank] = inner.tree
         notes += [f"{rank}: {n}" for n in inner.notes]
-    notes.insert(
-        0,
-        f"model-parallel .nemo: {len(ranks)} ranks ({', '.join(sorted(ranks))}), each listed "
-        "under its rank with its own shard of the weights",
-    )
+    members = [p.member.key for p in ranks.values()]
     meta = {"model_parallel_ranks": sorted(ranks)}
-    return _Weights(tree, (), [p.member.key for p in ranks.values()], meta, notes)
+    why = _why_not_merged(trees, options)
+    if why is None:
+        merged = tensor_parallel.merge(parts.where.as_posix(), trees, tensor_parallel.is_gated(
+            config))
+        if isinstance(merged, tensor_parallel.Merged):
+            return _Weights(merged.tree, (), members, meta, merged.notes + notes, merged.sources)
+        why = merged
+    notes.insert(0, f"model-parallel .nemo: {len(ranks)} ranks ({', '.join(sorted(ranks))}), "
+                    f"each listed under its rank with its own shard of the weights ({why})")
+    return _Weights(trees, (), members, meta, notes)
 
 
-def _distributed(parts: Parts, options: ReadOptions) -> _Weights | None:
+def _why_not_merged(trees: dict[str, Any], options: ReadOptions) -> str | None:
+    """Why the ranks are listed one by one instead of merged, or None."""
+    if options.ranks:
+        return "--ranks"
+    if any(not m.endswith("_pp_rank_000") for m in trees if "_pp_rank_" in m):
+        return "pipeline-parallel stages are not merged"
+    if not all(isinstance(t, dict) for t in trees.values()):
+        return "a rank does not hold a state dict"
+    return None
+
+
+def _distributed(parts: Parts, options: ReadOptions, config: Any) -> _Weights | None:
     from . import dcp
 
     prefix = f"{_DIST_FOLDER}/"
@@ -249,16 +265,16 @@ def _distributed(parts: Parts, options: ReadOptions) -> _Weights | None:
 
 
 # Weight layouts, tried in order: one state dict, model-parallel ranks, a distributed folder.
-LAYOUTS: tuple[Callable[[Parts, ReadOptions], _Weights | None], ...] = (
+LAYOUTS: tuple[Callable[[Parts, ReadOptions, Any], _Weights | None], ...] = (
     _single,
     _ranks,
     _distributed,
 )
 
 
-def _weights(parts: Parts, options: ReadOptions) -> _Weights:
+def _weights(parts: Parts, options: ReadOptions, config: Any) -> _Weights:
     for layout in LAYOUTS:
-        found = layout(parts, options)
+        found = layout(parts, options, config)
         if found is not None:
             return found
     raise MissingRecordError(

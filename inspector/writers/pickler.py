@@ -7,7 +7,9 @@ OrderedDict())`, parameters `_rebuild_parameter(tensor, requires_grad, OrderedDi
 readers kept as `Record`s are re-emitted as the calls they came from (objects as NEWOBJ + BUILD,
 as protocol 2 pickles argparse.Namespace); a record that cannot be (a numpy array, a defaultdict)
 is refused with a `WriteError` naming where it is, and so is a call to a global the safe reader
-did not recognise as data (`os.system(...)`) unless `keep_unknown_globals` asks for it.
+did not recognise as data (`os.system(...)`) unless `keep_unknown_globals` asks for it. Records of
+kind "call" are calls a writer builds itself (DCP's `.metadata`: `torch.Size(...)`,
+`torch.serialization._get_layout("torch.strided")`), pickled as GLOBAL + args + REDUCE.
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ class TorchPickler:
             self._refuse(f"a call to {r.cls}, which the safe reader did not recognise as data, "
                          "would run on torch.load; it is written only on request "
                          "(keep_unknown_globals)")
-        if r.cls in _CALL_RECORDS or r.kind == "unsupported-global":
+        if r.cls in _CALL_RECORDS or r.kind in ("unsupported-global", "call"):
             self._global(_CALL_RECORDS.get(r.cls, r.cls))
             self._tuple(tuple(r.args), fresh=True)
             self.out += REDUCE

@@ -118,12 +118,23 @@ def write_zip(
     progress: Progress | None = None,
 ) -> None:
     """Write the planned zip into `fd` at offset `base` (storages through the C++ copy)."""
-    jobs = {
+    jobs = storage_jobs(base, plan)
+    run_jobs(fd, list(jobs.values()), threads=threads, progress=progress)
+    write_records(fd, base, plan, jobs)
+
+
+def storage_jobs(base: int, plan: ZipPlan) -> dict[str, Job]:
+    """One job per storage record of a zip planned at `base` (several zips of one file can then
+    be written by one `run_jobs` call, as a DCP rank file's chunks are)."""
+    return {
         name: Job(base + rec.data_offset, plan.storages[name].producer)
         for rec in plan.records
         if (name := rec.name) in plan.storages
     }
-    run_jobs(fd, list(jobs.values()), threads=threads, progress=progress)
+
+
+def write_records(fd: int, base: int, plan: ZipPlan, jobs: dict[str, Job]) -> None:
+    """Once `jobs` ran: the headers (with the storages' CRCs), small records and directory."""
     for rec in plan.records:
         if rec.name in jobs:
             rec.crc = jobs[rec.name].crc

@@ -34,7 +34,7 @@ from ..io.atomic import open_output
 from ..model import Record, contiguous_strides
 from .output import Output, OutStorage, OutTensor, iter_out_tensors
 from .pickler import TorchPickler
-from .produce import ArrayValue, Producer, View, ViewValue, materialize
+from .produce import take_rows
 from .stream import Progress, run_jobs
 from .torch_zip import ZipPlan, plan_zip, storage_jobs, write_records
 
@@ -197,23 +197,13 @@ def _terminal(values: list[Any]) -> bool:
 
 def _chunk_entry(out: Output, fqn: str, t: OutTensor, r0: int, r1: int) -> _Entry:
     """Rows [r0, r1) of `t` as the torch.save zip of a contiguous tensor of their own."""
-    value = t.value if (r0, r1) == (0, t.shape[0] if t.shape else 1) else _rows(t, r0, r1)
+    whole = (r0, r1) == (0, t.shape[0] if t.shape else 1)
+    value = t.value if whole else take_rows(t.value, r0, r1)
     shape = (r1 - r0, *t.shape[1:]) if t.shape else ()
     storage = OutStorage(f"dcp:{fqn}:{r0}", t.dtype, value.nbytes, value)
     chunk = OutTensor(fqn, t.dtype, shape, contiguous_strides(shape), 0, storage, value)
     offsets = (r0, *(0 for _ in t.shape[1:])) if t.shape else ()
     return _Entry(fqn, _zip(out, fqn, chunk), offsets)
-
-
-def _rows(t: OutTensor, r0: int, r1: int) -> Producer:
-    """A producer of rows [r0, r1) of `t`'s value (a view when it is one; else its array)."""
-    v = t.value
-    shape = (r1 - r0, *t.shape[1:])
-    if isinstance(v, ViewValue):
-        w = v.view
-        return v.with_view(View(w.dtype, shape, w.strides, w.offset + r0 * w.strides[0]))
-    arr = v.array if isinstance(v, ArrayValue) else materialize(v, v.dtype, tuple(v.shape))
-    return ArrayValue(arr[r0:r1], v.dtype)
 
 
 def _object_zip(out: Output, fqn: str, value: Any) -> ZipPlan:

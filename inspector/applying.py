@@ -144,7 +144,9 @@ def apply(
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress,
                                         **options)
         report.bytes_written = output_size(tmp)
-        root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
+        # a DCP output nests the target's whole tree as the target does: its weights root too
+        same_tree = SAME_AS_TARGET.get(target.format) == fmt or fmt == "dcp"
+        root = target.root if same_tree else None
         report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
         if not report.verification.ok:
             raise WriteError(f"{out}: verification failed, nothing written: "

@@ -280,3 +280,35 @@ def test_a_chunk_with_the_wrong_rows_fails_verification(outputs, tmp_path, monke
         inspector.apply(_plan(outputs), tmp_path / "out", accept_proposed=True,
                         format="dcp", shards=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_tensor_split_is_verified(tmp_path):
+    """No tensor left whole: the weights root is still the target's, every chunk is checked."""
+    sd = {"state_dict": {"a": torch.randn(4, 3), "b": torch.randn(2)}, "epoch": 1}
+    torch.save(sd, tmp_path / "c.pt")
+    c = inspector.open(tmp_path / "c.pt")
+    from inspector.mapping.propose import propose
+
+    report = inspector.apply(propose(c, c, []), tmp_path / "out", accept_proposed=True,
+                             format="dcp", shards=2)
+    assert report.verification is not None
+    assert report.verification.ok
+    assert report.verification.checked == 2
+    back = {"state_dict": {k: torch.zeros_like(v) for k, v in sd["state_dict"].items()}}
+    dcp.load(back, checkpoint_id=tmp_path / "out", no_dist=True)
+    assert all(torch.equal(back["state_dict"][k], v) for k, v in sd["state_dict"].items())
+
+
+def test_tui_write_path_keeps_a_dcp_target_dcp(outputs, tmp_path):
+    from inspector.mapping.propose import propose
+    from inspector.tui.config import default_output
+    from inspector.tui.jobs import write
+
+    target = tmp_path / "run_dcp"
+    shutil.copytree(outputs["one"], target)
+    out = default_output(target)
+    assert out is not None
+    plan = propose(inspector.open(outputs["source"]), inspector.open(target), [])
+    done = write(plan, out, True, lambda a, b: None)
+    assert done.verified, done.verification
+    assert inspector.open(out).format == "dcp"

@@ -42,6 +42,10 @@ _CALL_RECORDS = {"torch.device": "torch.device", "torch.Size": "torch.Size"}
 
 _LATIN1 = "latin1"  # one object, so pickle's identity memo shares it as Python's pickler does
 
+# The storage class of tensors whose dtype has no typed storage class in torch (persistent_id
+# then gives the storage's size in bytes, and the tensor is rebuilt with its dtype).
+UNTYPED_STORAGE = "torch.storage.UntypedStorage"
+
 # Tensor-like output leaves are recognised by duck typing: anything with these attributes.
 PersistentId = Callable[[Any], tuple[str, str, str, int]]
 
@@ -283,9 +287,13 @@ class TorchPickler:
         self._put(("id", id(t)), t)
 
     def _tensor_v2(self, t: Any, *, requires_grad: bool) -> None:
-        self._global("torch._utils._rebuild_tensor_v2")
-        self.out += MARK
+        """`_rebuild_tensor_v2(storage, ...)`, or for an untyped storage (dtypes without a typed
+        storage class in torch: float8, uint16-64, complex32) `_rebuild_tensor_v3(..., dtype)`,
+        as torch.save writes them."""
         storage_class, key, location, numel = self.persistent_id(t)
+        v3 = storage_class == UNTYPED_STORAGE
+        self._global("torch._utils._rebuild_tensor_v3" if v3 else "torch._utils._rebuild_tensor_v2")
+        self.out += MARK
         self.out += MARK
         self._str("storage", by_value=True)
         self._global(storage_class)
@@ -300,6 +308,8 @@ class TorchPickler:
         self._tuple(tuple(t.strides), fresh=True)
         self.out += NEWTRUE if requires_grad else NEWFALSE
         self._empty_ordered_dict()
+        if v3:
+            self._global(f"torch.{t.dtype}")
         self.out += TUPLE
         self._put()
         self.out += REDUCE

@@ -312,3 +312,46 @@ def test_tui_write_path_keeps_a_dcp_target_dcp(outputs, tmp_path):
     done = write(plan, out, True, lambda a, b: None)
     assert done.verified, done.verification
     assert inspector.open(out).format == "dcp"
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental:UserWarning")
+def test_every_dtype_and_empty_and_0d_tensors_load_back(tmp_path):
+    from torch_helpers import all_dtypes_case
+
+    sd = all_dtypes_case(False)
+    torch.save(sd, tmp_path / "c.pt")
+    c = inspector.open(tmp_path / "c.pt")
+    from inspector.mapping.propose import propose
+
+    inspector.apply(propose(c, c, []), tmp_path / "out", accept_proposed=True, format="dcp",
+                    shards=3)
+    back = {k: torch.empty_like(v) for k, v in sd.items()}
+    dcp.load(back, checkpoint_id=tmp_path / "out", no_dist=True)
+    for k, v in sd.items():
+        assert back[k].dtype == v.dtype, k
+        assert back[k].shape == v.shape, k
+        assert back[k].contiguous().view(-1).view(torch.uint8).tolist() == \
+            v.contiguous().view(-1).view(torch.uint8).tolist(), k
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental:UserWarning")
+def test_dtypes_without_typed_storage_pickle_as_torch_save(tmp_path):
+    """float8, uint16-64 and complex32 have no typed storage class in torch: torch.save writes
+    them with `_rebuild_tensor_v3` and an untyped storage, and so does our pickler (the chunks of
+    a DCP output and every .pt output), byte for byte."""
+    import zipfile
+
+    from inspector.writers import torch_zip
+    from inspector.writers.build import build_output
+
+    sd = {"a": torch.zeros(3, dtype=torch.float8_e4m3fn), "b": torch.ones(2, dtype=torch.uint16),
+          "c": torch.zeros(2, dtype=torch.complex32), "d": torch.ones(2),
+          "p": nn.Parameter(torch.ones(2, dtype=torch.float8_e5m2), requires_grad=False)}
+    torch.save(sd, tmp_path / "t.pt")
+    torch_zip.write(build_output(inspector.open(tmp_path / "t.pt"), {}, set()), tmp_path / "o.pt")
+    with zipfile.ZipFile(tmp_path / "t.pt") as a, zipfile.ZipFile(tmp_path / "o.pt") as b:
+        assert b.read("t/data.pkl") == a.read("t/data.pkl")
+    back = torch.load(tmp_path / "o.pt", weights_only=True)
+    for k, v in sd.items():
+        assert back[k].dtype == v.dtype
+        assert torch.equal(back[k].view(torch.uint8), v.view(torch.uint8))

@@ -289,8 +289,11 @@ def test_every_tensor_split_is_verified(tmp_path):
     c = inspector.open(tmp_path / "c.pt")
     from inspector.mapping.propose import propose
 
+    seen: list[tuple[int, int]] = []
     report = inspector.apply(propose(c, c, []), tmp_path / "out", accept_proposed=True,
-                             format="dcp", shards=2)
+                             format="dcp", shards=2, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (14 * 4, 14 * 4)  # progress over both rank files ends at the total
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert report.verification is not None
     assert report.verification.ok
     assert report.verification.checked == 2

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..containers import dotted
 from ..errors import WriteError
-from ..io.atomic import open_output
+from ..io.atomic import open_output, pwrite_all
 from ..model import Record, contiguous_strides
 from .output import Output, OutStorage, OutTensor, iter_out_tensors
 from .pickler import TorchPickler
@@ -73,29 +73,38 @@ def write(out: Output, dest: str | os.PathLike[str], *, threads: int | None = No
     """Write `out` as a DCP checkpoint into the (existing, empty) folder `dest`."""
     plan = plan_dcp(out, shards)
     dest = Path(dest)
-    total, done = sum(plan.sizes), [0]
-
-    def file_progress(n: int, _total: int, base: list[int] = done) -> None:
-        if progress is not None:
-            progress(base[0] + n, total)
-
+    total = sum(st.nbytes for es in plan.files for e in es for st in e.zip.storages.values())
+    done = 0
     for rank, entries in enumerate(plan.files):
-        fd = open_output(dest / rank_file(rank))
-        try:
-            os.ftruncate(fd, plan.sizes[rank])
-            jobs = [storage_jobs(e.offset, e.zip) for e in entries]
-            run_jobs(fd, [j for js in jobs for j in js.values()], threads=threads,
-                     progress=file_progress if progress else None)
-            for e, js in zip(entries, jobs, strict=True):
-                write_records(fd, e.offset, e.zip, js)
-        finally:
-            os.close(fd)
-        done[0] += plan.sizes[rank]
+
+        def file_progress(n: int, _total: int, base: int = done) -> None:
+            assert progress is not None
+            progress(base + n, total)
+
+        done += _write_file(dest / rank_file(rank), entries, plan.sizes[rank], threads,
+                            file_progress if progress else None)
     fd = open_output(dest / METADATA)
     try:
-        os.write(fd, plan.metadata)
+        pwrite_all(fd, plan.metadata, 0)
     finally:
         os.close(fd)
+
+
+def _write_file(path: Path, entries: list[_Entry], size: int, threads: int | None,
+                progress: Progress | None) -> int:
+    """Write one rank file (its zips' storages by one batch of jobs); returns the bytes of
+    tensor data written."""
+    fd = open_output(path)
+    try:
+        os.ftruncate(fd, size)
+        jobs = [storage_jobs(e.offset, e.zip) for e in entries]
+        flat = [j for js in jobs for j in js.values()]
+        run_jobs(fd, flat, threads=threads, progress=progress)
+        for e, js in zip(entries, jobs, strict=True):
+            write_records(fd, e.offset, e.zip, js)
+    finally:
+        os.close(fd)
+    return sum(j.producer.nbytes for j in flat)
 
 
 def plan_dcp(out: Output, shards: int = 1) -> DcpPlan:

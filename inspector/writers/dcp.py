@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,6 @@ class DcpPlan:
     files: list[list[_Entry]]
     sizes: list[int]
     metadata: bytes
-    items: dict[str, Any] = field(default_factory=dict)  # fqn -> tensor metadata (for tests)
 
 
 def write(out: Output, dest: str | os.PathLike[str], *, threads: int | None = None,
@@ -125,7 +124,7 @@ def plan_dcp(out: Output, shards: int = 1) -> DcpPlan:
         else:
             state[fqn] = _obj(f"{_MOD}.BytesStorageMetadata", {})
     planner = {fqn: path for fqn, path, _ in flat}
-    return DcpPlan(files, sizes, _metadata_pickle(out, state, planner, files), state)
+    return DcpPlan(files, sizes, _metadata_pickle(out, state, planner, files))
 
 
 def _place_tensor(out: Output, fqn: str, t: OutTensor, files: list[list[_Entry]],

@@ -31,7 +31,6 @@ from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_
 from .tree import fold_names
 from .writers import SAME_AS_TARGET, Format, choose_format, writer
 from .writers.build import build_output
-from .writers.dcp_verify import chunked, verify_chunks
 from .writers.foreign_globals import find_unknown_globals, weights_only_refused
 from .writers.patch import patch, patch_target, patchable
 from .writers.produce import Producer, View, ViewValue
@@ -313,15 +312,6 @@ def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop
         expected.update({f: expected[lead] for f, lead in followers.items()})
         names = [n for n in expected if n in written.tensors]
         missing = [n for n in expected if n not in written.tensors]
-        split = chunked(written, missing) if written.format == "dcp" else {}
-        if split:  # a DCP tensor split over rank files: verified chunk by chunk
-            bad = verify_chunks(written, path, split,
-                                lambda n: _expected_value(ins, values, followers, n))
-            result.mismatches += [m for ms in bad.values() for m in ms]
-            result.checked += len(split)
-            result.replaced_ok += sum(1 for n in split if n in values and n not in bad)
-            result.untouched_ok += sum(1 for n in split if n not in values and n not in bad)
-            missing = [n for n in missing if n not in split]
         result.mismatches += [f"{n}: missing from the output" for n in missing]
         got = hash_tensors(written, names, threads=threads)
     for name in names:
@@ -334,16 +324,6 @@ def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop
             result.untouched_ok += 1
     result.seconds = time.monotonic() - started
     return result
-
-
-def _expected_value(ins: Inputs, values: dict[str, Producer], followers: dict[str, str],
-                    name: str) -> Producer:
-    """What tensor `name` of the output should hold, as a producer."""
-    name = followers.get(name, name)
-    if name in values:
-        return values[name]
-    t = ins.target.tensors[name]
-    return ViewValue(ins.target, t.storage, View.of(t))
 
 
 def _expected(ins: Inputs, values: dict[str, Producer], threads: int | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from .model import Checkpoint, TensorInfo, element_span
 from .reader import open_checkpoint
 from .report import LoadedRow, SkippedRow, TransferReport, Verification, module_of
 from .tree import fold_names
-from .writers import SAME_AS_TARGET, choose_format, writer
+from .writers import SAME_AS_TARGET, Format, choose_format, writer
 from .writers.build import build_output
 from .writers.foreign_globals import find_unknown_globals, weights_only_refused
 from .writers.patch import patch, patch_target, patchable
@@ -84,6 +84,7 @@ def apply(
     inputs: Inputs | None = None,
     keep_unknown_globals: bool = False,
     strict: bool = False,
+    shards: int = 1,
 ) -> TransferReport:
     """Write `out`: the plan's target with its approved rows applied. Returns the report.
 
@@ -92,7 +93,9 @@ def apply(
     `keep_unknown_globals`: the output would carry them as the target does.
 
     `strict`: refuse (PartialTransferError, nothing written) when any target tensor would keep
-    its init with no declared reason; without it they are listed as a WARNING in the report."""
+    its init with no declared reason; without it they are listed as a WARNING in the report.
+
+    `shards`: the number of rank files of a DCP output (format "dcp" only)."""
     started = time.monotonic()
     plan_file = None if isinstance(plan, Plan) else str(plan)
     if not isinstance(plan, Plan):
@@ -109,6 +112,7 @@ def apply(
     report.format = fmt
     report.notes += ins.problems
     spec, mod = writer(fmt)
+    options = _writer_options(spec, fmt, shards, str(out))
     if spec.pickles:
         report.unknown_globals, notes = guard_globals(target, str(out), keep_unknown_globals)
         report.notes += notes
@@ -136,15 +140,29 @@ def apply(
             output.keep_unknown_globals = keep_unknown_globals
             if spec.folder:
                 tmp.mkdir(exist_ok=True)
-            getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress)
+            getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress,
+                                        **options)
         report.bytes_written = output_size(tmp)
-        root = target.root if SAME_AS_TARGET.get(target.format) == fmt else None
+        # a DCP output nests the target's whole tree as the target does: its weights root too
+        same_tree = SAME_AS_TARGET.get(target.format) == fmt or fmt == "dcp"
+        root = target.root if same_tree else None
         report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
         if not report.verification.ok:
             raise WriteError(f"{out}: verification failed, nothing written: "
                              + "; ".join(report.verification.mismatches[:5]))
     report.seconds = time.monotonic() - started
     return report
+
+
+def _writer_options(spec: Format, fmt: str, shards: int, out: str) -> dict[str, Any]:
+    """Keyword options for the writer: `shards` where the format takes it."""
+    if shards < 1:
+        raise WriteError(f"{out}: --shards must be at least 1, not {shards}")
+    if spec.shards:
+        return {"shards": shards}
+    if shards != 1:
+        raise WriteError(f"{out}: --shards applies to DCP output (--format dcp), not {fmt}")
+    return {}
 
 
 def guard_globals(target: Checkpoint, out: str, keep: bool) -> tuple[list[str], list[str]]:

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the target's calls to globals that are not data (os.system(...)) "
                         "into the output; refused by default")
     p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: by suffix)")
+    p.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="DCP output: N rank files, tensors with at least N rows split along "
+                        "dim 0 as torch.chunk does (default 1)")
     p.add_argument("--threads", type=int, default=None, help="copy/hash threads")
     p.add_argument("--json", action="store_true", help="print the transfer report as JSON")
 
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
                    threads=args.threads, format=args.format, inputs=inputs,
                    keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"),
-                   strict=args.strict)
+                   strict=args.strict, shards=args.shards)
     print(report.to_json() if args.json else report.to_text())
     return EXIT_OK
 

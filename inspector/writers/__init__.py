@@ -23,6 +23,7 @@ class Format:
     folder: bool  # the output is a folder (written into a temp folder, renamed as a whole)
     function: str = "write"
     pickles: bool = True  # writes the target's container tree as a pickle (non-tensor values too)
+    shards: bool = False  # takes `shards=N` (rank files of a DCP checkpoint)
 
 
 FORMATS = {
@@ -31,6 +32,7 @@ FORMATS = {
     "safetensors-sharded": Format("safetensors", True, "write_sharded", pickles=False),
     "nemo": Format("nemo", False),
     "hf": Format("hf_folder", True),
+    "dcp": Format("dcp", True, shards=True),
 }
 
 # Reader format names -> the writer format that reproduces them.
@@ -44,6 +46,7 @@ SAME_AS_TARGET = {
     "nemo-folder": "torch-zip",
     "hf": "hf",
     "memory": "torch-zip",
+    "dcp": "dcp",
 }
 
 SUFFIXES = {
@@ -58,11 +61,14 @@ SUFFIXES = {
 
 def choose_format(out_path: str | os.PathLike[str], target_format: str,
                   explicit: str | None = None) -> str:
-    """The output format: explicit, else by suffix, else the target's own."""
+    """The output format: explicit, else by suffix, else DCP for an existing DCP folder, else
+    the target's own."""
     if explicit is not None:
         if explicit not in FORMATS:
             raise WriteError(f"unknown output format {explicit!r} (known: {', '.join(FORMATS)})")
         return explicit
+    if (Path(out_path) / ".metadata").is_file():
+        return "dcp"  # replacing a DCP checkpoint folder (never an input: atomic_path checks)
     by_suffix = SUFFIXES.get(Path(out_path).suffix.lower())
     if by_suffix is not None:
         return by_suffix

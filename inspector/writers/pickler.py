@@ -7,7 +7,9 @@ OrderedDict())`, parameters `_rebuild_parameter(tensor, requires_grad, OrderedDi
 readers kept as `Record`s are re-emitted as the calls they came from (objects as NEWOBJ + BUILD,
 as protocol 2 pickles argparse.Namespace); a record that cannot be (a numpy array, a defaultdict)
 is refused with a `WriteError` naming where it is, and so is a call to a global the safe reader
-did not recognise as data (`os.system(...)`) unless `keep_unknown_globals` asks for it.
+did not recognise as data (`os.system(...)`) unless `keep_unknown_globals` asks for it. Records of
+kind "call" are calls a writer builds itself (DCP's `.metadata`: `torch.Size(...)`,
+`torch.serialization._get_layout("torch.strided")`), pickled as GLOBAL + args + REDUCE.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ _PY2_MODULES = {"builtins": "__builtin__", "copyreg": "copy_reg"}
 _CALL_RECORDS = {"torch.device": "torch.device", "torch.Size": "torch.Size"}
 
 _LATIN1 = "latin1"  # one object, so pickle's identity memo shares it as Python's pickler does
+
+# The storage class of tensors whose dtype has no typed storage class in torch (persistent_id
+# then gives the storage's size in bytes, and the tensor is rebuilt with its dtype).
+UNTYPED_STORAGE = "torch.storage.UntypedStorage"
 
 # Tensor-like output leaves are recognised by duck typing: anything with these attributes.
 PersistentId = Callable[[Any], tuple[str, str, str, int]]
@@ -246,7 +252,7 @@ class TorchPickler:
             self._refuse(f"a call to {r.cls}, which the safe reader did not recognise as data, "
                          "would run on torch.load; it is written only on request "
                          "(keep_unknown_globals)")
-        if r.cls in _CALL_RECORDS or r.kind == "unsupported-global":
+        if r.cls in _CALL_RECORDS or r.kind in ("unsupported-global", "call"):
             self._global(_CALL_RECORDS.get(r.cls, r.cls))
             self._tuple(tuple(r.args), fresh=True)
             self.out += REDUCE
@@ -281,9 +287,13 @@ class TorchPickler:
         self._put(("id", id(t)), t)
 
     def _tensor_v2(self, t: Any, *, requires_grad: bool) -> None:
-        self._global("torch._utils._rebuild_tensor_v2")
-        self.out += MARK
+        """`_rebuild_tensor_v2(storage, ...)`, or for an untyped storage (dtypes without a typed
+        storage class in torch: float8, uint16-64, complex32) `_rebuild_tensor_v3(..., dtype)`,
+        as torch.save writes them."""
         storage_class, key, location, numel = self.persistent_id(t)
+        v3 = storage_class == UNTYPED_STORAGE
+        self._global("torch._utils._rebuild_tensor_v3" if v3 else "torch._utils._rebuild_tensor_v2")
+        self.out += MARK
         self.out += MARK
         self._str("storage", by_value=True)
         self._global(storage_class)
@@ -298,6 +308,8 @@ class TorchPickler:
         self._tuple(tuple(t.strides), fresh=True)
         self.out += NEWTRUE if requires_grad else NEWFALSE
         self._empty_ordered_dict()
+        if v3:
+            self._global(f"torch.{t.dtype}")
         self.out += TUPLE
         self._put()
         self.out += REDUCE

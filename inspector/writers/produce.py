@@ -321,6 +321,20 @@ class Concatenated(Producer):
             p.close()
 
 
+def take_rows(value: Producer, r0: int, r1: int) -> Producer:
+    """Rows [r0, r1) (first axis) of a tensor value: a view of the same storage when it is one,
+    else a slice of its values (materialised when they are not in memory yet)."""
+    if not value.shape:
+        return value
+    shape = (r1 - r0, *value.shape[1:])
+    if isinstance(value, ViewValue):
+        w = value.view
+        return value.with_view(View(w.dtype, shape, w.strides, w.offset + r0 * w.strides[0]))
+    arr = (value.array if isinstance(value, ArrayValue)
+           else materialize(value, value.dtype, tuple(value.shape)))
+    return ArrayValue(arr[r0:r1], value.dtype)
+
+
 def materialize(value: Producer, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """A producer's bytes as one numpy array (numpy's view dtype: bf16/fp8 as unsigned ints)."""
     import numpy as np

@@ -21,7 +21,7 @@ from ..errors import WriteError
 from ..io.atomic import open_output, pwrite_all
 from . import zipfmt
 from .output import Output, OutStorage, OutTensor
-from .pickler import TorchPickler
+from .pickler import UNTYPED_STORAGE, TorchPickler
 from .stream import Job, Progress, run_jobs
 
 # (record name, metadata key, default) for the small text records, in torch's order.
@@ -64,7 +64,9 @@ def plan_zip(out: Output, zip_meta: dict[str, Any] | None = None) -> ZipPlan:
         if key is None:
             key = keys[id(t.storage)] = str(len(keys))
             storages[f"{root}/data/{key}"] = t.storage
-        return _storage_class(t), key, "cpu", t.storage.nbytes // dtypes.get(t.dtype).itemsize
+        cls = _storage_class(t)
+        n = t.storage.nbytes if cls == UNTYPED_STORAGE else t.storage.nbytes // _itemsize(t)
+        return cls, key, "cpu", n
 
     pickle = TorchPickler(persistent_id, label=out.base.label,
                           keep_unknown_globals=out.keep_unknown_globals).dumps(out.tree)
@@ -90,11 +92,26 @@ def plan_zip(out: Output, zip_meta: dict[str, Any] | None = None) -> ZipPlan:
     return _place(names, small, storages)
 
 
+# Typed-storage classes torch has: torch.save writes `_rebuild_tensor_v2` with them. Tensors of
+# the other dtypes (float8, uint16-64, complex32) are written as torch writes them: with an untyped
+# storage and `_rebuild_tensor_v3` (torch has no `Float8_e4m3fnStorage` to load).
+TYPED_STORAGES = frozenset({
+    "DoubleStorage", "FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
+    "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "ComplexFloatStorage",
+    "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage", "QInt32Storage", "QUInt4x2Storage",
+    "QUInt2x4Storage",
+})
+
+
 def _storage_class(t: OutTensor) -> str:
     d = dtypes.get(t.dtype)
     if d.storage is None:
         raise WriteError(f"{t.name}: dtype {d.name} has no torch storage class to write")
-    return f"torch.{d.storage}"
+    return f"torch.{d.storage}" if d.storage in TYPED_STORAGES else UNTYPED_STORAGE
+
+
+def _itemsize(t: OutTensor) -> int:
+    return dtypes.get(t.dtype).itemsize
 
 
 def _place(names: list[str], small: dict[str, bytes], storages: dict[str, OutStorage]) -> ZipPlan:
@@ -118,12 +135,23 @@ def write_zip(
     progress: Progress | None = None,
 ) -> None:
     """Write the planned zip into `fd` at offset `base` (storages through the C++ copy)."""
-    jobs = {
+    jobs = storage_jobs(base, plan)
+    run_jobs(fd, list(jobs.values()), threads=threads, progress=progress)
+    write_records(fd, base, plan, jobs)
+
+
+def storage_jobs(base: int, plan: ZipPlan) -> dict[str, Job]:
+    """One job per storage record of a zip planned at `base` (several zips of one file can then
+    be written by one `run_jobs` call, as a DCP rank file's chunks are)."""
+    return {
         name: Job(base + rec.data_offset, plan.storages[name].producer)
         for rec in plan.records
         if (name := rec.name) in plan.storages
     }
-    run_jobs(fd, list(jobs.values()), threads=threads, progress=progress)
+
+
+def write_records(fd: int, base: int, plan: ZipPlan, jobs: dict[str, Job]) -> None:
+    """Once `jobs` ran: the headers (with the storages' CRCs), small records and directory."""
     for rec in plan.records:
         if rec.name in jobs:
             rec.crc = jobs[rec.name].crc

@@ -112,7 +112,7 @@ def apply(
     report.format = fmt
     report.notes += ins.problems
     spec, mod = writer(fmt)
-    options = _writer_options(spec, fmt, shards, str(out))
+    options = writer_options(spec, fmt, shards, str(out))
     if spec.pickles:
         report.unknown_globals, notes = guard_globals(target, str(out), keep_unknown_globals)
         report.notes += notes
@@ -143,10 +143,8 @@ def apply(
             getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress,
                                         **options)
         report.bytes_written = output_size(tmp)
-        # a DCP output nests the target's whole tree as the target does: its weights root too
-        same_tree = SAME_AS_TARGET.get(target.format) == fmt or fmt == "dcp"
-        root = target.root if same_tree else None
-        report.verification = verify(tmp, root, ins, values, drop, followers, threads=threads)
+        report.verification = verify(tmp, output_root(target, fmt), ins, values, drop, followers,
+                                     threads=threads)
         if not report.verification.ok:
             raise WriteError(f"{out}: verification failed, nothing written: "
                              + "; ".join(report.verification.mismatches[:5]))
@@ -154,7 +152,7 @@ def apply(
     return report
 
 
-def _writer_options(spec: Format, fmt: str, shards: int, out: str) -> dict[str, Any]:
+def writer_options(spec: Format, fmt: str, shards: int, out: str) -> dict[str, Any]:
     """Keyword options for the writer: `shards` where the format takes it."""
     if shards < 1:
         raise WriteError(f"{out}: --shards must be at least 1, not {shards}")
@@ -260,6 +258,14 @@ def _same_layout(target: Checkpoint, values: dict[str, Producer]) -> bool:
         if v.dtype != t.dtype or tuple(v.shape) != t.shape or not patchable(t):
             return False
     return True
+
+
+def output_root(target: Checkpoint, fmt: str) -> Any:
+    """Where the weights lie in an output of `target` written as `fmt`: the target's own root
+    when the output keeps its tree (its own format; a DCP output nests the whole tree too),
+    else None (detected, as any reader does)."""
+    same_tree = SAME_AS_TARGET.get(target.format) == fmt or fmt == "dcp"
+    return target.root if same_tree else None
 
 
 def output_size(path: Path) -> int:

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from . import humanize
-from .applying import guard_globals, output_size
+from .applying import guard_globals, output_root, output_size, writer_options
 from .errors import WriteError
 from .hashing import hash_tensors
 from .io.atomic import atomic_path, start_writeback
 from .model import Checkpoint
 from .reader import open_checkpoint
-from .writers import SAME_AS_TARGET, choose_format, writer
+from .writers import choose_format, writer
 from .writers.build import build_output
 
 Progress = Callable[[int, int], None]
@@ -65,15 +65,16 @@ def convert(
     threads: int | None = None,
     progress: Progress | None = None,
     keep_unknown_globals: bool = False,
-    options: dict[str, Any] | None = None,
+    shards: int = 1,
 ) -> Conversion:
     """Write `checkpoint` (a path, `PATH::ROOT`, or an open Checkpoint) to `out` in `format`
-    (default: by the output's suffix). `options` go to the writer (`shards` for DCP).
+    (default: by the output's suffix). `shards`: the rank files of a DCP output.
     WriteError, nothing written, when the output does not verify."""
     started = time.monotonic()
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(checkpoint)
     fmt = choose_format(out, ckpt.format, format)
     spec, mod = writer(fmt)
+    options = writer_options(spec, fmt, shards, str(out))
     report = Conversion(ckpt.label, str(out), ckpt.format, fmt, len(ckpt),
                         sum(t.nbytes for t in ckpt.values()))
     if spec.pickles:
@@ -84,11 +85,9 @@ def convert(
         output.keep_unknown_globals = keep_unknown_globals
         if spec.folder:
             tmp.mkdir(exist_ok=True)
-        getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress,
-                                    **(options or {}))
+        getattr(mod, spec.function)(output, tmp, threads=threads, progress=progress, **options)
         report.bytes_written = output_size(tmp)
-        root = ckpt.root if SAME_AS_TARGET.get(ckpt.format) == fmt else None
-        _verify(ckpt, tmp, root, report, threads)
+        _verify(ckpt, tmp, output_root(ckpt, fmt), report, threads)
         if report.mismatches:
             raise WriteError(f"{out}: verification failed, nothing written: "
                              + "; ".join(report.mismatches[:5]))

@@ -86,3 +86,24 @@ def test_a_corrupted_output_fails_verification_and_nothing_is_written(demo, tmp_
     with pytest.raises(inspector.WriteError, match="verification failed"):
         inspector.convert(demo.source, out)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_convert_to_dcp_with_shards_loads_in_torch(demo, tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    out = tmp_path / "dcp"
+    done = ckpt("convert", demo.source, "--format", "dcp", "--shards", "2", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    ref = _weights(demo.source)
+    back = {"state_dict": {k: torch.zeros_like(v) for k, v in ref.items()}}
+    dcp.load(back, checkpoint_id=str(out), no_dist=True)
+    for name, t in ref.items():
+        assert torch.equal(back["state_dict"][name], t), name
+
+
+def test_shards_with_another_format_is_refused(demo, tmp_path):
+    done = ckpt("convert", demo.source, "--shards", "2", "-o", tmp_path / "x.safetensors")
+    assert done.returncode == 2
+    assert "--shards applies to DCP output" in done.stderr

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="the file (or folder) to write; its suffix picks the format")
     p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: by suffix)")
+    p.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="DCP output: write N rank files, tensors with at least N rows split "
+                        "along dim 0 as torch.chunk splits them")
     p.add_argument("--keep-unknown-globals", action="store_true",
                    help="write the input's calls to globals that are not data into the output; "
                         "refused by default")
@@ -30,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a kill still removes the temp file
     report = convert(args.input, args.output, format=args.format, threads=args.threads,
-                     progress=meter("writing"), keep_unknown_globals=args.keep_unknown_globals)
+                     progress=meter("writing"), keep_unknown_globals=args.keep_unknown_globals,
+                     shards=args.shards)
     print(report.to_json() if args.json else report.to_text())
     return EXIT_OK
 

@@ -111,7 +111,7 @@ def main() -> int:
                                                    str(back_t)], back_t)
     run("ours: ckpt hash DCP (sharded)", [*ckpt, "hash", str(folder)])
     run("ours: ckpt hash out.pt (same tensors, one file)", [*ckpt, "hash", str(ours_pt)])
-    _clean(ours_pt, back_o)
+    _clean(ours_pt, back_o, out_st)
     print(f"DCP conversion, {args.gb} GB float32 on 2 ranks, whole process, {machine()}, "
           f"warm cache, best of {args.repeat}:\n")
     print("| what | wall s | peak RSS MB |\n|---|---:|---:|")

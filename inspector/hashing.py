@@ -10,6 +10,7 @@ strided view or an in-memory array. The work runs in the C++ core, on all cores,
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -116,9 +117,17 @@ def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any,
         raise core_error(e, _where(ckpt, t), key=t.name) from None
     for i, d in zip(mine, digests, strict=True):
         out[i] = d
-    for i, job in enumerate(jobs):
-        if job is None:
-            out[i] = _hash_pieces(ckpt, infos[i])
+    streamed = [i for i, job in enumerate(jobs) if job is None]
+    workers = min(len(streamed), threads or os.cpu_count() or 1)
+    if workers > 1:  # the hasher releases the GIL: one tensor per thread
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            digests = list(pool.map(lambda i: _hash_pieces(ckpt, infos[i]), streamed))
+    else:
+        digests = [_hash_pieces(ckpt, infos[i]) for i in streamed]
+    for i, d in zip(streamed, digests, strict=True):
+        out[i] = d
     return out
 
 

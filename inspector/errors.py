@@ -98,3 +98,22 @@ class PartialTransferError(PlanError):
 
 class WriteError(Exception):
     """Writing an output failed; nothing was left at the destination."""
+
+
+class RankFailedError(CheckpointError):
+    """A distributed hash, verify or diff (`inspector.distributed`) failed on one rank or more.
+    Every rank raises it, with the same message: each failing rank and its own error's message
+    (which names the file, key and problem). `failures`: (rank, error class name, message)."""
+
+    def __init__(self, failures: list[tuple[int, str, str]], path: str | None = None,
+                 key: str | None = None):
+        self.failures = failures
+        super().__init__(path, "; ".join(f"rank {r}: {m}" for r, _, m in failures), key=key)
+
+    def _format(self) -> str:
+        return self.what
+
+
+class RankLostError(ConnectionError):
+    """A distributed command could not reach the other ranks: the process group could not be
+    joined, or a collective failed because a rank died or did not answer within the timeout."""

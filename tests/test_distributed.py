@@ -385,3 +385,24 @@ def test_dcp_files_belong_to_their_writer_and_others_go_round_robin() -> None:
     }
     with pytest.raises(ValueError, match="owner rank 2 is not in a world of 2"):
         assign([1], [2], 2)
+
+
+# -- messages and refusals -------------------------------------------------------------------------
+def test_failures_are_grouped_by_message_and_capped() -> None:
+    from inspector.errors import RankFailedError
+
+    same = RankFailedError([(r, "OSError", "f.bin: gone") for r in range(1000) if r != 7]
+                           + [(7, "TensorDataError", "g.bin: 'w': bad chunk")])
+    assert str(same) == "ranks 0-6, 8-999: f.bin: gone; rank 7: g.bin: 'w': bad chunk"
+    many = RankFailedError([(r, "E", f"m{r}") for r in range(8)])
+    assert str(many).endswith("rank 4: m4; and 3 other errors")
+    assert isinstance(many, CheckpointError)
+
+
+def test_a_group_that_is_not_gloo_is_refused_with_advice(monkeypatch) -> None:
+    torch_dist = pytest.importorskip("torch.distributed")
+    from inspector.distributed.group import Gloo
+
+    monkeypatch.setattr(torch_dist, "get_backend", lambda group=None: "nccl")
+    with pytest.raises(ValueError, match=r"needs a gloo group, not 'nccl'.*new_group"):
+        Gloo(object(), 10)

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +104,12 @@ def verify(
     """Hash `path` over the ranks and compare with `expected`: a manifest written by
     `ckpt hash --json` (its path or the parsed dict), or a checkpoint digest "ckh1:...". With
     None, only check that every tensor can be read and hashed."""
-    with joined(group, timeout) as comm:
-        ckpt, digests = _hash_shared(comm, path, root, threads, lambda: _expected(expected))
+    wanted: list[tuple[str | None, dict[str, str] | None]] = []
+    with joined(group, timeout) as comm:  # a bad manifest fails on every rank, in the exchange
+        ckpt, digests = _hash_shared(comm, path, root, threads,
+                                     lambda: wanted.append(_expected(expected)))
         manifest = hash_manifest(ckpt, digests)
-        want_total, want = _expected(expected)
+        want_total, want = wanted[0]
         return VerifyResult(
             manifest["path"], manifest["digest"], want_total, len(digests),
             tuple(_mismatches(want, {n: str(d) for n, d in digests.items()})), manifest)
@@ -127,41 +129,66 @@ def diff(
     """`inspector.diff(a, b)` (values compared) with the hashing and the numeric comparison of
     changed tensors shared out over the ranks; the same result on every rank."""
     with joined(group, timeout) as comm:
-        state: dict[str, Any] = {}
+        p = _hash_pairs(comm, a, b, mapping, threads)
+        changed = changed_pairs(p.names_a, p.names_b, p.da, p.db)
+        comparisons = _compare_shared(comm, p, changed, rtol, atol, threads)
+        settle_values(p.result, p.names_a, p.names_b, p.da, p.db, comparisons)
+        return p.result
 
-        def hash_mine() -> dict[str, Any]:
-            ca, cb = open_checkpoint(a), open_checkpoint(b)
-            result = join_opened(a, b, ca, cb, mapping)
-            names_a, names_b = value_pairs(result)
-            state.update(ca=ca, cb=cb, result=result, names=(names_a, names_b))
-            items = [(ca, n) for n in names_a] + [(cb, n) for n in names_b]
-            ranks = _split(items, comm.size)
-            n = len(names_a)
-            da = hash_tensors(ca, _mine(names_a, ranks[:n], comm.rank), threads=_threads(threads))
-            db = hash_tensors(cb, _mine(names_b, ranks[n:], comm.rank), threads=_threads(threads))
-            return {"listing": _listing(items, ranks),
-                    "a": _printed(da), "b": _printed(db)}
 
-        replies = _exchange(comm, hash_mine)
-        _same_listing(replies)
-        ca, cb, result = state["ca"], state["cb"], state["result"]
-        names_a, names_b = state["names"]
-        da = _assembled(names_a, [r["a"] for r in replies], str(ca.label))
-        db = _assembled(names_b, [r["b"] for r in replies], str(cb.label))
-        changed = changed_pairs(names_a, names_b, da, db)
+@dataclass
+class _Pairs:
+    """Both sides of a diff, its rows (values pending), and the digests of the paired tensors."""
 
-        def compare_mine() -> dict[str, Any]:
-            ranks = _split([(ca, names_a[k]) for k in changed], comm.size)
-            mine = [k for k, r in zip(changed, ranks, strict=True) if r == comm.rank]
-            found = compare_pairs(ca, cb, names_a, names_b, mine, rtol=rtol, atol=atol,
-                                  threads=_threads(threads))
-            return {str(k): asdict(c) for k, c in found.items()}
+    ca: Checkpoint
+    cb: Checkpoint
+    result: DiffResult
+    names_a: list[str]
+    names_b: list[str]
+    da: dict[str, Digest] = field(default_factory=dict)
+    db: dict[str, Digest] = field(default_factory=dict)
 
-        comparisons: dict[int, Comparison] = {}
-        for reply in _exchange(comm, compare_mine):
-            comparisons.update((int(k), Comparison(**c)) for k, c in reply.items())
-        settle_values(result, names_a, names_b, da, db, comparisons)
-        return result
+
+def _hash_pairs(comm: Comm, a: Any, b: Any, mapping: Any, threads: int | None) -> _Pairs:
+    """Open both sides, join their names, hash this rank's share of the pairs' tensors (the two
+    sides split together), exchange: every pair's digests on every rank."""
+    opened: list[_Pairs] = []
+
+    def hash_mine() -> dict[str, Any]:
+        ca, cb = open_checkpoint(a), open_checkpoint(b)
+        result = join_opened(a, b, ca, cb, mapping)
+        p = _Pairs(ca, cb, result, *value_pairs(result))
+        opened.append(p)
+        items = [(ca, n) for n in p.names_a] + [(cb, n) for n in p.names_b]
+        ranks, n = _split(items, comm.size), len(p.names_a)
+        da = hash_tensors(ca, _mine(p.names_a, ranks[:n], comm.rank), threads=_threads(threads))
+        db = hash_tensors(cb, _mine(p.names_b, ranks[n:], comm.rank), threads=_threads(threads))
+        return {"listing": _listing(items, ranks), "a": _printed(da), "b": _printed(db)}
+
+    replies = _exchange(comm, hash_mine)
+    _same_listing(replies)
+    p = opened[0]
+    p.da = _assembled(p.names_a, [r["a"] for r in replies], p.ca.label)
+    p.db = _assembled(p.names_b, [r["b"] for r in replies], p.cb.label)
+    return p
+
+
+def _compare_shared(
+    comm: Comm, p: _Pairs, changed: list[int], rtol: float, atol: float, threads: int | None
+) -> dict[int, Comparison]:
+    """The numeric comparison of the changed pairs, shared out by bytes like the hashing."""
+
+    def compare_mine() -> dict[str, Any]:
+        ranks = _split([(p.ca, p.names_a[k]) for k in changed], comm.size)
+        mine = [k for k, r in zip(changed, ranks, strict=True) if r == comm.rank]
+        found = compare_pairs(p.ca, p.cb, p.names_a, p.names_b, mine, rtol=rtol, atol=atol,
+                              threads=_threads(threads))
+        return {str(k): asdict(c) for k, c in found.items()}  # floats: JSON keeps them exact
+
+    comparisons: dict[int, Comparison] = {}
+    for reply in _exchange(comm, compare_mine):
+        comparisons.update((int(k), Comparison(**c)) for k, c in reply.items())
+    return comparisons
 
 
 # -- sharing out and gathering ---------------------------------------------------------------------
@@ -189,7 +216,7 @@ def _hash_shared(
     replies = _exchange(comm, hash_mine)
     _same_listing(replies)
     ckpt = state["ckpt"]
-    return ckpt, _assembled(list(ckpt), [r["digests"] for r in replies], str(ckpt.label))
+    return ckpt, _assembled(list(ckpt), [r["digests"] for r in replies], ckpt.label)
 
 
 def _split(items: list[tuple[Checkpoint, str]], world: int) -> list[int]:

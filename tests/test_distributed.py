@@ -302,6 +302,17 @@ def test_a_rank_that_does_not_answer_ends_the_other_at_the_timeout(files, tmp_pa
     assert err1.startswith("ckpt hash: error: rank 1: lost the other ranks")
 
 
+def test_a_rank_that_cannot_join_ends_at_the_timeout_with_the_address(files) -> None:
+    port = str(_free_port())  # nobody listens there: rank 0 never started
+    r = python("-m", "inspector.distributed", "hash", files["hf"], "--timeout", "2",
+               env=_env(RANK="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+               timeout=RUN_TIMEOUT)
+    assert r.returncode == 2
+    assert (f"ckpt hash: error: rank 1: cannot join the process group at 127.0.0.1:{port} "
+            "within 2 s: ") in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 # -- a world of one: no torchrun, no torch ---------------------------------------------------------
 def test_without_torchrun_it_is_ckpt_hash_and_imports_no_torch(files) -> None:
     for flags in ([], ["--json"]):

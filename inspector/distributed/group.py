@@ -1,9 +1,10 @@
 """The ranks of a distributed command and the one collective it needs: every rank's bytes.
 
-Outside torchrun (no RANK / WORLD_SIZE in the environment) and without a process group, the
-command is a world of one and torch is not imported at all. Under torchrun a gloo group is
-created on the CPU (env://) and destroyed afterwards; a group the caller initialised, or passes,
-is used as it is and left alone. Payloads travel as bytes in uint8 tensors, never as pickles.
+Outside torchrun (no RANK / WORLD_SIZE in the environment, or a world size of 1) and without a
+process group, the command is a world of one and torch is not imported at all. Under torchrun a
+gloo group is created on the CPU (env://) and destroyed afterwards; a group the caller
+initialised, or passes, is used as it is and left alone. Payloads travel as bytes in uint8
+tensors, never as pickles.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def joined(group: Any = None, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Comm
     if group is not None or _default_group_exists():
         yield Gloo(group, timeout)
         return
-    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE") or 1) <= 1:
         yield Solo()
         return
     import torch.distributed as dist

@@ -201,6 +201,39 @@ def test_an_input_error_exits_as_ckpt_does_with_every_rank_named(files, tmp_path
     assert _no_inspector_traceback(under_torchrun.stderr)
 
 
+SAVE_THEN_HASH = """
+import os, sys
+import torch, torch.distributed as dist, torch.distributed.checkpoint as dcp
+import inspector.distributed
+import inspector.distributed.api as api
+
+dist.init_process_group("gloo")
+g = torch.Generator().manual_seed(0)
+state = {f"layers.{i}.weight": torch.randn(32, 8 + i, generator=g) for i in range(8)}
+dcp.save(state, checkpoint_id=sys.argv[1])  # the ranks share the writing: __0_0, __1_0.distcp
+real, mine = api.hash_tensors, []
+api.hash_tensors = lambda ckpt, names, **kw: (mine.extend(names), real(ckpt, names, **kw))[1]
+m = inspector.distributed.hash(sys.argv[1], timeout=30)
+os.write(1, (f"{dist.get_rank()} {m['digest']} {' '.join(sorted(mine))}\\n").encode())
+dist.destroy_process_group()
+"""
+
+
+def test_right_after_dcp_save_each_rank_hashes_the_file_it_wrote(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(SAVE_THEN_HASH)
+    r = torchrun(script, tmp_path / "ckpt")
+    assert r.returncode == 0, r.stderr
+    digest = json.loads(ckpt("hash", "--json", tmp_path / "ckpt").stdout)["digest"]
+    opened = inspector.open(tmp_path / "ckpt")
+    for line in r.stdout.splitlines():
+        rank, got, *names = line.split()
+        assert got == digest
+        assert {Path(opened[n].storage.source.path).name for n in names} == {f"__{rank}_0.distcp"}
+    hashed = [n for line in r.stdout.splitlines() for n in line.split()[2:]]
+    assert sorted(hashed) == sorted(opened)
+
+
 # -- failures seen by one rank ---------------------------------------------------------------------
 ONE_RANK_MISSES_A_FILE = """
 import os, sys

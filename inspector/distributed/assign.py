@@ -1,10 +1,11 @@
 """Which rank hashes which tensor: a pure function of the tensors' sizes and files, so that every
 rank computes the same split without talking to the others.
 
-Greedy, largest first: a tensor goes to the rank that owns its file while that rank stays within
-the average load (total / ranks), else to the least loaded rank (ties: the lowest rank). No rank
-ends above average + the largest tensor: a tensor placed by the second rule goes to a rank
-loaded at most (total - its size) / ranks.
+Greedy, largest first: a tensor goes to the rank that owns its file while that rank is below the
+average load (total / ranks), else to the least loaded rank (ties: the lowest rank). No rank ends
+above average + the largest tensor: the first rule adds one tensor to a rank below the average;
+the second adds it to a rank loaded at most (total - its size) / ranks. A rank whose own files
+hold about its share keeps all of them (its pages may still be in its node's cache).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def assign(sizes: Sequence[int], owners: Sequence[int | None], world: int) -> li
         owner = owners[i]
         if owner is not None and not 0 <= owner < world:
             raise ValueError(f"item {i}: owner rank {owner} is not in a world of {world}")
-        if owner is not None and (load[owner] + sizes[i]) * world <= total:
+        if owner is not None and (load[owner] * world < total or sizes[i] == 0):
             rank = owner
         else:
             rank = min(range(world), key=lambda r: (load[r], r))

@@ -305,17 +305,24 @@ def diff(
     """
     if values:
         ca, cb = open_checkpoint(a), open_checkpoint(b)
-        (label_a, sig_a), (label_b, sig_b) = _side(ca), _side(cb)
-        label_a, label_b = _given_label(a, label_a), _given_label(b, label_b)
-    else:  # the two headers are parsed at once: the C++ parser runs without the GIL
-        with ThreadPoolExecutor(2) as pool:
-            side_a, side_b = pool.submit(_side, a), pool.submit(_side, b)
-            (label_a, sig_a), (label_b, sig_b) = side_a.result(), side_b.result()
-    join = _join(label_a, sig_a, sig_b, _name_map(mapping, sig_b))
-    result = DiffResult(label_a, label_b, values, sig_a, sig_b, join)
-    if values:
+        result = join_opened(a, b, ca, cb, mapping)
         _compare_values(ca, cb, result, rtol=rtol, atol=atol, threads=threads, progress=progress)
-    return result
+        return result
+    with ThreadPoolExecutor(2) as pool:  # the two headers at once: the C++ parser drops the GIL
+        side_a, side_b = pool.submit(_side, a), pool.submit(_side, b)
+        (label_a, sig_a), (label_b, sig_b) = side_a.result(), side_b.result()
+    join = _join(label_a, sig_a, sig_b, _name_map(mapping, sig_b))
+    return DiffResult(label_a, label_b, values, sig_a, sig_b, join)
+
+
+def join_opened(a: Any, b: Any, ca: Checkpoint, cb: Checkpoint, mapping: Any = None) -> DiffResult:
+    """The rows of the diff of two opened checkpoints, values not compared yet (`a` and `b`: what
+    the caller named, for the labels). `diff()` then compares the values; so does the distributed
+    diff (inspector/distributed), with the hashing spread over ranks."""
+    (label_a, sig_a), (label_b, sig_b) = _side(ca), _side(cb)
+    label_a, label_b = _given_label(a, label_a), _given_label(b, label_b)
+    join = _join(label_a, sig_a, sig_b, _name_map(mapping, sig_b))
+    return DiffResult(label_a, label_b, True, sig_a, sig_b, join)
 
 
 def _given_label(source: Any, label: str) -> str:
@@ -398,12 +405,9 @@ def _compare_values(
     threads: int | None,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    from .compare import compare_tensors
     from .hashing import hash_tensors
 
-    j = result.join
-    names_a = [result.sig_a.names[i] for i in j.pair_a]
-    names_b = [result.sig_b.names[i] for i in j.pair_b]
+    names_a, names_b = value_pairs(result)
     total_a = sum(ca[n].nbytes for n in names_a)
     total = total_a + sum(cb[n].nbytes for n in names_b)
 
@@ -414,9 +418,39 @@ def _compare_values(
 
     da = hash_tensors(ca, names_a, threads=threads, progress=part(0))
     db = hash_tensors(cb, names_b, threads=threads, progress=part(total_a))
-    changed = [
-        k for k, (na, nb) in enumerate(zip(names_a, names_b, strict=True)) if da[na] != db[nb]
-    ]
+    changed = changed_pairs(names_a, names_b, da, db)
+    comparisons = compare_pairs(ca, cb, names_a, names_b, changed, rtol=rtol, atol=atol,
+                                threads=threads)
+    settle_values(result, names_a, names_b, da, db, comparisons)
+
+
+def value_pairs(result: DiffResult) -> tuple[list[str], list[str]]:
+    """The names of the pairs whose values are compared (equal shape and dtype): A's, B's."""
+    j = result.join
+    return [result.sig_a.names[i] for i in j.pair_a], [result.sig_b.names[i] for i in j.pair_b]
+
+
+def changed_pairs(
+    names_a: list[str], names_b: list[str], da: Mapping[str, Digest], db: Mapping[str, Digest]
+) -> list[int]:
+    """The indices of the pairs whose digests differ."""
+    return [k for k, (na, nb) in enumerate(zip(names_a, names_b, strict=True)) if da[na] != db[nb]]
+
+
+def compare_pairs(
+    ca: Checkpoint,
+    cb: Checkpoint,
+    names_a: list[str],
+    names_b: list[str],
+    pairs: list[int],
+    *,
+    rtol: float,
+    atol: float,
+    threads: int | None,
+) -> dict[int, Comparison]:
+    """The numeric comparison of the pairs `pairs` (indices into the name lists)."""
+    from .compare import compare_tensors
+
     workers = threads or os.cpu_count() or 1
 
     def compare(k: int, core_threads: int) -> Comparison:
@@ -431,14 +465,27 @@ def _compare_values(
     # chunks than threads is compared on one thread, side by side with others (the core releases
     # the GIL). Figures do not depend on the thread count.
     big = workers << 20
-    split = [k for k in changed if ca[names_a[k]].numel >= big]
-    whole = [k for k in changed if ca[names_a[k]].numel < big]
+    split = [k for k in pairs if ca[names_a[k]].numel >= big]
+    whole = [k for k in pairs if ca[names_a[k]].numel < big]
     comparisons = {k: compare(k, workers) for k in split}
     if len(whole) > 1 and workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             comparisons.update(zip(whole, pool.map(lambda k: compare(k, 1), whole), strict=True))
     else:
         comparisons.update((k, compare(k, 1)) for k in whole)
+    return comparisons
+
+
+def settle_values(
+    result: DiffResult,
+    names_a: list[str],
+    names_b: list[str],
+    da: Mapping[str, Digest],
+    db: Mapping[str, Digest],
+    comparisons: Mapping[int, Comparison],
+) -> None:
+    """Mark each pair changed (it has a comparison) or identical, with its digests."""
+    j = result.join
     statuses = []
     for k, (na, nb) in enumerate(zip(names_a, names_b, strict=True)):
         statuses.append(CHANGED if k in comparisons else IDENTICAL)

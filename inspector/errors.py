@@ -98,3 +98,43 @@ class PartialTransferError(PlanError):
 
 class WriteError(Exception):
     """Writing an output failed; nothing was left at the destination."""
+
+
+class RankFailedError(CheckpointError):
+    """A distributed hash, verify or diff (`inspector.distributed`) failed on one rank or more.
+    Every rank raises it, with the same message: the failing ranks and their errors' messages
+    (which name the file, key and problem), ranks with the same message together, the first
+    `SHOWN` messages. `failures`: (rank, error class name, message)."""
+
+    SHOWN = 5
+
+    def __init__(self, failures: list[tuple[int, str, str]], path: str | None = None,
+                 key: str | None = None):
+        self.failures = failures
+        by_message: dict[str, list[int]] = {}
+        for rank, _, message in failures:
+            by_message.setdefault(message, []).append(rank)
+        parts = [f"{_ranks(r)}: {m}" for m, r in list(by_message.items())[: self.SHOWN]]
+        if len(by_message) > self.SHOWN:
+            parts.append(f"and {len(by_message) - self.SHOWN} other errors")
+        super().__init__(path, "; ".join(parts), key=key)
+
+    def _format(self) -> str:
+        return self.what
+
+
+class RankLostError(ConnectionError):
+    """A distributed command could not reach the other ranks: the process group could not be
+    joined, or a collective failed because a rank died or did not answer within the timeout."""
+
+
+def _ranks(ranks: list[int]) -> str:
+    """"rank 3", "ranks 0-7", "ranks 0, 2, 5-9": runs of consecutive ranks folded."""
+    runs: list[list[int]] = []
+    for r in sorted(ranks):
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return f"rank {text}" if len(ranks) == 1 else f"ranks {text}"

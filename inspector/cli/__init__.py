@@ -15,7 +15,7 @@ import io
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from ..errors import (
@@ -93,21 +93,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         with _cache_dir(args.cache_dir):
             code: int = args._run(args)
+        return code
+
+    return guarded(f"ckpt {args.command}", run)
+
+
+def guarded(
+    name: str, run: Callable[[], int], *, tell: Callable[[BaseException], bool] = lambda e: True
+) -> int:
+    """`run()`'s exit code, or the code of the error it raised (`EXIT_CODES`) with one line on
+    stderr, no traceback (a bug, an error in no table, is re-raised). `tell(error)`: whether
+    this process prints the line (in a distributed command, rank 0 speaks for all)."""
+    try:
+        code = run()
         sys.stdout.flush()  # a reader that left early shows here when the output was short
     except BrokenPipeError:  # before OSError: a closed pipe is not an input error
         _detach_stdout()
         return EXIT_PIPE
     except KeyboardInterrupt:
-        print(f"ckpt {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:
         mapped = exit_code_for(e)
         if mapped is None:
             raise
-        print(f"ckpt {args.command}: error: {e}", file=sys.stderr)
+        if tell(e):
+            print(f"{name}: error: {e}", file=sys.stderr)
         return mapped
     return code
 

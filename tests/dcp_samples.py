@@ -6,9 +6,9 @@ starts WORLD (default 4) CPU processes in a gloo group on 127.0.0.1 and has them
 state dict holding DTensors laid out the ways training jobs lay them out: `Shard(0)` and
 `Shard(1)` on a 1-D mesh (uneven splits too), `[Shard(0), Shard(1)]` and
 `[Shard(0), Replicate()]` on a 2-D mesh, bfloat16, an FSDP2 (`fully_shard`) model's state dict,
-a plain replicated tensor and a non-tensor value. Rank 0 also writes the same tensors gathered
-whole with `torch.save` (`OUT_FOLDER.ref.pt`) and safetensors (`OUT_FOLDER.ref.safetensors`):
-what a user would compare the sharded checkpoint with.
+a legacy `ShardedTensor`, a plain replicated tensor and a non-tensor value. Rank 0 also writes
+the same tensors gathered whole with `torch.save` (`OUT_FOLDER.ref.pt`) and safetensors
+(`OUT_FOLDER.ref.safetensors`): what a user would compare the sharded checkpoint with.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def full_tensors() -> dict[str, torch.Tensor]:
         "bf": torch.randn(9, 2, generator=g).to(torch.bfloat16),
         "cube": torch.randn(4, 6, 5, generator=g),
         "plain": torch.arange(7),
+        "legacy": torch.randn(8, 3, generator=g),  # a legacy ShardedTensor, 2 rows per rank
     }
 
 
@@ -59,6 +60,7 @@ def _run(rank: int, world: int, out: str, port: int) -> None:
         "bf": distribute_tensor(full["bf"], m1, [Shard(0)]),
         "cube": distribute_tensor(full["cube"], m2, [Shard(2), Shard(1)]),
         "plain": full["plain"],
+        "legacy": _legacy_sharded(full["legacy"], rank, world),
     }
     model = fully_shard(_model(), mesh=m1)
     fsdp = {f"fsdp.{k}": v for k, v in model.state_dict().items()}
@@ -71,6 +73,19 @@ def _run(rank: int, world: int, out: str, port: int) -> None:
 
         save_file({k: v.contiguous() for k, v in ref.items()}, out + ".ref.safetensors")
     dist.destroy_process_group()
+
+
+def _legacy_sharded(full: torch.Tensor, rank: int, world: int) -> object:
+    """The same tensor as a legacy `ShardedTensor` (torch.distributed._shard), rows by rank."""
+    from torch.distributed._shard.metadata import ShardMetadata
+    from torch.distributed._shard.sharded_tensor import Shard as LegacyShard
+    from torch.distributed._shard.sharded_tensor import init_from_local_shards
+
+    rows = full.shape[0] // world
+    local = full[rank * rows : (rank + 1) * rows].clone()
+    meta = ShardMetadata(shard_offsets=[rank * rows, 0], shard_sizes=list(local.shape),
+                         placement=f"rank:{rank}/cpu")
+    return init_from_local_shards([LegacyShard(local, meta)], list(full.shape))
 
 
 def _free_port() -> int:

@@ -67,7 +67,7 @@ def test_digests_equal_those_of_the_same_tensors_saved_whole(sample):
         return {t["name"]: t for t in manifest["tensors"]}
 
     assert by_name(sharded) == by_name(whole) == by_name(st)
-    assert len(by_name(sharded)) == 11
+    assert len(by_name(sharded)) == 12
 
 
 def test_diff_against_the_full_checkpoint_exits_0_and_finds_a_changed_value(sample, tmp_path):
@@ -155,7 +155,7 @@ def test_apply_takes_the_sharded_tensors_as_source(sample, tmp_path):
     assert ckpt("map", sample, target, "-o", plan).returncode == 0
     done = ckpt("apply", plan, "--accept-proposed", "--strict", "-o", out)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "verified: OK: 11 replaced" in done.stdout
+    assert "verified: OK: 12 replaced" in done.stdout
     back = load_file(out)
     assert set(back) == set(ref)
     for name, t in ref.items():
@@ -170,7 +170,7 @@ def test_convert_to_one_pt_that_torch_loads_and_runs(sample, tmp_path):
     out = tmp_path / "whole.pt"
     done = ckpt("convert", sample, "-o", out)
     assert done.returncode == 0, done.stderr
-    assert "verified: OK: 11 tensors" in done.stdout
+    assert "verified: OK: 12 tensors" in done.stdout
     loaded = torch.load(out, weights_only=True)
     assert loaded["step"] == 3
     ref = _reference(sample)
@@ -185,3 +185,13 @@ def test_convert_to_one_pt_that_torch_loads_and_runs(sample, tmp_path):
 
     x = torch.randn(5, 8, generator=torch.Generator().manual_seed(3))
     assert torch.equal(module(loaded["model"])(x), module(ref)(x))
+
+
+def test_torchrun_hash_of_the_sharded_folder_is_ckpt_hash(sample):
+    """Two ranks share the sharded tensors' hashing (inspector.distributed); rank 0 prints what
+    the single-process command prints."""
+    from test_distributed import torchrun
+
+    done = torchrun("-m", "inspector.distributed", "hash", sample)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ckpt("hash", sample).stdout

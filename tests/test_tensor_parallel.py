@@ -134,3 +134,17 @@ def test_gated_is_read_from_the_config():
     assert is_gated({"gated_linear_unit": True})
     assert not is_gated({"activation": "gelu"})
     assert not is_gated(None)
+
+
+def test_merged_ranks_convert_to_one_file_and_a_nemo_output_is_refused_by_name(tmp_path):
+    state = full_state(True)
+    nemo = write_nemo(tmp_path / "tp.nemo", shard(state, 2, True), CONFIG.format("swiglu"))
+    done = ckpt("convert", nemo, "-o", tmp_path / "whole.pt")
+    assert done.returncode == 0, done.stderr
+    back = torch.load(tmp_path / "whole.pt", weights_only=True)
+    assert all(torch.equal(back[n], t) for n, t in state.items())
+    refused = ckpt("convert", nemo, "-o", tmp_path / "again.nemo")
+    assert refused.returncode == 2
+    assert f"{tmp_path / 'again.nemo'}: a .nemo output needs" in refused.stderr
+    assert ".tmp-" not in refused.stderr  # the user's path, not the temp file's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tp.nemo", "whole.pt"]

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import WriteError
+from ..errors import CheckpointError, WriteError
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _COPY_CHUNK = 64 << 20  # bytes per copy_file_range / fallback read: keeps memory flat
@@ -95,10 +95,26 @@ def atomic_path(
     except OSError as e:
         _remove(tmp)
         raise describe_os_error(dest, e) from e
+    except (WriteError, CheckpointError) as e:
+        _remove(tmp)
+        raise _naming_dest(e, tmp, dest) from None
     except BaseException:
         _remove(tmp)
         raise
     _sync_after_rename(dest, parent)
+
+
+def _naming_dest(e: Exception, tmp: Path, dest: Path) -> Exception:
+    """The error of a writer or of the verification, naming the output the user asked for, not
+    the temp file (gone by the time the message is read)."""
+    try:
+        if isinstance(e, CheckpointError) and e.path is not None and e.path.startswith(str(tmp)):
+            return type(e)(str(dest) + e.path[len(str(tmp)):], e.what, key=e.key)
+        if isinstance(e, WriteError) and str(tmp) in str(e):
+            return type(e)(str(e).replace(str(tmp), str(dest)))
+    except TypeError:  # a subclass built otherwise: keep it as raised
+        pass
+    return e
 
 
 def _sync_after_rename(dest: Path, parent: Path) -> None:

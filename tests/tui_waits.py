@@ -11,6 +11,8 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
+from textual.worker import WorkerCancelled
+
 TIMEOUT = 60.0  # generous: a loaded CI machine is slow, a hang still fails
 
 
@@ -30,7 +32,11 @@ async def settled(pilot: Any) -> None:
     await until(pilot, lambda: app.review.state is not None, "the checkpoints to load")
     quiet = 0
     while quiet < 2:
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one: wait for that
+            quiet = 0
+            continue
         await pilot.pause()
         busy = len(app.workers) > 0 or not app.review.details_complete
         quiet = 0 if busy else quiet + 1

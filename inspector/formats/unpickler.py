@@ -614,14 +614,21 @@ def _check_nesting(root: Any, machine: Unpickler) -> None:
     # frame: [container, children iterator, height below, expanded size below]
     stack: list[list[Any]] = [[root, iter(kids), 0, 0]]
     on_path.add(id(root))
+    atoms = _ATOMS
     while stack:
         frame = stack[-1]
-        child = next(frame[1], _MARK)
+        for child in frame[1]:  # leaves (most of a tree) counted without leaving this loop
+            if type(child) not in atoms:
+                break
+            frame[3] += 1
+        else:
+            child = _MARK
         if child is _MARK:
             stack.pop()
             on_path.discard(id(frame[0]))
             height[id(frame[0])] = frame[2] + 1
             size[id(frame[0])] = frame[3] + 1
+            _grow(frame, 0, machine)  # its leaves were counted without a check
             if stack:
                 stack[-1][2] = max(stack[-1][2], frame[2] + 1)
                 _grow(stack[-1], frame[3] + 1, machine)
@@ -650,6 +657,10 @@ def _check_nesting(root: Any, machine: Unpickler) -> None:
                 machine.path, f"containers nested deeper than {MAX_DEPTH}", key=machine.key
             )
         frame[2] = max(frame[2], h)
+
+
+# Values with no children, by exact type: counted as one node each, never looked into.
+_ATOMS = frozenset({str, int, float, bool, bytes, type(None), complex})
 
 
 def _grow(frame: list[Any], n: int, machine: Unpickler) -> None:

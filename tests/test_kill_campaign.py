@@ -29,7 +29,7 @@ from inspector.hashing import hash_tensors
 pytestmark = pytest.mark.slow
 
 KILLS_PER_PATH = 25  # kills that land inside a run, per write path: 50 in all
-MAX_RUNS_PER_PATH = 2 * KILLS_PER_PATH  # a run that ends before its kill is not counted
+MAX_RUNS_PER_PATH = 3 * KILLS_PER_PATH  # a run that ends before its kill is not counted
 FUZZ_CORPUS = Path(__file__).parent / "fuzz" / "corpus"
 OLD_FILES = {".safetensors": FUZZ_CORPUS / "open_safetensors" / "plain.safetensors",
              ".pt": FUZZ_CORPUS / "open_torch_zip" / "state.pt"}
@@ -109,7 +109,10 @@ def test_kill_9_leaves_old_or_complete_output(tmp_path, inputs, suffix, how):
         time.sleep(max(0.0, rng.uniform(-0.02, window)))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
-        killed += proc.returncode == -signal.SIGKILL
+        if proc.returncode == -signal.SIGKILL:
+            killed += 1
+        else:  # it finished first: this machine is faster now than when calibrated
+            window *= 0.85
         assert {p: sha256(p) for p in inputs} == hashes, "an input changed"
         outcomes[outcome(out, old_bytes if has_old else None, new)] += 1
     print(f"{how}: window {window:.3f} s, {killed} kills landed in {runs} runs, {outcomes}")

@@ -10,8 +10,6 @@ input, plan or write error (nothing written).
 from __future__ import annotations
 
 import argparse
-import signal
-from types import FrameType
 
 from ..applying import Inputs, apply, open_plan_inputs
 from ..errors import PlanError
@@ -19,9 +17,9 @@ from ..mapping.plan import Plan
 from ..mapping.propose import propose
 from ..mapping.rules import load_rules
 from ..reader import open_checkpoint
-from ..writers import FORMATS
 from . import EXIT_OK
 from .progress import meter
+from .writing import add_write_options, remove_temp_on_sigterm
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,19 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "init with no declared reason (shape mismatch, no source, ambiguous)")
     p.add_argument("--force", action="store_true",
                    help="apply even when the checkpoints' fingerprints differ from the plan's")
-    p.add_argument("--keep-unknown-globals", action="store_true",
-                   help="write the target's calls to globals that are not data (os.system(...)) "
-                        "into the output; refused by default")
-    p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: by suffix)")
-    p.add_argument("--shards", type=int, default=1, metavar="N",
-                   help="DCP output: N rank files, tensors with at least N rows split along "
-                        "dim 0 as torch.chunk does (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="copy/hash threads")
+    add_write_options(p, "target")
     p.add_argument("--json", action="store_true", help="print the transfer report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # a kill still removes the temp file
+    remove_temp_on_sigterm()
     plan, inputs = _plan(args)
     # rows still proposed (PendingRowsError) and, with --strict, rows left at init
     # (PartialTransferError) exit 1 by their class (cli.EXIT_CODES)
@@ -78,10 +69,6 @@ def _plan(args: argparse.Namespace) -> tuple[Plan | str, Inputs | None]:
     plan = propose(sources if len(sources) > 1 else sources[0], target, rules)
     by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, sources, strict=True)}
     return plan, Inputs(plan, by_label, target, [])
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 __all__ = ["add_arguments", "open_plan_inputs", "run"]

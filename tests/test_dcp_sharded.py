@@ -226,3 +226,42 @@ def test_the_review_ui_writes_from_the_sharded_source(sample, tmp_path):
     written = torch.load(out, weights_only=True)
     for name, t in ref.items():
         assert torch.equal(written[name], t), name
+
+
+def _dcp_nemo(sample: Path, nemo: Path) -> Path:
+    import tarfile
+
+    with tarfile.open(nemo, "w") as tar:
+        config = nemo.with_name("model_config.yaml")
+        config.write_text("target: demo\n")
+        tar.add(config, arcname="./model_config.yaml")
+        tar.add(sample, arcname="./model_weights")
+    return nemo
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_a_dcp_nemo_is_written_as_a_dcp_nemo_again(sample, tmp_path):
+    """A .nemo whose model_weights/ is DCP, migrated (the full .pt as source): the output .nemo
+    keeps its config and holds DCP weights in as many rank files, which torch's dcp.load reads."""
+    import tarfile
+
+    import torch.distributed.checkpoint as dcp
+
+    target = _dcp_nemo(sample, tmp_path / "target.nemo")
+    out = tmp_path / "out.nemo"
+    done = ckpt("apply", "--source", f"{sample}.ref.pt", "--target", target,
+                "--accept-proposed", "-o", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with tarfile.open(out) as tar:
+        names = sorted(tar.getnames())
+        assert "./model_config.yaml" in names
+        assert [n for n in names if n.endswith(".distcp")] == [
+            f"./model_weights/__{r}_0.distcp" for r in range(4)]
+        tar.extractall(tmp_path / "x", filter="data")
+    ref = _reference(sample)
+    back = {"model": {k: torch.zeros_like(v) for k, v in ref.items()}}
+    dcp.load(back, checkpoint_id=str(tmp_path / "x" / "model_weights"), no_dist=True)
+    for name, t in ref.items():
+        assert torch.equal(back["model"][name], t), name
+    again = ckpt("diff", out, target)
+    assert again.returncode == 0, again.stdout

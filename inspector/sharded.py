@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any
 
-from .errors import HeaderError
+from .errors import HeaderError, TruncatedFileError
 from .sources import Identity, LocalFile, Source, check_range
 
 WINDOW = 64 << 20  # bytes of logical tensor assembled at a time, when chunks must be interleaved
@@ -180,7 +180,7 @@ class ShardedTensor:
         check_range(self.name, self.size, offset, length)
         if length == 0:
             return
-        self._check_overlaps()
+        self._check_chunks()
         end = offset + length
         if self._runs is not None:
             for index, lo in self._run_starts():
@@ -234,7 +234,9 @@ class ShardedTensor:
             found = self._located.setdefault(index, self._locate(index))
         return found
 
-    def _check_overlaps(self) -> None:
+    def _check_chunks(self) -> None:
+        """Before the first read: the chunks do not overlap, and each one's elements lie inside
+        its file (so no slab is allocated for bytes that are not there)."""
         if self._checked:
             return
         with self._lock:
@@ -246,6 +248,13 @@ class ShardedTensor:
                     if _overlap(a, b):
                         raise HeaderError(b.file, f"chunks at {a.offsets} and {b.offsets} "
                                           "overlap", key=self.key)
+            for index, c in enumerate(self.chunks):
+                src, start = self._where(index)
+                if start + c.numel * self.itemsize > src.size:
+                    raise TruncatedFileError(
+                        c.file, f"chunk at {c.offsets} needs bytes [{start}, "
+                        f"{start + c.numel * self.itemsize}) of {src.name} ({src.size} bytes)",
+                        key=self.key)
             self._checked = True
 
     def __repr__(self) -> str:

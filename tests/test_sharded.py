@@ -122,3 +122,20 @@ def test_overlapping_chunks_are_refused_on_first_read():
     with pytest.raises(HeaderError, match="overlap") as info:
         tensor.read(0, tensor.size)
     assert info.value.key == "x"
+
+
+def test_a_chunk_past_its_file_end_is_refused_before_any_slab_is_made():
+    """A huge global shape whose chunks' bytes are not in the file: an error naming the chunk's
+    file and the tensor, not a multi-terabyte allocation."""
+    from inspector.errors import TruncatedFileError
+
+    src = BytesSource(bytes(64), "rank.bin")
+    shape = (2, 1 << 40)
+    chunks = [Chunk((0, 0), (2, 1 << 39), "rank0.bin", 0, 64),
+              Chunk((0, 1 << 39), (2, 1 << 39), "rank1.bin", 0, 64)]
+    tensor = ShardedTensor("t::big", "big", shape, 4, chunks, lambda i: (src, 0),
+                           files=["rank.bin"])
+    check_layout("ckpt", "big", shape, chunks)
+    with pytest.raises(TruncatedFileError, match="needs bytes") as info:
+        next(tensor.pieces())
+    assert info.value.key == "big"

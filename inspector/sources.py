@@ -200,6 +200,16 @@ def opened(where: str | os.PathLike[str] | Source) -> Iterator[Source]:
         yield where
 
 
+def prefetch(source: Any, ranges: list[tuple[int, int]]) -> None:
+    """Tell `source` that (offset, length) ranges are about to be read one by one (a zip's local
+    headers): a remote source fetches them together, in parallel; a local one ignores it.
+    `source` may be a source or what `sliceable` made of one."""
+    source = getattr(source, "source", source)
+    ask = getattr(source, "prefetch", None)
+    if ask is not None and ranges:
+        ask(ranges)
+
+
 def name_of(where: str | os.PathLike[str] | Source) -> str:
     """What messages call `where`: a path as given, a source by its name."""
     return os.fspath(where) if isinstance(where, (str, os.PathLike)) else where.name
@@ -296,6 +306,7 @@ __all__ = [
     "check_range",
     "name_of",
     "opened",
+    "prefetch",
     "sliceable",
     "stream",
 ]

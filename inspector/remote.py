@@ -215,10 +215,16 @@ class RemoteFile:
         return None  # cached blocks age out of the LRU
 
     def identity(self) -> Identity:
-        """(size, ETag/version) as the store tells it now: a new request each time."""
+        """(size, ETag/version), asked of the store again (one request): FileChangedError when
+        the object is no longer the one opened, whose bytes the cache and the listing hold."""
         info = self._call(lambda: self._fs.info(self._path), "read its size")
         self.requests += 1
-        return (info.get("size"), _version(info))
+        now = (info.get("size"), _version(info))
+        if now != (self.size, self.version):
+            raise FileChangedError(
+                self.name, f"the object changed since it was opened (size {self.size:,} -> "
+                           f"{now[0]:,}, version {self.version} -> {now[1]}): open it again")
+        return now
 
     def close(self) -> None:
         return None  # the filesystem's sessions are fsspec's (shared, closed at exit)
@@ -264,10 +270,11 @@ class RemoteFile:
         return data[offset - start : offset - start + length]
 
     # Streaming ----------------------------------------------------------------------------------
-    def chunks(self, offset: int, length: int, size: int = CHUNK) -> Iterator[bytes]:
-        """Bytes [offset, offset + length) in pieces of `size`, PARALLEL requests in flight:
-        memory stays at a few pieces however long the range."""
+    def chunks(self, offset: int, length: int, size: int | None = None) -> Iterator[bytes]:
+        """Bytes [offset, offset + length) in pieces of `size` (CHUNK), PARALLEL requests in
+        flight: memory stays at a few pieces however long the range."""
         check_range(self.name, self.size, offset, length)
+        size = size or CHUNK
         spans = [(o, min(size, offset + length - o)) for o in range(offset, offset + length, size)]
         with ThreadPoolExecutor(PARALLEL) as pool:
             pending = [pool.submit(self._fetch, o, n) for o, n in spans[:PARALLEL]]

@@ -340,8 +340,10 @@ class RemoteFile:
                 return fn()
             except Exception as e:  # the stores' libraries raise many kinds: classified here
                 error = _classify(e, self.name, what)
-                if error is None or attempt == RETRIES:
-                    raise (error or _generic(e, self.name, what)) from None
+                if error is not None:
+                    raise error from None
+                if attempt == RETRIES:
+                    raise _generic(e, self.name, what) from None
                 time.sleep(BACKOFF * 2**attempt)
         raise AssertionError("unreachable")
 

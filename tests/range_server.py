@@ -1,6 +1,7 @@
 """A small HTTP server for the remote tests: serves a folder on 127.0.0.1, honours `Range` and
-`If-Match`, sends an ETag (size + mtime), counts the body bytes and requests it served, and
-answers 403 for any path under /forbidden/. Started and always stopped by `serving(folder)`."""
+`If-Match`, sends an ETag (size + mtime), counts the body bytes and requests it served,
+answers 403 for any path under /forbidden/ and, while `Counts.fail` lists statuses, answers the
+next requests with them. Started and always stopped by `serving(folder)`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Counts:
         self.bytes = 0
         self.requests = 0
         self.gets = 0
+        self.fail: list[int] = []  # statuses to answer the next requests with (a flaky store)
 
     def reset(self) -> None:
         with self.lock:
@@ -44,6 +46,10 @@ class _Handler(BaseHTTPRequestHandler):
         with counts.lock:
             counts.requests += 1
             counts.gets += body
+            failing = counts.fail.pop(0) if counts.fail else None
+        if failing is not None:
+            self.send_error(failing)
+            return
         path = self.path.split("?", 1)[0]
         if path.startswith("/forbidden/"):
             self.send_error(403)
@@ -81,6 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return None  # a client that hung up early (a refused or retried request): quiet
 
     def __init__(self, root: Path):
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -30,6 +30,7 @@ from inspector.errors import (
     RemoteAccessError,
     RemoteError,
     RemoteNotFoundError,
+    RemoteThrottledError,
 )
 from inspector.hashing import checkpoint_digest, hash_tensors
 from inspector.reader import split_root
@@ -306,3 +307,57 @@ def test_a_url_with_a_malformed_header_names_the_url(server, folder) -> None:
     r = ckpt("ls", f"{base}/bad.safetensors")
     assert r.returncode == 2
     assert r.stderr.startswith(f"ckpt ls: error: {base}/bad.safetensors")
+
+
+# Every command -----------------------------------------------------------------------------------
+
+
+def test_ckpt_scan_of_a_url_finds_what_the_local_scan_finds(server, folder) -> None:
+    base, _ = server
+    for name in ("rnnt_char.pt", "rnnt_bpe.nemo"):
+        remote_doc = json.loads(ckpt("scan", "--format", "json", f"{base}/{name}").stdout)
+        local_doc = json.loads(ckpt("scan", "--format", "json", name, cwd=folder).stdout)
+        assert json.dumps(remote_doc).replace(f"{base}/", "") == json.dumps(local_doc), name
+
+
+def test_map_apply_and_convert_take_remote_sources(server, folder, tmp_path) -> None:
+    base, _ = server
+    plan = tmp_path / "plan.yaml"
+    r = ckpt("map", f"{base}/rnnt_char.pt", folder / "rnnt_bpe.nemo", "-o", plan)
+    assert r.returncode == 0, r.stderr
+    assert f"path: {base}/rnnt_char.pt" in plan.read_text()  # a URL is never rebased
+    r = ckpt("apply", plan, "-o", tmp_path / "out.nemo", "--accept-proposed")
+    assert r.returncode == 0, r.stderr
+    assert "verified: OK" in r.stdout
+    r = ckpt("convert", f"{base}/rnnt_bpe.nemo", "-o", tmp_path / "out.safetensors")
+    assert r.returncode == 0, r.stderr
+    assert _local_digest(tmp_path / "out.safetensors") == _local_digest(folder / "rnnt_bpe.nemo")
+
+
+def test_url_outputs_and_remote_nemo_targets_are_refused(server, folder, tmp_path) -> None:
+    base, _ = server
+    r = ckpt("convert", folder / "model.pt", "-o", "s3://bucket/out.safetensors?sig=s3cr3t")
+    assert r.returncode == 2
+    assert "s3://bucket/out.safetensors: outputs are written to local paths only" in r.stderr
+    assert "s3cr3t" not in r.stderr
+    plan = tmp_path / "plan.yaml"
+    assert ckpt("map", folder / "rnnt_char.pt", f"{base}/rnnt_bpe.nemo", "-o", plan).returncode == 0
+    r = ckpt("apply", plan, "-o", tmp_path / "out.nemo", "--accept-proposed")
+    assert r.returncode == 2
+    assert f"{base}/rnnt_bpe.nemo: the target is remote" in r.stderr
+    assert not (tmp_path / "out.nemo").exists()
+    r = ckpt("apply", plan, "-o", tmp_path / "out.pt", "--format", "torch-zip", "--accept-proposed")
+    assert r.returncode == 0, r.stderr
+
+
+def test_server_errors_and_throttling_are_retried_with_backoff(server, monkeypatch) -> None:
+    base, counts = server
+    monkeypatch.setattr(remote, "BACKOFF", 0.01)
+    counts.fail = [503, 500, 429]
+    with inspector.open(f"{base}/model.safetensors") as c:
+        assert len(c) == 48
+    assert counts.fail == []
+    counts.fail = [503] * 50  # more than every retry asks (fsspec tries HEAD, then GET)
+    with pytest.raises(RemoteThrottledError, match="throttling requests"):
+        inspector.open(f"{base}/model.safetensors")
+    assert counts.fail  # it gave up: no endless retrying

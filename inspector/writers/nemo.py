@@ -55,7 +55,7 @@ def write(out: Output, path: str | os.PathLike[str], *, threads: int | None = No
         raise WriteError(
             f"{remote['url']}: the target is remote, and a .nemo output copies the target's "
             "other members from its file: download it and use the local copy as the target, "
-            "or write another format (--format safetensors or torch)")
+            "or write another format (--format safetensors or torch-zip)")
     tar = tar_of(out)
     members = read_members(tar)
     w = next((m for m in members if m.offset == weights["offset"]), None)

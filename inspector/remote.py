@@ -354,7 +354,7 @@ def _filesystem(url: str, name: str) -> tuple[Any, str]:
     scheme = url.split("://", 1)[0].lower()
     needs = SCHEMES[scheme]
     try:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
     except ImportError:
         raise RemoteError(name, f"reading URLs needs fsspec: {EXTRA}") from None
     try:

@@ -297,12 +297,21 @@ def sliceable(source: Source) -> Any:
     return Slices(source)
 
 
+def buffer(source: Source) -> Any:
+    """`source` as a bytes-like buffer (for the pickle machine, which needs one): the map of a
+    local file, the bytes in memory, else every byte read (a remote legacy pickle: fetched
+    whole)."""
+    found = sliceable(source)
+    return source.read(0, source.size) if isinstance(found, Slices) else found
+
+
 __all__ = [
     "BytesSource",
     "Identity",
     "LocalFile",
     "Slices",
     "Source",
+    "buffer",
     "check_range",
     "name_of",
     "opened",

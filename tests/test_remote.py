@@ -49,6 +49,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(sd, root / "model.pt")
     big = {"embed.weight": torch.randn(768, 1024, generator=gen), "head.bias": torch.zeros(3)}
     safetensors.torch.save_file(big, str(root / "big.safetensors"))
+    torch.save(big, root / "legacy.pt", _use_new_zipfile_serialization=False)
     build_demo(root)
     return root
 
@@ -108,7 +109,8 @@ def test_hashing_remote_files_gives_the_local_digests(server, folder, monkeypatc
     base, _counts = server
     monkeypatch.setattr(hashing, "STREAM_BYTES", MB)  # the 3 MiB tensor is streamed
     monkeypatch.setattr(remote, "CHUNK", 256 << 10)  # in 12 parallel range requests
-    for name in ("model.safetensors", "model.pt", "rnnt_bpe.nemo", "big.safetensors"):
+    for name in ("model.safetensors", "model.pt", "rnnt_bpe.nemo", "big.safetensors",
+                 "legacy.pt"):
         seen: list[tuple[int, int]] = []
         with inspector.open(f"{base}/{name}") as c:
             digests = hash_tensors(c, progress=lambda d, t, seen=seen: seen.append((d, t)))

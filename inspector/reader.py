@@ -35,7 +35,9 @@ def open_checkpoint(
     if isinstance(source, Checkpoint):
         return source if root is None else with_root(source, root)
     if is_remote(source):
-        return _open_remote(source, root, ReadOptions(strict=strict, ranks=ranks))
+        options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None,
+                              ranks=ranks)
+        return _open_remote(source, root, options)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None,
@@ -67,9 +69,10 @@ def is_remote(source: Any) -> bool:
 def _open_remote(url: str, root: str | TreePath | None, options: ReadOptions) -> Checkpoint:
     """A single-file checkpoint at a URL, read by range requests (`inspector.remote`); the
     checkpoint owns the remote file. Its `path` prints as the URL without secrets."""
+    from .formats.expand_cache import cache_folder
     from .remote import RemoteFile, URLPath
 
-    remote = RemoteFile(url)
+    remote = RemoteFile(url, cache_dir=cache_folder(options.cache_dir))
     ckpt = _build(URLPath(remote.name), read_source(remote, options), root)
     ckpt.sources[remote.name] = remote
     ckpt._owned.add(remote.name)

@@ -15,9 +15,13 @@ messages never carry them, nor a URL's query string (a presigned URL's signature
 from __future__ import annotations
 
 import bisect
+import contextlib
+import hashlib
 import importlib
 import os
 import re
+import struct
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -57,6 +61,9 @@ GAP = 4 << 10  # prefetched ranges closer than this are fetched as one
 RETRIES = 4  # attempts after the first, with backoff, on 5xx, throttling, timeouts
 BACKOFF = 0.25  # seconds before the first retry; doubles each time
 TIMEOUT_ENV = "CKPT_REMOTE_TIMEOUT"  # seconds a connection or read may stall (default 60)
+DISK_MAX_ENV = "CKPT_REMOTE_CACHE_MAX_BYTES"  # the disk cache's cap (default DISK_MAX)
+DISK_MAX = 1 << 30
+DISK_PER_FILE = 64 << 20  # blocks one opened file may add to the disk cache (headers, not data)
 
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 
@@ -166,12 +173,98 @@ def clear_cache() -> None:
         _cache_bytes = 0
 
 
+class DiskBlocks:
+    """Blocks of one remote object version on disk: `<cache>/remote/<key>/<block index>`, the
+    key a hash of the URL (without secrets), its ETag/version and size, so a changed object gets
+    a new folder and is never served stale. Bounded: at most `DISK_PER_FILE` bytes added per
+    opened file, and the whole cache trimmed to `CKPT_REMOTE_CACHE_MAX_BYTES` (least recently
+    used blocks first) when a file is opened. Files are written under a temporary name and
+    renamed: readers never see half a block."""
+
+    def __init__(self, root: Path, name: str, version: str, size: int):
+        key = hashlib.sha256(f"{name}\0{version}\0{size}".encode()).hexdigest()[:32]
+        self.root = root
+        self.folder = root / key
+        self.added = 0
+        trim(root, _disk_max())
+
+    def get(self, index: int | str) -> bytes | None:
+        path = self.folder / str(index)
+        try:
+            data = path.read_bytes()
+            os.utime(path)  # recently used: kept longest
+        except OSError:
+            return None
+        return data
+
+    def put(self, index: int, data: bytes) -> None:
+        self._write(str(index), data)
+
+    def get_spans(self, asked: list[tuple[int, int]]) -> list[tuple[int, bytes]] | None:
+        """The spans fetched for the prefetch of exactly `asked` ranges, when on disk."""
+        data = self.get(_spans_name(asked))
+        if data is None or len(data) < 8:
+            return None
+        (n,) = struct.unpack_from("<Q", data)
+        table = struct.unpack_from(f"<{2 * n}Q", data, 8)
+        out, pos = [], 8 + 16 * n
+        for i in range(n):
+            offset, length = table[2 * i], table[2 * i + 1]
+            out.append((offset, data[pos : pos + length]))
+            pos += length
+        return out if pos == len(data) else None
+
+    def put_spans(self, asked: list[tuple[int, int]], spans: list[tuple[int, bytes]]) -> None:
+        table = [v for offset, data in spans for v in (offset, len(data))]
+        head = struct.pack(f"<Q{len(table)}Q", len(spans), *table)
+        self._write(_spans_name(asked), head + b"".join(d for _, d in spans))
+
+    def _write(self, name: str, data: bytes) -> None:
+        if self.added + len(data) > DISK_PER_FILE:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.folder / name)
+            self.added += len(data)
+        except OSError:
+            return  # a full or read-only cache only costs speed
+
+
+def _spans_name(asked: list[tuple[int, int]]) -> str:
+    return "spans-" + hashlib.sha256(repr(asked).encode()).hexdigest()[:24]
+
+
+def trim(root: Path, limit: int) -> None:
+    """Remove the least recently used blocks under `root` until at most `limit` bytes stay."""
+    try:
+        blocks = [(st.st_mtime_ns, st.st_size, p) for p in root.glob("*/*")
+                  if not p.name.endswith(".part") for st in [p.stat()]]
+    except OSError:
+        return
+    total = sum(size for _, size, _ in blocks)
+    for _, size, path in sorted(blocks):
+        if total <= limit:
+            return
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= size
+
+
+def _disk_max() -> int:
+    value = os.environ.get(DISK_MAX_ENV, "")
+    return int(value) if value.strip().isdigit() else DISK_MAX
+
+
 class RemoteFile:
-    """A remote object as a byte source: range reads through the block cache (see above)."""
+    """A remote object as a byte source: range reads through the block cache (see above);
+    `cache_dir`: also keep the blocks on disk there (`DiskBlocks`), for the next process."""
 
     is_file_map = False
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, cache_dir: str | os.PathLike[str] | None = None):
         self.url = url
         self.name = public_name(url)
         self.bytes_fetched = 0
@@ -190,6 +283,9 @@ class RemoteFile:
         self.size = size
         self.version = _version(info)
         self._range_kwargs = _range_kwargs(self._fs, self.version)
+        # On disk only when the store names the version: else a change could not be seen.
+        self._disk = (DiskBlocks(Path(cache_dir) / "remote", self.name, self.version, size)
+                      if cache_dir is not None and self.version else None)
 
     # Source -------------------------------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
@@ -242,14 +338,25 @@ class RemoteFile:
         """Fetch (offset, length) ranges about to be read one by one (a zip's local headers),
         PARALLEL_SMALL requests in flight, neighbours merged into one request; later reads
         inside them are served from memory. Ranges already cached are skipped."""
-        spans = _merged(sorted(r for r in ranges if r[1] > 0 and not self._cached(*r)), GAP)
+        asked = sorted(ranges)
+        saved = self._disk.get_spans(asked) if self._disk is not None else None
+        if saved is not None:
+            self._pin(saved)
+            return
+        spans = _merged(sorted(r for r in asked if r[1] > 0 and not self._cached(*r)), GAP)
         spans = [(o, min(n, self.size - o)) for o, n in spans if 0 <= o < self.size]
         if not spans:
             return
         with ThreadPoolExecutor(PARALLEL_SMALL) as pool:
             fetched = list(pool.map(lambda r: self._fetch(*r), spans))
+        got = [(o, data) for (o, _), data in zip(spans, fetched, strict=True)]
+        self._pin(got)
+        if self._disk is not None:
+            self._disk.put_spans(asked, got)
+
+    def _pin(self, spans: list[tuple[int, bytes]]) -> None:
         with self._lock:
-            for (o, _), data in zip(spans, fetched, strict=True):
+            for o, data in spans:
                 self._pinned[o] = data
             self._pinned_at = sorted(self._pinned)
 
@@ -290,6 +397,10 @@ class RemoteFile:
         found: dict[int, bytes] = {}
         for i in range(first, last + 1):
             data = _cache_get((self.url, self.version, i))
+            if data is None and self._disk is not None:
+                data = self._disk.get(i)
+                if data is not None:
+                    _cache_put((self.url, self.version, i), data)
             if data is not None:
                 found[i] = data
         missing = [i for i in range(first, last + 1) if i not in found]
@@ -302,6 +413,8 @@ class RemoteFile:
             for i in range(lo, hi + 1):
                 block = data[(i - lo) * BLOCK : (i - lo + 1) * BLOCK]
                 _cache_put((self.url, self.version, i), block)
+                if self._disk is not None:
+                    self._disk.put(i, block)
                 if first <= i <= last:
                     found[i] = block
         return [found[i] for i in range(first, last + 1)]

@@ -55,8 +55,10 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def server(folder: Path) -> Iterator[tuple[str, Counts]]:
+def server(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[tuple[str, Counts]]:
     remote.clear_cache()  # each test counts its own fetches
+    monkeypatch.setenv("CKPT_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))  # children too
     with serving(folder) as (base, counts):
         yield base, counts
 
@@ -363,3 +365,38 @@ def test_server_errors_and_throttling_are_retried_with_backoff(server, monkeypat
     with pytest.raises(RemoteThrottledError, match="throttling requests"):
         inspector.open(f"{base}/model.safetensors")
     assert counts.fail  # it gave up: no endless retrying
+
+
+def test_a_second_ls_reads_its_blocks_from_the_disk_cache(server, folder, tmp_path) -> None:
+    base, counts = server
+    cache = tmp_path / "blocks"
+    target = folder / "cached.pt"
+    target.write_bytes((folder / "model.pt").read_bytes())
+    url = f"{base}/cached.pt"
+    assert ckpt("ls", url, "--cache-dir", cache).returncode == 0
+    assert counts.gets > 0
+    assert list((cache / "remote").glob("*/*"))
+    counts.reset()
+    r = ckpt("ls", "-v", url, "--cache-dir", cache)
+    assert r.returncode == 0, r.stderr
+    assert counts.gets == 0  # blocks and prefetched local headers: all from the disk
+    assert "fetched 0 B" in r.stderr
+    target.write_bytes((folder / "model.safetensors").read_bytes())  # a new object, new ETag
+    os.utime(target, ns=(3, 3))
+    counts.reset()
+    r = ckpt("ls", url, "--cache-dir", cache)
+    assert r.returncode == 0, r.stderr
+    assert "(safetensors: 48 tensors" in r.stdout
+    assert counts.gets >= 1
+
+
+def test_the_disk_cache_stays_under_its_cap(tmp_path) -> None:
+    root = tmp_path / "remote"
+    for key in ("a", "b"):
+        (root / key).mkdir(parents=True)
+        for i in range(4):
+            (root / key / str(i)).write_bytes(bytes(1000))
+            os.utime(root / key / str(i), ns=(i + (10 if key == "b" else 0), 0))
+    remote.trim(root, 4500)
+    kept = sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
+    assert kept == ["b/0", "b/1", "b/2", "b/3"]  # the least recently used went first

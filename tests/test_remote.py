@@ -156,6 +156,8 @@ def test_ckpt_ls_hash_and_diff_take_urls(server, folder) -> None:
     assert json.loads(r.stdout)["digest"] == _local_digest(folder / "model.pt")
     r = ckpt("diff", url, folder / "model.safetensors")
     assert r.returncode == 0, r.stdout + r.stderr
+    r = ckpt("check", folder / "model.safetensors", "--against", url)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(

@@ -292,8 +292,8 @@ def s3(folder: Path) -> Iterator[dict[str, str]]:
         server.stop()
 
 
-def test_ckpt_ls_and_hash_read_s3(s3, folder) -> None:
-    env = child_env(**s3)
+def test_ckpt_ls_and_hash_read_s3(s3, folder, tmp_path) -> None:
+    env = child_env(**s3, CKPT_INSPECTOR_CACHE_DIR=str(tmp_path))  # nothing cached yet
     r = ckpt("ls", "-v", "s3://ckpts/model.safetensors", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("s3://ckpts/model.safetensors  (safetensors: 48 tensors")

@@ -545,21 +545,23 @@ def _classify(e: Exception, name: str, what: str) -> RemoteError | FileChangedEr
     """The error to raise for `e` at once (404, 403, 412), or None when it is worth retrying
     (5xx, throttling, timeouts, lost connections); a final failure is `_generic`'s."""
     statuses = list(_statuses(e))
+    chain = {type(x).__name__ for x in _causes(e)}
+    transient = isinstance(e, (TimeoutError, ConnectionError)) or any(
+        t in n for n in chain for t in _TRANSIENT_NAMES
+    )
     if 412 in statuses:
         return FileChangedError(name, "the object changed while it was read (its ETag moved)")
-    if any(s in (401, 403) for s in statuses) or (isinstance(e, PermissionError)
-                                                   and not statuses):
+    if any(s in (401, 403) for s in statuses) or (
+        isinstance(e, PermissionError) and not statuses and not transient
+    ):
         return RemoteAccessError(
             name, "access denied (403): check the credentials in the store's standard "
                   "configuration (environment, profile, token)")
-    if 404 in statuses or (isinstance(e, FileNotFoundError) and not statuses):
+    # fsspec's HTTP filesystem reports any failure to reach a URL as FileNotFoundError: a
+    # refused connection is not a 404
+    if 404 in statuses or (isinstance(e, FileNotFoundError) and not statuses and not transient):
         return RemoteNotFoundError(name, "not found (404)")
-    if any(s == 429 or s >= 500 for s in statuses):
-        return None
-    chain = {type(x).__name__ for x in _causes(e)}
-    if isinstance(e, (TimeoutError, ConnectionError)) or any(
-        t in n for n in chain for t in _TRANSIENT_NAMES
-    ):
+    if transient or any(s == 429 or s >= 500 for s in statuses):
         return None
     return _generic(e, name, what)
 
@@ -570,7 +572,8 @@ def _generic(e: Exception, name: str, what: str) -> RemoteError:
         return RemoteThrottledError(
             name, f"the store is throttling requests ({statuses[0]}); gave up after {RETRIES} "
                   "retries: try again later")
-    detail = redact(str(e)) or type(e).__name__
+    root = list(_causes(e))[-1]  # the first failure: "Cannot connect to host ...", not "url"
+    detail = redact(str(root)) or type(root).__name__
     if statuses:
         detail = f"HTTP {statuses[0]}: {detail}"
     return RemoteError(name, f"cannot {what}: {detail}")

@@ -402,3 +402,11 @@ def test_the_disk_cache_stays_under_its_cap(tmp_path) -> None:
     remote.trim(root, 4500)
     kept = sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
     assert kept == ["b/0", "b/1", "b/2", "b/3"]  # the least recently used went first
+
+
+def test_an_unreachable_host_is_not_called_missing(monkeypatch) -> None:
+    monkeypatch.setattr(remote, "BACKOFF", 0.01)
+    url = f"http://127.0.0.1:{_free_port()}/model.pt"  # nothing listens there
+    with pytest.raises(RemoteError, match="cannot read its size") as caught:
+        inspector.open(url)
+    assert not isinstance(caught.value, RemoteNotFoundError)

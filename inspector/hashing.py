@@ -21,7 +21,7 @@ from ._native import core, core_error
 from .errors import CheckpointError, DtypeError, FileChangedError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
 from .sharded import ShardedTensor
-from .sources import Identity, Source
+from .sources import Identity, Source, prefetch
 
 if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash files
     import numpy as np
@@ -94,16 +94,31 @@ def hash_tensors(
         report = None if progress is None else _offset_progress(progress, done, total)
         # Jobs per batch: a source that cannot map (a remote object) reads its bytes here, so
         # only one batch is held in memory at a time.
+        _prefetch(ckpt, infos[start:stop])
         jobs = [_job(ckpt, t) for t in infos[start:stop]]
         try:
             raw += _hash_batch(ckpt, infos[start:stop], jobs, threads, report)
         except core.MappedFileFault as e:  # a mapped page past a file's new end (SIGBUS, caught)
             _check_unchanged(files, infos[start:stop])
             raise core_error(e, _where(ckpt, infos[start])) from None
+        del jobs  # the batch's bytes go before the next batch's come
         _check_unchanged(files, infos[start:stop])  # bytes changed under the hash: refuse it
         for t in infos[start:stop]:
             ckpt.release(t.storage)
     return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
+
+
+def _prefetch(ckpt: Checkpoint, batch: list[TensorInfo]) -> None:
+    """Announce a batch's storage ranges to their sources: a remote one fetches them together,
+    in parallel (`sources.prefetch`); a local file ignores it."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for t in batch:
+        src = t.storage.source
+        if src.path is not None and not src.patchable and not src.compression \
+                and not src.assembled and not _streams(ckpt, t):
+            ranges.setdefault(src.path, []).append((src.offset, src.length))
+    for path, spans in ranges.items():
+        prefetch(ckpt.source(path), spans)
 
 
 def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any, ...] | None],

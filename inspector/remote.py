@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,7 @@ EXTRA = "pip install 'ckpt-inspector[remote]'"
 
 BLOCK = 256 << 10  # cache block: a header read costs one or two of these
 MAX_READ_AHEAD = 16  # blocks fetched ahead at most while reads go forward (4 MiB)
-CACHE_BYTES = 64 << 20  # the process's block cache (all remote files together)
+CACHE_BYTES = 32 << 20  # the process's block cache (all remote files together)
 LARGE = 4 << 20  # reads from this size on bypass the cache: parallel requests of CHUNK
 CHUNK = 4 << 20
 PARALLEL = 4  # range requests in flight for one large read
@@ -63,7 +63,7 @@ BACKOFF = 0.25  # seconds before the first retry; doubles each time
 TIMEOUT_ENV = "CKPT_REMOTE_TIMEOUT"  # seconds a connection or read may stall (default 60)
 DISK_MAX_ENV = "CKPT_REMOTE_CACHE_MAX_BYTES"  # the disk cache's cap (default DISK_MAX)
 DISK_MAX = 1 << 30
-DISK_PER_FILE = 64 << 20  # blocks one opened file may add to the disk cache (headers, not data)
+DISK_PER_FILE = 16 << 20  # blocks one opened file may add to the disk cache (headers, not data)
 
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 
@@ -126,6 +126,9 @@ class URLPath(_ConcretePath):
 _cache: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
 _cache_lock = threading.Lock()
 _cache_bytes = 0
+
+
+Buffer = bytes | bytearray  # a prefetched span: bytearray when filled piece by piece
 
 
 def _cache_get(key: tuple[str, str, int]) -> bytes | None:
@@ -214,7 +217,7 @@ class DiskBlocks:
             pos += length
         return out if pos == len(data) else None
 
-    def put_spans(self, asked: list[tuple[int, int]], spans: list[tuple[int, bytes]]) -> None:
+    def put_spans(self, asked: list[tuple[int, int]], spans: Sequence[tuple[int, Buffer]]) -> None:
         table = [v for offset, data in spans for v in (offset, len(data))]
         head = struct.pack(f"<Q{len(table)}Q", len(spans), *table)
         self._write(_spans_name(asked), head + b"".join(d for _, d in spans))
@@ -272,7 +275,7 @@ class RemoteFile:
         self._lock = threading.Lock()
         self._next = -1  # where the last read ended: a read starting there is sequential
         self._ahead = 1  # blocks to fetch ahead on the next sequential miss
-        self._pinned: dict[int, bytes] = {}  # prefetched ranges by offset (see prefetch)
+        self._pinned: dict[int, Buffer] = {}  # prefetched ranges by offset (see prefetch)
         self._pinned_at: list[int] = []
         self._fs, self._path = _filesystem(url, self.name)
         info = self._call(lambda: self._fs.info(self._path), "read its size")
@@ -305,10 +308,28 @@ class RemoteFile:
         return data[start : start + length]
 
     def view(self, offset: int, length: int) -> memoryview | None:
-        return None  # nothing is mapped: callers read
+        """A view of prefetched bytes (no copy), else None: callers read."""
+        check_range(self.name, self.size, offset, length)
+        with self._lock:
+            at = bisect.bisect_right(self._pinned_at, offset) - 1
+            if at < 0:
+                return None
+            start = self._pinned_at[at]
+            data = self._pinned[start]
+        if offset + length > start + len(data):
+            return None
+        return memoryview(data)[offset - start : offset - start + length]
 
     def release(self, offset: int, length: int) -> None:
-        return None  # cached blocks age out of the LRU
+        """Prefetched spans holding any of these bytes are dropped (views taken stay valid);
+        cached blocks age out of the LRU."""
+        with self._lock:
+            gone = [o for o in self._pinned
+                    if o < offset + length and offset < o + len(self._pinned[o])]
+            for o in gone:
+                del self._pinned[o]
+            if gone:
+                self._pinned_at = sorted(self._pinned)
 
     def identity(self) -> Identity:
         """(size, ETag/version), asked of the store again (one request): FileChangedError when
@@ -347,14 +368,22 @@ class RemoteFile:
         spans = [(o, min(n, self.size - o)) for o, n in spans if 0 <= o < self.size]
         if not spans:
             return
+        # Long spans (a hashing batch's tensors) go out as CHUNK pieces, all in parallel.
+        # Each piece is copied into its span's buffer as it arrives, then dropped.
+        bufs = [bytearray(n) for _, n in spans]
         with ThreadPoolExecutor(PARALLEL_SMALL) as pool:
-            fetched = list(pool.map(lambda r: self._fetch(*r), spans))
-        got = [(o, data) for (o, _), data in zip(spans, fetched, strict=True)]
+            pending = [(i, a, pool.submit(self._fetch, o + a, min(CHUNK, n - a)))
+                       for i, (o, n) in enumerate(spans) for a in range(0, n, CHUNK)]
+            for k, (i, a, future) in enumerate(pending):
+                piece = future.result()
+                bufs[i][a : a + len(piece)] = piece
+                pending[k] = (i, a, None)  # type: ignore[assignment]
+        got = [(o, bytes(b) if n < CHUNK else b) for (o, n), b in zip(spans, bufs, strict=True)]
         self._pin(got)
-        if self._disk is not None:
+        if self._disk is not None and sum(n for _, n in spans) <= DISK_PER_FILE:
             self._disk.put_spans(asked, got)
 
-    def _pin(self, spans: list[tuple[int, bytes]]) -> None:
+    def _pin(self, spans: Sequence[tuple[int, Buffer]]) -> None:
         with self._lock:
             for o, data in spans:
                 self._pinned[o] = data
@@ -367,14 +396,8 @@ class RemoteFile:
         )
 
     def _from_pinned(self, offset: int, length: int) -> bytes | None:
-        at = bisect.bisect_right(self._pinned_at, offset) - 1
-        if at < 0:
-            return None
-        start = self._pinned_at[at]
-        data = self._pinned[start]
-        if offset + length > start + len(data):
-            return None
-        return data[offset - start : offset - start + length]
+        found = self.view(offset, length) if length else None
+        return None if found is None else bytes(found)
 
     # Streaming ----------------------------------------------------------------------------------
     def chunks(self, offset: int, length: int, size: int | None = None) -> Iterator[bytes]:

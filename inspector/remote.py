@@ -374,10 +374,14 @@ class RemoteFile:
         with ThreadPoolExecutor(PARALLEL_SMALL) as pool:
             pending = [(i, a, pool.submit(self._fetch, o + a, min(CHUNK, n - a)))
                        for i, (o, n) in enumerate(spans) for a in range(0, n, CHUNK)]
-            for k, (i, a, future) in enumerate(pending):
-                piece = future.result()
-                bufs[i][a : a + len(piece)] = piece
-                pending[k] = (i, a, None)  # type: ignore[assignment]
+            try:
+                for k, (i, a, future) in enumerate(pending):
+                    piece = future.result()
+                    bufs[i][a : a + len(piece)] = piece
+                    pending[k] = (i, a, None)  # type: ignore[assignment]
+            except BaseException:  # an error or Ctrl-C: the queued requests are not sent
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         got = [(o, bytes(b) if n < CHUNK else b) for (o, n), b in zip(spans, bufs, strict=True)]
         self._pin(got)
         if self._disk is not None and sum(n for _, n in spans) <= DISK_PER_FILE:

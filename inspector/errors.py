@@ -82,6 +82,24 @@ class FileChangedError(TensorDataError):
     """A file was truncated, replaced or modified while its tensors were being read."""
 
 
+class RemoteError(CheckpointError):
+    """A remote checkpoint (s3://, gs://, hf://, http(s)://) cannot be reached or read: a
+    missing optional package, a timeout, a server error after retries. Names the URL without
+    credentials or query strings."""
+
+
+class RemoteNotFoundError(RemoteError):
+    """The remote object does not exist (HTTP 404, NoSuchKey)."""
+
+
+class RemoteAccessError(RemoteError):
+    """The store refused access (HTTP 401/403): credentials missing, wrong or not allowed."""
+
+
+class RemoteThrottledError(RemoteError):
+    """The store kept answering "slow down" (HTTP 429/503) after every retry."""
+
+
 class PlanError(Exception):
     """A mapping rule or plan file is invalid; the message points at the rule or entry."""
 

@@ -21,7 +21,7 @@ from ._native import core, core_error
 from .errors import CheckpointError, DtypeError, FileChangedError, TensorDataError
 from .model import Checkpoint, TensorInfo, contiguous_strides
 from .sharded import ShardedTensor
-from .sources import Identity, Source
+from .sources import Identity, Source, prefetch
 
 if TYPE_CHECKING:  # numpy is needed for in-memory arrays only, not to hash files
     import numpy as np
@@ -84,22 +84,41 @@ def hash_tensors(
     chosen = list(ckpt) if names is None else list(names)
     infos = [_tensor(ckpt, name) for name in chosen]
     files = _file_states(ckpt, infos)
-    jobs = [_job(ckpt, t) for t in infos]
+    for t in infos:
+        _dtype(ckpt, t)  # refused before any byte is read
     total = sum(t.nbytes for t in infos)
     raw: list[bytes] = []
     for start, stop in _batches(infos):
         _check_unchanged(files, infos[start:stop])  # a truncated map would fault (SIGBUS)
         done = sum(t.nbytes for t in infos[:start])
         report = None if progress is None else _offset_progress(progress, done, total)
+        # Jobs per batch: a source that cannot map (a remote object) reads its bytes here, so
+        # only one batch is held in memory at a time.
+        _prefetch(ckpt, infos[start:stop])
+        jobs = [_job(ckpt, t) for t in infos[start:stop]]
         try:
-            raw += _hash_batch(ckpt, infos[start:stop], jobs[start:stop], threads, report)
+            raw += _hash_batch(ckpt, infos[start:stop], jobs, threads, report)
         except core.MappedFileFault as e:  # a mapped page past a file's new end (SIGBUS, caught)
             _check_unchanged(files, infos[start:stop])
             raise core_error(e, _where(ckpt, infos[start])) from None
+        del jobs  # the batch's bytes go before the next batch's come
         _check_unchanged(files, infos[start:stop])  # bytes changed under the hash: refuse it
         for t in infos[start:stop]:
             ckpt.release(t.storage)
     return {name: Digest(d) for name, d in zip(chosen, raw, strict=True)}
+
+
+def _prefetch(ckpt: Checkpoint, batch: list[TensorInfo]) -> None:
+    """Announce a batch's storage ranges to their sources: a remote one fetches them together,
+    in parallel (`sources.prefetch`); a local file ignores it."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for t in batch:
+        src = t.storage.source
+        if src.path is not None and not src.patchable and not src.compression \
+                and not src.assembled and not _streams(ckpt, t):
+            ranges.setdefault(src.path, []).append((src.offset, src.length))
+    for path, spans in ranges.items():
+        prefetch(ckpt.source(path), spans)
 
 
 def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any, ...] | None],
@@ -119,28 +138,69 @@ def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any,
         out[i] = d
     streamed = [i for i, job in enumerate(jobs) if job is None]
     workers = min(len(streamed), threads or os.cpu_count() or 1)
+    tick = _ticker(report, sum(infos[i].nbytes for i in mine), sum(t.nbytes for t in infos))
     if workers > 1:  # the hasher releases the GIL: one tensor per thread
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
-            digests = list(pool.map(lambda i: _hash_pieces(ckpt, infos[i]), streamed))
+            digests = list(pool.map(lambda i: _hash_pieces(ckpt, infos[i], tick), streamed))
     else:
-        digests = [_hash_pieces(ckpt, infos[i]) for i in streamed]
+        digests = [_hash_pieces(ckpt, infos[i], tick) for i in streamed]
     for i, d in zip(streamed, digests, strict=True):
         out[i] = d
     return out
 
 
-def _hash_pieces(ckpt: Checkpoint, t: TensorInfo) -> bytes:
+def _hash_pieces(ckpt: Checkpoint, t: TensorInfo, tick: Callable[[int], None]) -> bytes:
     """A sharded tensor's digest, fed its logical bytes piece by piece (views of the chunks
-    where they lie in order, else bounded slabs): flat memory, however large the tensor."""
+    where they lie in order, else bounded slabs), or a large contiguous tensor of a source that
+    streams (a remote object: parallel range requests): flat memory, however large the tensor."""
     src = ckpt.source(t.storage.source.path)  # type: ignore[arg-type]
-    assert isinstance(src, ShardedTensor)
     d = dtypes.get(t.dtype)
+    if isinstance(src, ShardedTensor):
+        pieces = src.pieces()
+    else:
+        start = t.storage.source.offset + t.storage_offset * d.itemsize
+        pieces = src.chunks(start, t.nbytes)  # type: ignore[attr-defined]
     hasher = core.TreeHasher(d.name, t.shape, d.itemsize)
-    for piece in src.pieces():
+    for piece in pieces:
         hasher.update(piece)
+        tick(len(piece))
     return bytes(hasher.finish())
+
+
+def _ticker(report: Progress | None, done: int, total: int) -> Callable[[int], None]:
+    """`tick(n)`: n more bytes of a batch's streamed tensors hashed (after its `done` bytes of
+    core jobs), reported through `report` from any thread."""
+    if report is None:
+        return lambda n: None
+    import threading
+
+    lock, state = threading.Lock(), [done]
+
+    def tick(n: int) -> None:
+        with lock:
+            state[0] += n
+            now = state[0]
+        report(now, total)
+
+    return tick
+
+
+# Contiguous little-endian tensors from this size on are streamed (not read whole) when their
+# source streams (has `chunks`: a remote object): memory stays flat however large the tensor.
+STREAM_BYTES = 16 << 20
+
+
+def _streams(ckpt: Checkpoint, t: TensorInfo) -> bool:
+    src = t.storage.source
+    if t.nbytes < STREAM_BYTES or src.path is None or src.compression:
+        return False
+    if t.storage.byteorder == "big" or t.strides != contiguous_strides(t.shape):
+        return False
+    if t.storage_offset * dtypes.get(t.dtype).itemsize + t.nbytes > src.length:
+        return False  # out of its storage: the core's bounds check names it
+    return hasattr(ckpt.source(src.path), "chunks")
 
 
 # Each source whose raw bytes are hashed, with its identity when hashing began (for a local file:
@@ -288,13 +348,17 @@ def _tensor(ckpt: Checkpoint, name: str) -> TensorInfo:
         raise CheckpointError(ckpt.path, "no such tensor", key=name) from None
 
 
-def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...] | None:
+def _dtype(ckpt: Checkpoint, t: TensorInfo) -> dtypes.DType:
     try:
-        d = dtypes.get(t.dtype)
+        return dtypes.get(t.dtype)
     except KeyError:
         raise DtypeError(_where(ckpt, t), f"cannot hash dtype {t.dtype}", key=t.name) from None
+
+
+def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...] | None:
+    d = _dtype(ckpt, t)
     src = t.storage.source
-    if src.assembled:
+    if src.assembled or _streams(ckpt, t):
         return None  # hashed piece by piece (_hash_pieces)
     if src.path is None and src.buffer is None:
         if t.numel:

@@ -52,8 +52,10 @@ class ByteSource:
 
     @property
     def patchable(self) -> bool:
-        """True when the bytes can be overwritten in place in the file."""
-        return self.path is not None and not self.compression and not self.assembled
+        """True when the bytes can be overwritten in place in the file (and copied from it in
+        the kernel): never for a remote object, whose name is its URL."""
+        return (self.path is not None and not self.compression and not self.assembled
+                and "://" not in self.path)
 
 
 @dataclass(frozen=True, slots=True)

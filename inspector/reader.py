@@ -34,6 +34,10 @@ def open_checkpoint(
     source, root = split_root(source, root)
     if isinstance(source, Checkpoint):
         return source if root is None else with_root(source, root)
+    if is_remote(source):
+        options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None,
+                              ranks=ranks)
+        return _open_remote(source, root, options)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         options = ReadOptions(strict=strict, cache_dir=Path(cache_dir) if cache_dir else None,
@@ -52,6 +56,31 @@ def open_checkpoint(
     return _build(path, loaded, root)
 
 
+def is_remote(source: Any) -> bool:
+    """A URL this tool reads remotely (s3://, gs://, hf://, http(s)://): `inspector.remote`,
+    imported only for a string that looks like one."""
+    if not isinstance(source, str) or "://" not in source:
+        return False
+    from .remote import is_url
+
+    return is_url(source)
+
+
+def _open_remote(url: str, root: str | TreePath | None, options: ReadOptions) -> Checkpoint:
+    """A single-file checkpoint at a URL, read by range requests (`inspector.remote`); the
+    checkpoint owns the remote file. Its `path` prints as the URL without secrets."""
+    from .formats.expand_cache import cache_folder
+    from .remote import RemoteFile, URLPath
+
+    remote = RemoteFile(url, cache_dir=cache_folder(options.cache_dir))
+    ckpt = _build(URLPath(remote.name), read_source(remote, options), root)
+    ckpt.sources[remote.name] = remote
+    ckpt._owned.add(remote.name)
+    ckpt.metadata["remote"] = {"url": remote.name, "size": remote.size,
+                               "version": remote.version}
+    return ckpt
+
+
 ROOT_SEPARATOR = "::"
 
 
@@ -67,6 +96,8 @@ def split_root(source: Any, root: str | TreePath | None = None) -> tuple[Any, An
     text = os.fspath(source)
     if not isinstance(text, str) or ROOT_SEPARATOR not in text or os.path.exists(text):
         return source, root
+    if is_remote(text) and ROOT_SEPARATOR not in text.rpartition("/")[2]:
+        return source, root  # a URL's host may hold '::' (http://[::1]/x): roots follow the name
     path, _, spec = text.rpartition(ROOT_SEPARATOR)
     if root is not None and parse_root(spec) != (
         parse_root(root) if isinstance(root, str) else tuple(root)
@@ -96,8 +127,8 @@ def read_source(source: Source, options: ReadOptions) -> Loaded:
             return loaded
     raise UnsupportedFormatError(
         source.name,
-        "not a checkpoint this tool reads from a byte source (safetensors, torch zip or legacy "
-        "pickle)",
+        "not a checkpoint this tool reads from a byte source (safetensors, torch zip, legacy "
+        "pickle or .nemo)",
     )
 
 

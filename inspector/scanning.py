@@ -33,7 +33,9 @@ from .formats import safetensors, tar_safe, torch_legacy, zipfile_safe
 from .formats.problems import Problem
 from .formats.torch_tar import RECORD_MEMBERS, member_pickles
 from .formats.unpickler import GlobalRef, scan_pickle
+from .reader import is_remote
 from .scan_policy import DANGEROUS, SAFE, UNKNOWN, classify, python3_names
+from .sources import Slices
 
 MAX_NESTING = 6  # archives inside archives
 # A deflated pickle is inflated into memory to be walked; torch's own data.pkl is kilobytes to
@@ -85,6 +87,16 @@ class Blob:
 
     def head(self, n: int = 512) -> bytes:
         return bytes(self.reads[self.base : self.base + min(n, self.size)])
+
+    def buffer(self) -> Any:
+        """`data` as a buffer for the pickle walkers: as is when mapped; for a remote file, a
+        zero-filled buffer (pages untouched stay unallocated) holding this blob's bytes at their
+        offsets, so positions in findings stay absolute."""
+        if not isinstance(self.data, Slices):
+            return self.data
+        out = bytearray(self.end)
+        out[self.base : self.end] = self.data[self.base : self.end]
+        return out
 
     def child(self, name: str, offset: int, size: int) -> Blob:
         """The member `name` at [offset, offset + size) of this blob (offset absolute)."""
@@ -209,7 +221,8 @@ class _Scanner:
     # pickles ----------------------------------------------------------------------------------
     def pickle_stream(self, blob: Blob) -> None:
         """Consecutive pickles, as torch's legacy loader reads up to five of them."""
-        scans = torch_legacy.scan_stream(blob.data, path=blob.file, offset=blob.base, end=blob.end)
+        scans = torch_legacy.scan_stream(blob.buffer(), path=blob.file, offset=blob.base,
+                                         end=blob.end)
         for index, found in enumerate(scans):
             if found.error is not None and not found.globals:
                 if index == 0:  # after the last pickle: raw storage bytes, harmless to pickle
@@ -234,7 +247,7 @@ class _Scanner:
             )
 
     def one_pickle(self, blob: Blob, key: str) -> None:
-        found = scan_pickle(blob.data, path=blob.file, offset=blob.base, end=blob.end, key=key)
+        found = scan_pickle(blob.buffer(), path=blob.file, offset=blob.base, end=blob.end, key=key)
         self.result.checked += 1
         self.globals(blob, key, found.globals)
         if found.error is not None:
@@ -343,7 +356,7 @@ class _Scanner:
             self.add("pickle-malformed", WARNING, blob, walked.error)
             # what the safe reader refused may still load elsewhere: list its globals too
             found = scan_pickle(
-                blob.data, path=blob.file, offset=blob.base + walked.stop, end=blob.end
+                blob.buffer(), path=blob.file, offset=blob.base + walked.stop, end=blob.end
             )
             refs += found.globals
         self.globals(blob, blob.where, refs)
@@ -569,6 +582,9 @@ def scan(
     result = ScanResult("scan", items, strict=strict)
     scanner = _Scanner(result, verify_crc, spool_limit)
     for item in items:
+        if is_remote(item):
+            _scan_remote(scanner, item)
+            continue
         path = Path(item)
         if not path.exists():
             raise CheckpointError(item, "no such file or folder")
@@ -625,6 +641,24 @@ def _read_as_ls_does(scanner: _Scanner, path: Path, label: str) -> bool:
         blob = Blob(label, "", b"", b"", 0, 0)
         scanner.add("unreadable", ERROR, blob, f"the readers refuse it: {e.what}", key=e.key)
     return True
+
+
+def _scan_remote(scanner: _Scanner, url: str) -> None:
+    """A remote file (`inspector.remote`), scanned through range reads as a local one is
+    through its map, then read as `ckpt ls` would."""
+    from .reader import open_checkpoint
+    from .remote import RemoteFile
+    src = RemoteFile(url)
+    if src.size == 0:
+        scanner.add("not-scanned", WARNING, Blob(src.name, "", b"", b"", 0, 0), "file is empty")
+        return
+    view = Slices(src)
+    scanner.blob(Blob(src.name, "", view, view, 0, src.size), top=True)
+    try:
+        open_checkpoint(url).close()
+    except CheckpointError as e:
+        blob = Blob(src.name, "", b"", b"", 0, 0)
+        scanner.add("unreadable", ERROR, blob, f"the readers refuse it: {e.what}", key=e.key)
 
 
 def _scan_file(scanner: _Scanner, file: Path, label: str, *, top: bool) -> None:

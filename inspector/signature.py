@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import Checkpoint, Signature
-from .reader import open_checkpoint, pick_reader, split_root
+from .reader import is_remote, open_checkpoint, pick_reader, split_root
 
 FastReader = Callable[[Path], "Signature"]
 
@@ -32,7 +32,7 @@ def signature(source: Any, *, root: str | None = None) -> Signature:
     source, root = split_root(source, root)
     if isinstance(source, Checkpoint) and root is None:
         return Signature.of(source)
-    if isinstance(source, (str, os.PathLike)) and root is None:
+    if isinstance(source, (str, os.PathLike)) and root is None and not is_remote(source):
         path = Path(source)
         fast = _fast_reader(path)
         if fast is not None:

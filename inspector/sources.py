@@ -200,6 +200,16 @@ def opened(where: str | os.PathLike[str] | Source) -> Iterator[Source]:
         yield where
 
 
+def prefetch(source: Any, ranges: list[tuple[int, int]]) -> None:
+    """Tell `source` that (offset, length) ranges are about to be read one by one (a zip's local
+    headers): a remote source fetches them together, in parallel; a local one ignores it.
+    `source` may be a source or what `sliceable` made of one."""
+    source = getattr(source, "source", source)
+    ask = getattr(source, "prefetch", None)
+    if ask is not None and ranges:
+        ask(ranges)
+
+
 def name_of(where: str | os.PathLike[str] | Source) -> str:
     """What messages call `where`: a path as given, a source by its name."""
     return os.fspath(where) if isinstance(where, (str, os.PathLike)) else where.name
@@ -287,15 +297,25 @@ def sliceable(source: Source) -> Any:
     return Slices(source)
 
 
+def buffer(source: Source) -> Any:
+    """`source` as a bytes-like buffer (for the pickle machine, which needs one): the map of a
+    local file, the bytes in memory, else every byte read (a remote legacy pickle: fetched
+    whole)."""
+    found = sliceable(source)
+    return source.read(0, source.size) if isinstance(found, Slices) else found
+
+
 __all__ = [
     "BytesSource",
     "Identity",
     "LocalFile",
     "Slices",
     "Source",
+    "buffer",
     "check_range",
     "name_of",
     "opened",
+    "prefetch",
     "sliceable",
     "stream",
 ]

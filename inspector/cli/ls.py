@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", action="store_true", help="print the model config (.nemo, HF) as YAML"
     )
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say how many bytes and requests a remote input cost (on stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +53,20 @@ def run(args: argparse.Namespace) -> int:
         write_flat(ckpt, out)
     else:
         write_tree(ckpt, out, depth=args.depth, fold=not args.no_fold)
+    if args.verbose:
+        for r in remote_stats(ckpt):
+            sys.stderr.write(f"{r['url']}: fetched {humanize.nbytes(r['bytes_fetched'])} of "
+                             f"{humanize.nbytes(r['size'])} in {r['requests']} requests\n")
     return 0
+
+
+def remote_stats(ckpt: Checkpoint) -> list[dict[str, Any]]:
+    """What reading each remote source of `ckpt` cost so far (empty for local files)."""
+    return [
+        {"url": src.name, "size": src.size, "bytes_fetched": getattr(src, "bytes_fetched", 0),
+         "requests": getattr(src, "requests", 0)}
+        for src in ckpt.sources.values() if hasattr(src, "bytes_fetched")
+    ]
 
 
 def header(ckpt: Checkpoint) -> str:
@@ -215,6 +230,7 @@ def to_json(ckpt: Checkpoint) -> dict[str, Any]:
         "tensors": [tensor_json(ckpt, t) for t in ckpt.values()],
         "tied": ckpt.tied_groups(),
         "notes": ckpt.notes,
+        "remote": remote_stats(ckpt),
         "metadata": to_plain(ckpt.metadata),
         "container": to_plain(
             ckpt.tree, replace={ckpt.root: f"<weights: {len(ckpt)} tensors, listed in 'tensors'>"}

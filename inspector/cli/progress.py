@@ -10,12 +10,13 @@ from .. import humanize
 
 
 def meter(label: str, *, enabled: bool | None = None) -> Callable[[int, int], None] | None:
-    """`progress(done, total)` printing `label 42% 1.2 GiB / 2.8 GiB`, or None when not a TTY."""
+    """`progress(done, total)` printing `label 42% 1.2 GiB / 2.8 GiB  310.2 MiB/s, 5 s left`, or
+    None when not a TTY."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
         return None
-    last = [0.0]
+    last, start = [0.0], time.monotonic()
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
@@ -25,8 +26,18 @@ def meter(label: str, *, enabled: bool | None = None) -> Callable[[int, int], No
         pct = 100 * done // total if total else 100
         end = "\n" if done >= total else ""
         sys.stderr.write(
-            f"\r{label} {pct:3d}% {humanize.nbytes(done)} / {humanize.nbytes(total)}\x1b[K{end}"
+            f"\r{label} {pct:3d}% {humanize.nbytes(done)} / {humanize.nbytes(total)}"
+            f"{_rate(done, total, now - start)}\x1b[K{end}"
         )
         sys.stderr.flush()
 
     return progress
+
+
+def _rate(done: int, total: int, elapsed: float) -> str:
+    """`  310.2 MiB/s, 12 s left` once a rate is known (a remote file's hash is network-bound)."""
+    if elapsed < 0.5 or done <= 0:
+        return ""
+    rate = done / elapsed
+    left = "" if done >= total else f", {int((total - done) / rate)} s left"
+    return f"  {humanize.nbytes(int(rate))}/s{left}"

@@ -35,7 +35,7 @@ from ..errors import (
     MissingRecordError,
     TruncatedFileError,
 )
-from ..sources import Source, opened, stream
+from ..sources import Source, name_of, opened, stream
 from . import Loaded, ReadOptions, expand_cache, tensor_parallel
 from .tar_safe import Member, is_tar_head, read_member, read_members
 
@@ -53,7 +53,7 @@ _DIST_FOLDER = "model_weights"
 class Part:
     """One file of a NeMo model: a member of the .nemo tar, or a file of an extracted folder."""
 
-    path: Path  # the file holding its bytes: the tar, or the file itself
+    path: Path | Source  # the file holding its bytes: the tar (or its source), or the file
     member: Member  # name as stored, offset of its bytes in `path`, size
 
 
@@ -61,13 +61,20 @@ class Part:
 class Parts:
     """The files of a NeMo model by key ("model_weights.ckpt", "mp_rank_00/model_weights.ckpt")."""
 
-    where: Path  # the .nemo file or the folder, named in messages
+    where: Path | str  # the .nemo file or the folder (a source's name), named in messages
     kind: str  # "archive" or "folder", for messages
     files: dict[str, Part]
 
     def label(self, key: str) -> str:
         """How messages name one of the files."""
-        return f"{self.where}:{key}" if self.kind == "archive" else os.fspath(self.where / key)
+        if self.kind == "archive" or isinstance(self.where, str):
+            return f"{self.where}:{key}"
+        return os.fspath(self.where / key)
+
+    @property
+    def local(self) -> bool:
+        """Its files are local (not read from a byte source such as a remote object)."""
+        return isinstance(self.where, Path)
 
 
 @dataclass
@@ -88,6 +95,14 @@ def sniff(path: Path, head: bytes) -> bool:
     return path.suffix == ".nemo" or (is_tar_head(head) and _holds_config(path))
 
 
+def sniff_source(name: str, head: bytes) -> bool:
+    """A `.nemo` by name, or a tar whose first member is a NeMo config or weights file."""
+    if name.endswith(".nemo"):
+        return True
+    first = head[:100].split(b"\0", 1)[0]
+    return is_tar_head(head) and first.endswith((CONFIG.encode(), b"model_weights.ckpt"))
+
+
 def _holds_config(path: Path) -> bool:
     try:
         return any(m.key == CONFIG for m in read_members(path))
@@ -95,7 +110,9 @@ def _holds_config(path: Path) -> bool:
         return False  # not a readable tar: another reader (or the "unknown format" error) says so
 
 
-def read(path: Path, options: ReadOptions) -> Loaded:
+def read(path: Path | Source, options: ReadOptions) -> Loaded:
+    if not isinstance(path, Path):
+        return _read_tar_source(path, options)
     if not _is_gzip(path):
         return _read_tar(path, options)
     tar = expand_gzip(path, options.cache_dir)
@@ -115,6 +132,16 @@ def read(path: Path, options: ReadOptions) -> Loaded:
 def _read_tar(tar: Path, options: ReadOptions) -> Loaded:
     files = {m.key: Part(tar, m) for m in read_members(tar) if m.kind == "file"}
     return read_parts(FORMAT, Parts(tar, "archive", files), options)
+
+
+def _read_tar_source(src: Source, options: ReadOptions) -> Loaded:
+    """A .nemo from a byte source (a remote object): its tar headers walked by offset, then the
+    config and the weights' zip headers read where they lie; nothing else is fetched."""
+    if _is_gzip(src):
+        raise ArchiveError(src.name, "a tar.gz .nemo (NeMo < 1.7) cannot be read in place from "
+                                     "a byte source: download it, then open the file")
+    files = {m.key: Part(src, m) for m in read_members(src) if m.kind == "file"}
+    return read_parts(FORMAT, Parts(src.name, "archive", files), options)
 
 
 def _about_user_file(e: CheckpointError, tar: Path, path: Path) -> CheckpointError:
@@ -139,7 +166,7 @@ def read_parts(fmt: str, parts: Parts, options: ReadOptions) -> Loaded:
     return Loaded(fmt, weights.tree, metadata, notes, root=weights.root, sources=weights.sources)
 
 
-def _is_gzip(path: Path) -> bool:
+def _is_gzip(path: Path | Source) -> bool:
     with opened(path) as src:
         return src.read(0, min(2, src.size)) == GZIP_MAGIC
 
@@ -152,7 +179,7 @@ def _config(parts: Parts) -> Any:
     if part is None:
         return None
     text = read_member(part.path, part.member, MAX_CONFIG_SIZE)
-    where, name = part.path, part.member.name
+    where, name = name_of(part.path), part.member.name
     try:
         return yamlload.load(text)
     except yaml.YAMLError as e:
@@ -224,8 +251,10 @@ def _ranks(parts: Parts, options: ReadOptions, config: Any) -> _Weights | None:
         notes += [f"{rank}: {n}" for n in inner.notes]
     members = [p.member.key for p in ranks.values()]
     meta = {"model_parallel_ranks": sorted(ranks)}
-    why = _why_not_merged(trees, options)
+    why = _why_not_merged(trees, options) if parts.local else (
+        "merging the ranks of a .nemo read from a byte source is not supported yet")
     if why is None:
+        assert isinstance(parts.where, Path)
         merged = tensor_parallel.merge(parts.where.as_posix(), trees, tensor_parallel.is_gated(
             config))
         if isinstance(merged, tensor_parallel.Merged):
@@ -254,8 +283,12 @@ def _distributed(parts: Parts, options: ReadOptions, config: Any) -> _Weights | 
     members = {key[len(prefix) :]: p for key, p in parts.files.items() if key.startswith(prefix)}
     if dcp.METADATA not in members:
         return None
+    if not parts.local:
+        raise CheckpointError(parts.where, f"a distributed .nemo ({prefix}) cannot be read from "
+                                           "a byte source yet: download it, then open the file")
     ranges = {
-        name: dcp.FileRange(p.path, p.member.offset, p.member.size) for name, p in members.items()
+        name: dcp.FileRange(Path(name_of(p.path)), p.member.offset, p.member.size)
+        for name, p in members.items()
     }
     loaded = dcp.read_files(parts.label(_DIST_FOLDER), ranges, options)
     notes = [f"distributed checkpoint (torch_dist) in {prefix}, read in place", *loaded.notes]

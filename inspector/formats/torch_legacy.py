@@ -29,7 +29,7 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..model import ByteSource, Storage
-from ..sources import Source, opened, sliceable
+from ..sources import Source, buffer, opened
 from . import Loaded, ReadOptions, tar_safe, torch_tar
 from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import GlobalRef, GlobalScan, Unpickler, scan_pickle
@@ -67,7 +67,7 @@ def read(path: Path | Source, options: ReadOptions) -> Loaded:
             return torch_tar.read(src, options, FORMAT)
         # The stream is parsed where it lies (a map of a local file): pickles are searched and
         # sliced, and the storages between them are stepped over, never read.
-        return _Legacy(sliceable(src), src.name, options).read()
+        return _Legacy(buffer(src), src.name, options).read()
 
 
 def scan(path: str | os.PathLike[str] | Source) -> list[GlobalRef]:
@@ -77,7 +77,7 @@ def scan(path: str | os.PathLike[str] | Source) -> list[GlobalRef]:
         if _is_legacy_tar(src.read(0, min(512, src.size))):
             return torch_tar.scan(src)
         where = src.name
-        scans = scan_stream(sliceable(src), path=where)
+        scans = scan_stream(buffer(src), path=where)
     for found in scans:
         if found.error is not None:
             raise found.error

@@ -30,7 +30,7 @@ from ..errors import (
     OffsetError,
     TruncatedFileError,
 )
-from ..sources import Source, opened, sliceable
+from ..sources import Source, opened, prefetch, sliceable
 from .problems import Checks, Problem
 
 STORED, DEFLATED = 0, 8
@@ -294,6 +294,7 @@ class _Reader:
                 f"at {cd_off}) does not fit before its end record at {cd_end}",
             )
         cd = self.read(cd_off, cd_size, "central directory")
+        prefetch(self.mapped, self._local_headers(cd, count))
         members: list[ZipMember] = []
         seen: set[str] = set()
         pos = 0
@@ -310,6 +311,22 @@ class _Reader:
             members.append(member)
         _check_overlaps(self.where, members, self.checks)
         return members
+
+    def _local_headers(self, cd: bytes, count: int) -> list[tuple[int, int]]:
+        """Where the local headers lie (absolute), as far as the directory parses: the ranges
+        `_local_header` reads next, announced so a remote source fetches them at once."""
+        out, pos = [], 0
+        for _ in range(count):
+            if pos + _CENTRAL.size > len(cd) or cd[pos : pos + 4] != b"PK\x01\x02":
+                break
+            fields = _CENTRAL.unpack_from(cd, pos)
+            nlen, elen, clen, hoff = fields[10], fields[11], fields[12], fields[16]
+            extra = cd[pos + _CENTRAL.size + nlen : pos + _CENTRAL.size + nlen + elen]
+            hoff = _zip64_sizes(extra, fields[9], fields[8], hoff)[2]
+            if hoff >= 0 and hoff + _LOCAL.size + nlen <= self.length:
+                out.append((self.base + hoff, _LOCAL.size + nlen))
+            pos += _CENTRAL.size + nlen + elen + clen
+        return out
 
     def _end_record(self) -> tuple[int, int, int, int]:
         tail_len = min(self.length, _EOCD.size + _MAX_COMMENT)

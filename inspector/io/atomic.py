@@ -61,6 +61,20 @@ def describe_after_rename(dest: str | os.PathLike[str], what: str) -> WriteError
     )
 
 
+def refuse_url(dest: str | os.PathLike[str]) -> None:
+    """Outputs are local files: a URL (s3://, gs://, hf://, http(s)://) is refused, with what
+    to do instead, before anything is written."""
+    text = os.fspath(dest)
+    if isinstance(text, str) and "://" in text:
+        from ..remote import is_url, public_name
+
+        if is_url(text):
+            raise WriteError(
+                f"{public_name(text)}: outputs are written to local paths only (uploading is "
+                "not supported yet): write to a local path, then upload the verified file with "
+                "the store's own tool (aws s3 cp, gcloud storage cp, huggingface-cli upload)")
+
+
 @contextmanager
 def atomic_path(
     dest: str | os.PathLike[str],
@@ -73,6 +87,7 @@ def atomic_path(
     `folder=True` yields a temp folder (an HF model folder output). An existing `dest` that is not
     an input is replaced, as `torch.save` would; a folder only when it is replaced as a whole.
     """
+    refuse_url(dest)
     dest = Path(dest)
     check_not_input(dest, list(inputs))
     parent = dest.parent if str(dest.parent) else Path(".")

@@ -110,7 +110,7 @@ def read(path: str | os.PathLike[str]) -> str:
 
 def rebase_ref(ref: SourceRef, old: str | os.PathLike[str], new: str | os.PathLike[str]
                 ) -> SourceRef:
-    if not ref.path or os.path.isabs(ref.path):
+    if not ref.path or os.path.isabs(ref.path) or "://" in ref.path:  # a URL stays as it is
         return ref
     path = os.path.relpath(os.path.join(old, ref.path), new)
     return dataclasses.replace(ref, path=path)

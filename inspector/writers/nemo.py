@@ -50,6 +50,12 @@ def write(out: Output, path: str | os.PathLike[str], *, threads: int | None = No
             f"{path}: a .nemo output needs a .nemo target with one model_weights.ckpt (model-"
             "parallel and distributed .nemo files are not written yet)"
         )
+    remote = out.base.metadata.get("remote")
+    if remote:
+        raise WriteError(
+            f"{remote['url']}: the target is remote, and a .nemo output copies the target's "
+            "other members from its file: download it and use the local copy as the target, "
+            "or write another format (--format safetensors or torch-zip)")
     tar = tar_of(out)
     members = read_members(tar)
     w = next((m for m in members if m.offset == weights["offset"]), None)

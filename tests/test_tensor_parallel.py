@@ -69,9 +69,7 @@ def write_nemo(path: Path, ranks: list[dict[str, torch.Tensor]], config: str,
 
         add("./model_config.yaml", config.encode())
         for i, sd in enumerate(ranks):
-            buf = io.BytesIO()
-            torch.save(sd, buf)
-            add(f"./{folder.format(i)}/model_weights.ckpt", buf.getvalue())
+            add(f"./{folder.format(i)}/model_weights.ckpt", _saved(sd))
     return path
 
 
@@ -95,7 +93,7 @@ def test_ranks_merge_into_the_full_model(tmp_path, gated):
     hashes = [json.loads(ckpt("hash", "--json", p).stdout)["digest"] for p in (nemo, full)]
     assert hashes[0] == hashes[1]
     with inspector.open(nemo) as c:
-        assert any("2 ranks merged" in n for n in c.notes)
+        assert any("2 tensor-parallel x 1 pipeline-parallel ranks merged" in n for n in c.notes)
         w = c.array("model.decoder.layers.0.mlp.linear_fc1.weight")
         assert (w == state["model.decoder.layers.0.mlp.linear_fc1.weight"].numpy()).all()
 
@@ -120,13 +118,56 @@ def test_a_tensor_no_rule_covers_is_not_guessed(tmp_path):
         assert "no tensor-parallel split rule covers model.adapter.mystery" in note
 
 
-def test_pipeline_stages_are_listed_per_rank(tmp_path):
-    ranks = shard(full_state(False), 2, False)
-    nemo = write_nemo(tmp_path / "pp.nemo", ranks, CONFIG.format("gelu"),
-                      folder="tp_rank_00_pp_rank_{:03d}")
+def two_layer_state() -> dict[str, torch.Tensor]:
+    """full_state with a second decoder layer (a copy of the first's shapes)."""
+    state = full_state(False)
+    g = torch.Generator().manual_seed(9)
+    for name, t in list(state.items()):
+        if ".layers.0." in name:
+            state[name.replace(".layers.0.", ".layers.1.")] = torch.randn(
+                t.shape, generator=g).to(t.dtype)
+    return state
+
+
+def pipeline_stages(state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """Megatron's two pipeline stages: the embedding and layer 0; layer 1 (numbered 0 in its
+    stage), the final norm and the output layer."""
+    first = {n: t for n, t in state.items() if "embedding" in n or ".layers.0." in n}
+    last = {n.replace(".layers.1.", ".layers.0."): t for n, t in state.items()
+            if n not in first and ".layers.0." not in n}
+    return [first, last]
+
+
+def test_pipeline_stages_join_with_global_layer_numbers(tmp_path):
+    state = two_layer_state()
+    ranks = [rank for stage in pipeline_stages(state) for rank in shard(stage, 2, False)]
+    names = [f"tp_rank_{tp:02d}_pp_rank_{pp:03d}" for pp in range(2) for tp in range(2)]
+    nemo = tmp_path / "pp.nemo"
+    with tarfile.open(nemo, "w") as tar:
+        for name, data in [("./model_config.yaml", CONFIG.format("gelu").encode()),
+                           *((f"./{n}/model_weights.ckpt", _saved(sd)) for n, sd in zip(
+                               names, ranks, strict=True))]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    full = tmp_path / "full.pt"
+    torch.save(state, full)
     with inspector.open(nemo) as c:
-        assert "tp_rank_00_pp_rank_001.model.output_layer.weight" in c
-        assert any("pipeline-parallel stages are not merged" in n for n in c.notes)
+        assert sorted(c) == sorted(state)
+        assert any("2 tensor-parallel x 2 pipeline-parallel" in n for n in c.notes)
+        w = "model.decoder.layers.1.self_attention.linear_proj.weight"
+        assert (c.array(w) == state[w].numpy()).all()
+    same = ckpt("diff", nemo, full)
+    assert same.returncode == 0, same.stdout + same.stderr
+    ranks_listed = ckpt("ls", "--json", "--ranks", nemo)
+    listed = {t["name"] for t in json.loads(ranks_listed.stdout)["tensors"]}
+    assert "tp_rank_01_pp_rank_001.model.output_layer.weight" in listed
+
+
+def _saved(sd: dict[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    return buf.getvalue()
 
 
 def test_gated_is_read_from_the_config():

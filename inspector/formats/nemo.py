@@ -255,8 +255,8 @@ def _ranks(parts: Parts, options: ReadOptions, config: Any) -> _Weights | None:
         "merging the ranks of a .nemo read from a byte source is not supported yet")
     if why is None:
         assert isinstance(parts.where, Path)
-        merged = tensor_parallel.merge(parts.where.as_posix(), trees, tensor_parallel.is_gated(
-            config))
+        merged = tensor_parallel.merge_model_parallel(
+            parts.where.as_posix(), trees, tensor_parallel.is_gated(config))
         if isinstance(merged, tensor_parallel.Merged):
             return _Weights(merged.tree, (), members, meta, merged.notes + notes, merged.sources)
         why = merged
@@ -269,8 +269,6 @@ def _why_not_merged(trees: dict[str, Any], options: ReadOptions) -> str | None:
     """Why the ranks are listed one by one instead of merged, or None."""
     if options.ranks:
         return "--ranks"
-    if any(not m.endswith("_pp_rank_000") for m in trees if "_pp_rank_" in m):
-        return "pipeline-parallel stages are not merged"
     if not all(isinstance(t, dict) for t in trees.values()):
         return "a rank does not hold a state dict"
     return None

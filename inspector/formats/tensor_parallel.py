@@ -1,6 +1,6 @@
 """Tensor-parallel ranks merged into the model's logical tensors, by split rules held as data.
 
-A Megatron-style model-parallel checkpoint (NeMo's `mp_rank_XX/` or `tp_rank_XX_pp_rank_000/`)
+A Megatron-style model-parallel checkpoint (NeMo's `mp_rank_XX/` or `tp_rank_XX_pp_rank_YYY/`)
 holds on each tensor-parallel rank its slice of every weight: column-parallel layers split
 their output dim (dim 0), row-parallel layers their input dim (dim 1), the vocabulary-parallel
 embedding its rows; norms and row-parallel biases are replicated. `merge` turns the ranks'
@@ -94,10 +94,69 @@ def merge(label: str, ranks: dict[str, dict[str, Any]], gated: bool) -> Merged |
         tree[name], source = merged
         if source is not None:
             sources[source.name] = source
-    note = (f"tensor-parallel .nemo: {len(ranks)} ranks merged into {len(sources)} split and "
-            f"{len(tree) - len(sources)} replicated tensors by the split rules "
-            "(inspector/formats/tensor_parallel.py); `ckpt ls --ranks` lists each rank's shard")
-    return Merged(tree, sources, [note])
+    return Merged(tree, sources, [])
+
+
+_RANK = re.compile(r"(?:mp_rank_(\d+)|tp_rank_(\d+)(?:_pp_rank_(\d+))?)")
+_LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
+
+
+def merge_model_parallel(label: str, ranks: dict[str, dict[str, Any]], gated: bool
+                         ) -> Merged | str:
+    """Ranks named `mp_rank_TT` or `tp_rank_TT_pp_rank_PPP`: each pipeline stage's tensor-
+    parallel ranks merged (`merge`), then the stages joined, their layer numbers (counted from 0
+    in each stage) made global: stage s's `layers.i` is `layers.(i + layers before s)`."""
+    stages: dict[int, dict[int, dict[str, Any]]] = {}
+    for name, tree in ranks.items():
+        m = _RANK.fullmatch(name)
+        if m is None:
+            return f"{name} is not a rank folder name"
+        stages.setdefault(int(m.group(3) or 0), {})[int(m.group(1) or m.group(2))] = tree
+    merged = []
+    for pp in sorted(stages):
+        tps = stages[pp]
+        got = merge(f"{label}#pp{pp}" if len(stages) > 1 else label,
+                    {str(tp): tps[tp] for tp in sorted(tps)}, gated)
+        if isinstance(got, str):
+            return f"pipeline stage {pp}: {got}" if len(stages) > 1 else got
+        merged.append(got)
+    joined = merged[0] if len(merged) == 1 else _join_stages(merged)
+    if isinstance(joined, str):
+        return joined
+    tp = len(next(iter(stages.values())))
+    joined.notes.insert(0, f"model-parallel .nemo: {tp} tensor-parallel x {len(stages)} "
+                        f"pipeline-parallel ranks merged into {len(joined.tree)} entries by the "
+                        "split rules (inspector/formats/tensor_parallel.py); `ckpt ls --ranks` "
+                        "lists each rank's shard")
+    return joined
+
+
+def _global_layer(name: str, offset: int) -> str:
+    """`name` with its (first) `layers.i.` renumbered `layers.(i + offset).`."""
+    return _LAYER.sub(lambda m: f"{m.group(1)}layers.{int(m.group(2)) + offset}.", name, count=1)
+
+
+def _join_stages(stages: list[Merged]) -> Merged | str:
+    tree: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    notes: list[str] = []
+    offset = 0
+    for index, stage in enumerate(stages):
+        local = {int(m.group(2)) for n in stage.tree for m in [_LAYER.search(n)] if m}
+        for local_name, value in stage.tree.items():
+            name = _global_layer(local_name, offset)
+            if name not in tree:
+                tree[name] = value
+                continue
+            first = tree[name]
+            if not (isinstance(first, TensorInfo) and isinstance(value, TensorInfo)
+                    and (first.dtype, first.shape) == (value.dtype, value.shape)):
+                return f"{name} is in two pipeline stages with different shapes or kinds"
+            notes.append(f"{name} is held by pipeline stage {index} too (tied weights): "
+                         "the first stage's is shown")
+        sources.update(stage.sources)
+        offset += max(local) + 1 if local else 0
+    return Merged(tree, sources, notes)
 
 
 def _is_tensor(ranks: dict[str, dict[str, Any]], name: str) -> bool:

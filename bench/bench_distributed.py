@@ -6,8 +6,8 @@ A DCP folder (`dcp.save` in one process, float32 tensors of equal size) is built
 then, page cache warm, whole processes: `ckpt hash`, `python -m inspector.distributed hash` (a
 world of one) and `torchrun --nproc-per-node N -m inspector.distributed hash`; and, inside a
 torchrun job, each phase on each rank: joining the gloo group, opening the folder, hashing the
-rank's share (GB/s), the all_gather of the digests. Fill the TODO figures of docs/distributed.md
-from its output (b_rank: the hashing rate on a cold page cache of the target file system).
+rank's share (GB/s), the all_gather of the digests. The measured figures of docs/distributed.md
+come from its output (b_rank: the hashing rate on a cold page cache of the target file system).
 """
 
 from __future__ import annotations

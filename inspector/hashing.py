@@ -129,8 +129,6 @@ def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any,
     out: list[bytes] = [b""] * len(infos)
     try:
         digests = core.hash_tensors([j for j in jobs if j is not None], threads or 0, report)
-    except core.MappedFileFault:
-        raise
     except core.CoreError as e:  # a job the core refused: e.job is its index in the list
         t = infos[mine[0] if e.job is None else mine[e.job]]
         raise core_error(e, _where(ckpt, t), key=t.name) from None

@@ -23,6 +23,7 @@ from . import dtypes
 from .errors import PartialTransferError, PendingRowsError, PlanError, WriteError
 from .hashing import hash_tensors
 from .io.atomic import atomic_path, start_writeback
+from .mapping.modules import partial_modules_in
 from .mapping.plan import Entry, Plan
 from .mapping.transforms import check_chain, nbytes
 from .model import Checkpoint, TensorInfo, element_span
@@ -40,14 +41,25 @@ from .writers.verify import value_digest
 Progress = Callable[[int, int], None]
 
 
-def refuse_partials(plan: Plan, what: str) -> None:
-    """Raise PartialTransferError listing the plan's partial rows (mapping.plan.is_partial)."""
-    partial = plan.partials()
+def refuse_partials(ins: Inputs, what: str) -> None:
+    """Raise PartialTransferError listing the plan's partial rows (mapping.plan.is_partial),
+    else its modules copied in part (`partial_modules_of`)."""
+    partial, modules = ins.plan.partials(), partial_modules_of(ins)
     if partial:
         raise PartialTransferError(
             f"{what}: strict: {len(partial)} target tensor(s) would keep their init with no "
             f"declared reason: {', '.join(fold_names(partial))}. Nothing was written. Fix the "
             "mapping, or declare them (a keep rule, or reject the rows to keep their init)")
+    if modules:
+        raise PartialTransferError(
+            f"{what}: strict: {'; '.join(modules)}. Nothing was written. Keep the module at "
+            "its init (a keep rule, or reject its rows), or approve its rows after review")
+
+
+def partial_modules_of(ins: Inputs) -> dict[str, list[str]]:
+    """The plan's modules copied in part, judged with its checkpoints' module classes."""
+    sources = {label: c.metadata for label, c in ins.sources.items()}
+    return partial_modules_in(ins.plan.entries, ins.target.metadata, sources)
 
 
 @dataclass
@@ -101,14 +113,15 @@ def apply(
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
     _refuse_proposed(plan, accept_proposed)
-    if strict:
-        refuse_partials(plan, str(out))
     ins = inputs or open_plan_inputs(plan, force=force)
+    if strict:
+        refuse_partials(ins, str(out))
     target = ins.target
     values = entry_values(ins, accept_proposed)
     drop = {e.target for e in _rows(plan, "drop", accept_proposed)}
     fmt = choose_format(out, target.format, format)
     report = plan_report(plan, target, accept_proposed, str(out))
+    report.partial_modules = partial_modules_of(ins)
     report.format = fmt
     report.notes += ins.problems
     spec, mod = writer(fmt)

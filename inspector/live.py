@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .applying import Inputs, _expected, entry_value, plan_report, refuse_partials
+from .applying import (
+    Inputs,
+    _expected,
+    entry_value,
+    partial_modules_of,
+    plan_report,
+    refuse_partials,
+)
 from .errors import PlanError
 from .hashing import hash_tensors
 from .mapping.plan import Plan
@@ -42,10 +49,11 @@ def load_into(
     started = time.monotonic()
     target = open_checkpoint(module)
     plan, sources = _plan(plan_or_source, target)
-    if strict:
-        refuse_partials(plan, "load_into")
     ins = Inputs(plan, sources, target, [])
+    if strict:
+        refuse_partials(ins, "load_into")
     report = plan_report(plan, target, True, None)
+    report.partial_modules = partial_modules_of(ins)
     report.mode = "live"
     state = module.state_dict(keep_vars=True)
     values = {row.target: entry_value(plan.entries[row.target], sources, target)

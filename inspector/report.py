@@ -58,6 +58,9 @@ class TransferReport:
     # Target tensors left at their init with no declared reason (mapping.plan.is_partial): a
     # shape mismatch, no source, ambiguous sources. Printed as a WARNING; --strict refuses them.
     partial: list[str] = field(default_factory=list)
+    # Modules copied in part, {description: copied rows} (mapping.modules.flag_partial_modules):
+    # a WARNING too; --strict refuses them.
+    partial_modules: dict[str, list[str]] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
     unused: list[tuple[str, str, str]] = field(default_factory=list)  # (label, name, reason)
     modules: dict[str, tuple[int, int]] = field(default_factory=dict)  # params loaded / total
@@ -95,6 +98,8 @@ class TransferReport:
             for m, (a, b) in self.modules.items()
         }
         d["partial"] = {"count": len(self.partial), "names": fold_names(self.partial)}
+        d["partial_modules"] = [{"module": detail, "rows": fold_names(rows)}
+                                for detail, rows in self.partial_modules.items()]
         d["unused"] = [{"label": a, "name": b, "reason": c} for a, b, c in self.unused]
         if self.verification is not None:
             d["verification"]["ok"] = self.verification.ok
@@ -109,6 +114,7 @@ class TransferReport:
             lines.append(f"WARNING: {len(self.partial)} target tensor(s) keep their init with no "
                          "declared reason (shape mismatch, no source, ambiguous); the output is a "
                          "partial transfer: " + ", ".join(fold_names(self.partial)))
+        lines += partial_module_warnings(self.partial_modules)
         if self.unknown_globals:
             lines.append(f"WARNING: {len(self.unknown_globals)} global(s) that are not data were "
                          "kept (--keep-unknown-globals): a full torch.load of the output imports "
@@ -166,3 +172,13 @@ def _section(title: str, rows: list[str], limit: int) -> list[str]:
 
 def module_of(name: str) -> str:
     return name.split(".", 1)[0] if "." in name else "(top)"
+
+
+def partial_module_warnings(modules: dict[str, list[str]]) -> list[str]:
+    """One WARNING line per module copied in part, naming the rows it copies (folded)."""
+    out = []
+    for detail, rows in modules.items():
+        folded = fold_names(rows)
+        listed = ", ".join(folded[:3]) + (f", … ({len(folded)} groups)" if len(folded) > 3 else "")
+        out.append(f"WARNING: {detail}; review its copies: {listed}")
+    return out

@@ -16,7 +16,9 @@ from inspector.errors import PartialTransferError
 from inspector.live import load_into
 from inspector.mapping import propose
 
-CONVS = "encoder.layers.{0..3}.conv.depthwise_conv.weight"
+# a changed conv kernel: the weights mismatch, their biases follow them (FOLLOWS_LEAD)
+CONVS = ("encoder.layers.{0..3}.conv.depthwise_conv.weight, "
+         "encoder.layers.{0..3}.conv.depthwise_conv.bias")
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +32,20 @@ def test_map_warns_of_partials_and_counts_them_to_review(demo: Path, tmp_path: P
     r = ckpt("map", demo / "rnnt_char.pt", demo / "rnnt_bpe.nemo", "-o", tmp_path / "plan.yaml")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[-2] == (
-        f"WARNING: 4 target tensor(s) keep their init with no declared reason (shape mismatch, "
+    assert (
+        f"WARNING: 8 target tensor(s) keep their init with no declared reason (shape mismatch, "
         f"no source, ambiguous): {CONVS}; ckpt apply --strict refuses such a plan"
-    )
+    ) in lines
+    assert lines[-2].startswith("WARNING: module encoder is copied in part: 160 of 168 tensors "
+                                "copy, 8 keep their init; review its copies: ")
     # the vocabulary change is declared: decoder and joint have nothing to review
-    assert any(x.startswith("encoder 99.7% ") and x.endswith(", 4 to review]") for x in lines)
+    assert any(x.startswith("encoder 99.7% ") and x.endswith(", 8 to review]") for x in lines)
     assert not any("to review" in x for x in lines if x.startswith(("decoder", "joint")))
     assert "see the rows flagged shape-mismatch" not in r.stdout
     data = json.loads(ckpt("map", demo / "rnnt_char.pt", demo / "rnnt_bpe.nemo", "--json").stdout)
-    assert data["partial"] == {"count": 4, "names": [CONVS]}
+    assert data["partial"] == {"count": 8, "names": CONVS.split(", ")}
+    [module] = data["partial_modules"]
+    assert module["module"].startswith("module encoder is copied in part: 160 of 168")
 
 
 def test_apply_reports_partials_and_strict_refuses_before_writing(
@@ -51,16 +57,16 @@ def test_apply_reports_partials_and_strict_refuses_before_writing(
     r = ckpt("apply", plan, "--accept-proposed", "-o", out)
     assert r.returncode == 0, r.stderr
     assert (
-        "WARNING: 4 target tensor(s) keep their init with no declared reason (shape mismatch, "
+        "WARNING: 8 target tensor(s) keep their init with no declared reason (shape mismatch, "
         f"no source, ambiguous); the output is a partial transfer: {CONVS}"
     ) in r.stdout.splitlines()
-    assert "params (87.8%)" in r.stdout.splitlines()[0]
+    assert "params (87.7%)" in r.stdout.splitlines()[0]
     r = ckpt("apply", plan, "--accept-proposed", "-o", tmp_path / "j.nemo", "--json")
-    assert json.loads(r.stdout)["partial"] == {"count": 4, "names": [CONVS]}
+    assert json.loads(r.stdout)["partial"] == {"count": 8, "names": CONVS.split(", ")}
     strict = tmp_path / "strict.nemo"
     r = ckpt("apply", plan, "--accept-proposed", "--strict", "-o", strict)
     assert r.returncode == 1
-    assert f"strict: 4 target tensor(s) would keep their init with no declared reason: {CONVS}" in (
+    assert f"strict: 8 target tensor(s) would keep their init with no declared reason: {CONVS}" in (
         r.stderr
     )
     assert "Nothing was written" in r.stderr
@@ -92,8 +98,8 @@ def test_load_into_strict_leaves_the_module_untouched(tmp_path: Path) -> None:
         load_into(model, tmp_path / "src.pt", strict=True)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     report = load_into(model, tmp_path / "src.pt")
-    assert report.partial == ["1.weight"]
-    assert "WARNING: 1 target tensor(s)" in report.to_text()
+    assert report.partial == ["1.weight", "1.bias"]  # the bias follows its weight
+    assert "WARNING: 2 target tensor(s)" in report.to_text()
 
 
 def test_apply_strict_in_scripts(tmp_path: Path) -> None:

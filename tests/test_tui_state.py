@@ -210,14 +210,15 @@ def test_problems_are_the_plans_partials_shared_with_ckpt_map() -> None:
     tgt = inspector.open(random_state(rnnt_shapes(RNNTConfig(vocab_size=256, conv_kernel=9)), 2))
     plan = propose(src, tgt)
     state = ReviewState(plan, {plan.sources[0].label: src}, tgt)
-    convs = [f"encoder.layers.{i}.conv.depthwise_conv.weight" for i in range(4)]
+    convs = [f"encoder.layers.{i}.conv.depthwise_conv.{leaf}"
+             for i in range(4) for leaf in ("weight", "bias")]  # biases follow their weights
     assert plan.problems() == convs == state.partials()
-    assert state.counts()["problems"] == 4
-    assert sum(s.problems for s in plan.summary().values()) == 4
+    assert state.counts()["problems"] == 8
+    assert sum(s.problems for s in plan.summary().values()) == 8
     state.set_filter(problems=True)
     assert state.visible_targets() == convs
     state.reject(convs[:1])  # the user's reject declares the keep
-    assert state.counts()["problems"] == 3
+    assert state.counts()["problems"] == 7
 
 
 def test_pending_rows_are_what_apply_refuses(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from ..mapping.plan import Entry, Plan, Unused
 from ..mapping.prefixed import parse_source, with_prefix
 from ..mapping.propose import propose
 from ..mapping.rules import Rule, load_rules
+from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
 
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         data["explanation"] = explanation
         partial = plan.partials()
         data["partial"] = {"count": len(partial), "names": fold_names(partial)}
+        data["partial_modules"] = [{"module": detail, "rows": fold_names(rows)}
+                                   for detail, rows in plan.partial_modules().items()]
         json.dump(data, sys.stdout, indent=1)
         print()
     else:
@@ -138,6 +141,8 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
         print(f"WARNING: {len(partial)} target tensor(s) keep their init with no declared reason "
               f"(shape mismatch, no source, ambiguous): {', '.join(fold_names(partial))}; "
               "ckpt apply --strict refuses such a plan")
+    for line in partial_module_warnings(plan.partial_modules()):
+        print(line)
 
 
 def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:

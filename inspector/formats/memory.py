@@ -26,10 +26,16 @@ def _is_torch(obj: Any, cls_name: str) -> bool:
 
 def read(obj: Any) -> Loaded:
     if _is_torch(obj, "Module"):
-        return Loaded(FORMAT, _convert(obj.state_dict(), {}), {"object": type(obj).__name__})
+        children = {name: _class_name(child) for name, child in obj.named_children()}
+        meta = {"object": type(obj).__name__, "module_classes": children}
+        return Loaded(FORMAT, _convert(obj.state_dict(), {}), meta)
     if not isinstance(obj, (dict, list, tuple)):
         raise CheckpointError(None, f"cannot open an object of type {type(obj).__name__}")
     return Loaded(FORMAT, _convert(obj, {}))
+
+
+def _class_name(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _convert(node: Any, storages: dict[Any, Storage], done: dict[int, Any] | None = None) -> Any:
@@ -57,7 +63,7 @@ def _convert(node: Any, storages: dict[Any, Storage], done: dict[int, Any] | Non
         return out
     if node is None or isinstance(node, (bool, int, float, str, bytes)):
         return node
-    return Record(f"{type(node).__module__}.{type(node).__qualname__}", state=repr(node)[:200])
+    return Record(_class_name(node), state=repr(node)[:200])
 
 
 def _from_numpy(a: np.ndarray) -> TensorInfo:

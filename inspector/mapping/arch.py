@@ -15,6 +15,7 @@ from typing import Any
 from ..model import Checkpoint
 from ..tree import fold_names
 from . import names as nm
+from .modules import Unit, assign_units
 from .plan import Entry, Plan
 
 FFN_TOKENS = frozenset({"ffn", "feed", "forward", "mlp", "fc", "intermediate", "fc1", "fc2", "w"})
@@ -324,15 +325,17 @@ def _vocabulary_lines(
     target: Checkpoint | Shapes,
     hints: Hints,
 ) -> list[str]:
-    root = nm.common_root(list(plan.entries))
-    modules: dict[str, set[str]] = {}  # reason -> modules, in the order the reasons appear
+    units = assign_units(plan.entries, target.metadata if isinstance(target, Checkpoint) else {})
+    modules: dict[str, set[Unit]] = {}  # reason -> units, in the order the reasons appear
     for name, e in plan.entries.items():
         if "vocab-change" in e.flags:
-            modules.setdefault(e.reason, set()).add(nm.module_of(name, root))
+            modules.setdefault(e.reason, set()).add(units[name])
     out = []
-    for reason, mods in modules.items():
-        line = f"{', '.join(sorted(mods))}: {reason} (kept at target init"
-        hint = _vocabulary_hint(sorted(mods), plan, sources, hints)
+    for reason, found in modules.items():
+        mods = sorted(u.root.rstrip(".") for u in found)
+        label = ", ".join(sorted(u.label.removeprefix("module ") for u in found))
+        line = f"{label}: {reason} (kept at target init"
+        hint = _vocabulary_hint(mods, plan, sources, hints)
         out.append(line + (f"; {hint} to transfer it instead)" if hint else ")"))
     return out
 

@@ -1,5 +1,6 @@
 """Stateful groups: tensors of one module that move as a unit (a norm's weight with its running
-statistics, weight-norm pairs), by name suffix; see docs/mapping.md."""
+statistics, weight-norm pairs), and tensors that follow a lead (a bias its weight), by name
+suffix; see docs/mapping.md."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ STATEFUL_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     # torch.nn.utils.parametrizations.weight_norm (transformers >= 4.40)
     (("parametrizations.weight.original0", "parametrizations.weight.original1"), ()),
 )
+
+# One-way: a tensor that follows another of its module when that one keeps its init, but is not
+# carried along by approve/reject (a Linear's weight and bias are not a group). (follower, lead)
+# A conv whose kernel changed keeps its bias too, even though the bias alone would still fit.
+FOLLOWS_LEAD: tuple[tuple[str, str], ...] = (("bias", "weight"),)
 
 
 def _split_group_name(name: str) -> tuple[str, int, bool] | None:
@@ -70,10 +76,24 @@ def follow_groups(entries: dict[str, Entry]) -> dict[str, Entry]:
         for m in members:
             if entries[m].effective == "copy" and entries[m].status == "proposed":
                 out[m] = _follower(entries[m], entries[lead])
+    return _follow_leads(out)
+
+
+def _follow_leads(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """FOLLOWS_LEAD: a proposed copy whose lead keeps its init keeps its init too."""
+    out = dict(entries)
+    for follower, lead in FOLLOWS_LEAD:
+        for name, e in entries.items():
+            if not name.endswith("." + follower) or e.effective != "copy" or e.status != "proposed":
+                continue
+            lead_row = entries.get(name[: -len(follower)] + lead)
+            if lead_row is not None and lead_row.effective == "keep":
+                out[name] = _follower(e, lead_row, f"follows its {lead}, which keeps its init")
     return out
 
 
-def _follower(e: Entry, lead: Entry) -> Entry:
+def _follower(e: Entry, lead: Entry, reason: str = "") -> Entry:
+    reason = reason or f"follows {lead.target}" + (f" ({lead.reason})" if lead.reason else "")
     return dataclasses.replace(
         e,
         decision="keep",
@@ -81,7 +101,7 @@ def _follower(e: Entry, lead: Entry) -> Entry:
         transform=(),
         source_shapes=(),
         source_dtypes=(),
-        reason=f"follows {lead.target}" + (f" ({lead.reason})" if lead.reason else ""),
+        reason=reason,
         evidence=(*e.evidence, Evidence("group", f"moves with {lead.target}")),
         flags=lead.flags & (DECLARED_KEEP_FLAGS | {"shape-mismatch"}),
         candidates=tuple(Candidate(lb, n, e.confidence, "would copy alone") for lb, n in e.sources),

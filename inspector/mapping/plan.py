@@ -42,6 +42,7 @@ from .entries import (
 )
 from .groups import STATEFUL_GROUPS, follow_groups, group_members
 from .invert import invert_parts
+from .modules import partial_modules_in
 from .planfile import PLAN_VERSION
 from .rules import Rule, rules_from_list
 from .transforms import Transform
@@ -86,6 +87,8 @@ class PlanContext(Protocol):
         self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]
     ) -> Entry: ...
 
+    def partial_modules(self, entries: Mapping[str, Entry]) -> dict[str, list[str]]: ...
+
 
 @dataclass
 class Plan:
@@ -110,6 +113,14 @@ class Plan:
     def partials(self) -> list[str]:
         """Target rows that keep their init without a declared reason (see `is_partial`)."""
         return [n for n, e in self.entries.items() if is_partial(e)]
+
+    def partial_modules(self) -> dict[str, list[str]]:
+        """{description: proposed copies} of the modules copied in part (see
+        modules.partial_modules); without its checkpoints (an unbound plan) the modules come
+        from the names alone and a changed class is not seen."""
+        if self._context is not None:
+            return self._context.partial_modules(self.entries)
+        return partial_modules_in(self.entries, {}, {})
 
     def pending(self) -> list[str]:
         """Target rows `is_pending` flags: apply refuses them without accept_proposed."""

@@ -21,6 +21,7 @@ from ..model import Checkpoint, TensorInfo
 from . import names as nm
 from .entries import Candidate, Entry, Evidence, SourceRef, Unused, fingerprint
 from .groups import follow_groups
+from .modules import Unit, assign_units, module_classes, partial_modules
 from .plan import Plan
 from .prefixed import split_source
 from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
@@ -179,6 +180,7 @@ class Context:
             label, _path(target), "", fingerprint(target), _root_str(target)
         )
         self.by_label = {ref.label: ckpt for ref, ckpt in sources}
+        self.units = assign_units(target.tensors, target.metadata)
         self._reasons: dict[tuple[str, str], str] = {}
 
     # -- public ------------------------------------------------------------------------------------
@@ -207,6 +209,16 @@ class Context:
         plan.unused = self.unused_for(plan.entries, rules)
         return plan
 
+    def partial_modules(self, entries: Mapping[str, Entry]) -> dict[str, list[str]]:
+        return partial_modules(entries, self.units, self._source_class)
+
+    def _source_class(self, label: str, name: str) -> str | None:
+        """The class the source's config gives the top-level module holding `name`."""
+        ckpt = self.by_label.get(label)
+        if ckpt is None:
+            return None
+        return module_classes(ckpt.metadata).get(name.split(".", 1)[0])
+
     @staticmethod
     def _follow_groups(
         entries: dict[str, Entry], reasons: dict[tuple[str, str], str]
@@ -216,7 +228,7 @@ class Context:
         for name, e in out.items():
             if e is not entries[name]:
                 for label, src in entries[name].sources:
-                    reasons[(label, src)] = f"{name} keeps its init: {e.reason}"
+                    reasons[(label, src)] = f"its target keeps its init: {e.reason}"
         return out
 
     def unused_for(self, entries: Mapping[str, Entry], rules: list[Rule]) -> list[Unused]:
@@ -486,21 +498,21 @@ class Context:
     def _vocabulary(
         self, entries: dict[str, Entry], reasons: dict[tuple[str, str], str]
     ) -> dict[str, Entry]:
-        root = nm.common_root(list(entries))
-        modules: dict[str, list[str]] = {}
-        for name in entries:
-            modules.setdefault(nm.module_of(name, root), []).append(name)
+        modules: dict[Unit, list[str]] = {}
+        for name, unit in self.units.items():
+            modules.setdefault(unit, []).append(name)
         out = dict(entries)
-        for mod, members in modules.items():
+        for unit, members in modules.items():
             change = self._vocab_change(members, entries)
             if change is None:
                 continue
+            keeps = f"{unit.label} keeps its init"
             reason = f"vocabulary changed {change[0]} -> {change[1]}"
             for n in members:
                 e = entries[n]
                 mismatched = e.candidates[:1] if "shape-mismatch" in e.flags else ()
                 for label, src in (*e.sources, *((c.label, c.name) for c in mismatched)):
-                    reasons[(label, src)] = f"{reason} (module {mod} keeps its init)"
+                    reasons[(label, src)] = f"{reason} ({keeps})"
                 out[n] = dataclasses.replace(
                     e,
                     decision="keep",
@@ -512,7 +524,7 @@ class Context:
                     confidence=0.95,
                     flags=(e.flags - {"shape-mismatch", "heuristic", "dtype-change"})
                     | {"vocab-change"},
-                    evidence=(*e.evidence, Evidence("vocab", f"{reason} in module {mod}", 1.0)),
+                    evidence=(*e.evidence, Evidence("vocab", f"{reason}: {keeps}", 1.0)),
                     candidates=e.candidates or _as_candidates(e),
                 )
         return out

@@ -45,6 +45,8 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
         listed = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
         out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {listed}",
                    style="bold red")
+    for detail in state.plan.partial_modules():
+        out.append(f"\n⚠ {detail}", style="bold red")
     out.append("\n")
     modules = [s.line() for s in state.plan.summary().values()]
     out.append("transfer: " + " · ".join(modules))

@@ -45,15 +45,16 @@ def refuse_partials(ins: Inputs, what: str) -> None:
     """Raise PartialTransferError listing the plan's partial rows (mapping.plan.is_partial),
     else its modules copied in part (`partial_modules_of`)."""
     partial, modules = ins.plan.partials(), partial_modules_of(ins)
+    problems = []
     if partial:
+        problems.append(f"{len(partial)} target tensor(s) would keep their init with no declared "
+                        f"reason: {', '.join(fold_names(partial))}")
+    problems += list(modules)
+    if problems:
         raise PartialTransferError(
-            f"{what}: strict: {len(partial)} target tensor(s) would keep their init with no "
-            f"declared reason: {', '.join(fold_names(partial))}. Nothing was written. Fix the "
-            "mapping, or declare them (a keep rule, or reject the rows to keep their init)")
-    if modules:
-        raise PartialTransferError(
-            f"{what}: strict: {'; '.join(modules)}. Nothing was written. Keep the module at "
-            "its init (a keep rule, or reject its rows), or approve its rows after review")
+            f"{what}: strict: {'; '.join(problems)}. Nothing was written. Fix the mapping, or "
+            "declare the keeps (a keep rule, or reject the rows to keep their init), or approve "
+            "a module's copies after review")
 
 
 def partial_modules_of(ins: Inputs) -> dict[str, list[str]]:
@@ -408,7 +409,9 @@ def _skip_reason(e: Entry) -> str:
         return f"rejected ({e.reason})" if e.reason else "rejected"
     for flag, what in _SKIP_FLAGS.items():
         if flag in e.flags:
-            return f"{what}: {e.reason}" if e.reason else what
+            if not e.reason or e.reason.startswith(what):
+                return e.reason or what
+            return f"{what}: {e.reason}"
     if e.decision == "copy":  # a copy row that was not applied: not approved
         return f"not approved ({e.status})"
     return ""

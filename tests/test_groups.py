@@ -38,7 +38,8 @@ def test_batch_norm_keeps_its_buffers_when_d_model_differs() -> None:
     assert is_partial(tracked)  # it follows a shape mismatch: not a declared keep
     assert tracked.candidates[0].name == f"{BN}.num_batches_tracked"
     unused = {u.name: u.reason for u in plan.unused}
-    assert unused[f"{BN}.num_batches_tracked"].startswith(f"{BN}.num_batches_tracked keeps")
+    assert unused[f"{BN}.num_batches_tracked"].startswith(
+        f"its target keeps its init: follows {BN}.weight")
 
 
 def test_batch_norm_copies_as_a_whole_when_it_fits() -> None:

@@ -325,16 +325,20 @@ async def test_header_warns_of_partials_and_details_give_the_keep_reason(tmp_pat
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         header = str(app.review.query_one("#summary").render())
-        assert "4 problems" in header
-        assert "⚠ partial: 4 keep init with no declared reason" in header
+        assert "8 problems" in header  # the convs' weights, and their biases that follow them
+        assert "⚠ partial: 8 keep init with no declared reason" in header
         assert "encoder.layers.{0..3}.conv.depthwise_conv.weight" in header
+        assert "⚠ module encoder is copied in part: 160 of 168 tensors copy" in header
         await goto(app, pilot, "decoder.prediction.embed.weight")
         details = str(app.review.query_one("#details").render())
         assert "vocabulary changed 29 -> 257" in details
         assert "no source" not in details
         await goto(app, pilot, "encoder.layers.0.conv.depthwise_conv.weight")
         await pilot.press("r")  # the folded row of 4 layers: rejecting declares the keeps
+        await goto(app, pilot, "encoder.layers.0.conv.depthwise_conv.bias")
+        await pilot.press("r")
         await pilot.pause()
         header = str(app.review.query_one("#summary").render())
-        assert "4 rejected  0 problems" in header
+        assert "8 rejected  0 problems" in header
+        assert "copied in part" not in header
         assert "partial" not in header

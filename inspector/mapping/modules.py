@@ -80,15 +80,18 @@ def _signature_units(names: set[str]) -> list[Unit]:
 
 
 def find_units(names: Iterable[str], classes: Mapping[str, str]) -> list[Unit]:
-    """The known modules' (`module_classes`) and the signatures' units among `names`, longest
-    root first."""
+    """The known modules' (`module_classes`) and the signatures' units among `names`, outermost
+    first: a unit inside another (the joint's `pred` inside a whole RNNT joint network) is part
+    of it. Classes count from two modules with tensors up: one child wrapping everything says
+    nothing about where its modules are."""
     present = set(names)
     units = {u.root: u for u in _signature_units(present)}
-    for section, cls in classes.items():
-        root = section + "."
-        if any(n.startswith(root) for n in present):
-            units[root] = Unit(root, f"module {section}", cls)
-    return sorted(units.values(), key=lambda u: -len(u.root))
+    heads = {n.split(".", 1)[0] for n in present if "." in n}
+    holding = {section: cls for section, cls in classes.items() if section in heads}
+    if len(holding) >= 2:
+        for section, cls in holding.items():
+            units[section + "."] = Unit(section + ".", f"module {section}", cls)
+    return sorted(units.values(), key=lambda u: len(u.root))
 
 
 def assign_units(names: Iterable[str], metadata: Mapping[str, Any]) -> dict[str, Unit]:

@@ -533,12 +533,11 @@ class Context:
         self, members: list[str], entries: dict[str, Entry]
     ) -> tuple[int, int] | None:
         two_d = [n for n in members if len(self.target.tensors[n].shape) == 2]
-        facing = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS]
-        if two_d:
-            facing.append(two_d[-1])
-        for n in facing:
+        embeddings = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS]
+        facing = [(n, True) for n in embeddings] + [(n, False) for n in two_d[-1:]]
+        for n, embedding in facing:
             e = entries[n]
-            src_shape = _counterpart_shape(e, self.by_label)
+            src_shape = _counterpart_shape(e, self.by_label, deeper=embedding)
             tgt_shape = self.target.tensors[n].shape
             if src_shape is None or len(src_shape) != 2 or src_shape == tgt_shape:
                 continue
@@ -651,15 +650,26 @@ def _via_evidence(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> list
     return [Evidence("rule", f"{c.via} maps {c.src.label}:{c.src.name}", 1.0)]
 
 
-def _counterpart_shape(e: Entry, by_label: dict[str, Checkpoint]) -> tuple[int, ...] | None:
+def _counterpart_shape(
+    e: Entry, by_label: dict[str, Checkpoint], *, deeper: bool = False
+) -> tuple[int, ...] | None:
+    """The shape of the source the row takes or was refused for its shape; with `deeper`, also
+    of its best candidate when that is the row's own path inside a bigger model."""
     if e.sources:
         return e.source_shapes[0]
-    if "shape-mismatch" in e.flags and e.candidates:
+    if e.candidates and ("shape-mismatch" in e.flags or (deeper and _same_path_deeper(e))):
         c = e.candidates[0]
         ckpt = by_label.get(c.label)
         if ckpt is not None and c.name in ckpt.tensors:
             return ckpt.tensors[c.name].shape
     return None
+
+
+def _same_path_deeper(e: Entry) -> bool:
+    """The best candidate is the target's own path inside a bigger model (`decoder.` + name):
+    a submodule filled from a whole-model file, whose counterpart's shape counts even when the
+    shape change left the row without a source."""
+    return e.candidates[0].name.endswith("." + e.target)
 
 
 def _as_candidates(e: Entry) -> tuple[Candidate, ...]:

@@ -90,6 +90,19 @@ def rnnt_bpe_config(tokenizer_dir: Path) -> dict[str, Any]:
             **_rnnt_parts()}
 
 
+def rnnt_lstm_bpe_config(tokenizer_dir: Path) -> dict[str, Any]:
+    """The BPE RNNT with its Conformer swapped for an LSTM encoder (NeMo's RNNEncoder), whose
+    `pre_encode` subsampling has the Conformer's names: an encoder swap that keeps only the
+    decoder and the joint."""
+    encoder = {
+        "_target_": "nemo.collections.asr.modules.RNNEncoder", "feat_in": 80, "n_layers": 1,
+        "d_model": D_MODEL, "proj_size": D_MODEL // 2, "rnn_type": "lstm",
+        "bidirectional": False, "subsampling": "striding", "subsampling_factor": 4,
+        "subsampling_conv_channels": D_MODEL, "dropout": 0.0,
+    }
+    return {**rnnt_bpe_config(tokenizer_dir), "encoder": encoder}
+
+
 def ctc_bpe_config(tokenizer_dir: Path) -> dict[str, Any]:
     return {
         **_common(), "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},

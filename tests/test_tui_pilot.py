@@ -141,6 +141,29 @@ async def test_candidates_picker_sets_source(files: tuple[Path, Path]) -> None:
 
 
 @sync
+async def test_candidates_on_a_folded_row_set_every_layer(files: tuple[Path, Path]) -> None:
+    from inspector.mapping.names import analogous
+
+    app = make_app(files)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await goto(app, pilot, "encoder.layers.0.norm_out.weight")
+        names = list(app.review.target_tree.current_row.names)
+        await pilot.press("c")
+        assert isinstance(app.screen, CandidatesScreen)
+        pick = next(i for i, c in enumerate(app.screen.choices)
+                    if c.name == "encoder.layers.0.norm_conv.weight")
+        chosen = app.screen.choices[pick].name
+        await pilot.press(*["down"] * pick, "enter")
+        await settle(app, pilot)
+        assert app.review.state is not None
+        for name in names:
+            e = app.review.state.plan.entries[name]
+            assert e.sources[0][1] == analogous(chosen, names[0], name)
+            assert e.status == "approved"
+
+
+@sync
 async def test_rule_editor_previews_then_keeps(files: tuple[Path, Path]) -> None:
     app = make_app(files)
     async with app.run_test(size=SIZE) as pilot:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import inspector
 from inspector.demo import RNNTConfig, random_state, rnnt_shapes
@@ -238,3 +240,39 @@ def test_pending_rows_are_what_apply_refuses(tmp_path) -> None:  # type: ignore[
         inspector.apply(plan, tmp_path / "out.pt")
     state.set_filter(pending=True)
     assert len(state.visible_targets()) == pending
+
+
+def test_a_folded_row_takes_the_chosen_source_in_every_layer(state: ReviewState) -> None:
+    """`c` on a folded row (or a module): every row takes the same source moved to its own
+    layer (or its own path under the chosen source module); one edit, one undo."""
+    rows = [f"encoder.layers.{i}.norm_out.weight" for i in range(4)]
+    edit, missed = state.set_analogous_sources(rows, state.plan.sources[0].label,
+                                               "encoder.layers.0.norm_feed_forward1.weight")
+    assert missed == []
+    assert len(edit.changes) == 4
+    for i, row in enumerate(rows):
+        e = state.plan.entries[row]
+        assert e.sources[0][1] == f"encoder.layers.{i}.norm_feed_forward1.weight"
+        assert e.status == "approved"
+    state.undo()
+    assert all(state.plan.entries[r].sources[0][1] == r for r in rows)
+    module = state.plan.under("encoder.layers.1")
+    label = state.plan.sources[0].label
+    edit, missed = state.set_analogous_sources(module, label, module[0].replace(".1.", ".2.", 1))
+    assert missed == []
+    taken = {e.sources[0][1] for _, _, e in edit.changes}
+    assert taken == set(state.plan.under("encoder.layers.2"))
+
+
+@given(st.lists(st.sampled_from(["enc", "layers", "fc", "w", "attn", "blocks"]), min_size=2,
+                max_size=5),
+       st.integers(0, 4), st.integers(0, 12), st.integers(0, 12))
+def test_analogous_moves_the_layer_index(words: list[str], at: int, i: int, j: int) -> None:
+    from inspector.mapping.names import analogous
+
+    at = min(at, len(words) - 1)  # the index never ends the name (a leaf follows it)
+
+    def named(index: int) -> str:
+        return ".".join([*words[:at], str(index), *words[at:]])
+
+    assert analogous("src." + named(i), named(i), named(j)) == "src." + named(j)

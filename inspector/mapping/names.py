@@ -160,3 +160,36 @@ def _is_stack(path: str, structures: list[set[str]]) -> bool:
     last = path.rsplit(".", 1)[-1]
     named = last in LAYER_LISTS or last.rsplit("_", 1)[-1] in LAYER_LIST_WORDS
     return named or len(structures) >= MIN_UNNAMED_STACK
+
+
+def analogous(name: str, first: str, other: str) -> str | None:
+    """Source `name` chosen for target `first`, carried over to target `other`: the same source
+    moved to `other`'s layer indices (first `layers.0.w`, other `layers.2.w`: `blocks.0.fc.w` ->
+    `blocks.2.fc.w`), else, for rows of one module, `other`'s path under the source module that
+    `name` is in (first `enc.a.w`, other `enc.b.w`: `src.enc.a.w` -> `src.enc.b.w`). None when
+    neither applies."""
+    return _moved_indices(name, first, other) or _same_module(name, first, other)
+
+
+def _moved_indices(name: str, first: str, other: str) -> str | None:
+    a, b = first.split("."), other.split(".")
+    if len(a) != len(b):
+        return None
+    moves = {x: y for x, y in zip(a, b, strict=True) if x != y}
+    if not moves or not all(is_index(x) and is_index(y) for x, y in moves.items()):
+        return None
+    comps = name.split(".")
+    if any(comps.count(x) != 1 for x in moves):
+        return None
+    return ".".join(moves.get(c, c) for c in comps)
+
+
+def _same_module(name: str, first: str, other: str) -> str | None:
+    a, b = first.split("."), other.split(".")
+    shared = 0
+    while shared < min(len(a), len(b)) - 1 and a[shared] == b[shared]:
+        shared += 1
+    rel = ".".join(a[shared:])
+    if name != rel and not name.endswith("." + rel):
+        return None
+    return name[: len(name) - len(rel)] + ".".join(b[shared:])

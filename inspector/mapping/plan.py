@@ -246,6 +246,17 @@ class Plan:
         self._refresh_unused(ctx)
         return edit
 
+    def set_sources(self, choices: Iterable[tuple[str, str, str]]) -> Edit:
+        """`set_source` for several (target, label, name) at once: one edit, one undo."""
+        ctx = self._need_context("set_sources")
+        picked = list(choices)
+        entries = self._entries([t for t, _, _ in picked])
+        new = [ctx.user_entry(e, label, name, ()) for e, (_, label, name) in zip(
+            entries, picked, strict=True)]
+        edit = self._replace("set_source", new)
+        self._refresh_unused(ctx)
+        return edit
+
     def preview_rules(
         self, rules: Iterable[Rule | Mapping[str, Any]]
     ) -> list[tuple[str, Entry, Entry]]:

@@ -295,6 +295,24 @@ class ReviewState:
     def set_source(self, target: str, label: str, name: str) -> Edit:
         return self._push(self.plan.set_source(target, label, name))
 
+    def set_analogous_sources(self, targets: list[str], label: str, name: str
+                              ) -> tuple[Edit, list[str]]:
+        """Source `name` for `targets[0]`, and for every other target (a folded row) the same
+        source moved to its layer indices (`names.analogous`) where that fits its shape; one
+        edit. Returns it with the targets left as they were."""
+        from ..mapping.names import analogous
+
+        picked, missed = [(targets[0], label, name)], []
+        for t in targets[1:]:
+            other = analogous(name, targets[0], t)
+            info = self.source_info(label, other) if other is not None else None
+            tgt = self.target.tensors.get(t)
+            if other is None or info is None or tgt is None or info.shape != tgt.shape:
+                missed.append(t)
+            else:
+                picked.append((t, label, other))
+        return self._push(self.plan.set_sources(picked)), missed
+
     def preview_rule(self, rule: Mapping[str, Any]) -> list[tuple[str, Entry, Entry]]:
         return self.plan.preview_rule(rule)
 

@@ -50,7 +50,8 @@ class CandidatesScreen(ModalScreen[Choice | None]):
             yield Static(f"[b]Source for[/b] {self.target} {humanize.shape(self.shape)}",
                          classes="title")
             if self.folded:
-                yield Static("(a folded row: this sets the first layer only)", classes="hint")
+                yield Static("(a folded row: every layer takes this source in its own layer)",
+                             classes="hint")
             yield OptionList(
                 *(Option(choice_text(c, self.shape), id=str(i))
                   for i, c in enumerate(self.choices)),

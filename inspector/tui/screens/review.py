@@ -336,11 +336,15 @@ class ReviewScreen(Screen[None]):
             if choice is None or self.state is None:
                 return
             try:
-                self.state.set_source(target, choice.label, choice.name)
+                edit, missed = self.state.set_analogous_sources(names, choice.label, choice.name)
             except PlanError as err:
                 self.notify(str(err), title="Not applied", severity="error", timeout=10)
                 return
-            self._after_edit(f"{target} ← {choice.name}")
+            what = f"{target} ← {choice.name}" if len(names) == 1 else (
+                f"{len(edit.changes)} row(s) ← {choice.name} and its other layers")
+            if missed:
+                what += f"; {len(missed)} row(s) without that source in their layer: unchanged"
+            self._after_edit(what)
 
         screen = CandidatesScreen(target, e.shape, choices, folded=len(names) > 1)
         self.app.push_screen(screen, chosen)

@@ -106,6 +106,11 @@ def test_strict_with_skip_still_refuses_other_partials(twins, tmp_path: Path) ->
 def test_rows_the_user_decided_are_not_ambiguous_any_more(twins, tmp_path: Path) -> None:
     plan = propose([str(twins[0]), str(twins[1])], str(twins[2]))
     rows = plan.ambiguous()
+    unreviewed = tmp_path / "unreviewed.plan.yaml"
+    plan.save(unreviewed)
+    refused = ckpt("apply", unreviewed, "--accept-proposed", "-o", tmp_path / "x.pt")
+    assert refused.returncode == 1
+    assert f"{len(rows)} ambiguous row(s)" in refused.stderr
     picked = "encoder.layers.2.feed_forward1.linear1.weight"
     label = plan.sources[1].label
     plan.set_source(picked, label, picked)

@@ -4,23 +4,32 @@
     print(report.to_text())
 
 Only approved rows change the output; rows still `proposed` that would change it are refused
-(listed) unless `accept_proposed`. When the output keeps the target's layout (same format, names,
-shapes, dtypes) the target is cloned and patched in place; otherwise the output is rewritten in
-full, streamed. Either way the write is atomic and verified by content digest before it is
-renamed into place.
+(listed) unless `accept_proposed`. Accepting them never decides an ambiguous row (two or more
+equally good sources, none chosen): those are refused too (listed, folded) unless
+`skip_ambiguous` says to write them at the target's init; the report then counts them.
+
+When the output keeps the target's layout (same format, names, shapes, dtypes) the target is
+cloned and patched in place; otherwise the output is rewritten in full, streamed. Either way
+the write is atomic and verified by content digest before it is renamed into place.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import dtypes
-from .errors import PartialTransferError, PendingRowsError, PlanError, WriteError
+from .errors import (
+    AmbiguousRowsError,
+    PartialTransferError,
+    PendingRowsError,
+    PlanError,
+    WriteError,
+)
 from .hashing import hash_tensors
 from .io.atomic import atomic_path, start_writeback
 from .mapping.modules import partial_modules_in
@@ -41,10 +50,13 @@ from .writers.verify import value_digest
 Progress = Callable[[int, int], None]
 
 
-def refuse_partials(ins: Inputs, what: str) -> None:
-    """Raise PartialTransferError listing the plan's partial rows (mapping.plan.is_partial),
-    else its modules copied in part (`partial_modules_of`)."""
-    partial, modules = ins.plan.partials(), partial_modules_of(ins)
+def refuse_partials(ins: Inputs, what: str, declared: Collection[str] = ()) -> None:
+    """Raise PartialTransferError listing the plan's partial rows (mapping.plan.is_partial)
+    other than those in `declared` (ambiguous rows the user said to skip), and its modules
+    copied in part (`partial_modules_of`)."""
+    skip = set(declared)
+    partial = [n for n in ins.plan.partials() if n not in skip]
+    modules = partial_modules_of(ins)
     problems = []
     if partial:
         problems.append(f"{len(partial)} target tensor(s) would keep their init with no declared "
@@ -98,6 +110,7 @@ def apply(
     keep_unknown_globals: bool = False,
     strict: bool = False,
     shards: int = 1,
+    skip_ambiguous: bool = False,
 ) -> TransferReport:
     """Write `out`: the plan's target with its approved rows applied. Returns the report.
 
@@ -108,20 +121,26 @@ def apply(
     `strict`: refuse (PartialTransferError, nothing written) when any target tensor would keep
     its init with no declared reason; without it they are listed as a WARNING in the report.
 
+    `accept_proposed` never decides an ambiguous row (`Plan.ambiguous`: equally good sources,
+    still proposed): AmbiguousRowsError names them, nothing written, unless `skip_ambiguous`,
+    which writes them at the target's init and counts them in the report (declared, so
+    `strict` does not refuse them either).
+
     `shards`: the number of rank files of a DCP output (format "dcp" only)."""
     started = time.monotonic()
     plan_file = None if isinstance(plan, Plan) else str(plan)
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
     _refuse_proposed(plan, accept_proposed)
+    skipped = refuse_ambiguous(plan, str(out), accept_proposed, skip_ambiguous)
     ins = inputs or open_plan_inputs(plan, force=force)
     if strict:
-        refuse_partials(ins, str(out))
+        refuse_partials(ins, str(out), skipped)
     target = ins.target
     values = entry_values(ins, accept_proposed)
     drop = {e.target for e in _rows(plan, "drop", accept_proposed)}
     fmt = choose_format(out, target.format, format)
-    report = plan_report(plan, target, accept_proposed, str(out))
+    report = plan_report(plan, target, accept_proposed, str(out), skipped=skipped)
     report.partial_modules = partial_modules_of(ins)
     report.format = fmt
     report.notes += ins.problems
@@ -208,6 +227,26 @@ def _refuse_proposed(plan: Plan, accept_proposed: bool) -> None:
             f"{len(pending)} row(s) are still proposed, not approved: {shown}. Review and approve "
             "them (ckpt-tui, plan.approve), or pass --accept-proposed to apply them unreviewed"
         )
+
+
+LISTED = 12  # folded names an error lists before "... (N more)"
+
+
+def refuse_ambiguous(plan: Plan, what: str, accept_proposed: bool, skip: bool) -> list[str]:
+    """The plan's undecided ambiguous rows the user said to skip (`skip`); AmbiguousRowsError,
+    naming them folded, when they would otherwise pass with the accepted proposed rows."""
+    rows = plan.ambiguous()
+    if rows and accept_proposed and not skip:
+        folded = fold_names(rows)
+        shown = ", ".join(folded[:LISTED]) + (
+            f", ... ({len(folded) - LISTED} more)" if len(folded) > LISTED else "")
+        raise AmbiguousRowsError(
+            f"{what}: {len(rows)} ambiguous row(s): two or more sources fit equally well and "
+            f"none was chosen: {shown}. Nothing was written. Pick their "
+            "source (ckpt-tui c, plan.set_source, a rule or a PREFIX=SOURCE that tells the "
+            "sources apart), reject them to keep their init, or pass --skip-ambiguous "
+            "(skip_ambiguous=True) to write them at the target's init")
+    return rows if skip else []
 
 
 def _rows(plan: Plan, decision: str, accept_proposed: bool) -> list[Entry]:
@@ -374,9 +413,10 @@ _SKIP_FLAGS = {
 }
 
 
-def plan_report(plan: Plan, target: Checkpoint, accept_proposed: bool, output: str | None
-                ) -> TransferReport:
-    """The report's rows from the plan (which rows load, which are skipped and why)."""
+def plan_report(plan: Plan, target: Checkpoint, accept_proposed: bool, output: str | None,
+                *, skipped: Collection[str] = ()) -> TransferReport:
+    """The report's rows from the plan (which rows load, which are skipped and why).
+    `skipped`: ambiguous rows the user said to skip: listed as such, not as partial."""
     report = TransferReport(target=target.label, output=output)
     applied = {e.target for e in _rows(plan, "copy", accept_proposed)}
     totals: dict[str, list[int]] = {}
@@ -396,7 +436,9 @@ def plan_report(plan: Plan, target: Checkpoint, accept_proposed: bool, output: s
             reason = _skip_reason(e)
             if reason:
                 report.skipped.append(SkippedRow(name, reason, numel))
-    report.partial = plan.partials()
+    declared = set(skipped)
+    report.partial = [n for n in plan.partials() if n not in declared]
+    report.ambiguous_skipped = list(skipped)
     listed = {*applied, *report.dropped, *(r.target for r in report.skipped)}
     report.kept = [n for n in target.tensors if n not in listed]
     report.unused = [(u.label, u.name, u.reason) for u in plan.unused]

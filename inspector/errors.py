@@ -109,6 +109,12 @@ class PendingRowsError(PlanError):
     Nothing was written; not an input error (exit code 1, like a gate's violations)."""
 
 
+class AmbiguousRowsError(PendingRowsError):
+    """Applying proposed rows unreviewed was refused: some rows have two or more equally good
+    sources and none was chosen (flag `ambiguous`). Nothing was written; exit code 1. Pick their
+    sources, reject them, or pass skip_ambiguous (--skip-ambiguous) to write them at init."""
+
+
 class PartialTransferError(PlanError):
     """`strict`: target tensors would keep their init with no declared reason. Nothing was
     written or loaded; exit code 1, like a gate's violations."""

@@ -58,9 +58,12 @@ class TransferReport:
     # Target tensors left at their init with no declared reason (mapping.plan.is_partial): a
     # shape mismatch, no source, ambiguous sources. Printed as a WARNING; --strict refuses them.
     partial: list[str] = field(default_factory=list)
-    # Modules copied in part, {description: copied rows} (mapping.modules.flag_partial_modules):
+    # Modules copied in part, {description: copied rows} (mapping.modules.partial_modules):
     # a WARNING too; --strict refuses them.
     partial_modules: dict[str, list[str]] = field(default_factory=dict)
+    # Ambiguous rows (equally good sources, none chosen) written at their init because the user
+    # said so (skip_ambiguous, --skip-ambiguous); not counted in `partial`.
+    ambiguous_skipped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     unused: list[tuple[str, str, str]] = field(default_factory=list)  # (label, name, reason)
     modules: dict[str, tuple[int, int]] = field(default_factory=dict)  # params loaded / total
@@ -100,6 +103,8 @@ class TransferReport:
         d["partial"] = {"count": len(self.partial), "names": fold_names(self.partial)}
         d["partial_modules"] = [{"module": detail, "rows": fold_names(rows)}
                                 for detail, rows in self.partial_modules.items()]
+        d["ambiguous_skipped"] = {"count": len(self.ambiguous_skipped),
+                                  "names": fold_names(self.ambiguous_skipped)}
         d["unused"] = [{"label": a, "name": b, "reason": c} for a, b, c in self.unused]
         if self.verification is not None:
             d["verification"]["ok"] = self.verification.ok
@@ -115,6 +120,10 @@ class TransferReport:
                          "declared reason (shape mismatch, no source, ambiguous); the output is a "
                          "partial transfer: " + ", ".join(fold_names(self.partial)))
         lines += partial_module_warnings(self.partial_modules)
+        if self.ambiguous_skipped:
+            lines.append(f"skipped ambiguous: {len(self.ambiguous_skipped)} row(s) with equally "
+                         "good sources keep the target's init (--skip-ambiguous): "
+                         + _capped(fold_names(self.ambiguous_skipped), limit))
         if self.unknown_globals:
             lines.append(f"WARNING: {len(self.unknown_globals)} global(s) that are not data were "
                          "kept (--keep-unknown-globals): a full torch.load of the output imports "
@@ -159,6 +168,11 @@ def _loaded_line(r: LoadedRow) -> str:
     via = f" [{r.transform}]" if r.transform else ""
     mark = " (accepted without review)" if r.accepted_without_review else ""
     return f"{r.target} <- {src}{via}{mark}"
+
+
+def _capped(names: list[str], limit: int) -> str:
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _section(title: str, rows: list[str], limit: int) -> list[str]:

@@ -1,10 +1,11 @@
 """`ckpt apply plan.yaml -o OUT`: write the target with the plan's approved rows applied.
 
-Scripted use without a plan file: `ckpt apply --source SRC --target TGT [--rules R] -o OUT`
-proposes the plan on the spot (it still needs --accept-proposed to apply unreviewed rows).
-Exit codes: 0 written and verified; 1 refused because rows are still proposed, or (--strict)
-because target tensors would keep their init with no declared reason (nothing written); 2 bad
-input, plan or write error (nothing written).
+Scripted use without a plan file: `ckpt apply --source [PREFIX=]SRC --target TGT [--rules R]
+-o OUT` proposes the plan on the spot (it still needs --accept-proposed to apply unreviewed rows;
+ambiguous rows, with equally good sources, need --skip-ambiguous on top to be written at init).
+Exit codes: 0 written and verified; 1 refused because rows are still proposed or ambiguous, or
+(--strict) because target tensors would keep their init with no declared reason (nothing
+written); 2 bad input, plan or write error (nothing written).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 from ..applying import Inputs, apply, open_plan_inputs
 from ..errors import PlanError
 from ..mapping.plan import Plan
+from ..mapping.prefixed import parse_source, with_prefix
 from ..mapping.propose import propose
 from ..mapping.rules import load_rules
 from ..reader import open_checkpoint
@@ -27,12 +29,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="the file (or folder) to write; its suffix picks the format")
     p.add_argument("--source", action="append", default=[], metavar="SRC",
-                   help="scripted use: a source checkpoint (repeatable), with --target")
+                   help="scripted use: a source checkpoint (repeatable), with --target; "
+                        "PREFIX=SRC puts PREFIX before its names (encoder.=enc.nemo), as in "
+                        "ckpt map")
     p.add_argument("--target", metavar="TGT", help="scripted use: the target checkpoint")
     p.add_argument("--rules", action="append", default=[], metavar="R",
-                   help="scripted use: rules file or built-in set; repeatable")
+                   help="scripted use: rules file, built-in set, or inline YAML ('{rules: "
+                        "[...]}' or '[...]'); repeatable")
     p.add_argument("--accept-proposed", action="store_true",
-                   help="apply rows that are still 'proposed' (marked so in the report)")
+                   help="apply rows that are still 'proposed' (marked so in the report); "
+                        "ambiguous rows are refused (exit 1) unless --skip-ambiguous")
+    p.add_argument("--skip-ambiguous", action="store_true",
+                   help="write ambiguous rows (equally good sources, none chosen) at the "
+                        "target's init instead of refusing; the report counts them")
     p.add_argument("--strict", action="store_true",
                    help="refuse (exit 1, nothing written) when any target tensor would keep its "
                         "init with no declared reason (shape mismatch, no source, ambiguous)")
@@ -45,12 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     remove_temp_on_sigterm()
     plan, inputs = _plan(args)
-    # rows still proposed (PendingRowsError) and, with --strict, rows left at init
-    # (PartialTransferError) exit 1 by their class (cli.EXIT_CODES)
+    # rows still proposed (PendingRowsError), ambiguous rows accepted unreviewed
+    # (AmbiguousRowsError) and, with --strict, rows left at init (PartialTransferError) exit 1 by
+    # their class (cli.EXIT_CODES)
     report = apply(plan, args.output, accept_proposed=args.accept_proposed, force=args.force,
                    threads=args.threads, format=args.format, inputs=inputs,
                    keep_unknown_globals=args.keep_unknown_globals, progress=meter("writing"),
-                   strict=args.strict, shards=args.shards)
+                   strict=args.strict, shards=args.shards,
+                   skip_ambiguous=args.skip_ambiguous)
     print(report.to_json() if args.json else report.to_text())
     return EXIT_OK
 
@@ -63,11 +74,13 @@ def _plan(args: argparse.Namespace) -> tuple[Plan | str, Inputs | None]:
         return str(args.plan), None
     if not args.source or not args.target:
         raise PlanError("give a plan file, or --source SRC --target TGT")
-    sources = [open_checkpoint(s) for s in args.source]
+    parsed = [parse_source(s) for s in args.source]
+    opened = [open_checkpoint(path) for _, path in parsed]
     target = open_checkpoint(args.target)
     rules = [r for spec in args.rules for r in load_rules(spec)]
-    plan = propose(sources if len(sources) > 1 else sources[0], target, rules)
-    by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, sources, strict=True)}
+    sources = [with_prefix(prefix, c) for (prefix, _), c in zip(parsed, opened, strict=True)]
+    plan = propose(sources, target, rules)
+    by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, opened, strict=True)}
     return plan, Inputs(plan, by_label, target, [])
 
 

@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="R",
-        help="rules file or built-in set (ddp, lightning, nemo, nemo-encoder, "
-        "nemo-encoder-export, weight-norm, wav2vec2-conformer-fairseq-to-hf); repeatable",
+        help="rules file, built-in set (ddp, lightning, nemo, nemo-encoder, "
+        "nemo-encoder-export, weight-norm, wav2vec2-conformer-fairseq-to-hf), or inline YAML "
+        "('{rules: [...]}' or '[...]'); repeatable",
     )
     p.add_argument("-o", "--output", metavar="PLAN", help="write the plan (YAML) here")
     p.add_argument("--json", action="store_true", help="print the plan and summary as JSON")

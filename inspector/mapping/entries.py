@@ -54,6 +54,12 @@ def is_pending(e: Entry) -> bool:
     return e.status == "proposed" and e.effective in ("copy", "drop")
 
 
+def is_ambiguous(e: Entry) -> bool:
+    """Two or more sources fit equally well, none was chosen, and the user has not decided the
+    row (still proposed): what scripted apply refuses unless told to skip it (keeps its init)."""
+    return "ambiguous" in e.flags and e.status == "proposed"
+
+
 def is_problem(e: Entry) -> bool:
     """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
     filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""

@@ -36,6 +36,7 @@ from .entries import (
     SourceRef,
     Unused,
     fingerprint,
+    is_ambiguous,
     is_partial,
     is_pending,
     is_problem,
@@ -69,6 +70,7 @@ __all__ = [
     "fingerprint",
     "follow_groups",
     "group_members",
+    "is_ambiguous",
     "is_partial",
     "is_pending",
     "is_problem",
@@ -125,6 +127,10 @@ class Plan:
     def pending(self) -> list[str]:
         """Target rows `is_pending` flags: apply refuses them without accept_proposed."""
         return [n for n, e in self.entries.items() if is_pending(e)]
+
+    def ambiguous(self) -> list[str]:
+        """Target rows `is_ambiguous` flags: scripted apply refuses them unless skipped."""
+        return [n for n, e in self.entries.items() if is_ambiguous(e)]
 
     def problems(self) -> list[str]:
         """Target rows `is_problem` flags: the rows to review."""

@@ -569,14 +569,26 @@ def builtin_rule_sets() -> dict[str, str]:
     return out
 
 
+INLINE = "--rules (inline)"  # how errors name rules given as YAML text
+
+
+def is_inline(spec: Any) -> bool:
+    """True for rules given as YAML text rather than a name or a path: a str that starts with
+    `{` or `[` (a flow mapping or list) or spans several lines."""
+    return isinstance(spec, str) and (spec.lstrip().startswith(("{", "[")) or "\n" in spec)
+
+
 def load_rules(spec: str | Path | list[Any]) -> list[Rule]:
     """Rules from a built-in set name (`builtin_rule_sets()`: "ddp", "lightning", "nemo",
-    "nemo-encoder", ...), a YAML file path, or a list of rule mappings."""
+    "nemo-encoder", ...), a YAML file path, YAML text (`is_inline`: `{rules: [...]}`, `[...]`
+    or several lines; errors name it "--rules (inline)"), or a list of rule mappings."""
     if isinstance(spec, list):
         return rules_from_list(spec)
     where = str(spec)
     path = Path(spec)
-    if path.suffix not in (".yaml", ".yml") and not path.exists():
+    if is_inline(spec):
+        where, text = INLINE, str(spec)
+    elif path.suffix not in (".yaml", ".yml") and not path.exists():
         item = resources.files(__package__).joinpath("data", f"{spec}.yaml")
         if not item.is_file():
             known = ", ".join(builtin_rule_sets())

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", help="load this plan instead of proposing one (saved there with s)")
     p.add_argument("-o", "--output",
                    help="where w writes (default: next to the target, with .migrated in the name)")
-    p.add_argument("--rules", help="rules file or built-in rule set used for the proposal")
+    p.add_argument("--rules", help="rules file, built-in rule set, or inline YAML "
+                                   "('{rules: [...]}') used for the proposal")
     p.add_argument("--demo", action="store_true",
                    help="build sample checkpoints in a temp folder and open them")
     return p

@@ -91,10 +91,13 @@ def pair_facts(src: Checkpoint, src_name: str, tgt: Checkpoint, tgt_name: str) -
 def write(
     plan: Plan, out: Path, accept_proposed: bool, progress: Callable[[int, int], None]
 ) -> msg.WriteFinished:
-    """Write the output with `inspector.apply` and verify it; the report comes back as text."""
+    """Write the output with `inspector.apply` and verify it; the report comes back as text.
+    Accepting the pending rows skips the undecided ambiguous ones (they keep their init): the
+    confirmation said so before (screens.write), the report says so after."""
     from ..applying import apply
 
-    report = apply(plan, out, accept_proposed=accept_proposed, progress=progress)
+    report = apply(plan, out, accept_proposed=accept_proposed, progress=progress,
+                   skip_ambiguous=accept_proposed)
     v = report.verification
     if v is None:
         return msg.WriteFinished(str(out), report.to_text(), False, "not verified")

@@ -122,13 +122,17 @@ class ReviewState:
         self._undo: list[Edit] = []
         self._redo: list[Edit] = []
         self._saved_at: int | None = 0  # len(_undo) when last saved; None: unreachable
-        # Source tree names: plain when there is one source, "<label>.<name>" otherwise.
+        # Source tree names: plain when there is one source, "<key>.<name>" otherwise, where
+        # <key> is the label without dots (one tree level); the tree shows the label itself
+        # (`source_titles`: `b_nemo` -> `b.nemo`).
         self._multi = len(self.sources) > 1
+        self._tree_keys = _tree_keys(list(self.sources))
+        self.source_titles = {key: label for label, key in self._tree_keys.items()}
         self.source_tensors: dict[str, TensorInfo] = {}
         self._source_keys: dict[str, SourceKey] = {}
         for label, ckpt in self.sources.items():
             for name, info in ckpt.tensors.items():
-                shown = f"{_dotless(label)}.{name}" if self._multi else name
+                shown = self.shown_source(label, name)
                 self.source_tensors[shown] = info
                 self._source_keys[shown] = SourceKey(label, name)
 
@@ -161,7 +165,12 @@ class ReviewState:
         return self._source_keys[shown]
 
     def shown_source(self, label: str, name: str) -> str:
-        return f"{_dotless(label)}.{name}" if self._multi else name
+        return f"{self._tree_keys[label]}.{name}" if self._multi else name
+
+    def _as_typed(self, shown: str) -> str:
+        """A source tree name as the user knows it: `b.nemo.encoder.w`, not `b_nemo.encoder.w`."""
+        key = self._source_keys[shown]
+        return f"{key.label}.{key.name}" if self._multi else key.name
 
     def partners(self, target: str) -> list[str]:
         """Source tree names a target row reads from (its chosen sources, or best candidate)."""
@@ -254,7 +263,8 @@ class ReviewState:
             for p in self.partners(t)
         }
         if f.search and not (f.problems or f.pending or f.module):
-            wanted.update(n for n in self.source_tensors if name_matches(f.search, n))
+            wanted.update(n for n in self.source_tensors
+                          if name_matches(f.search, n) or name_matches(f.search, self._as_typed(n)))
         return [n for n in self.source_tensors if n in wanted]
 
     # Edits -------------------------------------------------------------------------------------
@@ -411,8 +421,19 @@ class RuleResult:
         return plan.set_rules(self.rules(plan), RULE_ACTIONS[self.kind])
 
 
-def _dotless(label: str) -> str:
-    return label.replace(".", "_")
+def _tree_keys(labels: list[str]) -> dict[str, str]:
+    """Each source label's key in the source tree: one dotless segment, unique (`b.nemo` ->
+    `b_nemo`; a second `b_nemo` -> `b_nemo~2`)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in labels:
+        base = key = label.replace(".", "_")
+        n = 2
+        while key in taken:
+            key, n = f"{base}~{n}", n + 1
+        taken.add(key)
+        out[label] = key
+    return out
 
 
 # Rule text as typed in the rule editor ----------------------------------------------------------

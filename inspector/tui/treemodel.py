@@ -59,9 +59,12 @@ class TreeModel:
         tensors: Mapping[str, TensorInfo],
         names: Iterable[str] | None = None,
         marks: Mapping[str, str] | None = None,
+        titles: Mapping[str, str] | None = None,
     ):
         self.tensors = tensors
         self.marks = marks or {}
+        # How a top-level segment is shown: the source tree's `a_nemo` key as its label `a.nemo`
+        self.titles = titles or {}
         kept = list(tensors) if names is None else [n for n in names if n in tensors]
         self._parts = {n: n.split(".") for n in kept}
         self.root = Row("", ("",), tuple(kept), 0)
@@ -123,7 +126,8 @@ class TreeModel:
                 continue
             prefixes = dict.fromkeys(".".join(self._parts[n][: row.depth + 1]) for n in names)
             leaf = all(len(self._parts[n]) == row.depth + 1 for n in names)
-            rows.append(Row(seg, tuple(prefixes), tuple(names), row.depth + 1, leaf))
+            label = self.titles.get(seg, seg) if row.depth == 0 else seg
+            rows.append(Row(label, tuple(prefixes), tuple(names), row.depth + 1, leaf))
         return rows
 
     def _signature(self, row: Row) -> tuple[object, ...]:

@@ -136,7 +136,8 @@ class ReviewScreen(Screen[None]):
         targets = state.visible_targets()
         self.target_tree.set_model(TreeModel(state.target_tensors, targets, state.target_marks()))
         sources = state.visible_sources(targets)
-        self.source_tree.set_model(TreeModel(state.source_tensors, sources, state.source_marks()))
+        self.source_tree.set_model(TreeModel(state.source_tensors, sources, state.source_marks(),
+                                             titles=state.source_titles))
         self.refresh_header()
         self.show_details()
 

@@ -42,6 +42,9 @@ class WriteSummary:
     pending_bytes: int
     kept: int  # rows that keep the target's own tensor
     exists: bool
+    # undecided ambiguous rows (mapping.plan.is_ambiguous): they keep the target's init; with
+    # the pending rows accepted they are written so (skip_ambiguous), never chosen silently
+    ambiguous: int = 0
 
 
 def write_summary(state: ReviewState, output: Path) -> WriteSummary:
@@ -61,7 +64,8 @@ def write_summary(state: ReviewState, output: Path) -> WriteSummary:
             kept += 1
     fmt = FORMATS.get(output.suffix, f"the target's format ({output.suffix})")
     return WriteSummary(output.name, display_folder(output.parent), fmt, copied, copied_bytes,
-                        pending, pending_copies, pending_bytes, kept, output.exists())
+                        pending, pending_copies, pending_bytes, kept, output.exists(),
+                        len(state.plan.ambiguous()))
 
 
 def display_folder(folder: Path) -> str:
@@ -91,6 +95,11 @@ def summary_text(s: WriteSummary, accept: bool) -> Text:
         out.append(f"\n{s.pending} row(s) still pending ({s.pending_copies} copies): {verb}\n",
                    style=style)
         out.append("a: toggle accepting the pending rows as proposed\n", style="dim")
+    if s.ambiguous:
+        out.append(f"\n{s.ambiguous} ambiguous row(s) (equally good sources, none chosen) keep "
+                   "the target's init", style="yellow")
+        out.append(": skipped\n" if accept else "\n", style="yellow")
+        out.append("pick their source with c, or reject them with r\n", style="dim")
     if s.exists:
         out.append(f"\n{s.output} exists and will be replaced (atomically)\n", style="yellow")
     out.append("\nenter / y: write   esc / n: cancel", style="bold")

@@ -180,3 +180,21 @@ def test_live_children_give_the_class(tmp_path: Path) -> None:
     [detail] = report.partial_modules
     assert detail.startswith("module encoder is copied in part: 2 of ")
     assert detail.endswith("its class changed (ConvEncoder -> LstmEncoder)")
+
+
+def test_a_vocabulary_change_holds_when_two_sources_tie(tmp_path: Path) -> None:
+    """Two sources that fit equally: the tie leaves the encoder to the user, but the decoder and
+    joint keep their init for the vocabulary, not as "ambiguous" rows apply would refuse."""
+    char, bpe = inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(128))
+    plan = propose([char, inspector.open(nemo_rnnt(28))], bpe)
+    for module in MODULES:
+        rows = [plan.entries[n] for n in plan.under(module)]
+        assert all(e.flags == {"vocab-change"} for e in rows), module
+    assert all("ambiguous" in plan.entries[n].flags for n in plan.under("encoder"))
+    for name, sd in (("a", nemo_rnnt(28)), ("b", nemo_rnnt(128))):
+        torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / f"{name}.pt")
+    r = ckpt("map", tmp_path / "a.pt", tmp_path / "a.pt", tmp_path / "b.pt")
+    line = next(x for x in r.stdout.splitlines()
+                if x.startswith("  encoder.layers.{0..3}.norm_out.weight keeps init"))
+    assert line.endswith("a.pt#2:encoder.layers.0.norm_out.weight; pick one; the same in each "
+                         "layer)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
 from typing import Any
@@ -21,6 +22,7 @@ from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
 
+_DIGITS = re.compile(r"\d+")
 MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
 
 
@@ -155,6 +157,17 @@ def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
     return [_run_line(members, layer_sizes) for members in runs.values()]
 
 
+def _folded_reason(reasons: list[str]) -> str:
+    """One reason for a folded run: the first layer's, said once, when the others differ from
+    it only in layer indices; else every distinct reason."""
+    distinct = list(dict.fromkeys(reasons))
+    if len(distinct) == 1:
+        return distinct[0]
+    if len({_DIGITS.sub("#", r) for r in distinct}) == 1:
+        return f"{distinct[0]}; the same in each layer"
+    return ", ".join(fold_names(distinct))
+
+
 def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:
     e = members[0]
     names, whole = _targets(members, layer_sizes)
@@ -168,7 +181,7 @@ def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:
         for lb in labels
     )
     flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
-    reason = ", ".join(fold_names(dict.fromkeys(m.reason for m in members)))
+    reason = _folded_reason([m.reason for m in members])
     return f"{label} {arrow}{f' {src}' if src else ''}{flags}  ({reason})"
 
 

@@ -522,7 +522,7 @@ class Context:
                     source_dtypes=(),
                     reason=reason,
                     confidence=0.95,
-                    flags=(e.flags - {"shape-mismatch", "heuristic", "dtype-change"})
+                    flags=(e.flags - {"shape-mismatch", "heuristic", "dtype-change", "ambiguous"})
                     | {"vocab-change"},
                     evidence=(*e.evidence, Evidence("vocab", f"{reason}: {keeps}", 1.0)),
                     candidates=e.candidates or _as_candidates(e),
@@ -653,11 +653,13 @@ def _via_evidence(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> list
 def _counterpart_shape(
     e: Entry, by_label: dict[str, Checkpoint], *, deeper: bool = False
 ) -> tuple[int, ...] | None:
-    """The shape of the source the row takes or was refused for its shape; with `deeper`, also
-    of its best candidate when that is the row's own path inside a bigger model."""
+    """The shape of the source the row takes, was refused for its shape, or ties for (several
+    sources fit equally); with `deeper`, also of its best candidate when that is the row's own
+    path inside a bigger model."""
     if e.sources:
         return e.source_shapes[0]
-    if e.candidates and ("shape-mismatch" in e.flags or (deeper and _same_path_deeper(e))):
+    if e.candidates and (e.flags & {"shape-mismatch", "ambiguous"}
+                         or (deeper and _same_path_deeper(e))):
         c = e.candidates[0]
         ckpt = by_label.get(c.label)
         if ckpt is not None and c.name in ckpt.tensors:

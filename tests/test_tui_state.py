@@ -276,3 +276,17 @@ def test_analogous_moves_the_layer_index(words: list[str], at: int, i: int, j: i
         return ".".join([*words[:at], str(index), *words[at:]])
 
     assert analogous("src." + named(i), named(i), named(j)) == "src." + named(j)
+
+
+def test_the_header_folds_a_top_level_layer_stack() -> None:
+    """A model whose top level is its layer stack: one folded item, not one per layer."""
+    from inspector.tui.widgets.summary import Names, summary_text
+
+    sd = {f"layers.{i}.{leaf}": np.zeros(4, np.float32) for i in range(60) for leaf in ("w", "b")}
+    src = inspector.open(sd)
+    tgt = inspector.open({**sd, "layers.7.w": np.zeros(5, np.float32)})
+    plan = propose(src, tgt)
+    state = ReviewState(plan, {plan.sources[0].label: src}, tgt)
+    text = summary_text(state, Names("a", "b", "out"), []).plain
+    transfer = next(x for x in text.splitlines() if x.startswith("transfer: "))
+    assert transfer == "transfer: layers.{0..6,8..59} 100% · layers.7 44.4% (1/2 tensors)"

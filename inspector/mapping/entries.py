@@ -11,11 +11,14 @@ Names in `Entry.sources` are names as they appear in that source checkpoint (no 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import KW_ONLY, dataclass
 from math import prod
 from typing import TYPE_CHECKING, Protocol
 
 from ..humanize import floor_percent
+from ..tree import fold_names
 from .rules import Rule
 from .transforms import Transform
 
@@ -185,6 +188,20 @@ class ModuleSummary:
             details.append(f"{self.layers_copied}/{self.layers} layers complete")
         text = f"{self.module} {self.percent_text()}"
         return f"{text} ({', '.join(details)})" if details else text
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def fold_summaries(summaries: Iterable[ModuleSummary]) -> list[str]:
+    """`layers.{0..59} 100%`: modules whose names differ only in indices and whose lines are
+    otherwise equal, as one line each, in first-seen order (a model whose top level is its
+    layer stack has one module per layer)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in summaries:
+        rest = s.line()[len(s.module):]
+        groups.setdefault((_DIGITS.sub("#", s.module), rest), []).append(s.module)
+    return [", ".join(fold_names(mods)) + rest for (_, rest), mods in groups.items()]
 
 
 def fingerprint(ckpt: Checkpoint) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from ...mapping.entries import fold_summaries
 from ...tree import fold_names
 from ..state import ReviewState
 from .marks import TARGET_MARKS
@@ -48,8 +49,7 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
     for detail in state.plan.partial_modules():
         out.append(f"\n⚠ {detail}", style="bold red")
     out.append("\n")
-    modules = [s.line() for s in state.plan.summary().values()]
-    out.append("transfer: " + " · ".join(modules))
+    out.append("transfer: " + " · ".join(fold_summaries(state.plan.summary().values())))
     for line in arch:
         out.append("\n")
         out.append(line, style="yellow")

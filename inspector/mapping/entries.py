@@ -155,7 +155,7 @@ class ModuleSummary:
     problems: int = 0  # rows `is_problem` counts (keep their init without a declared reason)
     params: int = 0
     params_copied: int = 0
-    layers: int = 0  # layers of the module's largest stack
+    layers: int = 0  # layers of the module's layer stack (a named one first: plan._largest_stacks)
     layers_copied: int = 0  # of those, layers whose every tensor is copied
 
     @property

@@ -56,8 +56,10 @@ def is_pending(e: Entry) -> bool:
 
 def is_problem(e: Entry) -> bool:
     """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
-    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
-    return is_partial(e)
+    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...) nobody has
+    decided yet. Approving it (it keeps its init, seen) or rejecting it decides it; an approved
+    partial is still a partial (`apply --strict` refuses it), no longer a row to review."""
+    return is_partial(e) and e.status == "proposed"
 
 
 Shape = tuple[int, ...]

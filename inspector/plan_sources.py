@@ -4,11 +4,11 @@
     bind_sources(plan, ["dec.nemo=/new/dec.nemo"])        # LABEL=PATH: that label only
     bind_sources(plan, None)                              # the paths the plan records
 
-Given items are a path (`PATH::ROOT` allowed), a Checkpoint, a state dict or a module, or
-`LABEL=PATH` / `(LABEL, item)` for one label. Items without a label fill the labels not named,
-in the plan's order; their count must be exactly that. Labels left without an item (none given
-at all) open the path the plan records. Errors (PlanError) name the label. `mismatches` names
-each label whose checkpoint's header fingerprint is not the plan's (see `fingerprint`).
+`given` is one item or a list of them: a path (`PATH::ROOT` allowed), a Checkpoint, a state
+dict or a module, or `LABEL=PATH` / `(LABEL, item)` for one label. Items without a label fill
+the labels not named, in the plan's order; their count must be exactly that. Labels left without
+an item (none given at all) open the path the plan records. Errors (PlanError) name the label.
+`mismatches` names each label whose checkpoint's header fingerprint is not the plan's.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ def bind_sources(plan: Any, given: Any) -> dict[str, Checkpoint]:
     named, plain = _split(given, refs)
     rest = [label for label in refs if label not in named]
     if plain and len(plain) != len(rest):
+        left = f" for the {len(rest)} not named ({', '.join(rest)})" if named else ""
         raise PlanError(
-            f"the plan has {len(refs)} source(s) ({', '.join(refs)}); "
-            f"{len(plain)} given for {', '.join(rest) or 'none'}: give one per source in the "
-            "plan's order, or LABEL=PATH"
+            f"the plan has {len(refs)} source(s) ({', '.join(refs)}); {len(plain)} given{left}: "
+            "give one per source in the plan's order, or LABEL=PATH"
         )
     items = {**named, **dict(zip(rest, plain, strict=False))}
     return {label: open_ref(ref, items.get(label)) for label, ref in refs.items()}

@@ -99,7 +99,10 @@ def test_a_different_file_with_fitting_rows_still_fails(three: Path) -> None:
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        (["enc.safetensors"], "3 source(s) (enc.safetensors, dec.safetensors, joint.safetensors)"),
+        (["enc.safetensors"], "3 source(s) (enc.safetensors, dec.safetensors, joint.safetensors); "
+                              "1 given: give one per source in the plan's order, or LABEL=PATH"),
+        (["joint.safetensors=joint.safetensors", "enc.safetensors"],
+         "1 given for the 2 not named (enc.safetensors, dec.safetensors)"),
         (["nope.safetensors=enc.safetensors"], "'nope.safetensors': no source of the plan"),
         (["gone.safetensors", "dec.safetensors", "joint.safetensors"],
          "'enc.safetensors': gone.safetensors: no such file"),
@@ -140,3 +143,11 @@ def test_two_sources_with_prefixes(tmp_path: Path) -> None:
                    cwd=tmp_path)
     assert swapped.returncode == 1
     assert "given for the plan's source 'enc.safetensors'" in swapped.stdout
+
+
+def test_report_never_written_over_a_source_the_plan_records(three: Path) -> None:
+    before = (three / "enc.safetensors").read_bytes()
+    r = ckpt("check", "--plan", "plan.yaml", "-o", "enc.safetensors", cwd=three)
+    assert r.returncode == 2
+    assert "enc.safetensors" in r.stderr
+    assert (three / "enc.safetensors").read_bytes() == before

@@ -49,12 +49,18 @@ def check(
     strict: bool = False,
 ) -> CheckResult:
     """Gate `ckpt` (path, Checkpoint, state dict or nn.Module) against `against` (same kinds) or a
-    `manifest` (path or Manifest); with `plan` (path or Plan), `ckpt` is the plan's source and
-    `against` its target. `values` also requires equal content digests."""
+    `manifest` (path or Manifest). `values` also requires equal content digests.
+
+    With `plan` (path or Plan) `ckpt` is the plan's sources (see `plan_sources.bind_sources`:
+    one item per source in the plan's order, `LABEL=PATH` items, or None for the paths the plan
+    records) and `against` its target (None: the path the plan records). Each row is checked
+    against its own source; a source whose header is not the plan's is a violation."""
+    if plan is not None:
+        if manifest is not None:
+            raise ValueError("a plan is checked against its target (`against`), not a manifest")
+        return _check_with_plan(ckpt, _load_plan(plan), against, require, strict)
     if (against is None) == (manifest is None):
         raise ValueError("check needs exactly one of `against` or `manifest`")
-    if plan is not None and against is None:
-        raise ValueError("a plan is checked between a source (`ckpt`) and a target (`against`)")
     actual = open_checkpoint(ckpt)
     result = CheckResult("check", [actual.label], strict=strict)
     if manifest is not None:
@@ -67,10 +73,7 @@ def check(
         result.targets.append(reference.label)
         ref = _Side(reference.label, _specs(reference, values))
         here = _Side(actual.label, _specs(actual, values))
-    if plan is not None:
-        _check_plan(result, _load_plan(plan), here, ref, require)
-    else:
-        _compare(result, here, ref, require, allow_missing, values)
+    _compare(result, here, ref, require, allow_missing, values)
     return result
 
 
@@ -175,12 +178,33 @@ def _load_plan(plan: Any) -> Any:
     return plan
 
 
+def _check_with_plan(
+    given: Any, plan: Any, against: Any, require: Sequence[str], strict: bool
+) -> CheckResult:
+    from .plan_sources import bind_sources, mismatches, open_ref
+
+    sources = bind_sources(plan, given)
+    target = open_checkpoint(against) if against is not None else open_ref(plan.target, None)
+    result = CheckResult("check", [c.label for c in sources.values()], strict=strict)
+    result.targets.append(target.label)
+    for source, file, problem in mismatches(plan, sources):
+        result.findings.append(Finding(
+            "plan-source-mismatch", ERROR, file, None,
+            f"given for the plan's source {source.label!r}: {problem}",
+            {"label": source.label},
+        ))
+    here = {label: _Side(c.label, _specs(c, False)) for label, c in sources.items()}
+    _check_plan(result, plan, here, _Side(target.label, _specs(target, False)), require)
+    return result
+
+
 def _check_plan(
-    result: CheckResult, plan: Any, here: _Side, ref: _Side, require: Sequence[str]
+    result: CheckResult, plan: Any, here: dict[str, _Side], ref: _Side, require: Sequence[str]
 ) -> None:
     """Every approved copy, and every target matching `require`, must still apply: its sources
-    exist in `here`, its target in `ref`, and the transformed shape and dtype fit."""
-    add = _adder(result, here.label)
+    exist in the checkpoint given for their label, its target in `ref`, and the transformed
+    shape and dtype fit."""
+    add = _adder(result, ref.label)
     for pattern in require:
         if not any(fnmatchcase(t, pattern) for t in plan.entries):
             add("require-unmatched", ERROR, pattern, "required pattern matches no plan entry")
@@ -197,20 +221,25 @@ def _check_plan(
             continue
         if approved or required:
             result.checked += 1
-            _check_entry(add, entry, here, ref)
+            _check_entry(_adder(result, _files(entry, here)), entry, here, ref)
 
 
-def _check_entry(add: Any, entry: Any, here: _Side, ref: _Side) -> None:
+def _files(entry: Any, here: dict[str, _Side]) -> str:
+    return ", ".join(dict.fromkeys(here[label].label for label, _ in entry.sources)) or "plan"
+
+
+def _check_entry(add: Any, entry: Any, here: dict[str, _Side], ref: _Side) -> None:
     target = entry.target
     specs = []
-    for _label, name in entry.sources:
-        spec = here.specs.get(name)
+    for label, name in entry.sources:
+        side = here[label]
+        spec = side.specs.get(name)
         if spec is None:
             add(
                 "plan-source-missing",
                 ERROR,
                 target,
-                f"source tensor '{name}' is not in {here.label}",
+                f"source tensor '{name}' is not in {side.label} (the plan's source {label!r})",
             )
         specs.append(spec)
     goal = ref.specs.get(target)

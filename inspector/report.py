@@ -68,6 +68,8 @@ class TransferReport:
     unused: list[tuple[str, str, str]] = field(default_factory=list)  # (label, name, reason)
     modules: dict[str, tuple[int, int]] = field(default_factory=dict)  # params loaded / total
     frozen: list[str] = field(default_factory=list)
+    prefix: str = ""  # load_into(..., prefix=): the submodule's names in the whole model
+    outside_prefix: int = 0  # plan rows (or source tensors) outside `prefix`, ignored
     verification: Verification | None = None
     notes: list[str] = field(default_factory=list)
     # Calls to globals that are not data, written because the user asked (keep_unknown_globals).
@@ -138,6 +140,8 @@ class TransferReport:
         lines += _section(f"unused source tensors ({len(self.unused)})",
                           [f"{a}:{b}: {c}" for a, b, c in self.unused], limit)
         lines += _section(f"frozen ({len(self.frozen)})", self.frozen, limit)
+        if self.prefix:
+            lines.append(f"outside prefix {self.prefix!r}: {self.outside_prefix} ignored")
         lines.append("modules:")
         lines += [f"  {m}: {floor_percent(done, total, 1)} of {total:,} params loaded"
                   for m, (done, total) in self.modules.items()]

@@ -160,7 +160,10 @@ def test_plan_gate(tmp_path: Path, files: dict[str, Path]) -> None:
     partial = {k: v for k, v in _sd().items() if ".3." not in k}
     torch.save(partial, tmp_path / "partial.pt")
     lost = check(tmp_path / "partial.pt", against=files["vocab"], plan=tmp_path / "plan.yaml")
-    assert {f.code for f in lost.errors} == {"plan-source-missing"}
+    assert {f.code for f in lost.errors} == {"plan-source-missing", "plan-source-mismatch"}
+    assert [f.details["label"] for f in lost.errors if f.code == "plan-source-mismatch"] == [
+        plan.sources[0].label
+    ]
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--regex", action="store_true", help="patterns are full-match regexes")
     p.add_argument("--problems", action="store_true",
                    help="only problem rows: target tensors that would keep their init with no "
-                   "declared reason (as ckpt map and the TUI count them)")
+                   "declared reason, not approved or rejected yet (as ckpt map and the TUI "
+                   "count them)")
     p.add_argument("--pending", action="store_true",
                    help="only rows still proposed that change the output (what apply refuses)")
     p.add_argument("--status", action="append", choices=STATUSES, default=[],

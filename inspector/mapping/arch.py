@@ -7,7 +7,7 @@ side and says which config change would let a subtree transfer.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from math import prod
 from typing import Any
@@ -16,7 +16,7 @@ from ..model import Checkpoint
 from ..tree import fold_names
 from . import names as nm
 from .modules import Unit, assign_units
-from .plan import Entry, Plan
+from .plan import Entry, Plan, is_problem
 
 FFN_TOKENS = frozenset({"ffn", "feed", "forward", "mlp", "fc", "intermediate", "fc1", "fc2", "w"})
 # (name token, axis of the shape that holds the number of heads)
@@ -419,6 +419,16 @@ def _compare(
     return f"{head}: configure the target with {', '.join(settings)} to transfer it"
 
 
+# The note for a stack whose rows do not copy while no stack value differs: it points at the rows
+# flagged shape-mismatch, so it stands only while one of them is still to review (is_problem).
+SEE_FLAGGED = "the layers have the same sizes; see the rows flagged shape-mismatch"
+
+
+def has_flagged_problem(rows: Iterable[Entry]) -> bool:
+    """A row flagged shape-mismatch is still to review (mapping.entries.is_problem)."""
+    return any("shape-mismatch" in e.flags and is_problem(e) for e in rows)
+
+
 def _mismatch_text(rows: list[Entry], src_shapes: Mapping[str, Shapes]) -> str:
     """No stack value differs: name the mismatched tensors with both shapes."""
     groups: dict[tuple[Any, ...], list[str]] = {}
@@ -427,10 +437,8 @@ def _mismatch_text(rows: list[Entry], src_shapes: Mapping[str, Shapes]) -> str:
         if best is not None and best.name in src_shapes.get(best.label, {}):
             shape = src_shapes[best.label][best.name]
             groups.setdefault((shape, e.shape), []).append(e.target)
-    if not groups:  # only a true note: "" when no row is flagged shape-mismatch
-        flagged = any("shape-mismatch" in e.flags for e in rows)
-        see = "the layers have the same sizes; see the rows flagged shape-mismatch"
-        return see if flagged else ""
+    if not groups:  # only a true note: "" when no row to review is flagged shape-mismatch
+        return SEE_FLAGGED if has_flagged_problem(rows) else ""
     parts = [
         f"{', '.join(fold_names(names))} {list(old)} -> {list(new)}"
         for (old, new), names in groups.items()

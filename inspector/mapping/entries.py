@@ -65,8 +65,10 @@ def is_ambiguous(e: Entry) -> bool:
 
 def is_problem(e: Entry) -> bool:
     """The one definition of a "problem row" (`ckpt map`'s "to review", the TUI's problems
-    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...)."""
-    return is_partial(e)
+    filter and count): a partial (shape mismatch, no source, ambiguous sources, ...) nobody has
+    decided yet. Approving it (it keeps its init, seen) or rejecting it decides it; an approved
+    partial is still a partial (`apply --strict` refuses it), no longer a row to review."""
+    return is_partial(e) and e.status == "proposed"
 
 
 Shape = tuple[int, ...]
@@ -164,7 +166,7 @@ class ModuleSummary:
     problems: int = 0  # rows `is_problem` counts (keep their init without a declared reason)
     params: int = 0
     params_copied: int = 0
-    layers: int = 0  # layers of the module's largest stack
+    layers: int = 0  # layers of the module's layer stack (a named one first: plan._largest_stacks)
     layers_copied: int = 0  # of those, layers whose every tensor is copied
 
     @property

@@ -140,8 +140,9 @@ def layer_stacks(names: Iterable[str]) -> dict[str, dict[int, list[str]]]:
     """Numbered module lists that are layer stacks: path -> layer index -> member names.
 
     A stack's members share the same sub-structure (the same names after the index) and the list
-    is named like one (`LAYER_LISTS`, `..._layers`) or has at least `MIN_UNNAMED_STACK` members:
-    the slots of an `nn.Sequential` (`pre_encode.conv.0`, `pre_encode.conv.2`) are not layers.
+    is named like one (`LAYER_LISTS`, `..._layers`) or has at least `MIN_UNNAMED_STACK` members
+    numbered without a gap (0, 1, 2, ...): the slots of an `nn.Sequential` with activations between
+    them (`pre_encode.conv.{0,2,3}` of a NeMo Conformer) are not layers.
     """
     found: dict[str, dict[int, list[str]]] = {}
     rests: dict[str, dict[int, set[str]]] = {}
@@ -151,15 +152,25 @@ def layer_stacks(names: Iterable[str]) -> dict[str, dict[int, list[str]]]:
             path, index, rest = hit
             found.setdefault(path, {}).setdefault(index, []).append(name)
             rests.setdefault(path, {}).setdefault(index, set()).add(rest)
-    return {p: per for p, per in found.items() if _is_stack(p, list(rests[p].values()))}
+    return {p: per for p, per in found.items() if _is_stack(p, rests[p])}
 
 
-def _is_stack(path: str, structures: list[set[str]]) -> bool:
-    if len(structures) < 2 or any(s != structures[0] for s in structures[1:]):
-        return False
+def is_layer_list_name(path: str) -> bool:
+    """The list's name says it holds layers: `layers`, `blocks`, `h`, `..._layers`."""
     last = path.rsplit(".", 1)[-1]
-    named = last in LAYER_LISTS or last.rsplit("_", 1)[-1] in LAYER_LIST_WORDS
-    return named or len(structures) >= MIN_UNNAMED_STACK
+    return last in LAYER_LISTS or last.rsplit("_", 1)[-1] in LAYER_LIST_WORDS
+
+
+def _is_stack(path: str, structures: dict[int, set[str]]) -> bool:
+    shapes = list(structures.values())
+    if len(shapes) < 2 or any(s != shapes[0] for s in shapes[1:]):
+        return False
+    if is_layer_list_name(path):
+        return True
+    first = min(structures)
+    return len(shapes) >= MIN_UNNAMED_STACK and sorted(structures) == list(
+        range(first, first + len(shapes))
+    )
 
 
 def analogous(name: str, first: str, other: str) -> str | None:

@@ -404,16 +404,18 @@ class Plan:
 
 # -- helpers: summary ------------------------------------------------------------------------------
 def _largest_stacks(names: Iterable[str], root: tuple[str, ...]) -> dict[str, dict[int, list[str]]]:
-    """Module -> its largest layer stack (index -> member names); the first one on a tie."""
-    out: dict[str, dict[int, list[str]]] = {}
+    """Module -> its layer stack (index -> member names): the largest one named like a layer list
+    (`encoder.layers`), else the largest other stack; the first one on a tie."""
+    out: dict[str, tuple[bool, dict[int, list[str]]]] = {}
     for path, layers in nm.layer_stacks(names).items():
         comps = path.split(".")
         if len(comps) <= len(root):
             continue  # each layer is a module of its own: no module holds the stack
         mod = ".".join(comps[: len(root) + 1])
-        if mod not in out or len(layers) > len(out[mod]):
-            out[mod] = layers
-    return out
+        named = nm.is_layer_list_name(path)
+        if mod not in out or (named, len(layers)) > (out[mod][0], len(out[mod][1])):
+            out[mod] = (named, layers)
+    return {mod: layers for mod, (_, layers) in out.items()}
 
 
 def _differs(a: Entry, b: Entry) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from ...mapping.arch import SEE_FLAGGED, has_flagged_problem
 from ...mapping.entries import fold_summaries
 from ...tree import fold_names
 from ..state import ReviewState
@@ -50,9 +51,22 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
         out.append(f"\n⚠ {detail}", style="bold red")
     out.append("\n")
     out.append("transfer: " + " · ".join(fold_summaries(state.plan.summary().values())))
-    for line in arch:
+    for line in standing(state, arch):
         out.append("\n")
         out.append(line, style="yellow")
+    return out
+
+
+def standing(state: ReviewState, arch_lines: list[str]) -> list[str]:
+    """The architecture lines (computed when the plan opened) that still hold: a stack's pointer
+    to its rows flagged shape-mismatch goes once every one of them is decided."""
+    out = []
+    for line in arch_lines:
+        if line.endswith(SEE_FLAGGED):
+            path = line.split(": ", 1)[0]
+            if not has_flagged_problem(state.plan.entries[n] for n in state.plan.under(path)):
+                continue
+        out.append(line)
     return out
 
 

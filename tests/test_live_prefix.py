@@ -103,3 +103,24 @@ def test_plan_row_missing_from_submodule_names_the_plan_name(
         PlanError, match=r"buffer enc.weight, enc.bias, .* \(the plan's joint.enc.weight, "
     ):
         load_into(joint, plan, prefix="joint.")
+
+
+def test_ambiguous_rows_are_refused_unless_skipped(tmp_path: Path) -> None:
+    """Two sources that fit equally: load_into decides nothing silently (issue 17, item 3)."""
+    from inspector.errors import AmbiguousRowsError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    torch.save(model.state_dict(), tmp_path / "a.pt")
+    torch.save(model.state_dict(), tmp_path / "b.pt")
+    target = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    plan = propose([tmp_path / "a.pt", tmp_path / "b.pt"], inspector.open(target))
+    assert plan.ambiguous()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    for _ in range(2):  # called twice, the same refusal
+        with pytest.raises(AmbiguousRowsError, match=r"4 ambiguous row\(s\)"):
+            load_into(target, plan)
+        assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())
+    report = load_into(target, plan, skip_ambiguous=True)
+    assert sorted(report.ambiguous_skipped) == sorted(before)
+    assert report.loaded == []

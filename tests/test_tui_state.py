@@ -290,3 +290,16 @@ def test_the_header_folds_a_top_level_layer_stack() -> None:
     text = summary_text(state, Names("a", "b", "out"), []).plain
     transfer = next(x for x in text.splitlines() if x.startswith("transfer: "))
     assert transfer == "transfer: layers.{0..6,8..59} 100% · layers.7 44.4% (1/2 tensors)"
+
+
+def test_rule_preview_names_the_source_of_each_row_when_there_are_several() -> None:
+    from inspector.tui.screens.rules import preview_text
+
+    sd = {"enc.w": np.zeros(4, np.float32), "dec.w": np.ones(4, np.float32)}
+    src_b = inspector.open({"encoder.w": np.full(4, 2, np.float32)})
+    plan = propose([inspector.open(sd), src_b], inspector.open(sd))
+    a, b = (s.label for s in plan.sources)
+    changes = plan.preview_rule({"rename": {"from": "encoder.w", "to": "enc.w"}, "source": b})
+    text = preview_text(changes, labelled=True).plain
+    assert f"\n  copy ← {a}:enc.w → keep (2 sources map here" in text
+    assert "\n  copy ← enc.w → keep" in preview_text(changes).plain

@@ -484,8 +484,10 @@ def rule_text(rule: Any) -> str:
     return yaml.safe_dump(rule.to_dict(), default_flow_style=True, width=10_000).strip()
 
 
-def entry_text(e: Entry) -> str:
-    """`copy ← enc.w` / `keep (vocabulary changed 29 -> 257)`: a row's decision in a few words."""
+def entry_text(e: Entry, labelled: bool = False) -> str:
+    """`copy ← enc.w` / `keep (vocabulary changed 29 -> 257)`: a row's decision in a few words;
+    `labelled` names each source's label too (`copy ← b.nemo:enc.w`: several sources)."""
     if e.effective == "copy":
-        return "copy ← " + ", ".join(name for _, name in e.sources)
+        return "copy ← " + ", ".join(f"{label}:{name}" if labelled else name
+                                     for label, name in e.sources)
     return f"{e.effective} ({e.reason})" if e.reason else e.effective

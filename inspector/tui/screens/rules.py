@@ -23,13 +23,15 @@ NEW = "new"
 RULE_HINT = "forms: a.*.b -> c.*.d · old -> new · re:PAT -> REPL · keep GLOB · drop GLOB · {yaml}"
 
 
-def preview_text(changes: list[tuple[str, Entry, Entry]]) -> Text:
+def preview_text(changes: list[tuple[str, Entry, Entry]], labelled: bool = False) -> Text:
+    """The rows a rule changes, old → new; `labelled`: say which source each row takes (a
+    plan with several sources)."""
     out = Text(f"{len(changes)} row(s) change", style="bold")
     for target, old, new in changes[:PREVIEW_ROWS]:
         out.append(f"\n{target}\n", style="bold")
-        out.append(f"  {entry_text(old)}", style="red")
+        out.append(f"  {entry_text(old, labelled)}", style="red")
         out.append(" → ")
-        out.append(entry_text(new), style="green")
+        out.append(entry_text(new, labelled), style="green")
     if len(changes) > PREVIEW_ROWS:
         out.append(f"\n… and {len(changes) - PREVIEW_ROWS} more", style="dim")
     return out
@@ -155,7 +157,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
         self.pending = result
         head = {"add": "Adding", "replace": "Changing", "remove": "Removing"}[result.kind]
         text = Text(f"{head} this rule: ", style="bold cyan")
-        text.append_text(preview_text(changes))
+        text.append_text(preview_text(changes, labelled=len(self.plan.sources) > 1))
         self._show(text, request)
 
     def _show(self, text: Text, request: int) -> None:

@@ -104,14 +104,15 @@ def test_show_groups_by_module_and_filters(plan_file: Path,
     assert main(["plan", "show", str(plan_file)]) == 0
     out = capsys.readouterr().out
     assert "181 rows (181 proposed, 0 approved, 0 rejected)" in out
-    assert "  proposed copy 164 rows under encoder <- rnnt_char.pt  (same name in" in out
+    assert "  proposed copy 160 rows under encoder <- rnnt_char.pt  (same name in" in out
     assert "  proposed keep joint.* (6 rows) [vocab-change]  (vocabulary changed 29 -> 257)" in out
-    assert "164 proposed row(s) change the output" in out
+    assert "160 proposed row(s) change the output" in out
 
     assert main(["plan", "show", str(plan_file), "--problems"]) == 0
     out = capsys.readouterr().out
-    assert "showing 4 of 181 rows" in out
+    assert "showing 8 of 181 rows" in out  # the changed convs, and their biases that follow
     assert "keep encoder.layers.{0..3}.conv.depthwise_conv.weight [shape-mismatch]" in out
+    assert "keep encoder.layers.{0..3}.conv.depthwise_conv.bias [shape-mismatch]" in out
     assert "joint" not in out
 
     main(["plan", "approve", str(plan_file), "encoder"])

@@ -38,6 +38,7 @@ def test_demo_proposal_has_the_documented_mismatches(demo):
     vocab = {n for n, f in flags.items() if "vocab-change" in f}
     shape = {n for n, f in flags.items() if "shape-mismatch" in f}
     assert vocab == {n for n in plan.entries if n.startswith(("decoder.", "joint."))}
-    assert shape == {f"encoder.layers.{i}.conv.depthwise_conv.weight" for i in range(4)}
+    assert shape == {f"encoder.layers.{i}.conv.depthwise_conv.{leaf}"
+                     for i in range(4) for leaf in ("weight", "bias")}  # a bias follows
     copied = {n for n, e in plan.entries.items() if e.decision == "copy"}
     assert copied == set(plan.entries) - vocab - shape

@@ -41,15 +41,16 @@ def test_approving_flagged_rows_drops_the_problem_count(tmp_path: Path) -> None:
         app = create_app([str(src)], str(tgt))
         async with app.run_test(size=(100, 30)) as pilot:
             await settled(pilot)
-            assert "4 problems" in _header(app)
-            assert app.review.target_tree.reveal(CONVS[0])
-            app.review.target_tree.focus()
-            await pilot.pause()
-            await pilot.press("a")  # the folded row of the 4 layers
-            await settled(pilot)
-            header = _header(app)
-            assert "0 problems" in header
-            assert "⚠ partial: 4 keep init with no declared reason" in header
+            assert "8 problems" in _header(app)  # the convs' weights and biases
+            for name in (CONVS[0], CONVS[0].replace(".weight", ".bias")):
+                assert app.review.target_tree.reveal(name)
+                app.review.target_tree.focus()
+                await pilot.pause()
+                await pilot.press("a")  # the folded row of the 4 layers
+                await settled(pilot)
+                remaining = "4 problems" if name == CONVS[0] else "0 problems"
+                assert remaining in _header(app)
+            assert "⚠ partial: 8 keep init with no declared reason" in _header(app)
 
     asyncio.run(run())
 

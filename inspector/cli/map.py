@@ -158,14 +158,15 @@ def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
 
 
 def _folded_reason(reasons: list[str]) -> str:
-    """One reason for a folded run: the first layer's, said once, when the others differ from
-    it only in layer indices; else every distinct reason."""
+    """One reason for a folded run: the reasons folded like names when that gives one, else the
+    first layer's said once when the others differ from it only in numbers, else each."""
     distinct = list(dict.fromkeys(reasons))
-    if len(distinct) == 1:
-        return distinct[0]
+    folded = fold_names(distinct)
+    if len(folded) == 1:  # `a.pt:layers.{0..3}.w has shape ...`
+        return folded[0]
     if len({_DIGITS.sub("#", r) for r in distinct}) == 1:
         return f"{distinct[0]}; the same in each layer"
-    return ", ".join(fold_names(distinct))
+    return ", ".join(folded)
 
 
 def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:

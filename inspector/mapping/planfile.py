@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .. import yamlload
+from ..bulk import rare_gc
 from ..errors import PlanError, WriteError
 from ..io.atomic import write_text_atomic
 from .entries import (
@@ -31,6 +32,7 @@ from .entries import (
     SourceRef,
     Unused,
 )
+from .planlines import ENTRIES, UNUSED, dump_rows, parse_rows
 from .rules import rules_from_list
 from .transforms import transform_from_dict
 
@@ -49,7 +51,18 @@ def to_dict(plan: PlanData) -> dict[str, Any]:
 
 
 def dump(data: dict[str, Any]) -> str:
+    """The plan's YAML: its small keys in block style, then its rows one per line (planlines)."""
+    head = _Block((k, v) for k, v in data.items() if k not in (ENTRIES, UNUSED))
+    return dump_rows(_yaml(head), data.get(ENTRIES) or {}, data.get(UNUSED) or [], _flow)
+
+
+def _yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _flow(value: Any) -> str:
+    return yaml.dump(value, Dumper=yaml.SafeDumper, default_flow_style=True,
+                     width=float("inf"), allow_unicode=False).rstrip("\n").removesuffix("\n...")
 
 
 def from_dict(data: Any, where: str = "plan") -> PlanParts:
@@ -84,7 +97,9 @@ def from_dict(data: Any, where: str = "plan") -> PlanParts:
 
 def parse(text: str, where: str = "plan") -> Any:
     try:
-        return yamlload.load(text)
+        with rare_gc():  # a plan is many small containers that all live on
+            fast = parse_rows(text, yamlload.load)
+            return fast if fast is not None else yamlload.load(text)
     except yaml.YAMLError as e:
         raise PlanError(f"{where}: not valid YAML: {e}") from None
 
@@ -145,8 +160,17 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
 
+class _Block(dict[str, Any]):
+    """The document's top level: block style whatever its size (rows follow it)."""
+
+
+def _represent_block(dumper: yaml.SafeDumper, data: _Block) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=False)
+
+
 _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(dict, _represent_dict)
+_Dumper.add_representer(_Block, _represent_block)
 
 
 def _ref_dict(r: SourceRef) -> dict[str, Any]:

@@ -45,8 +45,9 @@ def test_rows_are_one_per_line_and_read_with_json() -> None:
     lines = text.splitlines()
     assert '  "x.w": {"decision": "copy", "confidence": 0.5, "shape": [2, 2]}' in lines
     assert lines[-1] == '- ["a", "z", "no target"]'
-    # 1e-05 is a string to YAML 1.1 as JSON writes it: that row is YAML flow, and the file is
-    # then read by the YAML loader as a whole (the same document)
+    # 1e-05 is a string to YAML 1.1 as JSON writes it: that row is tagged YAML flow, and the file
+    # is then read by the YAML loader as a whole (the same document)
+    assert '  "y\\n\\u2028\\u0085": !!map {reason: tiny 1e-05, score: 1.0e-05}' in lines
     assert parse_rows(text, yamlload.load) is None
     assert planfile.parse(text) == data
     del data["entries"]["y\n\u2028\x85"]

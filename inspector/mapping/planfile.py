@@ -85,10 +85,12 @@ def from_dict(data: Any, where: str = "plan") -> PlanParts:
     raw_entries = data.get("entries") or {}
     if not isinstance(raw_entries, dict):
         raise PlanError(f"{where}: entries: expected a mapping target name -> entry")
-    entries = {
-        str(n): _entry(str(n), b, f"{where}: entries[{n!r}]", set(labels))
-        for n, b in raw_entries.items()
-    }
+    known = set(labels)
+    with rare_gc():  # an entry is several small objects that all live on
+        entries = {
+            str(n): _entry(str(n), b, f"{where}: entries[{n!r}]", known)
+            for n, b in raw_entries.items()
+        }
     unused = [
         _unused(u, f"{where}: unused[{i}]") for i, u in enumerate(data.get("unused") or [])
     ]
@@ -265,17 +267,18 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
         raise PlanError(f"{where}.status: must be one of {', '.join(STATUSES)}, got {status!r}")
     sources, shapes, dts = [], [], []
     for i, s in enumerate(body.get("sources") or []):
-        w = f"{where}.sources[{i}]"
         if not (
             isinstance(s, list)
             and len(s) == 4
             and all(isinstance(x, str) for x in (s[0], s[1], s[3]))
         ):
-            raise PlanError(f"{w}: expected [label, name, shape, dtype], got {s!r}")
+            raise PlanError(f"{where}.sources[{i}]: expected [label, name, shape, dtype], got "
+                            f"{s!r}")
         if s[0] not in labels:
-            raise PlanError(f"{w}: unknown source label {s[0]!r} (sources: {sorted(labels)})")
+            raise PlanError(f"{where}.sources[{i}]: unknown source label {s[0]!r} (sources: "
+                            f"{sorted(labels)})")
         sources.append((s[0], s[1]))
-        shapes.append(_shape(s[2], w))
+        shapes.append(_shape(s[2], where, f".sources[{i}]"))
         dts.append(s[3])
     if decision == "copy" and not sources:
         raise PlanError(f"{where}: decision copy needs at least one source")
@@ -320,19 +323,18 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
         confidence=confidence,
         flags=frozenset(flags),
         candidates=candidates,
-        shape=_shape(body.get("shape", []), f"{where}.shape"),
+        shape=_shape(body.get("shape", []), where, ".shape"),
         dtype=dtype,
         source_shapes=tuple(shapes),
         source_dtypes=tuple(dts),
     )
 
 
-def _shape(value: Any, where: str) -> Shape:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
-    ):
-        raise PlanError(f"{where}: expected a shape (list of non-negative integers), got {value!r}")
-    return tuple(value)
+def _shape(value: Any, where: str, field: str) -> Shape:
+    if type(value) is list and all(type(d) is int and d >= 0 for d in value):  # not bool
+        return tuple(value)
+    raise PlanError(f"{where}{field}: expected a shape (list of non-negative integers), got "
+                    f"{value!r}")
 
 
 def _row(value: Any, n: int, where: str) -> list[Any]:

@@ -6,9 +6,9 @@ What it buys: PyYAML's representer and resolver are Python even over libyaml, an
 write and 13 s to read a plan of 20k rows; `json` does each row in microseconds.
 
 `dump_rows` writes that layout after a YAML head; `parse_rows` reads it back, or returns None for
-anything else (a plan edited by hand into block YAML, an older plan, a line JSON and YAML would
-read differently, such as `1e-05`), which the caller then reads with the bounded YAML loader:
-the same document either way.
+anything else (a plan edited by hand into block YAML, an older plan, a row written as tagged YAML
+flow because JSON would say one of its floats otherwise than YAML reads it), which the caller
+then reads with the bounded YAML loader: the same document either way.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 
 ENTRIES, UNUSED = "entries", "unused"
 INDENT = "  "
-# A row whose JSON a YAML 1.1 reader would take differently: an exponent without a dot (YAML
-# reads `1e-05` as a string) or NaN/Infinity (not YAML). Such a row is written as YAML flow.
-_NOT_YAML = re.compile(r"\d[eE][-+]?\d|NaN|Infinity")
+# JSON writes floats below 1e-4 or from 1e16 up with an exponent and no dot (`1e-05`), which YAML
+# 1.1 reads as a string, and NaN/Infinity, which YAML does not know: a row holding one is written
+# as YAML flow instead, tagged (`!!map {...}`) so that JSON never reads it.
+SAFE_FLOATS = (1e-4, 1e16)
 # Characters JSON leaves raw that a YAML reader refuses or reads as a line break in a quoted
 # string (C1 controls, NEL, LS, PS, BOM, non-characters, lone surrogates): escaped, \uXXXX
 # meaning the same in both.
@@ -37,17 +38,39 @@ def dump_rows(
     out = [head]
     out.append(f"{ENTRIES}:\n" if entries else f"{ENTRIES}: {{}}\n")
     for name, entry in entries.items():
-        out.append(f"{INDENT}{_json(name, flow)}: {_json(entry, flow)}\n")
+        out.append(f"{INDENT}{_json(name)}: {_row(entry, flow)}\n")
     out.append(f"{UNUSED}:\n" if unused else f"{UNUSED}: []\n")
-    out.extend(f"- {_json(row, flow)}\n" for row in unused)
+    out.extend(f"- {_row(row, flow)}\n" for row in unused)
     return "".join(out)
 
 
-def _json(value: Any, flow: Callable[[Any], str]) -> str:
+def _row(value: Any, flow: Callable[[Any], str]) -> str:
+    if not _json_floats_fit(value):
+        tag = "!!map " if isinstance(value, dict) else "!!seq " if isinstance(value, list) else ""
+        return tag + flow(value)
+    return _json(value)
+
+
+def _json(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    if _NOT_YAML.search(text):
-        return flow(value)
     return _YAML_ESCAPE.sub(_escape, text)
+
+
+def _json_floats_fit(value: Any) -> bool:
+    """Every float in `value` is one JSON writes as YAML reads it (see SAFE_FLOATS)."""
+    low, high = SAFE_FLOATS
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        kind = type(x)
+        if kind is float:
+            if x != 0 and not low <= abs(x) < high:  # NaN fails both comparisons
+                return False
+        elif kind is dict:
+            stack.extend(x.values())
+        elif kind is list:
+            stack.extend(x)
+    return True
 
 
 def _escape(m: re.Match[str]) -> str:
@@ -82,8 +105,6 @@ def _entries(first: str, lines: Iterator[str]) -> tuple[dict[str, Any], list[Any
     for line in lines:
         if not line.startswith(INDENT):
             return rows, _unused(line, lines)
-        if _NOT_YAML.search(line):  # YAML reads it otherwise than JSON: YAML decides
-            return None
         try:
             name, end = decoder.raw_decode(line, len(INDENT))
             if not isinstance(name, str) or line[end : end + 2] != ": " or name in rows:
@@ -103,7 +124,7 @@ def _unused(first: str, lines: Iterator[str]) -> list[Any] | None:
         return None
     out: list[Any] = []
     for line in lines:
-        if not line.startswith("- ") or _NOT_YAML.search(line):
+        if not line.startswith("- "):
             return out if not line.strip() and not any(x.strip() for x in lines) else None
         try:
             out.append(json.loads(line[2:]))

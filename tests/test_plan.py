@@ -318,3 +318,28 @@ def test_floor_percent_never_rounds_a_partial_up(total: int, data: st.DataObject
     elif 0 < done < total:
         tenths = round(float(text[:-1]) * 10)  # the shown value, in tenths of a percent
         assert tenths * total <= done * 1000 < (tenths + 1) * total
+
+
+def test_with_status_is_replace_without_its_cost() -> None:
+    import dataclasses
+
+    from inspector.mapping.entries import with_status
+
+    plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024)))
+    for e in plan.entries.values():
+        for status in ("approved", "rejected", "proposed"):
+            new = with_status(e, status)
+            assert new == dataclasses.replace(e, status=status)
+            assert new is not e
+            assert e.status == "proposed"  # the original is untouched
+
+
+def test_the_summary_follows_edits_while_its_layout_is_kept() -> None:
+    plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024)))
+    before = plan.summary()["encoder"]
+    layout = plan._layout
+    plan.reject(plan.under("encoder.layers.1"))
+    after = plan.summary()["encoder"]
+    assert plan._layout is layout
+    assert after.copied < before.copied
+    assert after.layers_copied == before.layers_copied - 1

@@ -135,6 +135,15 @@ class Entry:
         return "keep" if self.status == "rejected" else self.decision
 
 
+def with_status(e: Entry, status: str) -> Entry:
+    """`dataclasses.replace(e, status=status)` without its per-call field walk: bulk approve and
+    reject of 100k rows spent most of their time there."""
+    new = object.__new__(Entry)
+    new.__dict__.update(e.__dict__)
+    object.__setattr__(new, "status", status)
+    return new
+
+
 @dataclass(frozen=True)
 class Unused:
     """A source tensor no entry reads, and why."""

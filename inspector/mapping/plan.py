@@ -40,6 +40,7 @@ from .entries import (
     is_partial,
     is_pending,
     is_problem,
+    with_status,
 )
 from .groups import STATEFUL_GROUPS, follow_groups, group_members
 from .invert import invert_parts
@@ -102,6 +103,7 @@ class Plan:
     entries: dict[str, Entry] = field(default_factory=dict)
     unused: list[Unused] = field(default_factory=list)
     _context: PlanContext | None = field(default=None, repr=False, compare=False)
+    _layout: Any = field(default=None, repr=False, compare=False)  # see _modules_and_stacks
 
     # -- queries ---------------------------------------------------------------------------------
     def source(self, label: str) -> SourceRef:
@@ -157,11 +159,12 @@ class Plan:
 
     def summary(self) -> dict[str, ModuleSummary]:
         """Per-module counts; `ModuleSummary.line()` gives `encoder 100% (16/16 layers)`."""
-        root = nm.common_root(list(self.entries))
+        modules, stacks = self._modules_and_stacks()
         out: dict[str, ModuleSummary] = {}
-        for name, e in self.entries.items():
-            mod = nm.module_of(name, root)
-            s = out.setdefault(mod, ModuleSummary(mod))
+        for e, mod in zip(self.entries.values(), modules, strict=True):
+            s = out.get(mod)
+            if s is None:
+                s = out[mod] = ModuleSummary(mod)
             copied = e.effective == "copy"
             s.tensors += 1
             s.copied += copied
@@ -170,13 +173,24 @@ class Plan:
             s.problems += is_problem(e)
             s.params += e.numel
             s.params_copied += e.numel if copied else 0
-        for mod, layers in _largest_stacks(self.entries, root).items():
+        for mod, layers in stacks.items():
             out[mod].layers = len(layers)
             out[mod].layers_copied = sum(
                 all(self.entries[n].effective == "copy" for n in members)
                 for members in layers.values()
             )
         return out
+
+    def _modules_and_stacks(self) -> tuple[list[str], dict[str, dict[int, list[str]]]]:
+        """Each row's module (in row order) and each module's layer stack: they depend on the
+        names alone, which edits never change, so they are worked out once (a TUI redraws the
+        summary on every edit; 100k names take seconds)."""
+        names = tuple(self.entries)
+        if self._layout is None or self._layout[0] != names:
+            root = nm.common_root(names)
+            modules = [nm.module_of(n, root) for n in names]
+            self._layout = (names, modules, _largest_stacks(names, root))
+        return self._layout[1], self._layout[2]
 
     # -- edits (each returns an Edit that undo() reverts) ------------------------------------------
     def _replace(self, action: str, new: Iterable[Entry]) -> Edit:
@@ -206,7 +220,7 @@ class Plan:
         of a row's stateful group (a norm's buffers, a weight-norm pair) are approved with it."""
         return self._replace(
             "approve",
-            (dataclasses.replace(e, status="approved") for e in self._group_entries(names)),
+            (with_status(e, "approved") for e in self._group_entries(names)),
         )
 
     def reject(self, names: Iterable[str]) -> Edit:
@@ -214,7 +228,7 @@ class Plan:
         row's stateful group are rejected with it, so a module never half moves."""
         return self._replace(
             "reject",
-            (dataclasses.replace(e, status="rejected") for e in self._group_entries(names)),
+            (with_status(e, "rejected") for e in self._group_entries(names)),
         )
 
     def set_decision(self, target: str, decision: str, reason: str = "set by user") -> Edit:

@@ -86,12 +86,13 @@ def hash_tensors(
     files = _file_states(ckpt, infos)
     for t in infos:
         _dtype(ckpt, t)  # refused before any byte is read
-    total = sum(t.nbytes for t in infos)
+    sizes = [t.nbytes for t in infos]  # once: 100k tensors are 100k property calls a pass
+    total, done = sum(sizes), 0
     raw: list[bytes] = []
-    for start, stop in _batches(infos):
+    for start, stop in _batches(sizes):
         _check_unchanged(files, infos[start:stop])  # a truncated map would fault (SIGBUS)
-        done = sum(t.nbytes for t in infos[:start])
         report = None if progress is None else _offset_progress(progress, done, total)
+        done += sum(sizes[start:stop])
         # Jobs per batch: a source that cannot map (a remote object) reads its bytes here, so
         # only one batch is held in memory at a time.
         _prefetch(ckpt, infos[start:stop])
@@ -135,6 +136,8 @@ def _hash_batch(ckpt: Checkpoint, infos: list[TensorInfo], jobs: list[tuple[Any,
     for i, d in zip(mine, digests, strict=True):
         out[i] = d
     streamed = [i for i, job in enumerate(jobs) if job is None]
+    if not streamed:
+        return out
     workers = min(len(streamed), threads or os.cpu_count() or 1)
     tick = _ticker(report, sum(infos[i].nbytes for i in mine), sum(t.nbytes for t in infos))
     if workers > 1:  # the hasher releases the GIL: one tensor per thread
@@ -251,15 +254,15 @@ def _check_unchanged(files: Files, batch: list[TensorInfo]) -> None:
 BATCH_BYTES = 64 << 20
 
 
-def _batches(infos: list[TensorInfo]) -> list[tuple[int, int]]:
+def _batches(sizes: list[int]) -> list[tuple[int, int]]:
     out, start, size = [], 0, 0
-    for i, t in enumerate(infos):
-        size += t.nbytes
+    for i, nbytes in enumerate(sizes):
+        size += nbytes
         if size >= BATCH_BYTES:
             out.append((start, i + 1))
             start, size = i + 1, 0
-    if start < len(infos) or not out:
-        out.append((start, len(infos)))
+    if start < len(sizes) or not out:
+        out.append((start, len(sizes)))
     return out
 
 

@@ -42,6 +42,7 @@ private:
     std::vector<std::uint32_t> memo_;
     std::uint64_t memo_count_ = 0;
     std::unordered_map<std::string_view, std::uint32_t> storage_by_key_;
+    std::unordered_map<std::string, std::uint32_t> global_index_;
 
     bool fail(std::string& why, const char* what) const {
         char buf[64];
@@ -151,11 +152,9 @@ private:
         full.reserve(module.size() + name.size() + 1);
         full.append(module).append(".").append(name);
         // Globals repeat (memo GET usually, but not always): one entry per distinct name.
-        for (std::size_t i = 0; i < t_.globals.size(); ++i)
-            if (t_.globals[i] == full) return push(Kind::global, static_cast<std::uint32_t>(i));
-        if (t_.globals.size() >= 4096) return no("too many distinct globals");
-        t_.globals.push_back(std::move(full));
-        return push(Kind::global, static_cast<std::uint32_t>(t_.globals.size() - 1));
+        auto [at, added] = global_index_.try_emplace(full, static_cast<std::uint32_t>(t_.globals.size()));
+        if (added) t_.globals.push_back(std::move(full));
+        return push(Kind::global, at->second);
     }
     std::string_view text(std::uint32_t i) const {
         return node(i).kind == Kind::text ? t_.span(d_, node(i).ref) : std::string_view{};

@@ -21,7 +21,7 @@ from ..errors import (
     TensorDataError,
     UnsupportedFormatError,
 )
-from ..model import ByteSource, Storage
+from ..model import ByteSource, Record, Storage
 from ..sources import Source, opened
 from . import Loaded, ReadOptions, pickle_fast
 from .torch_pickle import check_root, parse_storage_id, storage_dtype
@@ -156,6 +156,19 @@ class _StorageTable:
         self.storages: dict[str, Storage] = {}
         self.deflated: list[str] = []
         self.locations: set[str] = set()
+        self.dtypes: dict[str, tuple[str, int]] = {}  # storage class -> dtype, itemsize
+
+    def _dtype(self, stype: Any, name: str) -> tuple[str, int]:
+        """The dtype and itemsize of a storage class, worked out once per class (a checkpoint
+        names one or two classes for hundreds of thousands of storages)."""
+        cls = stype.cls if isinstance(stype, Record) and stype.kind == "global" else None
+        found = self.dtypes.get(cls) if cls is not None else None
+        if found is None:
+            dtype = storage_dtype(stype, path=self.directory.where, key=name)
+            found = (dtype, dtypes.get(dtype).itemsize)
+            if cls is not None:
+                self.dtypes[cls] = found
+        return found
 
     def load(self, pid: Any) -> Storage:
         where = self.directory.where
@@ -166,13 +179,13 @@ class _StorageTable:
         storage = self.storages.get(name)
         if storage is not None:
             return storage
-        dtype = storage_dtype(stype, path=where, key=name)
+        dtype, itemsize = self._dtype(stype, name)
         record = self.directory.members.get(name)
         if record is None:
             raise MissingRecordError(
                 where, "data.pkl references a storage record the zip does not contain", key=name
             )
-        nbytes = numel * dtypes.get(dtype).itemsize
+        nbytes = numel * itemsize
         if record.size < nbytes:
             raise TensorDataError(
                 where,

@@ -13,6 +13,33 @@ namespace {
 
 constexpr std::uint32_t kUnset = UINT32_MAX;
 
+// Python's bytes.decode("utf-8", "surrogatepass") accepts exactly this: well-formed UTF-8 (no
+// overlong form, nothing past U+10FFFF) where encoded surrogates (ED A0-BF xx) are allowed.
+bool utf8_surrogatepass(const std::uint8_t* s, std::size_t n) {
+    std::size_t i = 0;
+    while (i < n) {
+        const std::uint8_t c = s[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t len = 0;
+        std::uint8_t lo = 0x80, hi = 0xBF;  // the second byte's range
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c == 0xE0) len = 3, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEF) len = 3;
+        else if (c == 0xF0) len = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) len = 4;
+        else if (c == 0xF4) len = 4, hi = 0x8F;
+        else return false;
+        if (len > n - i || s[i + 1] < lo || s[i + 1] > hi) return false;
+        for (std::size_t k = 2; k < len; ++k)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return false;
+        i += len;
+    }
+    return true;
+}
+
 class Parser {
 public:
     Parser(const std::uint8_t* data, std::size_t size, Tape& tape) : d_(data), n_(size), t_(tape) {}
@@ -112,6 +139,9 @@ private:
     bool push_span(Kind k, std::size_t len) {
         const std::uint8_t* p = nullptr;
         if (!take(len, p)) return false;
+        // Every string is decoded by the Python machine, also those the tree drops (a tensor's
+        // metadata): one it cannot decode is its to refuse.
+        if (k == Kind::text && !utf8_surrogatepass(p, len)) return no("text that is not UTF-8");
         t_.spans.push_back({static_cast<std::uint64_t>(p - d_), len});
         return push(k, static_cast<std::uint32_t>(t_.spans.size() - 1));
     }
@@ -119,6 +149,25 @@ private:
     Container& items_of(std::uint32_t i) { return t_.containers[t_.nodes[i].ref]; }
     bool is_dict(std::uint32_t i) const { return node(i).kind == Kind::dict || node(i).kind == Kind::odict; }
 
+    // Keys the Python machine can hash (it builds every dict, also those the tree drops): leaves,
+    // and tuples of leaves; anything else (a list, a dict, a nested tuple) is its to judge.
+    bool hashable(std::uint32_t i) const {
+        const Kind k = node(i).kind;
+        if (k == Kind::list || k == Kind::dict || k == Kind::odict) return false;
+        if (k != Kind::tuple) return true;
+        for (std::uint32_t v : t_.containers[node(i).ref].items) {
+            const Kind c = node(v).kind;
+            if (c == Kind::tuple || c == Kind::list || c == Kind::dict || c == Kind::odict) return false;
+        }
+        return true;
+    }
+    bool add_pairs(std::uint32_t target, const std::uint32_t* kv, std::size_t n) {
+        for (std::size_t k = 0; k < n; k += 2)
+            if (!hashable(kv[k])) return no("a dict key the fast path does not hash");
+        auto& items = items_of(target).items;
+        items.insert(items.end(), kv, kv + n);
+        return true;
+    }
     // Memo ------------------------------------------------------------------------------------
     bool put(std::uint64_t index) {
         std::uint32_t v = 0;
@@ -292,7 +341,8 @@ private:
             case 'd':
                 if (!pop_mark(items)) return false;
                 if (items.size() % 2) return no("odd number of items for a dict");
-                return push_container(Kind::dict, std::move(items));
+                if (!push_container(Kind::dict)) return false;
+                return add_pairs(stack_.back(), items.data(), items.size());
             case 'a':  // APPEND
                 if (!pop(a) || !top(target)) return false;
                 if (node(target).kind != Kind::list) return no("APPEND to a non-list");
@@ -306,16 +356,16 @@ private:
             case 's':  // SETITEM
                 if (!pop(b) || !pop(a) || !top(target)) return false;
                 if (!is_dict(target)) return no("SETITEM on a non-dict");
-                items_of(target).items.push_back(a);
-                items_of(target).items.push_back(b);
-                return true;
+                {
+                    const std::uint32_t kv[2] = {a, b};
+                    return add_pairs(target, kv, 2);
+                }
             case 'u':  // SETITEMS
                 if (!pop_mark(items)) return false;
                 if (items.size() % 2) return no("odd number of items for a dict");
                 if (!top(target)) return false;
                 if (!is_dict(target)) return no("SETITEMS on a non-dict");
-                items_of(target).items.insert(items_of(target).items.end(), items.begin(), items.end());
-                return true;
+                return add_pairs(target, items.data(), items.size());
             case 'q': return uint(1, v) && put(v);
             case 'r': return uint(4, v) && put(v);
             case 0x94: return put(memo_count_);

@@ -177,6 +177,20 @@ def test_a_view_past_its_storage_falls_back_and_the_python_machine_says_why() ->
     _refused_alike(bad, ShapeError, "reaches byte")
 
 
+@pytest.mark.parametrize(
+    ("hooks", "match"),
+    [(b"X\x01\x00\x00\x00\xff", "UnicodeDecodeError"), (b"}(]Nu", "unhashable")],
+    ids=["text-not-utf8", "unhashable-key"],
+)
+def test_a_bad_value_the_tree_drops_is_still_refused(hooks: bytes, match: str) -> None:
+    """The Python machine builds every value, also a parameter's hooks that the tree drops: a
+    string it cannot decode or a dict key it cannot hash there is refused, so the fast path
+    must not accept it."""
+    data = data_pkl({"p": torch.nn.Parameter(torch.zeros(3))}, 2)
+    assert data.count(b"\x88h\x0b)R") == 1  # the parameter's hooks: OrderedDict()
+    _refused_alike(data.replace(b"\x88h\x0b)R", b"\x88" + hooks), match=match)
+
+
 # -- through the reader and the CLI ----------------------------------------------------------------
 def test_the_reader_uses_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.pt"

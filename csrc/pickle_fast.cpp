@@ -127,7 +127,9 @@ private:
         return true;
     }
     bool push(Kind k, std::uint32_t ref = 0, std::int64_t num = 0) {
-        if (t_.nodes.size() >= kUnset - 1) return no("too many values");
+        // A tree past MAX_EXPANDED entries is refused anyway; this caps the tape's memory (16
+        // bytes a value) for a stream of nothing but values.
+        if (t_.nodes.size() >= 8 * kMaxExpanded) return no("too many values");
         t_.nodes.push_back({k, ref, num});
         stack_.push_back(static_cast<std::uint32_t>(t_.nodes.size() - 1));
         return true;

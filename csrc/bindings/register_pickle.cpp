@@ -113,8 +113,9 @@ private:
             Py_INCREF(canonical);
         }
         Py_DECREF(r);
-        if (PyErr_Occurred()) return false;
-        return ok && itemsize > 0;
+        if (ok && !PyErr_Occurred() && itemsize > 0) return true;
+        if (ok) Py_CLEAR(canonical);
+        return false;
     }
 
     bool resolve_storages() {
@@ -310,6 +311,20 @@ private:
     }
 };
 
+// The cycle collector off for a scope, back to how it was after (also when an exception leaves).
+class NoCycleCollection {
+public:
+    NoCycleCollection() : was_on_(PyGC_Disable() != 0) {}
+    ~NoCycleCollection() {
+        if (was_on_) PyGC_Enable();
+    }
+    NoCycleCollection(const NoCycleCollection&) = delete;
+    NoCycleCollection& operator=(const NoCycleCollection&) = delete;
+
+private:
+    bool was_on_;
+};
+
 py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info) {
     if (types.size() != 4 || !PyType_Check(types[2].ptr())) throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
     const Types ty{types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
@@ -327,12 +342,9 @@ py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tu
         // The tree has no cycles (the tape refuses them) and every object is owned by the cache
         // until the end: the cycle collector, run every few thousand allocations, would walk
         // the growing tree again and again for nothing (a third of the time at 200k tensors).
-        const int collecting = PyGC_Disable();
-        {
-            Builder b(tape, view.data(), ty, persistent_load, dtype_info);
-            tree = b.run();
-        }
-        if (collecting) PyGC_Enable();
+        const NoCycleCollection no_gc;
+        Builder b(tape, view.data(), ty, persistent_load, dtype_info);
+        tree = b.run();
     }
     if (tree == nullptr) {
         if (PyErr_Occurred() && !clear_exception()) throw py::error_already_set();

@@ -42,7 +42,15 @@ bool utf8_surrogatepass(const std::uint8_t* s, std::size_t n) {
 
 class Parser {
 public:
-    Parser(const std::uint8_t* data, std::size_t size, Tape& tape) : d_(data), n_(size), t_(tape) {}
+    Parser(const std::uint8_t* data, std::size_t size, Tape& tape) : d_(data), n_(size), t_(tape) {
+        // torch.save writes about one value per 3 bytes: room for most streams without growing
+        // (capped: a reservation is address space, not memory, but need not be large).
+        const std::size_t values = std::min<std::size_t>(size / 3, std::size_t{1} << 24);
+        t_.nodes.reserve(values);
+        t_.flat.reserve(values);
+        t_.containers.reserve(values / 4);
+        storage_by_key_.reserve(values / 16);
+    }
 
     bool run(std::string& why) {
         while (true) {
@@ -135,9 +143,24 @@ private:
         return true;
     }
     bool push_container(Kind k, std::vector<std::uint32_t> items = {}) {
-        t_.containers.push_back({std::move(items), {}});
+        Container c;
+        c.items = std::move(items);
+        t_.containers.push_back(std::move(c));
         return push(k, static_cast<std::uint32_t>(t_.containers.size() - 1));
     }
+    // A tuple of the top k values of the stack.
+    bool push_tuple(std::size_t k) {
+        Container c;
+        c.frozen = true;
+        c.begin = t_.flat.size();
+        c.count = k;
+        const std::size_t b = stack_.size() - k;
+        t_.flat.insert(t_.flat.end(), stack_.begin() + static_cast<std::ptrdiff_t>(b), stack_.end());
+        stack_.resize(b);
+        t_.containers.push_back(std::move(c));
+        return push(Kind::tuple, static_cast<std::uint32_t>(t_.containers.size() - 1));
+    }
+    Items items(std::uint32_t i) const { return t_.items(t_.containers[node(i).ref]); }
     bool push_span(Kind k, std::size_t len) {
         const std::uint8_t* p = nullptr;
         if (!take(len, p)) return false;
@@ -157,7 +180,7 @@ private:
         const Kind k = node(i).kind;
         if (k == Kind::list || k == Kind::dict || k == Kind::odict) return false;
         if (k != Kind::tuple) return true;
-        for (std::uint32_t v : t_.containers[node(i).ref].items) {
+        for (std::uint32_t v : items(i)) {
             const Kind c = node(v).kind;
             if (c == Kind::tuple || c == Kind::list || c == Kind::dict || c == Kind::odict) return false;
         }
@@ -227,7 +250,7 @@ private:
     bool persistent(std::uint32_t pid) {
         const Node& p = node(pid);
         if (p.kind != Kind::tuple) return no("persistent id is not a tuple");
-        const auto& it = t_.containers[p.ref].items;
+        const Items it = items(pid);
         if (it.size() != 5 || text(it[0]) != "storage" || node(it[0]).kind != Kind::text ||
             node(it[1]).kind != Kind::global || node(it[2]).kind != Kind::text ||
             node(it[3]).kind != Kind::text || node(it[4]).kind != Kind::integer || node(it[4]).num < 0)
@@ -241,7 +264,7 @@ private:
     bool ints(std::uint32_t i, std::size_t& rank) {
         const Node& x = node(i);
         if (x.kind != Kind::tuple) return no("tensor size or stride is not a tuple");
-        const auto& it = t_.containers[x.ref].items;
+        const Items it = items(i);
         if (it.size() > kMaxDims) return no("tensor of too many dimensions");
         for (std::uint32_t v : it) {
             if (node(v).kind != Kind::integer || node(v).num < 0) return no("tensor size or stride entry not an int >= 0");
@@ -251,7 +274,7 @@ private:
         return true;
     }
 
-    bool tensor(const std::vector<std::uint32_t>& a, std::uint32_t dtype_global) {
+    bool tensor(const std::uint32_t* a, std::size_t n, std::uint32_t dtype_global) {
         Tensor t;
         if (node(a[0]).kind != Kind::storage) return no("tensor storage is not a storage id");
         t.storage = node(a[0]).ref;
@@ -261,7 +284,7 @@ private:
         if (!ints(a[2], shape_rank) || !ints(a[3], stride_rank)) return false;
         if (shape_rank != stride_rank) return no("tensor shape and stride differ in length");
         t.rank = shape_rank;
-        if (a.size() > 4 && !truth(a[4], t.requires_grad)) return false;
+        if (n > 4 && !truth(a[4], t.requires_grad)) return false;
         t.dtype_global = dtype_global;
         t_.tensors.push_back(t);
         return push(Kind::tensor, static_cast<std::uint32_t>(t_.tensors.size() - 1));
@@ -271,28 +294,32 @@ private:
         std::uint32_t args = 0, func = 0;
         if (!pop(args) || !pop(func)) return false;
         if (node(func).kind != Kind::global || node(args).kind != Kind::tuple) return no("REDUCE outside the subset");
-        const std::vector<std::uint32_t> a = t_.containers[node(args).ref].items;  // a copy: push may reallocate
+        const Items args_items = items(args);
+        if (args_items.size() > 8) return no("REDUCE with more arguments than the subset's calls take");
+        std::uint32_t a[8] = {};  // a copy: the tape may grow below
+        const std::size_t n = args_items.size();
+        std::copy(args_items.begin(), args_items.end(), a);
         const std::string& name = t_.globals[node(func).ref];
         if (name == "collections.OrderedDict") {
-            if (!a.empty()) return no("OrderedDict with arguments");
+            if (n != 0) return no("OrderedDict with arguments");
             return push_container(Kind::odict);
         }
         if (name == "torch._utils._rebuild_tensor_v2") {
-            if (a.size() < 4 || a.size() > 7) return no("_rebuild_tensor_v2 arity");
-            return tensor(a, kUnset);
+            if (n < 4 || n > 7) return no("_rebuild_tensor_v2 arity");
+            return tensor(a, n, kUnset);
         }
         if (name == "torch._utils._rebuild_tensor_v3") {
-            if (a.size() < 7 || a.size() > 8) return no("_rebuild_tensor_v3 arity");
+            if (n < 7 || n > 8) return no("_rebuild_tensor_v3 arity");
             if (node(a[6]).kind != Kind::global) return no("_rebuild_tensor_v3 dtype is not a global");
-            return tensor(a, node(a[6]).ref);
+            return tensor(a, n, node(a[6]).ref);
         }
         if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
-            if (a.empty() || a.size() > 4) return no("_rebuild_parameter arity");
+            if (n < 1 || n > 4) return no("_rebuild_parameter arity");
             if (node(a[0]).kind != Kind::tensor) return no("parameter data is not a tensor");
             Tensor t = t_.tensors[node(a[0]).ref];
             t.parameter = true;
             t.requires_grad = true;
-            if (a.size() > 1 && !truth(a[1], t.requires_grad)) return false;
+            if (n > 1 && !truth(a[1], t.requires_grad)) return false;
             t_.tensors.push_back(t);
             return push(Kind::tensor, static_cast<std::uint32_t>(t_.tensors.size() - 1));
         }
@@ -311,9 +338,7 @@ private:
 
     bool tuple_n(std::size_t k) {
         if (stack_.size() - base() < k) return no("stack underflow");
-        std::vector<std::uint32_t> items(stack_.end() - static_cast<std::ptrdiff_t>(k), stack_.end());
-        stack_.resize(stack_.size() - k);
-        return push_container(Kind::tuple, std::move(items));
+        return push_tuple(k);
     }
 
     bool step(std::uint8_t code) {
@@ -334,8 +359,13 @@ private:
                 return true;
             case '}': return push_container(Kind::dict);
             case ']': return push_container(Kind::list);
-            case ')': return push_container(Kind::tuple);
-            case 't': return pop_mark(items) && push_container(Kind::tuple, std::move(items));
+            case ')': return push_tuple(0);
+            case 't': {  // TUPLE: the values above the last MARK
+                if (marks_.empty()) return no("no MARK to pop to");
+                const std::size_t mark = marks_.back();
+                marks_.pop_back();
+                return push_tuple(stack_.size() - mark);
+            }
             case 0x85: return tuple_n(1);
             case 0x86: return tuple_n(2);
             case 0x87: return tuple_n(3);
@@ -434,7 +464,9 @@ private:
 // keys counted each time, so never less than the Python count). A cycle is refused.
 class Bounds {
 public:
-    explicit Bounds(const Tape& t) : t_(t), height_(t.nodes.size(), 0), size_(t.nodes.size(), 0), state_(t.nodes.size(), 0) {}
+    // Indexed by container (Node::ref), not by node: most nodes are leaves.
+    explicit Bounds(const Tape& t)
+        : t_(t), height_(t.containers.size(), 0), size_(t.containers.size(), 0), state_(t.containers.size(), 0) {}
 
     bool check(std::string& why) {
         if (!visit(t_.root, 1)) {
@@ -461,23 +493,25 @@ private:
             s += 1;
         } else {
             if (!visit(c, depth + 1)) return false;
-            h = std::max(h, height_[c]);
-            s += size_[c];
+            h = std::max(h, height_[t_.nodes[c].ref]);
+            s += size_[t_.nodes[c].ref];
         }
         if (s > kMaxExpanded) return no("the tree expands past MAX_EXPANDED");
         return true;
     }
 
-    bool visit(std::uint32_t i, std::size_t depth) {
-        const Node& x = t_.nodes[i];
-        if (!is_container(x.kind) || state_[i] == 2) return true;
+    bool visit(std::uint32_t node, std::size_t depth) {
+        const Node& x = t_.nodes[node];
+        if (!is_container(x.kind)) return true;
+        const std::uint32_t i = x.ref;
+        if (state_[i] == 2) return true;
         if (state_[i] == 1) return no("a container inside itself");
         if (depth + 2 >= kMaxDepth) return no("containers nested near MAX_DEPTH");
         state_[i] = 1;
         std::uint32_t h = 0;
         std::uint64_t s = 0;
         const Container& c = t_.containers[x.ref];
-        for (std::uint32_t k : c.items)
+        for (std::uint32_t k : t_.items(c))
             if (!child(k, depth, h, s)) return false;
         if (!c.attrs.empty()) {  // the attribute dict: one more level
             std::uint32_t ah = 0;

@@ -43,9 +43,25 @@ struct Span {
     std::uint64_t offset = 0, size = 0;
 };
 
+// Lists and dicts grow after they are made (APPEND, SETITEM): their items are their own vector.
+// Tuples never change: theirs are a run of Tape::flat (most containers of a torch pickle are
+// tuples: one allocation for all of them, not one each).
 struct Container {
     std::vector<std::uint32_t> items;  // dicts: key, value, key, value... in the order set
     std::vector<std::uint32_t> attrs;  // odict: the pairs BUILD added to its attributes
+    std::uint64_t begin = 0, count = 0;  // a tuple's items: flat[begin, begin + count)
+    bool frozen = false;                 // a tuple
+};
+
+// A view of a container's items; valid until the tape grows.
+struct Items {
+    const std::uint32_t* first = nullptr;
+    std::size_t count = 0;
+    const std::uint32_t* begin() const { return first; }
+    const std::uint32_t* end() const { return first + count; }
+    std::size_t size() const { return count; }
+    bool empty() const { return count == 0; }
+    std::uint32_t operator[](std::size_t i) const { return first[i]; }
 };
 
 // A distinct persistent id ('storage', type, key, location, numel), by key; `pid` is the tuple
@@ -69,11 +85,16 @@ struct Tape {
     std::vector<Span> spans;
     std::vector<std::string> globals;  // "module.name"
     std::vector<Container> containers;
+    std::vector<std::uint32_t> flat;  // the tuples' items
     std::vector<StorageRef> storages;
     std::vector<Tensor> tensors;
     std::vector<std::uint64_t> dims;
     std::uint32_t root = 0;
 
+    Items items(const Container& c) const {
+        if (c.frozen) return {flat.data() + c.begin, static_cast<std::size_t>(c.count)};
+        return {c.items.data(), c.items.size()};
+    }
     std::string_view span(const std::uint8_t* data, std::uint32_t i) const {
         return {reinterpret_cast<const char*>(data) + spans[i].offset, static_cast<std::size_t>(spans[i].size)};
     }

@@ -213,7 +213,7 @@ private:
         return o;
     }
 
-    bool set_pairs(PyObject* d, const std::vector<std::uint32_t>& items) {
+    bool set_pairs(PyObject* d, pkl::Items items) {
         for (std::size_t k = 0; k + 1 < items.size(); k += 2) {
             PyObject* key = obj(items[k]);
             PyObject* value = key ? obj(items[k + 1]) : nullptr;
@@ -224,7 +224,8 @@ private:
 
     PyObject* container(const pkl::Node& x) {
         const pkl::Container& c = t_.containers[x.ref];
-        const auto n = static_cast<Py_ssize_t>(c.items.size());
+        const pkl::Items items = t_.items(c);
+        const auto n = static_cast<Py_ssize_t>(items.size());
         PyObject* o = nullptr;
         switch (x.kind) {
             case pkl::Kind::tuple:
@@ -232,7 +233,7 @@ private:
                 o = x.kind == pkl::Kind::tuple ? PyTuple_New(n) : PyList_New(n);
                 if (o == nullptr) return nullptr;
                 for (Py_ssize_t k = 0; k < n; ++k) {
-                    PyObject* item = obj(c.items[static_cast<std::size_t>(k)]);
+                    PyObject* item = obj(items[static_cast<std::size_t>(k)]);
                     if (item == nullptr) {
                         Py_DECREF(o);
                         return nullptr;
@@ -250,10 +251,10 @@ private:
                 break;
         }
         if (o == nullptr) return nullptr;
-        bool ok = set_pairs(o, c.items);
+        bool ok = set_pairs(o, items);
         if (ok && !c.attrs.empty()) {
             PyObject* attrs = PyObject_GetAttrString(o, "attrs");
-            ok = attrs != nullptr && PyDict_CheckExact(attrs) && set_pairs(attrs, c.attrs);
+            ok = attrs != nullptr && PyDict_CheckExact(attrs) && set_pairs(attrs, {c.attrs.data(), c.attrs.size()});
             Py_XDECREF(attrs);
         }
         if (!ok) {

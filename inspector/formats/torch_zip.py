@@ -1,8 +1,9 @@
 """torch.save's zip format (torch >= 1.6): `<root>/data.pkl` + one `<root>/data/<key>` per storage.
 
-The zip directory is parsed and validated by `zipfile_safe`, `data.pkl` by the restricted
-unpickler; each persistent id ('storage', type, key, location, numel) becomes one `Storage`
-pointing at the absolute byte range of its record, shared by every tensor that views it. No
+The zip directory is parsed and validated by `zipfile_safe`, `data.pkl` by the compiled fast path
+(`pickle_fast`) when it is in torch.save's subset, else by the restricted unpickler; each
+persistent id ('storage', type, key, location, numel) becomes one `Storage` pointing at the
+absolute byte range of its record, shared by every tensor that views it. No
 tensor bytes are read; every record but the storages is CRC-checked (zipfile_safe.read_member).
 """
 
@@ -20,9 +21,9 @@ from ..errors import (
     TensorDataError,
     UnsupportedFormatError,
 )
-from ..model import ByteSource, Storage
+from ..model import ByteSource, Record, Storage
 from ..sources import Source, opened
-from . import Loaded, ReadOptions
+from . import Loaded, ReadOptions, pickle_fast
 from .torch_pickle import check_root, parse_storage_id, storage_dtype
 from .unpickler import Unpickler
 from .zipfile_safe import ZipDirectory, ZipMember, is_zip_head, read_directory, read_member
@@ -80,20 +81,27 @@ def _read_zip(
     _check_small_records(directory, root)
     byteorder = _byteorder(directory, root)
     prefix = f"{member}:" if member else ""
-    storages = _StorageTable(directory, root, byteorder, prefix)
     pkl = directory.members[root + "data.pkl"]
     data = read_member(directory, pkl, MAX_PICKLE_BYTES)
-    machine = Unpickler(
-        data, path=where, key=pkl.name, persistent_load=storages.load, strict=options.strict
+    storages = _StorageTable(directory, root, byteorder, prefix)
+    handled, tree = (
+        pickle_fast.try_load(data, storages.load) if pickle_fast.enabled() else (False, None)
     )
-    tree, _ = machine.load_at(0)
+    unsupported: list[str] = []
+    if not handled:  # the Python machine, the reference: anything else, and every error
+        storages = _StorageTable(directory, root, byteorder, prefix)
+        machine = Unpickler(
+            data, path=where, key=pkl.name, persistent_load=storages.load, strict=options.strict
+        )
+        tree, _ = machine.load_at(0)
+        unsupported = machine.unsupported
     if checkpoint:
         check_root(tree, path=where, key=pkl.name)
     return Loaded(
         FORMAT,
         tree,
         metadata=_metadata(directory, root, byteorder),
-        notes=_notes(storages, machine.unsupported),
+        notes=_notes(storages, unsupported),
     )
 
 
@@ -148,6 +156,19 @@ class _StorageTable:
         self.storages: dict[str, Storage] = {}
         self.deflated: list[str] = []
         self.locations: set[str] = set()
+        self.dtypes: dict[str, tuple[str, int]] = {}  # storage class -> dtype, itemsize
+
+    def _dtype(self, stype: Any, name: str) -> tuple[str, int]:
+        """The dtype and itemsize of a storage class, worked out once per class (a checkpoint
+        names one or two classes for hundreds of thousands of storages)."""
+        cls = stype.cls if isinstance(stype, Record) and stype.kind == "global" else None
+        found = self.dtypes.get(cls) if cls is not None else None
+        if found is None:
+            dtype = storage_dtype(stype, path=self.directory.where, key=name)
+            found = (dtype, dtypes.get(dtype).itemsize)
+            if cls is not None:
+                self.dtypes[cls] = found
+        return found
 
     def load(self, pid: Any) -> Storage:
         where = self.directory.where
@@ -158,13 +179,13 @@ class _StorageTable:
         storage = self.storages.get(name)
         if storage is not None:
             return storage
-        dtype = storage_dtype(stype, path=where, key=name)
+        dtype, itemsize = self._dtype(stype, name)
         record = self.directory.members.get(name)
         if record is None:
             raise MissingRecordError(
                 where, "data.pkl references a storage record the zip does not contain", key=name
             )
-        nbytes = numel * dtypes.get(dtype).itemsize
+        nbytes = numel * itemsize
         if record.size < nbytes:
             raise TensorDataError(
                 where,

@@ -85,6 +85,24 @@ def pickles() -> dict[str, bytes]:
     return out
 
 
+def data_pkl(obj: object, protocol: int) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, pickle_protocol=protocol)
+    with zipfile.ZipFile(buf) as z:
+        return z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+
+
+def torch_pickles() -> dict[str, bytes]:
+    """data.pkl as torch.save writes it, per protocol: what the C++ fast path reads (a module's
+    state dict with _metadata, parameters, a shared storage, a view, a v3 dtype, plain values)."""
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    base = torch.arange(12.0)
+    obj = {"model": module.state_dict(), "param": torch.nn.Parameter(torch.ones(2)),
+           "view": base[2:10:2], "base": base, "u16": torch.zeros(3, dtype=torch.uint16),
+           "step": 7, "lr": 0.5, "name": "run", "tags": [1, None, True], "big": 1 << 40}
+    return {f"torch-p{p}.pkl": data_pkl(obj, p) for p in (2, 3, 4, 5)}
+
+
 def dcp_files(tmp: Path) -> tuple[bytes, Path]:
     folder = tmp / "dcp"
     code = (
@@ -144,7 +162,8 @@ def corpus(tmp: Path) -> dict[str, dict[str, bytes]]:
     return {
         "open_torch_zip": tz, "open_pickle": legacy, "open_safetensors": st, "open_nemo": nemo,
         "open_hf_index": index, "open_dcp": {"metadata": metadata},
-        "st_header": st, "unpickler": pickles(), "plan": {"plan.yaml": plan},
+        "st_header": st, "unpickler": pickles(), "pickle_fast": torch_pickles(),
+        "plan": {"plan.yaml": plan},
         "rules": rules, "manifest": {"manifest.yaml": manifest}, "scan": scan,
     }
 

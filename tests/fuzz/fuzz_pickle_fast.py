@@ -1,0 +1,101 @@
+"""Fuzz: the C++ torch pickle fast path (formats.pickle_fast) against the Python machine.
+
+On any bytes the fast path either declines, or builds exactly the tree the Python machine
+builds (same types, values, sharing, storages asked for); it never accepts what the Python
+machine refuses, and never crashes. `check` is also what tests/test_pickle_fast.py runs.
+"""
+
+from typing import Any
+
+import common
+
+with common.instrumented():
+    from inspector import dtypes
+    from inspector.errors import CheckpointError
+    from inspector.formats.pickle_build import AttrDict
+    from inspector.formats.pickle_fast import try_load
+    from inspector.formats.torch_pickle import parse_storage_id, storage_dtype
+    from inspector.formats.unpickler import load
+    from inspector.model import ByteSource, Record, Storage, TensorInfo
+
+
+class Storages:
+    """persistent_load for a bare data.pkl: one Storage per key, as torch_zip's table makes."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, Storage] = {}
+
+    def load(self, pid: Any) -> Storage:
+        _, stype, key, _, numel = parse_storage_id(pid, length=5, path="fuzz.pkl", key="data.pkl")
+        found = self.by_key.get(key)
+        if found is None:
+            dtype = storage_dtype(stype, path="fuzz.pkl", key=key)
+            nbytes = numel * dtypes.get(dtype).itemsize
+            found = Storage(key, dtype, nbytes, ByteSource("fuzz.bin", 0, nbytes))
+            self.by_key[key] = found
+        return found
+
+
+def check(data: bytes) -> bool:
+    """Run both; True when the fast path read `data` (and agreed with the Python machine)."""
+    fast_storages, slow_storages = Storages(), Storages()
+    handled, fast = try_load(data, fast_storages.load)
+    try:
+        slow = load(data, path="fuzz.pkl", persistent_load=slow_storages.load)
+    except CheckpointError as e:
+        refused = e
+    else:
+        refused = None
+    if refused is not None:
+        assert not handled, f"the fast path accepted what the Python machine refuses: {refused}"
+        return False
+    if handled:
+        assert_same(fast, slow, {}, {})
+        assert list(fast_storages.by_key.items()) == list(slow_storages.by_key.items())
+    return handled
+
+
+_SHARED = (dict, list, tuple, TensorInfo, Storage, Record)
+
+
+def assert_same(a: Any, b: Any, a_to_b: dict[int, Any], b_to_a: dict[int, Any]) -> None:
+    """`a` and `b` are the same tree field by field: exact types, equal leaves, and an object
+    shared in one is shared, at the same places, in the other."""
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, _SHARED):
+        seen = a_to_b.get(id(a))
+        if seen is not None:
+            assert seen is b, "sharing differs"
+            return
+        assert id(b) not in b_to_a, "sharing differs"
+        a_to_b[id(a)], b_to_a[id(b)] = b, a  # keeps both alive: ids stay unique
+    if isinstance(a, dict):
+        assert list(a.keys()) == list(b.keys())
+        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+            assert_same(ka, kb, a_to_b, b_to_a)
+            assert_same(va, vb, a_to_b, b_to_a)
+        if isinstance(a, AttrDict):
+            assert_same(a.attrs, b.attrs, a_to_b, b_to_a)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y, a_to_b, b_to_a)
+    elif isinstance(a, TensorInfo):
+        for field in ("name", "dtype", "shape", "strides", "storage_offset", "is_parameter",
+                      "requires_grad"):
+            x, y = getattr(a, field), getattr(b, field)
+            assert type(x) is type(y), (field, x, y)
+            assert x == y, (field, x, y)
+        assert_same(a.storage, b.storage, a_to_b, b_to_a)
+    elif isinstance(a, float) and a != a:
+        assert b != b  # NaN
+    else:
+        assert a == b, (a, b)
+
+
+def TestOneInput(data: bytes) -> None:
+    check(data)
+
+
+if __name__ == "__main__":
+    common.main(TestOneInput)

@@ -1,0 +1,253 @@
+"""The C++ fast path for torch.save's data.pkl (formats.pickle_fast) against the Python machine:
+random state dicts saved by torch at every protocol give the identical tree; hostile or broken
+streams fall back and are refused by the Python machine as before; `ckpt ls` says the same with
+the fast path on or off."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import sys
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from subproc import child_env, ckpt
+from torch_helpers import ALL_DTYPES, sample
+
+import inspector
+from inspector.errors import PickleError, ShapeError, UnsafePickleError
+from inspector.formats import ReadOptions, pickle_fast, torch_zip
+from inspector.formats.unpickler import MAX_DEPTH, load
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
+import fuzz_pickle_fast as harness
+
+pytestmark = pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental:UserWarning")
+PROTOCOLS = (2, 3, 4, 5)
+EVIL = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R."  # os.system("ls")
+ON, OFF = child_env(**{pickle_fast.ENV: "1"}), child_env(**{pickle_fast.ENV: "0"})
+
+
+def data_pkl(obj: Any, protocol: int) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, pickle_protocol=protocol)
+    with zipfile.ZipFile(buf) as z:
+        return z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+
+
+# -- random state dicts ----------------------------------------------------------------------------
+@st.composite
+def tensors(draw: st.DrawFn, pool: list[torch.Tensor]) -> torch.Tensor:
+    if pool and draw(st.booleans()):  # shared: the same tensor, or a view of its storage
+        base = draw(st.sampled_from(pool))
+        if base.dim() and base.shape[0] > 1 and draw(st.booleans()):
+            return base[1:] if draw(st.booleans()) else base.narrow(0, 1, 1)
+        return base
+    dtype = draw(st.sampled_from(ALL_DTYPES))
+    shape = tuple(draw(st.lists(st.integers(0, 4), max_size=3)))
+    t = sample(dtype, shape, seed=draw(st.integers(0, 9)))
+    if t.dim() == 2 and draw(st.booleans()):
+        t = t.t()  # strides (1, n)
+    if t.dim() == 1 and t.shape[0] > 2 and draw(st.booleans()):
+        t = t[1::2]  # an offset and a stride
+    kind = draw(st.sampled_from(["plain", "parameter", "grad"]))
+    floating = dtype.is_floating_point or dtype.is_complex
+    if kind == "parameter":
+        t = torch.nn.Parameter(t, requires_grad=floating and draw(st.booleans()))
+    elif kind == "grad" and dtype in (torch.float32, torch.float64):
+        t = t.clone().requires_grad_(True)
+    pool.append(t)
+    return t
+
+
+def leaves(pool: list[torch.Tensor]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        tensors(pool),
+        st.integers(-(1 << 70), 1 << 70),
+        st.floats(allow_nan=False),
+        st.text(max_size=8),
+        st.booleans(),
+        st.none(),
+    )
+
+
+def trees(pool: list[torch.Tensor]) -> st.SearchStrategy[Any]:
+    keys = st.text(max_size=6)
+    return st.recursive(
+        leaves(pool),
+        lambda kids: st.one_of(
+            st.dictionaries(keys, kids, max_size=4),
+            st.dictionaries(keys, kids, max_size=4).map(OrderedDict),
+            st.lists(kids, max_size=4),
+            st.lists(kids, max_size=3).map(tuple),
+        ),
+        max_leaves=12,
+    )
+
+
+@st.composite
+def checkpoints(draw: st.DrawFn) -> tuple[Any, int]:
+    pool: list[torch.Tensor] = []
+    state = OrderedDict(draw(st.dictionaries(st.text(max_size=6), trees(pool), max_size=5)))
+    if draw(st.booleans()):  # what Module.state_dict() carries
+        state._metadata = OrderedDict({"": {"version": 1}})  # type: ignore[attr-defined]
+    return {"state_dict": state, "epoch": draw(st.integers(0, 9))}, draw(st.sampled_from(PROTOCOLS))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(checkpoints())
+def test_fast_path_builds_the_python_machines_tree(case: tuple[Any, int]) -> None:
+    obj, protocol = case
+    assert harness.check(data_pkl(obj, protocol)), "the fast path declined a torch.save stream"
+
+
+def test_a_real_module_at_every_protocol() -> None:
+    module = torch.nn.Sequential(
+        torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Embedding(5, 2)
+    )
+    for protocol in PROTOCOLS:
+        assert harness.check(data_pkl({"model": module.state_dict(), "opt": {"step": 3}}, protocol))
+
+
+def test_the_fuzz_corpus_agrees() -> None:
+    """Every seed and finding of every harness: the fast path declines or agrees, never crashes;
+    the torch.save seeds it reads."""
+    fuzz = Path(harness.__file__).parent
+    files = [f for f in sorted(fuzz.glob("*/*/*")) if f.is_file()]
+    read = {f.name for f in files if harness.check(f.read_bytes())}
+    assert {f.name for f in (fuzz / "corpus" / "pickle_fast").iterdir()} <= read
+
+
+# -- hostile and broken streams: the fast path declines, the Python machine refuses as before -----
+def _refused_alike(
+    data: bytes, error: type[Exception] = PickleError, match: str | None = None
+) -> None:
+    handled, _ = pickle_fast.try_load(data, harness.Storages().load)
+    assert not handled
+    assert not harness.check(data)
+    with pytest.raises(error, match=match):
+        load(data, path="x.pkl", persistent_load=harness.Storages().load, strict=True)
+
+
+def test_deep_nesting_falls_back_and_is_refused() -> None:
+    n = MAX_DEPTH + 10
+    _refused_alike(b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b".", match="nested deeper")
+    _refused_alike(b"\x80\x02" + b"(" * n + b".", match="nested MARKs")
+
+
+def test_a_shared_tree_too_large_to_expand_falls_back_and_is_refused() -> None:
+    # 30 levels of [x, x]: 2**30 entries when expanded
+    body = b"\x80\x02N" + b"q\x00h\x00\x86" * 30 + b"."
+    _refused_alike(body, match="expands past")
+
+
+def test_truncated_streams_fall_back_and_are_refused() -> None:
+    data = data_pkl({"w": torch.ones(2), "p": torch.nn.Parameter(torch.zeros(3))}, 2)
+    for end in range(0, len(data) - 1, 7):
+        _refused_alike(data[:end])
+
+
+def test_a_global_outside_the_subset_falls_back() -> None:
+    evil = EVIL
+    _refused_alike(evil, UnsafePickleError, "os.system")
+    # without strict, the Python machine shows it as a record, as before
+    assert load(evil, path="x.pkl").kind == "unsupported-global"
+
+
+def test_a_far_memo_index_falls_back_to_the_python_machine() -> None:
+    """The Python machine takes any memo index; the fast path only dense ones."""
+    far = struct.pack("<I", 0xFFFFFFF0)
+    data = b"\x80\x02K\x07r" + far + b"0j" + far + b"."
+    assert not pickle_fast.try_load(data, harness.Storages().load)[0]
+    assert not harness.check(data)
+    assert load(data, path="x.pkl") == 7
+
+
+def test_a_view_past_its_storage_falls_back_and_the_python_machine_says_why() -> None:
+    data = data_pkl({"w": torch.ones(4)}, 2)
+    bad = data.replace(b"K\x04\x85", b"K\x09\x85", 1)  # shape (9,) on 4 elements
+    assert bad != data
+    _refused_alike(bad, ShapeError, "reaches byte")
+
+
+@pytest.mark.parametrize(
+    ("hooks", "match"),
+    [(b"X\x01\x00\x00\x00\xff", "UnicodeDecodeError"), (b"}(]Nu", "unhashable")],
+    ids=["text-not-utf8", "unhashable-key"],
+)
+def test_a_bad_value_the_tree_drops_is_still_refused(hooks: bytes, match: str) -> None:
+    """The Python machine builds every value, also a parameter's hooks that the tree drops: a
+    string it cannot decode or a dict key it cannot hash there is refused, so the fast path
+    must not accept it."""
+    data = data_pkl({"p": torch.nn.Parameter(torch.zeros(3))}, 2)
+    assert data.count(b"\x88h\x0b)R") == 1  # the parameter's hooks: OrderedDict()
+    _refused_alike(data.replace(b"\x88h\x0b)R", b"\x88" + hooks), match=match)
+
+
+# -- through the reader and the CLI ----------------------------------------------------------------
+def test_the_reader_uses_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"model": torch.nn.Linear(3, 2).state_dict()}, path)
+
+    def no_python_machine(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the Python machine ran")
+
+    monkeypatch.setattr(torch_zip, "Unpickler", no_python_machine)
+    monkeypatch.setenv(pickle_fast.ENV, "1")
+    assert sorted(inspector.open(path)) == ["bias", "weight"]
+    monkeypatch.setenv(pickle_fast.ENV, "0")
+    with pytest.raises(AssertionError, match="Python machine ran"):
+        torch_zip.read(path, ReadOptions())
+
+
+def test_the_reader_falls_back_with_the_same_notes(tmp_path: Path) -> None:
+    """bytes in a protocol-2 pickle (_codecs.encode) are outside the subset: the Python machine
+    reads the file, storages and notes as with the fast path off."""
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2), "blob": b"\x00\x01"}, path, pickle_protocol=2)
+    got = torch_zip.read(path, ReadOptions())
+    assert got.tree["blob"] == b"\x00\x01"
+    assert got.tree["w"].shape == (2,)
+
+
+def _with_data_pkl(src: Path, dst: Path, data: bytes) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            new = data if info.filename.endswith("data.pkl") else zin.read(info)
+            zout.writestr(info.filename, new)
+    return dst
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ckpt_ls_is_the_same_with_the_fast_path_off(tmp_path: Path, protocol: int) -> None:
+    path = tmp_path / "m.pt"
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    torch.save({"model": module.state_dict(), "tied": module[0].weight, "step": 3}, path,
+               pickle_protocol=protocol)
+    fast = ckpt("ls", "--json", str(path), env=ON)
+    slow = ckpt("ls", "--json", str(path), env=OFF)
+    assert fast.returncode == slow.returncode == 0, fast.stderr
+    assert json.loads(fast.stdout) == json.loads(slow.stdout)
+
+
+def test_ckpt_ls_refuses_a_hostile_pickle_alike(tmp_path: Path) -> None:
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.ones(2)}, good)
+    evil = _with_data_pkl(good, tmp_path / "evil.pt", EVIL)
+    fast = ckpt("ls", str(evil), env=ON)
+    slow = ckpt("ls", str(evil), env=OFF)
+    assert fast.returncode == slow.returncode != 0
+    assert fast.stderr == slow.stderr
+    assert "os.system" in fast.stderr
+    deep = _with_data_pkl(good, tmp_path / "deep.pt", b"\x80\x02" + b"]" * 300 + b"a" * 299 + b".")
+    fast, slow = ckpt("ls", str(deep), env=ON), ckpt("ls", str(deep), env=OFF)
+    assert fast.returncode == slow.returncode != 0
+    assert fast.stderr == slow.stderr
+    assert "nested deeper" in fast.stderr

@@ -165,6 +165,10 @@ def shard_path(index: Path, rel: str) -> Path:
     if not rel or rel.startswith(("/", "\\")) or ".." in parts or ":" in rel:
         raise HeaderError(label, "shard path leaves the index's folder", key=rel)
     path = index.parent.joinpath(*parts)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name past the file system's limits (ENAMETOOLONG), ...
+        raise HeaderError(label, f"shard path cannot be looked up: {e.strerror}", key=rel) from None
+    if not found:
         raise MissingRecordError(label, "shard file named in weight_map does not exist", key=rel)
     return path

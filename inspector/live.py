@@ -142,7 +142,9 @@ def _under(plan: Plan, prefix: str) -> tuple[Plan, int]:
         raise PlanError(f"no row of the plan has a target under the prefix {prefix!r} "
                         f"(its targets start with {', '.join(tops[:8])})")
     unused = [u for u in plan.unused if u.name.startswith(prefix)]
-    return dataclasses.replace(plan, entries=inside, unused=unused), len(plan.entries) - len(inside)
+    # unbound: the plan's checkpoints context knows the whole model's names, not these
+    cut = dataclasses.replace(plan, entries=inside, unused=unused, _context=None, _layout=None)
+    return cut, len(plan.entries) - len(inside)
 
 
 def _as_tensor(torch: Any, array: np.ndarray, dtype: str) -> Any:

@@ -124,3 +124,18 @@ def test_ambiguous_rows_are_refused_unless_skipped(tmp_path: Path) -> None:
     report = load_into(target, plan, skip_ambiguous=True)
     assert sorted(report.ambiguous_skipped) == sorted(before)
     assert report.loaded == []
+
+
+def test_a_plan_cut_to_a_prefix_answers_for_its_own_names(
+    demo: inspector.demo.DemoFiles,
+) -> None:
+    """The cut plan is not bound to the whole model's checkpoints any more: asking it about its
+    (renamed) rows does not look them up among the whole model's names."""
+    from inspector.live import _under
+
+    plan, outside = _under(propose(demo.source, demo.target), "joint.")
+    assert outside > 0
+    assert plan._context is None
+    assert all(not n.startswith("joint.") for n in plan.entries)
+    assert plan.partial_modules() == {}
+    assert set(plan.summary()) == {"enc", "pred", "joint_net"}

@@ -145,11 +145,18 @@ def partial_modules_in(
     source_metadata: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, list[str]]:
     """`partial_modules` for a target and sources (by label) known by their metadata."""
+    units = assign_units(entries, target_metadata)
+    return partial_modules(entries, units, source_classes(source_metadata))
+
+
+def source_classes(source_metadata: Mapping[str, Mapping[str, Any]]) -> SourceClass:
+    """The SourceClass of sources known by their metadata (by label): the class their config
+    or live module gives the top-level module holding a name."""
     def source_class(label: str, name: str) -> str | None:
         meta = source_metadata.get(label)
         return module_classes(meta).get(name.split(".", 1)[0]) if meta is not None else None
 
-    return partial_modules(entries, assign_units(entries, target_metadata), source_class)
+    return source_class
 
 
 def _partial_detail(unit: Unit, rows: list[Entry], source_class: SourceClass) -> str | None:

@@ -21,7 +21,7 @@ from ..model import Checkpoint, TensorInfo
 from . import names as nm
 from .entries import Candidate, Entry, Evidence, SourceRef, Unused, fingerprint
 from .groups import follow_groups
-from .modules import Unit, assign_units, module_classes, partial_modules
+from .modules import Unit, assign_units, partial_modules, source_classes
 from .plan import Plan
 from .prefixed import split_source
 from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
@@ -210,14 +210,8 @@ class Context:
         return plan
 
     def partial_modules(self, entries: Mapping[str, Entry]) -> dict[str, list[str]]:
-        return partial_modules(entries, self.units, self._source_class)
-
-    def _source_class(self, label: str, name: str) -> str | None:
-        """The class the source's config gives the top-level module holding `name`."""
-        ckpt = self.by_label.get(label)
-        if ckpt is None:
-            return None
-        return module_classes(ckpt.metadata).get(name.split(".", 1)[0])
+        metadata = {label: ckpt.metadata for label, ckpt in self.by_label.items()}
+        return partial_modules(entries, self.units, source_classes(metadata))
 
     @staticmethod
     def _follow_groups(

@@ -1,6 +1,7 @@
 """Issue 12's speed: `ckpt ls` / `ls --json` / `hash` at 200k and 1M tensors, DCP at 8k tensors.
 
     python bench/bench_scale.py [--sizes 200000,1000000] [--dcp 1000,4000,8000] [--repeat 3]
+                                [--dcp-sharded 10000x8]
 
 Files are built once under /tmp/ckpt-bench (`BENCH_TMP`): `scale-N.safetensors` (written
 directly, no torch), `scale-N.pt` (torch.save, one storage per tensor) and `dcp-N/`
@@ -12,7 +13,10 @@ Contenders, each a whole process, interleaved round by round (the machine is sha
 --repeat: `ckpt ls`, `ckpt ls --json`, `ckpt hash`, and what a user would run instead:
 `safetensors.safe_open` listing keys and shapes, `torch.load(mmap=True, weights_only=True)`.
 Goals (issue 12): 200k tensors <= 2 s and 1M <= 8 s for `ckpt ls`; DCP 8k tensors within 3x the
-same tensors in one `.pt`.
+same tensors in one `.pt`. `--dcp-sharded NxR` (issue 13: 10k tensors x 8 ranks listed in under a
+second): `dcp{R}-{N}/`, N `Shard(0)` DTensors written by R gloo ranks, listed by `ckpt ls` with
+the pickle fast path on and off (`INSPECTOR_PICKLE_FAST=0`: the Python machine) and by torch's
+own `FileSystemReader(...).read_metadata()`.
 """
 
 from __future__ import annotations
@@ -181,6 +185,59 @@ def ls_rows(n: int, before: str | None, which: str) -> list[tuple[str, list[str]
     ]
 
 
+def _sharded_rank(rank: int, world: int, n: int, out: str, port: int) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    mesh = init_device_mesh("cpu", (world,))
+    local = torch.zeros(1, 2)  # one row per rank: the work is in the metadata, not the bytes
+    state = {name: DTensor.from_local(local, mesh, [Shard(0)], run_check=False)
+             for name in names(n)}
+    dcp.save(state, checkpoint_id=out)
+    dist.barrier()
+    os._exit(0)  # gloo's teardown with a DeviceMesh on CPU may abort: the files are written
+
+
+def build_dcp_sharded(n: int, ranks: int) -> Path:
+    folder = TMP / f"dcp{ranks}-{n}"
+    if not (folder / ".metadata").exists():
+        import socket
+
+        import torch.multiprocessing as mp
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.spawn(_sharded_rank, args=(ranks, n, str(folder), port), nprocs=ranks)
+    return folder
+
+
+TORCH_METADATA = ("import sys; from torch.distributed.checkpoint import FileSystemReader; "
+                  "m = FileSystemReader(sys.argv[1]).read_metadata(); "
+                  "print(len(m.state_dict_metadata))")
+
+
+def dcp_sharded_rows(spec: str) -> list[tuple[str, list[str]]]:
+    n, ranks = (int(x) for x in spec.split("x"))
+    folder = build_dcp_sharded(n, ranks)
+    warm(folder)
+    ls = [*ckpt_argv(None), "ls", str(folder)]
+    what = f"{n} tensors x {ranks} ranks"
+    return [
+        (f"ckpt ls DCP, {what}", ls),
+        (f"ckpt ls DCP, {what}, Python pickle machine", ["env", "INSPECTOR_PICKLE_FAST=0", *ls]),
+        (f"torch FileSystemReader.read_metadata, {what}", [PY, "-c", TORCH_METADATA,
+                                                           str(folder)]),
+    ]
+
+
 def dcp_rows(n: int, before: str | None) -> list[tuple[str, list[str]]]:
     folder, pt = build_dcp(n), build_pt(n, "dcp")
     warm(folder)
@@ -205,6 +262,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200000,1000000")
     parser.add_argument("--dcp", default="1000,4000,8000")
+    parser.add_argument("--dcp-sharded", default="", metavar="NxR[,NxR]",
+                        help="DCP folders of N tensors sharded over R ranks, e.g. 10000x8")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("all", "ls"), default="all",
                         help="ls: only `ckpt ls` rows (for the 1M runs)")
@@ -220,6 +279,8 @@ def main() -> int:
     for n in (int(s) for s in args.dcp.split(",") if s):
         rows += dcp_rows(n, None)
         rows += dcp_rows(n, args.before) if args.before else []
+    for spec in (s for s in args.dcp_sharded.split(",") if s):
+        rows += dcp_sharded_rows(spec)
     if args.build_only:
         return 0
     runs = interleaved(rows, args.repeat, args.timeout)

@@ -42,7 +42,8 @@ bool utf8_surrogatepass(const std::uint8_t* s, std::size_t n) {
 
 class Parser {
 public:
-    Parser(const std::uint8_t* data, std::size_t size, Tape& tape) : d_(data), n_(size), t_(tape) {
+    Parser(const std::uint8_t* data, std::size_t size, Tape& tape, bool records)
+        : d_(data), n_(size), t_(tape), records_(records) {
         // torch.save writes about one value per 3 bytes: room for most streams without growing
         // (capped: a reservation is address space, not memory, but need not be large).
         const std::size_t values = std::min<std::size_t>(size / 3, std::size_t{1} << 24);
@@ -70,6 +71,8 @@ private:
     const std::uint8_t* d_;
     std::size_t n_;
     Tape& t_;
+    bool records_;
+    std::uint64_t proto_ = 0;  // the PROTO opcode's, as the Python machine keeps it
     std::size_t pos_ = 0, op_pos_ = 0;
     const char* why_ = nullptr;
     std::vector<std::uint32_t> stack_;
@@ -176,19 +179,25 @@ private:
 
     // Keys the Python machine can hash (it builds every dict, also those the tree drops): leaves,
     // and tuples of leaves; anything else (a list, a dict, a nested tuple) is its to judge.
+    // An object (a Record: its hash sees its fields) is a key once BUILD gave it its state; a
+    // later BUILD is refused (`keyed`), as the Python machine's dict would hold a stale hash.
     bool hashable(std::uint32_t i) const {
         const Kind k = node(i).kind;
-        if (k == Kind::list || k == Kind::dict || k == Kind::odict) return false;
+        if (k == Kind::list || k == Kind::dict || k == Kind::odict || k == Kind::call) return false;
         if (k != Kind::tuple) return true;
         for (std::uint32_t v : items(i)) {
             const Kind c = node(v).kind;
-            if (c == Kind::tuple || c == Kind::list || c == Kind::dict || c == Kind::odict) return false;
+            if (c == Kind::tuple || c == Kind::list || c == Kind::dict || c == Kind::odict || c == Kind::object ||
+                c == Kind::call)
+                return false;
         }
         return true;
     }
     bool add_pairs(std::uint32_t target, const std::uint32_t* kv, std::size_t n) {
-        for (std::size_t k = 0; k < n; k += 2)
+        for (std::size_t k = 0; k < n; k += 2) {
             if (!hashable(kv[k])) return no("a dict key the fast path does not hash");
+            if (node(kv[k]).kind == Kind::object) t_.records[node(kv[k]).ref].keyed = true;
+        }
         auto& items = items_of(target).items;
         items.insert(items.end(), kv, kv + n);
         return true;
@@ -213,9 +222,11 @@ private:
     // Values ----------------------------------------------------------------------------------
     bool global(std::string_view module, std::string_view name) {
         // Only torch's and collections' names: no Python 2 renaming (_compat_pickle) applies to
-        // them, so the name is the one the Python machine records.
+        // them, so the name is the one the Python machine records. In records mode any name of a
+        // protocol 3+ stream (no renaming there either): the caller's `call` judges it.
         const bool torch = module == "torch" || module.substr(0, 6) == "torch.";
-        if (!torch && module != "collections") return no("global outside torch and collections");
+        const bool any = records_ && proto_ >= 3;
+        if (!torch && module != "collections" && !any) return no("global outside torch and collections");
         for (std::string_view s : {module, name}) {
             if (s.empty()) return no("empty global name");
             for (char c : s)
@@ -290,16 +301,39 @@ private:
         return push(Kind::tensor, static_cast<std::uint32_t>(t_.tensors.size() - 1));
     }
 
+    bool push_record(Kind k, std::uint32_t global, std::uint32_t args) {
+        t_.records.push_back({global, args});
+        return push(k, static_cast<std::uint32_t>(t_.records.size() - 1));
+    }
+
+    // NEWOBJ (records mode): a class made without calling it. The classes whose __new__ the
+    // Python machine builds as data (unpickler._CLASS_BUILDERS) are its to make.
+    bool newobj() {
+        std::uint32_t args = 0, cls = 0;
+        if (!pop(args) || !pop(cls)) return false;
+        if (!records_) return no("NEWOBJ outside the torch.save subset");
+        if (node(cls).kind != Kind::global || node(args).kind != Kind::tuple) return no("NEWOBJ outside the subset");
+        const std::string& name = t_.globals[node(cls).ref];
+        if (name == "collections.OrderedDict" || name == "builtins.set" || name == "builtins.frozenset")
+            return no("NEWOBJ of a class the Python machine builds");  // unpickler._CLASS_BUILDERS
+        return push_record(Kind::object, node(cls).ref, args);
+    }
+
     bool reduce() {
         std::uint32_t args = 0, func = 0;
         if (!pop(args) || !pop(func)) return false;
         if (node(func).kind != Kind::global || node(args).kind != Kind::tuple) return no("REDUCE outside the subset");
+        const std::string& name = t_.globals[node(func).ref];
+        if (!subset_call(name)) {
+            if (!records_) return no("REDUCE of a global outside the subset");
+            if (name == "torch.Size" && size_of_ints(args)) return true;
+            return push_record(Kind::call, node(func).ref, args);
+        }
         const Items args_items = items(args);
         if (args_items.size() > 8) return no("REDUCE with more arguments than the subset's calls take");
         std::uint32_t a[8] = {};  // a copy: the tape may grow below
         const std::size_t n = args_items.size();
         std::copy(args_items.begin(), args_items.end(), a);
-        const std::string& name = t_.globals[node(func).ref];
         if (name == "collections.OrderedDict") {
             if (n != 0) return no("OrderedDict with arguments");
             return push_container(Kind::odict);
@@ -326,9 +360,34 @@ private:
         return no("REDUCE of a global outside the subset");
     }
 
+    // torch.Size((ints...)) is the tuple itself, as torch_pickle.torch_size makes it (tuple() of
+    // a tuple is that tuple); anything else is the builder's to judge, through a call node.
+    bool size_of_ints(std::uint32_t args) {
+        const Items a = items(args);
+        if (a.size() != 1 || node(a[0]).kind != Kind::tuple) return false;
+        const Items dims = items(a[0]);
+        if (dims.size() > kMaxDims) return false;
+        for (std::uint32_t d : dims)
+            if (node(d).kind != Kind::integer || node(d).num < 0) return false;
+        stack_.push_back(a[0]);
+        return true;
+    }
+
+    static bool subset_call(const std::string& name) {
+        return name == "collections.OrderedDict" || name == "torch._utils._rebuild_tensor_v2" ||
+               name == "torch._utils._rebuild_tensor_v3" || name == "torch._utils._rebuild_parameter" ||
+               name == "torch._utils._rebuild_parameter_with_state";
+    }
+
     bool build() {
         std::uint32_t state = 0, target = 0;
         if (!pop(state) || !top(target)) return false;
+        if (node(target).kind == Kind::object) {  // a Record's state, set once
+            RecordRef& r = t_.records[node(target).ref];
+            if (r.state != kUnset || r.keyed) return no("BUILD of an object twice, or of a dict key");
+            r.state = state;
+            return true;
+        }
         if (node(target).kind != Kind::odict || !is_dict(state)) return no("BUILD outside the subset");
         const std::vector<std::uint32_t> pairs = items_of(state).items;  // update() copies now
         auto& attrs = items_of(target).attrs;
@@ -349,6 +408,7 @@ private:
         switch (code) {
             case 0x80:  // PROTO
                 if (!uint(1, v)) return false;
+                proto_ = v;
                 return v <= 5 || no("unsupported protocol");
             case 0x95:  // FRAME
                 if (!uint(8, v)) return false;
@@ -452,6 +512,7 @@ private:
                 if (node(a).kind != Kind::text || node(b).kind != Kind::text) return no("STACK_GLOBAL needs two strings");
                 return global(text(a), text(b));
             case 'R': return reduce();
+            case 0x81: return newobj();
             case 'Q': return pop(a) && persistent(a);
             case 'b': return build();
             default: return no("opcode outside the torch.save subset");
@@ -464,9 +525,10 @@ private:
 // keys counted each time, so never less than the Python count). A cycle is refused.
 class Bounds {
 public:
-    // Indexed by container (Node::ref), not by node: most nodes are leaves.
+    // Indexed by container (Node::ref) and then record, not by node: most nodes are leaves.
+    static std::size_t slots(const Tape& t) { return t.containers.size() + t.records.size(); }
     explicit Bounds(const Tape& t)
-        : t_(t), height_(t.containers.size(), 0), size_(t.containers.size(), 0), state_(t.containers.size(), 0) {}
+        : t_(t), height_(slots(t), 0), size_(slots(t), 0), state_(slots(t), 0) {}
 
     bool check(std::string& why) {
         if (!visit(t_.root, 1)) {
@@ -483,18 +545,32 @@ private:
     std::vector<std::uint8_t> state_;  // 0 new, 1 on the path, 2 done
     const char* why_ = "";
 
-    static bool is_container(Kind k) {
-        return k == Kind::tuple || k == Kind::list || k == Kind::dict || k == Kind::odict;
+    // An object or call counts as the Python machine counts a Record with fields: a container
+    // of its arguments and its state (a call counts so whatever its builder makes: never less).
+    bool is_container(std::uint32_t node) const {
+        const Node& x = t_.nodes[node];
+        switch (x.kind) {
+            case Kind::tuple: case Kind::list: case Kind::dict: case Kind::odict: case Kind::call: return true;
+            case Kind::object: {
+                const RecordRef& r = t_.records[x.ref];
+                return r.state != kUnset || !t_.items(t_.containers[t_.nodes[r.args].ref]).empty();
+            }
+            default: return false;
+        }
+    }
+    // Bounds' per-container tables are indexed by container; records come after the containers.
+    std::size_t slot(const Node& x) const {
+        return x.kind == Kind::object || x.kind == Kind::call ? t_.containers.size() + x.ref : x.ref;
     }
 
     // Adds the child's height and size to (h, s); false when a bound is passed.
     bool child(std::uint32_t c, std::size_t depth, std::uint32_t& h, std::uint64_t& s) {
-        if (!is_container(t_.nodes[c].kind)) {
+        if (!is_container(c)) {
             s += 1;
         } else {
             if (!visit(c, depth + 1)) return false;
-            h = std::max(h, height_[t_.nodes[c].ref]);
-            s += size_[t_.nodes[c].ref];
+            h = std::max(h, height_[slot(t_.nodes[c])]);
+            s += size_[slot(t_.nodes[c])];
         }
         if (s > kMaxExpanded) return no("the tree expands past MAX_EXPANDED");
         return true;
@@ -502,14 +578,25 @@ private:
 
     bool visit(std::uint32_t node, std::size_t depth) {
         const Node& x = t_.nodes[node];
-        if (!is_container(x.kind)) return true;
-        const std::uint32_t i = x.ref;
+        if (!is_container(node)) return true;
+        const std::size_t i = slot(x);
         if (state_[i] == 2) return true;
         if (state_[i] == 1) return no("a container inside itself");
         if (depth + 2 >= kMaxDepth) return no("containers nested near MAX_DEPTH");
         state_[i] = 1;
         std::uint32_t h = 0;
         std::uint64_t s = 0;
+        if (x.kind == Kind::object || x.kind == Kind::call) {  // its arguments, then its state
+            const RecordRef& r = t_.records[x.ref];
+            for (std::uint32_t k : t_.items(t_.containers[t_.nodes[r.args].ref]))
+                if (!child(k, depth, h, s)) return false;
+            if (r.state != kUnset) {
+                if (!child(r.state, depth, h, s)) return false;
+            } else {
+                s += 1;  // the state None
+            }
+            return finish(i, h, s, depth);
+        }
         const Container& c = t_.containers[x.ref];
         for (std::uint32_t k : t_.items(c))
             if (!child(k, depth, h, s)) return false;
@@ -522,6 +609,10 @@ private:
             s += as + 1;
             if (s > kMaxExpanded) return no("the tree expands past MAX_EXPANDED");
         }
+        return finish(i, h, s, depth);
+    }
+
+    bool finish(std::size_t i, std::uint32_t h, std::uint64_t s, std::size_t depth) {
         height_[i] = h + 1;
         size_[i] = s + 1;
         if (height_[i] + depth + 2 >= kMaxDepth) return no("containers nested near MAX_DEPTH");
@@ -537,9 +628,9 @@ private:
 
 }  // namespace
 
-bool parse(const std::uint8_t* data, std::size_t size, Tape& tape, std::string& why) {
+bool parse(const std::uint8_t* data, std::size_t size, Tape& tape, std::string& why, bool records) {
     tape = Tape{};
-    if (!Parser(data, size, tape).run(why)) return false;
+    if (!Parser(data, size, tape, records).run(why)) return false;
     return Bounds(tape).check(why);
 }
 

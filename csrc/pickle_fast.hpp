@@ -29,13 +29,15 @@ constexpr std::uint64_t kMaxExpanded = 1u << 24;  // unpickler.MAX_EXPANDED
 constexpr std::size_t kMaxDims = 64;              // torch_pickle.MAX_DIMS
 
 enum class Kind : std::uint8_t {
-    none, boolean, integer, bigint, real, text, bytes, global, tuple, list, dict, odict, storage, tensor
+    none, boolean, integer, bigint, real, text, bytes, global, tuple, list, dict, odict, storage, tensor,
+    object,  // records mode: NEWOBJ of a class (a Record of kind "object"), with the state BUILD gave it
+    call     // records mode: REDUCE of any other global (what the Python machine's `call` makes of it)
 };
 
 struct Node {
     Kind kind = Kind::none;
     std::uint32_t ref = 0;  // text/bytes/bigint: span; global: globals; containers: containers;
-                            // storage: storages; tensor: tensors
+                            // storage: storages; tensor: tensors; object, call: records
     std::int64_t num = 0;   // boolean, integer; real: the double's bits
 };
 
@@ -80,6 +82,15 @@ struct Tensor {
     bool parameter = false;
 };
 
+// An object or a call (records mode): the class or function (a global), its argument tuple
+// (a node) and, for an object, the state one BUILD gave it.
+struct RecordRef {
+    std::uint32_t global = 0;
+    std::uint32_t args = 0;
+    std::uint32_t state = UINT32_MAX;  // none yet
+    bool keyed = false;                // used as a dict key: a later BUILD would change its hash
+};
+
 struct Tape {
     std::vector<Node> nodes;
     std::vector<Span> spans;
@@ -88,6 +99,7 @@ struct Tape {
     std::vector<std::uint32_t> flat;  // the tuples' items
     std::vector<StorageRef> storages;
     std::vector<Tensor> tensors;
+    std::vector<RecordRef> records;
     std::vector<std::uint64_t> dims;
     std::uint32_t root = 0;
 
@@ -105,7 +117,11 @@ struct Tape {
 // Parse the pickle at data[0..size) into `tape`. False (with `why`: the opcode, its byte and what
 // is outside the subset) when the stream is not one this path handles; never reads out of bounds.
 // The tape's shape is checked against the bounds (depth, expanded size, no cycles) as well.
-bool parse(const std::uint8_t* data, std::size_t size, Tape& tape, std::string& why);
+// `records`: also take NEWOBJ of torch's classes and REDUCE of torch's other globals (the data
+// classes of a torch.distributed.checkpoint `.metadata`), as object and call nodes; the caller
+// makes them what the Python machine makes (a Record; its builder's value, or a Record of kind
+// "unsupported-global").
+bool parse(const std::uint8_t* data, std::size_t size, Tape& tape, std::string& why, bool records = false);
 
 // [lo, hi) elements of the storage the tensor's view touches (model.element_span, strides >= 0);
 // false when the arithmetic overflows 64 bits.

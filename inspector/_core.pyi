@@ -187,4 +187,5 @@ def load_torch_pickle(
     persistent_load: Callable[[Any], Any],
     types: tuple[type, type, type, type],
     dtype_info: Callable[[str], tuple[str, int] | None],
+    call: Callable[[str, tuple[Any, ...]], Any] | None = None,
 ) -> tuple[bool, Any]: ...

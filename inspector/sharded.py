@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 from typing import Any
 
@@ -131,9 +132,15 @@ class ShardedTensor:
         self._located: dict[int, tuple[Source, int]] = {}
         self._checked = False
         self._lock = threading.Lock()
-        # In place when every chunk is a run: their order in the logical tensor.
-        self._runs = (sorted(range(len(chunks)), key=lambda i: _start(chunks[i], shape))
-                      if all(_is_run(c, shape) for c in chunks) else None)
+
+    @cached_property
+    def _runs(self) -> list[int] | None:
+        """In place when every chunk is a run: their order in the logical tensor (found when
+        first read, not when a folder of thousands of tensors is listed)."""
+        shape, chunks = self.shape, self.chunks
+        if not all(_is_run(c, shape) for c in chunks):
+            return None
+        return sorted(range(len(chunks)), key=lambda i: _start(chunks[i], shape))
 
     @property
     def in_place(self) -> bool:

@@ -49,8 +49,8 @@ struct StorageInfo {
 class Builder {
 public:
     Builder(const pkl::Tape& tape, const std::uint8_t* data, const Types& types, py::handle persistent_load,
-            py::handle dtype_info)
-        : t_(tape), d_(data), ty_(types), load_(persistent_load), dtype_info_(dtype_info),
+            py::handle dtype_info, py::handle call)
+        : t_(tape), d_(data), ty_(types), load_(persistent_load), dtype_info_(dtype_info), call_(call),
           cache_(tape.nodes.size(), nullptr), storages_(tape.storages.size()) {}
 
     ~Builder() {
@@ -60,6 +60,9 @@ public:
         for (auto& [k, v] : tensor_dtypes_) Py_XDECREF(v.first);
         for (auto& [k, v] : shapes_) Py_XDECREF(v);
         Py_XDECREF(global_kind_);
+        Py_XDECREF(object_kind_);
+        Py_XDECREF(empty_tuple_);
+        for (PyObject* n : record_names_) Py_XDECREF(n);
         Py_XDECREF(empty_);
         for (PyObject* n : names_) Py_XDECREF(n);
     }
@@ -78,20 +81,31 @@ private:
     const pkl::Tape& t_;
     const std::uint8_t* d_;
     const Types& ty_;
-    py::handle load_, dtype_info_;
+    py::handle load_, dtype_info_, call_;
     std::vector<PyObject*> cache_;  // node -> object (owned)
     std::vector<StorageInfo> storages_;
     std::vector<PyObject*> storage_objs_;
     std::unordered_map<std::uint32_t, std::pair<PyObject*, std::uint64_t>> tensor_dtypes_;  // v3 global -> (name, itemsize)
     std::unordered_map<std::string, PyObject*> shapes_;  // one tuple per distinct shape or strides
     PyObject* global_kind_ = nullptr;
+    PyObject* object_kind_ = nullptr;
+    PyObject* empty_tuple_ = nullptr;
+    std::vector<PyObject*> record_names_;  // Record's fields, in order
     PyObject* empty_ = nullptr;
     std::vector<PyObject*> names_;  // TensorInfo's fields, in order
 
     bool setup() {
         global_kind_ = PyUnicode_FromString("global");
+        object_kind_ = PyUnicode_FromString("object");
+        empty_tuple_ = PyTuple_New(0);
         empty_ = PyUnicode_FromString("");
-        if (global_kind_ == nullptr || empty_ == nullptr) return false;
+        if (global_kind_ == nullptr || object_kind_ == nullptr || empty_tuple_ == nullptr || empty_ == nullptr)
+            return false;
+        for (const char* n : {"cls", "kind", "args", "state"}) {
+            PyObject* s = PyUnicode_InternFromString(n);
+            if (s == nullptr) return false;
+            record_names_.push_back(s);
+        }
         for (const char* n : {"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter",
                               "requires_grad"}) {
             PyObject* s = PyUnicode_InternFromString(n);
@@ -264,6 +278,50 @@ private:
         return o;
     }
 
+    PyObject* global_name(std::uint32_t g) {
+        const std::string& name = t_.globals[g];
+        return PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size()));
+    }
+
+    // Record(cls, kind, args, state), its slots set as the frozen dataclass's __init__ sets them
+    // (object.__setattr__), without a Python call per record.
+    PyObject* new_record(PyObject* cls, PyObject* kind, PyObject* args, PyObject* state) {
+        auto* type = reinterpret_cast<PyTypeObject*>(ty_.record);
+        PyObject* o = type->tp_alloc(type, 0);
+        if (o == nullptr) return nullptr;
+        PyObject* values[] = {cls, kind, args, state};
+        for (std::size_t k = 0; k < 4; ++k)
+            if (PyObject_GenericSetAttr(o, record_names_[k], values[k]) != 0) {
+                Py_DECREF(o);
+                return nullptr;
+            }
+        return o;
+    }
+
+    // Record(cls, "object", args) with the state BUILD gave it.
+    PyObject* record(const pkl::RecordRef& r) {
+        PyObject* args = obj(r.args);
+        PyObject* state = r.state == UINT32_MAX || args == nullptr ? Py_None : obj(r.state);
+        if (args == nullptr || state == nullptr) return nullptr;
+        PyObject* cls = global_name(r.global);
+        if (cls == nullptr) return nullptr;
+        PyObject* o = new_record(cls, object_kind_, args, state);
+        Py_DECREF(cls);
+        return o;
+    }
+
+    // What the Python machine's `call(func, args)` makes: the callback is its twin.
+    PyObject* call(const pkl::RecordRef& r) {
+        if (call_.is_none()) return nullptr;
+        PyObject* args = obj(r.args);
+        if (args == nullptr) return nullptr;
+        PyObject* name = global_name(r.global);
+        if (name == nullptr) return nullptr;
+        PyObject* o = PyObject_CallFunctionObjArgs(call_.ptr(), name, args, nullptr);
+        Py_DECREF(name);
+        return o;
+    }
+
     // The object of node i (borrowed; the cache owns it), made once.
     PyObject* obj(std::uint32_t i) {
         if (cache_[i] != nullptr) return cache_[i];
@@ -298,13 +356,14 @@ private:
                 const std::string& g = t_.globals[x.ref];
                 PyObject* cls = PyUnicode_FromStringAndSize(g.data(), static_cast<Py_ssize_t>(g.size()));
                 if (cls == nullptr) return nullptr;
-                PyObject* args[] = {cls, global_kind_};
-                o = PyObject_Vectorcall(ty_.record, args, 2, nullptr);
+                o = new_record(cls, global_kind_, empty_tuple_, Py_None);
                 Py_DECREF(cls);
                 break;
             }
             case pkl::Kind::storage: o = Py_NewRef(storages_[x.ref].obj); break;
             case pkl::Kind::tensor: o = tensor(t_.tensors[x.ref]); break;
+            case pkl::Kind::object: o = record(t_.records[x.ref]); break;
+            case pkl::Kind::call: o = call(t_.records[x.ref]); break;
             default: o = container(x); break;
         }
         cache_[i] = o;
@@ -326,7 +385,8 @@ private:
     bool was_on_;
 };
 
-py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info) {
+py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info,
+                             py::handle call) {
     if (types.size() != 4 || !PyType_Check(types[2].ptr())) throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
     const Types ty{types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
     const inspector_bindings::PinnedBuffer view(data, "data");
@@ -335,7 +395,7 @@ py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tu
     bool parsed = false;
     {
         inspector_bindings::NoGil nogil(view.size());  // buffer.hpp
-        parsed = pkl::parse(view.data(), view.size(), tape, why);
+        parsed = pkl::parse(view.data(), view.size(), tape, why, !call.is_none());
     }
     if (!parsed) return py::make_tuple(false, why);
     PyObject* tree = nullptr;
@@ -344,7 +404,7 @@ py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tu
         // until the end: the cycle collector, run every few thousand allocations, would walk
         // the growing tree again and again for nothing (a third of the time at 200k tensors).
         const NoCycleCollection no_gc;
-        Builder b(tape, view.data(), ty, persistent_load, dtype_info);
+        Builder b(tape, view.data(), ty, persistent_load, dtype_info, call);
         tree = b.run();
     }
     if (tree == nullptr) {
@@ -358,10 +418,13 @@ py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tu
 
 void register_pickle(py::module_& m) {
     m.def("load_torch_pickle", &load_torch_pickle, py::arg("data"), py::arg("persistent_load"), py::arg("types"),
-          py::arg("dtype_info"),
+          py::arg("dtype_info"), py::arg("call") = py::none(),
           "The fast path for torch.save's data.pkl (csrc/pickle_fast.hpp). Returns (True, tree) when\n"
           "the stream is in the subset it handles, built exactly as inspector.formats.unpickler\n"
           "builds it, else (False, reason): run the Python machine then. `types` is (Record,\n"
           "Storage, TensorInfo, AttrDict); `dtype_info(name)` returns (canonical name, itemsize) or\n"
-          "None; `persistent_load(pid)` is called once per distinct storage key.");
+          "None; `persistent_load(pid)` is called once per distinct storage key. With `call`\n"
+          "(records mode: a torch.distributed.checkpoint .metadata), NEWOBJ of torch's classes gives\n"
+          "Records and REDUCE of torch's other globals gives `call(name, args)`, the Python\n"
+          "machine's twin.");
 }

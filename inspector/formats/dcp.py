@@ -86,7 +86,7 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
 
 
 def _load_metadata(label: str, files: dict[str, FileRange], options: ReadOptions) -> Any:
-    from .unpickler import load
+    from . import pickle_fast
 
     rng = files.get(METADATA)
     if rng is None:
@@ -95,7 +95,11 @@ def _load_metadata(label: str, files: dict[str, FileRange], options: ReadOptions
         raise HeaderError(label, f"is {rng.size} bytes, over the cap", key=METADATA)
     with opened(rng.path) as src:
         data = src.read(rng.offset, rng.size)
-    meta = load(data, path=f"{label}/{METADATA}", strict=False)
+    handled, meta = pickle_fast.try_load_records(data) if pickle_fast.enabled() else (False, None)
+    if not handled:  # the Python machine: the reference, and every error message is its
+        from .unpickler import load
+
+        meta = load(data, path=f"{label}/{METADATA}", strict=False)
     if not (isinstance(meta, Record) and meta.cls.startswith(_PREFIX)):
         raise HeaderError(
             label, "is not a torch.distributed.checkpoint Metadata object", key=METADATA
@@ -106,12 +110,21 @@ def _load_metadata(label: str, files: dict[str, FileRange], options: ReadOptions
 _MISSING = object()
 
 
-def _field(label: str, obj: Any, name: str, default: Any = _MISSING) -> Any:
-    """A field of a pickled dataclass (a Record whose state is its __dict__)."""
+def _fields(obj: Any) -> dict[str, Any]:
+    """The fields of a pickled dataclass (a Record whose state is its __dict__), {} if none."""
     state = obj.state if isinstance(obj, Record) else obj
+    if type(state) is dict:  # the common case first: a folder holds one per chunk
+        return state
     if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
-        state = {**(state[0] or {}), **state[1]}  # (dict, slots) state
-    if isinstance(state, dict) and name in state:
+        return {**(state[0] or {}), **state[1]}  # (dict, slots) state
+    return state if isinstance(state, dict) else {}
+
+
+def _field(label: str, obj: Any, name: str, default: Any = _MISSING,
+           fields: dict[str, Any] | None = None) -> Any:
+    """A field of a pickled dataclass; `fields`: its `_fields`, when the caller has them."""
+    state = _fields(obj) if fields is None else fields
+    if name in state:
         return state[name]
     if default is not _MISSING:
         return default
@@ -131,18 +144,20 @@ def _storage_index(label: str, storage_data: Any) -> dict[tuple[str, Any], tuple
     """(fqn, chunk offsets or None) -> (file, offset, length) from MetadataIndex -> _StorageInfo."""
     index = {}
     for key, info in _dict(label, storage_data, "storage_data").items():
-        fqn = _field(label, key, "fqn")
+        of_key, of_info = _fields(key), _fields(info)
+        fqn = _field(label, key, "fqn", fields=of_key)
         if not isinstance(fqn, str):
             what = f"a storage key's fqn is a {type(fqn).__name__}, not a string"
             raise HeaderError(label, what, key=METADATA)
-        offsets = _field(label, key, "offset", None)
-        descriptors = _field(label, info, "transform_descriptors", None)
+        offsets = of_key.get("offset")
+        descriptors = of_info.get("transform_descriptors")
         if descriptors:
             raise UnsupportedFormatError(
                 label, f"chunk is stored with transforms {descriptors!r} (not supported)", key=fqn
             )
-        file = _field(label, info, "relative_path")
-        start, length = _field(label, info, "offset"), _field(label, info, "length")
+        file = _field(label, info, "relative_path", fields=of_info)
+        start = _field(label, info, "offset", fields=of_info)
+        length = _field(label, info, "length", fields=of_info)
         if not (isinstance(file, str) and _is_count(start) and _is_count(length)):
             raise HeaderError(label, "malformed storage entry", key=fqn)
         index[(fqn, None if offsets is None else _ints(label, fqn, offsets))] = (
@@ -191,8 +206,9 @@ def _sharded(label: str, fqn: str, shape: tuple[int, ...], dtype: str, chunks: l
 
 
 def _chunk(label: str, fqn: str, chunk: Any, where: dict[tuple[str, Any], Any]) -> Chunk:
-    offsets = _ints(label, fqn, _field(label, chunk, "offsets"))
-    sizes = _ints(label, fqn, _field(label, chunk, "sizes"))
+    fields = _fields(chunk)
+    offsets = _ints(label, fqn, _field(label, chunk, "offsets", fields=fields))
+    sizes = _ints(label, fqn, _field(label, chunk, "sizes", fields=fields))
     file, start, length = _locate(label, fqn, offsets, where)
     return Chunk(offsets, sizes, file, start, length)
 
@@ -215,6 +231,8 @@ def _dtype(label: str, fqn: str, properties: Any) -> str:
 
 
 def _ints(label: str, fqn: str, value: Any) -> tuple[int, ...]:
+    if type(value) is tuple and not [v for v in value if type(v) is not int or v < 0]:
+        return value  # the common case (a torch.Size), checked without a call per entry
     if isinstance(value, (tuple, list)) and all(_is_count(v) for v in value):
         return tuple(value)
     raise ShapeError(label, f"{value!r} is not a tuple of non-negative integers", key=fqn)

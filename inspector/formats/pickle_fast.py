@@ -6,6 +6,11 @@ writes, protocols 2-5) and returns the same tree the Python machine (`unpickler`
 would refuse (a bound, a malformed opcode, a view past its storage). The caller then runs the
 Python machine, which stays the reference: it reads everything, and every error message comes
 from it. `INSPECTOR_PICKLE_FAST=0` turns the fast path off.
+
+`try_load_records` is the same path for pickles of torch's data classes (a DCP `.metadata`):
+NEWOBJ gives a `Record` with the state BUILD set, and a call of any other torch global gives
+what the Python machine's non-strict `call` gives (its builder's value, or an
+"unsupported-global" record), through `_call`, that machine's twin.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 from .. import dtypes
 from .._native import core
 from ..model import Record, Storage, TensorInfo
-from .pickle_build import AttrDict
+from .allowlist import default_builders
+from .pickle_build import AttrDict, Builder
 
 ENV = "INSPECTOR_PICKLE_FAST"
 _TYPES = (Record, Storage, TensorInfo, AttrDict)
@@ -45,3 +51,28 @@ def try_load(
     `persistent_load` is called once per distinct storage key, in stream order."""
     handled, value = core.load_torch_pickle(data, persistent_load, _TYPES, _dtype_info)
     return bool(handled), value
+
+
+def try_load_records(data: Any) -> tuple[bool, Any]:
+    """(True, tree) when the fast path read the pickle (no persistent ids, torch's and
+    collections' globals, objects and calls as data), else (False, why)."""
+    handled, value = core.load_torch_pickle(
+        data, _no_persistent_ids, _TYPES, _dtype_info, _caller(default_builders()))
+    return bool(handled), value
+
+
+def _no_persistent_ids(pid: Any) -> Any:
+    raise ValueError("a persistent id: the Python machine reads it")
+
+
+def _caller(builders: dict[str, Builder]) -> Callable[[str, tuple[Any, ...]], Any]:
+    """unpickler.Unpickler.call, not strict: its builder's value, else an unsupported-global
+    record (any error: the fast path falls back, and the Python machine says what is wrong)."""
+
+    def call(name: str, args: tuple[Any, ...]) -> Any:
+        builder = builders.get(name)
+        if builder is None:
+            return Record(name, kind="unsupported-global", args=args)
+        return builder(*args)
+
+    return call

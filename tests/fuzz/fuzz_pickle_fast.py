@@ -2,7 +2,9 @@
 
 On any bytes the fast path either declines, or builds exactly the tree the Python machine
 builds (same types, values, sharing, storages asked for); it never accepts what the Python
-machine refuses, and never crashes. `check` is also what tests/test_pickle_fast.py runs.
+machine refuses, and never crashes. Both modes: torch.save's data.pkl (`try_load`, the strict
+machine with storages) and records (`try_load_records`, a DCP `.metadata`: the machine not
+strict, no persistent ids). `check` is also what tests/test_pickle_fast.py runs.
 """
 
 from typing import Any
@@ -13,7 +15,7 @@ with common.instrumented():
     from inspector import dtypes
     from inspector.errors import CheckpointError
     from inspector.formats.pickle_build import AttrDict
-    from inspector.formats.pickle_fast import try_load
+    from inspector.formats.pickle_fast import try_load, try_load_records
     from inspector.formats.torch_pickle import parse_storage_id, storage_dtype
     from inspector.formats.unpickler import load
     from inspector.model import ByteSource, Record, Storage, TensorInfo
@@ -37,7 +39,31 @@ class Storages:
 
 
 def check(data: bytes) -> bool:
-    """Run both; True when the fast path read `data` (and agreed with the Python machine)."""
+    """Both modes against the Python machine; True when the fast path read `data` in either
+    (and agreed with the Python machine)."""
+    torch_mode = check_torch(data)
+    return check_records(data) or torch_mode
+
+
+def check_records(data: bytes) -> bool:
+    """Records mode against the Python machine, not strict; True when the fast path read it."""
+    handled, fast = try_load_records(data)
+    try:
+        slow = load(data, path="fuzz.pkl", strict=False)
+    except CheckpointError as e:
+        refused: CheckpointError | None = e
+    else:
+        refused = None
+    if refused is not None:
+        assert not handled, f"the fast path accepted what the Python machine refuses: {refused}"
+        return False
+    if handled:
+        assert_same(fast, slow, {}, {})
+    return handled
+
+
+def check_torch(data: bytes) -> bool:
+    """torch.save mode; True when the fast path read `data` (and agreed)."""
     fast_storages, slow_storages = Storages(), Storages()
     handled, fast = try_load(data, fast_storages.load)
     try:
@@ -80,6 +106,10 @@ def assert_same(a: Any, b: Any, a_to_b: dict[int, Any], b_to_a: dict[int, Any]) 
         assert len(a) == len(b)
         for x, y in zip(a, b, strict=True):
             assert_same(x, y, a_to_b, b_to_a)
+    elif isinstance(a, Record):
+        assert (a.cls, a.kind) == (b.cls, b.kind), (a, b)
+        assert_same(a.args, b.args, a_to_b, b_to_a)
+        assert_same(a.state, b.state, a_to_b, b_to_a)
     elif isinstance(a, TensorInfo):
         for field in ("name", "dtype", "shape", "strides", "storage_offset", "is_parameter",
                       "requires_grad"):

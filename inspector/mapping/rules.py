@@ -165,6 +165,24 @@ class AddPrefix(Rule):
 
 
 @dataclass(frozen=True)
+class OptionalPrefix(Rule):
+    """A name under `prefix` may also land without it, the first name the target has winning:
+    `hubert.encoder.x` -> (`hubert.encoder.x`, `encoder.x`), so one rule set serves an HF head
+    model (`HubertForCTC`, names under `hubert.`) and the bare base model (`HubertModel`)."""
+
+    kind: ClassVar[str] = "optional_prefix"
+    prefix: str
+
+    def rewrite(self, name: str) -> tuple[str, ...] | None:
+        if not name.startswith(self.prefix) or name == self.prefix:
+            return None
+        return (name, name[len(self.prefix) :])
+
+    def body(self) -> Any:
+        return self.prefix
+
+
+@dataclass(frozen=True)
 class Suffix(Rule):
     """Replace a trailing dotted part (`weight_g` <-> `parametrizations.weight.original0`)."""
 
@@ -399,6 +417,7 @@ RULE_KINDS: dict[str, type[Rule]] = {
         Rename,
         StripPrefix,
         AddPrefix,
+        OptionalPrefix,
         Suffix,
         Template,
         Regex,
@@ -529,6 +548,7 @@ _BUILDERS = {
     "rename": lambda b, w, c: Rename(*_pair(b, w), **c),
     "strip_prefix": lambda b, w, c: StripPrefix(_nonempty(b, w), **c),
     "add_prefix": lambda b, w, c: AddPrefix(_nonempty(b, w), **c),
+    "optional_prefix": lambda b, w, c: OptionalPrefix(_nonempty(b, w), **c),
     "suffix": lambda b, w, c: Suffix(*_pair(b, w), **c),
     "template": lambda b, w, c: Template(*_pair(b, w), **c),
     "regex": lambda b, w, c: Regex(*_pair(b, w, ("pattern", "to")), **c),

@@ -36,6 +36,10 @@ def test_each_rule_kind() -> None:
     assert run([{"rename": {"from": "a.w", "to": "b.w"}}], "a.w") == ("b.w",)
     assert run([{"strip_prefix": "module."}], "module.enc.w") == ("enc.w",)
     assert run([{"add_prefix": "model."}], "enc.w") == ("model.enc.w",)
+    # both names, the first the target has wins: a head model's body or the bare base model
+    assert run([{"optional_prefix": "hubert."}], "hubert.enc.w") == ("hubert.enc.w", "enc.w")
+    assert run([{"optional_prefix": "hubert."}], "lm_head.w") == ("lm_head.w",)
+    assert run([{"optional_prefix": "hubert."}], "hubert.") == ("hubert.",)
     assert run(
         [{"suffix": {"from": "weight_g", "to": "parametrizations.weight.original0"}}], "c.weight_g"
     ) == ("c.parametrizations.weight.original0",)
@@ -155,6 +159,8 @@ def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore
         "nemo-encoder-export",
         "weight-norm",
         "wav2vec2-conformer-fairseq-to-hf",
+        "wav2vec2-fairseq-to-hf",
+        "hubert-fairseq-to-hf",
     }
     for name in builtin_rule_sets():
         assert load_rules(name)

@@ -577,15 +577,19 @@ def substring_table(
 
 
 # -- built-in rule sets and files ------------------------------------------------------------------
+def builtin_rule_set_names() -> list[str]:
+    """Built-in rule set names, sorted, without reading the files (for command-line help)."""
+    data = resources.files(__package__).joinpath("data")
+    return sorted(item.name[:-5] for item in data.iterdir() if item.name.endswith(".yaml"))
+
+
 def builtin_rule_sets() -> dict[str, str]:
     """Built-in rule set names -> one-line descriptions."""
     out = {}
-    for item in sorted(
-        resources.files(__package__).joinpath("data").iterdir(), key=lambda p: p.name
-    ):
-        if item.name.endswith(".yaml"):
-            data = yamlload.load(item.read_text(encoding="utf-8"))
-            out[item.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0]
+    for name in builtin_rule_set_names():
+        text = resources.files(__package__).joinpath("data", f"{name}.yaml").read_text("utf-8")
+        data = yamlload.load(text)
+        out[name] = str(data.get("description", "")).strip().splitlines()[0]
     return out
 
 

@@ -120,6 +120,8 @@ def _body_table(name: str, prefix: str) -> list[dict[str, object]]:
     assert isinstance(table, Table)
     out = []
     for rule in table.rules:
+        if isinstance(rule, Table):
+            continue  # wav2vec2's MMS adapters: the HuBERT script has no entry for them
         data = rule.to_dict()
         body = next(iter(data.values()))
         assert isinstance(body, dict)
@@ -145,3 +147,21 @@ def test_pretraining_heads_do_not_leak_into_hubert() -> None:
     res = apply_rules(load_rules("hubert-fairseq-to-hf"), "final_proj.weight")
     assert res.names == ("final_proj.weight",)
     assert res.fired == ()
+
+
+def test_wav2vec2_adapters_take_adapter_zero() -> None:
+    """MMS adapters: fairseq stacks one entry per adapter, the script keeps value[0]."""
+    ad = "encoder.layers.1.adapter_layer"
+    pairs = [("W_a", "linear_1.weight", (8, 32)), ("b_a", "linear_1.bias", (8,)),
+             ("W_b", "linear_2.weight", (32, 8)), ("b_b", "linear_2.bias", (32,)),
+             ("ln_W", "norm.weight", (32,)), ("ln_b", "norm.bias", (32,))]
+    source = {f"{FT}{ad}.{f}": np.zeros((3, *shape), np.float32) for f, _, shape in pairs}
+    target = {f"wav2vec2.{ad}.{h}": np.zeros(shape, np.float32) for _, h, shape in pairs}
+    plan = propose(inspector.open(source), inspector.open(target), "wav2vec2-fairseq-to-hf")
+    for fairseq, hf, _ in pairs:
+        entry = plan.entries[f"wav2vec2.{ad}.{hf}"]
+        assert entry.decision == "copy", (hf, entry.reason)
+        assert entry.sources[0][1] == f"{FT}{ad}.{fairseq}"
+        assert [t.to_dict() for t in entry.transform] == [{"op": "select", "axis": 0, "index": 0}]
+        assert not entry.flags, (hf, entry.flags)
+    assert plan.unused == []

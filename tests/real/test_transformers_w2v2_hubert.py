@@ -45,12 +45,14 @@ class Case:
     stable: bool = False  # do_stable_layer_norm: the large models (fairseq layer_norm_first)
     args_style: bool = False  # fairseq < 0.10: an argparse.Namespace `args`, no `cfg`
     parametrized: bool = False  # pos_conv weight norm saved as parametrizations.weight.original0/1
+    adapter: bool = False  # MMS attention adapters (adapter_attn_dim; large models only)
 
     @property
     def id(self) -> str:
         extra = "-large" if self.stable else ""
         extra += "-args" if self.args_style else ""
         extra += "-parametrized" if self.parametrized else ""
+        extra += "-adapter" if self.adapter else ""
         bias = "bias" if self.conv_bias else "nobias"
         return f"{self.model}-{self.head}-{self.norm}-{bias}{extra}"
 
@@ -70,6 +72,7 @@ CASES = [
     Case("wav2vec2", "pretraining", "group", conv_bias=False),
     Case("wav2vec2", "pretraining", "layer", conv_bias=True, stable=True),
     Case("wav2vec2", "seqclass", "layer", conv_bias=True, stable=True),
+    Case("wav2vec2", "ctc", "layer", conv_bias=True, stable=True, adapter=True),
     Case("wav2vec2", "base", "group", conv_bias=False),  # older scripts' Wav2Vec2Model
     Case("hubert", "ctc", "group", conv_bias=False),
     Case("hubert", "ctc", "layer", conv_bias=True, stable=True, parametrized=True),
@@ -110,6 +113,7 @@ def _config(case: Case) -> Any:
         proj_codevector_dim=12,
         classifier_proj_size=10,
         num_labels=3,
+        adapter_attn_dim=8 if case.adapter else None,
     )
 
 
@@ -143,7 +147,10 @@ def _fairseq_state_dict(case: Case, model: Any) -> dict[str, Any]:
         if case.parametrized:
             name = name.replace("weight_g", "parametrizations.weight.original0")
             name = name.replace("weight_v", "parametrizations.weight.original1")
-        sd[name] = value.detach().clone()
+        value = value.detach().clone()
+        if ".adapter_layer." in name:  # fairseq stacks the adapters: 3 here, HF's is the first
+            value = torch.stack([value, torch.randn_like(value), torch.randn_like(value)])
+        sd[name] = value
     for name in _extra(case):
         sd[name] = torch.randn(5, 4)
     return sd
@@ -258,6 +265,8 @@ def test_reference_inversion_gives_fairseq_layout() -> None:
                         **w2v_pre) == "layer_norm.bias"
     assert fairseq_name("quantizer.codevectors", norm="group", **w2v_pre) == "quantizer.vars"
     assert fairseq_name("project_hid.weight", norm="group", **w2v_pre) == "final_proj.weight"
+    assert fairseq_name("wav2vec2.encoder.layers.1.adapter_layer.norm.bias", norm="group",
+                        **w2v_ft) == "w2v_encoder.w2v_model.encoder.layers.1.adapter_layer.ln_b"
     hub_pre = {"model": "hubert", "finetuned": False}
     assert fairseq_name("feature_extractor.conv_layers.0.layer_norm.bias", norm="group",
                         **hub_pre) == "feature_extractor.conv_layers.0.2.bias"

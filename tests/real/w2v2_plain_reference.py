@@ -48,6 +48,16 @@ WAV2VEC2_TOP_LEVEL_KEYS = [
     "projector",
     "classifier",
 ]
+# the same script: the MMS adapter's parameters (fairseq stacks one entry per adapter; the
+# script keeps value[0])
+PARAM_MAPPING = {
+    "W_a": "linear_1.weight",
+    "W_b": "linear_2.weight",
+    "b_a": "linear_1.bias",
+    "b_b": "linear_2.bias",
+    "ln_W": "norm.weight",
+    "ln_b": "norm.bias",
+}
 
 # transformers 4.x (Apache-2.0), convert_hubert_original_pytorch_checkpoint_to_pytorch.py
 HUBERT_MAPPING = {
@@ -102,6 +112,8 @@ def _table_name(model: str, hf_name: str, finetuned: bool) -> str:
             continue
         rest = m.group(m.re.groups)
         wtype = _WEIGHT_TYPES.get(rest, rest) if rest else None
+        if key == "adapter_layer":  # set_recursively: the name ends with a PARAM_MAPPING key
+            wtype = next(k for k, v in PARAM_MAPPING.items() if v == rest)
         if "*" in mapping[key]:  # the script takes the index from the component before the key
             base = f"encoder.layers.{m.group(1)}.{key}"
         elif key == "w2v_model.layer_norm":  # matched by `key.split("w2v_model.")[-1] == name[0]`

@@ -66,6 +66,15 @@ SEQ_CLASS_HEAD = [
 ]
 
 
+# an HF folder saved before torch 2.1 (weight_g / weight_v), from a source re-saved with
+# parametrizations: each side's own names
+PC = "encoder.pos_conv.0.parametrizations.weight"
+OLD_WEIGHT_NORM = [
+    (f"{PC}.original0", "encoder.pos_conv_embed.conv.weight_g"),
+    (f"{PC}.original1", "encoder.pos_conv_embed.conv.weight_v"),
+]
+
+
 def _finetuned(pairs: list[tuple[str, str]], prefix: str) -> list[tuple[str, str]]:
     return [(FT + f, prefix + h) for f, h in pairs]
 
@@ -82,6 +91,10 @@ CASES = {  # rule set, fairseq -> HF pairs, fairseq names the script's table lea
                    + CTC_HEAD, [FT + "label_embs_concat"]),
     "hubert-model": ("hubert-fairseq-to-hf", BODY,  # HubertModel: no `hubert.` prefix
                      ["label_embs_concat", "final_proj.weight", "final_proj.bias"]),
+    "hubert-ctc-old-weight-norm": ("hubert-fairseq-to-hf",
+                                   _finetuned(OLD_WEIGHT_NORM, "hubert.") + CTC_HEAD, []),
+    "wav2vec2-pretraining-old-weight-norm": ("wav2vec2-fairseq-to-hf", [
+        (f, "wav2vec2." + h) for f, h in OLD_WEIGHT_NORM], []),
     "hubert-ctc-adapter": ("hubert-fairseq-to-hf", _finetuned(BODY, "hubert.") + CTC_HEAD,
                            [FT + "encoder.layers.0.adapter_layer.W_a"]),
 }

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from subproc import ckpt
 
 import inspector
-from inspector.mapping import apply_rules, load_rules, propose
+from inspector.errors import PlanError
+from inspector.mapping import apply_rules, builtin_rule_sets, load_rules, propose
 from inspector.mapping.rules import Substring, Table
 
 FT = "w2v_encoder.w2v_model."
@@ -178,3 +180,14 @@ def test_wav2vec2_adapters_take_adapter_zero() -> None:
         assert [t.to_dict() for t in entry.transform] == [{"op": "select", "axis": 0, "index": 0}]
         assert not entry.flags, (hf, entry.flags)
     assert plan.unused == []
+
+
+def test_ckpt_map_help_and_errors_list_the_sets() -> None:
+    r = ckpt("map", "--help")
+    assert r.returncode == 0, r.stderr
+    help_text = " ".join(r.stdout.split())
+    for name in ("hubert-fairseq-to-hf", "wav2vec2-fairseq-to-hf"):
+        assert name in help_text.replace("- ", "-")  # argparse may wrap after a hyphen
+    assert builtin_rule_sets()["hubert-fairseq-to-hf"].startswith("fairseq HuBERT -> HF")
+    with pytest.raises(PlanError, match="hubert-fairseq-to-hf"):
+        load_rules("hubert-fairseq-to-hf-typo")

@@ -20,6 +20,7 @@ from inspector.mapping.transforms import (
     Concat,
     Pad,
     Reshape,
+    Select,
     Slice,
     Split,
     Transpose,
@@ -36,6 +37,10 @@ def test_each_rule_kind() -> None:
     assert run([{"rename": {"from": "a.w", "to": "b.w"}}], "a.w") == ("b.w",)
     assert run([{"strip_prefix": "module."}], "module.enc.w") == ("enc.w",)
     assert run([{"add_prefix": "model."}], "enc.w") == ("model.enc.w",)
+    # both names, the first the target has wins: a head model's body or the bare base model
+    assert run([{"optional_prefix": "hubert."}], "hubert.enc.w") == ("hubert.enc.w", "enc.w")
+    assert run([{"optional_prefix": "hubert."}], "lm_head.w") == ("lm_head.w",)
+    assert run([{"optional_prefix": "hubert."}], "hubert.") == ("hubert.",)
     assert run(
         [{"suffix": {"from": "weight_g", "to": "parametrizations.weight.original0"}}], "c.weight_g"
     ) == ("c.parametrizations.weight.original0",)
@@ -155,6 +160,8 @@ def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore
         "nemo-encoder-export",
         "weight-norm",
         "wav2vec2-conformer-fairseq-to-hf",
+        "wav2vec2-fairseq-to-hf",
+        "hubert-fairseq-to-hf",
     }
     for name in builtin_rule_sets():
         assert load_rules(name)
@@ -215,6 +222,11 @@ def test_transforms_shapes_and_inverses() -> None:
     assert Concat(1).out_shape([(2, 3), (2, 5)]) == (2, 8)
     assert Pad(0, 0, 996).out_shape([(29, 640)]) == (1025, 640)
     assert Slice(0, 0, 29).out_shape([(1025, 640)]) == (29, 640)
+    assert Select(0, 1).out_shape([(3, 8, 32)]) == (8, 32)  # adapter 1 of 3 stacked
+    assert Select(-1, 0).out_shape([(3, 8)]) == (3,)
+    assert not Select(0, 0).invertible([(1, 8)], ["float32"])
+    with pytest.raises(PlanError, match="index out of range for size 3"):
+        Select(0, 3).out_shape([(3, 8)])
     assert chain_shape([Cast("float16")], [(2,)], ["float32"]) == ((2,), "float16")
     assert not Cast("float16").invertible([(2,)], ["float32"])
     assert Cast("float32").inverse([(2,)], ["float16"]) == Cast("float16")

@@ -21,7 +21,7 @@ from subproc import python
 
 import inspector
 from inspector.io.atomic import start_writeback
-from inspector.mapping.transforms import Cast, Concat, Pad, Slice, Transpose
+from inspector.mapping.transforms import Cast, Concat, Pad, Select, Slice, Transpose
 from inspector.writers import choose_format, nemo, safetensors, torch_zip, zipfmt
 from inspector.writers.build import build_output
 from inspector.writers.produce import View, ViewValue
@@ -198,6 +198,10 @@ def test_view_transforms_match_torch(tmp_path: Path) -> None:
     cases = {
         "transpose": (apply_transforms([av], [Transpose()]), a.t()),
         "slice": (apply_transforms([av], [Slice(0, 1, 4)]), a[1:4]),
+        "select": (apply_transforms([av], [Select(0, 2)]), a[2]),
+        "select_of_transposed": (apply_transforms([av], [Transpose(), Select(1, 3)]), a.t()[:, 3]),
+        "select_materialized": (apply_transforms([av, bv], [Concat(0), Select(1, 1)]),
+                                torch.cat([a, b])[:, 1]),
         "concat": (apply_transforms([av, bv], [Concat(0)]), torch.cat([a, b])),
         "pad_target": (apply_transforms([av], [Pad(0, 1, 3, "target")], target),
                        torch.cat([torch.zeros(1, 4), a, torch.zeros(3, 4)])),

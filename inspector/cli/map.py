@@ -17,7 +17,7 @@ from ..mapping import names as nm
 from ..mapping.plan import Entry, Plan, Unused
 from ..mapping.prefixed import parse_source, with_prefix
 from ..mapping.propose import propose
-from ..mapping.rules import Rule, load_rules
+from ..mapping.rules import Rule, builtin_rule_set_names, load_rules
 from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
@@ -40,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="R",
-        help="rules file, built-in set (ddp, lightning, nemo, nemo-encoder, "
-        "nemo-encoder-export, weight-norm, wav2vec2-conformer-fairseq-to-hf), or inline YAML "
+        help=f"rules file, built-in set ({', '.join(builtin_rule_set_names())}), or inline YAML "
         "('{rules: [...]}' or '[...]'); repeatable",
     )
     p.add_argument("-o", "--output", metavar="PLAN", help="write the plan (YAML) here")

@@ -165,6 +165,24 @@ class AddPrefix(Rule):
 
 
 @dataclass(frozen=True)
+class OptionalPrefix(Rule):
+    """A name under `prefix` may also land without it, the first name the target has winning:
+    `hubert.encoder.x` -> (`hubert.encoder.x`, `encoder.x`), so one rule set serves an HF head
+    model (`HubertForCTC`, names under `hubert.`) and the bare base model (`HubertModel`)."""
+
+    kind: ClassVar[str] = "optional_prefix"
+    prefix: str
+
+    def rewrite(self, name: str) -> tuple[str, ...] | None:
+        if not name.startswith(self.prefix) or name == self.prefix:
+            return None
+        return (name, name[len(self.prefix) :])
+
+    def body(self) -> Any:
+        return self.prefix
+
+
+@dataclass(frozen=True)
 class Suffix(Rule):
     """Replace a trailing dotted part (`weight_g` <-> `parametrizations.weight.original0`)."""
 
@@ -399,6 +417,7 @@ RULE_KINDS: dict[str, type[Rule]] = {
         Rename,
         StripPrefix,
         AddPrefix,
+        OptionalPrefix,
         Suffix,
         Template,
         Regex,
@@ -529,6 +548,7 @@ _BUILDERS = {
     "rename": lambda b, w, c: Rename(*_pair(b, w), **c),
     "strip_prefix": lambda b, w, c: StripPrefix(_nonempty(b, w), **c),
     "add_prefix": lambda b, w, c: AddPrefix(_nonempty(b, w), **c),
+    "optional_prefix": lambda b, w, c: OptionalPrefix(_nonempty(b, w), **c),
     "suffix": lambda b, w, c: Suffix(*_pair(b, w), **c),
     "template": lambda b, w, c: Template(*_pair(b, w), **c),
     "regex": lambda b, w, c: Regex(*_pair(b, w, ("pattern", "to")), **c),
@@ -557,15 +577,19 @@ def substring_table(
 
 
 # -- built-in rule sets and files ------------------------------------------------------------------
+def builtin_rule_set_names() -> list[str]:
+    """Built-in rule set names, sorted, without reading the files (for command-line help)."""
+    data = resources.files(__package__).joinpath("data")
+    return sorted(item.name[:-5] for item in data.iterdir() if item.name.endswith(".yaml"))
+
+
 def builtin_rule_sets() -> dict[str, str]:
     """Built-in rule set names -> one-line descriptions."""
     out = {}
-    for item in sorted(
-        resources.files(__package__).joinpath("data").iterdir(), key=lambda p: p.name
-    ):
-        if item.name.endswith(".yaml"):
-            data = yamlload.load(item.read_text(encoding="utf-8"))
-            out[item.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0]
+    for name in builtin_rule_set_names():
+        text = resources.files(__package__).joinpath("data", f"{name}.yaml").read_text("utf-8")
+        data = yamlload.load(text)
+        out[name] = str(data.get("description", "")).strip().splitlines()[0]
     return out
 
 

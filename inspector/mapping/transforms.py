@@ -358,6 +358,28 @@ class Slice(Transform):
 
 
 @dataclass(frozen=True)
+class Select(Transform):
+    """Take entry `index` along `axis`, which goes away (one of stacked per-adapter tensors:
+    `W[0]`). Loses the other entries: not invertible."""
+
+    op: ClassVar[str] = "select"
+    axis: int = 0
+    index: int = 0
+
+    def _validate(self) -> None:
+        if self.index < 0:
+            raise PlanError(f"{self.describe()}: index must be >= 0")
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        self._check_inputs(shapes)
+        shape = shapes[0]
+        ax = _axis(self.axis, len(shape), self.describe())
+        if self.index >= shape[ax]:
+            raise PlanError(f"{self.describe()}: index out of range for size {shape[ax]}")
+        return (*shape[:ax], *shape[ax + 1 :])
+
+
+@dataclass(frozen=True)
 class Pad(Transform):
     """Add `before`/`after` rows along `axis` (a vocabulary grew), filled per `init`."""
 
@@ -427,7 +449,8 @@ class WeightNormFuse(Transform):
 
 
 TRANSFORMS: dict[str, type[Transform]] = {
-    cls.op: cls for cls in (Transpose, Reshape, Cast, Split, Concat, Slice, Pad, WeightNormFuse)
+    cls.op: cls
+    for cls in (Transpose, Reshape, Cast, Split, Concat, Slice, Select, Pad, WeightNormFuse)
 }
 
 

@@ -21,6 +21,7 @@ from ..mapping.transforms import (
     Concat,
     Pad,
     Reshape,
+    Select,
     Slice,
     Split,
     Transform,
@@ -125,6 +126,19 @@ def _split(tr: Transform, values: list[Producer], target: Producer | None) -> Pr
     return _axis_range(tr, _single(tr, values), tr.axis, start, start + tr.sizes[tr.index])
 
 
+def _select(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
+    assert isinstance(tr, Select)
+    v = _single(tr, values)
+    shape = tr.out_shape([v.shape])
+    ax = tr.axis % len(v.shape)
+    if isinstance(v, ViewValue):
+        w = v.view
+        strides = (*w.strides[:ax], *w.strides[ax + 1:])
+        return v.with_view(View(w.dtype, shape, strides, w.offset + tr.index * w.strides[ax]))
+    arr = materialize(v, v.dtype, v.shape)
+    return ArrayValue(arr.take(tr.index, axis=ax), v.dtype)
+
+
 # -- building steps ------------------------------------------------------------------------------
 
 
@@ -225,6 +239,7 @@ _STEPS: dict[type[Transform], Step] = {
     Reshape: _reshape,
     Cast: _cast,
     Slice: _slice,
+    Select: _select,
     Split: _split,
     Concat: _concat,
     Pad: _pad,

@@ -8,6 +8,7 @@ becomes one template rule per layer container (`encoder.layers.{2*n}` -> `encode
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from ..errors import PlanError
 from . import names as nm
 from .indexexpr import Affine
-from .rules import Rule, Template, apply_rules
+from .rules import Rule, Template, apply_rules, load_rules, rules_from_list
 
 _EVERY = re.compile(r"^every:(\d+)$")
 _FIRST = re.compile(r"^first(?::(\d+))?$")
@@ -162,3 +163,21 @@ def rules_for(
 
     srcs, tgt = open_inputs(sources, target)
     return layer_rules(parse_layers(text), source_names(srcs, rules), tgt.tensors, prefixes)
+
+
+def with_layers(
+    rules: Any, layers: str | None, sources: Any, target: Any, prefixes: list[str] | None = None
+) -> Any:
+    """`rules` as propose takes them (None, a name, a path, YAML text, a list) with the rules
+    of `--layers LAYERS` after them; `rules` unchanged without `layers`."""
+    if layers is None:
+        if prefixes:
+            raise PlanError("--layers-prefix needs --layers")
+        return rules
+    if rules is None:
+        base: list[Rule] = []
+    elif isinstance(rules, (str, os.PathLike)):
+        base = load_rules(os.fspath(rules))
+    else:
+        base = rules_from_list(list(rules))
+    return base + rules_for(layers, sources, target, base, prefixes)

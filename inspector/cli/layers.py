@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import PlanError
-from ..mapping.layersel import rules_for
+from ..mapping.layersel import selection_rules
 from ..mapping.rules import Rule
 
 
@@ -36,4 +36,4 @@ def layer_rules(
         if args.layers_prefix:
             raise PlanError("--layers-prefix needs --layers")
         return []
-    return rules_for(args.layers, sources, target, rules, args.layers_prefix or None)
+    return selection_rules(args.layers, sources, target, rules, args.layers_prefix or None)

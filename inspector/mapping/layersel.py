@@ -155,10 +155,16 @@ def source_names(sources: list[tuple[Any, Any]], rules: list[Rule]) -> list[str]
     return out
 
 
-def rules_for(
-    text: str, sources: Any, target: Any, rules: list[Rule], prefixes: list[str] | None = None
+def selection_rules(
+    text: str,
+    sources: Any,
+    target: Any,
+    rules: list[Rule] | None = None,
+    prefixes: list[str] | None = None,
 ) -> list[Rule]:
-    """The rules `--layers TEXT` adds after `rules`, for propose's `sources` and `target`."""
+    """The rules `--layers TEXT` adds after `rules`, for propose's `sources` and `target`:
+    `selection_rules("every:2", "teacher.pt", "student.pt")`."""
+    rules = rules or []
     from .propose import open_inputs
 
     srcs, tgt = open_inputs(sources, target)
@@ -180,4 +186,4 @@ def with_layers(
         base = load_rules(os.fspath(rules))
     else:
         base = rules_from_list(list(rules))
-    return base + rules_for(layers, sources, target, base, prefixes)
+    return base + selection_rules(layers, sources, target, base, prefixes)

@@ -275,6 +275,8 @@ class Template(Rule):
             raise PlanError(f"'to' uses placeholders {missing} that 'from' does not define")
         if new.stars > old.stars:
             raise PlanError(f"'to' has {new.stars} '*' but 'from' has {old.stars}")
+        if self.span is not None and (old.index is None or self.span[0] > self.span[1]):
+            raise PlanError(f"range {self.span} needs lo <= hi and an index expression in 'from'")
         if vars_:
             (var,) = vars_
             if old.index is None:

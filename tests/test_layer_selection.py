@@ -17,7 +17,7 @@ from inspector.errors import PlanError
 from inspector.mapping import load_rules, propose
 from inspector.mapping.indexexpr import Affine, parse_affine
 from inspector.mapping.layersel import layer_rules, parse_layers
-from inspector.mapping.rules import apply_rules, rule_from_dict
+from inspector.mapping.rules import apply_rules, name_matcher, rule_from_dict
 
 # -- the expression parser -------------------------------------------------------------------------
 VARS = st.sampled_from(["n", "i", "layer", "k_2"])
@@ -181,6 +181,15 @@ def test_a_range_makes_a_bare_placeholder_an_index_and_round_trips() -> None:
     # without a range `{n}` is still one component (old templates keep their meaning)
     plain = rule_from_dict({"template": {"from": "enc.{n}.w", "to": "dec.{n}.w"}})
     assert apply_rules([plain], "enc.proj.w").names == ("dec.proj.w",)
+
+
+def test_row_patterns_select_what_a_selection_selects() -> None:
+    even = name_matcher("enc.layers.{2*n+1}")
+    assert [even(f"enc.layers.{i}.w") for i in range(5)] == [False, True, False, True, False]
+    # a pattern no template reads (a folded range as printed) is a glob, never an error
+    folded = name_matcher("enc.layers.{0..3}.w")
+    assert not folded("enc.layers.1.w")
+    assert folded("enc.layers.{0..3}.w")
 
 
 def test_drop_above_keeps_a_teacher_up_to_its_middle_layer() -> None:

@@ -576,13 +576,17 @@ def name_matcher(pattern: str, *, regex: bool = False) -> Callable[[str], bool]:
     """Whether a tensor name matches `pattern` the way rules match names, for selecting rows
     (`ckpt plan approve`): as a keep/drop glob (`fnmatch`: `*` any text, `?`, `[...]`) or as a
     template's `from` (the whole name or a dotted prefix of it: `*` a layer index, `{x}` one
-    component), so `encoder` selects the subtree. With `regex`, a full match as a regex rule's
-    `pattern`. A bad pattern raises PlanError."""
+    component, `{2*n}` the layers it selects), so `encoder` selects the subtree. With `regex`, a
+    full match as a regex rule's `pattern`. A bad pattern raises PlanError."""
     if regex:
         rx = Regex(pattern, "")
         return lambda name: rx.rewrite(name) is not None
-    glob, template = Keep(_nonempty(pattern, "pattern")), Template(pattern, pattern)
-    return lambda name: glob.keeps(name) or template.rewrite(name) is not None
+    glob = Keep(_nonempty(pattern, "pattern"))
+    try:  # `{2*n}` selects the layers it maps; a pattern no template reads is a glob only
+        template: Template | None = Template(pattern, pattern)
+    except PlanError:
+        template = None
+    return lambda name: glob.keeps(name) or bool(template and template.rewrite(name))
 
 
 # -- building rules from data ----------------------------------------------------------------------

@@ -164,6 +164,9 @@ def test_validation_names_the_rule() -> None:
     bad = {"template": {"from": "a.{n}", "to": "b.{n}", "n": "4..1"}}
     with pytest.raises(PlanError, match=r"rules\[0\]\.template\.n: empty range 4\.\.1"):
         load_rules([bad])
+    with pytest.raises(PlanError, match=r"rules\[0\]\.template: 'from' has no index expression "
+                                        r"in k: write \{k\}"):
+        load_rules([{"template": {"from": "a.{n}", "to": "b.{n}", "k": "0..3"}}])
     with pytest.raises(PlanError, match=r"rules\[0\]\.template: \{n\*\*2\}"):
         load_rules([{"template": {"from": "a.{n**2}", "to": "b.{n}"}}])
     with pytest.raises(PlanError, match=r"rules\[0\]\.above: expected a layer index"):

@@ -275,8 +275,6 @@ class Template(Rule):
             raise PlanError(f"'to' uses placeholders {missing} that 'from' does not define")
         if new.stars > old.stars:
             raise PlanError(f"'to' has {new.stars} '*' but 'from' has {old.stars}")
-        if self.span is not None and (old.index is None or self.span[0] > self.span[1]):
-            raise PlanError(f"range {self.span} needs lo <= hi and an index expression in 'from'")
         if vars_:
             (var,) = vars_
             if old.index is None:
@@ -285,6 +283,8 @@ class Template(Rule):
                 raise PlanError(
                     f"'to' does not use {var}: every selected layer would get the same name"
                 )
+        if self.span is not None and (old.index is None or self.span[0] > self.span[1]):
+            raise PlanError(f"range {self.span} needs lo <= hi and an index expression in 'from'")
 
     @cached_property
     def _shapes(self) -> tuple[_Shape, _Shape]:

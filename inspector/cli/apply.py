@@ -20,6 +20,7 @@ from ..mapping.propose import propose
 from ..mapping.rules import load_rules
 from ..reader import open_checkpoint
 from . import EXIT_OK
+from .layers import add_layer_arguments, layer_rules
 from .progress import meter
 from .writing import add_write_options, remove_temp_on_sigterm
 
@@ -36,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", action="append", default=[], metavar="R",
                    help="scripted use: rules file, built-in set, or inline YAML ('{rules: "
                         "[...]}' or '[...]'); repeatable")
+    add_layer_arguments(p)
     p.add_argument("--accept-proposed", action="store_true",
                    help="apply rows that are still 'proposed' (marked so in the report); "
                         "ambiguous rows are refused (exit 1) unless --skip-ambiguous")
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> tuple[Plan | str, Inputs | None]:
     """The plan: its file (apply loads it, and refuses to write over it), or proposed here."""
+    if args.plan and (args.layers or args.layers_prefix):
+        raise PlanError("--layers is for --source/--target; a plan file holds its rules already")
     if args.plan and (args.source or args.target):
         raise PlanError("give a plan file or --source/--target, not both")
     if args.plan:
@@ -79,6 +83,7 @@ def _plan(args: argparse.Namespace) -> tuple[Plan | str, Inputs | None]:
     target = open_checkpoint(args.target)
     rules = [r for spec in args.rules for r in load_rules(spec)]
     sources = [with_prefix(prefix, c) for (prefix, _), c in zip(parsed, opened, strict=True)]
+    rules += layer_rules(args, sources, target, rules)
     plan = propose(sources, target, rules)
     by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, opened, strict=True)}
     return plan, Inputs(plan, by_label, target, [])

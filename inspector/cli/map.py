@@ -21,6 +21,7 @@ from ..mapping.rules import Rule, builtin_rule_set_names, load_rules
 from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
+from .layers import add_layer_arguments, layer_rules
 
 _DIGITS = re.compile(r"\d+")
 MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
@@ -43,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"rules file, built-in set ({', '.join(builtin_rule_set_names())}), or inline YAML "
         "('{rules: [...]}' or '[...]'); repeatable",
     )
+    add_layer_arguments(p)
     p.add_argument("-o", "--output", metavar="PLAN", help="write the plan (YAML) here")
     p.add_argument("--json", action="store_true", help="print the plan and summary as JSON")
     p.add_argument(
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     *opened, target = open_inputs([path for _, path in parsed] + [tgt_arg], args.root)
     sources: list[Any] = [with_prefix(p, c) for (p, _), c in zip(parsed, opened, strict=True)]
     rules: list[Rule] = [r for spec in args.rules for r in load_rules(spec)]
+    rules += layer_rules(args, sources, target, rules)
     plan = propose(sources, target, rules)
     by_label = {ref.label: ckpt for ref, ckpt in zip(plan.sources, opened, strict=True)}
     explanation = arch.explain(plan, by_label, target)

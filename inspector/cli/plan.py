@@ -145,6 +145,8 @@ def show_lines(plan: Plan, names: list[str], where: str, show_all: bool = False)
     counts = ", ".join(f"{statuses[s]} {s}" for s in STATUSES)
     sources = ", ".join(s.label for s in plan.sources)
     out = [f"{where}: {sources} -> {plan.target.label}, {len(plan.entries)} rows ({counts})"]
+    for i, rule in enumerate(plan.rules):
+        out.append(f"rules[{i}]: {rule.describe()}{f' ({rule.note})' if rule.note else ''}")
     if len(names) != len(plan.entries):
         out.append(f"showing {len(names)} of {len(plan.entries)} rows")
     root = nm.common_root(list(plan.entries))

@@ -7,6 +7,7 @@ plan.save("plan.yaml")
 
 from __future__ import annotations
 
+from .layersel import selection_rules
 from .plan import (
     DECISIONS,
     FLAGS,
@@ -66,6 +67,7 @@ __all__ = [
     "propose",
     "rule_from_dict",
     "rules_from_list",
+    "selection_rules",
     "substring_table",
     "transform_from_dict",
 ]

@@ -10,8 +10,9 @@ import dataclasses
 from collections.abc import Iterable
 
 from ..errors import PlanError
+from ..tree import fold_names
 from .entries import Entry, PlanData, PlanParts, Unused
-from .rules import invert_rules
+from .rules import invert_rules, selection_paths
 from .transforms import Concat, Split, chain_inverse
 
 
@@ -19,6 +20,7 @@ def invert_parts(fwd: PlanData) -> PlanParts:
     """The parts of the plan that maps `fwd`'s target back onto its source (see `Plan.invert`)."""
     if len(fwd.sources) != 1:
         raise PlanError(f"a plan with {len(fwd.sources)} sources cannot be inverted")
+    _refuse_selection(fwd)
     src = fwd.sources[0]
     new_target = dataclasses.replace(src, prefix="")
     new_source = dataclasses.replace(fwd.target, prefix="")
@@ -48,6 +50,21 @@ def invert_parts(fwd: PlanData) -> PlanParts:
         if e.effective != "copy"
     ]
     return [new_source], new_target, rules, dict(sorted(entries.items())), unused
+
+
+def _refuse_selection(fwd: PlanData) -> None:
+    """A layer selection (every other layer, the first six) leaves the source's other layers out:
+    inverted, those layers would silently keep their init. Refused, naming them."""
+    for path in selection_paths(fwd.rules):
+        left = [u.name for u in fwd.unused if u.reason.startswith(f"dropped by {path}:")]
+        if left:
+            folded = ", ".join(fold_names(left)[:3])
+            raise PlanError(
+                f"{path} selects layers and leaves {len(left)} source tensor(s) out ({folded}"
+                f"{', ...' if len(fold_names(left)) > 3 else ''}): the inverse plan would keep "
+                "them at their init; propose the other direction with its own rules instead "
+                "(ckpt map STUDENT TEACHER --rules ...)"
+            )
 
 
 def _invert_entry(e: Entry, label: str) -> list[Entry]:

@@ -285,7 +285,8 @@ class Context:
                     continue
                 res = apply_rules(rules, ref.prefix + name, ref.label)
                 if res.dropped:
-                    reasons[(ref.label, name)] = f"dropped by {res.fired[-1]}"
+                    why = f": {res.why}" if res.why else ""
+                    reasons[(ref.label, name)] = f"dropped by {res.fired[-1]}{why}"
                     continue
                 hit = next((n for n in res.names if n in targets), None)
                 src = Src(ref.label, name, hit or res.names[0], info)

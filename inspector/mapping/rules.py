@@ -26,6 +26,7 @@ import yaml
 
 from .. import yamlload
 from ..errors import PlanError
+from .indexexpr import Affine, parse_affine, parse_range
 from .transforms import Transform, transform_from_dict
 
 
@@ -37,6 +38,7 @@ class Hit:
     names: tuple[str, ...]  # empty: dropped
     rule: str  # path of the rule that fired: "rules[2]" or "rules[0].table[7]"
     transforms: tuple[Transform, ...] = ()
+    why: str = ""  # for a drop: why, when the rule says more than "dropped"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class Rule:
 
     @property
     def invertible(self) -> bool:
+        return False
+
+    @property
+    def selects(self) -> bool:
+        """True for a layer selection: it drops the layers it does not select."""
         return False
 
     def inverted(self) -> Rule:
@@ -208,25 +215,54 @@ class Suffix(Rule):
         return {"from": self.old, "to": self.new}
 
 
-_PLACEHOLDER = re.compile(r"\*|\{(\w+)\}")
+_PLACEHOLDER = re.compile(r"\*|\{([^{}]*)\}")
 
 
-def _template_regex(template: str) -> tuple[re.Pattern[str], list[str], int]:
-    """Regex for a dotted-prefix template: `*` is a layer index (digits), `{x}` one component."""
+@dataclass(frozen=True)
+class _Shape:
+    """A parsed template side: its regex, component placeholders in order, `*` count, and the
+    index expression (`{2*n}`) when it has one."""
+
+    regex: re.Pattern[str]
+    names: list[str]
+    stars: int
+    index: Affine | None
+
+
+def _index_vars(*templates: str) -> set[str]:
+    """Variables used in index expressions (`{2*n}` makes `n` one) on either side."""
+    out = set()
+    for template in templates:
+        for m in _PLACEHOLDER.finditer(template):
+            if m.group(0) != "*" and not re.fullmatch(r"\w+", m.group(1)):
+                out.add(parse_affine(m.group(1)).var)
+    return out
+
+
+def _template_regex(template: str, index_vars: frozenset[str] = frozenset()) -> _Shape:
+    """Regex for a dotted-prefix template: `*` is a layer index (digits), `{x}` one component,
+    `{2*n+1}` (or `{n}` with n in `index_vars`) a layer index given by an expression."""
     parts, names, stars, pos = [], [], 0, 0
+    index: Affine | None = None
     for m in _PLACEHOLDER.finditer(template):
         parts.append(re.escape(template[pos : m.start()]))
+        body = m.group(1)
         if m.group(0) == "*":
             parts.append(rf"(?P<_star{stars}>\d+)")
             stars += 1
+        elif re.fullmatch(r"\w+", body) and body not in index_vars:
+            if body in names:
+                raise PlanError(f"placeholder {{{body}}} appears twice in {template!r}")
+            names.append(body)
+            parts.append(rf"(?P<{body}>[^.]+)")
         else:
-            if m.group(1) in names:
-                raise PlanError(f"placeholder {{{m.group(1)}}} appears twice in {template!r}")
-            names.append(m.group(1))
-            parts.append(rf"(?P<{m.group(1)}>[^.]+)")
+            if index is not None:
+                raise PlanError(f"{template!r} has two index expressions; one is allowed")
+            index = parse_affine(body)
+            parts.append(r"(?P<_index>\d+)")
         pos = m.end()
     parts.append(re.escape(template[pos:]))
-    return re.compile("".join(parts) + r"(?=\.|$)"), names, stars
+    return _Shape(re.compile("".join(parts) + r"(?=\.|$)"), names, stars, index)
 
 
 @dataclass(frozen=True)
@@ -235,49 +271,124 @@ class Template(Rule):
 
     Matches a whole name or a dotted prefix of it (the rest, e.g. `.weight`, is carried over).
     `*` matches a layer index (digits) and is filled in order; `{name}` matches one component.
+
+    Layer selection: `{2*n}` -> `{n}` (affine `a*n+b`, one variable, optionally limited to
+    `span`, inclusive) renames the layers it selects; a name of the `from` shape whose index
+    it does not select (odd layers, layers outside `span`) is dropped, with that reason.
     """
 
     kind: ClassVar[str] = "template"
     old: str
     new: str
+    span: tuple[int, int] | None = None  # the index variable's range, inclusive
+    var: str | None = None  # the variable `span` is declared for (the body's key)
 
     def __post_init__(self) -> None:
-        _, names, stars = _template_regex(self.old)
-        _, new_names, new_stars = _template_regex(self.new)
-        if not set(new_names) <= set(names):
-            missing = sorted(set(new_names) - set(names))
+        vars_ = _index_vars(self.old, self.new) | ({self.var} if self.var else set())
+        if len(vars_) > 1:
+            raise PlanError(f"index expressions use variables {sorted(vars_)}; one is allowed")
+        old, new = self._shapes
+        if not set(new.names) <= set(old.names):
+            missing = sorted(set(new.names) - set(old.names))
             raise PlanError(f"'to' uses placeholders {missing} that 'from' does not define")
-        if new_stars > stars:
-            raise PlanError(f"'to' has {new_stars} '*' but 'from' has {stars}")
+        if new.stars > old.stars:
+            raise PlanError(f"'to' has {new.stars} '*' but 'from' has {old.stars}")
+        if vars_:
+            (var,) = vars_
+            if old.index is None:
+                raise PlanError(f"'from' has no index expression in {var}: write {{{var}}}")
+            if new.index is None:
+                raise PlanError(
+                    f"'to' does not use {var}: every selected layer would get the same name"
+                )
+        if self.span is not None and (old.index is None or self.span[0] > self.span[1]):
+            raise PlanError(f"range {self.span} needs lo <= hi and an index expression in 'from'")
 
     @cached_property
-    def _compiled(self) -> re.Pattern[str]:
-        return _template_regex(self.old)[0]
+    def _shapes(self) -> tuple[_Shape, _Shape]:
+        vars_ = frozenset(_index_vars(self.old, self.new) | ({self.var} if self.var else set()))
+        return _template_regex(self.old, vars_), _template_regex(self.new, vars_)
+
+    @property
+    def selects(self) -> bool:
+        """True for a layer selection (an index expression): it drops what it does not select."""
+        return self._shapes[0].index is not None
+
+    def _pick(self, index: int) -> int | None:
+        """The `to` index for source index `index`, None when it is not selected."""
+        old, new = self._shapes
+        assert old.index is not None
+        assert new.index is not None
+        n = old.index.solve(index)
+        if n is None or (self.span and not self.span[0] <= n <= self.span[1]):
+            return None
+        out = new.index.at(n)
+        return out if out >= 0 else None
+
+    def match(self, name: str, label: str, path: str) -> Hit | None:
+        hit = super().match(name, label, path)
+        if hit is None or hit.names:
+            return hit
+        return dataclasses.replace(hit, why=f"a layer not selected by {self.selection_text()}")
 
     def rewrite(self, name: str) -> tuple[str, ...] | None:
-        m = self._compiled.match(name)
+        old, new = self._shapes
+        m = old.regex.match(name)
         if m is None:
             return None
         groups = m.groupdict()
-        stars = iter(groups[f"_star{i}"] for i in range(self.new.count("*")))
-        out = _PLACEHOLDER.sub(
-            lambda p: next(stars) if p.group(0) == "*" else groups[p.group(1)], self.new
-        )
-        return (out + name[m.end() :],)
+        index = None
+        if old.index is not None:
+            index = self._pick(int(groups["_index"]))
+            if index is None:
+                return ()
+        stars = iter(groups[f"_star{i}"] for i in range(new.stars))
+
+        def fill(p: re.Match[str]) -> str:
+            if p.group(0) == "*":
+                return next(stars)
+            return groups[p.group(1)] if p.group(1) in groups else str(index)
+
+        return (_PLACEHOLDER.sub(fill, self.new) + name[m.end() :],)
+
+    def selection_text(self) -> str:
+        """`encoder.layers.{2*n} -> encoder.layers.{n}, n in 0..5`."""
+        old, _ = self._shapes
+        text = f"{self.old} -> {self.new}"
+        if old.index is not None and self.span is not None:
+            text += f", {old.index.var} in {self.span[0]}..{self.span[1]}"
+        return text
 
     @property
     def invertible(self) -> bool:
-        _, names, stars = _template_regex(self.old)
-        _, new_names, new_stars = _template_regex(self.new)
-        return not self.transforms and set(names) == set(new_names) and stars == new_stars
+        old, new = self._shapes
+        return (
+            not self.transforms
+            and not self.selects
+            and set(old.names) == set(new.names)
+            and old.stars == new.stars
+        )
 
     def inverted(self) -> Rule:
+        if self.selects:
+            raise PlanError(
+                f"rule template {self.selection_text()} selects layers: its inverse would leave "
+                "the layers it does not select at their init"
+            )
         if not self.invertible:
             raise PlanError(f"rule {self.describe()} drops a placeholder: not invertible")
         return self._with_common(Template(self.new, self.old))
 
+    def describe(self) -> str:
+        return f"template {self.selection_text()}"
+
     def body(self) -> Any:
-        return {"from": self.old, "to": self.new}
+        out: dict[str, Any] = {"from": self.old, "to": self.new}
+        if self.span is not None:
+            old, _ = self._shapes
+            assert old.index is not None
+            out[old.index.var] = f"{self.span[0]}..{self.span[1]}"
+        return out
 
 
 @dataclass(frozen=True)
@@ -366,11 +477,15 @@ class Table(Rule):
         for i, rule in enumerate(self.rules):
             hit = rule.match(name, label, f"{path}.table[{i}]")
             if hit is not None:
-                return Hit(hit.names, hit.rule, self.transforms + hit.transforms)
+                return Hit(hit.names, hit.rule, self.transforms + hit.transforms, hit.why)
         return None
 
     def keeps(self, target: str) -> bool:
         return any(r.keeps(target) for r in self.rules)
+
+    @property
+    def selects(self) -> bool:
+        return any(r.selects for r in self.rules)
 
     @property
     def invertible(self) -> bool:
@@ -385,13 +500,58 @@ class Table(Rule):
 
 @dataclass(frozen=True)
 class Drop(Rule):
-    """Source tensors matching the glob are not used (listed as dropped, not as unused)."""
+    """Source tensors matching the glob are not used (listed as dropped, not as unused).
+
+    With `above`, the pattern is a template with one `*` (a layer index; the whole name or a
+    dotted prefix of it) and only layers whose index is above `above` are dropped: a teacher
+    kept up to its middle layer."""
 
     kind: ClassVar[str] = "drop"
     pattern: str
+    above: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.above is not None:
+            shape = _template_regex(self.pattern)
+            if shape.stars != 1 or shape.names or shape.index is not None:
+                raise PlanError(
+                    f"with 'above', the pattern needs exactly one '*' (the layer index) and no "
+                    f"other placeholder, got {self.pattern!r}"
+                )
+
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
+        return _template_regex(self.pattern).regex
+
+    def _index(self, name: str) -> int | None:
+        m = self._compiled.match(name)
+        return None if m is None else int(m.group("_star0"))
 
     def rewrite(self, name: str) -> tuple[str, ...] | None:
-        return () if fnmatch.fnmatchcase(name, self.pattern) else None
+        if self.above is None:
+            return () if fnmatch.fnmatchcase(name, self.pattern) else None
+        index = self._index(name)
+        return () if index is not None and index > self.above else None
+
+    def match(self, name: str, label: str, path: str) -> Hit | None:
+        hit = super().match(name, label, path)
+        if hit is None or self.above is None:
+            return hit
+        return dataclasses.replace(hit, why=f"a layer above {self.above} in {self.pattern}")
+
+    @property
+    def selects(self) -> bool:
+        return self.above is not None
+
+    def describe(self) -> str:
+        above = "" if self.above is None else f" above {self.above}"
+        return f"drop {self.pattern}{above}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.above is not None:
+            out = {"drop": out.pop("drop"), "above": self.above, **out}
+        return out
 
     def body(self) -> Any:
         return self.pattern
@@ -428,19 +588,24 @@ RULE_KINDS: dict[str, type[Rule]] = {
     )
 }
 _COMMON_KEYS = ("source", "transforms", "note")
+_KIND_KEYS = {"drop": ("above",)}  # keys beside the kind key that only that kind takes
 
 
 def name_matcher(pattern: str, *, regex: bool = False) -> Callable[[str], bool]:
     """Whether a tensor name matches `pattern` the way rules match names, for selecting rows
     (`ckpt plan approve`): as a keep/drop glob (`fnmatch`: `*` any text, `?`, `[...]`) or as a
     template's `from` (the whole name or a dotted prefix of it: `*` a layer index, `{x}` one
-    component), so `encoder` selects the subtree. With `regex`, a full match as a regex rule's
-    `pattern`. A bad pattern raises PlanError."""
+    component, `{2*n}` the layers it selects), so `encoder` selects the subtree. With `regex`, a
+    full match as a regex rule's `pattern`. A bad pattern raises PlanError."""
     if regex:
         rx = Regex(pattern, "")
         return lambda name: rx.rewrite(name) is not None
-    glob, template = Keep(_nonempty(pattern, "pattern")), Template(pattern, pattern)
-    return lambda name: glob.keeps(name) or template.rewrite(name) is not None
+    glob = Keep(_nonempty(pattern, "pattern"))
+    try:  # `{2*n}` selects the layers it maps; a pattern no template reads is a glob only
+        template: Template | None = Template(pattern, pattern)
+    except PlanError:
+        template = None
+    return lambda name: glob.keeps(name) or bool(template and template.rewrite(name))
 
 
 # -- building rules from data ----------------------------------------------------------------------
@@ -453,7 +618,8 @@ def rule_from_dict(data: Any, where: str = "rule") -> Rule:
             f"{where}: a rule is a mapping like {{rename: {{from: a, to: b}}}}, got {data!r}"
         )
     kinds = [k for k in data if k in RULE_KINDS]
-    unknown = [k for k in data if k not in RULE_KINDS and k not in _COMMON_KEYS]
+    extra = tuple(k for kind in kinds for k in _KIND_KEYS.get(kind, ()))
+    unknown = [k for k in data if k not in RULE_KINDS and k not in _COMMON_KEYS + extra]
     if unknown:
         raise PlanError(
             f"{where}: unknown key {unknown[0]!r} (rule kinds: {', '.join(RULE_KINDS)})"
@@ -462,6 +628,8 @@ def rule_from_dict(data: Any, where: str = "rule") -> Rule:
         raise PlanError(f"{where}: needs exactly one rule kind, found {kinds or 'none'}")
     kind = kinds[0]
     common = _common_fields(data, where)
+    if "above" in data:
+        common["above"] = _count(data["above"], f"{where}.above")
     try:
         return _BUILDERS[kind](data[kind], f"{where}.{kind}", common)
     except PlanError as e:
@@ -488,6 +656,12 @@ def _common_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
 def _str(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise PlanError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PlanError(f"{where}: expected a layer index (an integer >= 0), got {value!r}")
     return value
 
 
@@ -538,6 +712,25 @@ def _build_substring(body: Any, where: str, common: dict[str, Any]) -> Rule:
     )
 
 
+def _build_template(body: Any, where: str, common: dict[str, Any]) -> Rule:
+    """`{from, to}`, and for a layer selection optionally `VAR: lo..hi` (the index variable's
+    range, inclusive: `{from: "layers.{2*n}", to: "layers.{n}", n: 0..5}`)."""
+    extra = [k for k in body if k not in ("from", "to")] if isinstance(body, dict) else []
+    if len(extra) > 1:
+        raise PlanError(f"{where}: expected keys from, to and at most one range, got {extra}")
+    if not extra:
+        return Template(*_pair(body, where), **common)
+    (var,) = extra
+    if not isinstance(var, str) or not re.fullmatch(r"[A-Za-z_]\w*", var):
+        raise PlanError(f"{where}: unknown key {var!r} (a range is written n: 0..5)")
+    pair = _pair({k: body[k] for k in body if k != var}, where)
+    span = parse_range(body[var], f"{where}.{var}")
+    try:
+        return Template(*pair, span=span, var=var, **common)
+    except PlanError as e:
+        raise PlanError(f"{where}: {e}") from None
+
+
 def _build_table(body: Any, where: str, common: dict[str, Any]) -> Rule:
     if not isinstance(body, list) or not body:
         raise PlanError(f"{where}: expected a non-empty list of rules")
@@ -550,7 +743,7 @@ _BUILDERS = {
     "add_prefix": lambda b, w, c: AddPrefix(_nonempty(b, w), **c),
     "optional_prefix": lambda b, w, c: OptionalPrefix(_nonempty(b, w), **c),
     "suffix": lambda b, w, c: Suffix(*_pair(b, w), **c),
-    "template": lambda b, w, c: Template(*_pair(b, w), **c),
+    "template": lambda b, w, c: _build_template(b, w, c),
     "regex": lambda b, w, c: Regex(*_pair(b, w, ("pattern", "to")), **c),
     "substring": _build_substring,
     "table": _build_table,
@@ -643,6 +836,7 @@ class Resolution:
     fired: tuple[str, ...]  # rule paths that changed the name, in order
     transforms: tuple[Transform, ...]
     dropped: bool = False
+    why: str = ""  # for a drop: the rule's reason (a layer a selection does not select)
 
 
 def apply_rules(rules: list[Rule] | tuple[Rule, ...], name: str, label: str = "") -> Resolution:
@@ -658,7 +852,9 @@ def apply_rules(rules: list[Rule] | tuple[Rule, ...], name: str, label: str = ""
                 new.append(current)
                 continue
             if not hit.names:
-                return Resolution((), (*fired, hit.rule), tuple(transforms), dropped=True)
+                return Resolution(
+                    (), (*fired, hit.rule), tuple(transforms), dropped=True, why=hit.why
+                )
             if hit.rule not in fired:
                 fired.append(hit.rule)
                 transforms.extend(hit.transforms)
@@ -673,6 +869,19 @@ def kept_by(rules: list[Rule] | tuple[Rule, ...], target: str) -> str | None:
         if rule.keeps(target):
             return f"rules[{i}]"
     return None
+
+
+def selection_paths(rules: list[Rule] | tuple[Rule, ...], path: str = "rules") -> list[str]:
+    """Paths (`rules[0]`, `rules[1].table[2]`) of the layer selections in `rules`: templates with
+    an index expression and drops with `above`."""
+    out = []
+    for i, rule in enumerate(rules):
+        here = f"{path}[{i}]"
+        if isinstance(rule, Table):
+            out.extend(selection_paths(rule.rules, f"{here}.table"))
+        elif rule.selects:
+            out.append(here)
+    return out
 
 
 def invert_rules(rules: list[Rule] | tuple[Rule, ...]) -> list[Rule]:

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where w writes (default: next to the target, with .migrated in the name)")
     p.add_argument("--rules", help="rules file, built-in rule set, or inline YAML "
                                    "('{rules: [...]}') used for the proposal")
+    p.add_argument("--layers", metavar="SPEC",
+                   help="take these source layers for the target's, as ckpt map --layers: "
+                        "every:K, first, first:N, 0,2,4 (rules added after --rules)")
+    p.add_argument("--layers-prefix", action="append", default=[], metavar="P",
+                   help="the layer list(s) --layers applies to; repeatable")
     p.add_argument("--demo", action="store_true",
                    help="build sample checkpoints in a temp folder and open them")
     return p
@@ -69,6 +74,8 @@ def _check_output(output: Path, inputs: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.plan and (args.layers or args.layers_prefix):
+        raise SystemExit("ckpt-tui: error: --layers proposes a plan; --plan has its rules")
     from .app import create_app
 
     with tempfile.TemporaryDirectory(prefix="ckpt-tui-demo-") as tmp:
@@ -82,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sources, target, output = resolve(args)
         try:
-            app = create_app(sources, target, plan=args.plan, output=output, rules=args.rules)
+            app = create_app(sources, target, plan=args.plan, output=output, rules=args.rules,
+                             layers=args.layers, layers_prefix=args.layers_prefix)
             code = app.run()
         except (CheckpointError, PlanError, WriteError) as e:
             print(f"ckpt-tui: error: {e}", file=sys.stderr)

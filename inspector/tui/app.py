@@ -28,6 +28,8 @@ def create_app(
     output: str | os.PathLike[str] | None = None,
     rules: Any = None,
     plan_path: str | os.PathLike[str] | None = None,
+    layers: str | None = None,
+    layers_prefix: list[str] | None = None,
 ) -> ReviewApp:
     """Build the review app. Nothing is read or written until the app runs."""
     if isinstance(sources, (list, tuple)) and not is_prefixed(sources):
@@ -38,7 +40,14 @@ def create_app(
     if plan_path is None and isinstance(plan, (str, os.PathLike)):
         plan_path = plan
     config = AppConfig(
-        items, target, plan, out, rules, Path(plan_path) if plan_path else default_plan_path(out)
+        items,
+        target,
+        plan,
+        out,
+        rules,
+        Path(plan_path) if plan_path else default_plan_path(out),
+        layers,
+        list(layers_prefix or []),
     )
     return ReviewApp(config)
 

@@ -26,6 +26,8 @@ class AppConfig:
     output: Path | None = None
     rules: Any = None
     plan_path: Path | None = None  # where `s` saves
+    layers: str | None = None  # `--layers SPEC`: rules added after `rules` (mapping.layersel)
+    layers_prefix: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 

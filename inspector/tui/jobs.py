@@ -35,6 +35,7 @@ def _open(spec: Any) -> tuple[str, Checkpoint]:
 
 def open_and_plan(config: AppConfig) -> msg.Loaded:
     """Open the checkpoints (headers only), then load and bind the plan or propose one."""
+    from ..mapping.layersel import with_layers
     from ..mapping.plan import Plan
     from ..mapping.propose import bind, propose
 
@@ -46,7 +47,8 @@ def open_and_plan(config: AppConfig) -> msg.Loaded:
         plan = Plan.load(plan)
     if plan is None:
         sources = [with_prefix(p, c) for p, c in opened]
-        plan = propose(sources if len(sources) > 1 else sources[0], target, rules=config.rules)
+        rules = with_layers(config.rules, config.layers, sources, target, config.layers_prefix)
+        plan = propose(sources if len(sources) > 1 else sources[0], target, rules=rules)
     else:
         bind(plan, opened if len(opened) > 1 else opened[0], target)
     return msg.Loaded(checkpoints, target, plan, architecture(plan, checkpoints, target))

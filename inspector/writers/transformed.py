@@ -23,8 +23,10 @@ from ..mapping.transforms import (
     Reshape,
     Slice,
     Split,
+    Squeeze,
     Transform,
     Transpose,
+    Unsqueeze,
     WeightNormFuse,
 )
 from ..model import Checkpoint, TensorInfo, contiguous_strides
@@ -84,7 +86,8 @@ def _perm(tr: Transpose, ndim: int) -> tuple[int, ...]:
 
 
 def _reshape(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
-    assert isinstance(tr, Reshape)
+    """reshape, unsqueeze, squeeze: the same elements in C order, another shape."""
+    assert isinstance(tr, (Reshape, Unsqueeze, Squeeze))
     v = _single(tr, values)
     shape = tr.out_shape([v.shape])
     if isinstance(v, ViewValue) and v.view.contiguous:
@@ -223,6 +226,8 @@ Step = Callable[[Transform, list[Producer], Producer | None], Producer]
 _STEPS: dict[type[Transform], Step] = {
     Transpose: _transpose,
     Reshape: _reshape,
+    Unsqueeze: _reshape,
+    Squeeze: _reshape,
     Cast: _cast,
     Slice: _slice,
     Split: _split,

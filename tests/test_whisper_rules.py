@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from subproc import ckpt
-from whisper_reference import hf_name, openai_names, wenet_name
+from whisper_reference import hf_name, openai_names, openai_shape, wenet_name
 
 from inspector.errors import PlanError
 from inspector.mapping import apply_rules, builtin_rule_sets, invert_rules, load_rules
@@ -155,3 +155,82 @@ def test_a_source_in_the_wrong_layout_maps_nothing(name: str) -> None:
     for row, column in itertools.product(layouts(2, 2), range(3)):
         res = apply_rules(rules, row[column])
         assert bool(res.fired) == (column == own), (name, row[column])
+
+
+# -- architecture: a config mismatch explained in each layout's own config names ----------------
+def _sizes(d: int = 16, ffn: int = 64, enc: int = 2, dec: int = 2, vocab: int = 40) -> dict:
+    return {"d": d, "ffn": ffn, "enc": enc, "dec": dec, "vocab": vocab}
+
+
+def _write(layout: str, path: Path, seed: int, sizes: dict) -> Path:
+    """A Whisper checkpoint of `sizes` in `layout` (hf: a torch.save'd state dict; openai: the
+    {'dims', 'model_state_dict'} file; wenet: the script's output)."""
+    names = openai_names(sizes["enc"], sizes["dec"])
+    shape = {n: openai_shape(n, d=sizes["d"], ffn=sizes["ffn"], vocab=sizes["vocab"], n_mels=8,
+                             audio_ctx=6, text_ctx=5) for n in names}
+    values = _synthetic(names, shape, seed)
+    if layout == "openai":
+        dims = {"n_mels": 8, "n_audio_ctx": 6, "n_audio_state": sizes["d"], "n_audio_head": 2,
+                "n_audio_layer": sizes["enc"], "n_vocab": sizes["vocab"], "n_text_ctx": 5,
+                "n_text_state": sizes["d"], "n_text_head": 2, "n_text_layer": sizes["dec"]}
+        torch.save({"dims": dims, "model_state_dict": values}, path)
+    elif layout == "hf":
+        torch.save({hf_name(n): v for n, v in values.items()}, path)
+    else:
+        out = {}
+        for n, v in values.items():
+            new, unsqueeze = wenet_name(n)
+            out[new] = v.unsqueeze(0) if unsqueeze else v
+        torch.save(out, path)
+    return path
+
+
+def _explain(tmp_path: Path, target_layout: str, rules: str | None, src: dict, tgt: dict
+             ) -> list[str]:
+    from inspector import open as open_ckpt
+    from inspector.mapping import arch, propose
+
+    source = open_ckpt(_write("hf", tmp_path / "src.pt", 0, src))
+    target = open_ckpt(_write(target_layout, tmp_path / "tgt.pt", 1, tgt))
+    plan = propose(source, target, rules=rules)
+    return arch.explain(plan, {"src.pt": source}, target)
+
+
+@pytest.mark.parametrize(
+    ("layout", "rules", "src", "tgt", "expected"),
+    [
+        ("hf", None, _sizes(enc=2), _sizes(enc=4),
+         ["model.encoder.layers: layers 2 -> 4: set encoder_layers=2 in the target config to "
+          "transfer it"]),
+        ("hf", None, _sizes(d=16), _sizes(d=8, ffn=32),
+         ["model.encoder.layers: d_model 16 -> 8, ffn 64 -> 32: set d_model=16, "
+          "encoder_ffn_dim=64 in the target config to transfer it",
+          "model.decoder.layers: d_model 16 -> 8, ffn 64 -> 32: set d_model=16, "
+          "decoder_ffn_dim=64 in the target config to transfer it"]),
+        ("openai", "whisper-hf-to-openai", _sizes(dec=3), _sizes(dec=2, d=8, ffn=32),
+         ["encoder.blocks: d_model 16 -> 8, ffn 64 -> 32: set dims.n_audio_state=16 in the "
+          "target config to transfer it",
+          "decoder.blocks: layers 3 -> 2, d_model 16 -> 8, ffn 64 -> 32: set "
+          "dims.n_text_layer=3, dims.n_text_state=16 in the target config to transfer it"]),
+        ("openai", "whisper-hf-to-openai", _sizes(ffn=48), _sizes(ffn=64),
+         ["encoder.blocks: ffn 48 -> 64: the target's layout fixes it (no config value changes "
+          "it)",
+          "decoder.blocks: ffn 48 -> 64: the target's layout fixes it (no config value changes "
+          "it)"]),
+        ("openai", "whisper-hf-to-openai", _sizes(vocab=40), _sizes(vocab=30),
+         ["decoder: vocabulary changed 40 -> 30 (kept at target init; set dims.n_vocab=40 to "
+          "transfer it instead)"]),
+        ("wenet", "whisper-hf-to-wenet", _sizes(enc=3), _sizes(enc=2, d=8, ffn=32),
+         ["encoder.encoders: layers 3 -> 2, d_model 16 -> 8, ffn 64 -> 32: set "
+          "encoder_conf.num_blocks=3, encoder_conf.output_size=16, encoder_conf.linear_units=64 "
+          "in the target config to transfer it",
+          "decoder.decoders: d_model 16 -> 8, ffn 64 -> 32: set encoder_conf.output_size=16, "
+          "decoder_conf.linear_units=64 in the target config to transfer it"]),
+    ],
+    ids=["hf-layers", "hf-width", "openai-width-and-layers", "openai-ffn-fixed", "openai-vocab",
+         "wenet"],
+)
+def test_a_config_mismatch_is_explained_in_the_layouts_names(
+    tmp_path: Path, layout: str, rules: str | None, src: dict, tgt: dict, expected: list[str]
+) -> None:
+    assert sorted(_explain(tmp_path, layout, rules, src, tgt)) == sorted(expected)

@@ -103,3 +103,25 @@ def wenet_name(openai_name: str) -> tuple[str, bool]:
     if openai_name == "encoder.positional_embedding":
         return "encoder.embed.pos_enc.pe", True
     return name, False
+
+
+def openai_shape(name: str, *, d: int, ffn: int, vocab: int, n_mels: int, audio_ctx: int,
+                 text_ctx: int) -> tuple[int, ...]:
+    """The shape of an OpenAI Whisper tensor (whisper/model.py: Conv1d kernels of 3, Linear
+    weights [out, in], the MLP 4 x d wide in OpenAI's own models)."""
+    if name == "encoder.positional_embedding":
+        return (audio_ctx, d)
+    if name == "decoder.positional_embedding":
+        return (text_ctx, d)
+    if name == "decoder.token_embedding.weight":
+        return (vocab, d)
+    if name.startswith("encoder.conv"):
+        return {"weight": (d, n_mels if "conv1" in name else d, 3)}.get(name.rsplit(".", 1)[1],
+                                                                         (d,))
+    if ".mlp.0." in name:
+        return (ffn, d) if name.endswith("weight") else (ffn,)
+    if ".mlp.2." in name:
+        return (d, ffn) if name.endswith("weight") else (d,)
+    if (".attn." in name or ".cross_attn." in name) and name.endswith("weight"):
+        return (d, d)
+    return (d,)

@@ -299,3 +299,22 @@ def test_oracle_names_are_the_models_names() -> None:
     assert wenet_name(cross_ln)[0] == "decoder.decoders.0.norm2.weight"
     assert wenet_name("decoder.blocks.0.mlp_ln.bias")[0] == "decoder.decoders.0.norm3.bias"
     assert wenet_name("encoder.blocks.1.mlp_ln.bias")[0] == "encoder.encoders.1.norm2.bias"
+
+
+def test_ckpt_map_explains_a_size_mismatch_in_whisper_config_names(tmp_path: Path) -> None:
+    """HF folders (config.json) and an OpenAI file (dims): the hint names the layout's own key."""
+    small, big = CASES[0], Case(64, 4, 3, 4, 120, 80, 30, 16)
+    source = save_hf(build(small, 0), "safetensors", tmp_path / "small")
+    target = save_hf(build(big, 1), "safetensors", tmp_path / "big")
+    done = ckpt("map", source, target)
+    assert done.returncode == 0, done.stderr
+    assert ("model.encoder.layers: layers 2 -> 4: set encoder_layers=2 in the target config to "
+            "transfer it") in done.stdout
+    wide = Case(96, 2, 3, 4, 120, 80, 30, 16)
+    openai = tmp_path / "wide.pt"
+    torch.save({"dims": wide.dims(), "model_state_dict": openai_state(wide, build(wide, 1))},
+               openai)
+    done = ckpt("map", source, openai, "--rules", "whisper-hf-to-openai")
+    assert done.returncode == 0, done.stderr
+    assert ("decoder.blocks: d_model 64 -> 96, ffn 256 -> 384: set dims.n_text_state=64 in the "
+            "target config to transfer it") in done.stdout

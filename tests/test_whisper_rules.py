@@ -234,3 +234,17 @@ def test_a_config_mismatch_is_explained_in_the_layouts_names(
     tmp_path: Path, layout: str, rules: str | None, src: dict, tgt: dict, expected: list[str]
 ) -> None:
     assert sorted(_explain(tmp_path, layout, rules, src, tgt)) == sorted(expected)
+
+
+def test_an_hf_to_wenet_plan_inverts_with_squeeze(tmp_path: Path) -> None:
+    """plan.invert() turns the positional tables' unsqueeze into squeeze (WeNet -> HF)."""
+    from inspector.mapping import propose
+
+    sizes = _sizes()
+    plan = propose(_write("hf", tmp_path / "hf.pt", 0, sizes),
+                   _write("wenet", tmp_path / "wenet.pt", 1, sizes), rules="whisper-hf-to-wenet")
+    assert plan.entries["decoder.embed.1.pe"].transform == UNSQUEEZE
+    back = plan.invert()
+    entry = back.entries["model.decoder.embed_positions.weight"]
+    assert entry.transform == SQUEEZE
+    assert entry.sources == (("wenet.pt", "decoder.embed.1.pe"),)

@@ -162,6 +162,10 @@ def test_builtin_rule_sets_load_and_files_too(tmp_path) -> None:  # type: ignore
         "wav2vec2-conformer-fairseq-to-hf",
         "wav2vec2-fairseq-to-hf",
         "hubert-fairseq-to-hf",
+        "whisper-openai-to-hf",
+        "whisper-hf-to-openai",
+        "whisper-hf-to-wenet",
+        "whisper-wenet-to-hf",
     }
     for name in builtin_rule_sets():
         assert load_rules(name)

@@ -167,15 +167,23 @@ def _kernels(names: list[str], shapes: Shapes) -> list[tuple[str, Kernel]]:
 
 # -- config names ----------------------------------------------------------------------------------
 # What the config of a model family calls each stack value. `per`: the config value is the value
-# divided by that attribute (NeMo's ff_expansion_factor = ffn width / d_model).
+# divided by that attribute (NeMo's ff_expansion_factor = ffn width / d_model). `scope`: the name
+# holds for stacks under that component only (`encoder_layers` vs `decoder_layers`). An empty
+# `key`: the family has no config value for it (OpenAI Whisper's ffn is always 4 x d_model).
 @dataclass(frozen=True)
 class ConfigName:
     attr: str  # Stack attribute, or "vocab" (ModuleArch.vocab)
     family: str
     key: str
     per: str | None = None
+    scope: str | None = None
+
+    def applies(self, where: str) -> bool:
+        return self.scope is None or self.scope in where.split(".")
 
 
+SIDES = ("encoder", "decoder")
+WHISPER = (("encoder", "audio"), ("decoder", "text"))
 CONFIG_NAMES = (
     ConfigName("n_layers", "nemo", "n_layers"),
     ConfigName("d_model", "nemo", "d_model"),
@@ -188,6 +196,24 @@ CONFIG_NAMES = (
     ConfigName("ffn", "hf", "intermediate_size"),
     ConfigName("conv_kernel", "hf", "conv_depthwise_kernel_size"),
     ConfigName("vocab", "hf", "vocab_size"),
+    # HF encoder-decoder models (Whisper, BART, Marian...): one flat config, a name per side
+    *(ConfigName("n_layers", "hf-seq2seq", f"{side}_layers", scope=side) for side in SIDES),
+    ConfigName("d_model", "hf-seq2seq", "d_model"),
+    *(ConfigName("heads", "hf-seq2seq", f"{s}_attention_heads", scope=s) for s in SIDES),
+    *(ConfigName("ffn", "hf-seq2seq", f"{side}_ffn_dim", scope=side) for side in SIDES),
+    ConfigName("vocab", "hf-seq2seq", "vocab_size"),
+    # OpenAI Whisper: ModelDimensions, saved as the checkpoint's `dims`
+    *(ConfigName("n_layers", "openai-whisper", f"n_{a}_layer", scope=s) for s, a in WHISPER),
+    *(ConfigName("d_model", "openai-whisper", f"n_{a}_state", scope=s) for s, a in WHISPER),
+    *(ConfigName("heads", "openai-whisper", f"n_{a}_head", scope=s) for s, a in WHISPER),
+    ConfigName("ffn", "openai-whisper", ""),  # 4 x n_*_state, not configurable
+    ConfigName("vocab", "openai-whisper", "n_vocab"),
+    # WeNet / ESPnet train.yaml (not in the checkpoint: the path is named as in the file)
+    *(ConfigName("n_layers", "wenet", f"{side}_conf.num_blocks", scope=side) for side in SIDES),
+    ConfigName("d_model", "wenet", "encoder_conf.output_size"),
+    *(ConfigName("heads", "wenet", f"{side}_conf.attention_heads", scope=side) for side in SIDES),
+    *(ConfigName("ffn", "wenet", f"{side}_conf.linear_units", scope=side) for side in SIDES),
+    ConfigName("vocab", "wenet", "output_dim"),
 )
 # Words for a value no config name is known for (the hint stays generic).
 ATTR_WORDS = {
@@ -198,7 +224,14 @@ ATTR_WORDS = {
     "conv_kernel": "conv kernel",
     "vocab": "vocabulary",
 }
-# A family is known from the target's format, else from a component its names use.
+# A family is known from a component its names use that says more than the format (an HF
+# encoder-decoder is configured unlike other HF models), else from the target's format, else from
+# a component its names use.
+SPECIFIC_MARKERS = (
+    ("encoder_attn", "hf-seq2seq"),
+    ("cross_attn_ln", "openai-whisper"),
+    ("src_attn", "wenet"),
+)
 FAMILY_FORMATS = {"nemo": "nemo", "nemo-folder": "nemo", "hf": "hf"}
 FAMILY_MARKERS = (
     ("pre_encode", "nemo"),
@@ -209,21 +242,35 @@ FAMILY_MARKERS = (
     ("gate_proj", "hf"),
     ("query", "hf"),
 )
+# Config dicts a container keeps next to its weights root (OpenAI Whisper:
+# {'dims': ..., 'model_state_dict': ...})
+CONTAINER_CONFIG_KEYS = ("dims",)
 MAX_CONFIG_DEPTH = 4
 
 
 def family_of(target: Checkpoint | Shapes) -> str | None:
+    components = {c for n in shapes_of(target) for c in n.split(".")}
+    specific = next((fam for marker, fam in SPECIFIC_MARKERS if marker in components), None)
+    if specific is not None:
+        return specific
     if isinstance(target, Checkpoint) and target.format in FAMILY_FORMATS:
         return FAMILY_FORMATS[target.format]
-    components = {c for n in shapes_of(target) for c in n.split(".")}
     return next((fam for marker, fam in FAMILY_MARKERS if marker in components), None)
 
 
 def _config_of(target: Checkpoint | Shapes) -> Mapping[str, Any] | None:
+    """The target's config: its format's (`metadata["config"]`), else a config dict its
+    container keeps next to the weights (`{"dims": {...}}`, named by its key)."""
     if not isinstance(target, Checkpoint):
         return None
     config = target.metadata.get("config")
-    return config if isinstance(config, Mapping) else None
+    if isinstance(config, Mapping):
+        return config
+    if target.root and isinstance(target.tree, Mapping):
+        found = {k: target.tree[k] for k in CONTAINER_CONFIG_KEYS if k in target.tree}
+        if found and all(isinstance(v, Mapping) for v in found.values()):
+            return found
+    return None
 
 
 def _find_key(config: Mapping[str, Any], key: str, depth: int = 0) -> str | None:
@@ -247,10 +294,14 @@ class Hints:
     family: str | None
     config: Mapping[str, Any] | None
 
-    def setting(self, attr: str, module: str, values: Mapping[str, Any]) -> str:
-        """`encoder.conv_kernel_size=31` (or the generic `conv kernel 31`) for a source value."""
-        names = [c for c in CONFIG_NAMES if c.attr == attr]
+    def setting(self, attr: str, module: str, values: Mapping[str, Any], where: str = "") -> str:
+        """`encoder.conv_kernel_size=31` (or the generic `conv kernel 31`) for a source value;
+        `where` is the stack's path (a name scoped to `decoder` holds under it); "" when the
+        target's family has no config value for it (it follows from another)."""
+        names = [c for c in CONFIG_NAMES if c.attr == attr and c.applies(where or module)]
         family = [c for c in names if c.family == self.family]
+        if any(not c.key for c in family):
+            return ""
         for c in family or names:
             path = self._path(c.key, module)
             if path is not None or (c in family and self.config is None):
@@ -327,32 +378,47 @@ def _vocabulary_lines(
 ) -> list[str]:
     units = assign_units(plan.entries, target.metadata if isinstance(target, Checkpoint) else {})
     modules: dict[str, set[Unit]] = {}  # reason -> units, in the order the reasons appear
+    rows: dict[str, list[Entry]] = {}
     for name, e in plan.entries.items():
         if "vocab-change" in e.flags:
             modules.setdefault(e.reason, set()).add(units[name])
+            rows.setdefault(e.reason, []).append(e)
     out = []
     for reason, found in modules.items():
         mods = sorted(u.root.rstrip(".") for u in found)
         label = ", ".join(sorted(u.label.removeprefix("module ") for u in found))
         line = f"{label}: {reason} (kept at target init"
-        hint = _vocabulary_hint(mods, plan, sources, hints)
+        hint = _vocabulary_hint(mods, rows[reason], plan, sources, hints)
         out.append(line + (f"; {hint} to transfer it instead)" if hint else ")"))
     return out
 
 
 def _vocabulary_hint(
-    mods: list[str], plan: Plan, sources: Mapping[str, Checkpoint | Shapes], hints: Hints
+    mods: list[str],
+    rows: list[Entry],
+    plan: Plan,
+    sources: Mapping[str, Checkpoint | Shapes],
+    hints: Hints,
 ) -> str:
-    """`set vocab_size=29` where the target's family names its vocabulary size, else ''."""
+    """`set vocab_size=29` where the target's family names its vocabulary size, else ''. The
+    source module is the one of the same name, else the one the rows' sources sit in (rules
+    that rename modules: OpenAI's `decoder` -> HF's `model.decoder`)."""
     if not any(c.attr == "vocab" and c.family == hints.family for c in CONFIG_NAMES):
         return ""
     for label, ckpt in sources.items():
         prefix = next((s.prefix for s in plan.sources if s.label == label), "")
         archs = {prefix + m: a for m, a in infer(ckpt).items()}
-        vocab = next((archs[m].vocab for m in mods if m in archs and archs[m].vocab), None)
+        named = [(lb, prefix + n) for e in rows for lb, n in _row_sources(e) if lb == label]
+        found = [*mods, *(m for _, n in named for m in archs if n.startswith(m + "."))]
+        vocab = next((archs[m].vocab for m in found if m in archs and archs[m].vocab), None)
         if vocab is not None:
             return "set " + hints.setting("vocab", mods[0], {"vocab": vocab})
     return ""
+
+
+def _row_sources(e: Entry) -> list[tuple[str, str]]:
+    """(label, name) of a row's sources and candidates."""
+    return [*e.sources, *((c.label, c.name) for c in e.candidates)]
 
 
 def _source_stack(
@@ -401,7 +467,7 @@ def _compare(
         if old[attr] is not None and new[attr] is not None and old[attr] != new[attr]:
             diffs.append(f"{words} {old[attr]} -> {new[attr]}")
     for attr, _ in STACK_ATTRS:
-        a, b = (hints.setting(attr, module, v) for v in (old, new))
+        a, b = (hints.setting(attr, module, v, tgt.path) for v in (old, new))
         if old[attr] is not None and new[attr] is not None and a != b:
             settings.append(a)
     for inner, sk, tk in _kernel_changes(tgt, src):
@@ -414,6 +480,8 @@ def _compare(
         text = _mismatch_text(rows, src_shapes)
         return f"{tgt.path}: {text}" if text else ""
     head = f"{tgt.path}: {', '.join(diffs)}"
+    if not settings:
+        return f"{head}: the target's layout fixes it (no config value changes it)"
     if all("=" in s for s in settings):
         return f"{head}: set {', '.join(settings)} in the target config to transfer it"
     return f"{head}: configure the target with {', '.join(settings)} to transfer it"

@@ -120,8 +120,9 @@ def module_of(name: str, root: tuple[str, ...] = ()) -> str:
 
 # Last components that name a list of layers (torch.nn.ModuleList attributes): `encoder.layers`
 # (NeMo Conformer, fairseq, HF BERT/wav2vec2 `encoder.layer`), `blocks` (timm, Whisper), `h`
-# (GPT-2 `transformer.h`). `conv_layers`, `res_blocks` style names match by their last word.
-LAYER_LISTS = frozenset({"layers", "layer", "blocks", "block", "h"})
+# (GPT-2 `transformer.h`), `encoders`/`decoders` (WeNet, ESPnet). `conv_layers`, `res_blocks`
+# style names match by their last word.
+LAYER_LISTS = frozenset({"layers", "layer", "blocks", "block", "h", "encoders", "decoders"})
 LAYER_LIST_WORDS = frozenset({"layers", "layer", "blocks", "block"})
 MIN_UNNAMED_STACK = 3  # a numbered list with another name is a stack from this many members
 

@@ -221,6 +221,48 @@ class Reshape(Transform):
 
 
 @dataclass(frozen=True)
+class Unsqueeze(Transform):
+    """A new axis of size 1 at `axis` (a position table [n, d] stored as [1, n, d]: WeNet)."""
+
+    op: ClassVar[str] = "unsqueeze"
+    axis: int = 0
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        self._check_inputs(shapes)
+        shape = shapes[0]
+        ax = _axis(self.axis, len(shape) + 1, self.describe())
+        return (*shape[:ax], 1, *shape[ax:])
+
+    def invertible(self, shapes: list[Shape], in_dtypes: list[str]) -> bool:
+        return True
+
+    def inverse(self, shapes: list[Shape], in_dtypes: list[str]) -> Transform:
+        return Squeeze(_axis(self.axis, len(shapes[0]) + 1, self.describe()))
+
+
+@dataclass(frozen=True)
+class Squeeze(Transform):
+    """Remove the axis `axis`, which must have size 1 (the inverse of `unsqueeze`)."""
+
+    op: ClassVar[str] = "squeeze"
+    axis: int = 0
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        self._check_inputs(shapes)
+        shape = shapes[0]
+        ax = _axis(self.axis, len(shape), self.describe())
+        if shape[ax] != 1:
+            raise PlanError(f"{self.describe()}: axis {self.axis} has size {shape[ax]}, not 1")
+        return (*shape[:ax], *shape[ax + 1 :])
+
+    def invertible(self, shapes: list[Shape], in_dtypes: list[str]) -> bool:
+        return True
+
+    def inverse(self, shapes: list[Shape], in_dtypes: list[str]) -> Transform:
+        return Unsqueeze(_axis(self.axis, len(shapes[0]), self.describe()))
+
+
+@dataclass(frozen=True)
 class Cast(Transform):
     """Convert the element type. Invertible only when widening (no value can change)."""
 
@@ -450,7 +492,10 @@ class WeightNormFuse(Transform):
 
 TRANSFORMS: dict[str, type[Transform]] = {
     cls.op: cls
-    for cls in (Transpose, Reshape, Cast, Split, Concat, Slice, Select, Pad, WeightNormFuse)
+    for cls in (
+        Transpose, Reshape, Unsqueeze, Squeeze, Cast, Split, Concat, Slice, Select, Pad,
+        WeightNormFuse,
+    )
 }
 
 
@@ -562,8 +607,10 @@ __all__ = [
     "Reshape",
     "Slice",
     "Split",
+    "Squeeze",
     "Transform",
     "Transpose",
+    "Unsqueeze",
     "WeightNormFuse",
     "chain_inverse",
     "chain_shape",

@@ -24,8 +24,10 @@ from ..mapping.transforms import (
     Select,
     Slice,
     Split,
+    Squeeze,
     Transform,
     Transpose,
+    Unsqueeze,
     WeightNormFuse,
 )
 from ..model import Checkpoint, TensorInfo, contiguous_strides
@@ -85,7 +87,8 @@ def _perm(tr: Transpose, ndim: int) -> tuple[int, ...]:
 
 
 def _reshape(tr: Transform, values: list[Producer], target: Producer | None) -> Producer:
-    assert isinstance(tr, Reshape)
+    """reshape, unsqueeze, squeeze: the same elements in C order, another shape."""
+    assert isinstance(tr, (Reshape, Unsqueeze, Squeeze))
     v = _single(tr, values)
     shape = tr.out_shape([v.shape])
     if isinstance(v, ViewValue) and v.view.contiguous:
@@ -237,6 +240,8 @@ Step = Callable[[Transform, list[Producer], Producer | None], Producer]
 _STEPS: dict[type[Transform], Step] = {
     Transpose: _transpose,
     Reshape: _reshape,
+    Unsqueeze: _reshape,
+    Squeeze: _reshape,
     Cast: _cast,
     Slice: _slice,
     Select: _select,

@@ -13,7 +13,6 @@ missing, hold every tensor of the original model, and compute the same outputs.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ transformers = pytest.importorskip(
     "transformers", reason="needs transformers: run in the real-library venv (/work/venv-real)"
 )
 
-from subproc import ckpt  # noqa: E402
+from real_helpers import assert_applied_like_reference  # noqa: E402
 from w2v2_reference import fairseq_names  # noqa: E402
 
 import inspector  # noqa: E402
@@ -175,36 +174,8 @@ def test_every_target_tensor_is_placed_by_a_rule(converted: dict[str, Any]) -> N
 
 
 def test_apply_then_transformers_computes_the_same(converted: dict[str, Any]) -> None:
-    case, reference, out = converted["case"], converted["reference"], converted["out"]
-    r = ckpt("apply", "--source", converted["source"], "--target", converted["target"],
-             "--rules", RULES, "-o", out, "--accept-proposed", "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
-    n_target = len(inspector.open(converted["target"]).keys())
-    assert report["kept"] == []  # nothing left at its random init
-    assert report["skipped"] == []
-    assert len(report["loaded"]) == n_target
-    assert report["params_loaded"] == report["params_total"]
-    assert report["verification"]["ok"]
-
-    model, info = _model_class(case).from_pretrained(out, output_loading_info=True)
-    model.eval()
-    assert not info["missing_keys"], info
-    assert not info["unexpected_keys"], info
-    assert not info["mismatched_keys"], info
-    got = model.state_dict()
-    want = reference.state_dict()
-    assert set(got) == set(want)
-    differ = [k for k in want if not torch.equal(got[k], want[k])]
-    assert differ == []
-
-    torch.manual_seed(2)
-    wave = torch.randn(2, 1600)
-    for a, b in zip(_outputs(model, wave), _outputs(reference, wave), strict=True):
-        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
-    # the comparison can tell: the untouched target computes something else
-    untouched = _model_class(case).from_pretrained(converted["target"]).eval()
-    assert not torch.allclose(_outputs(untouched, wave)[0], _outputs(reference, wave)[0])
+    case = converted["case"]
+    assert_applied_like_reference(converted, RULES, _model_class(case), _outputs)
 
 
 def test_reference_inversion_gives_fairseq_layout() -> None:

@@ -1,8 +1,9 @@
 """Pictures of what changed: per-layer relative change and cosine, bars grouped by module.
 
-Two halves. `change_rows` turns (tensor name, comparison) pairs into rows of module / layer /
-relative change / cosine (pure data, no drawing): `ckpt diff --plot` feeds it the changed
-tensors of a diff, and any other report with per-tensor comparisons can feed it the same way.
+Two halves. `change_rows` turns (tensor name, relative change, cosine) triples into rows of
+module / layer / relative change / cosine (pure data, no drawing): `ckpt diff --plot` feeds it
+the changed tensors of a diff, ckpt-tui the compared pairs below a module row, and any other
+report with per-tensor comparisons can feed it the same way.
 `write_plot` draws the rows with matplotlib (the optional `plot` extra, imported only here and
 only when a picture is asked for) into an .svg, .png or self-contained .html file.
 
@@ -23,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import PlotError
 from .tree import format_ranges
@@ -31,13 +32,6 @@ from .tree import format_ranges
 SUFFIXES = (".svg", ".png", ".html")
 EXTRA_HINT = "pip install 'ckpt-inspector[plot]'"
 _INDEX = re.compile(r"^\d+$")
-
-
-class Compared(Protocol):
-    """What a row needs of a comparison (`compare.Comparison` has it)."""
-
-    rel_l2: float
-    cosine: float
 
 
 @dataclass(frozen=True)
@@ -68,20 +62,21 @@ def split_layer(name: str) -> tuple[str, str]:
     return parts[0], ".".join(parts[1:])
 
 
-def change_rows(changes: Iterable[tuple[str, Compared]]) -> list[ChangeRow]:
-    """Rows of the changed tensors, one per layer, in order of first appearance."""
+def change_rows(changes: Iterable[tuple[str, float, float]]) -> list[ChangeRow]:
+    """Rows of the changed tensors, given as (name, relative change, cosine), one row per
+    layer, in order of first appearance."""
     table: dict[tuple[str, str], ChangeRow] = {}
-    for name, c in changes:
+    for name, rel, cos in changes:
         key = split_layer(name)
         old = table.get(key)
         if old is None:
-            table[key] = ChangeRow(*key, c.rel_l2, c.cosine, 1, name)
+            table[key] = ChangeRow(*key, rel, cos, 1, name)
             continue
-        bigger = _more(c.rel_l2, old.relchange)
+        bigger = _more(rel, old.relchange)
         table[key] = ChangeRow(
             *key,
-            c.rel_l2 if bigger else old.relchange,
-            min(c.cosine, old.cosine),
+            rel if bigger else old.relchange,
+            min(cos, old.cosine),
             old.tensors + 1,
             name if bigger else old.worst,
         )
@@ -93,11 +88,12 @@ def _more(x: float, y: float) -> bool:
     return (math.isnan(x) and not math.isnan(y)) or x > y
 
 
-def diff_changes(result: Any) -> list[tuple[str, Compared]]:
-    """(name, comparison) of a `DiffResult`'s changed tensors (B's name)."""
+def diff_changes(result: Any) -> list[tuple[str, float, float]]:
+    """(name, relative change, cosine) of a `DiffResult`'s changed tensors (B's name)."""
     from .diffing import CHANGED
 
-    return [(r.name, r.comparison) for r in result.by_status(CHANGED) if r.comparison is not None]
+    return [(r.name, r.comparison.rel_l2, r.comparison.cosine)
+            for r in result.by_status(CHANGED) if r.comparison is not None]
 
 
 def module_titles(rows: list[ChangeRow]) -> dict[str, str]:
@@ -172,7 +168,7 @@ def draw(rows: list[ChangeRow], title: str) -> Any:
     height = 5.0 + 0.06 * longest
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, height), sharex=True)
     fig.suptitle(title, fontsize=10)
-    rel = [_finite_or(r.relchange, _cap(rows)) for r in rows]
+    rel = bar_heights(rows)
     bars = top.bar(xs, rel, color="tab:orange", width=0.8)
     for k, (bar, r) in enumerate(zip(bars, rows, strict=True)):
         bar.set_gid(f"relchange-{k}")
@@ -216,14 +212,12 @@ def _positions(rows: list[ChangeRow]) -> tuple[list[float], dict[str, tuple[floa
     return xs, groups
 
 
-def _cap(rows: list[ChangeRow]) -> float:
-    """Height for an infinite or NaN relative change (B all zero): the highest finite one."""
+def bar_heights(rows: list[ChangeRow]) -> list[float]:
+    """The rows' relative changes as bar heights: an infinite or NaN one (B all zero) is drawn
+    as high as the highest finite one (1.0 when there is none), and hatched."""
     finite = [r.relchange for r in rows if math.isfinite(r.relchange)]
-    return max(finite, default=1.0) or 1.0
-
-
-def _finite_or(x: float, cap: float) -> float:
-    return x if math.isfinite(x) else cap
+    cap = max(finite, default=1.0) or 1.0
+    return [r.relchange if math.isfinite(r.relchange) else cap for r in rows]
 
 
 def _html(title: str, svg: str, rows: list[ChangeRow]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.image
 import pytest
@@ -152,10 +151,6 @@ def test_diff_without_plot_never_imports_matplotlib(demo: DemoFiles) -> None:
 # -- the data: rows of module / layer / relative change / cosine -------------------------------
 
 
-def _c(rel: float, cos: float) -> SimpleNamespace:
-    return SimpleNamespace(rel_l2=rel, cosine=cos)
-
-
 def test_split_layer_cuts_at_the_first_numbered_segment() -> None:
     assert split_layer("encoder.layers.3.ffn.weight") == ("encoder.layers", "3")
     assert split_layer("joint.joint_net.2.bias") == ("joint.joint_net", "2")
@@ -166,13 +161,13 @@ def test_split_layer_cuts_at_the_first_numbered_segment() -> None:
 
 def test_a_layer_bar_is_its_most_changed_tensor() -> None:
     rows = change_rows([
-        ("enc.layers.0.a", _c(0.1, 0.99)),
-        ("enc.layers.0.b", _c(0.5, 0.95)),
-        ("enc.layers.0.c", _c(0.2, 0.90)),
-        ("enc.layers.1.a", _c(0.3, 0.97)),
-        ("head.weight", _c(math.inf, 0.0)),
-        ("enc.layers.2.a", _c(math.nan, 0.5)),
-        ("enc.layers.2.b", _c(0.7, 0.6)),
+        ("enc.layers.0.a", 0.1, 0.99),
+        ("enc.layers.0.b", 0.5, 0.95),
+        ("enc.layers.0.c", 0.2, 0.90),
+        ("enc.layers.1.a", 0.3, 0.97),
+        ("head.weight", math.inf, 0.0),
+        ("enc.layers.2.a", math.nan, 0.5),
+        ("enc.layers.2.b", 0.7, 0.6),
     ])
     assert rows[0] == ChangeRow("enc.layers", "0", 0.5, 0.90, 3, "enc.layers.0.b")
     assert rows[1] == ChangeRow("enc.layers", "1", 0.3, 0.97, 1, "enc.layers.1.a")

@@ -122,6 +122,8 @@ def check_output(path: str | os.PathLike[str]) -> Path:
     if out.suffix.lower() not in SUFFIXES:
         raise PlotError(f"{out}: a plot is written as {', '.join(SUFFIXES)}, not "
                         f"{out.suffix or 'a file without suffix'}")
+    if not out.parent.is_dir():
+        raise PlotError(f"{out}: the destination folder {out.parent} does not exist")
     _pyplot()
     return out
 
@@ -138,21 +140,29 @@ def _pyplot() -> Any:
     return plt
 
 
-def write_plot(rows: list[ChangeRow], path: str | os.PathLike[str], *, title: str) -> Path:
-    """Draw `rows` into `path` (.svg, .png or .html, by its suffix). Bars carry the ids
+def write_plot(
+    rows: list[ChangeRow],
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> Path:
+    """Draw `rows` into `path` (.svg, .png or .html, by its suffix), written whole or not at all
+    (inspector.io.atomic; an input named as `path` is refused). Bars carry the ids
     `relchange-K` and `cosine-K` (K: the row's index) in an SVG."""
+    from .io.atomic import atomic_path
+
     out = check_output(path)
     fig = draw(rows, title)
     suffix = out.suffix.lower()
     try:
-        if suffix == ".html":
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg")
-            out.write_text(_html(title, buf.getvalue(), rows), encoding="utf-8")
-        else:
-            fig.savefig(out, format=suffix[1:])
-    except OSError as e:
-        raise PlotError(f"{out}: cannot write the plot: {e.strerror or e}") from None
+        with atomic_path(out, inputs) as tmp:
+            if suffix == ".html":
+                buf = io.StringIO()
+                fig.savefig(buf, format="svg")
+                tmp.write_text(_html(title, buf.getvalue(), rows), encoding="utf-8")
+            else:
+                fig.savefig(tmp, format=suffix[1:])
     finally:
         _pyplot().close(fig)
     return out

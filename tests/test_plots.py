@@ -119,6 +119,7 @@ def test_plot_of_equal_files_has_no_bars(demo: DemoFiles, tmp_path: Path) -> Non
     [
         (("--plot", "x.jpg"), "a plot is written as .svg, .png, .html, not .jpg"),
         (("--plot", "x.svg", "--no-values"), "cannot go with --no-values"),
+        (("--plot", "nowhere/x.svg"), "x.svg: the destination folder nowhere does not exist"),
     ],
 )
 def test_bad_plot_requests_exit_2_before_reading(

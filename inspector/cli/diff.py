@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
 from ..errors import PlotError
+from ..reader import split_root
 from .inputs import open_inputs
 from .progress import meter
 
@@ -75,15 +77,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_text(result, sys.stdout, show_identical=args.all)
     if args.plot is not None:
-        _plot(result, args.plot)
+        _plot(result, args.plot, (args.a, args.b))
     return 0 if result.equal else 1
 
 
-def _plot(result: DiffResult, path: str) -> None:
+def _plot(result: DiffResult, path: str, inputs: tuple[str, str]) -> None:
     from ..plotting import change_rows, diff_changes, write_plot
 
     rows = change_rows(diff_changes(result))
-    out = write_plot(rows, path, title=f"A: {result.a}   B: {result.b}")
+    paths = [p for p in (split_root(s)[0] for s in inputs) if os.path.exists(p)]  # not URLs
+    out = write_plot(rows, path, title=f"A: {result.a}   B: {result.b}", inputs=paths)
     print(f"plot: {out} ({len(rows)} layers)", file=sys.stderr)
 
 

@@ -31,6 +31,7 @@ from .tree import format_ranges
 
 SUFFIXES = (".svg", ".png", ".html")
 EXTRA_HINT = "pip install 'ckpt-inspector[plot]'"
+DPI = 100  # pixels per inch of a .png
 _INDEX = re.compile(r"^\d+$")
 
 
@@ -162,7 +163,7 @@ def write_plot(
                 fig.savefig(buf, format="svg")
                 tmp.write_text(_html(title, buf.getvalue(), rows), encoding="utf-8")
             else:
-                fig.savefig(tmp, format=suffix[1:])
+                fig.savefig(tmp, format=suffix[1:], dpi=DPI)
     finally:
         _pyplot().close(fig)
     return out
@@ -174,9 +175,8 @@ def draw(rows: list[ChangeRow], title: str) -> Any:
     plt = _pyplot()
     xs, groups = _positions(rows)
     longest = max((len(r.layer) for r in rows), default=1)
-    width = max(6.0, min(60.0, 2.0 + 0.28 * (xs[-1] + 1 if xs else 0)))
-    height = 5.0 + 0.06 * longest
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, height), sharex=True)
+    width, height = figure_size(rows)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, height), sharex=True, dpi=DPI)
     fig.suptitle(title, fontsize=10)
     rel = bar_heights(rows)
     bars = top.bar(xs, rel, color="tab:orange", width=0.8)
@@ -186,7 +186,8 @@ def draw(rows: list[ChangeRow], title: str) -> Any:
             bar.set_hatch("//")
     top.set_ylabel("||A-B|| / ||B||")
     cos = [r.cosine if math.isfinite(r.cosine) else 0.0 for r in rows]
-    low = min([*cos, 0.0]) if rows else 0.0
+    lowest = min([*cos, 0.0])
+    low = lowest - 0.05 * (1.0 - lowest)  # the lowest bar stays visible
     bars = bottom.bar(xs, [c - low for c in cos], bottom=low, color="tab:blue", width=0.8)
     for k, bar in enumerate(bars):
         bar.set_gid(f"cosine-{k}")
@@ -205,6 +206,13 @@ def draw(rows: list[ChangeRow], title: str) -> Any:
                  transform=top.transAxes)
     fig.subplots_adjust(bottom=(0.4 + 0.06 * longest) / height, top=1 - 1.6 / height)
     return fig
+
+
+def figure_size(rows: list[ChangeRow]) -> tuple[float, float]:
+    """(width, height) in inches: a quarter inch and more per bar, room for the longest name."""
+    xs, _ = _positions(rows)
+    longest = max((len(r.layer) for r in rows), default=1)
+    return max(6.0, min(60.0, 2.0 + 0.28 * (xs[-1] + 1 if xs else 0))), 5.0 + 0.06 * longest
 
 
 def _positions(rows: list[ChangeRow]) -> tuple[list[float], dict[str, tuple[float, float]]]:

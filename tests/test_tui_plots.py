@@ -18,9 +18,8 @@ from tui_waits import settled, until
 import inspector
 from inspector.compare import compare_tensors, tensor_stats
 from inspector.plotting import change_rows
-from inspector.tui import jobs
+from inspector.tui import charts, jobs
 from inspector.tui.app import ReviewApp, create_app
-from inspector.tui.screens import review
 from inspector.tui.widgets.plots import ValuePlots
 
 TALL, SMALL = (160, 48), (80, 24)
@@ -158,7 +157,7 @@ async def test_module_chart_is_computed_off_the_ui_thread(
 async def test_a_module_too_large_to_chart_says_so(
     files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(review, "CHART_BYTES", 1000)
+    monkeypatch.setattr(charts, "CHART_BYTES", 1000)
     app = make_app(files)
     async with app.run_test(size=TALL) as pilot:
         await settled(pilot)
@@ -167,3 +166,22 @@ async def test_a_module_too_large_to_chart_says_so(
         assert app.review.plots_view.changes == ()
         text = str(app.review.query_one("#details").render())
         assert "too much to chart here (ckpt diff --plot draws it)" in text
+
+
+@sync
+async def test_a_module_with_too_many_tensors_is_not_walked(
+    files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(charts, "CHART_TENSORS", 100)
+    app = make_app(files)
+    async with app.run_test(size=TALL) as pilot:
+        await settled(pilot)
+        await on_module(app, pilot, "encoder")  # 168 tensors
+        await settled(pilot)
+        assert app.review.plots_view.changes == ()
+        assert not app.review.query_one(ValuePlots).display
+        text = str(app.review.query_one("#details").render())
+        assert "168 tensors, too many to chart here" in text
+        await on_module(app, pilot, "preprocessor.featurizer")  # 2 tensors: charted
+        await settled(pilot)
+        assert len(app.review.plots_view.changes) == 2

@@ -22,8 +22,7 @@ from textual.worker import get_current_worker
 from ... import humanize
 from ...errors import CheckpointError, PlanError, WriteError
 from ...mapping.plan import Plan
-from ...plotting import ChangeRow, change_rows
-from .. import jobs
+from .. import charts, jobs
 from .. import messages as msg
 from ..config import AppConfig, display_name
 from ..state import ReviewState, RuleResult
@@ -34,8 +33,6 @@ from ..widgets.labels import module_label, source_labeler, target_labeler
 from ..widgets.marks import SOURCE_MARKS, TARGET_MARKS, mark
 from ..widgets.plots import MIN_SCREEN_HEIGHT, Histogram, PlotsView, ValuePlots
 from ..widgets.summary import Names, SummaryBar, summary_text
-
-CHART_BYTES = 256 << 20  # a module's chart reads at most this much of both sides' values
 
 
 class ReviewScreen(Screen[None]):
@@ -231,48 +228,26 @@ class ReviewScreen(Screen[None]):
 
     def _module_chart(self, side: str, row: Row, text: Text) -> None:
         """The per-layer change chart of a module row: from the comparisons at hand, the missing
-        ones computed by a worker (not above CHART_BYTES to read: the note says why)."""
-        pairs = self._module_pairs(side, row)
+        ones computed by a worker (not above charts.CHART_BYTES to read, nor for more than
+        charts.CHART_TENSORS tensors: the note says why)."""
+        assert self.state is not None
+        if len(row.names) > charts.CHART_TENSORS:
+            text.append(f"\nper-layer change: {len(row.names)} tensors, too many to chart here "
+                        "(ckpt diff --plot draws them)", style="dim")
+            self.chart_pairs = []
+            self.show_plots(PlotsView())
+            return
+        pairs = charts.module_pairs(self.state, side, row)
         missing = [p for p in pairs if p not in self.pairs]
-        size = self._pairs_nbytes(missing)
-        if size > CHART_BYTES:
+        size = charts.pairs_nbytes(self.state, missing)
+        if size > charts.CHART_BYTES:
             text.append(f"\nper-layer change: {len(missing)} pairs, {humanize.nbytes(size)} to "
                         "read: too much to chart here (ckpt diff --plot draws it)", style="dim")
             pairs, missing = [p for p in pairs if p in self.pairs], []
         self.chart_pairs = pairs
-        self.show_plots(PlotsView(changes=tuple(self._chart_rows(pairs))))
+        self.show_plots(PlotsView(changes=tuple(charts.chart_rows(pairs, self.pairs))))
         if missing:
             self.load_pairs(missing)
-
-    def _module_pairs(self, side: str, row: Row) -> list[tuple[str, str]]:
-        """(source, target) of the rows below a module row copied from one source tensor of
-        the same shape: the pairs whose values compare."""
-        state = self.state
-        assert state is not None
-        targets = list(row.names) if side == "target" else [
-            t for s in row.names for t in state.readers_of(s)]
-        out = []
-        for t in dict.fromkeys(targets):
-            e = state.entry(t)
-            partners = state.partners(t)
-            if e is None or e.effective != "copy" or len(partners) != 1:
-                continue
-            if state.source_tensors[partners[0]].shape == state.target_tensors[t].shape:
-                out.append((partners[0], t))
-        return out
-
-    def _pairs_nbytes(self, pairs: list[tuple[str, str]]) -> int:
-        assert self.state is not None
-        src, tgt = self.state.source_tensors, self.state.target_tensors
-        return sum(src[s].nbytes + tgt[t].nbytes for s, t in pairs)
-
-    def _chart_rows(self, pairs: list[tuple[str, str]]) -> list[ChangeRow]:
-        figures = []
-        for s, t in pairs:
-            f = self.pairs.get((s, t))
-            if f is not None and f.rel_l2 is not None and f.cosine is not None:
-                figures.append((t, f.rel_l2, f.cosine))
-        return change_rows(figures)
 
     def show_plots(self, view: PlotsView) -> None:
         """Draw `view` under the details when the screen has room for it (MIN_SCREEN_HEIGHT)."""

@@ -124,6 +124,11 @@ class WriteError(Exception):
     """Writing an output failed; nothing was left at the destination."""
 
 
+class PlotError(WriteError):
+    """A plot cannot be written: matplotlib (the `plot` extra) is missing, the file's suffix is
+    not one a plot is written as, or the file cannot be written."""
+
+
 class RankFailedError(CheckpointError):
     """A distributed hash, verify or diff (`inspector.distributed`) failed on one rank or more.
     Every rank raises it, with the same message: the failing ranks and their errors' messages

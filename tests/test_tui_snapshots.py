@@ -65,6 +65,8 @@ def test_main_screen(snap_compare, make_app, size: tuple[int, int], no_color: bo
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_expanded_with_details(snap_compare, app: ReviewApp, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """A tensor row; at 160x48 the target and source histograms are drawn under the details
+    (at 80x24 there is no room for them)."""
     assert snap_compare(app, terminal_size=size, run_before=expanded)
 
 
@@ -104,5 +106,19 @@ def test_rule_preview(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-
         await pilot.press("e", *"keep joint.*")
         await previewed(pilot)
         assert pilot.app.screen.pending is not None
+
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run)
+
+
+def test_per_layer_change_of_a_module(snap_compare, app: ReviewApp) -> None:  # type: ignore[no-untyped-def]
+    """The encoder's row at 160x48: relative change and cosine per layer, worst tensor each."""
+
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled(pilot)
+        tree = pilot.app.review.target_tree
+        node = next(n for n in tree.root.children if n.data and n.data.label == "encoder")
+        tree.move_cursor(node)
+        await settled(pilot)
+        assert pilot.app.review.plots_view.changes
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=run)

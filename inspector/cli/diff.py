@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
+from ..errors import PlotError
+from ..reader import split_root
 from .inputs import open_inputs
 from .progress import meter
 
@@ -37,9 +40,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atol", type=float, default=1e-8)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--all", action="store_true", help="also list identical tensors")
+    p.add_argument("--plot", metavar="FILE",
+                   help="draw per-layer relative change and cosine of the changed tensors into "
+                        "FILE (.svg, .png or .html); needs matplotlib: "
+                        "pip install 'ckpt-inspector[plot]'")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        if args.no_values:
+            raise PlotError("--plot draws compared values: it cannot go with --no-values")
+        from ..plotting import check_output
+
+        check_output(args.plot)  # before the diff: a missing extra fails at once
     mapping: Any = args.strip_prefix
     if args.plan:
         from ..mapping import Plan
@@ -63,7 +76,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         write_text(result, sys.stdout, show_identical=args.all)
+    if args.plot is not None:
+        _plot(result, args.plot, (args.a, args.b))
     return 0 if result.equal else 1
+
+
+def _plot(result: DiffResult, path: str, inputs: tuple[str, str]) -> None:
+    from ..plotting import change_rows, diff_changes, write_plot
+
+    rows = change_rows(diff_changes(result))
+    paths = [p for p in (split_root(s)[0] for s in inputs) if os.path.exists(p)]  # not URLs
+    out = write_plot(rows, path, title=f"A: {result.a}   B: {result.b}", inputs=paths)
+    print(f"plot: {out} ({len(rows)} layers)", file=sys.stderr)
 
 
 def write_text(result: DiffResult, out: Any, *, show_identical: bool = False) -> None:

@@ -73,7 +73,7 @@ def tensor_facts(ckpt: Checkpoint, name: str) -> msg.TensorFacts:
         return msg.TensorFacts(error=str(e))
     stats = None
     if s.min is not None and s.max is not None and s.mean is not None and s.std is not None:
-        stats = msg.Stats(s.min, s.max, s.mean, s.std, tuple(s.hist))
+        stats = msg.Stats(s.min, s.max, s.mean, s.std, tuple(s.hist), tuple(s.hist_edges))
     return msg.TensorFacts(digest, stats)
 
 
@@ -87,7 +87,7 @@ def pair_facts(src: Checkpoint, src_name: str, tgt: Checkpoint, tgt_name: str) -
         c = compare_tensors(src, src_name, tgt, tgt_name)
     except CheckpointError as e:
         return msg.PairFacts(False, error=str(e))
-    return msg.PairFacts(c.n_diff == 0, c.max_abs_diff, c.cosine)
+    return msg.PairFacts(c.n_diff == 0, c.max_abs_diff, c.cosine, rel_l2=c.rel_l2)
 
 
 def write(

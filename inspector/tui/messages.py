@@ -17,6 +17,7 @@ class Stats:
     mean: float
     std: float
     hist: tuple[int, ...] = ()
+    edges: tuple[float, ...] = ()  # len(hist) + 1 bin edges
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PairFacts:
     max_abs_diff: float | None = None
     cosine: float | None = None
     error: str | None = None
+    rel_l2: float | None = None  # ||source - target|| / ||target||
 
 
 @dataclass
@@ -67,6 +69,13 @@ class PairReady(Message):
     source: str
     target: str
     facts: PairFacts
+
+
+@dataclass
+class PairsReady(Message):
+    """Comparisons of the mapped pairs below a module row: (source, target, facts) each."""
+
+    pairs: list[tuple[str, str, PairFacts]]
 
 
 @dataclass

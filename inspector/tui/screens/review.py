@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 from ... import humanize
 from ...errors import CheckpointError, PlanError, WriteError
 from ...mapping.plan import Plan
-from .. import jobs
+from .. import charts, jobs
 from .. import messages as msg
 from ..config import AppConfig, display_name
 from ..state import ReviewState, RuleResult
@@ -31,6 +31,7 @@ from ..widgets.details import DetailsPane, DetailsView, Side
 from ..widgets.keytree import KeyTree
 from ..widgets.labels import module_label, source_labeler, target_labeler
 from ..widgets.marks import SOURCE_MARKS, TARGET_MARKS, mark
+from ..widgets.plots import MIN_SCREEN_HEIGHT, Histogram, PlotsView, ValuePlots
 from ..widgets.summary import Names, SummaryBar, summary_text
 
 
@@ -69,6 +70,8 @@ class ReviewScreen(Screen[None]):
         self.facts: dict[tuple[str, str], msg.TensorFacts] = {}
         self.details_for: tuple[str | None, str | None] = (None, None)  # (target, source) shown
         self.pairs: dict[tuple[str, str], msg.PairFacts] = {}
+        self.chart_pairs: list[tuple[str, str]] = []  # (source, target) a module's chart needs
+        self.plots_view = PlotsView()
         # What the running job does (re-proposing, saving): edits wait for it, a save waits
         # and then runs (`_save_next`). Set and cleared on the UI thread only.
         self.busy = ""
@@ -84,6 +87,7 @@ class ReviewScreen(Screen[None]):
         yield Input(placeholder="search names: substring or wildcard (*, ?); enter to apply",
                     id="search")
         yield DetailsPane(id="details")
+        yield ValuePlots(id="plots")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -188,8 +192,11 @@ class ReviewScreen(Screen[None]):
             for key, n in totals.marks.items():
                 m = mark(table, key)
                 text.append(f"\n{m.symbol} {n} {m.meaning}", style=m.style)
+            self.details_for = (None, None)
+            self._module_chart(side, row, text)
             pane.show(DetailsView(module=text))
             return
+        self.chart_pairs = []
         target: str | None = row.names[0] if side == "target" else None
         source: str | None
         if side == "source":
@@ -199,7 +206,11 @@ class ReviewScreen(Screen[None]):
         else:
             partners = state.partners(row.names[0])
             source = partners[0] if partners else None
-        pane.show(self._details_view(target, source, len(row.names)))
+        view = self._details_view(target, source, len(row.names))
+        pane.show(view)
+        self.show_plots(PlotsView(histograms=tuple(
+            Histogram(side.title, side.facts.stats) for side in (view.target, view.source)
+            if side is not None and side.facts is not None and side.facts.stats is not None)))
         self.details_for = (target, source)
         missing = self._missing_facts(target, source)
         pair = self._pair_missing(target, source)
@@ -211,7 +222,66 @@ class ReviewScreen(Screen[None]):
         """True when the details pane has every fact it shows for the selected tensors (digests,
         stats, the pair comparison): tests wait on this rather than on timing."""
         target, source = self.details_for
-        return not self._missing_facts(target, source) and not self._pair_missing(target, source)
+        charted = all(p in self.pairs for p in self.chart_pairs)
+        return (charted and not self._missing_facts(target, source)
+                and not self._pair_missing(target, source))
+
+    def _module_chart(self, side: str, row: Row, text: Text) -> None:
+        """The per-layer change chart of a module row: from the comparisons at hand, the missing
+        ones computed by a worker (not above charts.CHART_BYTES to read, nor for more than
+        charts.CHART_TENSORS tensors: the note says why)."""
+        assert self.state is not None
+        if len(row.names) > charts.CHART_TENSORS:
+            text.append(f"\nper-layer change: {len(row.names)} tensors, too many to chart here "
+                        "(ckpt diff --plot draws them)", style="dim")
+            self.chart_pairs = []
+            self.show_plots(PlotsView())
+            return
+        pairs = charts.module_pairs(self.state, side, row)
+        missing = [p for p in pairs if p not in self.pairs]
+        size = charts.pairs_nbytes(self.state, missing)
+        if size > charts.CHART_BYTES:
+            text.append(f"\nper-layer change: {len(missing)} pairs, {humanize.nbytes(size)} to "
+                        "read: too much to chart here (ckpt diff --plot draws it)", style="dim")
+            pairs, missing = [p for p in pairs if p in self.pairs], []
+        self.chart_pairs = pairs
+        self.show_plots(PlotsView(changes=tuple(charts.chart_rows(pairs, self.pairs))))
+        if missing:
+            self.load_pairs(missing)
+
+    def show_plots(self, view: PlotsView) -> None:
+        """Draw `view` under the details when the screen has room for it (MIN_SCREEN_HEIGHT)."""
+        plots = self.query_one(ValuePlots)
+        if view != self.plots_view:
+            plots.show(view)
+        self.plots_view = view
+        self._place_plots()
+
+    def _place_plots(self) -> None:
+        plots = self.query_one(ValuePlots)
+        plots.display = (not self.plots_view.empty and self.size.height >= MIN_SCREEN_HEIGHT
+                         and self.query_one(DetailsPane).display)
+
+    def on_resize(self) -> None:
+        self._place_plots()
+
+    @work(thread=True, exclusive=True, group="facts")
+    def load_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        """Compare the (source, target) pairs a module's chart needs, off the UI thread."""
+        worker = get_current_worker()
+        done = []
+        for source, target in pairs:
+            if worker.is_cancelled:
+                return
+            sck, sname = self._locate("source", source)
+            tck, tname = self._locate("target", target)
+            done.append((source, target, jobs.pair_facts(sck, sname, tck, tname)))
+        self.post_message(msg.PairsReady(done))
+
+    def on_pairs_ready(self, message: msg.PairsReady) -> None:
+        for source, target, facts in message.pairs:
+            self.pairs[(source, target)] = facts
+        self.show_details()
 
     def _missing_facts(self, target: str | None, source: str | None) -> list[tuple[str, str]]:
         wanted = [("target", target), ("source", source)]
@@ -453,6 +523,7 @@ class ReviewScreen(Screen[None]):
     def action_toggle_details(self) -> None:
         pane = self.query_one(DetailsPane)
         pane.display = not pane.display
+        self._place_plots()
 
     # Actions: files ------------------------------------------------------------------------------
     def action_save(self) -> None:

@@ -1,0 +1,132 @@
+// See average.hpp.
+#include "average.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "crc32.hpp"
+
+namespace inspector::num {
+
+namespace {
+
+constexpr std::size_t kBlock = 2048;  // elements decoded per input per step (stays in L1/L2)
+using Wide = __int128;
+
+// One double to the destination float dtype, stored at p.
+void store_float(DType dst, double v, std::uint8_t* p) {
+    auto put = [p](auto raw) { std::memcpy(p, &raw, sizeof raw); };
+    switch (dst) {
+        case DType::F64: return put(v);
+        case DType::F32: return put(static_cast<float>(v));
+        case DType::F16: return put(f32_to_f16(f64_to_f32_odd(v)));
+        case DType::BF16: return put(f32_to_bf16(f64_to_f32_odd(v)));
+        case DType::F8E4M3FN: return put(f32_to_f8e4m3fn(f64_to_f32_odd(v)));
+        case DType::F8E5M2: return put(f32_to_f8e5m2(f64_to_f32_odd(v)));
+        case DType::F8E4M3FNUZ: return put(f32_to_f8e4m3fnuz(f64_to_f32_odd(v)));
+        case DType::F8E5M2FNUZ: return put(f32_to_f8e5m2fnuz(f64_to_f32_odd(v)));
+        case DType::F8E8M0FNU: return put(f32_to_f8e8m0(f64_to_f32_odd(v)));
+        default: throw std::invalid_argument("average: not a float destination");
+    }
+}
+
+// Stores the low bytes of an integer value (two's complement wrap, as a cast).
+void store_int(DType dst, Wide v, std::uint8_t* p) {
+    const auto u = static_cast<unsigned __int128>(v);
+    const std::size_t size = info(dst).itemsize;
+    for (std::size_t b = 0; b < size; ++b) p[b] = static_cast<std::uint8_t>(u >> (8 * b));
+}
+
+template <class Out>
+void decode_block(DType src, const std::uint8_t* p, std::size_t n, Out* out) {
+    visit(src, [&](auto c) {
+        using C = decltype(c);
+        decode_run<C, Out>(p, static_cast<std::int64_t>(sizeof(typename C::raw_t)), n, false, out);
+    });
+}
+
+void average_float(const std::vector<const std::uint8_t*>& srcs, DType src, const std::vector<double>& weights,
+                   double divisor, std::size_t n, std::uint8_t* dst, DType dst_dtype) {
+    const std::size_t in = info(src).itemsize, out = info(dst_dtype).itemsize;
+    double x[kBlock], sum[kBlock], comp[kBlock];
+    for (std::size_t lo = 0; lo < n; lo += kBlock) {
+        const std::size_t m = std::min(kBlock, n - lo);
+        std::fill(sum, sum + m, 0.0);
+        std::fill(comp, comp + m, 0.0);
+        for (std::size_t k = 0; k < srcs.size(); ++k) {
+            decode_block(src, srcs[k] + lo * in, m, x);
+            const double w = weights[k];
+            for (std::size_t i = 0; i < m; ++i) {  // Neumaier: comp keeps what the sum lost
+                const double t = w * x[i], s = sum[i] + t;
+                comp[i] += std::fabs(sum[i]) >= std::fabs(t) ? (sum[i] - s) + t : (t - s) + sum[i];
+                sum[i] = s;
+            }
+        }
+        for (std::size_t i = 0; i < m; ++i) store_float(dst_dtype, (sum[i] + comp[i]) / divisor, dst + (lo + i) * out);
+    }
+}
+
+bool integral(double v) { return std::isfinite(v) && std::fabs(v) < 0x1p62 && v == std::floor(v); }
+
+Wide floor_div(Wide s, Wide d) {
+    Wide q = s / d;
+    if (s % d != 0 && ((s < 0) != (d < 0))) --q;
+    return q;
+}
+
+void average_int(const std::vector<const std::uint8_t*>& srcs, DType src, const std::vector<double>& weights,
+                 double divisor, std::size_t n, std::uint8_t* dst, DType dst_dtype) {
+    bool exact = integral(divisor);
+    for (double w : weights) exact = exact && integral(w);
+    const std::size_t in = info(src).itemsize, out = info(dst_dtype).itemsize;
+    Wide x[kBlock], sum[kBlock];
+    double fsum[kBlock];
+    for (std::size_t lo = 0; lo < n; lo += kBlock) {
+        const std::size_t m = std::min(kBlock, n - lo);
+        std::fill(sum, sum + m, Wide{0});
+        std::fill(fsum, fsum + m, 0.0);
+        for (std::size_t k = 0; k < srcs.size(); ++k) {
+            decode_block(src, srcs[k] + lo * in, m, x);
+            if (exact) {
+                const auto w = static_cast<Wide>(weights[k]);
+                for (std::size_t i = 0; i < m; ++i) sum[i] += w * x[i];
+            } else {
+                for (std::size_t i = 0; i < m; ++i) fsum[i] += weights[k] * static_cast<double>(x[i]);
+            }
+        }
+        for (std::size_t i = 0; i < m; ++i) {
+            const Wide v = exact ? floor_div(sum[i], static_cast<Wide>(divisor))
+                                 : static_cast<Wide>(std::floor(fsum[i] / divisor));
+            store_int(dst_dtype, v, dst + (lo + i) * out);
+        }
+    }
+}
+
+}  // namespace
+
+float f64_to_f32_odd(double d) {
+    float f = static_cast<float>(d);
+    if (std::isnan(d) || std::isinf(f) || static_cast<double>(f) == d) return f;
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);  // toward zero
+    return f32_from_bits(f32_bits(f) | 1U);
+}
+
+std::uint32_t average(const std::vector<const std::uint8_t*>& srcs, DType src, const std::vector<double>& weights,
+                      double divisor, std::size_t n, std::uint8_t* dst, DType dst_dtype) {
+    if (weights.size() != srcs.size()) throw std::invalid_argument("average: one weight per input");
+    if (divisor == 0.0 || !std::isfinite(divisor)) throw std::invalid_argument("average: divisor must be finite, not 0");
+    const Kind to = info(dst_dtype).kind, from = info(src).kind;
+    if (to == Kind::Bool) throw std::invalid_argument("average: bool tensors are not averaged");
+    if (to == Kind::Float) {
+        average_float(srcs, src, weights, divisor, n, dst, dst_dtype);
+    } else if (from == Kind::Float) {
+        throw std::invalid_argument("average: a float source cannot be averaged into an integer dtype");
+    } else {
+        average_int(srcs, src, weights, divisor, n, dst, dst_dtype);
+    }
+    return crc32(dst, n * info(dst_dtype).itemsize);
+}
+
+}  // namespace inspector::num

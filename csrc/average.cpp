@@ -47,6 +47,13 @@ void decode_block(DType src, const std::uint8_t* p, std::size_t n, Out* out) {
     });
 }
 
+// Neumaier's step: sum += t, comp keeps what the sum lost.
+inline void add(double& sum, double& comp, double t) {
+    const double s = sum + t;
+    comp += std::fabs(sum) >= std::fabs(t) ? (sum - s) + t : (t - s) + sum;
+    sum = s;
+}
+
 void average_float(const std::vector<const std::uint8_t*>& srcs, DType src, const std::vector<double>& weights,
                    double divisor, std::size_t n, std::uint8_t* dst, DType dst_dtype) {
     const std::size_t in = info(src).itemsize, out = info(dst_dtype).itemsize;
@@ -58,13 +65,25 @@ void average_float(const std::vector<const std::uint8_t*>& srcs, DType src, cons
         for (std::size_t k = 0; k < srcs.size(); ++k) {
             decode_block(src, srcs[k] + lo * in, m, x);
             const double w = weights[k];
-            for (std::size_t i = 0; i < m; ++i) {  // Neumaier: comp keeps what the sum lost
-                const double t = w * x[i], s = sum[i] + t;
-                comp[i] += std::fabs(sum[i]) >= std::fabs(t) ? (sum[i] - s) + t : (t - s) + sum[i];
-                sum[i] = s;
+            if (w == 1.0) {
+                for (std::size_t i = 0; i < m; ++i) add(sum[i], comp[i], x[i]);
+            } else {
+                for (std::size_t i = 0; i < m; ++i) {
+                    const double t = w * x[i];
+                    add(sum[i], comp[i], t);
+                    comp[i] += std::fma(w, x[i], -t);  // what the product lost
+                }
             }
         }
-        for (std::size_t i = 0; i < m; ++i) store_float(dst_dtype, (sum[i] + comp[i]) / divisor, dst + (lo + i) * out);
+        if (dst_dtype == DType::F64) {  // divide the compensated pair: q + (s - q*d + c) / d
+            for (std::size_t i = 0; i < m; ++i) {
+                const double q = sum[i] / divisor, r = std::fma(-q, divisor, sum[i]);
+                store_float(dst_dtype, q + (r + comp[i]) / divisor, dst + (lo + i) * out);
+            }
+        } else {  // double has 29 bits to spare over float32: one rounding of the pair is enough
+            for (std::size_t i = 0; i < m; ++i)
+                store_float(dst_dtype, (sum[i] + comp[i]) / divisor, dst + (lo + i) * out);
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //   dst[i] = round(sum_k weights[k] * src_k[i] / divisor)
 //
 // Floating destinations: the sum is accumulated in double with Neumaier compensation (so that
-// cancellation between inputs does not cost the small terms), divided once, and rounded once to
+// cancellation between inputs does not cost the small terms; the products' rounding errors are
+// kept too, by fma), divided once, and rounded once to
 // the destination dtype, round to nearest even. Narrow floats (float16, bfloat16, float8) go
 // through float32 with round-to-odd, which makes the two steps one correctly rounded step: each
 // value is within one ulp of the exact weighted mean (half an ulp but for the sum's own error).

@@ -17,12 +17,11 @@ import safetensors.torch
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from subproc import ckpt
 
 import inspector
 from inspector.demo import build_demo
 from inspector.errors import CheckpointError, MismatchError
-
-from subproc import ckpt
 
 FLOATS = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
@@ -70,7 +69,8 @@ def test_mean_within_one_ulp_of_exact(dtype: torch.dtype, scales: list[float],
         paths = [save({"x": t}, Path(d) / f"in{i}.pt") for i, t in enumerate(inputs)]
         inspector.average(paths, Path(d) / "out.pt", weights=w)
         out = torch.load(Path(d) / "out.pt", weights_only=True)["state_dict"]["x"]
-    assert out.dtype == dtype and out.shape == inputs[0].shape
+    assert out.dtype == dtype
+    assert out.shape == inputs[0].shape
     assert_within_one_ulp(out, exact_mean(inputs, w or [1.0] * len(inputs)))
 
 
@@ -107,7 +107,7 @@ def test_lightning_output_is_the_torch_average(tmp_path: Path) -> None:
     sds = [d["state_dict"] for d in dicts]
     for name, first in sds[0].items():
         got = out["state_dict"][name]
-        assert got.dtype == first.dtype and got.shape == first.shape, name
+        assert (got.dtype, got.shape) == (first.dtype, first.shape), name
         if first.is_floating_point():  # the torch average, up to its own float32 rounding
             ref = sum(s[name].double() for s in sds) / 3
             torch.testing.assert_close(got.double(), ref, rtol=2e-2, atol=1e-3)
@@ -120,7 +120,8 @@ def test_lightning_output_is_the_torch_average(tmp_path: Path) -> None:
     assert torch.equal(out["optimizer_states"][0]["state"][0]["exp_avg"], torch.zeros(2))
     assert (report.tensors, report.int_tensors, report.bool_tensors, report.tied) == (4, 1, 1, 1)
     assert set(report.kept) == {"epoch", "global_step", "optimizer_states", "hyper_parameters"}
-    assert report.verified == len(sds[0]) and report.mode == "patch"
+    assert report.verified == len(sds[0])
+    assert report.mode == "patch"
 
 
 @pytest.mark.parametrize(("rule", "expected"), [("mean", [-2, 3, 0]), ("first", [-3, 5, 0]),
@@ -130,10 +131,12 @@ def test_integer_rules(tmp_path: Path, rule: str, expected: list[int]) -> None:
     b = save({"n": torch.tensor([0, 2, 1], dtype=torch.int32)}, tmp_path / "b.pt")
     report = inspector.average([a, b], tmp_path / "out.pt", ints=rule)
     out = torch.load(tmp_path / "out.pt", weights_only=True)["state_dict"]["n"]
-    assert out.dtype == torch.int32 and out.tolist() == expected
+    assert out.dtype == torch.int32
+    assert out.tolist() == expected
     if rule == "mean":
         assert out.tolist() == ((torch.tensor([-3, 5, 0]) + torch.tensor([0, 2, 1])) // 2).tolist()
-    assert report.int_rule == rule and report.int_tensors == 1
+    assert report.int_rule == rule
+    assert report.int_tensors == 1
 
 
 def test_weights_weigh_the_inputs(tmp_path: Path) -> None:
@@ -223,7 +226,9 @@ def test_from_averaged_missing_key_names_file_and_key(tmp_path: Path, key: str) 
     end = icefall_save(tmp_path / "end.pt", 2, 2000)
     r = ckpt("average", "--from-averaged", start, end, "-o", tmp_path / "avg.pt")
     assert r.returncode == 2, r.stderr
-    assert str(start) in r.stderr and repr(key) in r.stderr and "Traceback" not in r.stderr
+    assert str(start) in r.stderr
+    assert repr(key) in r.stderr
+    assert "Traceback" not in r.stderr
     assert not (tmp_path / "avg.pt").exists()
 
 
@@ -261,9 +266,12 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     a = save({"x": torch.zeros(2)}, tmp_path / "a.pt")
     for args in (["--weights", "1,2,3"], ["--weights", "1,-1"]):
         r = ckpt("average", a, a, "-o", tmp_path / "out.pt", *args)
-        assert r.returncode == 2 and "weights" in r.stderr and "Traceback" not in r.stderr
+        assert r.returncode == 2
+        assert "weights" in r.stderr
+        assert "Traceback" not in r.stderr
     r = ckpt("average", a, "-o", tmp_path / "out.pt")
-    assert r.returncode == 2 and "two inputs" in r.stderr
+    assert r.returncode == 2
+    assert "two inputs" in r.stderr
 
 
 # -- containers and the command line --------------------------------------------------------------
@@ -305,7 +313,8 @@ def test_nemo_keeps_its_members_byte_for_byte(tmp_path: Path) -> None:
     for name, data in first.items():
         if not name.endswith("model_weights.ckpt"):
             assert got[name] == data, name
-    assert report["kept"][0] == "model_config.yaml" and len(report["kept"]) == 3
+    assert report["kept"][0] == "model_config.yaml"
+    assert len(report["kept"]) == 3
     out = torch.load(io.BytesIO(got["./model_weights.ckpt"]), weights_only=True)
     wa = torch.load(io.BytesIO(first["./model_weights.ckpt"]), weights_only=True)
     for k, v in out.items():
@@ -321,21 +330,25 @@ def test_cli_report_and_json(tmp_path: Path) -> None:
     r = ckpt("average", a, b, "-o", tmp_path / "out.pt", "--weights", "3,1")
     assert r.returncode == 0, r.stderr
     assert "1 averaged, 1 integer (floor of the mean)" in r.stdout
-    assert "kept: 1 non-weight entries (epoch)" in r.stdout and "verified: OK: 2" in r.stdout
+    assert "kept: 1 non-weight entries (epoch)" in r.stdout
+    assert "verified: OK: 2" in r.stdout
     out = torch.load(tmp_path / "out.pt", weights_only=True)
-    assert out["state_dict"]["x"].tolist() == [0.75] * 3 and out["state_dict"]["n"].item() == 3
+    assert out["state_dict"]["x"].tolist() == [0.75] * 3
+    assert out["state_dict"]["n"].item() == 3
     assert out["epoch"] == 1
     r = ckpt("average", a, b, "-o", tmp_path / "out2.pt", "--int", "last", "--json")
     report = json.loads(r.stdout)
     assert (report["tensors"], report["int_tensors"], report["int_rule"]) == (1, 1, "last")
-    assert report["verified"] == 2 and report["bytes_written"] > 0
+    assert report["verified"] == 2
+    assert report["bytes_written"] > 0
 
 
 def test_other_format_and_like(tmp_path: Path) -> None:
     a = save({"x": torch.ones(2, 3)}, tmp_path / "a.pt")
     b = save({"x": torch.zeros(2, 3)}, tmp_path / "b.pt")
     report = inspector.average([a, b], tmp_path / "out.safetensors")
-    assert report.mode == "rewrite" and report.format == "safetensors"
+    assert report.mode == "rewrite"
+    assert report.format == "safetensors"
     assert torch.equal(safetensors.torch.load_file(tmp_path / "out.safetensors")["x"],
                        torch.full((2, 3), 0.5))
     like = tmp_path / "like.safetensors"
@@ -343,7 +356,8 @@ def test_other_format_and_like(tmp_path: Path) -> None:
                                 metadata={"origin": "target"})
     inspector.average([a, b], tmp_path / "into.safetensors", like=like)
     got = safetensors.torch.load_file(tmp_path / "into.safetensors")["x"]
-    assert got.dtype == torch.bfloat16 and torch.equal(got.float(), torch.full((2, 3), 0.5))
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got.float(), torch.full((2, 3), 0.5))
     assert inspector.open(tmp_path / "into.safetensors").metadata.get("safetensors_metadata") == {
         "origin": "target"}
 

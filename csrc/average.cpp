@@ -15,19 +15,24 @@ namespace {
 constexpr std::size_t kBlock = 2048;  // elements decoded per input per step (stays in L1/L2)
 using Wide = __int128;
 
-// One double to the destination float dtype, stored at p.
-void store_float(DType dst, double v, std::uint8_t* p) {
-    auto put = [p](auto raw) { std::memcpy(p, &raw, sizeof raw); };
+// Encodes m doubles as the destination float dtype at p (one switch per block, not per value).
+void store_floats(DType dst, const double* v, std::size_t m, std::uint8_t* p) {
+    auto put = [&](auto encode) {
+        for (std::size_t i = 0; i < m; ++i) {
+            const auto raw = encode(v[i]);
+            std::memcpy(p + i * sizeof raw, &raw, sizeof raw);
+        }
+    };
     switch (dst) {
-        case DType::F64: return put(v);
-        case DType::F32: return put(static_cast<float>(v));
-        case DType::F16: return put(f32_to_f16(f64_to_f32_odd(v)));
-        case DType::BF16: return put(f32_to_bf16(f64_to_f32_odd(v)));
-        case DType::F8E4M3FN: return put(f32_to_f8e4m3fn(f64_to_f32_odd(v)));
-        case DType::F8E5M2: return put(f32_to_f8e5m2(f64_to_f32_odd(v)));
-        case DType::F8E4M3FNUZ: return put(f32_to_f8e4m3fnuz(f64_to_f32_odd(v)));
-        case DType::F8E5M2FNUZ: return put(f32_to_f8e5m2fnuz(f64_to_f32_odd(v)));
-        case DType::F8E8M0FNU: return put(f32_to_f8e8m0(f64_to_f32_odd(v)));
+        case DType::F64: return put([](double x) { return x; });
+        case DType::F32: return put([](double x) { return static_cast<float>(x); });
+        case DType::F16: return put([](double x) { return f32_to_f16(f64_to_f32_odd(x)); });
+        case DType::BF16: return put([](double x) { return f32_to_bf16(f64_to_f32_odd(x)); });
+        case DType::F8E4M3FN: return put([](double x) { return f32_to_f8e4m3fn(f64_to_f32_odd(x)); });
+        case DType::F8E5M2: return put([](double x) { return f32_to_f8e5m2(f64_to_f32_odd(x)); });
+        case DType::F8E4M3FNUZ: return put([](double x) { return f32_to_f8e4m3fnuz(f64_to_f32_odd(x)); });
+        case DType::F8E5M2FNUZ: return put([](double x) { return f32_to_f8e5m2fnuz(f64_to_f32_odd(x)); });
+        case DType::F8E8M0FNU: return put([](double x) { return f32_to_f8e8m0(f64_to_f32_odd(x)); });
         default: throw std::invalid_argument("average: not a float destination");
     }
 }
@@ -47,17 +52,23 @@ void decode_block(DType src, const std::uint8_t* p, std::size_t n, Out* out) {
     });
 }
 
-// Neumaier's step: sum += t, comp keeps what the sum lost.
+// Knuth's TwoSum, branch-free (so it vectorises and never mispredicts): sum += t, comp gains
+// exactly what the rounded sum lost.
 inline void add(double& sum, double& comp, double t) {
-    const double s = sum + t;
-    comp += std::fabs(sum) >= std::fabs(t) ? (sum - s) + t : (t - s) + sum;
+    const double s = sum + t, tp = s - sum;
+    comp += (sum - (s - tp)) + (t - tp);
     sum = s;
 }
+
+bool integral(double v);
 
 void average_float(const std::vector<const std::uint8_t*>& srcs, DType src, const std::vector<double>& weights,
                    double divisor, std::size_t n, std::uint8_t* dst, DType dst_dtype) {
     const std::size_t in = info(src).itemsize, out = info(dst_dtype).itemsize;
-    double x[kBlock], sum[kBlock], comp[kBlock];
+    // products of a float32-or-narrower value (<= 24 significant bits) and an integer weight
+    // below 2^29 are exact in double: no error term needed
+    const bool narrow = in <= 4 && info(src).kind == Kind::Float;
+    double x[kBlock], sum[kBlock], comp[kBlock], v[kBlock];
     for (std::size_t lo = 0; lo < n; lo += kBlock) {
         const std::size_t m = std::min(kBlock, n - lo);
         std::fill(sum, sum + m, 0.0);
@@ -67,6 +78,8 @@ void average_float(const std::vector<const std::uint8_t*>& srcs, DType src, cons
             const double w = weights[k];
             if (w == 1.0) {
                 for (std::size_t i = 0; i < m; ++i) add(sum[i], comp[i], x[i]);
+            } else if (narrow && integral(w) && std::fabs(w) < 0x1p29) {
+                for (std::size_t i = 0; i < m; ++i) add(sum[i], comp[i], w * x[i]);
             } else {
                 for (std::size_t i = 0; i < m; ++i) {
                     const double t = w * x[i];
@@ -78,12 +91,12 @@ void average_float(const std::vector<const std::uint8_t*>& srcs, DType src, cons
         if (dst_dtype == DType::F64) {  // divide the compensated pair: q + (s - q*d + c) / d
             for (std::size_t i = 0; i < m; ++i) {
                 const double q = sum[i] / divisor, r = std::fma(-q, divisor, sum[i]);
-                store_float(dst_dtype, q + (r + comp[i]) / divisor, dst + (lo + i) * out);
+                v[i] = q + (r + comp[i]) / divisor;
             }
         } else {  // double has 29 bits to spare over float32: one rounding of the pair is enough
-            for (std::size_t i = 0; i < m; ++i)
-                store_float(dst_dtype, (sum[i] + comp[i]) / divisor, dst + (lo + i) * out);
+            for (std::size_t i = 0; i < m; ++i) v[i] = (sum[i] + comp[i]) / divisor;
         }
+        store_floats(dst_dtype, v, m, dst + lo * out);
     }
 }
 

@@ -351,10 +351,10 @@ def kept_entries(target: Checkpoint) -> list[str]:
 
 def _verify(path: Path, root: Any, values: dict[str, Producer], followers: dict[str, str],
             report: Averaging, threads: int | None) -> None:
-    """The written tensors' digests must equal the digests of the averages, computed again from
-    the inputs (in parallel: the core releases the GIL)."""
+    """The written tensors' digests must equal the digests of the averages as they were computed
+    (hashed while produced; a value not hashed whole, in order, is computed again)."""
     with ThreadPoolExecutor(threads or default_threads()) as pool:
-        digests = dict(zip(values, pool.map(value_digest, values.values()), strict=True))
+        digests = dict(zip(values, pool.map(_digest, values.values()), strict=True))
     expected: dict[str, Digest] = {**digests, **{f: digests[lead] for f, lead in followers.items()}}
     with open_checkpoint(path, root=root) as written:
         missing = [n for n in expected if n not in written.tensors]
@@ -366,3 +366,8 @@ def _verify(path: Path, root: Any, values: dict[str, Producer], followers: dict[
             report.mismatches.append(f"{name}: digest {got[name]} expected {expected[name]}")
         else:
             report.verified += 1
+
+
+def _digest(value: Producer) -> Digest:
+    produced = value.produced_digest() if isinstance(value, AverageValue) else None
+    return produced if produced is not None else value_digest(value)

@@ -372,3 +372,41 @@ def test_api_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     r2 = inspector.average([inspector.open(p) for p in paths], tmp_path / "two.ckpt")
     assert (tmp_path / "one.ckpt").read_bytes() == (tmp_path / "two.ckpt").read_bytes()
     assert r1.verified == r2.verified == 7
+
+
+def test_a_corrupt_write_is_caught_and_nothing_written(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector import averaging
+
+    a = save({"x": torch.ones(64), "y": torch.ones(8)}, tmp_path / "a.pt")
+    b = save({"x": torch.zeros(64), "y": torch.zeros(8)}, tmp_path / "b.pt")
+    real = averaging._verify
+
+    def corrupt_then_verify(path: Path, *args: Any, **kwargs: Any) -> None:
+        t = inspector.open(path)["x"]
+        assert t.byte_range is not None
+        with open(path, "r+b") as f:  # one bit of one averaged value flipped on disk
+            f.seek(t.byte_range[0])
+            byte = f.read(1)
+            f.seek(t.byte_range[0])
+            f.write(bytes([byte[0] ^ 1]))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(averaging, "_verify", corrupt_then_verify)
+    with pytest.raises(inspector.WriteError, match=r"verification failed.*x: digest"):
+        inspector.average([a, b], tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt", "b.pt"]
+
+
+def test_digest_while_producing_equals_a_second_computation(tmp_path: Path) -> None:
+    from inspector.writers.averaged import AverageValue
+    from inspector.writers.verify import value_digest
+
+    inputs = [torch.randn(300, 7).t() for _ in range(3)]  # strided: computed by rows
+    paths = [save({"x": t}, tmp_path / f"{i}.pt") for i, t in enumerate(inputs)]
+    parts = [(c, c["x"]) for c in map(inspector.open, paths)]
+    value = AverageValue(parts, "bfloat16", [1.0, 2.0, 3.0], 6.0)
+    assert value.produced_digest() is None  # nothing produced yet
+    first = value_digest(value)
+    assert value.produced_digest() == first == value_digest(value)

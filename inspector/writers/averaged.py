@@ -6,6 +6,10 @@ Each chunk of the output is computed by the C++ core (`_core.average`) from the 
 the same elements: mapped ranges of the files (a contiguous little-endian input), or a bounded
 C-order copy of a strided or big-endian one. Nothing larger than one chunk per input is held, so
 memory stays flat however large the tensor is; the pages read are dropped once used.
+
+The bytes are hashed as they are produced (a writer runs one producer's chunks in order, in one
+thread), so verifying the written file does not compute every mean a second time:
+`produced_digest()` is the digest of the last complete, in-order pass, else None.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from math import prod
 
 from .. import dtypes
 from .._native import core
+from ..hashing import Digest, TensorHasher
 from ..model import Checkpoint, TensorInfo, element_span
 from .produce import Chunk, Producer, StorageBytes, View
 
@@ -30,6 +35,21 @@ class AverageValue(Producer):
         self.in_dtype = first.dtype
         self.nbytes = first.numel * dtypes.get(out_dtype).itemsize
         self._open: list[StorageBytes] = []
+        self._hasher: TensorHasher | None = None
+        self._hashed = 0  # bytes hashed in order by the current pass; -1: out of order
+
+    def produced_digest(self) -> Digest | None:
+        """The digest of the bytes the last pass produced, when it produced all, in order."""
+        if self._hasher is None or self._hashed != self.nbytes:
+            return None
+        return self._hasher.digest()
+
+    def _hash(self, start: int, data: memoryview) -> None:
+        if self._hasher is None or self._hashed != start:
+            self._hashed = -1
+            return
+        self._hasher.update(data)
+        self._hashed += len(data)
 
     def _flat(self) -> bool:
         """Every input is one contiguous little-endian run: chunks may cut anywhere."""
@@ -45,6 +65,7 @@ class AverageValue(Producer):
         widest = max(dtypes.get(self.in_dtype).itemsize, dtypes.get(self.dtype).itemsize)
         step = max(1, limit // max(row * widest, 1))
         self._open = [_open(ckpt, t) for ckpt, t in self.parts]
+        self._hasher, self._hashed = TensorHasher(self.dtype, tuple(self.shape)), 0
         out_item = dtypes.get(self.dtype).itemsize
         for r0 in range(0, rows, step):
             r1 = min(r0 + step, rows)
@@ -54,6 +75,7 @@ class AverageValue(Producer):
                 inputs = [self._rows(k, r0, r1, row) for k in range(len(self.parts))]
                 crc = core.average(inputs, self.in_dtype, self.weights, self.divisor, buf[:n],
                                    self.dtype)
+                self._hash(r0 * row * out_item, buf[:n])
                 for k, (_, t) in enumerate(self.parts):
                     if View.of(t).contiguous:
                         base = t.storage_offset - element_span(t.shape, t.strides,

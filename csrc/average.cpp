@@ -13,7 +13,8 @@ namespace inspector::num {
 namespace {
 
 constexpr std::size_t kBlock = 2048;  // elements decoded per input per step (stays in L1/L2)
-using Wide = __int128;
+__extension__ using Wide = __int128;  // GCC/Clang: exact integer sums
+__extension__ using UWide = unsigned __int128;
 
 // Encodes m doubles as the destination float dtype at p (one switch per block, not per value).
 void store_floats(DType dst, const double* v, std::size_t m, std::uint8_t* p) {
@@ -39,7 +40,7 @@ void store_floats(DType dst, const double* v, std::size_t m, std::uint8_t* p) {
 
 // Stores the low bytes of an integer value (two's complement wrap, as a cast).
 void store_int(DType dst, Wide v, std::uint8_t* p) {
-    const auto u = static_cast<unsigned __int128>(v);
+    const auto u = static_cast<UWide>(v);
     const std::size_t size = info(dst).itemsize;
     for (std::size_t b = 0; b < size; ++b) p[b] = static_cast<std::uint8_t>(u >> (8 * b));
 }

@@ -410,3 +410,42 @@ def test_digest_while_producing_equals_a_second_computation(tmp_path: Path) -> N
     assert value.produced_digest() is None  # nothing produced yet
     first = value_digest(value)
     assert value.produced_digest() == first == value_digest(value)
+
+
+def test_safetensors_inputs_patch_the_first(tmp_path: Path) -> None:
+    tensors = [{"w": torch.randn(16, 8, dtype=torch.float64) * i, "b": torch.arange(4) * i}
+               for i in range(1, 4)]
+    paths = []
+    for i, t in enumerate(tensors):
+        paths.append(tmp_path / f"{i}.safetensors")
+        safetensors.torch.save_file(t, paths[-1], metadata={"epoch": str(i)})
+    report = inspector.average(paths, tmp_path / "avg.safetensors")
+    assert report.mode == "patch"
+    got = safetensors.torch.load_file(tmp_path / "avg.safetensors")
+    assert_within_one_ulp(got["w"], exact_mean([t["w"] for t in tensors], [1.0] * 3))
+    assert got["b"].tolist() == (sum(t["b"] for t in tensors) // 3).tolist()
+    assert inspector.open(tmp_path / "avg.safetensors").metadata["safetensors_metadata"] == {
+        "epoch": "0"}
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_dcp_inputs_and_explicit_roots(tmp_path: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    states = [{"model": {"w": torch.randn(6, 5)}, "step": torch.tensor(i)} for i in range(2)]
+    for i, s in enumerate(states):
+        dcp.save(s, checkpoint_id=str(tmp_path / f"dcp{i}"))
+    roots = [f"{tmp_path / f'dcp{i}'}::model" for i in range(2)]
+    report = inspector.average(roots, tmp_path / "avg.pt")
+    out = torch.load(tmp_path / "avg.pt", weights_only=True)
+    assert_within_one_ulp(out["model"]["w"], exact_mean([s["model"]["w"] for s in states],
+                                                        [1.0, 1.0]))
+    assert report.verified == 1
+    lightning_like = [save({"w": s["model"]["w"]}, tmp_path / f"l{i}.pt",
+                           extra={"w": s["model"]["w"].clone() + 1})
+                      for i, s in enumerate(states)]
+    inspector.average(lightning_like, tmp_path / "extra.pt", root="extra")
+    out = torch.load(tmp_path / "extra.pt", weights_only=True)
+    assert torch.equal(out["state_dict"]["w"], states[0]["model"]["w"])  # not the root: kept
+    assert_within_one_ulp(out["extra"]["w"], exact_mean([s["model"]["w"] + 1 for s in states],
+                                                         [1.0, 1.0]))

@@ -138,7 +138,7 @@ def average(
     MismatchError when the inputs disagree, WriteError when the output does not verify; either
     way nothing is written."""
     started = time.monotonic()
-    check_arguments(len(inputs), weights, ints, from_averaged)
+    check_arguments(len(inputs), weights, ints, from_averaged, root)
     report = Averaging([_label(i) for i in inputs], str(out))
     if from_averaged:
         job = _icefall_job(inputs, like, ints, report)
@@ -154,13 +154,14 @@ def average(
 
 
 def check_arguments(n: int, weights: Sequence[float] | None, ints: str | None,
-                    from_averaged: bool) -> None:
+                    from_averaged: bool, root: str | None = None) -> None:
     """ValueError for arguments that cannot work together, before any file is opened."""
     if ints is not None and ints not in INT_RULES:
         raise ValueError(f"ints must be one of {', '.join(INT_RULES)}, not {ints!r}")
     if from_averaged:
-        if n != 2 or weights is not None:
-            raise ValueError("--from-averaged takes two inputs, START and END, and no weights")
+        if n != 2 or weights is not None or root is not None:
+            raise ValueError("--from-averaged takes two inputs, START and END, and no weights "
+                             f"or root (it reads {ICEFALL_AVG!r} and writes {ICEFALL_MODEL!r})")
         return
     if n < 2:
         raise ValueError(f"average needs two inputs or more, got {n}")
@@ -286,6 +287,9 @@ def _value(job: _Job, name: str, t: TensorInfo, report: Averaging) -> Producer:
     if kind == "c":
         raise MismatchError(parts[0][0].path, f"{parts[0][1].dtype} tensors are not averaged",
                             key=name)
+    if kind == "f" and dtypes.get(t.dtype).kind != "f":
+        raise MismatchError(job.target.path, f"{t.dtype} here, {parts[0][1].dtype} in the "
+                            "inputs: a floating mean cannot be written as an integer", key=name)
     if kind in "iu":
         report.int_tensors += 1
         if dtypes.get(t.dtype).kind not in "iu":

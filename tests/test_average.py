@@ -269,6 +269,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert r.returncode == 2
         assert "weights" in r.stderr
         assert "Traceback" not in r.stderr
+    r = ckpt("average", "--from-averaged", a, a, "--root", "model", "-o", tmp_path / "out.pt")
+    assert r.returncode == 2
+    assert "'model_avg'" in r.stderr
     r = ckpt("average", a, "-o", tmp_path / "out.pt")
     assert r.returncode == 2
     assert "two inputs" in r.stderr
@@ -449,3 +452,14 @@ def test_dcp_inputs_and_explicit_roots(tmp_path: Path) -> None:
     assert torch.equal(out["state_dict"]["w"], states[0]["model"]["w"])  # not the root: kept
     assert_within_one_ulp(out["extra"]["w"], exact_mean([s["model"]["w"] + 1 for s in states],
                                                          [1.0, 1.0]))
+
+
+def test_a_float_mean_into_an_integer_target_is_refused(tmp_path: Path) -> None:
+    a = save({"x": torch.ones(2)}, tmp_path / "a.pt")
+    like = save({"x": torch.ones(2, dtype=torch.int64)}, tmp_path / "like.pt")
+    r = ckpt("average", a, a, "--like", like, "-o", tmp_path / "out.pt")
+    assert r.returncode == 2
+    assert "'x'" in r.stderr
+    assert "like.pt" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out.pt").exists()

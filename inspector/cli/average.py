@@ -54,7 +54,8 @@ def _weights(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     remove_temp_on_sigterm()
     try:
-        check_arguments(len(args.inputs), args.weights, args.ints, args.from_averaged)
+        check_arguments(len(args.inputs), args.weights, args.ints, args.from_averaged,
+                        args.root)
     except ValueError as e:  # a usage error: exit 2 like argparse's own
         print(f"ckpt average: error: {e}", file=sys.stderr)
         return EXIT_ERROR

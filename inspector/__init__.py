@@ -33,6 +33,7 @@ _LAZY = {
     "load_rules": ("mapping", "load_rules"),
     "apply": ("applying", "apply"),
     "convert": ("converting", "convert"),
+    "average": ("averaging", "average"),
     "load_into": ("live", "load_into"),
     "check": ("checking", "check"),
     "scan": ("scanning", "scan"),

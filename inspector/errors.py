@@ -26,6 +26,11 @@ class CheckpointError(Exception):
         return f"{where}: {self.what}"
 
 
+class MismatchError(CheckpointError):
+    """Checkpoints that must agree tensor by tensor (averaged together) do not: a tensor missing
+    from one of them, or another shape or dtype. Names the file and the tensor."""
+
+
 class UnsupportedFormatError(CheckpointError):
     """No reader recognises the file (wrong magic, unknown layout)."""
 

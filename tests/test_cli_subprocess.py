@@ -68,6 +68,7 @@ COMMANDS: dict[str, tuple[list[str], int]] = {
     "map": (["map", "{src}", "{tgt}", "--rules", "nemo", "-o", "{out}/plan.yaml"], 0),
     "apply": (["apply", "{approved}", "-o", "{out}/migrated.nemo"], 0),
     "convert": (["convert", "{src}", "-o", "{out}/char.safetensors"], 0),
+    "average": (["average", "{tgt}", "{tgt}", "-o", "{out}/avg.nemo"], 0),
     "check": (["check", "{src}", "--against", "{tgt}"], 1),
     "scan": (["scan", "{src}", "{tgt}"], 0),
     "plan": (["plan", "show", "{proposed}"], 0),

@@ -54,6 +54,8 @@ SCRIPT = textwrap.dedent(
             "apply": lambda: inspector.apply(
                 plan, f"{out}/out{round_}.nemo", accept_proposed=True).verification.ok,
             "convert": lambda: inspector.convert(tgt, f"{out}/conv{round_}.safetensors").verified,
+            "average": lambda: inspector.average(
+                [tgt, tgt], f"{out}/avg{round_}.nemo", weights=[1, 2]).verified,
             "load_into": lambda: len(inspector.load_into(_joint_module(), tgt).loaded),
             "check": lambda: inspector.check(tgt, against=tgt).passed,
             "scan": lambda: inspector.scan(tgt).passed,

@@ -1,5 +1,5 @@
 // Bindings for value comparison, stats, CRC-32, casts/copies and shape diffing
-// (csrc/compare.*, csrc/convert.hpp, csrc/crc32.*, csrc/copy.*, csrc/shapediff.*).
+// (csrc/average.*, csrc/compare.*, csrc/convert.hpp, csrc/crc32.*, csrc/copy.*, csrc/shapediff.*).
 // Argument conversion only. Every byte loop runs under the GIL policy of buffer.hpp (NoGil): by
 // then the arguments are C++ copies and PinnedBuffers, so no Python object is touched until the
 // GIL is taken back (the watch of the long calls, watch.hpp, takes it back before it calls
@@ -8,11 +8,13 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "average.hpp"
 #include "compare.hpp"
 #include "copy.hpp"
 #include "crc32.hpp"
@@ -217,6 +219,35 @@ void register_numeric(py::module_& m) {
           "turns the fast paths off: simd.hpp).");
     m.def("crc32_combine", &num::crc32_combine, py::arg("crc1"), py::arg("crc2"), py::arg("len2"),
           "CRC-32 of a+b from crc32(a), crc32(b) and len(b), like zlib's crc32_combine.");
+
+    m.def(
+        "average",
+        [](const py::list& srcs, const std::string& src_dtype, const std::vector<double>& weights, double divisor,
+           py::buffer dst, const std::string& dst_dtype) {
+            const num::DType from = num::parse_dtype(src_dtype), to = num::parse_dtype(dst_dtype);
+            const PinnedBuffer bd(dst, "dst", PinnedBuffer::Access::write);
+            const std::size_t out_item = num::info(to).itemsize;
+            if (bd.size() % out_item != 0) throw py::value_error("dst is not a whole number of elements");
+            const std::size_t n = bd.size() / out_item;
+            if (weights.size() != srcs.size()) throw py::value_error("one weight per source");
+            std::vector<std::unique_ptr<PinnedBuffer>> pinned;
+            std::vector<const std::uint8_t*> ptrs;
+            for (const py::handle src : srcs) {
+                pinned.push_back(std::make_unique<PinnedBuffer>(src, "srcs"));
+                if (pinned.back()->size() < n * num::info(from).itemsize)
+                    throw py::value_error("a source holds fewer elements than dst");
+                ptrs.push_back(pinned.back()->data());
+            }
+            NoGil nogil(bd.size() * (srcs.size() + 1));  // see the header comment
+            return num::average(ptrs, from, weights, divisor, n, bd.data(), to);
+        },
+        py::arg("srcs"), py::arg("src_dtype"), py::arg("weights"), py::arg("divisor"), py::arg("dst"),
+        py::arg("dst_dtype"),
+        "dst[i] = sum_k weights[k] * srcs[k][i] / divisor, for C-contiguous little-endian sources of\n"
+        "src_dtype holding at least len(dst) elements. Float destinations: accumulated in double\n"
+        "(compensated), rounded once to dst_dtype (nearest even; within one ulp of the exact mean).\n"
+        "Integer destinations: the floor of the mean (exact for integer weights). Returns the CRC-32\n"
+        "of dst.");
 
     m.def(
         "copy_cast",

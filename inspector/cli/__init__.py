@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "map": ("map", "propose a mapping from source checkpoint(s) to a target"),
     "apply": ("apply", "write the target with an approved plan's tensors replaced"),
     "convert": ("convert", "write a checkpoint's tensors in another format, verified"),
+    "average": ("average", "average checkpoints tensor by tensor (icefall --avg), verified"),
     "check": ("check", "CI gate: shape compatibility against a reference or manifest"),
     "scan": ("scan", "CI gate: report pickle globals and structural problems"),
     "plan": ("plan", "review a plan file: show it, approve or reject rows by pattern"),

@@ -97,6 +97,27 @@ def diff_changes(result: Any) -> list[tuple[str, float, float]]:
             for r in result.by_status(CHANGED) if r.comparison is not None]
 
 
+def plot_result(result: Any, path: str | os.PathLike[str],
+                inputs: Iterable[str | os.PathLike[str]]) -> tuple[Path, int]:
+    """Draw a `DiffResult`'s changed tensors into `path`: (the file, its number of bars).
+    `inputs`: the compared checkpoints (`PATH::ROOT` allowed), never written over."""
+    from .reader import split_root
+
+    rows = change_rows(diff_changes(result))
+    paths = [p for p in (split_root(os.fspath(s))[0] for s in inputs) if os.path.exists(p)]
+    out = write_plot(rows, path, title=f"A: {result.a}   B: {result.b}", inputs=paths)
+    return out, len(rows)
+
+
+def plot_change(before: str | os.PathLike[str], after: str | os.PathLike[str],
+                path: str | os.PathLike[str]) -> tuple[Path, int]:
+    """What a written checkpoint changed against another, by value (`ckpt apply --plot`, `ckpt
+    average --plot`): the picture `ckpt diff BEFORE AFTER --plot PATH` draws."""
+    from .diffing import diff
+
+    return plot_result(diff(before, after, values=True), path, (before, after))
+
+
 def module_titles(rows: list[ChangeRow]) -> dict[str, str]:
     """Each module's title: numbered layers folded (`encoder.layers.{0..3}`)."""
     layers: dict[str, list[str]] = {}

@@ -203,3 +203,43 @@ def test_demo_diff_rows_fold_the_encoder_layers(demo: DemoFiles) -> None:
     layers = [r for r in rows if r.module == "encoder.layers"]
     assert [r.layer for r in layers] == ["0", "1", "2", "3"]
     assert all(r.tensors > 10 and r.relchange > 0 and -1 <= r.cosine <= 1 for r in layers)
+
+
+# -- the writing commands plot what their output changed -------------------------------------------
+def test_apply_plots_the_output_against_the_target(demo: DemoFiles, tmp_path: Path) -> None:
+    """`ckpt apply --plot` draws what `ckpt diff TARGET OUT --plot` draws: the same bars."""
+    out, picture = tmp_path / "out.nemo", tmp_path / "migration.svg"
+    r = ckpt("apply", "--source", demo.source, "--target", demo.target, "--accept-proposed",
+             "-o", out, "--plot", picture)
+    assert r.returncode == 0, r.stderr
+    again = ckpt("diff", demo.target, out, "--plot", tmp_path / "diff.svg")
+    assert again.returncode == 1, again.stderr
+    bars = _bars(picture, "relchange-")
+    assert bars, "the migration changed the encoder: bars expected"
+    assert bars == _bars(tmp_path / "diff.svg", "relchange-")
+    assert f"plot: {picture} ({len(bars)} layers)" in r.stderr
+
+
+def test_average_plots_the_mean_against_the_first_input(demo: DemoFiles, tmp_path: Path) -> None:
+    moved = tmp_path / "moved.nemo"
+    assert ckpt("apply", "--source", demo.source, "--target", demo.target,
+                "--accept-proposed", "-o", moved).returncode == 0
+    out, picture = tmp_path / "avg.nemo", tmp_path / "avg.png"
+    r = ckpt("average", demo.target, moved, "-o", out, "--plot", picture)
+    assert r.returncode == 0, r.stderr
+    with picture.open("rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    again = ckpt("diff", demo.target, out, "--json")
+    assert again.returncode == 1
+    assert "plot: " in r.stderr
+
+
+def test_a_bad_plot_path_fails_before_anything_is_written(demo: DemoFiles, tmp_path: Path) -> None:
+    for cmd in (["apply", "--source", str(demo.source), "--target", str(demo.target),
+                 "--accept-proposed"], ["average", str(demo.target), str(demo.target)]):
+        out = tmp_path / "never.nemo"
+        r = ckpt(*cmd, "-o", out, "--plot", tmp_path / "picture.gif")
+        assert r.returncode == 2, r.stderr
+        assert ".gif" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert not out.exists()

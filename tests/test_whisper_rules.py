@@ -1,7 +1,7 @@
 """The built-in Whisper rule sets on names (fast tier): every name of each layout, for several
 layer counts, maps onto the name the reference scripts give it (tests/whisper_reference.py, the
 scripts' own tables), in both directions; the unsqueeze/squeeze transforms WeNet needs; and a
-small synthetic checkpoint through `ckpt apply` both ways. tests/real/test_whisper_rules.py does
+small synthetic checkpoint through `ckpt apply` both ways. tests/real/test_whisper_layouts.py does
 the same with transformers' models and compares outputs."""
 
 from __future__ import annotations

@@ -22,7 +22,13 @@ from ..reader import open_checkpoint
 from . import EXIT_OK
 from .layers import add_layer_arguments, layer_rules
 from .progress import meter
-from .writing import add_write_options, remove_temp_on_sigterm
+from .writing import (
+    add_plot_option,
+    add_write_options,
+    check_plot,
+    plot_written,
+    remove_temp_on_sigterm,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,11 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="apply even when the checkpoints' fingerprints differ from the plan's")
     add_write_options(p, "target")
+    add_plot_option(p, "the target")
     p.add_argument("--json", action="store_true", help="print the transfer report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     remove_temp_on_sigterm()
+    check_plot(args.plot)
     plan, inputs = _plan(args)
     # rows still proposed (PendingRowsError), ambiguous rows accepted unreviewed
     # (AmbiguousRowsError) and, with --strict, rows left at init (PartialTransferError) exit 1 by
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                    strict=args.strict, shards=args.shards,
                    skip_ambiguous=args.skip_ambiguous)
     print(report.to_json() if args.json else report.to_text())
+    plot_written(args.plot, report.target, args.output)
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ from ..averaging import INT_RULES, average, check_arguments
 from ..writers import FORMATS
 from . import EXIT_ERROR, EXIT_OK
 from .progress import meter
-from .writing import remove_temp_on_sigterm
+from .writing import add_plot_option, check_plot, plot_written, remove_temp_on_sigterm
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the container's calls to globals that are not data into the "
                         "output; refused by default")
     p.add_argument("--threads", type=int, default=None, help="write/hash threads")
+    add_plot_option(p, "the first input (with --from-averaged: END)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -59,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:  # a usage error: exit 2 like argparse's own
         print(f"ckpt average: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    check_plot(args.plot)
     report = average(args.inputs, args.output, weights=args.weights, root=args.root,
                      ints=args.ints, from_averaged=args.from_averaged, like=args.like,
                      format=args.format, threads=args.threads, progress=meter("writing"),
                      keep_unknown_globals=args.keep_unknown_globals)
     print(report.to_json() if args.json else report.to_text())
+    plot_written(args.plot, args.inputs[-1] if args.from_averaged else args.inputs[0],
+                 args.output)
     return EXIT_OK

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
 from ..errors import PlotError
-from ..reader import split_root
 from .inputs import open_inputs
 from .progress import meter
 
@@ -82,12 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(result: DiffResult, path: str, inputs: tuple[str, str]) -> None:
-    from ..plotting import change_rows, diff_changes, write_plot
+    from ..plotting import plot_result
 
-    rows = change_rows(diff_changes(result))
-    paths = [p for p in (split_root(s)[0] for s in inputs) if os.path.exists(p)]  # not URLs
-    out = write_plot(rows, path, title=f"A: {result.a}   B: {result.b}", inputs=paths)
-    print(f"plot: {out} ({len(rows)} layers)", file=sys.stderr)
+    out, bars = plot_result(result, path, inputs)
+    print(f"plot: {out} ({bars} layers)", file=sys.stderr)
 
 
 def write_text(result: DiffResult, out: Any, *, show_identical: bool = False) -> None:

@@ -1,9 +1,11 @@
-"""Options and signal handling shared by the commands that write a checkpoint (apply, convert)."""
+"""Options and signal handling shared by the commands that write a checkpoint (apply, convert,
+average), and their `--plot` of what the output changed."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from types import FrameType
 
 from ..writers import FORMATS
@@ -28,3 +30,28 @@ def remove_temp_on_sigterm() -> None:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def add_plot_option(p: argparse.ArgumentParser, against: str) -> None:
+    p.add_argument("--plot", metavar="FILE",
+                   help="after writing, draw the output's per-layer relative change and cosine "
+                        f"against {against} into FILE (.svg, .png or .html, as ckpt diff --plot "
+                        "draws it); needs matplotlib: pip install 'ckpt-inspector[plot]'")
+
+
+def check_plot(path: str | None) -> None:
+    """Before any work: a bad --plot path or a missing matplotlib fails at once (exit 2)."""
+    if path is not None:
+        from ..plotting import check_output
+
+        check_output(path)
+
+
+def plot_written(path: str | None, before: str, after: str) -> None:
+    """--plot: the written `after` against `before`, by value; one line on stderr."""
+    if path is None:
+        return
+    from ..plotting import plot_change
+
+    out, bars = plot_change(before, after, path)
+    print(f"plot: {out} ({bars} layers)", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Child of test_whisper_rules.py: load a converted OpenAI-layout file into openai-whisper's own
+"""Child of test_whisper_layouts.py: load a converted OpenAI-layout file into openai-whisper's own
 `Whisper` model (INSPECTOR_WHISPER_SITE on the path) and save its logits and state dict names.
 
 usage: whisper_openai_child.py CHECKPOINT INPUTS OUT"""

@@ -296,3 +296,19 @@ def _injective_for(rules, name) -> bool:  # type: ignore[no-untyped-def]
             return False
         current = nxt
     return True
+
+
+def test_ckpt_map_rules_alone_lists_the_builtin_sets_one_line_each() -> None:
+    from subproc import ckpt
+
+    r = ckpt("map", "--rules")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    sets = builtin_rule_sets()
+    assert len(lines) == len(sets)
+    for line, (name, description) in zip(lines, sets.items(), strict=True):
+        assert line.split()[0] == name
+        assert line.endswith(description)
+    mixed = ckpt("map", "a.pt", "b.pt", "--rules")
+    assert mixed.returncode == 2
+    assert "lists the built-in sets" in mixed.stderr

@@ -17,7 +17,7 @@ from ..mapping import names as nm
 from ..mapping.plan import Entry, Plan, Unused
 from ..mapping.prefixed import parse_source, with_prefix
 from ..mapping.propose import propose
-from ..mapping.rules import Rule, builtin_rule_set_names, load_rules
+from ..mapping.rules import Rule, builtin_rule_set_names, builtin_rule_sets, load_rules
 from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
@@ -25,12 +25,13 @@ from .layers import add_layer_arguments, layer_rules
 
 _DIGITS = re.compile(r"\d+")
 MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
+LIST_RULES = "\0list"  # `--rules` given no value: list the built-in sets
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         metavar="SRC... TGT",
         help="source checkpoint(s), then the target; a source may be PREFIX=PATH "
         "(PREFIX is put before its names: encoder.=JasperEncoder.pt); any input may name its "
@@ -40,9 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rules",
         action="append",
         default=[],
+        nargs="?",
+        const=LIST_RULES,
         metavar="R",
         help=f"rules file, built-in set ({', '.join(builtin_rule_set_names())}), or inline YAML "
-        "('{rules: [...]}' or '[...]'); repeatable",
+        "('{rules: [...]}' or '[...]'); repeatable; `ckpt map --rules` alone lists the built-in "
+        "sets, one line each",
     )
     add_layer_arguments(p)
     p.add_argument("-o", "--output", metavar="PLAN", help="write the plan (YAML) here")
@@ -56,6 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if LIST_RULES in args.rules:
+        if args.paths or len(args.rules) > 1:
+            raise PlanError("--rules without a value lists the built-in sets; to map, give it "
+                            "a rules file, a set's name or inline YAML")
+        width = max(map(len, builtin_rule_sets()))
+        for name, description in builtin_rule_sets().items():
+            print(f"{name:<{width}}  {description}")
+        return 0
     if len(args.paths) < 2:
         raise PlanError("ckpt map needs at least one source and a target")
     *src_args, tgt_arg = args.paths

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ from .writers.verify import value_digest
 Progress = Callable[[int, int], None]
 Input = str | os.PathLike[str] | Checkpoint
 INT_RULES = ("mean", "first", "last")
+MAX_SPREAD = 900  # log2 of the largest weight over the smallest nonzero one
 # icefall's checkpoint keys (icefall/checkpoint.py, average_checkpoints_with_averaged_model)
 ICEFALL_AVG, ICEFALL_MODEL = "model_avg", "model"
 ICEFALL_STEPS, ICEFALL_PERIOD = "batch_idx_train", "average_period"
@@ -168,8 +170,24 @@ def check_arguments(n: int, weights: Sequence[float] | None, ints: str | None,
     if weights is not None:
         if len(weights) != n:
             raise ValueError(f"{len(weights)} weights for {n} inputs: give one per input")
+        if not all(math.isfinite(w) for w in weights) or not math.isfinite(sum(weights)):
+            raise ValueError(f"weights must be finite numbers, not {list(weights)}")
         if sum(weights) <= 0 or any(w < 0 for w in weights):
             raise ValueError(f"weights must be >= 0 with a positive sum, not {list(weights)}")
+        if min((w for w in weights if w > 0), default=1.0) < max(weights) * 2.0 ** -MAX_SPREAD:
+            raise ValueError(f"weights span more than 2^{MAX_SPREAD}: the small ones would not "
+                             f"count in double precision, not {list(weights)}")
+
+
+def _scaled(weights: list[float]) -> list[float]:
+    """Extreme weights (the largest outside 2^-500..2^500) times a power of two (exact) that
+    brings the largest to [0.5, 1): the same mean, with no weight or sum near overflow or
+    subnormal. Ordinary weights are kept (integer weights keep integer tensors' sums exact)."""
+    largest = max(weights)
+    if 2.0 ** -500 <= largest <= 2.0 ** 500:
+        return weights
+    exponent = math.frexp(largest)[1]
+    return [math.ldexp(w, -exponent) for w in weights]
 
 
 def _label(i: Input) -> str:
@@ -186,7 +204,7 @@ def _open(i: Input, root: str | None = None) -> Checkpoint:
 def _plain_job(inputs: Sequence[Input], like: Input | None, weights: Sequence[float] | None,
                root: str | None, ints: str | None) -> _Job:
     sources = [_open(i, root) for i in inputs]
-    w = [1.0] * len(sources) if weights is None else [float(x) for x in weights]
+    w = [1.0] * len(sources) if weights is None else _scaled([float(x) for x in weights])
     target = _open(like) if like is not None else sources[0]
     return _Job(sources, target, w, sum(w), ints or "mean")
 
@@ -261,16 +279,31 @@ def check_agree(sources: Sequence[Checkpoint], target: Checkpoint) -> None:
 
 
 def _values(job: _Job, report: Averaging) -> dict[str, Producer]:
-    """One producer per target tensor (tied twins: only the first; they follow it)."""
-    seen: set[tuple[str, tuple[Any, ...]]] = set()
+    """One producer per target tensor (tied twins: only the first; they follow it, and must be
+    tied in every input too, else their means differ)."""
+    leads: dict[tuple[str, tuple[Any, ...]], str] = {}
     values: dict[str, Producer] = {}
     for name, t in job.target.tensors.items():
         key = (t.storage.key, (t.shape, t.strides, t.storage_offset, t.dtype))
-        if key in seen:
+        lead = leads.get(key)
+        if lead is not None:
+            _check_tied(job, lead, name)
             continue
-        seen.add(key)
+        leads[key] = name
         values[name] = _value(job, name, t, report)
     return values
+
+
+def _check_tied(job: _Job, lead: str, twin: str) -> None:
+    """MismatchError unless `twin` is the same tensor as `lead` (one storage, one view) in every
+    input: the output holds one tensor for both, so their means must be one mean."""
+    for c in job.sources:
+        a, b = c.tensors[lead], c.tensors[twin]
+        if a.storage.key != b.storage.key or View.of(a) != View.of(b):
+            raise MismatchError(c.path, f"{twin} and {lead} are one tensor (tied) in "
+                                f"{job.target.label} but two here: their means differ and "
+                                "cannot stay tied; average inputs tied alike, or untie the "
+                                "target (--like a file where they are two tensors)", key=twin)
 
 
 def _value(job: _Job, name: str, t: TensorInfo, report: Averaging) -> Producer:

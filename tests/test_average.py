@@ -264,7 +264,9 @@ def test_mismatch_exits_2_naming_tensor_and_files(tmp_path: Path, b: dict[str, t
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     a = save({"x": torch.zeros(2)}, tmp_path / "a.pt")
-    for args in (["--weights", "1,2,3"], ["--weights", "1,-1"]):
+    for args in (["--weights", "1,2,3"], ["--weights", "1,-1"], ["--weights", "1,nan"],
+                 ["--weights", "1,inf"], ["--weights", "1e308,1e308"],
+                 ["--weights", "1,1e-300"]):
         r = ckpt("average", a, a, "-o", tmp_path / "out.pt", *args)
         assert r.returncode == 2
         assert "weights" in r.stderr
@@ -463,3 +465,35 @@ def test_a_float_mean_into_an_integer_target_is_refused(tmp_path: Path) -> None:
     assert "like.pt" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_extreme_but_finite_weights_give_the_same_mean(tmp_path: Path) -> None:
+    """Weights are scaled by a power of two (exact) when they are extreme: 1e300 and 3e300
+    weigh as 1 and 3."""
+    a = save({"x": torch.tensor([1.0, 2.0])}, tmp_path / "a.pt")
+    b = save({"x": torch.tensor([5.0, 6.0])}, tmp_path / "b.pt")
+    inspector.average([a, b], tmp_path / "big.pt", weights=[1e300, 3e300])
+    inspector.average([a, b], tmp_path / "small.pt", weights=[1, 3])
+    big = torch.load(tmp_path / "big.pt", weights_only=True)["state_dict"]["x"]
+    small = torch.load(tmp_path / "small.pt", weights_only=True)["state_dict"]["x"]
+    assert torch.equal(big, small)
+    assert big.tolist() == [4.0, 5.0]
+
+
+def test_tied_in_the_target_but_not_in_an_input_is_refused(tmp_path: Path) -> None:
+    """The output holds one tensor for a tied pair: the pair's means must be one mean."""
+    w = torch.zeros(4)
+    tied = save({"a": w, "b": w}, tmp_path / "tied.pt")
+    apart = save({"a": torch.zeros(4) + 2, "b": torch.zeros(4) + 10}, tmp_path / "apart.pt")
+    r = ckpt("average", tied, apart, "-o", tmp_path / "out.pt")
+    assert r.returncode == 2, r.stderr
+    assert "apart.pt" in r.stderr
+    assert "tied" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out.pt").exists()
+    v = torch.zeros(4) + 4
+    also_tied = save({"a": v, "b": v}, tmp_path / "also.pt")
+    inspector.average([tied, also_tied], tmp_path / "ok.pt")
+    out = torch.load(tmp_path / "ok.pt", weights_only=True)["state_dict"]
+    assert out["a"].tolist() == out["b"].tolist() == [2.0] * 4
+    assert out["a"].untyped_storage().data_ptr() == out["b"].untyped_storage().data_ptr()

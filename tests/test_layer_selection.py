@@ -347,3 +347,13 @@ def test_cli_layers_errors_exit_2_without_traceback(teacher_student: tuple[Path,
     assert r.returncode == 2
     assert "a plan file holds its rules already" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("spec", [
+    {"from": "enc.layers.{2n}", "to": "enc.layers.{n}"},  # the typo for {2*n}
+    {"from": "enc.layers.{" + "9" * 5000 + "*n}", "to": "enc.layers.{n}"},
+    {"from": "enc.layers.{2*n}", "to": "enc.layers.{n}", "n": "0.." + "9" * 5000},
+])
+def test_malformed_expressions_are_plan_errors_naming_the_rule(spec: dict[str, str]) -> None:
+    with pytest.raises(PlanError, match=r"^rules\[0\]\.template"):
+        load_rules([{"template": spec}])

@@ -176,3 +176,13 @@ def test_the_dcp_reader_uses_it_and_ls_is_the_same_off(
     off = ckpt("ls", "--json", str(tmp_path), env=OFF)
     assert on.returncode == off.returncode == 0, on.stderr
     assert json.loads(on.stdout) == json.loads(off.stdout)
+
+
+def test_the_binding_checks_its_types_argument() -> None:
+    from inspector._native import core
+    from inspector.formats.pickle_build import AttrDict
+    from inspector.model import Storage, TensorInfo
+
+    with pytest.raises(TypeError, match="types"):
+        core.load_torch_pickle(b"\x80\x02ctorch\nFloatStorage\n.", None,
+                               (1, Storage, TensorInfo, AttrDict), lambda name: None)

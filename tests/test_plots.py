@@ -243,3 +243,20 @@ def test_a_bad_plot_path_fails_before_anything_is_written(demo: DemoFiles, tmp_p
         assert ".gif" in r.stderr
         assert "Traceback" not in r.stderr
         assert not out.exists()
+
+
+def test_a_plot_naming_the_output_or_an_input_is_refused_first(
+    demo: DemoFiles, tmp_path: Path
+) -> None:
+    out = tmp_path / "av.svg"
+    r = ckpt("average", demo.target, demo.target, "-o", out, "--plot", out)
+    assert r.returncode == 2, r.stderr
+    assert "path of its own" in r.stderr
+    assert not out.exists()
+    r = ckpt("apply", "--source", demo.source, "--target", demo.target, "--accept-proposed",
+             "-o", tmp_path / "o.nemo", "--plot", demo.source)
+    assert r.returncode == 2, r.stderr
+    assert not (tmp_path / "o.nemo").exists()
+    r = ckpt("average", demo.target, demo.target, "-o", tmp_path / "x.nemo", "--plot", tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "folder" in r.stderr

@@ -387,7 +387,8 @@ private:
 
 py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info,
                              py::handle call) {
-    if (types.size() != 4 || !PyType_Check(types[2].ptr())) throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
+    if (types.size() != 4 || !PyType_Check(types[0].ptr()) || !PyType_Check(types[2].ptr()))
+        throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
     const Types ty{types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
     const inspector_bindings::PinnedBuffer view(data, "data");
     pkl::Tape tape;

@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     remove_temp_on_sigterm()
-    check_plot(args.plot)
+    check_plot(args.plot, args.output, args.plan, args.target,
+               *(parse_source(s)[1] for s in args.source))
     plan, inputs = _plan(args)
     # rows still proposed (PendingRowsError), ambiguous rows accepted unreviewed
     # (AmbiguousRowsError) and, with --strict, rows left at init (PartialTransferError) exit 1 by

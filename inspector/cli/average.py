@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:  # a usage error: exit 2 like argparse's own
         print(f"ckpt average: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    check_plot(args.plot)
+    check_plot(args.plot, args.output, args.like, *args.inputs)
     report = average(args.inputs, args.output, weights=args.weights, root=args.root,
                      ints=args.ints, from_averaged=args.from_averaged, like=args.like,
                      format=args.format, threads=args.threads, progress=meter("writing"),

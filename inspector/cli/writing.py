@@ -39,12 +39,25 @@ def add_plot_option(p: argparse.ArgumentParser, against: str) -> None:
                         "draws it); needs matplotlib: pip install 'ckpt-inspector[plot]'")
 
 
-def check_plot(path: str | None) -> None:
-    """Before any work: a bad --plot path or a missing matplotlib fails at once (exit 2)."""
-    if path is not None:
-        from ..plotting import check_output
+def check_plot(path: str | None, *written_or_read: str | None) -> None:
+    """Before any work: a bad --plot path, one naming the output or an input given on the
+    command line, or a missing matplotlib fails at once (exit 2)."""
+    if path is None:
+        return
+    from pathlib import Path
 
-        check_output(path)
+    from ..errors import PlotError
+    from ..plotting import check_output
+    from ..reader import split_root
+
+    picture = Path(path)
+    if picture.is_dir():
+        raise PlotError(f"{path}: --plot names a folder; give a file (.svg, .png or .html)")
+    for other in written_or_read:
+        if other is not None and Path(split_root(other)[0]).resolve() == picture.resolve():
+            raise PlotError(f"{path}: --plot names {other}, which this command reads or "
+                            "writes; give the picture a path of its own")
+    check_output(path)
 
 
 def plot_written(path: str | None, before: str, after: str) -> None:

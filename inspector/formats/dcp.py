@@ -231,11 +231,14 @@ def _dtype(label: str, fqn: str, properties: Any) -> str:
 
 
 def _ints(label: str, fqn: str, value: Any) -> tuple[int, ...]:
-    if type(value) is tuple and not [v for v in value if type(v) is not int or v < 0]:
-        return value  # the common case (a torch.Size), checked without a call per entry
+    if type(value) is tuple and _INT.issuperset(map(type, value)) and min(value, default=0) >= 0:
+        return value  # the common case (a torch.Size), checked in C: 250k of them at 10k x 8
     if isinstance(value, (tuple, list)) and all(_is_count(v) for v in value):
         return tuple(value)
     raise ShapeError(label, f"{value!r} is not a tuple of non-negative integers", key=fqn)
+
+
+_INT = frozenset({int})
 
 
 def _is_count(v: Any) -> bool:

@@ -54,8 +54,9 @@ def try_load(
 
 
 def try_load_records(data: Any) -> tuple[bool, Any]:
-    """(True, tree) when the fast path read the pickle (no persistent ids, torch's and
-    collections' globals, objects and calls as data), else (False, why)."""
+    """(True, tree) when the fast path read the pickle (no persistent ids; objects and calls
+    as data: any global at protocol 3 or later, torch's and collections' before, each call
+    answered by `_call`, which only ever runs the allow-list's builders), else (False, why)."""
     handled, value = core.load_torch_pickle(
         data, _no_persistent_ids, _TYPES, _dtype_info, _caller(default_builders()))
     return bool(handled), value

@@ -89,7 +89,7 @@ def _product(toks: list[tuple[str, str]], i: int, text: str) -> tuple[int, str |
             raise PlanError(f"{{{text}}}: expected a number or a variable")
         kind, value = toks[i]
         if kind == "int":
-            if int(value) > MAX_INT:
+            if len(value) > len(str(MAX_INT)) or int(value) > MAX_INT:
                 raise PlanError(f"{{{text}}}: {value} is too large (at most {MAX_INT})")
             factor *= int(value)
         elif var is not None:
@@ -110,6 +110,8 @@ def parse_range(value: object, where: str) -> tuple[int, int]:
     m = _RANGE.match(value) if isinstance(value, str) else None
     if m is None:
         raise PlanError(f"{where}: expected a range like 0..5, got {value!r}")
+    if max(len(m.group(1)), len(m.group(2))) > len(str(MAX_INT)):
+        raise PlanError(f"{where}: {value!r} is too large (at most {MAX_INT})")
     lo, hi = int(m.group(1)), int(m.group(2))
     if lo > hi:
         raise PlanError(f"{where}: empty range {lo}..{hi}")

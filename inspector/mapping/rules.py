@@ -229,12 +229,15 @@ class _Shape:
     index: Affine | None
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")  # a `{name}` placeholder; `{2n}` is an expression
+
+
 def _index_vars(*templates: str) -> set[str]:
     """Variables used in index expressions (`{2*n}` makes `n` one) on either side."""
     out = set()
     for template in templates:
         for m in _PLACEHOLDER.finditer(template):
-            if m.group(0) != "*" and not re.fullmatch(r"\w+", m.group(1)):
+            if m.group(0) != "*" and not _IDENTIFIER.fullmatch(m.group(1)):
                 out.add(parse_affine(m.group(1)).var)
     return out
 
@@ -250,7 +253,7 @@ def _template_regex(template: str, index_vars: frozenset[str] = frozenset()) -> 
         if m.group(0) == "*":
             parts.append(rf"(?P<_star{stars}>\d+)")
             stars += 1
-        elif re.fullmatch(r"\w+", body) and body not in index_vars:
+        elif _IDENTIFIER.fullmatch(body) and body not in index_vars:
             if body in names:
                 raise PlanError(f"placeholder {{{body}}} appears twice in {template!r}")
             names.append(body)

@@ -90,7 +90,7 @@ def _out_storage(ckpt: Checkpoint, sb: _StorageBuild) -> OutStorage:
     pieces: list[tuple[int, Producer]] = []
     for t, value in sb.patches:
         start = t.storage_offset * item
-        pieces.append((start, storage_order(t, value)))
+        pieces.append((start, storage_order(t, value, ckpt.label)))
     pieces.sort(key=lambda p: p[0])
     pieces = _dedupe(pieces, s)
     parts: list[Producer] = []
@@ -129,7 +129,7 @@ def same_value(a: Producer, b: Producer) -> bool:
     return a is b
 
 
-def storage_order(t: TensorInfo, value: Producer) -> Producer:
+def storage_order(t: TensorInfo, value: Producer, where: str = "") -> Producer:
     """`value` (C order of t's shape) reordered to the order t's elements lie in its storage.
 
     A contiguous view needs nothing; a dense permuted view (a stored transpose) gets the value
@@ -141,8 +141,9 @@ def storage_order(t: TensorInfo, value: Producer) -> Producer:
     permuted_shape = tuple(t.shape[i] for i in perm)
     if tuple(t.strides[i] for i in perm) != contiguous_strides(permuted_shape):
         raise PlanError(
-            f"{t.name}: its target view (stride {list(t.strides)}) has gaps or overlaps in its "
-            "storage; it cannot be replaced in place"
+            f"{where + ': ' if where else ''}{t.name}: its target view (stride "
+            f"{list(t.strides)}) has gaps or overlaps in its storage; it cannot be replaced in "
+            "place"
         )
     if isinstance(value, ViewValue):
         v = value.view

@@ -76,7 +76,7 @@ def patch(
         rng = t.byte_range
         if rng is None or not patchable(t):
             raise WriteError(f"{ckpt.label}: {name!r} cannot be patched in place")
-        jobs.append(Job(rng[0], storage_order(t, value)))
+        jobs.append(Job(rng[0], storage_order(t, value, ckpt.label)))
     jobs.sort(key=lambda j: j.offset)
     fd = open_output(dest, os.O_RDWR)
     try:

@@ -197,3 +197,9 @@ def load_torch_pickle(
     dtype_info: Callable[[str], tuple[str, int] | None],
     call: Callable[[str, tuple[Any, ...]], Any] | None = None,
 ) -> tuple[bool, Any]: ...
+def read_dcp_metadata(
+    data: Buffer,
+    types: tuple[type, type, type, type],
+    dtype_info: Callable[[str], tuple[str, int] | None],
+    call: Callable[[str, tuple[Any, ...]], Any],
+) -> tuple[bool, Any]: ...

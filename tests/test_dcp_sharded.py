@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from subproc import ckpt, python
+from subproc import child_env, ckpt, python
 
 import inspector
 from inspector.hashing import digest_array
@@ -265,3 +265,23 @@ def test_a_dcp_nemo_is_written_as_a_dcp_nemo_again(sample, tmp_path):
         assert torch.equal(back["model"][name], t), name
     again = ckpt("diff", out, target)
     assert again.returncode == 0, again.stdout
+
+
+def test_the_compiled_metadata_columns_read_the_sample_as_the_tree_does(sample):
+    """DTensor placements, FSDP2, a legacy ShardedTensor, bytes items: `ckpt ls --json` and
+    `ckpt hash --json` are the same with the compiled `.metadata` columns and without them."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
+    import fuzz_pickle_fast as harness
+
+    from inspector.formats import pickle_fast
+
+    data = (sample / ".metadata").read_bytes()
+    assert pickle_fast.read_dcp_metadata(data)[0]
+    assert harness.check_dcp_columns(data)
+    for command in ("ls", "hash"):
+        on = ckpt(command, "--json", sample, env=child_env(**{pickle_fast.ENV: "1"}))
+        off = ckpt(command, "--json", sample, env=child_env(**{pickle_fast.ENV: "0"}))
+        assert on.returncode == off.returncode == 0, on.stderr
+        assert on.stdout == off.stdout

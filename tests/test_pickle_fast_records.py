@@ -186,3 +186,55 @@ def test_the_binding_checks_its_types_argument() -> None:
     with pytest.raises(TypeError, match="types"):
         core.load_torch_pickle(b"\x80\x02ctorch\nFloatStorage\n.", None,
                                (1, Storage, TensorInfo, AttrDict), lambda name: None)
+
+
+# -- the DCP columns (read_dcp_metadata): the same specs as the tree, or declined ------------------
+def _saved_metadata(tmp_path: Path) -> bytes:
+    dcp.save(_training_state(), checkpoint_id=str(tmp_path))
+    return (tmp_path / ".metadata").read_bytes()
+
+
+def test_the_columns_say_what_the_tree_says(tmp_path: Path) -> None:
+    data = _saved_metadata(tmp_path)
+    assert pickle_fast.read_dcp_metadata(data)[0]
+    assert harness.check_dcp_columns(data)  # equal to the reader's own reading of the tree
+
+
+def _rewritten(data: bytes, change: Any) -> bytes:
+    """The .metadata unpickled by torch's own classes (test side only), changed, pickled again."""
+    meta = pickle.loads(data)
+    change(meta)
+    return pickle.dumps(meta, protocol=4)
+
+
+def _with_transforms(meta: Any) -> None:
+    info = next(iter(meta.storage_data.values()))
+    info.transform_descriptors = ["zstd"]
+
+
+def _with_chunks_in_a_tuple(meta: Any) -> None:
+    entry = next(e for e in meta.state_dict_metadata.values() if hasattr(e, "chunks"))
+    entry.chunks = tuple(entry.chunks)
+
+
+def _with_an_unknown_entry(meta: Any) -> None:
+    meta.state_dict_metadata["odd"] = PurePosixPath("/x")
+
+
+@pytest.mark.parametrize("change", [_with_transforms, _with_chunks_in_a_tuple,
+                                    _with_an_unknown_entry])
+def test_what_the_columns_decline_the_reader_judges_from_the_tree(
+    tmp_path: Path, change: Any
+) -> None:
+    folder = tmp_path / "ck"
+    data = _rewritten(_saved_metadata(folder), change)
+    (folder / ".metadata").write_bytes(data)
+    handled, why = pickle_fast.read_dcp_metadata(data)
+    assert not handled
+    assert isinstance(why, str)
+    harness.check_dcp_columns(data)
+    on = ckpt("ls", "--json", str(folder), env=ON)
+    off = ckpt("ls", "--json", str(folder), env=OFF)
+    assert on.returncode == off.returncode, on.stderr
+    assert on.stdout == off.stdout
+    assert on.stderr == off.stderr

@@ -19,10 +19,12 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "dcp_metadata.hpp"
 #include "pickle_fast.hpp"
 
 namespace py = pybind11;
 namespace pkl = inspector::pkl;
+namespace dcp = inspector::dcp;
 
 namespace {
 
@@ -70,17 +72,22 @@ public:
     Builder& operator=(const Builder&) = delete;
 
     // The tree (a new reference), or nullptr: with a Python error set only for a non-Exception.
-    PyObject* run() {
-        if (!setup() || !resolve_storages() || !check_tensors()) return nullptr;
-        PyObject* root = obj(t_.root);
-        Py_XINCREF(root);
-        return root;
+    PyObject* run() { return build(t_.root); }
+
+    // The value of any node of the tape (a new reference), made as `run` makes the root's.
+    PyObject* build(std::uint32_t node) {
+        if (!ready_ && !(setup() && resolve_storages() && check_tensors())) return nullptr;
+        ready_ = true;
+        PyObject* o = obj(node);
+        Py_XINCREF(o);
+        return o;
     }
 
 private:
     const pkl::Tape& t_;
     const std::uint8_t* d_;
     const Types& ty_;
+    bool ready_ = false;
     py::handle load_, dtype_info_, call_;
     std::vector<PyObject*> cache_;  // node -> object (owned)
     std::vector<StorageInfo> storages_;
@@ -415,6 +422,89 @@ py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tu
     return py::make_tuple(true, py::reinterpret_steal<py::object>(tree));
 }
 
+// Tuples of the ints in dims runs, one object per distinct tuple (a folder of 80k chunks has a
+// handful of distinct offsets and sizes).
+class IntTuples {
+public:
+    explicit IntTuples(const dcp::Columns& c) : c_(c) {}
+    py::object get(const dcp::Ints& run) {
+        std::string key(reinterpret_cast<const char*>(c_.dims.data() + run.begin), run.count * sizeof(std::uint64_t));
+        auto [it, added] = made_.try_emplace(std::move(key));
+        if (added) {
+            py::tuple t(run.count);
+            for (std::uint32_t i = 0; i < run.count; ++i) t[i] = py::int_(c_.dims[run.begin + i]);
+            it->second = std::move(t);
+        }
+        return it->second;
+    }
+
+private:
+    const dcp::Columns& c_;
+    std::unordered_map<std::string, py::object> made_;
+};
+
+py::str span_text(const std::uint8_t* d, const pkl::Span& s) {
+    PyObject* o = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(d) + s.offset, static_cast<Py_ssize_t>(s.size),
+                                       "surrogatepass");
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::str>(o);
+}
+
+// (entries, stored, planner_data) from the columns; see read_dcp_metadata's docstring.
+py::tuple dcp_columns(const pkl::Tape& tape, const std::uint8_t* d, const dcp::Columns& c, Builder& b) {
+    IntTuples ints(c);
+    py::list entries;
+    for (const dcp::Entry& e : c.entries) {
+        py::str fqn = span_text(d, e.fqn);
+        if (e.bytes) {
+            entries.append(py::make_tuple(fqn, py::none(), py::none(), py::none()));
+            continue;
+        }
+        py::list chunks;
+        for (std::uint32_t k = e.chunk_begin; k < e.chunk_begin + e.chunk_count; ++k)
+            chunks.append(py::make_tuple(ints.get(c.chunks[k].offsets), ints.get(c.chunks[k].sizes)));
+        entries.append(py::make_tuple(fqn, py::str(tape.globals[e.dtype_global]), ints.get(e.size), chunks));
+    }
+    py::list stored;
+    for (const dcp::Stored& s : c.stored) {
+        py::object offset = s.has_offset ? ints.get(s.offset) : py::none();
+        stored.append(py::make_tuple(span_text(d, s.fqn), offset, span_text(d, s.relative_path),
+                                     s.offset_in_file, s.length));
+    }
+    py::object planner = py::none();
+    if (c.planner_data != dcp::kNone) {
+        PyObject* o = b.build(c.planner_data);
+        if (o == nullptr) throw py::error_already_set();
+        planner = py::reinterpret_steal<py::object>(o);
+    }
+    return py::make_tuple(entries, stored, planner);
+}
+
+py::object read_dcp_metadata(py::handle data, py::tuple types, py::handle dtype_info, py::handle call) {
+    if (types.size() != 4 || !PyType_Check(types[0].ptr()) || !PyType_Check(types[2].ptr()))
+        throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
+    if (call.is_none()) throw py::type_error("call: the Python machine's call twin");
+    const Types ty{types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
+    const inspector_bindings::PinnedBuffer view(data, "data");
+    pkl::Tape tape;
+    dcp::Columns columns;
+    std::string why;
+    bool read = false;
+    {
+        inspector_bindings::NoGil nogil(view.size());
+        read = pkl::parse(view.data(), view.size(), tape, why, true) && dcp::extract(tape, view.data(), columns, why);
+    }
+    if (!read) return py::make_tuple(false, why);
+    const NoCycleCollection no_gc;
+    Builder b(tape, view.data(), ty, py::none(), dtype_info, call);
+    try {
+        return py::make_tuple(true, dcp_columns(tape, view.data(), columns, b));
+    } catch (py::error_already_set& e) {
+        if (!e.matches(PyExc_Exception)) throw;
+        return py::make_tuple(false, "a value the Python machine must judge (planner_data)");
+    }
+}
+
 }  // namespace
 
 void register_pickle(py::module_& m) {
@@ -428,4 +518,11 @@ void register_pickle(py::module_& m) {
           "(records mode: a torch.distributed.checkpoint .metadata), NEWOBJ of torch's classes gives\n"
           "Records and REDUCE of torch's other globals gives `call(name, args)`, the Python\n"
           "machine's twin.");
+    m.def("read_dcp_metadata", &read_dcp_metadata, py::arg("data"), py::arg("types"), py::arg("dtype_info"),
+          py::arg("call"),
+          "A torch.distributed.checkpoint .metadata in columns (csrc/dcp_metadata.hpp): (True,\n"
+          "(entries, stored, planner_data)) or (False, reason). entries: (fqn, dtype global or None\n"
+          "for bytes, size or None, [(offsets, sizes), ...] or None) in order; stored: (fqn, offsets\n"
+          "or None, relative_path, offset, length) per storage_data item; planner_data: its value\n"
+          "as load_torch_pickle builds values, or None.");
 }

@@ -61,19 +61,17 @@ def read(path: Path, options: ReadOptions) -> Loaded:
 
 def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) -> Loaded:
     """Read a checkpoint whose files (by name relative to its folder) are the given ranges."""
-    meta = _load_metadata(label, files, options)
-    entries = _dict(label, _field(label, meta, "state_dict_metadata"), "state_dict_metadata")
-    where = _storage_index(label, _field(label, meta, "storage_data"))
+    specs, where, planner_data = _metadata(label, files)
     reader = _ChunkReader(label, files, options)
     flat: dict[str, Any] = {}
     sharded: dict[str, Source] = {}
     try:
-        for fqn, entry in entries.items():
-            flat[fqn] = _value(label, fqn, entry, where, reader, sharded)
+        for fqn, spec in specs:
+            flat[fqn] = _value(label, fqn, spec, where, reader, sharded)
     finally:
         if not sharded:  # else the sharded tensors read their chunks from its files later
             reader.close()
-    tree, nested = _nest(flat, _field(label, meta, "planner_data", None))
+    tree, nested = _nest(flat, planner_data)
     notes = reader.notes
     if sharded:
         notes.append(f"{len(sharded)} tensors are assembled from chunks written by several "
@@ -85,16 +83,56 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
 # .metadata ---------------------------------------------------------------------------------------
 
 
-def _load_metadata(label: str, files: dict[str, FileRange], options: ReadOptions) -> Any:
+# What the reader needs of one state_dict entry: None for a bytes item, else the tensor's
+# (global shape, dtype name, chunk boxes as (offsets, sizes)).
+Spec = tuple[tuple[int, ...], str, list[tuple[tuple[int, ...], tuple[int, ...]]]] | None
+Where = dict[tuple[str, Any], tuple[str, int, int]]
+Metadata = tuple[list[tuple[str, Spec]], Where, Any]
+
+
+def _metadata(label: str, files: dict[str, FileRange]) -> Metadata:
+    """(fqn, spec) per state_dict entry, the storage index and the planner data: from the
+    compiled columns when the `.metadata` has the plain layout, else from its pickled tree."""
     from . import pickle_fast
 
+    data = _metadata_bytes(label, files)
+    found: tuple[bool, Any] = (pickle_fast.read_dcp_metadata(data) if pickle_fast.enabled()
+                               else (False, None))
+    if found[0]:
+        return from_columns(label, found[1])
+    return from_tree(label, _load_metadata(label, data))
+
+
+def from_columns(label: str, columns: Any) -> Metadata:
+    """What `read_dcp_metadata`'s columns say (checked there; dtypes named here)."""
+    entries, stored, planner_data = columns
+    specs = [(fqn, None if dtype is None else (shape, _dtype_named(label, fqn, dtype), boxes))
+             for fqn, dtype, shape, boxes in entries]
+    return specs, {(f, o): (p, a, n) for f, o, p, a, n in stored}, planner_data
+
+
+def from_tree(label: str, meta: Any) -> Metadata:
+    """What the Metadata record of the pickled tree says, checked: the reference for
+    `from_columns`."""
+    entries = _dict(label, _field(label, meta, "state_dict_metadata"), "state_dict_metadata")
+    where = _storage_index(label, _field(label, meta, "storage_data"))
+    specs = [(fqn, _spec(label, fqn, entry)) for fqn, entry in entries.items()]
+    return specs, where, _field(label, meta, "planner_data", None)
+
+
+def _metadata_bytes(label: str, files: dict[str, FileRange]) -> bytes:
     rng = files.get(METADATA)
     if rng is None:
         raise MissingRecordError(label, "no .metadata file in the checkpoint folder")
     if rng.size > MAX_METADATA_SIZE:
         raise HeaderError(label, f"is {rng.size} bytes, over the cap", key=METADATA)
     with opened(rng.path) as src:
-        data = src.read(rng.offset, rng.size)
+        return src.read(rng.offset, rng.size)
+
+
+def _load_metadata(label: str, data: bytes) -> Any:
+    from . import pickle_fast
+
     handled, meta = pickle_fast.try_load_records(data) if pickle_fast.enabled() else (False, None)
     if not handled:  # the Python machine: the reference, and every error message is its
         from .unpickler import load
@@ -140,7 +178,7 @@ def _dict(label: str, value: Any, what: str) -> dict[Any, Any]:
     return value
 
 
-def _storage_index(label: str, storage_data: Any) -> dict[tuple[str, Any], tuple[str, int, int]]:
+def _storage_index(label: str, storage_data: Any) -> Where:
     """(fqn, chunk offsets or None) -> (file, offset, length) from MetadataIndex -> _StorageInfo."""
     index = {}
     for key, info in _dict(label, storage_data, "storage_data").items():
@@ -171,11 +209,12 @@ def _storage_index(label: str, storage_data: Any) -> dict[tuple[str, Any], tuple
 # One state_dict entry -----------------------------------------------------------------------------
 
 
-def _value(label: str, fqn: str, entry: Any, where: dict[tuple[str, Any], Any],
-           reader: _ChunkReader, sharded: dict[str, Source]) -> Any:
+def _spec(label: str, fqn: str, entry: Any) -> Spec:
+    """A state_dict entry of the pickled tree (a TensorStorageMetadata or BytesStorageMetadata
+    record), checked."""
     cls = entry.cls if isinstance(entry, Record) else type(entry).__name__
     if cls.endswith("BytesStorageMetadata"):
-        return reader.object(fqn, _locate(label, fqn, None, where))
+        return None
     if not cls.endswith("TensorStorageMetadata"):
         raise HeaderError(label, f"unknown storage metadata {cls}", key=fqn)
     shape = _ints(label, fqn, _field(label, entry, "size"))
@@ -183,7 +222,16 @@ def _value(label: str, fqn: str, entry: Any, where: dict[tuple[str, Any], Any],
     chunk_list = _field(label, entry, "chunks")
     if not isinstance(chunk_list, list) or not chunk_list:
         raise HeaderError(label, "tensor has no list of chunks", key=fqn)
-    chunks = [_chunk(label, fqn, c, where) for c in chunk_list]
+    return shape, dtype, [_box(label, fqn, c) for c in chunk_list]
+
+
+def _value(label: str, fqn: str, spec: Spec, where: Where, reader: _ChunkReader,
+           sharded: dict[str, Source]) -> Any:
+    if spec is None:
+        return reader.object(fqn, _locate(label, fqn, None, where))
+    shape, dtype, boxes = spec
+    chunks = [Chunk(offsets, sizes, *_locate(label, fqn, offsets, where))
+              for offsets, sizes in boxes]
     if len(chunks) == 1 and chunks[0].sizes == shape and not any(chunks[0].offsets):
         return reader.tensor(fqn, chunks[0], dtype)
     return _sharded(label, fqn, shape, dtype, chunks, reader, sharded)
@@ -205,15 +253,15 @@ def _sharded(label: str, fqn: str, shape: tuple[int, ...], dtype: str, chunks: l
                       storage_offset=0, storage=storage)
 
 
-def _chunk(label: str, fqn: str, chunk: Any, where: dict[tuple[str, Any], Any]) -> Chunk:
+def _box(label: str, fqn: str, chunk: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A ChunkStorageMetadata record's (offsets, sizes), checked."""
     fields = _fields(chunk)
     offsets = _ints(label, fqn, _field(label, chunk, "offsets", fields=fields))
     sizes = _ints(label, fqn, _field(label, chunk, "sizes", fields=fields))
-    file, start, length = _locate(label, fqn, offsets, where)
-    return Chunk(offsets, sizes, file, start, length)
+    return offsets, sizes
 
 
-def _locate(label: str, fqn: str, offsets: Any, where: dict[tuple[str, Any], Any]) -> Any:
+def _locate(label: str, fqn: str, offsets: Any, where: Where) -> Any:
     found = where.get((fqn, offsets))
     if found is None:
         raise MissingRecordError(label, f"no storage entry for the chunk at {offsets}", key=fqn)
@@ -223,7 +271,10 @@ def _locate(label: str, fqn: str, offsets: Any, where: dict[tuple[str, Any], Any
 def _dtype(label: str, fqn: str, properties: Any) -> str:
     state = properties.state if isinstance(properties, Record) else None
     value = state[0] if isinstance(state, tuple) and state else _field(label, properties, "dtype")
-    name = value.cls if isinstance(value, Record) else str(value)
+    return _dtype_named(label, fqn, value.cls if isinstance(value, Record) else str(value))
+
+
+def _dtype_named(label: str, fqn: str, name: str) -> str:
     try:
         return dtypes.get(name.removeprefix("torch.")).name
     except KeyError:

@@ -62,6 +62,15 @@ def try_load_records(data: Any) -> tuple[bool, Any]:
     return bool(handled), value
 
 
+def read_dcp_metadata(data: Any) -> tuple[bool, Any]:
+    """(True, (entries, stored, planner_data)) when a DCP `.metadata` has the plain layout
+    `dcp.save` writes, read into columns with no object per chunk (`_core.read_dcp_metadata`),
+    else (False, why): the caller then reads the tree (`try_load_records`, or the Python
+    machine)."""
+    handled, value = core.read_dcp_metadata(data, _TYPES, _dtype_info, _caller(default_builders()))
+    return bool(handled), value
+
+
 def _no_persistent_ids(pid: Any) -> Any:
     raise ValueError("a persistent id: the Python machine reads it")
 

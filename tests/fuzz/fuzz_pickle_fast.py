@@ -15,8 +15,9 @@ import common
 with common.instrumented():
     from inspector import dtypes
     from inspector.errors import CheckpointError
+    from inspector.formats import dcp
     from inspector.formats.pickle_build import AttrDict
-    from inspector.formats.pickle_fast import try_load, try_load_records
+    from inspector.formats.pickle_fast import read_dcp_metadata, try_load, try_load_records
     from inspector.formats.torch_pickle import parse_storage_id, storage_dtype
     from inspector.formats.unpickler import load
     from inspector.model import ByteSource, Record, Storage, TensorInfo
@@ -43,7 +44,38 @@ def check(data: bytes) -> bool:
     """Both modes against the Python machine; True when the fast path read `data` in either
     (and agreed with the Python machine)."""
     torch_mode = check_torch(data)
-    return check_records(data) or torch_mode
+    records_mode = check_records(data)
+    return check_dcp_columns(data) or records_mode or torch_mode
+
+
+def check_dcp_columns(data: bytes) -> bool:
+    """The DCP columns against what the DCP reader makes of the Python machine's tree: read
+    only where the tree is a Metadata the reader accepts, and then saying the same."""
+    handled, columns = read_dcp_metadata(data)
+    try:
+        meta = load(data, path="fuzz.pkl", strict=False)
+        if not (isinstance(meta, Record) and meta.cls.startswith("torch.distributed.checkpoint.")):
+            raise CheckpointError("fuzz.pkl", "not a Metadata record")
+        reference: Any = dcp.from_tree("fuzz", meta)
+    except CheckpointError as e:
+        reference = e
+    if not handled:
+        return False
+    try:
+        got: Any = dcp.from_columns("fuzz", columns)
+    except CheckpointError as e:  # a dtype the table lacks: the tree's path says the same
+        got = e
+    if isinstance(got, CheckpointError):
+        assert isinstance(reference, CheckpointError), (got, reference)
+        assert type(got) is type(reference)
+        assert str(got) == str(reference)
+        return True
+    refused = isinstance(reference, CheckpointError)
+    assert not refused, f"the columns read what the tree refuses: {reference}"
+    assert got[0] == reference[0]  # specs: values (the columns share equal tuples)
+    assert got[1] == reference[1]
+    assert_same(got[2], reference[2], {}, {})
+    return True
 
 
 def check_records(data: bytes) -> bool:

@@ -83,6 +83,7 @@ _TAR = (257, b"ustar")  # tar_safe.is_tar_head
 READERS: tuple[Claim, ...] = (
     Claim("nemo", files=True, suffixes=(".nemo",), magic=(_TAR,)),
     Claim("nemo_folder", folders=True),
+    Claim("megatron_folder", folders=True),
     Claim("dcp", folders=True),
     Claim("hf_folder", folders=True),
     Claim("safetensors_index", folders=True, files=True, suffixes=(".safetensors.index.json",)),

@@ -101,8 +101,8 @@ _RANK = re.compile(r"(?:mp_rank_(\d+)|tp_rank_(\d+)(?:_pp_rank_(\d+))?)")
 _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
 
 
-def merge_model_parallel(label: str, ranks: dict[str, dict[str, Any]], gated: bool
-                         ) -> Merged | str:
+def merge_model_parallel(label: str, ranks: dict[str, dict[str, Any]], gated: bool,
+                         what: str = "model-parallel .nemo") -> Merged | str:
     """Ranks named `mp_rank_TT` or `tp_rank_TT_pp_rank_PPP`: each pipeline stage's tensor-
     parallel ranks merged (`merge`), then the stages joined, their layer numbers (counted from 0
     in each stage) made global: stage s's `layers.i` is `layers.(i + layers before s)`."""
@@ -124,7 +124,7 @@ def merge_model_parallel(label: str, ranks: dict[str, dict[str, Any]], gated: bo
     if isinstance(joined, str):
         return joined
     tp = len(next(iter(stages.values())))
-    joined.notes.insert(0, f"model-parallel .nemo: {tp} tensor-parallel x {len(stages)} "
+    joined.notes.insert(0, f"{what}: {tp} tensor-parallel x {len(stages)} "
                         f"pipeline-parallel ranks merged into {len(joined.tree)} entries by the "
                         "split rules (inspector/formats/tensor_parallel.py); `ckpt ls --ranks` "
                         "lists each rank's shard")

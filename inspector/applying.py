@@ -45,7 +45,7 @@ from .writers.foreign_globals import find_unknown_globals, weights_only_refused
 from .writers.patch import patch, patch_target, patchable
 from .writers.produce import Producer, View, ViewValue
 from .writers.transformed import apply_transforms, source_value
-from .writers.verify import value_digest
+from .writers.verify import mismatches, value_digest, written_digests
 
 Progress = Callable[[int, int], None]
 
@@ -363,24 +363,16 @@ def verify(path: Path, root: Any, ins: Inputs, values: dict[str, Producer], drop
     started = time.monotonic()
     result = Verification()
     target = ins.target
-    with open_checkpoint(path, root=root) as written:
-        expected = _expected(ins, values, threads)
-        untouched = [n for n in target.tensors
-                     if n not in values and n not in drop and n not in followers]
-        expected.update(hash_tensors(target, untouched, threads=threads))
-        expected.update({f: expected[lead] for f, lead in followers.items()})
-        names = [n for n in expected if n in written.tensors]
-        missing = [n for n in expected if n not in written.tensors]
-        result.mismatches += [f"{n}: missing from the output" for n in missing]
-        got = hash_tensors(written, names, threads=threads)
-    for name in names:
-        result.checked += 1
-        if got[name] != expected[name]:
-            result.mismatches.append(f"{name}: digest {got[name]} expected {expected[name]}")
-        elif name in values:
-            result.replaced_ok += 1
-        else:
-            result.untouched_ok += 1
+    expected = _expected(ins, values, threads)
+    untouched = [n for n in target.tensors
+                 if n not in values and n not in drop and n not in followers]
+    expected.update(hash_tensors(target, untouched, threads=threads))
+    expected.update({f: expected[lead] for f, lead in followers.items()})
+    got, missing = written_digests(path, root, expected, threads)
+    result.mismatches += mismatches(expected, got, missing)
+    result.checked = len(got)
+    result.replaced_ok = sum(got[n] == expected[n] for n in got if n in values)
+    result.untouched_ok = sum(got[n] == expected[n] for n in got if n not in values)
     result.seconds = time.monotonic() - started
     return result
 

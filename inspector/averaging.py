@@ -37,7 +37,7 @@ from typing import Any
 from . import dtypes, humanize
 from .applying import guard_globals, output_root, output_size, tied_followers, writer_options
 from .errors import CheckpointError, MismatchError, WriteError
-from .hashing import Digest, hash_tensors
+from .hashing import Digest
 from .io.atomic import atomic_path, start_writeback
 from .model import Checkpoint, TensorInfo
 from .reader import open_checkpoint
@@ -48,7 +48,7 @@ from .writers.build import build_output
 from .writers.patch import patch, patch_target, patchable
 from .writers.produce import Producer, View, ViewValue
 from .writers.stream import default_threads
-from .writers.verify import value_digest
+from .writers.verify import mismatches, value_digest, written_digests
 
 Progress = Callable[[int, int], None]
 Input = str | os.PathLike[str] | Checkpoint
@@ -393,16 +393,9 @@ def _verify(path: Path, root: Any, values: dict[str, Producer], followers: dict[
     with ThreadPoolExecutor(threads or default_threads()) as pool:
         digests = dict(zip(values, pool.map(_digest, values.values()), strict=True))
     expected: dict[str, Digest] = {**digests, **{f: digests[lead] for f, lead in followers.items()}}
-    with open_checkpoint(path, root=root) as written:
-        missing = [n for n in expected if n not in written.tensors]
-        report.mismatches += [f"{n}: missing from the output" for n in missing]
-        names = [n for n in expected if n in written.tensors]
-        got = hash_tensors(written, names, threads=threads)
-    for name in names:
-        if got[name] != expected[name]:
-            report.mismatches.append(f"{name}: digest {got[name]} expected {expected[name]}")
-        else:
-            report.verified += 1
+    got, missing = written_digests(path, root, expected, threads)
+    report.mismatches += mismatches(expected, got, missing)
+    report.verified += sum(got[n] == expected[n] for n in got)
 
 
 def _digest(value: Producer) -> Digest:

@@ -28,6 +28,7 @@ from .model import Checkpoint
 from .reader import open_checkpoint
 from .writers import choose_format, writer
 from .writers.build import build_output
+from .writers.verify import mismatches, written_digests
 
 Progress = Callable[[int, int], None]
 
@@ -98,13 +99,6 @@ def convert(
 def _verify(ckpt: Checkpoint, path: Path, root: Any, report: Conversion,
             threads: int | None) -> None:
     expected = hash_tensors(ckpt, threads=threads)
-    with open_checkpoint(path, root=root) as written:
-        missing = [n for n in expected if n not in written.tensors]
-        report.mismatches += [f"{n}: missing from the output" for n in missing]
-        names = [n for n in expected if n in written.tensors]
-        got = hash_tensors(written, names, threads=threads)
-    for name in names:
-        if got[name] != expected[name]:
-            report.mismatches.append(f"{name}: digest {got[name]} expected {expected[name]}")
-        else:
-            report.verified += 1
+    got, missing = written_digests(path, root, expected, threads)
+    report.mismatches += mismatches(expected, got, missing)
+    report.verified += sum(got[n] == expected[n] for n in got)

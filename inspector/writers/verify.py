@@ -9,7 +9,11 @@ as it is produced. Both give the same `ckh1` digests.
 
 from __future__ import annotations
 
-from ..hashing import Digest, TensorHasher
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ..hashing import Digest, TensorHasher, hash_tensors
 from .produce import Producer
 
 _CHUNK = 16 << 20
@@ -27,3 +31,23 @@ def value_digest(value: Producer) -> Digest:
     finally:
         value.close()
     return hasher.digest()
+
+
+def written_digests(path: str | os.PathLike[str], root: Any, names: Iterable[str],
+                    threads: int | None = None) -> tuple[dict[str, Digest], list[str]]:
+    """Re-open a written output (weights under `root`, detected when None) and hash the named
+    tensors: (digest of each one it holds, the names it lacks)."""
+    from ..reader import open_checkpoint
+
+    with open_checkpoint(path, root=root) as written:
+        wanted = list(names)
+        missing = [n for n in wanted if n not in written.tensors]
+        present = [n for n in wanted if n in written.tensors]
+        return hash_tensors(written, present, threads=threads), missing
+
+
+def mismatches(expected: dict[str, Digest], got: dict[str, Digest], missing: list[str]
+               ) -> list[str]:
+    """What a verification reports: the missing names, then each digest that differs."""
+    return [*(f"{n}: missing from the output" for n in missing),
+            *(f"{n}: digest {got[n]} expected {expected[n]}" for n in got if got[n] != expected[n])]

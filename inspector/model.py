@@ -314,6 +314,9 @@ class Checkpoint(Mapping[str, TensorInfo]):
 
     def tied_groups(self) -> list[list[str]]:
         """Names of tensors that share one storage (tied weights), groups of two or more."""
+        keys = [t.storage.key for t in self.tensors.values()]
+        if len(set(keys)) == len(keys):  # the common case: no storage shared
+            return []
         groups: dict[str, list[str]] = {}
         for name, t in self.tensors.items():
             groups.setdefault(t.storage.key, []).append(name)

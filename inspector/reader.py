@@ -213,22 +213,37 @@ def _training_state_note(ckpt: Checkpoint) -> str:
 
 
 def _named(node: Any, path: Path | None) -> dict[str, TensorInfo]:
-    named: dict[str, TensorInfo] = {}
-    for p, t in iter_tensors(node):
-        name = dotted(p)
-        named[name] = t if t.name == name else _rename(t, name)
+    named = _named_flat(node)
+    if named is None:
+        named = {}
+        for p, t in iter_tensors(node):
+            name = dotted(p)
+            named[name] = t if t.name == name else _rename(t, name)
     check_names(named, path)
     return named
 
 
-_KEPT = tuple(f.name for f in fields(TensorInfo) if f.name != "name")
-_set = object.__setattr__
+def _named_flat(node: Any) -> dict[str, TensorInfo] | None:
+    """A state dict's tensors (a dict of str keys and TensorInfo values: what iter_tensors
+    walks to, in the same order, with its key as each name) without walking; else None."""
+    if type(node) is not dict or not all(type(t) is TensorInfo for t in node.values()):
+        return None
+    if not all(type(k) is str for k in node):
+        return None
+    return {k: t if t.name == k else _rename(t, k) for k, t in node.items()}
+
+
+_FIELDS = (
+    "name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter",
+    "requires_grad",
+)
+assert tuple(f.name for f in fields(TensorInfo)) == _FIELDS, "_rename must copy every field"
 
 
 def _rename(t: TensorInfo, name: str) -> TensorInfo:
-    """`dataclasses.replace(t, name=name)` at half its cost (a .pt names all its tensors here)."""
-    new = object.__new__(TensorInfo)
-    for f in _KEPT:
-        _set(new, f, getattr(t, f))
-    _set(new, "name", name)
-    return new
+    """`dataclasses.replace(t, name=name)` at a third of its cost (a .pt names all its tensors
+    here)."""
+    return TensorInfo(
+        name, t.dtype, t.shape, t.strides, t.storage_offset, t.storage, t.is_parameter,
+        t.requires_grad,
+    )

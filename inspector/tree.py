@@ -108,8 +108,9 @@ def build_tree(tensors: Mapping[str, TensorInfo], *, fold: bool = True) -> Modul
 
 def _build_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode:
     root = ModuleNode(name="", path="")
+    sizes: dict[tuple[str, tuple[int, ...]], tuple[int, int]] = {}
     for name, t in tensors.items():
-        numel, nbytes, dtype = t.numel, t.nbytes, t.dtype
+        numel, nbytes, dtype = _sizes(t, sizes)
         node = root
         for part in [None, *name.split(".")]:  # None: the root's own totals
             if part is not None:
@@ -129,6 +130,21 @@ def _build_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode:
     return root
 
 
+def _sizes(
+    t: TensorInfo, known: dict[tuple[str, tuple[int, ...]], tuple[int, int]]
+) -> tuple[int, int, str]:
+    """numel, nbytes and dtype of `t`, worked out once per dtype and shape for plain
+    `TensorInfo`s (whose sizes depend on nothing else)."""
+    dtype = t.dtype
+    if type(t) is not TensorInfo:
+        return t.numel, t.nbytes, dtype
+    key = (dtype, t.shape)
+    found = known.get(key)
+    if found is None:
+        found = known[key] = (t.numel, t.nbytes)
+    return found[0], found[1], dtype
+
+
 Signatures = dict[tuple[object, ...], int]
 
 
@@ -143,11 +159,15 @@ def _signature(node: ModuleNode, table: Signatures) -> int:
 def _fold_tree(node: ModuleNode, table: Signatures) -> None:
     """Fold runs of numbered siblings with equal signatures, bottom-up; sets `signature`."""
     children = node.children
-    if children:
-        for child in children.values():
-            _fold_tree(child, table)
-        if len(children) >= 2 and sum(1 for k in children if _is_index(k)) >= 2:
-            _fold_children(node, table)
+    if not children:  # a leaf (most nodes): its signature without the general key's lists
+        t = node.tensor
+        key = ((t.dtype, t.shape) if t is not None else None, ())
+        node.signature = table.setdefault(key, len(table))
+        return
+    for child in children.values():
+        _fold_tree(child, table)
+    if len(children) >= 2 and sum(1 for k in children if _is_index(k)) >= 2:
+        _fold_children(node, table)
     node.signature = _signature(node, table)
 
 

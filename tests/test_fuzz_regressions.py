@@ -35,7 +35,7 @@ def cases(kind: str) -> list[pytest.param]:
 
 
 def test_every_harness_has_seeds():
-    assert len(HARNESSES) == 13
+    assert len(HARNESSES) == 14
     for name in HARNESSES:
         assert any((FUZZ / "corpus" / name).iterdir()), name
 

@@ -8,6 +8,7 @@ void register_hash(py::module_& m);
 void register_numeric(py::module_& m);
 void register_header(py::module_& m);
 void register_pickle(py::module_& m);
+void register_zip(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "ckpt-inspector compiled core: hashing, comparison and byte copying";
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
     register_numeric(m);
     register_header(m);
     register_pickle(m);
+    register_zip(m);
 }

@@ -69,9 +69,14 @@ def remote_stats(ckpt: Checkpoint) -> list[dict[str, Any]]:
     ]
 
 
-def header(ckpt: Checkpoint) -> str:
-    params = sum(t.numel for t in ckpt.values())
-    size = sum(t.nbytes for t in ckpt.values())
+def header(ckpt: Checkpoint, totals: ModuleNode | None = None) -> str:
+    """The first line of `ckpt ls`; `totals`: the root of the checkpoint's module tree, whose
+    sums are the same (given, they are not worked out again)."""
+    if totals is None:
+        params = sum(t.numel for t in ckpt.values())
+        size = sum(t.nbytes for t in ckpt.values())
+    else:
+        params, size = totals.params, totals.nbytes
     root = f", weights under '{dotted(ckpt.root)}'" if ckpt.root else ""
     return (
         f"{ckpt.label}  ({ckpt.format}{root}: {len(ckpt)} tensors, "
@@ -80,8 +85,8 @@ def header(ckpt: Checkpoint) -> str:
 
 
 def write_tree(ckpt: Checkpoint, out: Any, *, depth: int, fold: bool) -> None:
-    out.write(header(ckpt) + "\n")
     tree = build_tree(ckpt.tensors, fold=fold)
+    out.write(header(ckpt, tree) + "\n")
     rows: list[tuple[str, ModuleNode]] = []
 
     def visit(node: ModuleNode, level: int) -> bool:

@@ -153,6 +153,7 @@ class _StorageTable:
 
     def __init__(self, directory: ZipDirectory, root: str, byteorder: str, prefix: str):
         self.directory, self.root, self.byteorder, self.prefix = directory, root, byteorder, prefix
+        self.data_dir, self.members = f"{root}data/", directory.members
         self.storages: dict[str, Storage] = {}
         self.deflated: list[str] = []
         self.locations: set[str] = set()
@@ -175,12 +176,12 @@ class _StorageTable:
         _, stype, key, location, numel = parse_storage_id(
             pid, length=5, path=where, key=self.root + "data.pkl"
         )
-        name = f"{self.root}data/{key}"
+        name = self.data_dir + key
         storage = self.storages.get(name)
         if storage is not None:
             return storage
         dtype, itemsize = self._dtype(stype, name)
-        record = self.directory.members.get(name)
+        record = self.members.get(name)
         if record is None:
             raise MissingRecordError(
                 where, "data.pkl references a storage record the zip does not contain", key=name
@@ -195,21 +196,16 @@ class _StorageTable:
             )
         if isinstance(location, str):
             self.locations.add(location)
-        storage = Storage(
-            self.prefix + name,
-            dtype,
-            nbytes,
-            _source(self.directory.path, record),
-            byteorder=self.byteorder,
-        )
-        if record.compression:
+        source = _source(self.directory.path, record)
+        storage = Storage(self.prefix + name, dtype, nbytes, source, self.byteorder)
+        if record.method:
             self.deflated.append(name)
         self.storages[name] = storage
         return storage
 
 
 def _source(path: str, record: ZipMember) -> ByteSource:
-    if record.compression:
+    if record.method:  # anything but stored (the directory lets only deflate through)
         return ByteSource(
             path,
             record.data_offset,

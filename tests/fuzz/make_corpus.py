@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -125,6 +126,36 @@ def plan_and_manifest(tmp: Path, src: bytes, tgt: bytes) -> tuple[bytes, bytes]:
     return (tmp / "plan.yaml").read_bytes(), manifest.encode()
 
 
+def zips() -> dict[str, bytes]:
+    """Plain zips for the compiled directory walk: clean ones it reads (stored, deflated, zip64
+    extras on every member) and ones it declines (a duplicate name, a non-ASCII name)."""
+
+    def write(members: list[tuple[str, bytes, int]]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data, method in members:
+                z.writestr(name, data, compress_type=method)
+        return buf.getvalue()
+
+    stored, deflated = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
+    zip64 = io.BytesIO()
+    with zipfile.ZipFile(zip64, "w", allowZip64=True) as z:
+        for i in range(3):
+            with z.open(f"a/data/{i}", "w", force_zip64=True) as w:
+                w.write(b"\1" * 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate it writes
+        duplicate = write([("a/x", b"1", stored), ("a/x", b"2", stored)])
+    return {
+        "stored.zip": write([("a/data.pkl", b"x" * 10, stored), ("a/data/0", bytes(16), stored)]),
+        "deflated.zip": write(
+            [("a/data.pkl", b"x" * 100, deflated), ("a/data/0", bytes(64), deflated)]),
+        "duplicate.zip": duplicate,
+        "non-ascii.zip": write([("a/caf\u00e9", b"1", stored)]),
+        "zip64.zip": zip64.getvalue(),
+    }
+
+
 def corpus(tmp: Path) -> dict[str, dict[str, bytes]]:
     tz = {"state.pt": torch_bytes(state(1)),
           "lightning.pt": torch_bytes({"state_dict": state(1), "epoch": 3, "hp": {"lr": 0.1}}),
@@ -165,6 +196,7 @@ def corpus(tmp: Path) -> dict[str, dict[str, bytes]]:
         "st_header": st, "unpickler": pickles(), "pickle_fast": torch_pickles(),
         "plan": {"plan.yaml": plan},
         "rules": rules, "manifest": {"manifest.yaml": manifest}, "scan": scan,
+        "zip_directory": {**tz, **zips()},
     }
 
 

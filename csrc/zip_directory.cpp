@@ -1,0 +1,109 @@
+#include "zip_directory.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <unordered_set>
+
+namespace inspector::zipdir {
+namespace {
+
+constexpr std::uint64_t kCentral = 46, kLocal = 30, kU32 = 0xFFFFFFFFu;
+
+std::uint16_t u16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
+std::uint32_t u32(const unsigned char* p) {
+    return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+           (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+std::uint64_t u64(const unsigned char* p) {
+    return static_cast<std::uint64_t>(u32(p)) | (static_cast<std::uint64_t>(u32(p + 4)) << 32);
+}
+
+// zipfile_safe._zip64_sizes: the first 0x0001 extra field replaces, in order, the fields that
+// are 0xFFFFFFFF by its 8-byte values (as many as it holds).
+void zip64_sizes(const unsigned char* extra, std::uint64_t n, std::uint64_t& size,
+                 std::uint64_t& csize, std::uint64_t& hoff) {
+    std::uint64_t pos = 0;
+    while (pos + 4 <= n) {
+        const std::uint16_t tag = u16(extra + pos);
+        const std::uint64_t len = u16(extra + pos + 2);
+        if (tag == 0x0001) {
+            const std::uint64_t body = std::min(len, n - (pos + 4));
+            const unsigned char* vals = extra + pos + 4;
+            std::uint64_t at = 0, nvals = body / 8;
+            for (std::uint64_t* f : {&size, &csize, &hoff}) {
+                if (*f == kU32 && at < nvals) *f = u64(vals + 8 * at++);
+            }
+            return;
+        }
+        pos += 4 + len;
+    }
+}
+
+bool ascii(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+}  // namespace
+
+std::optional<Members> scan_central_directory(std::string_view zip, std::uint64_t cd_off,
+                                              std::uint64_t cd_size, std::uint64_t count) {
+    const std::uint64_t length = zip.size();
+    if (cd_off > length || cd_size > length - cd_off || count > cd_size / kCentral) return std::nullopt;
+    const auto* base = reinterpret_cast<const unsigned char*>(zip.data());
+    const unsigned char* cd = base + cd_off;
+    Members m;
+    for (auto* v : {&m.header_offsets, &m.data_offsets, &m.compressed_sizes, &m.sizes}) v->reserve(count);
+    m.names.reserve(count);
+    m.methods.reserve(count);
+    m.crcs.reserve(count);
+    std::unordered_set<std::string_view> seen;
+    seen.reserve(count);
+    std::uint64_t pos = 0;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        if (pos + kCentral > cd_size) return std::nullopt;
+        const unsigned char* e = cd + pos;
+        if (u32(e) != 0x02014b50u) return std::nullopt;  // "PK\1\2"
+        const std::uint16_t flags = u16(e + 8), method = u16(e + 10);
+        const std::uint32_t crc = u32(e + 16);
+        std::uint64_t csize = u32(e + 20), size = u32(e + 24), hoff = u32(e + 42);
+        const std::uint64_t nlen = u16(e + 28), elen = u16(e + 30), clen = u16(e + 32);
+        const std::uint16_t disk = u16(e + 34);
+        const std::uint64_t end = pos + kCentral + nlen + elen + clen;
+        if (end > cd_size) return std::nullopt;
+        const std::string_view name(reinterpret_cast<const char*>(e + kCentral), nlen);
+        if (disk != 0 || !ascii(name)) return std::nullopt;
+        zip64_sizes(e + kCentral + nlen, elen, size, csize, hoff);
+        if ((flags & 0x1) || (method != 0 && method != 8) || (method == 0 && csize != size))
+            return std::nullopt;
+        // The local header, and the name it repeats.
+        if (hoff > length || kLocal + nlen > length - hoff) return std::nullopt;
+        const unsigned char* l = base + hoff;
+        if (u32(l) != 0x04034b50u || u16(l + 26) != nlen ||
+            std::string_view(reinterpret_cast<const char*>(l + kLocal), nlen) != name)
+            return std::nullopt;
+        const std::uint64_t data = hoff + kLocal + nlen + u16(l + 28);
+        if (data > cd_off || csize > cd_off - data) return std::nullopt;
+        if (!seen.insert(name).second) return std::nullopt;
+        m.names.push_back(name);
+        m.header_offsets.push_back(hoff);
+        m.data_offsets.push_back(data);
+        m.compressed_sizes.push_back(csize);
+        m.sizes.push_back(size);
+        m.methods.push_back(method);
+        m.crcs.push_back(crc);
+        pos = end;
+    }
+    // No member's data may run into the next local header (zipfile_safe._check_overlaps).
+    std::vector<std::size_t> order(m.names.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return m.header_offsets[a] < m.header_offsets[b]; });
+    for (std::size_t k = 1; k < order.size(); ++k) {
+        const std::size_t a = order[k - 1], b = order[k];
+        if (m.data_offsets[a] + m.compressed_sizes[a] > m.header_offsets[b]) return std::nullopt;
+    }
+    return m;
+}
+
+}  // namespace inspector::zipdir

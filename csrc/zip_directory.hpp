@@ -1,0 +1,30 @@
+// A zip's central directory and local headers, parsed into columns: the fast path of
+// inspector/formats/zipfile_safe.py (`_Reader.entries`) for archives with nothing to report.
+//
+// `scan_central_directory` walks `count` entries of the directory at [cd_off, cd_off + cd_size)
+// of the zip occupying `zip` (relative offsets), reads each member's local header, and returns
+// the members in directory order, or nothing the moment anything is unusual: an entry that runs
+// past the directory, a bad signature, encryption, a method other than stored/deflate, a stored
+// member whose sizes differ, a disk number, a non-ASCII name, a local header outside the zip or
+// naming another member, data running past the directory, a duplicate name, overlapping members.
+// The Python reader then runs and says what is wrong: it stays the reference. Every read is
+// bounds-checked against `zip.size()`; no input makes it read out of range.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace inspector::zipdir {
+
+struct Members {
+    std::vector<std::string_view> names;  // views into the zip's bytes (ASCII)
+    std::vector<std::uint64_t> header_offsets, data_offsets, compressed_sizes, sizes;  // relative
+    std::vector<std::uint32_t> methods, crcs;
+};
+
+std::optional<Members> scan_central_directory(std::string_view zip, std::uint64_t cd_off,
+                                              std::uint64_t cd_size, std::uint64_t count);
+
+}  // namespace inspector::zipdir

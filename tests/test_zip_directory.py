@@ -1,0 +1,91 @@
+"""The compiled zip directory walk (csrc/zip_directory.hpp) against zipfile_safe's Python reader,
+the reference: on any bytes it declines or returns exactly the reference's members, and a zip
+with any problem is declined, so every error still comes from the Python reader."""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from subproc import child_env, ckpt
+
+from inspector.errors import ArchiveError, DuplicateKeyError, OffsetError
+from inspector.formats.zipfile_safe import read_directory
+
+sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+import fuzz_zip_directory as harness
+
+FUZZ = Path(harness.__file__).parent
+SEEDS = sorted((FUZZ / "corpus" / "zip_directory").iterdir())
+
+
+def _zip(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as z:
+        for name, data in members:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_the_fuzz_corpus_agrees() -> None:
+    """Every seed and finding of every harness: declined or the same members; the clean seeds
+    (torch checkpoints, stored, deflated, zip64 extras) are read by the compiled walk."""
+    files = [f for f in sorted(FUZZ.glob("*/*/*")) if f.is_file()]
+    read = {f.name for f in files if harness.check(f.read_bytes())}
+    assert {"state.pt", "lightning.pt", "own-writer.pt", "stored.zip", "deflated.zip",
+            "zip64.zip"} <= read
+    assert not {"duplicate.zip", "non-ascii.zip"} & read
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)),
+                                        min_size=1, max_size=4))
+def test_mutated_seeds_are_declined_or_agree(seed: Path, flips: list[tuple[int, int]]) -> None:
+    data = bytearray(seed.read_bytes())
+    for at, value in flips:
+        data[at % len(data)] = value
+    harness.check(bytes(data))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text("ab/.0", min_size=1, max_size=6), st.binary(max_size=40)),
+                min_size=1, max_size=6, unique_by=lambda m: m[0]),
+       st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+def test_written_zips_are_read_by_the_compiled_walk(
+    members: list[tuple[str, bytes]], method: int
+) -> None:
+    assert harness.check(_zip(members, method))
+
+
+def test_a_duplicate_is_declined_and_refused_by_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "dup.zip"
+    path.write_bytes(_zip([("a/x", b"1"), ("a/y", b"2")]).replace(b"a/y", b"a/x"))
+    assert not harness.check(path.read_bytes())
+    with pytest.raises(DuplicateKeyError, match="appears twice"):
+        read_directory(path)
+
+
+def test_overlapping_members_are_declined_and_refused(tmp_path: Path) -> None:
+    data = bytearray(_zip([("a", b"1" * 8), ("b", b"2" * 8)]))
+    central = data.find(b"PK\x01\x02")  # member a: stored size 8 -> 20, into b's header
+    data[central + 20 : central + 28] = (20).to_bytes(4, "little") * 2
+    path = tmp_path / "overlap.zip"
+    path.write_bytes(bytes(data))
+    assert not harness.check(bytes(data))
+    with pytest.raises((OffsetError, ArchiveError)):
+        read_directory(path)
+
+
+def test_ckpt_ls_is_the_same_with_the_compiled_walk_off(tmp_path: Path) -> None:
+    for seed in ("state.pt", "lightning.pt", "own-writer.pt"):
+        path = FUZZ / "corpus" / "zip_directory" / seed
+        for flags in ([], ["--flat"], ["--json"]):
+            on = ckpt("ls", *flags, str(path))
+            off = ckpt("ls", *flags, str(path), env=child_env(INSPECTOR_ZIP_FAST="0"))
+            assert on.returncode == off.returncode == 0, on.stderr + off.stderr
+            assert on.stdout == off.stdout

@@ -101,16 +101,17 @@ def _entries(first: str, lines: Iterator[str]) -> tuple[dict[str, Any], list[Any
         return rows, _unused(next(lines, ""), lines)
     if first != f"{ENTRIES}:":
         return None
-    decoder = json.JSONDecoder()
+    # raw_decode without its Python frame (200k calls at 100k rows)
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
     for line in lines:
         if not line.startswith(INDENT):
             return rows, _unused(line, lines)
         try:
-            name, end = decoder.raw_decode(line, len(INDENT))
+            name, end = scan(line, len(INDENT))
             if not isinstance(name, str) or line[end : end + 2] != ": " or name in rows:
                 return None
-            rows[name], end = decoder.raw_decode(line, end + 2)
-        except (ValueError, RecursionError):
+            rows[name], end = scan(line, end + 2)
+        except (StopIteration, ValueError, RecursionError):
             return None
         if end != len(line):
             return None

@@ -45,15 +45,25 @@ def dump_rows(
 
 
 def _row(value: Any, flow: Callable[[Any], str]) -> str:
-    if not _json_floats_fit(value):
+    text = _json(value)
+    if _may_hold_unsafe_float(text) and not _json_floats_fit(value):
         tag = "!!map " if isinstance(value, dict) else "!!seq " if isinstance(value, list) else ""
         return tag + flow(value)
-    return _json(value)
+    return text
 
 
 def _json(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if text.isascii() and "\x7f" not in text:  # the only ASCII character _YAML_ESCAPE takes
+        return text
     return _YAML_ESCAPE.sub(_escape, text)
+
+
+def _may_hold_unsafe_float(text: str) -> bool:
+    """What JSON writes for every float outside SAFE_FLOATS (`1e-05`, `1e+16`, `NaN`,
+    `-Infinity`) is in `text`: a row without any is not walked (strings may hold them too; then
+    `_json_floats_fit` decides)."""
+    return "e-" in text or "e+" in text or "NaN" in text or "Infinity" in text
 
 
 def _json_floats_fit(value: Any) -> bool:

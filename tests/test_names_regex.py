@@ -72,3 +72,18 @@ def test_examples() -> None:
     assert nm.common_root(["model.a.w", "model.b.w"]) == ("model",)
     assert nm.common_root(["model.ab.w", "model.a.w"]) == ("model",)
     assert _layer_prefix("model.layers.12.w") == "model.layers.12"
+
+
+def tokens_by_parts(name: str) -> frozenset[str]:
+    out: set[str] = set()
+    for p in name.lower().split("."):
+        if not _is_index(p):
+            out.update(nm._WORD.findall(p))
+    return frozenset(out)
+
+
+@settings(max_examples=1000)
+@given(NAME)
+def test_tokens(name: str) -> None:
+    nm.tokens.cache_clear()
+    assert nm.tokens(name) == tokens_by_parts(name)

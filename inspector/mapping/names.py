@@ -70,10 +70,10 @@ def tokens(name: str) -> frozenset[str]:
     """Word tokens of a name, without layer indices: `ffn1.w_1` -> {ffn, 1, w} minus digits
     that are whole components. Digits inside a component (`ffn1`, `w_1`) stay: they name things."""
     out: set[str] = set()
-    for p in name.lower().split("."):
-        if is_index(p):
-            continue
-        out.update(_WORD.findall(p))
+    for p in name.split("."):
+        words = _component_words(p)  # cached per component: names repeat theirs
+        if words:
+            out.update(words)
     return frozenset(out)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inspector import tree
 from inspector.cli.map import _layer_prefix
 from inspector.mapping import names as nm
 
@@ -87,3 +88,9 @@ def tokens_by_parts(name: str) -> frozenset[str]:
 def test_tokens(name: str) -> None:
     nm.tokens.cache_clear()
     assert nm.tokens(name) == tokens_by_parts(name)
+
+
+@settings(max_examples=2000)
+@given(COMPONENT | st.text(max_size=4))
+def test_tree_index_is_the_regex(part: str) -> None:
+    assert tree._is_index(part) == bool(tree._INDEX.match(part))

@@ -94,3 +94,15 @@ def test_tokens(name: str) -> None:
 @given(COMPONENT | st.text(max_size=4))
 def test_tree_index_is_the_regex(part: str) -> None:
     assert tree._is_index(part) == bool(tree._INDEX.match(part))
+
+
+def parse_by_parts(name: str) -> nm.Parsed:
+    parts = tuple(name.split("."))
+    indices = tuple(int(p) for p in parts if _is_index(p))
+    return nm.Parsed(name, parts, indices, tokens_by_parts(name))
+
+
+@settings(max_examples=1000)
+@given(NAME)
+def test_parse(name: str) -> None:
+    assert nm.parse(name) == parse_by_parts(name)

@@ -5,12 +5,14 @@ message: the fast path only declines (None) and leaves the row to `_entry`."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
 from inspector.errors import PlanError
 from inspector.mapping import planfile
+from inspector.mapping.entries import Entry
 from inspector.mapping.plan import Plan
 
 LABELS = {"a.pt"}
@@ -73,3 +75,22 @@ def test_bad_row_in_a_file_names_the_file_row_and_problem(tmp_path: Any) -> None
     with pytest.raises(PlanError) as e:
         Plan.load(path)
     assert str(e.value).startswith(f"{path}: entries['bad'].shape: expected a shape")
+
+
+def test_rows_built_without_init_have_every_field(tmp_path: Any) -> None:
+    """`entries.built` fills `__dict__` directly: a field added to Entry but not to the fast
+    paths (plan rows read, heuristic copies proposed) would be missing; compare with __init__."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from inspector.mapping.propose import propose
+
+    small = np.zeros((2, 2), np.float32)
+    save_file({f"layers.{i}.w": small for i in range(3)}, str(tmp_path / "s.safetensors"))
+    save_file({f"model.layers.{i}.w": small for i in range(3)}, str(tmp_path / "t.safetensors"))
+    plan = propose(str(tmp_path / "s.safetensors"), str(tmp_path / "t.safetensors"))
+    plan.save(tmp_path / "p.yaml")
+    fields = [f.name for f in dataclasses.fields(Entry)]
+    for e in [*plan.entries.values(), *Plan.load(tmp_path / "p.yaml").entries.values()]:
+        assert list(vars(e)) == fields
+        assert e == Entry(**vars(e))

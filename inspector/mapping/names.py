@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import chain
 from typing import NamedTuple
 
 _WORD = re.compile(r"[a-z]+|\d+")
@@ -27,15 +28,10 @@ class Parsed(NamedTuple):
 def parse(name: str) -> Parsed:
     """Split `name` once: its components, layer indices (as in `template`) and `tokens`."""
     parts = tuple(name.split("."))
-    indices: list[int] = []
-    words: set[str] = set()
-    for p in parts:
-        w = _component_words(p)
-        if w is None:
-            indices.append(int(p))
-        else:
-            words.update(w)
-    return Parsed(name, parts, tuple(indices), frozenset(words))
+    indices = tuple(map(int, _INDEX_COMPONENT.findall(name)))  # the components _component_words
+    # finds None for; the loops in C: the proposer parses every source and target name
+    words = frozenset(chain.from_iterable(filter(None, map(_component_words, parts))))
+    return Parsed(name, parts, indices, words)
 
 
 @lru_cache(maxsize=1 << 14)

@@ -30,7 +30,8 @@ def parse(name: str) -> Parsed:
     parts = tuple(name.split("."))
     indices = tuple(map(int, _INDEX_COMPONENT.findall(name)))  # the components _component_words
     # finds None for; the loops in C: the proposer parses every source and target name
-    words = frozenset(chain.from_iterable(filter(None, map(_component_words, parts))))
+    # (through a set: a frozenset grown from an iterator keeps a larger table, +290 B a name)
+    words = frozenset(set(chain.from_iterable(filter(None, map(_component_words, parts)))))
     return Parsed(name, parts, indices, words)
 
 

@@ -2,23 +2,28 @@
 against the whole document through PyYAML (libyaml's emitter and loader, PyYAML's Python
 representer and resolver: how plans were written and read before).
 
-    PYTHONPATH=. python bench/bench_plan.py [--rows 20000,100000] [--repeat 3]
+    PYTHONPATH=. python bench/bench_plan.py [--rows 20000,100000] [--repeat 3] [--whole]
 
 The plan is proposed from two safetensors files of N tensors (`layers.{i}.experts.{0..7}.w{1,2,3}`
 against the same names under `model.`: every row is a heuristic match with evidence and
 candidates), built once under /tmp/ckpt-bench. In process, best of --repeat, wall and CPU.
+--whole instead times issue 16's goals: `ckpt map SRC TGT -o plan.yaml` as a whole process (best
+CPU of --repeat via /usr/bin/time, user + system, and its largest peak RSS) and `Plan.load` of
+that plan in process (best CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import yaml
-from common import TMP
+from common import TMP, env
 
 from inspector import yamlload
 from inspector.mapping import planfile, propose
@@ -62,11 +67,38 @@ def measure(n: int, repeat: int) -> None:
         print(f"| {n:,} | {step} | {nw:.2f} / {nc:.2f} | {ow:.2f} / {oc:.2f} | {oc / nc:.1f}x |")
 
 
+def whole(n: int, repeat: int) -> None:
+    src, tgt = files(n)
+    plan = TMP / f"plan-{n}.yaml"
+    argv = [sys.executable, "-m", "inspector.cli", "map", str(src), str(tgt), "-o", str(plan)]
+    runs = []
+    for _ in range(repeat):
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", *argv], env=env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              check=True)
+        wall, user, system, rss = proc.stderr.split()[-4:]
+        runs.append((float(user) + float(system), float(wall), int(rss) / 1024))
+    cpu, wall = min(r[0] for r in runs), min(r[1] for r in runs)
+    print(f"| {n:,} | `ckpt map SRC TGT -o plan.yaml` | {wall:.2f} | {cpu:.2f} | "
+          f"{max(r[2] for r in runs):.0f} |")
+    from inspector.mapping.plan import Plan
+
+    w, c = timed(partial(Plan.load, plan), repeat)
+    print(f"| {n:,} | `Plan.load` (in process) | {w:.2f} | {c:.2f} | |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="20000,100000")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--whole", action="store_true", help="issue 16's goals: see the docstring")
     args = ap.parse_args()
+    if args.whole:
+        print("| tensors per side | what | wall s | CPU s | peak RSS MB |")
+        print("|---:|---|---:|---:|---:|")
+        for n in (int(x) for x in args.rows.split(",")):
+            whole(n, args.repeat)
+        return
     print("| rows | step | one row per line: wall / CPU s | whole document via PyYAML | ratio |")
     print("|---:|---|---:|---:|---:|")
     for n in (int(x) for x in args.rows.split(",")):

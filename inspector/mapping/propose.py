@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from ..errors import PlanError
 from ..model import Checkpoint, TensorInfo
 from . import names as nm
-from .entries import Candidate, Entry, Evidence, SourceRef, Unused, fingerprint
+from .entries import Candidate, Entry, Evidence, SourceRef, Unused, built, fingerprint
 from .groups import follow_groups
 from .modules import Unit, assign_units, partial_modules, source_classes
 from .plan import Plan
@@ -368,22 +368,13 @@ class Context:
             steps = (*transforms, Cast(info.dtype))
             flags.add("dtype-change")
             evidence.append(Evidence("dtype", f"{dtype} -> {info.dtype}", 0.0))
-        reason = evidence[0].detail
-        return Entry(
-            name,
-            "copy",
-            ((src.label, src.name),),
-            transform=steps,
-            reason=reason,
-            evidence=tuple(evidence),
-            confidence=round(confidence, 3),
-            flags=frozenset(flags),
-            candidates=candidates,
-            shape=info.shape,
-            dtype=info.dtype,
-            source_shapes=(s.shape,),
-            source_dtypes=(s.dtype,),
-        )
+        return built(Entry, {  # Entry(...) without its 14 frozen setattrs: one row per target
+            "target": name, "decision": "copy", "sources": ((src.label, src.name),),
+            "transform": steps, "status": "proposed", "reason": evidence[0].detail,
+            "evidence": tuple(evidence), "confidence": round(confidence, 3),
+            "flags": frozenset(flags), "candidates": candidates, "shape": info.shape,
+            "dtype": info.dtype, "source_shapes": (s.shape,), "source_dtypes": (s.dtype,),
+        })
 
     def _digest_evidence(self, src: Src, target: str) -> list[Evidence]:
         a = self.digests.get(src.label, {}).get(src.name)

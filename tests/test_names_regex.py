@@ -1,0 +1,108 @@
+"""The regex forms of the name helpers (`template`, `blanked`, `split_index`, `common_root`, the
+map report's `_layer_prefix`) agree with their definitions by components, written out here as
+they were before: one split, test and join per component."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inspector import tree
+from inspector.cli.map import _layer_prefix
+from inspector.mapping import names as nm
+
+
+def _is_index(c: str) -> bool:
+    return c.isascii() and c.isdigit()
+
+
+def template_by_parts(name: str) -> tuple[str, tuple[int, ...]]:
+    parts = name.split(".")
+    out = ["{}" if _is_index(p) else p for p in parts]
+    return ".".join(out), tuple(int(p) for p in parts if _is_index(p))
+
+
+def split_index_by_parts(name: str) -> tuple[str, int, str] | None:
+    comps = name.split(".")
+    for i in range(1, len(comps) - 1):
+        if _is_index(comps[i]):
+            return ".".join(comps[:i]), int(comps[i]), ".".join(comps[i + 1 :])
+    return None
+
+
+def common_root_by_parts(names: list[str]) -> tuple[str, ...]:
+    root: list[str] = []
+    for comps in zip(*[n.split(".")[:-1] for n in names], strict=False):
+        if len(set(comps)) != 1:
+            break
+        root.append(comps[0])
+    return tuple(root)
+
+
+def layer_prefix_by_parts(name: str) -> str:
+    comps = name.split(".")
+    for i, c in enumerate(comps[:-1]):
+        if _is_index(c) and i > 0:
+            return ".".join(comps[: i + 1])
+    return ""
+
+
+COMPONENT = st.sampled_from(
+    ["", "0", "7", "12", "007", "a", "w1", "1a", "²", "٣", " ", "\n", "1\n"])
+NAME = st.lists(COMPONENT | st.text(max_size=3), min_size=1, max_size=6).map(".".join)
+
+
+@settings(max_examples=1000)
+@given(NAME)
+def test_one_name(name: str) -> None:
+    assert nm.template(name) == template_by_parts(name)
+    assert nm.blanked(name) == template_by_parts(name)[0]
+    assert nm.split_index(name) == split_index_by_parts(name)
+    assert _layer_prefix(name) == layer_prefix_by_parts(name)
+
+
+@settings(max_examples=1000)
+@given(st.lists(NAME, min_size=1, max_size=5))
+def test_common_root(names: list[str]) -> None:
+    assert nm.common_root(names) == common_root_by_parts(names)
+
+
+def test_examples() -> None:
+    assert nm.template("encoder.layers.3.ffn.w") == ("encoder.layers.{}.ffn.w", (3,))
+    assert nm.split_index("encoder.layers.3.ffn.w") == ("encoder.layers", 3, "ffn.w")
+    assert nm.common_root(["model.a.w", "model.b.w"]) == ("model",)
+    assert nm.common_root(["model.ab.w", "model.a.w"]) == ("model",)
+    assert _layer_prefix("model.layers.12.w") == "model.layers.12"
+
+
+def tokens_by_parts(name: str) -> frozenset[str]:
+    out: set[str] = set()
+    for p in name.lower().split("."):
+        if not _is_index(p):
+            out.update(nm._WORD.findall(p))
+    return frozenset(out)
+
+
+@settings(max_examples=1000)
+@given(NAME)
+def test_tokens(name: str) -> None:
+    nm.tokens.cache_clear()
+    assert nm.tokens(name) == tokens_by_parts(name)
+
+
+@settings(max_examples=2000)
+@given(COMPONENT | st.text(max_size=4))
+def test_tree_index_is_the_regex(part: str) -> None:
+    assert tree._is_index(part) == bool(tree._INDEX.match(part))
+
+
+def parse_by_parts(name: str) -> nm.Parsed:
+    parts = tuple(name.split("."))
+    indices = tuple(int(p) for p in parts if _is_index(p))
+    return nm.Parsed(name, parts, indices, tokens_by_parts(name))
+
+
+@settings(max_examples=1000)
+@given(NAME)
+def test_parse(name: str) -> None:
+    assert nm.parse(name) == parse_by_parts(name)

@@ -1,0 +1,96 @@
+"""Plan rows read through `planfile._entry_fast` (the inline check that builds an `Entry` without
+`__init__`) are the same rows `_entry` builds, and every row `_entry` refuses is refused with its
+message: the fast path only declines (None) and leaves the row to `_entry`."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+
+from inspector.errors import PlanError
+from inspector.mapping import planfile
+from inspector.mapping.entries import Entry
+from inspector.mapping.plan import Plan
+
+LABELS = {"a.pt"}
+GOOD: dict[str, Any] = {
+    "decision": "copy", "status": "approved", "reason": "same name", "confidence": 0.9,
+    "shape": [2, 3], "dtype": "float32",
+    "sources": [["a.pt", "x.w", [2, 3], "float16"]], "flags": ["heuristic", "dtype-change"],
+    "evidence": [["exact-name", "same name in a.pt", 1.0], ["shape", "[2, 3]", 1]],
+    "candidates": [["a.pt", "x.w", 0.9, "why"]],
+}
+
+
+def variants() -> list[Any]:
+    out: list[Any] = [GOOD, {"decision": "keep"}, {"decision": "drop", "confidence": 1}]
+    changes: list[tuple[str, Any]] = [
+        ("decision", "move"), ("decision", None), ("status", "done"), ("status", ["approved"]),
+        ("confidence", True), ("confidence", 1.5), ("confidence", float("nan")),
+        ("confidence", "0.5"), ("reason", 3), ("dtype", None), ("shape", [2, -1]),
+        ("shape", [2, True]), ("shape", (2, 3)), ("sources", [["b.pt", "x.w", [2, 3], "f"]]),
+        ("sources", [["a.pt", "x.w", [2, 3]]]), ("sources", []), ("sources", "a.pt"),
+        ("sources", [["a.pt", 1, [2, 3], "f"]]), ("flags", ["nope"]), ("flags", "heuristic"),
+        ("flags", [["heuristic"]]), ("evidence", [["a", "b"]]), ("evidence", ["a", "b", 1]),
+        ("candidates", [["a", "b", 1]]), ("candidates", {"a": 1}), ("extra", 1),
+        ("transform", [{"op": "transpose"}]),
+    ]
+    for key, value in changes:
+        row = copy.deepcopy(GOOD)
+        row[key] = value
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("body", variants())
+def test_fast_row_is_the_checked_row_or_declines(body: Any) -> None:
+    fast = planfile._entry_fast("t", body, LABELS)
+    try:
+        slow = planfile._entry("t", body, "plan: entries['t']", LABELS)
+    except PlanError:
+        assert fast is None  # a row _entry refuses never passes the fast path
+        return
+    assert fast is None or (fast == slow and vars(fast) == vars(slow))
+
+
+def test_good_rows_take_the_fast_path() -> None:
+    fast = planfile._entry_fast("t", GOOD, LABELS)
+    assert fast is not None
+    assert fast == planfile._entry("t", GOOD, "w", LABELS)
+    assert fast.flags == frozenset({"heuristic", "dtype-change"})
+    assert fast.effective == "copy"
+    assert hash(fast.evidence[0]) == hash(planfile._entry("t", GOOD, "w", LABELS).evidence[0])
+
+
+def test_bad_row_in_a_file_names_the_file_row_and_problem(tmp_path: Any) -> None:
+    plan = {"version": 1, "sources": [{"label": "a.pt", "path": None}],
+            "target": {"label": "t.pt", "path": None},
+            "entries": {"good": GOOD, "bad": {**GOOD, "shape": [2, -1]}}}
+    path = tmp_path / "p.yaml"
+    path.write_text(planfile.dump(plan))
+    assert '  "bad": {' in path.read_text()  # one row per line: the fast reader's layout
+    with pytest.raises(PlanError) as e:
+        Plan.load(path)
+    assert str(e.value).startswith(f"{path}: entries['bad'].shape: expected a shape")
+
+
+def test_rows_built_without_init_have_every_field(tmp_path: Any) -> None:
+    """`entries.built` fills `__dict__` directly: a field added to Entry but not to the fast
+    paths (plan rows read, heuristic copies proposed) would be missing; compare with __init__."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from inspector.mapping.propose import propose
+
+    small = np.zeros((2, 2), np.float32)
+    save_file({f"layers.{i}.w": small for i in range(3)}, str(tmp_path / "s.safetensors"))
+    save_file({f"model.layers.{i}.w": small for i in range(3)}, str(tmp_path / "t.safetensors"))
+    plan = propose(str(tmp_path / "s.safetensors"), str(tmp_path / "t.safetensors"))
+    plan.save(tmp_path / "p.yaml")
+    fields = [f.name for f in dataclasses.fields(Entry)]
+    for e in [*plan.entries.values(), *Plan.load(tmp_path / "p.yaml").entries.values()]:
+        assert list(vars(e)) == fields
+        assert e == Entry(**vars(e))

@@ -392,11 +392,17 @@ private:
     bool was_on_;
 };
 
-py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info,
-                             py::handle call) {
+// The (Record, Storage, TensorInfo, AttrDict) argument, checked: Record and TensorInfo are
+// allocated directly, so they must be types.
+Types types_of(const py::tuple& types) {
     if (types.size() != 4 || !PyType_Check(types[0].ptr()) || !PyType_Check(types[2].ptr()))
         throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
-    const Types ty{types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
+    return {types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
+}
+
+py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info,
+                             py::handle call) {
+    const Types ty = types_of(types);
     const inspector_bindings::PinnedBuffer view(data, "data");
     pkl::Tape tape;
     std::string why;
@@ -481,10 +487,8 @@ py::tuple dcp_columns(const pkl::Tape& tape, const std::uint8_t* d, const dcp::C
 }
 
 py::object read_dcp_metadata(py::handle data, py::tuple types, py::handle dtype_info, py::handle call) {
-    if (types.size() != 4 || !PyType_Check(types[0].ptr()) || !PyType_Check(types[2].ptr()))
-        throw py::type_error("types: (Record, Storage, TensorInfo, AttrDict)");
     if (call.is_none()) throw py::type_error("call: the Python machine's call twin");
-    const Types ty{types[0].ptr(), types[1].ptr(), reinterpret_cast<PyTypeObject*>(types[2].ptr()), types[3].ptr()};
+    const Types ty = types_of(types);
     const inspector_bindings::PinnedBuffer view(data, "data");
     pkl::Tape tape;
     dcp::Columns columns;

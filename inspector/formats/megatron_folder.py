@@ -122,7 +122,7 @@ def _read_ranks(path: Path, folder: Path, iteration: str, ranks: dict[str, Path]
             what = (f"holds {', '.join(has)} (virtual pipeline stages), not one 'model'"
                     if has else "holds no 'model' state dict")
             raise CheckpointError(path, what, key=f"{folder.name}/{name}/{RANK_FILE}")
-        models[_rank_name(name)] = model
+        models[name] = model
         args = args if args is not None else tree.get("args")
         notes += [f"{name}: {n}" for n in loaded.notes]
     meta = {"megatron": {"iteration": iteration, "ranks": sorted(ranks)}}
@@ -138,12 +138,6 @@ def _read_ranks(path: Path, folder: Path, iteration: str, ranks: dict[str, Path]
                                              f"merged ({merged})", *notes], root=())
     return Loaded(FORMAT, merged.tree, meta, [described, *merged.notes, *notes], root=(),
                   sources=merged.sources)
-
-
-def _rank_name(folder: str) -> str:
-    """`mp_rank_TT_PPP` as tensor_parallel names a rank with a pipeline stage."""
-    parts = folder.split("_")
-    return folder if len(parts) == 3 else f"tp_rank_{parts[2]}_pp_rank_{parts[3]}"
 
 
 def _gated(args: Any) -> bool:

@@ -97,21 +97,23 @@ def merge(label: str, ranks: dict[str, dict[str, Any]], gated: bool) -> Merged |
     return Merged(tree, sources, [])
 
 
-_RANK = re.compile(r"(?:mp_rank_(\d+)|tp_rank_(\d+)(?:_pp_rank_(\d+))?)")
+# NeMo's `mp_rank_TT` / `tp_rank_TT_pp_rank_PPP`, Megatron-LM's `mp_rank_TT` / `mp_rank_TT_PPP`
+_RANK = re.compile(r"(?:mp_rank_(\d+)(?:_(\d{3}))?|tp_rank_(\d+)(?:_pp_rank_(\d+))?)")
 _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
 
 
 def merge_model_parallel(label: str, ranks: dict[str, dict[str, Any]], gated: bool,
                          what: str = "model-parallel .nemo") -> Merged | str:
-    """Ranks named `mp_rank_TT` or `tp_rank_TT_pp_rank_PPP`: each pipeline stage's tensor-
-    parallel ranks merged (`merge`), then the stages joined, their layer numbers (counted from 0
-    in each stage) made global: stage s's `layers.i` is `layers.(i + layers before s)`."""
+    """Ranks named as `_RANK` says (tensor rank TT, pipeline stage PPP): each pipeline stage's
+    tensor-parallel ranks merged (`merge`), then the stages joined, their layer numbers (counted
+    from 0 in each stage) made global: stage s's `layers.i` is `layers.(i + layers before s)`."""
     stages: dict[int, dict[int, dict[str, Any]]] = {}
     for name, tree in ranks.items():
         m = _RANK.fullmatch(name)
         if m is None:
             return f"{name} is not a rank folder name"
-        stages.setdefault(int(m.group(3) or 0), {})[int(m.group(1) or m.group(2))] = tree
+        tp, pp = m.group(1) or m.group(3), m.group(2) or m.group(4) or 0
+        stages.setdefault(int(pp), {})[int(tp)] = tree
     merged = []
     for pp in sorted(stages):
         tps = stages[pp]

@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._native import core, core_error
 from .errors import CheckpointError
 from .model import Checkpoint
-from .reader import open_checkpoint
+from .reader import open_checkpoint, path_label
 from .signature import Signature, signature
 from .tree import fold_names
 
@@ -327,13 +326,13 @@ def join_opened(a: Any, b: Any, ca: Checkpoint, cb: Checkpoint, mapping: Any = N
 
 def _given_label(source: Any, label: str) -> str:
     """A path as the user gave it (with its `::ROOT`), as the header-only diff shows it."""
-    return str(Path(source)) if isinstance(source, (str, os.PathLike)) else label
+    return path_label(source) if isinstance(source, (str, os.PathLike)) else label
 
 
 def _side(source: Any) -> tuple[str, Signature]:
     """A label and the signature of one side."""
     if isinstance(source, (str, os.PathLike)):
-        return str(Path(source)), signature(source)
+        return path_label(source), signature(source)
     ckpt = open_checkpoint(source)
     return ckpt.label, Signature.of(ckpt)
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import dtypes
 from .errors import TensorDataError
-from .sources import LocalFile, Source
+from .sharded import open_named
+from .sources import Source
 
 if TYPE_CHECKING:  # numpy is imported where arrays are made: listing does not need it
     import numpy as np
@@ -328,7 +329,7 @@ class Checkpoint(Mapping[str, TensorInfo]):
         (bytes in memory, ...), else the local file, opened and mapped once per checkpoint."""
         src = self.sources.get(name)
         if src is None:
-            opened = LocalFile(name)
+            opened = open_named(name)
             src = self.sources.setdefault(name, opened)
             if src is not opened:  # another thread opened it first
                 opened.close()

@@ -12,7 +12,7 @@ from .containers import detect_root, dotted, iter_tensors, parse_root, subtree, 
 from .errors import CheckpointError, UnsupportedFormatError
 from .formats import READERS, Loaded, ReadOptions, check_names, pick, reader_module
 from .model import Checkpoint, TensorInfo, TreePath
-from .sources import Source
+from .sources import Source, opened
 
 
 def open_checkpoint(
@@ -67,11 +67,15 @@ def is_remote(source: Any) -> bool:
 
 
 def _open_remote(url: str, root: str | TreePath | None, options: ReadOptions) -> Checkpoint:
-    """A single-file checkpoint at a URL, read by range requests (`inspector.remote`); the
-    checkpoint owns the remote file. Its `path` prints as the URL without secrets."""
+    """A checkpoint at a URL, read by range requests (`inspector.remote`): a single file as a
+    byte source; a folder, or an index read by name, through the folder readers
+    (`inspector.remote_folder`). The checkpoint owns the remote files it opened. Its `path`
+    prints as the URL without secrets."""
     from .formats.expand_cache import cache_folder
     from .remote import RemoteFile, URLPath
 
+    if _read_by_path(url):
+        return _open_remote_folder(url, root, options)
     remote = RemoteFile(url, cache_dir=cache_folder(options.cache_dir))
     ckpt = _build(URLPath(remote.name), read_source(remote, options), root)
     ckpt.sources[remote.name] = remote
@@ -79,6 +83,58 @@ def _open_remote(url: str, root: str | TreePath | None, options: ReadOptions) ->
     ckpt.metadata["remote"] = {"url": remote.name, "size": remote.size,
                                "version": remote.version}
     return ckpt
+
+
+# Files at a URL that are read by name, as a local path is (they name other files).
+_BY_PATH_SUFFIXES = (".index.json",)
+
+
+def _read_by_path(url: str) -> bool:
+    """True for a URL read through the folder readers: a folder (its URL ends with '/' or its
+    last part has no suffix) or an index file. Other files are read as byte sources."""
+    from .remote import public_name
+
+    last = public_name(url).rstrip("/").rpartition("/")[2]
+    return url.endswith("/") or "." not in last or last.endswith(_BY_PATH_SUFFIXES)
+
+
+def _open_remote_folder(url: str, root: str | TreePath | None,
+                        options: ReadOptions) -> Checkpoint:
+    from .formats.expand_cache import cache_folder
+    from .remote_folder import open_folder
+
+    where = open_folder(url, cache_dir=cache_folder(options.cache_dir))
+    if not where.exists():
+        from .errors import RemoteNotFoundError
+
+        raise RemoteNotFoundError(where, "not found (404)")
+    if where.is_file() and not where.name.endswith(_BY_PATH_SUFFIXES):
+        from .remote import RemoteFile
+
+        remote = where.open_source()
+        assert isinstance(remote, RemoteFile)
+        loaded = read_source(remote, options)
+    else:
+        loaded = _read_path(where, options)
+    ckpt = _build(where, loaded, root)
+    files = where.opened_files()
+    for name, src in files.items():
+        ckpt.sources.setdefault(name, src)
+        ckpt._owned.add(name)
+    ckpt.metadata["remote"] = {"url": str(where), "files": len(files),
+                               "size": sum(f.size for f in files.values())}
+    return ckpt
+
+
+def path_label(source: str | os.PathLike[str]) -> str:
+    """How messages name a path the user gave: a URL without secrets (`remote.public_name`),
+    a local path normalised as `Path` does."""
+    text = os.fspath(source)
+    if is_remote(text):
+        from .remote import public_name
+
+        return public_name(text)
+    return str(Path(text))
 
 
 ROOT_SEPARATOR = "::"
@@ -138,8 +194,8 @@ def pick_reader(path: Path) -> ModuleType:
         raise CheckpointError(path, "no such file or folder")
     head = b""
     if path.is_file():
-        with path.open("rb") as f:
-            head = f.read(512)
+        with opened(path) as src:
+            head = src.read(0, min(512, src.size))
         if not head:
             raise UnsupportedFormatError(path, "file is empty")
     mod = pick(path, head)

@@ -267,7 +267,9 @@ class RemoteFile:
 
     is_file_map = False
 
-    def __init__(self, url: str, *, cache_dir: str | os.PathLike[str] | None = None):
+    def __init__(self, url: str, *, cache_dir: str | os.PathLike[str] | None = None,
+                 known: tuple[Any, str, dict[str, Any]] | None = None):
+        """`known`: (filesystem, path in it, info) when a folder listing already gave them."""
         self.url = url
         self.name = public_name(url)
         self.bytes_fetched = 0
@@ -277,9 +279,12 @@ class RemoteFile:
         self._ahead = 1  # blocks to fetch ahead on the next sequential miss
         self._pinned: dict[int, Buffer] = {}  # prefetched ranges by offset (see prefetch)
         self._pinned_at: list[int] = []
-        self._fs, self._path = _filesystem(url, self.name)
-        info = self._call(lambda: self._fs.info(self._path), "read its size")
-        self.requests += 1
+        if known is not None:
+            self._fs, self._path, info = known
+        else:
+            self._fs, self._path = _filesystem(url, self.name)
+            info = self._call(lambda: self._fs.info(self._path), "read its size")
+            self.requests += 1
         size = info.get("size")
         if not isinstance(size, int) or size < 0:
             raise RemoteError(self.name, "the store gives no size for it (range reads need one)")
@@ -473,19 +478,23 @@ class RemoteFile:
         return bytes(data)
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
-        """`fn()`, retried with backoff on 5xx, throttling, timeouts and lost connections; any
-        other failure (and the last retry's) as a RemoteError naming the URL."""
-        for attempt in range(RETRIES + 1):
-            try:
-                return fn()
-            except Exception as e:  # the stores' libraries raise many kinds: classified here
-                error = _classify(e, self.name, what)
-                if error is not None:
-                    raise error from None
-                if attempt == RETRIES:
-                    raise _generic(e, self.name, what) from None
-                time.sleep(BACKOFF * 2**attempt)
-        raise AssertionError("unreachable")
+        return _call(fn, self.name, what)
+
+
+def _call(fn: Callable[[], Any], name: str, what: str) -> Any:
+    """`fn()`, retried with backoff on 5xx, throttling, timeouts and lost connections; any
+    other failure (and the last retry's) as a RemoteError naming the URL."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return fn()
+        except Exception as e:  # the stores' libraries raise many kinds: classified here
+            error = _classify(e, name, what)
+            if error is not None:
+                raise error from None
+            if attempt == RETRIES:
+                raise _generic(e, name, what) from None
+            time.sleep(BACKOFF * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _filesystem(url: str, name: str) -> tuple[Any, str]:

@@ -19,6 +19,7 @@ checkpoint reads its metadata, never its chunk records.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from math import prod
 from typing import Any
 
 from .errors import HeaderError, TruncatedFileError
-from .sources import Identity, LocalFile, Source, check_range
+from .sources import Identity, LocalFile, Openable, Source, check_range
 
 WINDOW = 64 << 20  # bytes of logical tensor assembled at a time, when chunks must be interleaved
 
@@ -90,19 +91,37 @@ def _is_run(c: Chunk, shape: tuple[int, ...]) -> bool:
     return all(c.sizes[d] == shape[d] and c.offsets[d] == 0 for d in range(first + 1, dims))
 
 
+def open_named(name: str) -> Source:
+    """The source a storage or chunk names: a URL read remotely (`inspector.remote`, imported
+    only for one), else a local file."""
+    if "://" in name:
+        from .remote import RemoteFile, is_url
+
+        if is_url(name):
+            return RemoteFile(name)
+    return LocalFile(name)
+
+
 class FilePool:
-    """Local files opened once for the chunks of all the tensors of a checkpoint, and closed
-    together (closing one of its sharded tensors closes them; a later read opens them again)."""
+    """Files opened once for the chunks of all the tensors of a checkpoint, and closed
+    together (closing one of its sharded tensors closes them; a later read opens them again).
+    A file is named by its path, or a URL (`remote.RemoteFile`); a path under a URL and a
+    source stand for themselves (their owner closes them)."""
 
     def __init__(self) -> None:
-        self._files: dict[str, LocalFile] = {}
+        self._files: dict[str, Source] = {}
         self._lock = threading.Lock()
 
-    def source(self, path: str) -> Source:
+    def source(self, where: str | os.PathLike[str] | Source) -> Source:
+        if isinstance(where, Openable):
+            return where.open_source()
+        if not isinstance(where, (str, os.PathLike)):
+            return where
+        name = os.fspath(where)
         with self._lock:
-            found = self._files.get(path)
+            found = self._files.get(name)
             if found is None:
-                found = self._files[path] = LocalFile(path)
+                found = self._files[name] = open_named(name)
             return found
 
     def close(self) -> None:

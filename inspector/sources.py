@@ -189,15 +189,35 @@ class BytesSource:
         return f"BytesSource({self.name!r}, {self.size} bytes)"
 
 
+@runtime_checkable
+class Openable(Protocol):
+    """A path whose bytes come from elsewhere than the local disk (a path under a URL:
+    `remote_folder.RemotePath`): it opens its own source, which its owner keeps and closes."""
+
+    def open_source(self) -> Source: ...
+
+
 @contextlib.contextmanager
 def opened(where: str | os.PathLike[str] | Source) -> Iterator[Source]:
-    """The source for `where`: a path opens a LocalFile, closed on leaving; a source is used as
-    given (its owner closes it)."""
-    if isinstance(where, (str, os.PathLike)):
+    """The source for `where`: a path opens a LocalFile, closed on leaving; a path that opens
+    its own source (`Openable`) and a source are used as given (their owner closes them)."""
+    if isinstance(where, Openable):
+        yield where.open_source()
+    elif isinstance(where, (str, os.PathLike)):
         with LocalFile(where) as src:
             yield src
     else:
         yield where
+
+
+def storage_name(where: str | os.PathLike[str] | Source) -> str:
+    """What storages read from `where` call their source: a local file by its absolute path,
+    a path under a URL by its URL, a source by its name."""
+    if isinstance(where, Openable):
+        return os.fspath(where)  # type: ignore[arg-type]
+    if isinstance(where, (str, os.PathLike)):
+        return os.path.abspath(where)
+    return where.name
 
 
 def prefetch(source: Any, ranges: list[tuple[int, int]]) -> None:
@@ -309,6 +329,7 @@ __all__ = [
     "BytesSource",
     "Identity",
     "LocalFile",
+    "Openable",
     "Slices",
     "Source",
     "buffer",
@@ -317,5 +338,6 @@ __all__ = [
     "opened",
     "prefetch",
     "sliceable",
+    "storage_name",
     "stream",
 ]

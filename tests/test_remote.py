@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import safetensors.torch
 import torch
-from moto.server import ThreadedMotoServer
+from moto_s3 import BUCKET, free_port, serving_s3
 from range_server import Counts, serving
 from subproc import child_env, ckpt, python
 
@@ -263,33 +261,13 @@ def test_without_a_url_fsspec_is_not_imported(folder) -> None:
 # S3 (moto) ----------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3(folder: Path) -> Iterator[dict[str, str]]:
     """A moto S3 server holding bucket `ckpts` with model.safetensors; the environment a
     client needs (fake credentials, AWS_ENDPOINT_URL)."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    try:
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_bucket(Bucket="ckpts")
-        client.upload_file(str(folder / "model.safetensors"), "ckpts", "model.safetensors")
+    with serving_s3() as (env, client):
+        client.upload_file(str(folder / "model.safetensors"), BUCKET, "model.safetensors")
         yield env
-    finally:
-        server.stop()
 
 
 def test_ckpt_ls_and_hash_read_s3(s3, folder, tmp_path) -> None:
@@ -406,7 +384,7 @@ def test_the_disk_cache_stays_under_its_cap(tmp_path) -> None:
 
 def test_an_unreachable_host_is_not_called_missing(monkeypatch) -> None:
     monkeypatch.setattr(remote, "BACKOFF", 0.01)
-    url = f"http://127.0.0.1:{_free_port()}/model.pt"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/model.pt"  # nothing listens there
     with pytest.raises(RemoteError, match="cannot read its size") as caught:
         inspector.open(url)
     assert not isinstance(caught.value, RemoteNotFoundError)

@@ -55,14 +55,24 @@ def run(args: argparse.Namespace) -> int:
         write_tree(ckpt, out, depth=args.depth, fold=not args.no_fold)
     if args.verbose:
         for r in remote_stats(ckpt):
+            if r.get("listing"):
+                sys.stderr.write(f"{r['url']}: looked up and listed in {r['requests']} "
+                                 "requests\n")
+                continue
             sys.stderr.write(f"{r['url']}: fetched {humanize.nbytes(r['bytes_fetched'])} of "
                              f"{humanize.nbytes(r['size'])} in {r['requests']} requests\n")
     return 0
 
 
 def remote_stats(ckpt: Checkpoint) -> list[dict[str, Any]]:
-    """What reading each remote source of `ckpt` cost so far (empty for local files)."""
-    return [
+    """What reading each remote source of `ckpt` cost so far (empty for local files); for a
+    folder at a URL, first what looking up and listing its paths cost (`listing: true`)."""
+    listing = getattr(ckpt.path, "listing_requests", None)
+    stats: list[dict[str, Any]] = [
+        {"url": f"{ckpt.path}/", "listing": True, "size": 0, "bytes_fetched": 0,
+         "requests": listing}
+    ] if isinstance(listing, int) else []
+    return stats + [
         {"url": src.name, "size": src.size, "bytes_fetched": getattr(src, "bytes_fetched", 0),
          "requests": getattr(src, "requests", 0)}
         for src in ckpt.sources.values() if hasattr(src, "bytes_fetched")

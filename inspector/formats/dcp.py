@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..model import ByteSource, Record, Storage, TensorInfo, contiguous_strides
 from ..sharded import Chunk, FilePool, ShardedTensor, check_layout
-from ..sources import Source, opened
+from ..sources import Source, name_of, opened, prefetch
 from . import Loaded, ReadOptions
 
 FORMAT = "dcp"
@@ -43,7 +43,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 class FileRange:
     """A file of the checkpoint: a whole file, or a member lying inside an archive."""
 
-    path: Path
+    path: Path | Source  # a file (or a path under a URL), or the source holding the archive
     offset: int
     size: int
 
@@ -66,6 +66,7 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
     flat: dict[str, Any] = {}
     sharded: dict[str, Source] = {}
     try:
+        reader.announce(_records_read_now(specs, where))
         for fqn, spec in specs:
             flat[fqn] = _value(label, fqn, spec, where, reader, sharded)
     finally:
@@ -78,6 +79,22 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
                      "ranks (sharded): each is listed, hashed and read as one tensor")
     metadata = {"dcp": {"files": sorted(files), "sharded_tensors": len(sharded)}}
     return Loaded(FORMAT, tree, metadata, notes, root=None if nested else (), sources=sharded)
+
+
+def _records_read_now(specs: list[tuple[str, Spec]], where: Where) -> list[tuple[str, int, int]]:
+    """The stored records opening reads (whole tensors and objects; the chunks of a sharded
+    tensor are read when its bytes are): (file, offset, length)."""
+    out = []
+    for fqn, spec in specs:
+        if spec is None:
+            found = where.get((fqn, None))
+        elif len(spec[2]) == 1 and spec[2][0][1] == spec[0] and not any(spec[2][0][0]):
+            found = where.get((fqn, spec[2][0][0]))
+        else:
+            continue
+        if found is not None:
+            out.append(found)
+    return out
 
 
 # .metadata ---------------------------------------------------------------------------------------
@@ -242,7 +259,7 @@ def _sharded(label: str, fqn: str, shape: tuple[int, ...], dtype: str, chunks: l
     """A tensor stored as several chunks: one logical tensor whose bytes a ShardedTensor
     source assembles (registered in `sharded` under the name its storage gives)."""
     check_layout(label, fqn, shape, chunks)
-    files = {os.fspath(reader.range(fqn, (c.file, c.offset, c.length)).path) for c in chunks}
+    files = {name_of(reader.range(fqn, (c.file, c.offset, c.length)).path) for c in chunks}
     source = ShardedTensor(f"{label}::{fqn}", fqn, shape, dtypes.get(dtype).itemsize, chunks,
                            lambda i: reader.chunk_bytes(fqn, chunks[i], dtype),
                            files=sorted(files), close=reader.close)
@@ -299,6 +316,9 @@ def _is_count(v: Any) -> bool:
 # Chunk bytes -------------------------------------------------------------------------------------
 
 
+_RECORD_ENDS = 4096  # bytes at each end of a stored torch zip that hold its headers
+
+
 class _ChunkReader:
     """Reads the torch zips that chunks and bytes items are stored as, in place."""
 
@@ -312,8 +332,30 @@ class _ChunkReader:
     def close(self) -> None:
         self.pool.close()
 
+    def announce(self, records: list[tuple[str, int, int]]) -> None:
+        """Records about to be read: a remote file fetches the ends of each (where a torch zip
+        keeps its headers) together, in parallel (`sources.prefetch`); a local one ignores it."""
+        by_file: dict[str, list[tuple[int, int]]] = {}
+        fetches: dict[str, bool] = {}
+        for file, start, length in records:
+            rng = self.files.get(file)
+            if rng is None or start + length > rng.size:
+                continue  # reading it says what is wrong
+            if file not in fetches:
+                fetches[file] = hasattr(self._source(rng), "prefetch")
+            if not fetches[file]:
+                continue
+            ends = by_file.setdefault(file, [])
+            head = min(length, _RECORD_ENDS)
+            ends.append((rng.offset + start, head))
+            if length > head:
+                tail = min(length - head, _RECORD_ENDS)
+                ends.append((rng.offset + start + length - tail, tail))
+        for file, ranges in by_file.items():
+            prefetch(self._source(self.files[file]), ranges)
+
     def _source(self, rng: FileRange) -> Source:
-        return self.pool.source(os.fspath(rng.path))
+        return self.pool.source(rng.path)
 
     def tensor(self, fqn: str, chunk: Chunk, dtype: str) -> TensorInfo:
         loaded = self._zip(fqn, (chunk.file, chunk.offset, chunk.length))

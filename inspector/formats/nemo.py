@@ -71,11 +71,6 @@ class Parts:
             return f"{self.where}:{key}"
         return os.fspath(self.where / key)
 
-    @property
-    def local(self) -> bool:
-        """Its files are local (not read from a byte source such as a remote object)."""
-        return isinstance(self.where, Path)
-
 
 @dataclass
 class _Weights:
@@ -251,12 +246,11 @@ def _ranks(parts: Parts, options: ReadOptions, config: Any) -> _Weights | None:
         notes += [f"{rank}: {n}" for n in inner.notes]
     members = [p.member.key for p in ranks.values()]
     meta = {"model_parallel_ranks": sorted(ranks)}
-    why = _why_not_merged(trees, options) if parts.local else (
-        "merging the ranks of a .nemo read from a byte source is not supported yet")
+    why = _why_not_merged(trees, options)
     if why is None:
-        assert isinstance(parts.where, Path)
+        where = parts.where.as_posix() if isinstance(parts.where, Path) else parts.where
         merged = tensor_parallel.merge_model_parallel(
-            parts.where.as_posix(), trees, tensor_parallel.is_gated(config))
+            where, trees, tensor_parallel.is_gated(config))
         if isinstance(merged, tensor_parallel.Merged):
             return _Weights(merged.tree, (), members, meta, merged.notes + notes, merged.sources)
         why = merged
@@ -281,13 +275,8 @@ def _distributed(parts: Parts, options: ReadOptions, config: Any) -> _Weights | 
     members = {key[len(prefix) :]: p for key, p in parts.files.items() if key.startswith(prefix)}
     if dcp.METADATA not in members:
         return None
-    if not parts.local:
-        raise CheckpointError(parts.where, f"a distributed .nemo ({prefix}) cannot be read from "
-                                           "a byte source yet: download it, then open the file")
-    ranges = {
-        name: dcp.FileRange(Path(name_of(p.path)), p.member.offset, p.member.size)
-        for name, p in members.items()
-    }
+    ranges = {name: dcp.FileRange(p.path, p.member.offset, p.member.size)
+              for name, p in members.items()}
     loaded = dcp.read_files(parts.label(_DIST_FOLDER), ranges, options)
     notes = [f"distributed checkpoint (torch_dist) in {prefix}, read in place", *loaded.notes]
     meta = {"distributed": {"folder": prefix, "files": sorted(members)}, **loaded.metadata}

@@ -36,18 +36,16 @@ def read(path: Path, options: ReadOptions) -> Loaded:
 
 def _files(folder: Path, root: Path, prefix: str) -> Iterator[tuple[str, Path, int]]:
     """(key, resolved path, size) of every file under `folder`, symbolic links checked."""
-    with os.scandir(folder) as it:
-        entries = list(it)  # closed before any error below leaves the generator
-    for entry in entries:
+    for entry in list(folder.iterdir()):  # a Path (or a path under a URL: remote_folder)
         key = prefix + entry.name
-        real = _resolved(Path(entry.path), root, key)
+        real = _resolved(entry, root, key)
         st = real.stat()
         if stat.S_ISDIR(st.st_mode):
             if folder.resolve().is_relative_to(real):
                 raise UnsafeArchiveMemberError(
                     root, "symbolic link to a folder that holds it (a loop)", key=key
                 )
-            yield from _files(Path(entry.path), root, key + "/")
+            yield from _files(entry, root, key + "/")
         elif stat.S_ISREG(st.st_mode):
             yield key, real, st.st_size
         else:

@@ -27,7 +27,7 @@ from ..errors import (
     HeaderError,
 )
 from ..model import ByteSource, Signature, Storage, TensorInfo, contiguous_strides
-from ..sources import Source, opened
+from ..sources import Source, opened, storage_name
 from . import Loaded, ReadOptions, check_names
 
 FORMAT = "safetensors"
@@ -73,7 +73,7 @@ def read_tensors(path: Path | Source) -> tuple[dict[str, TensorInfo], dict[str, 
     """The validated tensors of one file (flat, in file order) and its `__metadata__`."""
     h = read_header(path)
     # Storages name their source: a local file by its absolute path, any other by its name.
-    abspath = os.path.abspath(path) if isinstance(path, (str, os.PathLike)) else path.name
+    abspath = storage_name(path)
     filename, start = Path(abspath).name, h["data_start"]
     tensors = {
         name: _tensor_info(abspath, filename, name, dtype, shape, start + b, e - b)

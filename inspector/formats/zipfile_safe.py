@@ -350,8 +350,13 @@ class _Reader:
         return out
 
     def _end_record(self) -> tuple[int, int, int, int]:
-        tail_len = min(self.length, _EOCD.size + _MAX_COMMENT)
+        # The record ends the zip unless a comment follows it (torch writes none): its last 22
+        # bytes first, which a remote file fetches alone; else the window a comment may take.
+        tail_len = min(self.length, _EOCD.size)
         tail = self.read(self.length - tail_len, tail_len, "end of the zip")
+        if not tail.startswith(b"PK\x05\x06") or tail_len < _EOCD.size:
+            tail_len = min(self.length, _EOCD.size + _MAX_COMMENT)
+            tail = self.read(self.length - tail_len, tail_len, "end of the zip")
         at = tail.rfind(b"PK\x05\x06")
         while at >= 0 and at + _EOCD.size > tail_len:
             at = tail.rfind(b"PK\x05\x06", 0, at)

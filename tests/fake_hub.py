@@ -131,16 +131,15 @@ class _Handler(StoreHandler):
             names, folders = children(list(found), prefix)
             folders = [f.rstrip("/") for f in folders]
         out = [_folder(f) for f in folders] + [entry(n, found[n]) for n in names]
-        if query.get("expand", "").lower() == "true":
-            for e in out:
-                e["lastCommit"] = {"id": commit(repo_id), "title": "upload", "date": DATE}
-        self.send_json(out, headers=headers)
+        self.send_json(_expanded(out, repo_id, query.get("expand", "")), headers=headers)
 
     def _paths_info(self, repo_id: str, root: Path, headers: dict[str, str]) -> None:
         if self.headers.get("Content-Type", "").startswith("application/json"):
-            asked = json.loads(self.payload).get("paths", [])
+            form = {k: v if isinstance(v, list) else [str(v)]
+                    for k, v in json.loads(self.payload).items()}
         else:
-            asked = parse_qs(self.payload.decode()).get("paths", [])
+            form = parse_qs(self.payload.decode())
+        asked, expand = form.get("paths", []), form.get("expand", [""])[-1]
         found = files(root)
         out = []
         for p in asked:
@@ -149,7 +148,15 @@ class _Handler(StoreHandler):
                 out.append(entry(p, found[p]))
             elif any(n.startswith(p + "/") for n in found):
                 out.append(_folder(p))
-        self.send_json(out, headers=headers)
+        self.send_json(_expanded(out, repo_id, expand), headers=headers)
+
+
+def _expanded(entries: list[dict[str, Any]], repo_id: str, expand: str) -> list[dict[str, Any]]:
+    """`entries` with their last commit when `expand` is true (the Hub's expand=True)."""
+    if expand.lower() == "true":
+        for e in entries:
+            e["lastCommit"] = {"id": commit(repo_id), "title": "upload", "date": DATE}
+    return entries
 
 
 def child_env(url: str, home: str | os.PathLike[str]) -> dict[str, str]:

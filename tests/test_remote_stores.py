@@ -193,7 +193,8 @@ _LIST = """
 import fsspec, json, sys
 fs, path = fsspec.core.url_to_fs(sys.argv[1])
 print(json.dumps([sorted(fs.ls(path, detail=False)), fs.find(path), fs.isdir(path + "/ckpt"),
-                  fs.info(path + "/ckpt/sub/x.bin")["size"], fs.cat_file(path + "/config.json")]
+                  fs.info(path + "/ckpt/sub/x.bin", refresh=True)["size"],  # hf: paths-info
+                  fs.cat_file(path + "/config.json")]
                  , default=bytes.decode))
 """
 

@@ -549,9 +549,12 @@ def _version(info: dict[str, Any]) -> str:
 
 def _range_kwargs(fs: Any, version: str) -> dict[str, Any]:
     """http: every range request carries If-Match with the ETag, so a changed object answers
-    412 instead of mixing two versions' bytes."""
+    412 instead of mixing two versions' bytes. hf: HfFileSystem's cat_file reads through a
+    buffered file whose default read-ahead cache fetches 5 MiB past every range asked: no cache."""
     if type(fs).__name__ == "HTTPFileSystem" and version.startswith(('"', 'W/"')):
         return {"headers": {"If-Match": version}}
+    if type(fs).__name__ == "HfFileSystem":
+        return {"cache_type": "none"}
     return {}
 
 
@@ -563,6 +566,11 @@ def _statuses(e: BaseException) -> Iterator[int]:
         status = getattr(e, "status", None) or getattr(e, "status_code", None)
         if isinstance(status, int):
             yield status
+        # gcsfs: HttpError carries `code`; a 403 is a bare OSError("Forbidden: <url>...")
+        if type(e).__name__ == "HttpError" and isinstance(getattr(e, "code", None), int):
+            yield e.code  # type: ignore[attr-defined]
+        if type(e) is OSError and str(e).startswith("Forbidden: "):
+            yield 403
         response = getattr(e, "response", None)
         if isinstance(response, dict):
             code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")

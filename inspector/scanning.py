@@ -35,7 +35,7 @@ from .formats.torch_tar import RECORD_MEMBERS, member_pickles
 from .formats.unpickler import GlobalRef, scan_pickle
 from .reader import is_remote
 from .scan_policy import DANGEROUS, SAFE, UNKNOWN, classify, python3_names
-from .sources import Slices
+from .sources import Slices, Source
 
 MAX_NESTING = 6  # archives inside archives
 # A deflated pickle is inflated into memory to be walked; torch's own data.pkl is kilobytes to
@@ -645,19 +645,51 @@ def _read_as_ls_does(scanner: _Scanner, path: Path, label: str) -> bool:
 
 def _scan_remote(scanner: _Scanner, url: str) -> None:
     """A remote file (`inspector.remote`), scanned through range reads as a local one is
-    through its map, then read as `ckpt ls` would."""
-    from .reader import open_checkpoint
+    through its map, then read as `ckpt ls` would; a folder at a URL (listed by its store,
+    `inspector.remote_folder`), every file under it, then the folder read as `ckpt ls` would."""
     from .remote import RemoteFile
-    src = RemoteFile(url)
+    from .remote_folder import open_folder
+
+    folder = None if url.lower().startswith("http") else open_folder(url)
+    if folder is None or not folder.is_dir():
+        src = RemoteFile(url)
+        _scan_remote_file(scanner, src, top=True)
+        _read_url_as_ls_does(scanner, url, src.name)
+        return
+    files = list(_walk_remote(folder))
+    if not files:
+        scanner.add("not-scanned", WARNING, Blob(str(folder), "", b"", b"", 0, 0),
+                    "folder holds no file: nothing was scanned")
+    for file in files:
+        _scan_remote_file(scanner, file.open_source(), top=False)
+    _read_url_as_ls_does(scanner, url, str(folder))
+
+
+def _walk_remote(folder: Any) -> Iterator[Any]:
+    """The files under a folder at a URL (`remote_folder.RemotePath`), in name order."""
+    for child in folder.iterdir():
+        if child.is_dir():
+            yield from _walk_remote(child)
+        else:
+            yield child
+
+
+def _scan_remote_file(scanner: _Scanner, src: Source, *, top: bool) -> None:
     if src.size == 0:
-        scanner.add("not-scanned", WARNING, Blob(src.name, "", b"", b"", 0, 0), "file is empty")
+        scanner.add("not-scanned", WARNING if top else INFO, Blob(src.name, "", b"", b"", 0, 0),
+                    "file is empty")
         return
     view = Slices(src)
-    scanner.blob(Blob(src.name, "", view, view, 0, src.size), top=True)
+    scanner.blob(Blob(src.name, "", view, view, 0, src.size), top=top)
+
+
+def _read_url_as_ls_does(scanner: _Scanner, url: str, label: str) -> None:
+    from .reader import open_checkpoint
+
     try:
         open_checkpoint(url).close()
     except CheckpointError as e:
-        blob = Blob(src.name, "", b"", b"", 0, 0)
+        blob = Blob(label, "", b"", b"", 0, 0)
         scanner.add("unreadable", ERROR, blob, f"the readers refuse it: {e.what}", key=e.key)
 
 

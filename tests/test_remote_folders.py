@@ -10,6 +10,7 @@ child processes.
 from __future__ import annotations
 
 import json
+import posix
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 import safetensors.torch
 import torch
 from moto_s3 import BUCKET, serving_s3, upload_folder
+from scan_corpus import Reduce
 from subproc import child_env, ckpt, python
 from test_nemo_reader import _add
 from test_tensor_parallel import CONFIG, full_state, shard, write_nemo
@@ -81,6 +83,10 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_nemo(root / "tp.nemo", shard(state, 2, gated=True), CONFIG.format("swiglu"))
     torch.save(state, root / "tp_full.pt")
     _distributed_nemo(root / "dist.nemo", _state(4, 8), root / "dist_work")
+    (root / "evil").mkdir()  # an HF folder whose weights carry a payload
+    (root / "evil" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    torch.save({"w": torch.zeros(2), "hook": Reduce(posix.system, "true")},
+               root / "evil" / "pytorch_model.bin")
     done = python(SAMPLES, root / "ranks4", timeout=300)  # DTensors saved by 4 ranks (gloo)
     assert done.returncode == 0, done.stderr[-3000:]
     return root
@@ -89,7 +95,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def bucket(local: Path) -> Iterator[dict[str, str]]:
     with serving_s3() as (env, client):
-        for name in ("sharded", "hf", "dcp", "ranks4"):
+        for name in ("sharded", "hf", "dcp", "ranks4", "evil"):
             upload_folder(client, local / name, name)
         for name in ("tp.nemo", "dist.nemo"):
             client.upload_file(str(local / name), BUCKET, name)
@@ -227,3 +233,43 @@ def test_paths_under_a_url_refuse_to_write(bucket, monkeypatch):
             write()
     with pytest.raises(RemoteError, match=r"'\.\.'"):
         _ = where / ".." / "elsewhere"
+
+
+@pytest.mark.parametrize("name", ["evil", "sharded"])
+def test_scanning_a_folder_at_a_url_finds_what_the_local_scan_finds(bucket, local, name):
+    remote = _run(bucket, "scan", "--format", "json", f"s3://ckpts/{name}")
+    here = ckpt("scan", "--format", "json", name, cwd=local)
+    assert remote.returncode == here.returncode == (1 if name == "evil" else 0), remote.stderr
+    doc = json.loads(remote.stdout)
+    assert json.dumps(doc).replace("s3://ckpts/", "") == json.dumps(json.loads(here.stdout))
+    if name == "evil":
+        assert any("posix.system" in f["message"] for f in doc["findings"]), doc
+
+
+@pytest.fixture(scope="module")
+def stores(local: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[dict[str, tuple[dict[str, str], Any]]]:
+    """The same folders in a fake GCS bucket and in fake Hub repos (tests/fake_gcs.py,
+    tests/fake_hub.py): scheme -> (environment, counts)."""
+    pytest.importorskip("gcsfs")
+    pytest.importorskip("huggingface_hub")
+    import fake_gcs
+    import fake_hub
+
+    repos = {f"org/{name}": local / name for name in ("sharded", "dcp", "ranks4")}
+    with fake_gcs.serving({"ckpts": local}) as gs, \
+            fake_hub.serving(repos, tmp_path_factory.mktemp("hf")) as hf:
+        yield {"gs": gs, "hf": hf}
+
+
+@pytest.mark.parametrize("scheme", ["gs", "hf"])
+@pytest.mark.parametrize("name", ["sharded", "dcp", "ranks4"])
+def test_folders_on_gcs_and_the_hub_read_as_their_local_copies(stores, local, scheme, name):
+    env, counts = stores[scheme]
+    url = f"gs://ckpts/{name}" if scheme == "gs" else f"hf://org/{name}"
+    counts.reset()
+    listing = _json(env, "ls", url)
+    assert _shapes(listing) == _shapes(_json({}, "ls", local / name))
+    data = sum(p.stat().st_size for p in (local / name).iterdir())
+    assert counts.bytes < data // 4, counts.bytes  # the index, headers, metadata: not the data
+    assert _json(env, "hash", url)["digest"] == _json({}, "hash", local / name)["digest"]

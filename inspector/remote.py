@@ -393,8 +393,17 @@ class RemoteFile:
             self._disk.put_spans(asked, got)
 
     def _pin(self, spans: Sequence[tuple[int, Buffer]]) -> None:
+        """Keep prefetched spans; one held before inside a new span goes (`view` looks at the
+        nearest span starting before a read: a zip's local header, pinned while listing, would
+        hide the hashing batch that covers it, and every tensor would be fetched twice)."""
         with self._lock:
+            held = self._pinned_at  # sorted starts, before these spans
             for o, data in spans:
+                end = o + len(data)
+                for s in held[bisect.bisect_left(held, o) : bisect.bisect_left(held, end)]:
+                    old = self._pinned.get(s)
+                    if old is not None and s + len(old) <= end:
+                        del self._pinned[s]
                 self._pinned[o] = data
             self._pinned_at = sorted(self._pinned)
 

@@ -119,6 +119,16 @@ def test_hashing_remote_files_gives_the_local_digests(server, folder, monkeypatc
         assert seen[-1][0] == seen[-1][1], name
 
 
+def test_hashing_a_remote_file_fetches_it_once(server, folder) -> None:
+    base, counts = server
+    for name in ("model.pt", "model.safetensors"):
+        size = (folder / name).stat().st_size
+        with inspector.open(f"{base}/{name}") as c:  # the listing pins the zip's local headers
+            counts.reset()
+            hash_tensors(c)
+        assert size * 0.95 < counts.bytes < size * 1.05, (name, counts.bytes, size)
+
+
 def test_a_url_root_and_an_ipv6_host_split_as_paths_do() -> None:
     assert split_root("http://[::1]:8000/train.pt") == ("http://[::1]:8000/train.pt", None)
     assert split_root("s3://b/train.pt::model") == ("s3://b/train.pt", "model")

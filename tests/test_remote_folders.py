@@ -273,3 +273,14 @@ def test_folders_on_gcs_and_the_hub_read_as_their_local_copies(stores, local, sc
     data = sum(p.stat().st_size for p in (local / name).iterdir())
     assert counts.bytes < data // 4, counts.bytes  # the index, headers, metadata: not the data
     assert _json(env, "hash", url)["digest"] == _json({}, "hash", local / name)["digest"]
+
+
+def test_a_remote_hf_folder_is_an_apply_target_written_locally(bucket, local, tmp_path):
+    plan, out = tmp_path / "plan.yaml", tmp_path / "out"
+    assert _run(bucket, "map", local / "full.pt", "s3://ckpts/hf", "-o", plan).returncode == 0
+    r = _run(bucket, "apply", plan, "-o", out, "--accept-proposed")
+    assert r.returncode == 0, r.stderr
+    assert "verified: OK" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "config.json").read_bytes() == (local / "hf" / "config.json").read_bytes()
+    assert _json({}, "hash", out)["digest"] == _json({}, "hash", local / "full.pt")["digest"]

@@ -4,10 +4,12 @@ re-written in the target's scheme (model.safetensors, a sharded index, or pytorc
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import WriteError
 from ..io.atomic import copy_range
+from ..sources import Openable, opened
 from . import safetensors, torch_zip
 from .output import Output
 from .stream import Progress
@@ -15,21 +17,28 @@ from .stream import Progress
 
 def weight_files(out: Output) -> set[str]:
     """Names (relative to the folder) of the files holding the target's weights."""
-    folder = Path(out.base.path or "")
-    names = {os.path.relpath(p, folder) for p in out.base.files}
+    root = _root(out.base.path)
+    names = {p[len(root) + 1 :] for p in out.base.files if p.startswith(root + "/")}
     names.add(str(out.base.metadata.get("weights", "")))
     return names
+
+
+def _root(folder: Path | None) -> str:
+    """The folder as its files' storages name them: an absolute path, or a URL (a folder at a
+    URL: `remote_folder.RemotePath`)."""
+    if folder is None:
+        return ""
+    return os.fspath(folder) if isinstance(folder, Openable) else os.path.abspath(folder)
 
 
 def write(out: Output, dest: str | os.PathLike[str], *, threads: int | None = None,
           progress: Progress | None = None) -> None:
     """Write into the (existing, empty) folder `dest`."""
-    folder, dest = Path(out.base.path or ""), Path(dest)
+    dest = Path(dest)
     weights = str(out.base.metadata.get("weights", ""))
     skip = weight_files(out)
-    for src in sorted(folder.rglob("*")):
-        rel = src.relative_to(folder)
-        if src.is_file() and not src.is_symlink() and str(rel) not in skip:
+    for rel, src in _files(out.base.path or Path()):
+        if rel not in skip:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             _copy(src, dest / rel)
     if weights.endswith(".safetensors.index.json"):
@@ -44,7 +53,27 @@ def write(out: Output, dest: str | os.PathLike[str], *, threads: int | None = No
                          "(sharded .bin); write safetensors instead (--format safetensors)")
 
 
+def _files(folder: Path) -> Iterator[tuple[str, Path]]:
+    """(name relative to `folder`, path) of every file under it, in name order; links are not
+    followed (`iterdir`: a local folder, or one at a URL)."""
+    for child in sorted(folder.iterdir()):
+        if child.is_symlink():
+            continue
+        if child.is_dir():
+            yield from ((f"{child.name}/{rel}", p) for rel, p in _files(child))
+        elif child.is_file():
+            yield child.name, child
+
+
+_PIECE = 8 << 20
+
+
 def _copy(src: Path, dst: Path) -> None:
+    if isinstance(src, Openable):  # a file at a URL: streamed in pieces
+        with opened(src) as s, open(dst, "wb") as g:
+            for at in range(0, s.size, _PIECE):
+                g.write(s.read(at, min(_PIECE, s.size - at)))
+        return
     size = src.stat().st_size
     with open(src, "rb") as f, open(dst, "wb") as g:
         copy_range(f.fileno(), 0, g.fileno(), 0, size)

@@ -22,6 +22,7 @@ import safetensors.torch
 import torch
 from moto_s3 import BUCKET, serving_s3, upload_folder
 from scan_corpus import Reduce
+from store_server import store_packages
 from subproc import child_env, ckpt, python
 from test_nemo_reader import _add
 from test_tensor_parallel import CONFIG, full_state, shard, write_nemo
@@ -251,8 +252,7 @@ def stores(local: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, tuple[dict[str, str], Any]]]:
     """The same folders in a fake GCS bucket and in fake Hub repos (tests/fake_gcs.py,
     tests/fake_hub.py): scheme -> (environment, counts)."""
-    pytest.importorskip("gcsfs")
-    pytest.importorskip("huggingface_hub")
+    store_packages()
     import fake_gcs
     import fake_hub
 

@@ -16,6 +16,7 @@ import pytest
 import safetensors.torch
 import torch
 from range_server import Counts
+from store_server import store_packages
 from subproc import child_env, ckpt, python
 
 import inspector
@@ -23,8 +24,7 @@ from inspector import remote
 from inspector.errors import RemoteAccessError
 from inspector.hashing import checkpoint_digest, hash_tensors
 
-pytest.importorskip("gcsfs")
-pytest.importorskip("huggingface_hub")
+store_packages()
 
 MB = 1 << 20
 HF_SHA = fake_hub.commit("org/repo")

@@ -33,14 +33,24 @@ def _open(spec: Any) -> tuple[str, Checkpoint]:
     return prefix, open_checkpoint(obj)
 
 
+def open_inputs(config: AppConfig) -> msg.Opened:
+    """Open the checkpoints: headers only, what the first paint shows."""
+    opened = [_open(s) for s in config.sources]
+    return msg.Opened(opened, open_checkpoint(config.target))
+
+
 def open_and_plan(config: AppConfig) -> msg.Loaded:
     """Open the checkpoints (headers only), then load and bind the plan or propose one."""
+    return plan_for(config, open_inputs(config))
+
+
+def plan_for(config: AppConfig, inputs: msg.Opened) -> msg.Loaded:
+    """Load and bind the plan, or propose one, for the opened checkpoints."""
     from ..mapping.layersel import with_layers
     from ..mapping.plan import Plan
     from ..mapping.propose import bind, propose
 
-    opened = [_open(s) for s in config.sources]
-    target = open_checkpoint(config.target)
+    opened, target = inputs.sources, inputs.target
     checkpoints = [c for _, c in opened]
     plan = config.plan
     if isinstance(plan, (str, Path)):

@@ -41,6 +41,14 @@ class PairFacts:
 
 
 @dataclass
+class Opened(Message):
+    """The checkpoints are open (headers read); the plan is on its way."""
+
+    sources: list[tuple[str, Any]]  # (prefix, checkpoint)
+    target: Any
+
+
+@dataclass
 class Loaded(Message):
     """The checkpoints are open and a plan exists (proposed or loaded)."""
 

@@ -128,13 +128,7 @@ class ReviewState:
         self._multi = len(self.sources) > 1
         self._tree_keys = _tree_keys(list(self.sources))
         self.source_titles = {key: label for label, key in self._tree_keys.items()}
-        self.source_tensors: dict[str, TensorInfo] = {}
-        self._source_keys: dict[str, SourceKey] = {}
-        for label, ckpt in self.sources.items():
-            for name, info in ckpt.tensors.items():
-                shown = self.shown_source(label, name)
-                self.source_tensors[shown] = info
-                self._source_keys[shown] = SourceKey(label, name)
+        self.source_tensors, self._source_keys = _source_index(self.sources, self._tree_keys)
 
     # Queries -----------------------------------------------------------------------------------
     @property
@@ -419,6 +413,29 @@ class RuleResult:
     def edit(self, plan: Plan) -> Edit:
         """Make the change on `plan` (`Plan.set_rules`: re-propose) and return its Edit."""
         return plan.set_rules(self.rules(plan), RULE_ACTIONS[self.kind])
+
+
+def source_tree_view(sources: Mapping[str, Checkpoint]
+                     ) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """The source tree's tensors by shown name, and its titles (`ReviewState.source_tensors`,
+    `.source_titles`), for sources by label: what the first paint shows before a plan exists."""
+    keys = _tree_keys(list(sources))
+    return _source_index(sources, keys)[0], {key: label for label, key in keys.items()}
+
+
+def _source_index(sources: Mapping[str, Checkpoint], tree_keys: dict[str, str]
+                  ) -> tuple[dict[str, TensorInfo], dict[str, SourceKey]]:
+    """Each source tensor by its name in the source tree (`<key>.<name>` when there are
+    several sources, else its own name), and what it is."""
+    multi = len(sources) > 1
+    tensors: dict[str, TensorInfo] = {}
+    keys: dict[str, SourceKey] = {}
+    for label, ckpt in sources.items():
+        for name, info in ckpt.tensors.items():
+            shown = f"{tree_keys[label]}.{name}" if multi else name
+            tensors[shown] = info
+            keys[shown] = SourceKey(label, name)
+    return tensors, keys
 
 
 def _tree_keys(labels: list[str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ from ...mapping.plan import Plan
 from .. import charts, jobs
 from .. import messages as msg
 from ..config import AppConfig, display_name
-from ..state import ReviewState, RuleResult
+from ..state import ReviewState, RuleResult, source_tree_view
 from ..treemodel import Row, TreeModel
 from ..widgets.details import DetailsPane, DetailsView, Side
 from ..widgets.keytree import KeyTree
@@ -108,10 +108,34 @@ class ReviewScreen(Screen[None]):
     # Opening (worker) --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="open")
     def open_inputs(self) -> None:
+        """Open the inputs, post them (the first paint: the trees from the headers), then
+        propose or bind the plan and post it (the marks, the summary, the keys)."""
         try:
-            self.post_message(jobs.open_and_plan(self.config))
+            opened = jobs.open_inputs(self.config)
+            self.post_message(opened)
+            self.post_message(jobs.plan_for(self.config, opened))
         except (CheckpointError, PlanError, OSError) as e:
             self.post_message(msg.LoadFailed(str(e)))
+
+    def on_opened(self, message: msg.Opened) -> None:
+        if self.state is not None:
+            return
+        labels: dict[str, Any] = {}
+        for spec, (_, ckpt) in zip(self.config.sources, message.sources, strict=True):
+            label, n = display_name(spec), 2
+            while label in labels:  # as the plan makes its labels unique
+                label, n = f"{display_name(spec)}#{n}", n + 1
+            labels[label] = ckpt
+        tensors, titles = source_tree_view(labels)
+        self.target_tree.set_model(TreeModel(message.target.tensors))
+        self.source_tree.set_model(TreeModel(tensors, titles=titles))
+        n_src = sum(len(c) for _, c in message.sources)
+        what = "reading the plan" if self.config.plan is not None else "proposing a mapping"
+        self.query_one(SummaryBar).show(Text(
+            f"{self.names().target}: {len(message.target):,} tensors; sources: "
+            f"{n_src:,} tensors. {what.capitalize()}… (the trees can be browsed meanwhile)",
+            style="bold"))
+        self.target_tree.focus()
 
     def on_load_failed(self, message: msg.LoadFailed) -> None:
         self.query_one(SummaryBar).show(Text(f"Cannot open: {message.error}", style="bold red"))

@@ -1,0 +1,130 @@
+"""ckpt-tui at scale (issue 16): time to the first paint, to the plan, and per keypress.
+
+    PYTHONPATH=. python bench/bench_tui.py [--sizes 20000,100000] [--repeat 2]
+
+For N tensors, the source is bench_scale's `scale-N.pt` (torch.save, MoE-like names
+`layers.{i}.experts.{j}.w{1,2,3}.weight`) and the target the same names under `model.`
+(`tui-tgt-N.safetensors`), so every row is a renamed match with evidence. Each run is a child
+process (Python and Textual imported in it) driving the app headless with Textual's pilot:
+
+- first paint: from the process start until the target tree shows its rows (from the headers:
+  the plan is still being proposed in its worker);
+- plan ready: until the proposal is bound and the marks and summary drawn. Before this issue
+  the app painted only then, so this column is also the old first paint;
+- keypress: median and worst time for `down` (move the cursor) and `a` on a layer module
+  (approve its rows), each key until the app is idle again.
+
+What a user would use instead has no TUI: the closest is `torch.load(mmap=True,
+weights_only=True)` of the source to look at its keys, timed the same way (whole process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_scale import SHAPE, build_pt, names
+from common import PY, TMP, env, machine
+
+CHILD = r"""
+import asyncio, json, statistics, sys, time
+t0 = float(sys.argv[3])
+from inspector.tui.app import create_app
+
+async def main():
+    app = create_app([sys.argv[1]], sys.argv[2])
+    out = {}
+    async with app.run_test(size=(120, 40)) as pilot:
+        review = app.review
+        while not review.target_tree.root.children:
+            await asyncio.sleep(0.005)
+        out["first_paint"] = time.time() - t0
+        while review.state is None:
+            await asyncio.sleep(0.005)
+        await pilot.pause()
+        out["plan_ready"] = time.time() - t0
+        review.target_tree.focus()
+        downs = []
+        for _ in range(30):
+            s = time.perf_counter()
+            await pilot.press("down")
+            downs.append(time.perf_counter() - s)
+        first = review.target_tree.root.children[0]
+        review.target_tree.move_cursor(first)
+        await pilot.pause()
+        s = time.perf_counter()
+        await pilot.press("a")
+        approve = time.perf_counter() - s
+        out["down_median"] = statistics.median(downs)
+        out["down_worst"] = max(downs)
+        out["approve_module"] = approve
+        out["rows"] = len(review.state.plan.entries)
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+TORCH_LOAD = ("import sys, torch; sd = torch.load(sys.argv[1], mmap=True, weights_only=True); "
+              "print(len(sd))")
+
+
+def build_target(n: int) -> Path:
+    """The source's names under `model.`, as safetensors written directly (no torch)."""
+    path = TMP / f"tui-tgt-{n}.safetensors"
+    if path.exists():
+        return path
+    size = 4 * SHAPE[0] * SHAPE[1]
+    header = {f"model.{name}": {"dtype": "F32", "shape": list(SHAPE),
+                                "data_offsets": [i * size, (i + 1) * size]}
+              for i, name in enumerate(names(n))}
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path.with_suffix(".part"), "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.write(bytes(size * n))
+    path.with_suffix(".part").rename(path)
+    return path
+
+
+def run_app(src: Path, tgt: Path) -> dict[str, float]:
+    start = time.time()
+    done = subprocess.run([PY, "-c", CHILD, str(src), str(tgt), repr(start)], env=env(),
+                          capture_output=True, text=True, check=True, timeout=900)
+    found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def run_torch(src: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([PY, "-c", TORCH_LOAD, str(src)], env=env(), capture_output=True,
+                   check=True, timeout=900)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="20000,100000")
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    print(machine())
+    print("| tensors | first paint | plan ready (old first paint) | `down` median / worst "
+          "| `a` on a module | torch.load(mmap) keys |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in (int(s) for s in args.sizes.split(",") if s):
+        src, tgt = build_pt(n), build_target(n)
+        runs = [run_app(src, tgt) for _ in range(args.repeat)]
+        best = {k: min(r[k] for r in runs) for k in runs[0]}
+        torch_s = min(run_torch(src) for _ in range(args.repeat))
+        print(f"| {n:,} | {best['first_paint']:.2f} s | {best['plan_ready']:.2f} s | "
+              f"{best['down_median'] * 1000:.0f} / {best['down_worst'] * 1000:.0f} ms | "
+              f"{best['approve_module'] * 1000:.0f} ms | {torch_s:.2f} s |")
+    print(f"\ncommand: {sys.executable} bench/bench_tui.py {' '.join(sys.argv[1:])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""ckpt-tui paints the trees from the headers alone, before the plan exists (issue 16): the
+proposal runs on in its worker while the user browses, and the keys that edit wait for it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from test_tui_pilot import SIZE, make_app, sync
+from tui_waits import settled, until
+
+from inspector.tui import jobs
+from inspector.tui.widgets.summary import SummaryBar
+
+
+@sync
+async def test_trees_paint_from_the_headers_while_the_plan_is_proposed(
+    files: tuple[Path, Path], monkeypatch: Any
+) -> None:
+    release = threading.Event()
+    real_plan_for = jobs.plan_for
+
+    def slow_plan_for(config: Any, opened: Any) -> Any:
+        assert release.wait(60), "the test never let the proposal finish"
+        return real_plan_for(config, opened)
+
+    monkeypatch.setattr(jobs, "plan_for", slow_plan_for)
+    app = make_app(files)
+    async with app.run_test(size=SIZE) as pilot:
+        review = app.review
+        await until(pilot, lambda: len(review.target_tree.root.children) > 0, "the first paint")
+        assert review.state is None  # no plan yet: the trees come from the headers
+        assert len(review.source_tree.root.children) > 0
+        header = str(review.query_one(SummaryBar).render())
+        assert "Proposing a mapping" in header, header
+        await pilot.press("down", "enter", "a")  # browse; approving waits for the plan
+        assert review.state is None
+        release.set()
+        await settled(pilot)
+        assert review.state is not None
+        assert "Proposing" not in str(review.query_one(SummaryBar).render())
+        assert review.state.plan.entries

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from rich.text import Text
@@ -131,10 +132,19 @@ class ReviewScreen(Screen[None]):
         self.source_tree.set_model(TreeModel(tensors, titles=titles))
         n_src = sum(len(c) for _, c in message.sources)
         what = "reading the plan" if self.config.plan is not None else "proposing a mapping"
-        self.query_one(SummaryBar).show(Text(
-            f"{self.names().target}: {len(message.target):,} tensors; sources: "
-            f"{n_src:,} tensors. {what.capitalize()}… (the trees can be browsed meanwhile)",
-            style="bold"))
+        opened_at = monotonic()
+
+        def show() -> None:
+            if self.state is None:
+                self.query_one(SummaryBar).show(Text(
+                    f"{self.names().target}: {len(message.target):,} tensors; sources: "
+                    f"{n_src:,} tensors. {what.capitalize()}… {monotonic() - opened_at:.0f} s "
+                    "(the trees can be browsed meanwhile)", style="bold"))
+            else:
+                ticker.stop()
+
+        show()
+        ticker = self.set_interval(1.0, show)
         self.target_tree.focus()
 
     def on_load_failed(self, message: msg.LoadFailed) -> None:

@@ -14,6 +14,7 @@ from subproc import ckpt
 
 import inspector
 from inspector.mapping import propose
+from inspector.mapping.groups import group_index
 from inspector.mapping.plan import Entry, follow_groups, group_members, is_partial
 
 BN = "encoder.layers.0.conv.batch_norm"
@@ -93,6 +94,17 @@ def _row(name: str, copy: bool) -> Entry:
     if copy:
         return Entry(name, "copy", (("s", name),), source_shapes=((4,),), source_dtypes=("f4",))
     return Entry(name, "keep", flags=frozenset({"shape-mismatch"}), reason="shape differs")
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(
+    (*SUFFIXES, "weight_g", "weight_v", "parametrizations.weight.original0",
+     "parametrizations.weight.original1", "other"))), max_size=20))
+def test_the_group_index_is_group_members_of_every_name(rows: list[tuple[int, str]]) -> None:
+    """`group_index` (one pass, what bulk approve uses) says what `group_members` says."""
+    names = {f"m{i}.{s}": None for i, s in rows}
+    index = group_index(names)
+    for name in names:
+        assert sorted(index.get(name, [])) == sorted(group_members(name, names)), name
 
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(SUFFIXES), st.booleans()),

@@ -142,8 +142,7 @@ def with_status(e: Entry, status: str) -> Entry:
     """`dataclasses.replace(e, status=status)` without its per-call field walk: bulk approve and
     reject of 100k rows spent most of their time there."""
     new = object.__new__(Entry)
-    new.__dict__.update(e.__dict__)
-    object.__setattr__(new, "status", status)
+    object.__setattr__(new, "__dict__", {**e.__dict__, "status": status})
     return new
 
 

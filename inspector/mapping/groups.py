@@ -5,7 +5,7 @@ suffix; see docs/mapping.md."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from .entries import DECLARED_KEEP_FLAGS, Candidate, Entry, Evidence
@@ -30,13 +30,25 @@ STATEFUL_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 FOLLOWS_LEAD: tuple[tuple[str, str], ...] = (("bias", "weight"),)
 
 
-def _split_group_name(name: str) -> tuple[str, int, bool] | None:
-    """(module path, group index, is anchor) for a name that ends in a STATEFUL_GROUPS suffix."""
+def _by_last_part() -> dict[str, list[tuple[str, int, bool]]]:
+    """STATEFUL_GROUPS as (suffix, group index, is anchor) by the suffix's last dotted part, in
+    table order: a name is looked up by its own last part (100k names in bulk edits)."""
+    out: dict[str, list[tuple[str, int, bool]]] = {}
     for gi, (anchors, followers) in enumerate(STATEFUL_GROUPS):
         for suffixes, anchor in ((anchors, True), (followers, False)):
             for suffix in suffixes:
-                if name.endswith("." + suffix):
-                    return name[: -len(suffix) - 1], gi, anchor
+                out.setdefault(suffix.rpartition(".")[2], []).append((suffix, gi, anchor))
+    return out
+
+
+_GROUP_SUFFIXES = _by_last_part()
+
+
+def _split_group_name(name: str) -> tuple[str, int, bool] | None:
+    """(module path, group index, is anchor) for a name that ends in a STATEFUL_GROUPS suffix."""
+    for suffix, gi, anchor in _GROUP_SUFFIXES.get(name.rpartition(".")[2], ()):
+        if name.endswith("." + suffix):
+            return name[: -len(suffix) - 1], gi, anchor
     return None
 
 
@@ -48,13 +60,32 @@ def group_members(name: str, entries: Mapping[str, Any]) -> list[str]:
     return [m for m in _members(found[0], found[1], entries) if m != name]
 
 
-def _members(module: str, gi: int, entries: Mapping[str, Any]) -> list[str]:
+def _members(module: str, gi: int, entries: Collection[str]) -> list[str]:
     """Group `gi`'s tensors of `module` in `entries`; [] when the group has followers and the
     module holds none of them (a Linear's weight and bias are not a group, a BatchNorm's are)."""
     anchors, followers = STATEFUL_GROUPS[gi]
     if followers and not any(f"{module}.{s}" in entries for s in followers):
         return []
     return [m for s in (*anchors, *followers) if (m := f"{module}.{s}") in entries]
+
+
+def group_index(names: Iterable[str]) -> dict[str, list[str]]:
+    """Each name that has stateful-group members among `names` -> those members (without
+    itself): `group_members` for every name at once, in one pass (bulk edits of 100k rows)."""
+    present = names if isinstance(names, (set, dict)) else set(names)
+    groups: dict[tuple[str, int], list[str]] = {}
+    for name in present:
+        found = _split_group_name(name)
+        if found is not None:
+            groups.setdefault(found[:2], []).append(name)
+    out: dict[str, list[str]] = {}
+    for (module, gi), _ in groups.items():
+        members = _members(module, gi, present)
+        for m in members:
+            others = [x for x in members if x != m]
+            if others:
+                out[m] = others
+    return out
 
 
 def follow_groups(entries: dict[str, Entry]) -> dict[str, Entry]:

@@ -149,6 +149,13 @@ class Plan:
             wanted.update(index.get(n, ()))
         return [n for n in self.entries if n in wanted] + sorted(wanted - set(self.entries))
 
+    def prepare(self) -> None:
+        """Work out now what edits and summaries look up by name (stateful groups, modules,
+        layer stacks; names never change with edits): a UI calls this in its worker, so that
+        the first key does not pay for it."""
+        self._group_index()
+        self._modules_and_stacks()
+
     def _group_index(self) -> dict[str, list[str]]:
         """`groups.group_index` of the rows: names never change with edits, so it is built once
         per set of rows (bulk approve of 100k rows looked up each row's group)."""
@@ -338,6 +345,10 @@ class Plan:
 
     def undo(self, edit: Edit) -> Edit:
         """Revert an edit; returns the edit that redoes it."""
+        with rare_gc():
+            return self._undo(edit)
+
+    def _undo(self, edit: Edit) -> Edit:
         for target, old, _new in edit.changes:
             self.entries[target] = old
         if edit.rules is not None:

@@ -61,6 +61,7 @@ def plan_for(config: AppConfig, inputs: msg.Opened) -> msg.Loaded:
         plan = propose(sources if len(sources) > 1 else sources[0], target, rules=rules)
     else:
         bind(plan, opened if len(opened) > 1 else opened[0], target)
+    plan.prepare()
     return msg.Loaded(checkpoints, target, plan, architecture(plan, checkpoints, target))
 
 

@@ -60,16 +60,27 @@ class TreeModel:
         names: Iterable[str] | None = None,
         marks: Mapping[str, str] | None = None,
         titles: Mapping[str, str] | None = None,
+        *,
+        reuse: TreeModel | None = None,
     ):
+        """`reuse`: the model shown before an edit. When it has the same rows (the same names
+        and titles: only marks changed), its grouping by name is shared instead of worked out
+        again (100k names: most of a bulk edit's redraw)."""
         self.tensors = tensors
         self.marks = marks or {}
         # How a top-level segment is shown: the source tree's `a_nemo` key as its label `a.nemo`
         self.titles = titles or {}
-        kept = list(tensors) if names is None else [n for n in names if n in tensors]
-        self._parts = {n: n.split(".") for n in kept}
-        self.root = Row("", ("",), tuple(kept), 0)
+        kept = tuple(tensors) if names is None else tuple(n for n in names if n in tensors)
+        self.root = Row("", ("",), kept, 0)
         self._children: dict[tuple[str, ...], list[Row]] = {}
         self._totals: dict[tuple[str, ...], Totals] = {}
+        self._names: _NameLayout
+        if reuse is not None and reuse.tensors is tensors and reuse.titles == self.titles \
+                and reuse.root.names == kept:
+            self._names = reuse._names
+        else:
+            self._names = _NameLayout({n: n.split(".") for n in kept})
+        self._parts = self._names.parts
 
     def __len__(self) -> int:
         return len(self.root.names)
@@ -87,16 +98,18 @@ class TreeModel:
     def totals(self, row: Row) -> Totals:
         cached = self._totals.get(row.prefixes)
         if cached is None:
-            params = nbytes = 0
-            dtypes: Counter[str] = Counter()
-            marks: Counter[str] = Counter()
-            for n in row.names:
-                t = self.tensors[n]
-                params += t.numel
-                nbytes += t.nbytes
-                dtypes[t.dtype] += 1
-                marks[self.marks.get(n, "")] += 1
-            cached = Totals(len(row.names), params, nbytes, dict(dtypes), dict(marks))
+            sizes = self._names.sizes.get(row.prefixes)
+            if sizes is None:  # from the names alone: kept for the next model
+                params = nbytes = 0
+                dtypes: Counter[str] = Counter()
+                for n in row.names:
+                    t = self.tensors[n]
+                    params += t.numel
+                    nbytes += t.nbytes
+                    dtypes[t.dtype] += 1
+                sizes = self._names.sizes[row.prefixes] = (params, nbytes, dict(dtypes))
+            marks = Counter([self.marks.get(n, "") for n in row.names])
+            cached = Totals(len(row.names), sizes[0], sizes[1], sizes[2], dict(marks))
             self._totals[row.prefixes] = cached
         return cached
 
@@ -114,6 +127,15 @@ class TreeModel:
 
     # Building rows ----------------------------------------------------------------------------
     def _group(self, row: Row) -> list[Row]:
+        """`row`'s children before folding: they depend on the names alone (kept, and shared
+        with the next model over the same names)."""
+        key = (row.prefixes, row.depth)
+        found = self._names.groups.get(key)
+        if found is None:
+            found = self._names.groups[key] = self._group_names(row)
+        return found
+
+    def _group_names(self, row: Row) -> list[Row]:
         groups: dict[str, list[str]] = {}
         for n in row.names:
             parts = self._parts[n]
@@ -124,29 +146,41 @@ class TreeModel:
             if not seg:
                 rows.append(Row(SELF, row.prefixes, tuple(names), row.depth, leaf=True))
                 continue
-            prefixes = dict.fromkeys(".".join(self._parts[n][: row.depth + 1]) for n in names)
+            if len(row.prefixes) == 1:  # one parent module: one child path
+                parent = row.prefixes[0]
+                prefixes = {f"{parent}.{seg}" if parent else seg: None}
+            else:
+                prefixes = dict.fromkeys(".".join(self._parts[n][: row.depth + 1])
+                                         for n in names)
             leaf = all(len(self._parts[n]) == row.depth + 1 for n in names)
             label = self.titles.get(seg, seg) if row.depth == 0 else seg
             rows.append(Row(label, tuple(prefixes), tuple(names), row.depth + 1, leaf))
         return rows
 
     def _signature(self, row: Row) -> tuple[object, ...]:
-        out = []
-        for n in row.names:
-            t = self.tensors[n]
-            rel = tuple(self._parts[n][row.depth :])
-            out.append((rel, t.dtype, t.shape, self.marks.get(n, "")))
-        return tuple(out)
+        """What must agree for numbered siblings to fold: each tensor's relative name, dtype
+        and shape (kept with the names) and its mark."""
+        key = (row.prefixes, row.depth)
+        shape = self._names.shapes.get(key)
+        if shape is None:
+            shape = self._names.shapes[key] = tuple(
+                (tuple(self._parts[n][row.depth :]), self.tensors[n].dtype, self.tensors[n].shape)
+                for n in row.names)
+        marks = self.marks
+        return shape, tuple([marks.get(n, "") for n in row.names])
 
     def _fold(self, rows: list[Row]) -> list[Row]:
         out: list[Row] = []
         run: list[Row] = []
+        last: tuple[object, ...] = ()
         for r in rows:
             if r.label.isdigit():
-                if run and self._signature(run[-1]) != self._signature(r):
+                sig = self._signature(r)
+                if run and last != sig:
                     out.append(_merge(run))
                     run = []
                 run.append(r)
+                last = sig
                 continue
             if run:
                 out.append(_merge(run))
@@ -165,6 +199,18 @@ class TreeModel:
             kid = kids[0]
             row = Row(f"{row.label}.{kid.label}", kid.prefixes, kid.names, kid.depth, kid.leaf)
         return row
+
+
+@dataclass
+class _NameLayout:
+    """What a tree's rows are, from the names alone: each name's parts, each row's children
+    before folding, each row's relative names, dtypes and shapes. Edits change marks, never
+    names: the models shown one after another over the same names share one layout."""
+
+    parts: dict[str, list[str]]
+    groups: dict[tuple[tuple[str, ...], int], list[Row]] = field(default_factory=dict)
+    shapes: dict[tuple[tuple[str, ...], int], tuple[object, ...]] = field(default_factory=dict)
+    sizes: dict[tuple[str, ...], tuple[int, int, dict[str, int]]] = field(default_factory=dict)
 
 
 def _merge(run: list[Row]) -> Row:

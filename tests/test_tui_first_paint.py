@@ -41,3 +41,27 @@ async def test_trees_paint_from_the_headers_while_the_plan_is_proposed(
         assert review.state is not None
         assert "Proposing" not in str(review.query_one(SummaryBar).render())
         assert review.state.plan.entries
+
+
+@sync
+async def test_the_header_of_a_large_plan_is_drawn_by_a_worker(
+    files: tuple[Path, Path], monkeypatch: Any
+) -> None:
+    from inspector.tui.screens import review as review_screen
+
+    monkeypatch.setattr(review_screen, "HEADER_IN_WORKER", 0)  # every plan counts as large
+    app = make_app(files)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        review = app.review
+        assert review.state is not None
+        before = review.state.counts()["approved"]
+        header = str(review.query_one(SummaryBar).render())
+        assert f"{before} approved" in header, header
+        review.target_tree.move_cursor(review.target_tree.root.children[0])
+        review.target_tree.focus()
+        await pilot.press("a")
+        await settled(pilot)
+        after = review.state.counts()["approved"]
+        assert after > before
+        assert f"{after} approved" in str(review.query_one(SummaryBar).render())

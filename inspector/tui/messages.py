@@ -59,6 +59,13 @@ class Loaded(Message):
 
 
 @dataclass
+class HeaderReady(Message):
+    """The header drawn by a worker (a large plan), to show as it is."""
+
+    text: Any  # rich.text.Text
+
+
+@dataclass
 class LoadFailed(Message):
     error: str
 

@@ -111,6 +111,33 @@ class SourceKey:
     name: str
 
 
+def entry_counts(entries: Mapping[str, Entry]) -> dict[str, int]:
+    """`ReviewState.counts` of these rows."""
+    out = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
+    for e in entries.values():
+        if e.status != "proposed":
+            out[e.status] += 1
+        out["pending"] += is_pending(e)
+        out["problems"] += is_problem(e)
+    return out
+
+
+@dataclass(frozen=True)
+class HeaderView:
+    """What the header reads of a review (the plan as a snapshot, the filter, unsaved or not),
+    frozen: the header of a large plan is drawn by a worker from it."""
+
+    plan: Plan
+    filter: Filter
+    dirty: bool
+
+    def counts(self) -> dict[str, int]:
+        return entry_counts(self.plan.entries)
+
+    def partials(self) -> list[str]:
+        return self.plan.partials()
+
+
 class ReviewState:
     """A plan under review. `sources` maps each source label to its open checkpoint."""
 
@@ -218,13 +245,11 @@ class ReviewState:
         """approved / pending (mapping.plan.is_pending: what ckpt apply refuses) / rejected /
         problems (mapping.plan.is_problem) over all rows; a proposed keep is none of the first
         three (it changes nothing)."""
-        out = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
-        for e in self.plan.entries.values():
-            if e.status != "proposed":
-                out[e.status] += 1
-            out["pending"] += is_pending(e)
-            out["problems"] += is_problem(e)
-        return out
+        return entry_counts(self.plan.entries)
+
+    def header_view(self) -> HeaderView:
+        """What the header shows, frozen now (a snapshot of the plan): a worker may draw it."""
+        return HeaderView(self.snapshot(), self.filter, self.dirty)
 
     # Filters -----------------------------------------------------------------------------------
     def set_filter(self, **changes: Any) -> Filter:

@@ -27,7 +27,7 @@ from ...mapping.plan import Plan
 from .. import charts, jobs
 from .. import messages as msg
 from ..config import AppConfig, display_name
-from ..state import ReviewState, RuleResult, source_tree_view
+from ..state import HeaderView, ReviewState, RuleResult, source_tree_view
 from ..treemodel import Row, TreeModel
 from ..widgets.details import DetailsPane, DetailsView, Side
 from ..widgets.keytree import KeyTree
@@ -35,6 +35,10 @@ from ..widgets.labels import module_label, source_labeler, target_labeler
 from ..widgets.marks import SOURCE_MARKS, TARGET_MARKS, mark
 from ..widgets.plots import MIN_SCREEN_HEIGHT, Histogram, PlotsView, ValuePlots
 from ..widgets.summary import Names, SummaryBar, summary_text
+
+# Rows from which the header (counts, partial modules, the transfer summary: passes over every
+# row) is drawn by a worker after an edit instead of on the UI thread.
+HEADER_IN_WORKER = 20_000
 
 
 class ReviewScreen(Screen[None]):
@@ -187,8 +191,24 @@ class ReviewScreen(Screen[None]):
         self.show_details()
 
     def refresh_header(self) -> None:
-        if self.state is not None:
-            self.query_one(SummaryBar).show(summary_text(self.state, self.names(), self.arch_lines))
+        """Draw the header: at once for a plan of fewer than HEADER_IN_WORKER rows, else in a
+        worker from a frozen view (its passes over every row would hold up the key)."""
+        if self.state is None:
+            return
+        view = self.state.header_view()
+        if len(view.plan.entries) < HEADER_IN_WORKER:
+            self.query_one(SummaryBar).show(summary_text(view, self.names(), self.arch_lines))
+        else:
+            self._draw_header(view, self.names(), list(self.arch_lines))
+
+    @work(thread=True, exclusive=True, group="header")
+    def _draw_header(self, view: HeaderView, names: Names, arch: list[str]) -> None:
+        text = summary_text(view, names, arch)
+        if not get_current_worker().is_cancelled:  # a newer edit's header is on its way
+            self.post_message(msg.HeaderReady(text))
+
+    def on_header_ready(self, message: msg.HeaderReady) -> None:
+        self.query_one(SummaryBar).show(message.text)
 
     # Selection and details ---------------------------------------------------------------------
     @on(KeyTree.NodeHighlighted)

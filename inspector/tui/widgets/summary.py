@@ -10,7 +10,7 @@ from textual.widgets import Static
 from ...mapping.arch import SEE_FLAGGED, has_flagged_problem
 from ...mapping.entries import fold_summaries
 from ...tree import fold_names
-from ..state import ReviewState
+from ..state import HeaderView, ReviewState
 from .marks import TARGET_MARKS
 
 
@@ -23,7 +23,7 @@ class Names:
     output: str
 
 
-def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
+def summary_text(state: ReviewState | HeaderView, names: Names, arch: list[str]) -> Text:
     counts = state.counts()
     out = Text()
     out.append(names.sources, style="bold")
@@ -57,7 +57,7 @@ def summary_text(state: ReviewState, names: Names, arch: list[str]) -> Text:
     return out
 
 
-def standing(state: ReviewState, arch_lines: list[str]) -> list[str]:
+def standing(state: ReviewState | HeaderView, arch_lines: list[str]) -> list[str]:
     """The architecture lines (computed when the plan opened) that still hold: a stack's pointer
     to its rows flagged shape-mismatch goes once every one of them is decided."""
     out = []

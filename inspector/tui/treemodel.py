@@ -166,8 +166,7 @@ class TreeModel:
             shape = self._names.shapes[key] = tuple(
                 (tuple(self._parts[n][row.depth :]), self.tensors[n].dtype, self.tensors[n].shape)
                 for n in row.names)
-        marks = self.marks
-        return shape, tuple([marks.get(n, "") for n in row.names])
+        return shape, tuple(map(self.marks.get, row.names))
 
     def _fold(self, rows: list[Row]) -> list[Row]:
         out: list[Row] = []

@@ -112,7 +112,9 @@ class ReviewScreen(Screen[None]):
         return self.query_one("#target-tree", KeyTree)
 
     # Opening (worker) --------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="open")
+    # Every worker has a description: Textual would otherwise name it after the repr of its
+    # arguments, and a snapshot of a 100k-row plan takes seconds to repr (on the UI thread).
+    @work(thread=True, exclusive=True, group="open", description="open the checkpoints")
     def open_inputs(self) -> None:
         """Open the inputs, post them (the first paint: the trees from the headers), then
         propose or bind the plan and post it (the marks, the summary, the keys)."""
@@ -201,7 +203,7 @@ class ReviewScreen(Screen[None]):
         else:
             self._draw_header(view, self.names(), list(self.arch_lines))
 
-    @work(thread=True, exclusive=True, group="header")
+    @work(thread=True, exclusive=True, group="header", description="draw the header")
     def _draw_header(self, view: HeaderView, names: Names, arch: list[str]) -> None:
         text = summary_text(view, names, arch)
         if not get_current_worker().is_cancelled:  # a newer edit's header is on its way
@@ -326,7 +328,7 @@ class ReviewScreen(Screen[None]):
     def on_resize(self) -> None:
         self._place_plots()
 
-    @work(thread=True, exclusive=True, group="facts")
+    @work(thread=True, exclusive=True, group="facts", description="compare pairs")
     def load_pairs(self, pairs: list[tuple[str, str]]) -> None:
         """Compare the (source, target) pairs a module's chart needs, off the UI thread."""
         worker = get_current_worker()
@@ -376,7 +378,7 @@ class ReviewScreen(Screen[None]):
         pair = self.pairs.get((source, target)) if source and target else None
         return DetailsView(tside, sside, decision, pair)
 
-    @work(thread=True, exclusive=True, group="facts")
+    @work(thread=True, exclusive=True, group="facts", description="read tensor facts")
     def load_facts(
         self, target: str | None, source: str | None, missing: list[tuple[str, str]], pair: bool
     ) -> None:
@@ -505,7 +507,7 @@ class ReviewScreen(Screen[None]):
         self.busy = "re-proposing with the new rules"
         self.repropose(result, self.state.snapshot())
 
-    @work(thread=True, exclusive=True, group="edit")
+    @work(thread=True, exclusive=True, group="edit", description="re-propose")
     def repropose(self, result: RuleResult, plan: Plan) -> None:
         try:
             self.post_message(msg.RulesChanged(result.edit(plan)))
@@ -612,7 +614,7 @@ class ReviewScreen(Screen[None]):
         self.busy = f"saving the plan to {path.name}"
         self.write_plan(self.state.snapshot(), path, then_quit)
 
-    @work(thread=True, exclusive=True, group="save")
+    @work(thread=True, exclusive=True, group="save", description="save the plan")
     def write_plan(self, plan: Plan, path: Path, then_quit: bool) -> None:
         try:
             plan.save(path)
@@ -657,7 +659,7 @@ class ReviewScreen(Screen[None]):
         worker = self.write_output(self.state.snapshot(), self.config.output, accept_proposed)
         self.app.push_screen(ProgressScreen(self.config.output.name, worker))
 
-    @work(thread=True, exclusive=True, group="write")
+    @work(thread=True, exclusive=True, group="write", description="write the output")
     def write_output(self, plan: Plan, out: Path, accept_proposed: bool) -> None:
         worker = get_current_worker()
 

@@ -133,7 +133,7 @@ class RuleEditor(ModalScreen[RuleResult | None]):
         text = self.query_one("#rule-input", Input).value.strip()
         self._preview(RuleResult("remove", None, self.editing), self._new_request(text))
 
-    @work(thread=True, exclusive=True, group="rule-preview")
+    @work(thread=True, exclusive=True, group="rule-preview", description="preview the rule")
     def _preview(self, result: RuleResult, request: int) -> None:
         """Re-propose off the UI thread (10k tensors take a moment); nothing is changed."""
         try:

@@ -93,6 +93,22 @@ def test_map_folds_a_layer_without_source_to_one_line(tmp_path, capsys) -> None:
     ) in out
 
 
+def test_map_prints_modules_that_differ_only_in_indices_as_one_section(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A model whose top level is its layer stack (`model.layers.N`: one module per layer)
+    prints one folded section, not one per layer (100k renamed MoE rows: 5 lines, not 16k)."""
+    w = np.zeros((2, 2), np.float32)
+    names = [f"layers.{i}.experts.{j}.w" for i in range(6) for j in range(2)]
+    _save(tmp_path / "a.pt", {n: w for n in names})
+    _save(tmp_path / "b.pt", {f"model.{n}": w for n in names})
+    assert main(["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "model.layers.{0..5} 100%  [12 copy, 0 keep, 0 drop]", out
+    assert len(out) == 2, out
+    assert out[1].startswith("  model.layers.{0..5}.experts.0.w, model.layers.{0..5}.experts.1.w"
+                             " <- a.pt:layers.{0..5}.experts.0.w, layers.{0..5}.experts.1.w"), out
+    assert out[1].endswith("; the same in each layer)"), out
+
+
 @pytest.mark.parametrize("which", ["source", "target", "symlink-to-source", "rules"])
 def test_map_output_over_an_input_is_refused(files, tmp_path, which) -> None:  # type: ignore[no-untyped-def]
     """Through the real CLI: `-o` naming an input exits 2 naming it; the input is unchanged."""

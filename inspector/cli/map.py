@@ -15,6 +15,7 @@ from ..errors import PlanError
 from ..humanize import floor_share
 from ..mapping import arch
 from ..mapping import names as nm
+from ..mapping.entries import fold_summaries
 from ..mapping.plan import Entry, Plan, Unused
 from ..mapping.prefixed import parse_source, with_prefix
 from ..mapping.propose import propose
@@ -144,14 +145,18 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
     for e in plan.entries.values():
         groups.setdefault(nm.module_of(e.target, root), []).append(e)
     layer_sizes = Counter(_layer_prefix(n) for n in plan.entries)
-    for mod, rows in groups.items():
-        s = summary[mod]
+    for mods in _alike(groups):
+        rows = [e for m in mods for e in groups[m]]
+        stats = [summary[m] for m in mods]
+        problems = sum(s.problems for s in stats)
         print(
-            f"{s.line()}  [{s.copied} copy, {s.kept} keep, {s.dropped} drop"
-            f"{f', {s.problems} to review' if s.problems else ''}]"
+            f"{'; '.join(fold_summaries(stats))}  [{sum(s.copied for s in stats)} copy, "
+            f"{sum(s.kept for s in stats)} keep, {sum(s.dropped for s in stats)} drop"
+            f"{f', {problems} to review' if problems else ''}]"
         )
         shown = rows if show_all else [e for e in rows if _notable(e)]
-        for line in _module_line(mod, rows) or _folded(shown, layer_sizes):
+        lines = _module_line(mods[0], rows) if len(mods) == 1 else []
+        for line in lines or _folded(shown, layer_sizes):
             print(f"  {line}")
     if plan.unused:
         print(f"unused source tensors ({len(plan.unused)}):")
@@ -168,6 +173,16 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
         print(line)
 
 
+def _alike(groups: dict[str, list[Entry]]) -> list[list[str]]:
+    """Modules whose names differ only in indices, together (in first-seen order): a model
+    whose top level is its layer stack (`model.layers.N`, one module per layer) prints one
+    section for its layers, folded, not one per layer."""
+    alike: dict[str, list[str]] = {}
+    for mod in groups:
+        alike.setdefault(nm.blanked(mod), []).append(mod)
+    return list(alike.values())
+
+
 def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
     """One line per run of rows that differ only in layer indices:
     `encoder.layers.{0..3}.conv.depthwise_conv.weight keeps init [shape-mismatch] (...)`."""
@@ -181,12 +196,23 @@ def _folded_reason(reasons: list[str]) -> str:
     """One reason for a folded run: the reasons folded like names when that gives one, else the
     first layer's said once when the others differ from it only in numbers, else each."""
     distinct = list(dict.fromkeys(reasons))
+    same_words = len({_DIGITS.sub("#", r) for r in distinct}) == 1
+    if same_words and len(distinct) > 1 and _varying_numbers(distinct) > 1:
+        # fold_names folds one index at a time: it cannot make these one line (and at 100k
+        # rows trying costs seconds)
+        return f"{distinct[0]}; the same in each layer"
     folded = fold_names(distinct)
     if len(folded) == 1:  # `a.pt:layers.{0..3}.w has shape ...`
         return folded[0]
-    if len({_DIGITS.sub("#", r) for r in distinct}) == 1:
+    if same_words:
         return f"{distinct[0]}; the same in each layer"
     return ", ".join(folded)
+
+
+def _varying_numbers(texts: list[str]) -> int:
+    """How many of the numbers in texts that differ only in numbers take more than one value."""
+    columns = zip(*(_DIGITS.findall(t) for t in texts), strict=True)
+    return sum(len(set(c)) > 1 for c in columns)
 
 
 def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:

@@ -40,7 +40,10 @@ def fold_names(names: Iterable[str]) -> list[str]:
     groups: dict[tuple[str | None, ...], list[list[str]]] = {}
     for name in names:
         parts = name.split(".")
-        key = tuple(None if _is_index(p) else p for p in parts)  # None: no name collides
+        # None: no name collides. `_is_index` inlined (100k names in `ckpt map`), but for the
+        # rare name holding a newline, where it differs from str.isdecimal.
+        key = (tuple([None if p.isdecimal() else p for p in parts]) if "\n" not in name
+               else tuple(None if _is_index(p) else p for p in parts))
         groups.setdefault(key, []).append(parts)
     out: list[str] = []
     for members in groups.values():

@@ -24,6 +24,7 @@ from moto_s3 import BUCKET, serving_s3, upload_folder
 from scan_corpus import Reduce
 from store_server import store_packages
 from subproc import child_env, ckpt, python
+from test_megatron_lm import megatron_names, tp_ranks, write_iteration
 from test_nemo_reader import _add
 from test_tensor_parallel import CONFIG, full_state, shard, write_nemo
 
@@ -83,6 +84,13 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = full_state(gated=True)
     write_nemo(root / "tp.nemo", shard(state, 2, gated=True), CONFIG.format("swiglu"))
     torch.save(state, root / "tp_full.pt")
+    with tarfile.open(root / "tp.nemo") as tar:  # the same .nemo, extracted
+        tar.extractall(root / "tp_nemo_folder", filter="data")
+    mstate = megatron_names(full_state(gated=False))
+    save = root / "megatron"
+    write_iteration(save, "iter_0000100", tp_ranks(mstate, 2, False), 100, tp=2)
+    (save / "latest_checkpointed_iteration.txt").write_text("100")
+    torch.save(mstate, root / "megatron_full.pt")
     _distributed_nemo(root / "dist.nemo", _state(4, 8), root / "dist_work")
     (root / "evil").mkdir()  # an HF folder whose weights carry a payload
     (root / "evil" / "config.json").write_text(json.dumps({"model_type": "bert"}))
@@ -96,7 +104,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def bucket(local: Path) -> Iterator[dict[str, str]]:
     with serving_s3() as (env, client):
-        for name in ("sharded", "hf", "dcp", "ranks4", "evil"):
+        for name in ("sharded", "hf", "dcp", "ranks4", "evil", "tp_nemo_folder", "megatron"):
             upload_folder(client, local / name, name)
         for name in ("tp.nemo", "dist.nemo"):
             client.upload_file(str(local / name), BUCKET, name)
@@ -182,6 +190,16 @@ def test_model_parallel_and_distributed_nemo_files_at_urls(bucket, local):
         _json({}, "hash", local / "tp_full.pt")["digest"]
     assert _json(bucket, "hash", "s3://ckpts/dist.nemo")["digest"] == \
         _json({}, "hash", local / "dist.nemo")["digest"]
+
+
+@pytest.mark.parametrize(("name", "full"), [("tp_nemo_folder", "tp_full.pt"),
+                                           ("megatron", "megatron_full.pt")])
+def test_an_extracted_nemo_and_a_megatron_save_folder_at_urls(bucket, local, name, full):
+    url = f"s3://ckpts/{name}"
+    assert _shapes(_json(bucket, "ls", url)) == _shapes(_json({}, "ls", local / full))
+    assert _json(bucket, "hash", url)["digest"] == _json({}, "hash", local / full)["digest"]
+    r = _run(bucket, "diff", url, local / full)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_opening_a_folder_url_twice_in_one_process(bucket, local, monkeypatch):

@@ -1,7 +1,8 @@
 """A small HTTP server for the remote tests: serves a folder on 127.0.0.1, honours `Range` and
 `If-Match`, sends an ETag (size + mtime), counts the body bytes and requests it served,
-answers 403 for any path under /forbidden/ and, while `Counts.fail` lists statuses, answers the
-next requests with them. Started and always stopped by `serving(folder)`."""
+answers 403 for any path under /forbidden/, and under /signed/ unless the query holds `sig=ok`
+(a presigned URL), serving /signed/X as X; while `Counts.fail` lists statuses, answers the next
+requests with them. Started and always stopped by `serving(folder)`."""
 
 from __future__ import annotations
 
@@ -50,10 +51,15 @@ class _Handler(BaseHTTPRequestHandler):
         if failing is not None:
             self.send_error(failing)
             return
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path.startswith("/forbidden/"):
             self.send_error(403)
             return
+        if path.startswith("/signed/"):
+            if "sig=ok" not in query.split("&"):
+                self.send_error(403)
+                return
+            path = path[len("/signed"):]
         file = self.server.root / path.lstrip("/")
         if not file.is_file():
             self.send_error(404)

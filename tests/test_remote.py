@@ -134,6 +134,20 @@ def test_a_url_root_and_an_ipv6_host_split_as_paths_do() -> None:
     assert split_root("s3://b/train.pt::model") == ("s3://b/train.pt", "model")
 
 
+def test_a_presigned_url_without_a_suffix_keeps_its_query(server, folder) -> None:
+    """An http(s) URL is read as one file (HTTP lists no folders), with its query: the
+    signature of a presigned URL is sent with every request, and never shown."""
+    base, _ = server
+    (folder / "weights").write_bytes((folder / "model.safetensors").read_bytes())
+    r = ckpt("ls", f"{base}/signed/weights?sig=ok")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{base}/signed/weights  (safetensors: 48 tensors"), r.stdout
+    assert "sig=ok" not in r.stdout + r.stderr
+    r = ckpt("ls", f"{base}/signed/weights?sig=no")
+    assert r.returncode == 2
+    assert "access denied" in r.stderr
+
+
 def test_names_never_carry_credentials_or_query_strings() -> None:
     url = "https://user:secret@host.example/a/model.pt?X-Amz-Signature=abc&token=t#frag"
     assert remote.public_name(url) == "https://host.example/a/model.pt"

@@ -90,18 +90,12 @@ _BY_PATH_SUFFIXES = (".index.json",)
 
 
 def _read_by_path(url: str) -> bool:
-    """True for a URL read through the folder readers: a folder (its URL ends with '/' or its
-    last part has no suffix) or an index file. Other files are read as byte sources, and so is
-    any http(s) URL but an index: HTTP lists no folders, and a presigned URL must keep its query
-    (a folder path is named without it)."""
+    """True for a URL read through the folder readers: one that may be a folder
+    (`remote_folder.may_be_folder`), or an index file. Other files are read as byte sources."""
     from .remote import public_name
+    from .remote_folder import may_be_folder
 
-    last = public_name(url).rstrip("/").rpartition("/")[2]
-    if last.endswith(_BY_PATH_SUFFIXES):
-        return True
-    if url.lower().startswith(("http://", "https://")):
-        return False
-    return url.endswith("/") or "." not in last
+    return public_name(url).endswith(_BY_PATH_SUFFIXES) or may_be_folder(url)
 
 
 def _open_remote_folder(url: str, root: str | TreePath | None,

@@ -97,18 +97,21 @@ def _kind(info: dict[str, Any]) -> str:
     return "directory" if kind in ("directory", "dir", "folder") else "file"
 
 
+def may_be_folder(url: str) -> bool:
+    """True when `url` may name a folder (it ends with '/', or its last part has no suffix),
+    never for http(s): HTTP lists no folders, and a presigned URL must keep its query (a folder
+    path is named without it). Telling for sure needs a request (`RemotePath.is_dir`)."""
+    if url.lower().startswith(("http://", "https://")):
+        return False
+    return url.endswith("/") or "." not in public_name(url).rstrip("/").rpartition("/")[2]
+
+
 def open_folder(url: str, *, cache_dir: str | os.PathLike[str] | None = None) -> RemotePath:
     """The path of `url` (a folder, or a file read by name such as an index), or a RemoteError
     (missing, forbidden, no package for its scheme) naming it."""
     name = public_name(url).rstrip("/")
     fs, path = _filesystem(url, name)
     return RemotePath.under(name, RemoteFolder(fs, cache_dir), path.rstrip("/"))
-
-
-def is_folder(url: str, *, cache_dir: str | os.PathLike[str] | None = None) -> RemotePath | None:
-    """`url` as a RemotePath when it names a folder, else None (a file: read as a byte source)."""
-    where = open_folder(url, cache_dir=cache_dir)
-    return where if where.is_dir() else None
 
 
 class RemotePath(URLPath):
@@ -235,4 +238,4 @@ for _what in ("mkdir", "touch", "unlink", "rmdir", "rename", "replace", "write_b
     setattr(RemotePath, _what, _refusing(_what))
 
 
-__all__ = ["RemoteFolder", "RemotePath", "is_folder", "open_folder"]
+__all__ = ["RemoteFolder", "RemotePath", "may_be_folder", "open_folder"]

@@ -648,9 +648,9 @@ def _scan_remote(scanner: _Scanner, url: str) -> None:
     through its map, then read as `ckpt ls` would; a folder at a URL (listed by its store,
     `inspector.remote_folder`), every file under it, then the folder read as `ckpt ls` would."""
     from .remote import RemoteFile
-    from .remote_folder import open_folder
+    from .remote_folder import may_be_folder, open_folder
 
-    folder = None if url.lower().startswith("http") else open_folder(url)
+    folder = open_folder(url) if may_be_folder(url) else None
     if folder is None or not folder.is_dir():
         src = RemoteFile(url)
         _scan_remote_file(scanner, src, top=True)

@@ -33,13 +33,15 @@ async def test_trees_paint_from_the_headers_while_the_plan_is_proposed(
         assert review.state is None  # no plan yet: the trees come from the headers
         assert len(review.source_tree.root.children) > 0
         header = str(review.query_one(SummaryBar).render())
-        assert "Proposing a mapping" in header, header
+        assert "then proposing a mapping" in header, header
+        assert "proposing a mapping…" in str(review.target_tree.border_subtitle)
         await pilot.press("down", "enter", "a")  # browse; approving waits for the plan
         assert review.state is None
         release.set()
         await settled(pilot)
         assert review.state is not None
-        assert "Proposing" not in str(review.query_one(SummaryBar).render())
+        assert "proposing" not in str(review.query_one(SummaryBar).render())
+        assert not review.target_tree.border_subtitle
         assert review.state.plan.entries
 
 

@@ -86,7 +86,8 @@ class ReviewScreen(Screen[None]):
 
     # Layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield SummaryBar("Opening checkpoints…", id="summary")
+        then = "reading the plan" if self.config.plan is not None else "proposing a mapping"
+        yield SummaryBar(f"Opening the checkpoints, then {then}…", id="summary")
         with Horizontal(id="trees"):
             yield KeyTree("source", source_labeler, id="source-tree")
             yield KeyTree("target", target_labeler(self._evidence), id="target-tree")
@@ -137,17 +138,18 @@ class ReviewScreen(Screen[None]):
         tensors, titles = source_tree_view(labels)
         self.target_tree.set_model(TreeModel(message.target.tensors))
         self.source_tree.set_model(TreeModel(tensors, titles=titles))
-        n_src = sum(len(c) for _, c in message.sources)
         what = "reading the plan" if self.config.plan is not None else "proposing a mapping"
         opened_at = monotonic()
 
+        # The header keeps its one line until the plan is there (its height is laid out from
+        # its text: changed twice in a row, Textual kept the first height); the seconds go on
+        # the target tree's border.
         def show() -> None:
             if self.state is None:
-                self.query_one(SummaryBar).show(Text(
-                    f"{self.names().target}: {len(message.target):,} tensors; sources: "
-                    f"{n_src:,} tensors. {what.capitalize()}… {monotonic() - opened_at:.0f} s "
-                    "(the trees can be browsed meanwhile)", style="bold"))
+                self.target_tree.border_subtitle = (
+                    f"{what}… {monotonic() - opened_at:.0f} s: the trees can be browsed")
             else:
+                self.target_tree.border_subtitle = ""
                 ticker.stop()
 
         show()
@@ -163,6 +165,7 @@ class ReviewScreen(Screen[None]):
         labels = [s.label for s in plan.sources]
         sources = dict(zip(labels, message.sources, strict=True))
         self.state = ReviewState(plan, sources, message.target)
+        self.target_tree.border_subtitle = ""
         self.arch_lines = list(message.notes)
         # The checkpoints and the plan live as long as the app: the cycle collector need not
         # walk their objects again on every edit (at 100k rows each pass took most of a key's

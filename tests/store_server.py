@@ -95,6 +95,7 @@ class StoreHandler(BaseHTTPRequestHandler):
         self.answer(method, url.path, query)
 
     def answer(self, method: str, path: str, query: dict[str, str]) -> None:
+        """Each store's own API (fake_gcs, fake_hub override it): answer the request."""
         raise NotImplementedError
 
     def send_json(self, doc: Any, status: int = 200,

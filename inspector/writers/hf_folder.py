@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import WriteError
 from ..io.atomic import copy_range
-from ..sources import Openable, opened
+from ..sources import Openable, opened, storage_name
 from . import safetensors, torch_zip
 from .output import Output
 from .stream import Progress
@@ -17,18 +17,10 @@ from .stream import Progress
 
 def weight_files(out: Output) -> set[str]:
     """Names (relative to the folder) of the files holding the target's weights."""
-    root = _root(out.base.path)
+    root = storage_name(out.base.path) if out.base.path is not None else ""
     names = {p[len(root) + 1 :] for p in out.base.files if p.startswith(root + "/")}
     names.add(str(out.base.metadata.get("weights", "")))
     return names
-
-
-def _root(folder: Path | None) -> str:
-    """The folder as its files' storages name them: an absolute path, or a URL (a folder at a
-    URL: `remote_folder.RemotePath`)."""
-    if folder is None:
-        return ""
-    return os.fspath(folder) if isinstance(folder, Openable) else os.path.abspath(folder)
 
 
 def write(out: Output, dest: str | os.PathLike[str], *, threads: int | None = None,

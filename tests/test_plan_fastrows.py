@@ -94,3 +94,45 @@ def test_rows_built_without_init_have_every_field(tmp_path: Any) -> None:
     for e in [*plan.entries.values(), *Plan.load(tmp_path / "p.yaml").entries.values()]:
         assert list(vars(e)) == fields
         assert e == Entry(**vars(e))
+
+
+# Every field of a row, and every key of the plan, given a value of each JSON type: the row is
+# read or refused with a PlanError, never another exception (CI's fuzzer found `evidence: 1.5`
+# raising TypeError), and the fast path agrees with `_entry`.
+ODD_VALUES: list[Any] = [0, 0.0, 1.5, True, "", "x", {}, {"a": 1}, [], [1], [[1]], [None], None]
+
+
+@pytest.mark.parametrize("key", [*GOOD, "transform"])
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+def test_any_value_in_any_field_is_read_or_refused_with_plan_error(key: str, value: Any) -> None:
+    body = {**copy.deepcopy(GOOD), key: value}
+    test_fast_row_is_the_checked_row_or_declines(body)
+
+
+@pytest.mark.parametrize("column", range(4))
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+def test_any_value_in_a_row_column_is_read_or_refused(column: int, value: Any) -> None:
+    for key in ("evidence", "candidates", "sources"):
+        body = copy.deepcopy(GOOD)
+        if column < len(body[key][0]):
+            body[key][0][column] = value
+            test_fast_row_is_the_checked_row_or_declines(body)
+
+
+@pytest.mark.parametrize("key", ["version", "sources", "target", "rules", "entries", "unused"])
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+def test_any_value_in_any_plan_key_is_read_or_refused(key: str, value: Any) -> None:
+    plan = {"version": 1, "sources": [{"label": "a.pt", "path": None}],
+            "target": {"label": "t.pt", "path": None}, "entries": {"t": GOOD},
+            "unused": [["a.pt", "y", "why"]], key: value}
+    try:
+        Plan.from_dict(plan)
+    except PlanError:
+        pass
+
+
+def test_evidence_that_is_not_a_list_names_the_row() -> None:
+    with pytest.raises(PlanError, match=r"entries\['t'\]\.evidence: expected a list, got 1\.5"):
+        Plan.from_dict({"version": 1, "sources": [{"label": "a.pt", "path": None}],
+                        "target": {"label": "t.pt", "path": None},
+                        "entries": {"t": {**GOOD, "evidence": 1.5}}})

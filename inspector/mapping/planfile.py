@@ -99,7 +99,8 @@ def from_dict(data: Any, where: str = "plan") -> PlanParts:
             for n, b in raw_entries.items()
         }
     unused = [
-        _unused(u, f"{where}: unused[{i}]") for i, u in enumerate(data.get("unused") or [])
+        _unused(u, f"{where}: unused[{i}]")
+        for i, u in enumerate(_list(data, "unused", f"{where}: unused"))
     ]
     return sources, target, rules, entries, unused
 
@@ -273,7 +274,7 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
     if status not in STATUSES:
         raise PlanError(f"{where}.status: must be one of {', '.join(STATUSES)}, got {status!r}")
     sources, shapes, dts = [], [], []
-    for i, s in enumerate(body.get("sources") or []):
+    for i, s in enumerate(_list(body, "sources", f"{where}.sources")):
         if not (
             isinstance(s, list)
             and len(s) == 4
@@ -293,10 +294,10 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
         raise PlanError(f"{where}: decision {decision} takes no sources")
     transform = tuple(
         transform_from_dict(t, f"{where}.transform[{i}]")
-        for i, t in enumerate(body.get("transform") or [])
+        for i, t in enumerate(_list(body, "transform", f"{where}.transform"))
     )
-    flags = body.get("flags") or []
-    if not isinstance(flags, list) or any(not isinstance(f, str) or f not in FLAGS
+    flags = _list(body, "flags", f"{where}.flags")
+    if any(not isinstance(f, str) or f not in FLAGS
                                              for f in flags):
         raise PlanError(f"{where}.flags: expected a list of {', '.join(FLAGS)}, got {flags!r}")
     confidence = body.get("confidence", 0.0)
@@ -313,12 +314,12 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
     if not isinstance(dtype, str):
         raise PlanError(f"{where}.dtype: expected a string")
     evidence = tuple(
-        Evidence(*_row(x, 3, f"{where}.evidence[{i}]"))
-        for i, x in enumerate(body.get("evidence") or [])
+        Evidence(*_typed_row(x, _EVIDENCE_ROW, f"{where}.evidence[{i}]"))
+        for i, x in enumerate(_list(body, "evidence", f"{where}.evidence"))
     )
     candidates = tuple(
-        Candidate(*_row(x, 4, f"{where}.candidates[{i}]"))
-        for i, x in enumerate(body.get("candidates") or [])
+        Candidate(*_typed_row(x, _CANDIDATE_ROW, f"{where}.candidates[{i}]"))
+        for i, x in enumerate(_list(body, "candidates", f"{where}.candidates"))
     )
     return Entry(
         name,
@@ -339,6 +340,7 @@ def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
 
 
 _COMMON_KEYS = frozenset(_ENTRY_KEYS - {"transform"})
+_EMPTY: list[Any] = []  # an absent or null list (read only)
 _FLAG_SETS: dict[tuple[str, ...], frozenset[str]] = {}  # few distinct lists of flags: shared
 
 
@@ -356,11 +358,11 @@ def _entry_fast(name: str, body: Any, labels: set[str]) -> Entry | None:
             or type(confidence) not in (float, int) or not 0 <= confidence <= 1):
         return None
     shape = _fast_shape(get("shape", []))
-    rows = get("sources") or []
+    rows = _EMPTY if get("sources") is None else get("sources")
     srcs = [_fast_source(s, labels) for s in rows] if type(rows) is list else [None]
-    flags = _fast_flags(get("flags") or [])
-    evidence = _fast_evidence(get("evidence") or [])
-    candidates = _fast_candidates(get("candidates") or [])
+    flags = _fast_flags(_EMPTY if get("flags") is None else get("flags"))
+    evidence = _fast_evidence(_EMPTY if get("evidence") is None else get("evidence"))
+    candidates = _fast_candidates(_EMPTY if get("candidates") is None else get("candidates"))
     if (shape is None or None in srcs or (decision == "copy") != bool(srcs) or flags is None
             or evidence is None or candidates is None):
         return None
@@ -406,7 +408,8 @@ def _fast_evidence(rows: Any) -> tuple[Evidence, ...] | None:
         return None
     out = []
     for x in rows:
-        if type(x) is not list or len(x) != 3:
+        if (type(x) is not list or len(x) != 3 or type(x[0]) is not str
+                or type(x[1]) is not str or type(x[2]) not in (float, int)):
             return None
         out.append(built(Evidence, {"kind": x[0], "detail": x[1], "score": x[2]}))
     return tuple(out)
@@ -418,7 +421,9 @@ def _fast_candidates(rows: Any) -> tuple[Candidate, ...] | None:
         return None
     out = []
     for x in rows:
-        if type(x) is not list or len(x) != 4:
+        if (type(x) is not list or len(x) != 4 or type(x[0]) is not str
+                or type(x[1]) is not str or type(x[2]) not in (float, int)
+                or type(x[3]) is not str):
             return None
         out.append(built(Candidate, {"label": x[0], "name": x[1], "score": x[2], "why": x[3]}))
     return tuple(out)
@@ -435,6 +440,31 @@ def _row(value: Any, n: int, where: str) -> list[Any]:
     if not isinstance(value, list) or len(value) != n:
         raise PlanError(f"{where}: expected a list of {n} items, got {value!r}")
     return value
+
+
+def _list(body: dict[str, Any], key: str, where: str) -> list[Any]:
+    """`body[key]` as a list; absent or null is an empty one."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PlanError(f"{where}: expected a list, got {value!r}")
+    return value
+
+
+# The columns of a row kept as a list in the file: (name, accepted types).
+_EVIDENCE_ROW = (("kind", (str,)), ("detail", (str,)), ("score", (int, float)))
+_CANDIDATE_ROW = (("label", (str,)), ("name", (str,)), ("score", (int, float)), ("why", (str,)))
+
+
+def _typed_row(value: Any, columns: tuple[tuple[str, tuple[type, ...]], ...], where: str
+               ) -> list[Any]:
+    row = _row(value, len(columns), where)
+    for x, (name, types) in zip(row, columns, strict=True):
+        if not isinstance(x, types) or isinstance(x, bool):
+            raise PlanError(f"{where}: {name}: expected {' or '.join(t.__name__ for t in types)}"
+                            f", got {x!r}")
+    return row
 
 
 def _unused(value: Any, where: str) -> Unused:

@@ -190,6 +190,12 @@ def zip_central_directory(
     file: Buffer, base: int, length: int, cd_off: int, cd_size: int, count: int
 ) -> tuple[list[str], list[int], list[int], list[int], list[int], list[int], list[int]] | None: ...
 def prefix_counts(names: Sequence[str], depth: int) -> list[tuple[str, int]] | None: ...
+def module_tree(
+    names: Sequence[str],
+    kind_of: Sequence[int],
+    kinds: Sequence[tuple[int, int, int, int]],
+    fold: bool,
+) -> dict[str, list[Any]] | None: ...
 
 # ---- torch pickle fast path (csrc/bindings/register_pickle.cpp) ---------------------------------
 

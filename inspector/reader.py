@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .bulk import rare_gc
 from .containers import detect_root, dotted, iter_tensors, parse_root, subtree, training_state
 from .errors import CheckpointError, UnsupportedFormatError
 from .formats import READERS, Loaded, ReadOptions, check_names, pick, reader_module
@@ -269,7 +270,8 @@ def _training_state_note(ckpt: Checkpoint) -> str:
 
 
 def _named(node: Any, path: Path | None) -> dict[str, TensorInfo]:
-    named = _named_flat(node)
+    with rare_gc():  # an object or two per tensor, none cyclic
+        named = _named_flat(node)
     if named is None:
         named = {}
         for p, t in iter_tensors(node):
@@ -286,7 +288,16 @@ def _named_flat(node: Any) -> dict[str, TensorInfo] | None:
         return None
     if not all(type(k) is str for k in node):
         return None
-    return {k: t if t.name == k else _rename(t, k) for k, t in node.items()}
+    named, seen = {}, set()
+    for k, t in node.items():
+        if t.name != k:
+            if t.name or id(t) in seen:
+                t = _rename(t, k)
+            else:  # fresh from the reader, unnamed and not shared: named in place
+                object.__setattr__(t, "name", k)
+        seen.add(id(t))
+        named[k] = t
+    return named
 
 
 _FIELDS = (

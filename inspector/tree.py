@@ -77,7 +77,6 @@ class ModuleNode:
     """A module (dotted prefix) with totals over the tensors below it."""
 
     name: str  # segment, e.g. "encoder", "layers.{0..15}", "weight"
-    path: str  # full dotted path of the first member ("encoder.layers.0")
     tensors: int = 0
     params: int = 0
     nbytes: int = 0
@@ -98,19 +97,60 @@ class ModuleNode:
         return self.tensor is not None and not self.children
 
 
+# Below this many tensors the Python tree is built as fast as the core's columns are made.
+CORE_MIN_TENSORS = 2_000
+
+
 def build_tree(tensors: Mapping[str, TensorInfo], *, fold: bool = True) -> ModuleNode:
     """The module tree of `tensors`; with `fold`, identical numbered siblings are folded.
 
     Linear in the number of tensors times their depth (a million tensors is routine): each
     tensor's totals are computed once, and folding compares siblings by an interned signature
-    number, not by walking their subtrees.
+    number, not by walking their subtrees. From CORE_MIN_TENSORS tensors on, the compiled core
+    builds it (csrc/module_tree.hpp, the same steps), unless a name is outside what it covers.
     """
     with rare_gc():  # half a million nodes, none cyclic (see inspector/bulk.py)
-        return _build_tree(tensors, fold)
+        found = _core_tree(tensors, fold) if len(tensors) >= CORE_MIN_TENSORS else None
+        return found if found is not None else _build_tree(tensors, fold)
+
+
+def _core_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode | None:
+    """The tree the core builds, or None where it leaves it to `_build_tree`."""
+    from ._native import core
+
+    kinds: dict[tuple[object, ...], int] = {}
+    leaves: dict[tuple[str, tuple[int, ...]], int] = {}
+    dtype_ids: dict[str, int] = {}
+    rows: list[tuple[int, int, int, int]] = []
+    kind_of: list[int] = []
+    for t in tensors.values():
+        # A plain TensorInfo's sizes follow from its dtype and shape; other kinds say their own.
+        key = (t.dtype, t.shape) if type(t) is TensorInfo else (t.dtype, t.shape, t.numel, t.nbytes)
+        k = kinds.get(key)
+        if k is None:
+            k = kinds[key] = len(rows)
+            leaf = leaves.setdefault((t.dtype, t.shape), len(leaves))
+            rows.append((leaf, dtype_ids.setdefault(t.dtype, len(dtype_ids)), t.numel, t.nbytes))
+        kind_of.append(k)
+    cols = core.module_tree(list(tensors), kind_of, rows, fold)
+    if cols is None:
+        return None
+    values, dtype_names = list(tensors.values()), list(dtype_ids)
+    nodes: list[ModuleNode] = []
+    for parent, name, at, count, params, nbytes, dtypes, repeat, signature in zip(
+        cols["parents"], cols["names"], cols["tensors"], cols["counts"], cols["params"],
+        cols["nbytes"], cols["dtypes"], cols["repeats"], cols["signatures"], strict=True,
+    ):
+        node = ModuleNode(name, count, params, nbytes, {dtype_names[d]: n for d, n in dtypes}, {},
+                          values[at] if at >= 0 else None, repeat, signature)
+        if parent >= 0:
+            nodes[parent].children[name] = node
+        nodes.append(node)
+    return nodes[0]
 
 
 def _build_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode:
-    root = ModuleNode(name="", path="")
+    root = ModuleNode(name="")
     sizes: dict[tuple[str, tuple[int, ...]], tuple[int, int]] = {}
     for name, t in tensors.items():
         numel, nbytes, dtype = _sizes(t, sizes)
@@ -119,8 +159,7 @@ def _build_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode:
             if part is not None:
                 child = node.children.get(part)
                 if child is None:
-                    path = f"{node.path}.{part}" if node is not root else part
-                    child = node.children[part] = ModuleNode(name=part, path=path)
+                    child = node.children[part] = ModuleNode(name=part)
                 node = child
             node.tensors += 1
             node.params += numel
@@ -159,19 +198,21 @@ def _signature(node: ModuleNode, table: Signatures) -> int:
     return table.setdefault(key, len(table))
 
 
-def _fold_tree(node: ModuleNode, table: Signatures) -> None:
-    """Fold runs of numbered siblings with equal signatures, bottom-up; sets `signature`."""
-    children = node.children
-    if not children:  # a leaf (most nodes): its signature without the general key's lists
-        t = node.tensor
-        key = ((t.dtype, t.shape) if t is not None else None, ())
-        node.signature = table.setdefault(key, len(table))
-        return
-    for child in children.values():
-        _fold_tree(child, table)
-    if len(children) >= 2 and sum(1 for k in children if _is_index(k)) >= 2:
-        _fold_children(node, table)
-    node.signature = _signature(node, table)
+def _fold_tree(root: ModuleNode, table: Signatures) -> None:
+    """Fold runs of numbered siblings with equal signatures, bottom-up; sets `signature`.
+    Iterative: a name may hold thousands of segments."""
+    stack = [(root, iter(list(root.children.values())))]
+    while stack:
+        node, pending = stack[-1]
+        child = next(pending, None)
+        if child is not None:
+            stack.append((child, iter(list(child.children.values()))))
+            continue
+        stack.pop()
+        children = node.children
+        if len(children) >= 2 and sum(1 for k in children if _is_index(k)) >= 2:
+            _fold_children(node, table)
+        node.signature = _signature(node, table)
 
 
 def _is_index(part: str) -> bool:
@@ -209,7 +250,7 @@ def _emit_run(
         return
     first = parent.children[run[0]]
     label = "{" + format_ranges(int(k) for k in run) + "}"
-    merged = ModuleNode(name=label, path=first.path, children=first.children, repeat=len(run))
+    merged = ModuleNode(name=label, children=first.children, repeat=len(run))
     merged.tensor = first.tensor
     for k in run:
         c = parent.children[k]
@@ -224,13 +265,21 @@ def _emit_run(
 
 def walk(
     node: ModuleNode,
-    visit: Callable[[ModuleNode, int], bool],
-    depth: int = 0,
+    visit: Callable[[ModuleNode, int], ModuleNode | None],
 ) -> None:
-    """Depth-first; `visit(node, depth)` returns False to skip the node's children."""
-    for child in node.children.values():
-        if visit(child, depth):
-            walk(child, visit, depth + 1)
+    """Depth-first over the nodes below `node`, in order; `visit(node, depth)` returns the node
+    whose children come next (itself, or what stands for it), or None to skip them. Iterative:
+    a tree may be thousands of levels deep."""
+    stack = [(iter(node.children.values()), 0)]
+    while stack:
+        children, depth = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
+        below = visit(child, depth)
+        if below is not None:
+            stack.append((iter(below.children.values()), depth + 1))
 
 
 def collapse_chains(node: ModuleNode) -> ModuleNode:
@@ -249,7 +298,6 @@ def collapse_chains(node: ModuleNode) -> ModuleNode:
         return node
     return ModuleNode(
         name=label,
-        path=last.path,
         tensors=node.tensors,
         params=node.params,
         nbytes=node.nbytes,

@@ -41,3 +41,23 @@ def test_ls_config_without_a_config_is_an_input_error(tmp_path):
     assert out.returncode == 2
     assert "w.safetensors" in out.stderr
     assert "no model config" in out.stderr
+
+
+def test_ls_of_names_thousands_of_segments_deep(tmp_path):
+    """A name of 5000 segments, and 2000 names each one level deeper than the last (no chain to
+    collapse): listed at any depth, as a tree, flat and as JSON (a RecursionError traceback
+    before)."""
+    import json
+
+    import numpy as np
+    from safetensors import numpy as safetensors_numpy
+
+    tensors = {".".join(["a"] * 5000): np.ones(2, np.float32)}
+    tensors.update({".".join(["b"] * k + ["w"]): np.ones(2, np.float32) for k in range(1, 2000)})
+    path = tmp_path / "deep.safetensors"
+    safetensors_numpy.save_file(tensors, path)
+    for args in (["--depth", "3000"], [], ["--flat"], ["--json"]):
+        out = ckpt("ls", path, *args)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+    assert len(json.loads(out.stdout)["tensors"]) == 2000

@@ -59,7 +59,7 @@ def _ref_emit(parent: ModuleNode, run: list[str], out: dict[str, ModuleNode]) ->
         return
     first = parent.children[run[0]]
     label = "{" + format_ranges(int(k) for k in run) + "}"
-    merged = ModuleNode(name=label, path=first.path, children=first.children, repeat=len(run))
+    merged = ModuleNode(name=label, children=first.children, repeat=len(run))
     merged.tensor = first.tensor
     for k in run:
         c = parent.children[k]
@@ -76,7 +76,7 @@ def _rows(node: ModuleNode, depth: int = 0) -> list[Any]:
     out = []
     for key, c in node.children.items():
         shape = c.tensor.shape if c.tensor is not None else None
-        out.append((depth, key, c.name, c.path, c.tensors, c.params, c.nbytes,
+        out.append((depth, key, c.name, c.tensors, c.params, c.nbytes,
                     list(c.dtypes.items()), c.repeat, shape))
         out += _rows(c, depth + 1)
     return out
@@ -107,15 +107,15 @@ def test_fold_matches_the_former_implementation(names: list[str], data: st.DataO
 
 
 def _reference_unfolded(tensors: dict[str, TensorInfo]) -> ModuleNode:
-    root = ModuleNode(name="", path="")
+    root = ModuleNode(name="")
     for name, t in tensors.items():
         root.add(t)
         node = root
         parts = name.split(".")
-        for depth, part in enumerate(parts):
+        for part in parts:
             child = node.children.get(part)
             if child is None:
-                child = ModuleNode(name=part, path=".".join(parts[: depth + 1]))
+                child = ModuleNode(name=part)
                 node.children[part] = child
             child.add(t)
             node = child
@@ -136,3 +136,80 @@ def test_fifty_thousand_numbered_siblings_fold_to_runs() -> None:
     assert list(state.children) == ["{0..19999}", "20000", "{20001..49999}"]
     assert [c.repeat for c in state.children.values()] == [20_000, 1, 29_999]
     assert state.tensors == 100_000
+
+
+# The compiled tree (csrc/module_tree.cpp) is built from CORE_MIN_TENSORS tensors on; here it is
+# called at every size and held to the Python tree, signatures included. It declines (None) only
+# for the names it leaves to Python, and those still give the same tree through build_tree.
+_CORE_PART = st.one_of(
+    _PART, st.sampled_from(["01", "{0..1}", "x{", "٣", "", "12345678901234567890"]))
+_CORE_NAMES = st.lists(st.lists(_CORE_PART, min_size=1, max_size=5).map(".".join), max_size=40,
+                       unique=True)
+
+
+def _signatures(node: ModuleNode) -> list[int]:
+    out = []
+    for c in node.children.values():
+        out.append(c.signature)
+        out += _signatures(c)
+    return out
+
+
+def _declined(names: list[str]) -> bool:
+    parts = [p for n in names for p in n.split(".")]
+    return any(not n.isascii() or "\n" in n for n in names) or any(
+        "{" in p or (p.isdecimal() and (len(p) > 18 or (len(p) > 1 and p[0] == "0"))) for p in parts
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(names=_CORE_NAMES, data=st.data())
+def test_the_compiled_tree_is_the_python_tree(names: list[str], data: st.DataObject) -> None:
+    from inspector.tree import _build_tree, _core_tree
+
+    tensors = {
+        n: _tensor(n, data.draw(st.sampled_from(["float32", "bfloat16", "int64"])),
+                   data.draw(st.sampled_from([(2,), (2, 3), (3,)])))
+        for n in names
+    }
+    for fold in (True, False):
+        python, core = _build_tree(tensors, fold), _core_tree(tensors, fold)
+        if fold and _declined(names):
+            assert core is None
+            continue
+        assert core is not None
+        assert _rows(core) == _rows(python)
+        assert (core.tensors, core.params, core.nbytes, core.dtypes) == (
+            python.tensors, python.params, python.nbytes, python.dtypes)
+        assert _signatures(core) == _signatures(python)
+
+
+def test_the_compiled_tree_takes_large_checkpoints_and_totals_past_int64() -> None:
+    from inspector.tree import CORE_MIN_TENSORS, _build_tree, _core_tree
+
+    n = CORE_MIN_TENSORS
+    tensors = {f"model.layers.{i // 4}.w{i % 4}": _tensor(f"w{i}", "float32", (2, 3))
+               for i in range(n)}
+    assert _rows(build_tree(tensors)) == _rows(_build_tree(tensors, True))
+    assert list(build_tree(tensors).children["model"].children["layers"].children) == [
+        f"{{0..{n // 4 - 1}}}"]
+    huge = {"a": _tensor("a", "float32", (2**62,)), "b": _tensor("b", "float32", (2**62,))}
+    assert _core_tree(huge, True) is None  # 2^65 bytes: past what the core adds up
+    assert build_tree(huge).nbytes == 2**65
+
+
+def test_names_thousands_of_segments_deep_build_and_walk() -> None:
+    """Iterative throughout (a RecursionError before, on a 5000-segment name)."""
+    from inspector.tree import _core_tree, walk
+
+    tensors = {".".join(["a"] * k + ["w"]): _tensor("w", "float32", (2,)) for k in (1, 5000)}
+    for tree in (build_tree(tensors), build_tree(tensors, fold=False), _core_tree(tensors, True)):
+        assert tree is not None
+        depths: list[int] = []
+
+        def visit(node: ModuleNode, depth: int, depths: list[int] = depths) -> ModuleNode:
+            depths.append(depth)
+            return node
+
+        walk(tree, visit)
+        assert max(depths) == 5000

@@ -1,4 +1,5 @@
-// Bindings for safetensors header parsing (csrc/st_header.*) and name folding (csrc/fold.*).
+// Bindings for safetensors header parsing (csrc/st_header.*), name folding (csrc/fold.*) and
+// module trees (csrc/module_tree.*).
 // Argument conversion only. The file reading, parsing and folding run with the GIL released:
 // by then every input is a C++ copy (path, dtype table) or a buffer / list we hold a reference to
 // that no other thread can change (a Py_buffer view pins its memory; the names are read from a
@@ -13,6 +14,7 @@
 
 #include "buffer.hpp"
 #include "fold.hpp"
+#include "module_tree.hpp"
 #include "st_header.hpp"
 
 namespace py = pybind11;
@@ -113,6 +115,48 @@ struct NameViews {
     bool ok = false;
 };
 
+// (leaf, dtype, numel, nbytes) rows; nullopt for a number past uint64 (the caller's reference
+// then works the sizes out in Python ints).
+std::optional<std::vector<inspector::modtree::Kind>> kinds_of(py::handle rows) {
+    std::vector<inspector::modtree::Kind> kinds;
+    for (py::handle row : rows) {
+        const auto r = row.cast<py::tuple>();
+        if (r.size() != 4) throw py::value_error("kinds are (leaf, dtype, numel, nbytes) rows");
+        std::uint64_t v[4];
+        for (std::size_t j = 0; j < 4; ++j) {
+            v[j] = PyLong_AsUnsignedLongLong(r[j].ptr());
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+                return std::nullopt;
+            }
+        }
+        if (v[0] > 0xFFFFFFFEull || v[1] > 0xFFFFFFFFull) throw py::value_error("kind numbers are 32-bit");
+        kinds.push_back({static_cast<std::uint32_t>(v[0]), static_cast<std::uint32_t>(v[1]), v[2], v[3]});
+    }
+    return kinds;
+}
+
+py::object module_tree_columns(const std::vector<inspector::modtree::Node>& nodes) {
+    const std::size_t n = nodes.size();
+    auto number = [](auto v) { return py::reinterpret_steal<py::object>(py::int_(v).release()); };
+    py::dict d;
+    d["parents"] = column(n, [&](std::size_t i) { return number(nodes[i].parent); });
+    d["names"] = column(n, [&](std::size_t i) { return text(nodes[i].name); });
+    d["tensors"] = column(n, [&](std::size_t i) { return number(nodes[i].tensor); });
+    d["counts"] = column(n, [&](std::size_t i) { return number(nodes[i].tensors); });
+    d["params"] = column(n, [&](std::size_t i) { return number(nodes[i].params); });
+    d["nbytes"] = column(n, [&](std::size_t i) { return number(nodes[i].nbytes); });
+    d["repeats"] = column(n, [&](std::size_t i) { return number(nodes[i].repeat); });
+    d["signatures"] = column(n, [&](std::size_t i) { return number(nodes[i].signature); });
+    d["dtypes"] = column(n, [&](std::size_t i) {
+        const auto& counts = nodes[i].dtypes;
+        return py::object(column(counts.size(), [&](std::size_t j) {
+            return py::object(py::make_tuple(counts[j].first, counts[j].second));
+        }));
+    });
+    return d;
+}
+
 }  // namespace
 
 void register_header(py::module_& m) {
@@ -152,6 +196,35 @@ void register_header(py::module_& m) {
         "tree.fold_names() for long lists: names differing in one numeric segment folded into\n"
         "ranges. None when a name is outside what the core covers (non-ASCII, a number of more\n"
         "than 18 digits, a literal '#' segment): use the Python function then.");
+    m.def(
+        "module_tree",
+        [](py::handle names, py::handle kind_of, py::handle kinds, bool fold) -> py::object {
+            NameViews v(names, fold);
+            if (!v.ok) return py::none();
+            const auto table = kinds_of(kinds);
+            if (!table) return py::none();
+            std::vector<std::uint32_t> of;
+            of.reserve(v.views.size());
+            for (py::handle k : kind_of) {
+                const auto i = k.cast<std::uint32_t>();
+                if (i >= table->size()) throw py::value_error("kind_of: a kind number past kinds");
+                of.push_back(i);
+            }
+            if (of.size() != v.views.size()) throw py::value_error("kind_of: one kind per name");
+            std::optional<std::vector<inspector::modtree::Node>> nodes;
+            {
+                py::gil_scoped_release release;  // see the header comment
+                nodes = inspector::modtree::build(v.views, of, *table, fold);
+            }
+            if (!nodes) return py::none();
+            return module_tree_columns(*nodes);
+        },
+        py::arg("names"), py::arg("kind_of"), py::arg("kinds"), py::arg("fold"),
+        "tree.build_tree() for many tensors: the module tree of `names` (tensor i of kind\n"
+        "`kinds[kind_of[i]]`, a (leaf, dtype, numel, nbytes) row; equal leaf numbers: equal dtype\n"
+        "and shape), in pre-order as a dict of columns (parents, names, tensors, counts, params,\n"
+        "nbytes, dtypes, repeats, signatures). None when the input is outside what the core covers\n"
+        "(module_tree.hpp): use the Python function then.");
     m.def(
         "prefix_counts",
         [](py::handle names, std::size_t depth) -> py::object {

@@ -99,14 +99,10 @@ def write_tree(ckpt: Checkpoint, out: Any, *, depth: int, fold: bool) -> None:
     out.write(header(ckpt, tree) + "\n")
     rows: list[tuple[str, ModuleNode]] = []
 
-    def visit(node: ModuleNode, level: int) -> bool:
-        shown = collapse_chains(node)
+    def visit(node: ModuleNode, level: int) -> ModuleNode | None:
+        shown = collapse_chains(node)  # a collapsed chain continues below its last link
         rows.append(("  " * level + shown.name, shown))
-        if shown is not node:  # chain collapsed: continue below its last link
-            if level + 1 < depth:
-                walk(shown, visit, level + 1)
-            return False
-        return level + 1 < depth
+        return shown if level + 1 < depth else None
 
     walk(tree, visit)
     width = max((len(label) for label, _ in rows), default=10) + 2

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes
+from ..bulk import rare_gc
 from ..errors import (
     ArchiveError,
     HeaderError,
@@ -84,9 +85,10 @@ def _read_zip(
     pkl = directory.members[root + "data.pkl"]
     data = read_member(directory, pkl, MAX_PICKLE_BYTES)
     storages = _StorageTable(directory, root, byteorder, prefix)
-    handled, tree = (
-        pickle_fast.try_load(data, storages.load) if pickle_fast.enabled() else (False, None)
-    )
+    handled, tree = False, None
+    if pickle_fast.enabled():
+        with rare_gc():  # a few objects per tensor, none cyclic (the Python machine is: not here)
+            handled, tree = pickle_fast.try_load(data, storages.load)
     unsupported: list[str] = []
     if not handled:  # the Python machine, the reference: anything else, and every error
         storages = _StorageTable(directory, root, byteorder, prefix)

@@ -1,0 +1,260 @@
+// The same steps as tree.py's build_tree: a trie over the names' segments with each tensor's
+// sizes added to every node above it; then, bottom-up, runs of numbered siblings with equal
+// signatures merged into one node, a signature being a number interned from the node's own
+// (dtype, shape) and its children's keys and signatures. Iterative throughout: a name may hold
+// thousands of segments.
+#include "module_tree.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <deque>
+#include <unordered_map>
+
+#include "name_hash.hpp"
+
+namespace inspector::modtree {
+
+namespace {
+
+constexpr std::size_t kMaxDigits = 18;  // an int64 with room to spare
+constexpr std::uint32_t kNoTensor = 0xFFFFFFFFu;
+
+bool is_index(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A segment the folding covers: no `{`, and a number is one int() reads back to the same text.
+bool foldable(std::string_view seg) {
+    if (seg.find('{') != std::string_view::npos) return false;
+    if (!is_index(seg)) return true;
+    return seg.size() <= kMaxDigits && (seg.size() == 1 || seg[0] != '0');
+}
+
+bool ascii_line(std::string_view name) {
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return static_cast<unsigned char>(c) < 0x80 && c != '\n'; });
+}
+
+std::int64_t index_value(std::string_view s) {
+    std::int64_t v = 0;
+    for (const char c : s) v = v * 10 + (c - '0');
+    return v;
+}
+
+// tree.format_ranges: [0,1,2,3,5,7,8] -> "0..3,5,7..8".
+std::string format_ranges(std::vector<std::int64_t> xs) {
+    std::sort(xs.begin(), xs.end());
+    xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
+    std::string out;
+    for (std::size_t i = 0; i < xs.size();) {
+        std::size_t j = i;
+        while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
+        if (!out.empty()) out += ',';
+        out += std::to_string(xs[i]);
+        if (j != i) out += ".." + std::to_string(xs[j]);
+        i = j + 1;
+    }
+    return out;
+}
+
+struct Work {
+    std::string_view key;  // in the parent's children: a segment, or a label held by `labels`
+    std::int64_t tensor = -1;
+    std::uint64_t tensors = 0, params = 0, nbytes = 0;
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> dtypes;
+    std::vector<std::uint32_t> children;
+    std::uint64_t repeat = 1;
+    std::int64_t signature = -1;
+};
+
+bool add_count(std::vector<std::pair<std::uint32_t, std::uint64_t>>& counts, std::uint32_t dtype, std::uint64_t n) {
+    for (auto& [d, c] : counts)
+        if (d == dtype) return !__builtin_add_overflow(c, n, &c);
+    counts.emplace_back(dtype, n);
+    return true;
+}
+
+bool add_sizes(Work& w, std::uint64_t tensors, std::uint64_t params, std::uint64_t nbytes) {
+    return !__builtin_add_overflow(w.tensors, tensors, &w.tensors) &&
+           !__builtin_add_overflow(w.params, params, &w.params) &&
+           !__builtin_add_overflow(w.nbytes, nbytes, &w.nbytes);
+}
+
+struct ChildKey {
+    std::uint32_t parent;
+    std::string_view segment;
+    bool operator==(const ChildKey& o) const { return parent == o.parent && segment == o.segment; }
+};
+
+struct ChildKeyHash {
+    std::size_t operator()(const ChildKey& k) const {
+        return static_cast<std::size_t>(inspector::hash_name(k.segment) ^ (k.parent * 0x9E3779B97F4A7C15ull));
+    }
+};
+
+class Tree {
+public:
+    Tree(const std::vector<std::uint32_t>& kind_of, const std::vector<Kind>& kinds, std::size_t names)
+        : kind_of_(kind_of), kinds_(kinds), w_(1) {
+        w_.reserve(2 * names + 1);
+        child_.reserve(2 * names);
+    }
+
+    // Names come in checkpoint order, where neighbours share most of their segments: the
+    // segments shared with the previous name are walked without a lookup.
+    bool add(std::string_view name, std::size_t i, bool fold) {
+        if (fold && !ascii_line(name)) return false;
+        const Kind& k = kinds_[kind_of_[i]];
+        if (!add_tensor(0, k)) return false;
+        std::uint32_t node = 0;
+        std::size_t depth = 0;
+        for (std::size_t start = 0;; ++depth) {
+            const std::size_t dot = name.find('.', start);
+            const std::string_view seg = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
+            if (depth < path_.size() && path_[depth].first == seg && (depth == 0 || path_[depth - 1].second == node)) {
+                node = path_[depth].second;
+            } else {
+                if (fold && !foldable(seg)) return false;
+                const auto [it, inserted] =
+                    child_.try_emplace(ChildKey{node, seg}, static_cast<std::uint32_t>(w_.size()));
+                if (inserted) {
+                    w_.emplace_back().key = seg;
+                    w_[node].children.push_back(it->second);
+                }
+                node = it->second;
+                path_.resize(depth);
+                path_.emplace_back(seg, node);
+            }
+            if (!add_tensor(node, k)) return false;
+            if (dot == std::string_view::npos) break;
+            start = dot + 1;
+        }
+        w_[node].tensor = static_cast<std::int64_t>(i);
+        return true;
+    }
+
+    // Bottom-up, children before their parent, in order (so signatures are numbered as
+    // tree.py numbers them).
+    bool fold() {
+        std::vector<std::pair<std::uint32_t, std::size_t>> stack{{0, 0}};
+        while (!stack.empty()) {
+            const std::uint32_t n = stack.back().first;
+            const std::size_t next = stack.back().second;
+            if (next < w_[n].children.size()) {
+                ++stack.back().second;
+                stack.emplace_back(w_[n].children[next], 0);
+                continue;
+            }
+            stack.pop_back();
+            if (!fold_children(n)) return false;
+            w_[n].signature = signature(n);
+        }
+        return true;
+    }
+
+    std::vector<Node> result() const {
+        std::vector<Node> out;
+        out.reserve(w_.size());
+        std::vector<std::pair<std::uint32_t, std::int64_t>> stack{{0, -1}};
+        while (!stack.empty()) {
+            const auto [n, parent] = stack.back();
+            stack.pop_back();
+            const Work& w = w_[n];
+            const auto at = static_cast<std::int64_t>(out.size());
+            out.push_back(Node{std::string(w.key), parent, w.tensor, w.tensors, w.params, w.nbytes, w.dtypes,
+                               w.repeat, w.signature});
+            for (auto c = w.children.rbegin(); c != w.children.rend(); ++c) stack.emplace_back(*c, at);
+        }
+        return out;
+    }
+
+private:
+    const std::vector<std::uint32_t>& kind_of_;
+    const std::vector<Kind>& kinds_;
+    std::vector<Work> w_;  // [0]: the root
+    std::unordered_map<ChildKey, std::uint32_t, ChildKeyHash> child_;
+    std::vector<std::pair<std::string_view, std::uint32_t>> path_;  // the previous name's (segment, node)s
+    std::unordered_map<std::string, std::int64_t> signatures_;
+    std::deque<std::string> labels_;  // folded labels, which Work::key views
+
+    bool add_tensor(std::uint32_t node, const Kind& k) {
+        return add_sizes(w_[node], 1, k.numel, k.nbytes) && add_count(w_[node].dtypes, k.dtype, 1);
+    }
+
+    std::int64_t signature(std::uint32_t n) {
+        const Work& w = w_[n];
+        std::string key;
+        const std::uint32_t own = w.tensor < 0 ? kNoTensor : kinds_[kind_of_[static_cast<std::size_t>(w.tensor)]].leaf;
+        key.append(reinterpret_cast<const char*>(&own), sizeof own);
+        for (const std::uint32_t c : w.children) {
+            const auto len = static_cast<std::uint64_t>(w_[c].key.size());
+            key.append(reinterpret_cast<const char*>(&len), sizeof len);
+            key.append(w_[c].key);
+            key.append(reinterpret_cast<const char*>(&w_[c].signature), sizeof w_[c].signature);
+        }
+        return signatures_.try_emplace(std::move(key), static_cast<std::int64_t>(signatures_.size())).first->second;
+    }
+
+    bool fold_children(std::uint32_t n) {
+        const std::vector<std::uint32_t> children = w_[n].children;  // copied: merging appends to w_
+        if (children.size() < 2 ||
+            std::count_if(children.begin(), children.end(), [&](std::uint32_t c) { return is_index(w_[c].key); }) < 2)
+            return true;
+        std::vector<std::uint32_t> folded, run;
+        for (const std::uint32_t c : children) {
+            if (is_index(w_[c].key)) {
+                if (!run.empty() && w_[run.back()].signature != w_[c].signature) {
+                    if (!emit(run, folded)) return false;
+                    run.clear();
+                }
+                run.push_back(c);
+            } else {
+                if (!run.empty() && !emit(run, folded)) return false;
+                run.clear();
+                folded.push_back(c);
+            }
+        }
+        if (!run.empty() && !emit(run, folded)) return false;
+        w_[n].children = std::move(folded);
+        return true;
+    }
+
+    bool emit(const std::vector<std::uint32_t>& run, std::vector<std::uint32_t>& out) {
+        if (run.size() == 1) {
+            out.push_back(run[0]);
+            return true;
+        }
+        std::vector<std::int64_t> indices;
+        for (const std::uint32_t c : run) indices.push_back(index_value(w_[c].key));
+        Work merged;
+        merged.key = labels_.emplace_back("{" + format_ranges(std::move(indices)) + "}");
+        const Work& first = w_[run[0]];
+        merged.tensor = first.tensor;
+        merged.children = first.children;
+        merged.repeat = run.size();
+        merged.signature = first.signature;  // the same key: its tensor and its children
+        for (const std::uint32_t c : run) {
+            const Work& w = w_[c];
+            if (!add_sizes(merged, w.tensors, w.params, w.nbytes)) return false;
+            for (const auto& [d, count] : w.dtypes)
+                if (!add_count(merged.dtypes, d, count)) return false;
+        }
+        out.push_back(static_cast<std::uint32_t>(w_.size()));
+        w_.push_back(std::move(merged));
+        return true;
+    }
+};
+
+}  // namespace
+
+std::optional<std::vector<Node>> build(const std::vector<std::string_view>& names,
+                                       const std::vector<std::uint32_t>& kind_of, const std::vector<Kind>& kinds,
+                                       bool fold) {
+    Tree tree(kind_of, kinds, names.size());
+    for (std::size_t i = 0; i < names.size(); ++i)
+        if (!tree.add(names[i], i, fold)) return std::nullopt;
+    if (fold && !tree.fold()) return std::nullopt;
+    return tree.result();
+}
+
+}  // namespace inspector::modtree

@@ -205,6 +205,7 @@ def load_torch_pickle(
     types: tuple[type, type, type, type],
     dtype_info: Callable[[str], tuple[str, int] | None],
     call: Callable[[str, tuple[Any, ...]], Any] | None = None,
+    stored: tuple[Any, ...] | None = None,
 ) -> tuple[bool, Any]: ...
 def read_dcp_metadata(
     data: Buffer,

@@ -253,3 +253,92 @@ def test_ckpt_ls_refuses_a_hostile_pickle_alike(tmp_path: Path) -> None:
     assert fast.returncode == slow.returncode != 0
     assert fast.stderr == slow.stderr
     assert "nested deeper" in fast.stderr
+
+
+# -- storages made in the core (torch_zip._StorageTable.stored_records) ---------------------------
+def _read_both(path: Path) -> tuple[Any, Any]:
+    """torch_zip.read with the fast path (storages made in the core) and with the Python machine
+    (every storage through persistent_load); an error is compared as its text."""
+    from unittest import mock
+
+    def read() -> Any:
+        try:
+            got = torch_zip.read(path, ReadOptions())
+        except Exception as e:  # the error itself is what is compared
+            return type(e), str(e)
+        return got.tree, got.metadata, got.notes
+
+    fast = read()
+    with mock.patch.object(pickle_fast, "enabled", return_value=False):
+        slow = read()
+    return fast, slow
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(checkpoints())
+def test_storages_made_in_the_core_are_persistent_loads(case: tuple[Any, int]) -> None:
+    import tempfile
+
+    obj, protocol = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.pt"
+        torch.save(obj, path, pickle_protocol=protocol)
+        fast, slow = _read_both(path)
+    assert fast == slow
+
+
+def _rewritten(src: Path, dst: Path, change: Any) -> Path:
+    """`src` rewritten member by member: change(info, data) -> (data, compress) or None (left
+    out)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            changed = change(info, zin.read(info))
+            if changed is not None:
+                data, compress = changed
+                zout.writestr(info.filename, data, compress_type=compress)
+    return dst
+
+
+@pytest.mark.parametrize("case", ["deflated", "short", "missing", "device"])
+def test_storages_the_core_leaves_to_persistent_load(tmp_path: Path, case: str) -> None:
+    """A deflated, short or missing record, and a storage saved on another device: made or
+    refused by persistent_load exactly as with the fast path off."""
+    src = tmp_path / "m.pt"
+    torch.save({"a": torch.arange(6.0), "b": torch.ones(3, dtype=torch.int64)}, src)
+
+    def change(info: zipfile.ZipInfo, data: bytes) -> tuple[bytes, int] | None:
+        record = "/data/" in info.filename and not info.filename.endswith("serialization_id")
+        first = record and info.filename.endswith("/data/0")
+        if case == "deflated" and first:
+            return data, zipfile.ZIP_DEFLATED
+        if case == "short" and first:
+            return data[:8], zipfile.ZIP_STORED
+        if case == "missing" and first:
+            return None
+        if case == "device" and info.filename.endswith("data.pkl"):
+            return data.replace(b"\x03\x00\x00\x00cpu", b"\x03\x00\x00\x00xpu"), zipfile.ZIP_STORED
+        return data, zipfile.ZIP_STORED
+
+    fast, slow = _read_both(_rewritten(src, tmp_path / f"{case}.pt", change))
+    assert fast == slow
+    if case in ("deflated", "device"):
+        tree, _, notes = fast
+        assert tree["a"].shape == (6,)
+        assert any(("deflated" if case == "deflated" else "xpu") in n for n in notes)
+    else:
+        assert fast[0] is not tuple
+        assert "data/0" in fast[1]
+
+
+def test_plain_storages_need_no_persistent_load(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"a": torch.arange(6.0), "b": torch.ones(3, dtype=torch.int64)}, path)
+
+    def no_call(self: Any, pid: Any) -> None:
+        raise AssertionError("persistent_load ran")
+
+    monkeypatch.setattr(torch_zip._StorageTable, "load", no_call)
+    got = torch_zip.read(path, ReadOptions())
+    assert got.tree["b"].storage.source.length == 24
+    assert got.tree["a"].storage.key == "m/data/0"

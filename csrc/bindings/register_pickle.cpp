@@ -12,6 +12,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -48,12 +49,44 @@ struct StorageInfo {
     std::uint64_t nbytes = 0, itemsize = 0;
 };
 
+// What the zip reader's persistent_load does for a storage kept uncompressed in the zip, done
+// here without a Python call per storage (torch_zip._StorageTable.stored_records): a persistent id
+// ('storage', <class>, key, location, numel) whose class is in `classes` and whose record
+// `data_dir + key` is a stored member holding numel elements becomes Storage(key_prefix + record,
+// dtype, nbytes, ByteSource(path, data_offset, size), byteorder), its location (a str) added to
+// `locations`. Anything else (another id, an unknown class, a missing, short or deflated record)
+// goes to persistent_load, which makes it or says what is wrong.
+struct StoredRecords {
+    PyObject* data_dir;
+    PyObject* key_prefix;
+    PyObject* members;  // dict: record name -> ZipMember
+    PyObject* classes;  // dict: storage class name -> (dtype, itemsize)
+    PyObject* path;
+    PyObject* byteorder;
+    PyTypeObject* byte_source;
+    PyTypeObject* storage;
+    PyObject* locations;  // set
+};
+
+std::optional<StoredRecords> stored_records(py::handle h) {
+    if (h.is_none()) return std::nullopt;
+    const auto t = h.cast<py::tuple>();
+    auto at = [&](std::size_t i) { return t[i].ptr(); };
+    if (t.size() != 9 || !PyUnicode_CheckExact(at(0)) || !PyUnicode_CheckExact(at(1)) || !PyDict_CheckExact(at(2)) ||
+        !PyDict_CheckExact(at(3)) || !(at(4) == Py_None || PyUnicode_CheckExact(at(4))) ||
+        !PyUnicode_CheckExact(at(5)) || !PyType_Check(at(6)) || !PyType_Check(at(7)) || !PySet_Check(at(8)))
+        throw py::type_error(
+            "stored: (data_dir, key_prefix, members, classes, path, byteorder, ByteSource, Storage, locations)");
+    return StoredRecords{at(0), at(1), at(2), at(3), at(4), at(5), reinterpret_cast<PyTypeObject*>(at(6)),
+                         reinterpret_cast<PyTypeObject*>(at(7)), at(8)};
+}
+
 class Builder {
 public:
     Builder(const pkl::Tape& tape, const std::uint8_t* data, const Types& types, py::handle persistent_load,
-            py::handle dtype_info, py::handle call)
+            py::handle dtype_info, py::handle call, const StoredRecords* stored = nullptr)
         : t_(tape), d_(data), ty_(types), load_(persistent_load), dtype_info_(dtype_info), call_(call),
-          cache_(tape.nodes.size(), nullptr), storages_(tape.storages.size()) {}
+          stored_(stored), cache_(tape.nodes.size(), nullptr), storages_(tape.storages.size()) {}
 
     ~Builder() {
         for (PyObject* o : cache_) Py_XDECREF(o);
@@ -67,6 +100,7 @@ public:
         for (PyObject* n : record_names_) Py_XDECREF(n);
         Py_XDECREF(empty_);
         for (PyObject* n : names_) Py_XDECREF(n);
+        for (PyObject* n : stored_names_) Py_XDECREF(n);
     }
     Builder(const Builder&) = delete;
     Builder& operator=(const Builder&) = delete;
@@ -89,6 +123,9 @@ private:
     const Types& ty_;
     bool ready_ = false;
     py::handle load_, dtype_info_, call_;
+    const StoredRecords* stored_;
+    // ByteSource's fields, Storage's, then ZipMember's method, data_offset, size; and -1
+    std::vector<PyObject*> stored_names_;
     std::vector<PyObject*> cache_;  // node -> object (owned)
     std::vector<StorageInfo> storages_;
     std::vector<PyObject*> storage_objs_;
@@ -119,7 +156,113 @@ private:
             if (s == nullptr) return false;
             names_.push_back(s);
         }
+        for (const char* n : {"path", "offset", "length", "compression", "size", "buffer", "assembled", "key", "dtype",
+                              "nbytes", "source", "byteorder", "method", "data_offset", "size"}) {
+            PyObject* s = PyUnicode_InternFromString(n);
+            if (s == nullptr) return false;
+            stored_names_.push_back(s);
+        }
+        PyObject* minus_one = PyLong_FromLong(-1);
+        if (minus_one == nullptr) return false;
+        stored_names_.push_back(minus_one);
         return true;
+    }
+
+    // An instance of the frozen dataclass `type` with its slots set as its __init__ sets them.
+    static PyObject* frozen(PyTypeObject* type, PyObject* const* names, PyObject* const* values, std::size_t n) {
+        PyObject* o = type->tp_alloc(type, 0);
+        if (o == nullptr) return nullptr;
+        for (std::size_t k = 0; k < n; ++k)
+            if (PyObject_GenericSetAttr(o, names[k], values[k]) != 0) {
+                Py_DECREF(o);
+                return nullptr;
+            }
+        return o;
+    }
+
+    // A non-negative int attribute of `o` (a ZipMember's), or false (a Python error set only if
+    // the lookup failed).
+    static bool size_attr(PyObject* o, PyObject* name, std::uint64_t& out) {
+        PyObject* v = PyObject_GetAttr(o, name);
+        if (v == nullptr) return false;
+        const bool ok = PyLong_CheckExact(v) && (out = PyLong_AsUnsignedLongLong(v), !PyErr_Occurred());
+        Py_DECREF(v);
+        if (!ok) PyErr_Clear();
+        return ok;
+    }
+
+    // Storage i made from `stored_` (see StoredRecords): 1; 0 when it is not one of those (the
+    // caller's persistent_load then makes it); -1 on a Python error.
+    int stored_storage(std::size_t i, StorageInfo& info) {
+        const pkl::Node& pid = t_.nodes[t_.storages[i].pid];
+        if (pid.kind != pkl::Kind::tuple) return 0;
+        const pkl::Items id = t_.items(t_.containers[pid.ref]);
+        if (id.size() != 5) return 0;
+        const pkl::Node &tag = t_.nodes[id[0]], &cls = t_.nodes[id[1]], &key = t_.nodes[id[2]],
+                        &location = t_.nodes[id[3]], &numel = t_.nodes[id[4]];
+        if (tag.kind != pkl::Kind::text || t_.span(d_, tag.ref) != "storage" || cls.kind != pkl::Kind::global ||
+            key.kind != pkl::Kind::text || numel.kind != pkl::Kind::integer || numel.num < 0)
+            return 0;
+        const std::string& class_name = t_.globals[cls.ref];
+        PyObject* name_obj = PyUnicode_FromStringAndSize(class_name.data(), static_cast<Py_ssize_t>(class_name.size()));
+        if (name_obj == nullptr) return -1;
+        PyObject* dtype_row = PyDict_GetItemWithError(stored_->classes, name_obj);  // borrowed
+        Py_DECREF(name_obj);
+        if (dtype_row == nullptr) return PyErr_Occurred() ? -1 : 0;
+        if (!PyTuple_CheckExact(dtype_row) || PyTuple_GET_SIZE(dtype_row) != 2) return 0;
+        PyObject* dtype = PyTuple_GET_ITEM(dtype_row, 0);
+        const std::uint64_t itemsize = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(dtype_row, 1));
+        if (PyErr_Occurred() || itemsize == 0 || !PyUnicode_CheckExact(dtype)) return PyErr_Occurred() ? -1 : 0;
+        PyObject* key_obj = obj(id[2]);
+        if (key_obj == nullptr) return -1;
+        PyObject* record = PyUnicode_Concat(stored_->data_dir, key_obj);
+        if (record == nullptr) return -1;
+        PyObject* member = PyDict_GetItemWithError(stored_->members, record);  // borrowed
+        std::uint64_t method = 1, offset = 0, size = 0, nbytes = 0;
+        PyObject* const* n = stored_names_.data();
+        const bool usable = member != nullptr && size_attr(member, n[12], method) && method == 0 &&
+                            size_attr(member, n[13], offset) && size_attr(member, n[14], size) &&
+                            !__builtin_mul_overflow(static_cast<std::uint64_t>(numel.num), itemsize, &nbytes) &&
+                            nbytes <= size;
+        if (!usable) {
+            Py_DECREF(record);
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        if (location.kind == pkl::Kind::text) {
+            PyObject* where = obj(id[3]);
+            if (where == nullptr || PySet_Add(stored_->locations, where) != 0) {
+                Py_DECREF(record);
+                return -1;
+            }
+        }
+        PyObject* offset_obj = PyLong_FromUnsignedLongLong(offset);
+        PyObject* size_obj = PyLong_FromUnsignedLongLong(size);
+        PyObject* nbytes_obj = PyLong_FromUnsignedLongLong(nbytes);
+        PyObject* storage_key = PyUnicode_Concat(stored_->key_prefix, record);
+        Py_DECREF(record);
+        PyObject* source = nullptr;
+        PyObject* storage = nullptr;
+        if (offset_obj && size_obj && nbytes_obj && storage_key) {
+            PyObject* source_values[] = {stored_->path, offset_obj, size_obj, empty_, n[15], Py_None, Py_False};
+            source = frozen(stored_->byte_source, n, source_values, 7);
+        }
+        if (source != nullptr) {
+            PyObject* storage_values[] = {storage_key, dtype, nbytes_obj, source, stored_->byteorder};
+            storage = frozen(stored_->storage, n + 7, storage_values, 5);
+        }
+        Py_XDECREF(offset_obj);
+        Py_XDECREF(size_obj);
+        Py_XDECREF(nbytes_obj);
+        Py_XDECREF(storage_key);
+        Py_XDECREF(source);
+        if (storage == nullptr) return -1;
+        storage_objs_.push_back(storage);
+        info.obj = storage;
+        Py_INCREF(dtype);
+        info.dtype = dtype;
+        info.nbytes = nbytes;
+        info.itemsize = itemsize;
+        return 1;
     }
 
     // dtype_info(name) -> (canonical name, itemsize) or None.
@@ -141,6 +284,11 @@ private:
 
     bool resolve_storages() {
         for (std::size_t i = 0; i < t_.storages.size(); ++i) {
+            if (stored_ != nullptr) {
+                const int made = stored_storage(i, storages_[i]);
+                if (made < 0) return false;
+                if (made > 0) continue;
+            }
             PyObject* pid = obj(t_.storages[i].pid);
             if (pid == nullptr) return false;
             PyObject* s = PyObject_CallOneArg(load_.ptr(), pid);
@@ -401,8 +549,11 @@ Types types_of(const py::tuple& types) {
 }
 
 py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info,
-                             py::handle call) {
+                             py::handle call, py::handle stored) {
     const Types ty = types_of(types);
+    const std::optional<StoredRecords> records = stored_records(stored);
+    if (records && reinterpret_cast<PyObject*>(records->storage) != ty.storage)
+        throw py::type_error("stored: its Storage must be the Storage of `types`");
     const inspector_bindings::PinnedBuffer view(data, "data");
     pkl::Tape tape;
     std::string why;
@@ -418,7 +569,7 @@ py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tu
         // until the end: the cycle collector, run every few thousand allocations, would walk
         // the growing tree again and again for nothing (a third of the time at 200k tensors).
         const NoCycleCollection no_gc;
-        Builder b(tape, view.data(), ty, persistent_load, dtype_info, call);
+        Builder b(tape, view.data(), ty, persistent_load, dtype_info, call, records ? &*records : nullptr);
         tree = b.run();
     }
     if (tree == nullptr) {
@@ -513,7 +664,7 @@ py::object read_dcp_metadata(py::handle data, py::tuple types, py::handle dtype_
 
 void register_pickle(py::module_& m) {
     m.def("load_torch_pickle", &load_torch_pickle, py::arg("data"), py::arg("persistent_load"), py::arg("types"),
-          py::arg("dtype_info"), py::arg("call") = py::none(),
+          py::arg("dtype_info"), py::arg("call") = py::none(), py::arg("stored") = py::none(),
           "The fast path for torch.save's data.pkl (csrc/pickle_fast.hpp). Returns (True, tree) when\n"
           "the stream is in the subset it handles, built exactly as inspector.formats.unpickler\n"
           "builds it, else (False, reason): run the Python machine then. `types` is (Record,\n"
@@ -521,7 +672,8 @@ void register_pickle(py::module_& m) {
           "None; `persistent_load(pid)` is called once per distinct storage key. With `call`\n"
           "(records mode: a torch.distributed.checkpoint .metadata), NEWOBJ of torch's classes gives\n"
           "Records and REDUCE of torch's other globals gives `call(name, args)`, the Python\n"
-          "machine's twin.");
+          "machine's twin. `stored` (torch_zip._StorageTable.stored_records): the storages kept\n"
+          "uncompressed in the zip are made here, without a persistent_load call each.");
     m.def("read_dcp_metadata", &read_dcp_metadata, py::arg("data"), py::arg("types"), py::arg("dtype_info"),
           py::arg("call"),
           "A torch.distributed.checkpoint .metadata in columns (csrc/dcp_metadata.hpp): (True,\n"

@@ -45,11 +45,13 @@ def _dtype_info(name: str) -> tuple[str, int] | None:
 
 
 def try_load(
-    data: Any, persistent_load: Callable[[Any], Any]
+    data: Any, persistent_load: Callable[[Any], Any], stored: tuple[Any, ...] | None = None
 ) -> tuple[bool, Any]:
     """(True, tree) when the fast path read the pickle at the start of `data`, else (False, why).
-    `persistent_load` is called once per distinct storage key, in stream order."""
-    handled, value = core.load_torch_pickle(data, persistent_load, _TYPES, _dtype_info)
+    `persistent_load` is called once per distinct storage key, in stream order, but for the
+    storages `stored` describes (torch_zip's `_StorageTable.stored_records`), made in the core."""
+    handled, value = core.load_torch_pickle(data, persistent_load, _TYPES, _dtype_info,
+                                            stored=stored)
     return bool(handled), value
 
 

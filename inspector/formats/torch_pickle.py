@@ -7,6 +7,7 @@ persistent_load made), validating the view against the storage it claims.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,17 @@ MAX_DIMS = 64
 _UNTYPED_STORAGES = frozenset({"torch.UntypedStorage", "torch.storage.UntypedStorage"})
 _STORAGE_MODULES = ("torch.", "torch.cuda.")
 PARAMETER_CLASSES = frozenset({"torch.nn.parameter.Parameter", "torch.nn.Parameter"})
+
+
+@functools.cache
+def storage_classes() -> dict[str, tuple[str, int]]:
+    """Every storage class name `storage_dtype` accepts -> (dtype, itemsize): the table the
+    compiled fast path reads storages with."""
+    table = {name: ("uint8", 1) for name in _UNTYPED_STORAGES}
+    for prefix in _STORAGE_MODULES:
+        for short, d in dtypes.BY_STORAGE.items():
+            table.setdefault(prefix + short, (d.name, d.itemsize))
+    return table
 
 
 def storage_dtype(storage_type: Any, *, path: str | None, key: str) -> str:

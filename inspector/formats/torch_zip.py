@@ -25,7 +25,7 @@ from ..errors import (
 from ..model import ByteSource, Record, Storage
 from ..sources import Source, opened
 from . import Loaded, ReadOptions, pickle_fast
-from .torch_pickle import check_root, parse_storage_id, storage_dtype
+from .torch_pickle import check_root, parse_storage_id, storage_classes, storage_dtype
 from .unpickler import Unpickler
 from .zipfile_safe import ZipDirectory, ZipMember, is_zip_head, read_directory, read_member
 
@@ -88,7 +88,7 @@ def _read_zip(
     handled, tree = False, None
     if pickle_fast.enabled():
         with rare_gc():  # a few objects per tensor, none cyclic (the Python machine is: not here)
-            handled, tree = pickle_fast.try_load(data, storages.load)
+            handled, tree = pickle_fast.try_load(data, storages.load, storages.stored_records())
     unsupported: list[str] = []
     if not handled:  # the Python machine, the reference: anything else, and every error
         storages = _StorageTable(directory, root, byteorder, prefix)
@@ -172,6 +172,13 @@ class _StorageTable:
             if cls is not None:
                 self.dtypes[cls] = found
         return found
+
+    def stored_records(self) -> tuple[Any, ...]:
+        """What `load` does for a storage kept uncompressed in the zip, as data, for the compiled
+        fast path to do it without a call per storage (register_pickle.cpp's StoredRecords):
+        anything else it leaves to `load`."""
+        return (self.data_dir, self.prefix, self.members, storage_classes(), self.directory.path,
+                self.byteorder, ByteSource, Storage, self.locations)
 
     def load(self, pid: Any) -> Storage:
         where = self.directory.where

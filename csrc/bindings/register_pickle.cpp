@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "objects.hpp"
 #include "dcp_metadata.hpp"
 #include "pickle_fast.hpp"
 
@@ -135,6 +136,7 @@ private:
     PyObject* object_kind_ = nullptr;
     PyObject* empty_tuple_ = nullptr;
     std::vector<PyObject*> record_names_;  // Record's fields, in order
+    std::optional<inspector_bindings::FrozenMaker> tensor_maker_, record_maker_, source_maker_, storage_maker_;
     PyObject* empty_ = nullptr;
     std::vector<PyObject*> names_;  // TensorInfo's fields, in order
 
@@ -165,19 +167,13 @@ private:
         PyObject* minus_one = PyLong_FromLong(-1);
         if (minus_one == nullptr) return false;
         stored_names_.push_back(minus_one);
+        tensor_maker_.emplace(ty_.tensor, names_.data(), names_.size());
+        record_maker_.emplace(reinterpret_cast<PyTypeObject*>(ty_.record), record_names_.data(), record_names_.size());
+        if (stored_ != nullptr) {
+            source_maker_.emplace(stored_->byte_source, stored_names_.data(), 7);
+            storage_maker_.emplace(stored_->storage, stored_names_.data() + 7, 5);
+        }
         return true;
-    }
-
-    // An instance of the frozen dataclass `type` with its slots set as its __init__ sets them.
-    static PyObject* frozen(PyTypeObject* type, PyObject* const* names, PyObject* const* values, std::size_t n) {
-        PyObject* o = type->tp_alloc(type, 0);
-        if (o == nullptr) return nullptr;
-        for (std::size_t k = 0; k < n; ++k)
-            if (PyObject_GenericSetAttr(o, names[k], values[k]) != 0) {
-                Py_DECREF(o);
-                return nullptr;
-            }
-        return o;
     }
 
     // A non-negative int attribute of `o` (a ZipMember's), or false (a Python error set only if
@@ -244,11 +240,11 @@ private:
         PyObject* storage = nullptr;
         if (offset_obj && size_obj && nbytes_obj && storage_key) {
             PyObject* source_values[] = {stored_->path, offset_obj, size_obj, empty_, n[15], Py_None, Py_False};
-            source = frozen(stored_->byte_source, n, source_values, 7);
+            source = source_maker_->make(source_values);
         }
         if (source != nullptr) {
             PyObject* storage_values[] = {storage_key, dtype, nbytes_obj, source, stored_->byteorder};
-            storage = frozen(stored_->storage, n + 7, storage_values, 5);
+            storage = storage_maker_->make(storage_values);
         }
         Py_XDECREF(offset_obj);
         Py_XDECREF(size_obj);
@@ -365,20 +361,10 @@ private:
         if (strides == nullptr) return nullptr;
         PyObject* offset = PyLong_FromUnsignedLongLong(t.offset);
         if (offset == nullptr) return nullptr;
-        PyObject* o = ty_.tensor->tp_alloc(ty_.tensor, 0);
-        if (o == nullptr) {
-            Py_DECREF(offset);
-            return nullptr;
-        }
         PyObject* values[] = {empty_, dtype, shape, strides, offset, s.obj, t.parameter ? Py_True : Py_False,
                               t.requires_grad ? Py_True : Py_False};
-        bool ok = true;
-        for (std::size_t k = 0; k < 8 && ok; ++k) ok = PyObject_GenericSetAttr(o, names_[k], values[k]) == 0;
+        PyObject* o = tensor_maker_->make(values);
         Py_DECREF(offset);
-        if (!ok) {
-            Py_DECREF(o);
-            return nullptr;
-        }
         return o;
     }
 
@@ -441,16 +427,8 @@ private:
     // Record(cls, kind, args, state), its slots set as the frozen dataclass's __init__ sets them
     // (object.__setattr__), without a Python call per record.
     PyObject* new_record(PyObject* cls, PyObject* kind, PyObject* args, PyObject* state) {
-        auto* type = reinterpret_cast<PyTypeObject*>(ty_.record);
-        PyObject* o = type->tp_alloc(type, 0);
-        if (o == nullptr) return nullptr;
         PyObject* values[] = {cls, kind, args, state};
-        for (std::size_t k = 0; k < 4; ++k)
-            if (PyObject_GenericSetAttr(o, record_names_[k], values[k]) != 0) {
-                Py_DECREF(o);
-                return nullptr;
-            }
-        return o;
+        return record_maker_->make(values);
     }
 
     // Record(cls, "object", args) with the state BUILD gave it.

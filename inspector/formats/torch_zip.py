@@ -77,7 +77,8 @@ def _read_zip(
     checkpoint: bool,
 ) -> Loaded:
     where = f"{src.name}:{member}" if member else src.name
-    directory = read_directory(src, offset, length, where=where)
+    with rare_gc():  # an object per member, none cyclic
+        directory = read_directory(src, offset, length, where=where)
     root = _root_folder(directory)
     _check_small_records(directory, root)
     byteorder = _byteorder(directory, root)

@@ -58,7 +58,7 @@ def is_zip_head(head: bytes) -> bool:
     return head.startswith(b"PK\x03\x04")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZipMember:
     name: str
     header_offset: int  # absolute offset of the local header in the file
@@ -326,12 +326,10 @@ class _Reader:
             self.mapped, (bytes, bytearray, memoryview, mmap.mmap)
         ):
             return None
-        found = core.zip_central_directory(
-            self.mapped, self.base, self.length, cd_off, cd_size, count
+        found: list[ZipMember] | None = core.zip_central_directory(
+            self.mapped, self.base, self.length, cd_off, cd_size, count, ZipMember
         )
-        if found is None:
-            return None
-        return list(map(ZipMember, *found))
+        return found
 
     def _local_headers(self, cd: bytes, count: int) -> list[tuple[int, int]]:
         """Where the local headers lie (absolute), as far as the directory parses: the ranges

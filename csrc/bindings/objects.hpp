@@ -1,0 +1,61 @@
+// Instances of the package's frozen dataclasses made without a Python call: their fields set one
+// by one as object.__setattr__ sets them, which is what the generated __init__ does. For the types
+// made by the hundred thousand (TensorInfo, Storage, ByteSource, ZipMember, Record).
+#pragma once
+
+#include <pybind11/pybind11.h>
+#include <structmember.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace inspector_bindings {
+
+// A new reference, or nullptr with the Python error set.
+inline PyObject* frozen_instance(PyTypeObject* type, PyObject* const* names, PyObject* const* values,
+                                 std::size_t n) {
+    PyObject* o = type->tp_alloc(type, 0);
+    if (o == nullptr) return nullptr;
+    for (std::size_t k = 0; k < n; ++k)
+        if (PyObject_GenericSetAttr(o, names[k], values[k]) != 0) {
+            Py_DECREF(o);
+            return nullptr;
+        }
+    return o;
+}
+
+// frozen_instance for one type, its fields looked up once: for a slots dataclass each field is
+// set through its slot's member definition (what object.__setattr__ ends up calling), without
+// the attribute lookup per field; any other type takes frozen_instance's way.
+class FrozenMaker {
+public:
+    FrozenMaker(PyTypeObject* type, PyObject* const* names, std::size_t n) : type_(type), names_(names, names + n) {
+        for (PyObject* name : names_) {
+            PyObject* d = _PyType_Lookup(type, name);  // borrowed
+            if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type) {
+                members_.clear();
+                return;
+            }
+            members_.push_back(reinterpret_cast<PyMemberDescrObject*>(d)->d_member);
+        }
+    }
+
+    PyObject* make(PyObject* const* values) const {
+        if (members_.size() != names_.size()) return frozen_instance(type_, names_.data(), values, names_.size());
+        PyObject* o = type_->tp_alloc(type_, 0);
+        if (o == nullptr) return nullptr;
+        for (std::size_t k = 0; k < members_.size(); ++k)
+            if (PyMember_SetOne(reinterpret_cast<char*>(o), members_[k], values[k]) != 0) {
+                Py_DECREF(o);
+                return nullptr;
+            }
+        return o;
+    }
+
+private:
+    PyTypeObject* type_;
+    std::vector<PyObject*> names_;  // borrowed: the caller keeps them
+    std::vector<PyMemberDef*> members_;
+};
+
+}  // namespace inspector_bindings

@@ -28,7 +28,7 @@ from math import prod
 from typing import Any
 
 from .errors import HeaderError, TruncatedFileError
-from .sources import Identity, LocalFile, Openable, Source, check_range
+from .sources import Identity, LocalFile, Source, check_range, own_source
 
 WINDOW = 64 << 20  # bytes of logical tensor assembled at a time, when chunks must be interleaved
 
@@ -113,8 +113,9 @@ class FilePool:
         self._lock = threading.Lock()
 
     def source(self, where: str | os.PathLike[str] | Source) -> Source:
-        if isinstance(where, Openable):
-            return where.open_source()
+        own = own_source(where)
+        if own is not None:
+            return own
         if not isinstance(where, (str, os.PathLike)):
             return where
         name = os.fspath(where)

@@ -197,12 +197,25 @@ class Openable(Protocol):
     def open_source(self) -> Source: ...
 
 
+def opens_itself(where: object) -> bool:
+    """`isinstance(where, Openable)` at a fraction of its cost: a runtime Protocol check takes
+    ~10 us, and `opened` is asked once per zip member read (88,000 times for a DCP folder of
+    8,000 tensors)."""
+    return type(where) is not str and callable(getattr(where, "open_source", None))
+
+
+def own_source(where: object) -> Source | None:
+    """The source a path that opens its own source (`Openable`) gives, else None."""
+    return where.open_source() if opens_itself(where) else None  # type: ignore[attr-defined]
+
+
 @contextlib.contextmanager
 def opened(where: str | os.PathLike[str] | Source) -> Iterator[Source]:
     """The source for `where`: a path opens a LocalFile, closed on leaving; a path that opens
     its own source (`Openable`) and a source are used as given (their owner closes them)."""
-    if isinstance(where, Openable):
-        yield where.open_source()
+    own = own_source(where)
+    if own is not None:
+        yield own
     elif isinstance(where, (str, os.PathLike)):
         with LocalFile(where) as src:
             yield src
@@ -213,7 +226,7 @@ def opened(where: str | os.PathLike[str] | Source) -> Iterator[Source]:
 def storage_name(where: str | os.PathLike[str] | Source) -> str:
     """What storages read from `where` call their source: a local file by its absolute path,
     a path under a URL by its URL, a source by its name."""
-    if isinstance(where, Openable):
+    if opens_itself(where):
         return os.fspath(where)  # type: ignore[arg-type]
     if isinstance(where, (str, os.PathLike)):
         return os.path.abspath(where)

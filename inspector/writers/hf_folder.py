@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import WriteError
 from ..io.atomic import copy_range
-from ..sources import Openable, opened, storage_name
+from ..sources import opened, opens_itself, storage_name
 from . import safetensors, torch_zip
 from .output import Output
 from .stream import Progress
@@ -61,7 +61,7 @@ _PIECE = 8 << 20
 
 
 def _copy(src: Path, dst: Path) -> None:
-    if isinstance(src, Openable):  # a file at a URL: streamed in pieces
+    if opens_itself(src):  # a file at a URL: streamed in pieces
         with opened(src) as s, open(dst, "wb") as g:
             for at in range(0, s.size, _PIECE):
                 g.write(s.read(at, min(_PIECE, s.size - at)))

@@ -80,11 +80,11 @@ def _read_zip(
     with rare_gc():  # an object per member, none cyclic
         directory = read_directory(src, offset, length, where=where)
     root = _root_folder(directory)
-    _check_small_records(directory, root)
-    byteorder = _byteorder(directory, root)
+    small = _small_records(directory, root)
+    byteorder = _byteorder(directory, root, small)
     prefix = f"{member}:" if member else ""
     pkl = directory.members[root + "data.pkl"]
-    data = read_member(directory, pkl, MAX_PICKLE_BYTES)
+    data = small.get(pkl.name) or read_member(directory, pkl, MAX_PICKLE_BYTES)
     storages = _StorageTable(directory, root, byteorder, prefix)
     handled, tree = False, None
     if pickle_fast.enabled():
@@ -103,7 +103,7 @@ def _read_zip(
     return Loaded(
         FORMAT,
         tree,
-        metadata=_metadata(directory, root, byteorder),
+        metadata=_metadata(root, byteorder, small),
         notes=_notes(storages, unsupported),
     )
 
@@ -130,20 +130,26 @@ def _root_folder(directory: ZipDirectory) -> str:
     return root
 
 
-def _check_small_records(directory: ZipDirectory, root: str) -> None:
-    """Every small record besides the storages (version, byteorder, .data/serialization_id...)
+def _small_records(directory: ZipDirectory, root: str) -> dict[str, bytes]:
+    """Every small record besides the storages (version, byteorder, .data/serialization_id...),
     read once, so its CRC-32 is checked (read_member refuses a mismatch); data.pkl is checked
-    when it is read. A few KB: an edit left with a stale CRC is refused, not read as if sound."""
-    for m in directory.members.values():
-        if not m.name.startswith(root + "data/") and m.size <= _SMALL_MEMBER:
-            read_member(directory, m, _SMALL_MEMBER)
+    when it is read. A few KB: an edit left with a stale CRC is refused, not read as if sound.
+    By name: what the rest of the reader reads of them."""
+    return {
+        m.name: read_member(directory, m, _SMALL_MEMBER)
+        for m in directory.members.values()
+        if not m.name.startswith(root + "data/") and m.size <= _SMALL_MEMBER
+    }
 
 
-def _byteorder(directory: ZipDirectory, root: str) -> str:
+def _byteorder(directory: ZipDirectory, root: str, small: dict[str, bytes]) -> str:
     m = directory.members.get(root + "byteorder")
     if m is None:
         return "little"  # torch < 1.10 wrote none: little-endian
-    value = read_member(directory, m, _SMALL_MEMBER).decode("ascii", "replace").strip()
+    data = small.get(m.name)
+    if data is None:  # too large to be one: read_member says so
+        data = read_member(directory, m, _SMALL_MEMBER)
+    value = data.decode("ascii", "replace").strip()
     if value not in ("little", "big"):
         raise HeaderError(
             directory.where, f"byteorder is {value!r}, not 'little' or 'big'", key=m.name
@@ -226,12 +232,12 @@ def _source(path: str, record: ZipMember) -> ByteSource:
     return ByteSource(path, record.data_offset, record.size)
 
 
-def _metadata(directory: ZipDirectory, root: str, byteorder: str) -> dict[str, Any]:
+def _metadata(root: str, byteorder: str, small: dict[str, bytes]) -> dict[str, Any]:
     meta: dict[str, Any] = {"zip_root": root.rstrip("/"), "byteorder": byteorder}
     for name in ("version", ".data/version", ".format_version", ".storage_alignment"):
-        m = directory.members.get(root + name)
-        if m is not None and m.size <= _SMALL_MEMBER:
-            text = read_member(directory, m, _SMALL_MEMBER).decode("ascii", "replace").strip()
+        data = small.get(root + name)
+        if data is not None:
+            text = data.decode("ascii", "replace").strip()
             meta[name.lstrip(".").replace(".data/", "data_").replace("/", "_")] = text
     return meta
 

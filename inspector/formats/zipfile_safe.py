@@ -116,13 +116,20 @@ def read_directory(
 def read_member(directory: ZipDirectory, member: ZipMember, max_size: int) -> bytes:
     """A member's bytes (inflated when deflated), at most `max_size` of them."""
     _check_cap(directory.where, member, max_size)
-    with opened(directory.source or directory.path) as src:
-        if member.data_end > src.size:
-            raise TruncatedFileError(directory.where, "member data ends early", key=member.name)
-        raw = src.read(member.data_offset, member.compressed_size)
+    if directory.source is not None:  # the usual case, without a context manager per member
+        raw = _raw_bytes(directory, directory.source, member)
+    else:
+        with opened(directory.path) as src:
+            raw = _raw_bytes(directory, src, member)
     data = _decoded(directory.where, member, raw)
     check_crc(directory.where, member, data)
     return data
+
+
+def _raw_bytes(directory: ZipDirectory, src: Source, member: ZipMember) -> bytes:
+    if member.data_end > src.size:
+        raise TruncatedFileError(directory.where, "member data ends early", key=member.name)
+    return src.read(member.data_offset, member.compressed_size)
 
 
 def check_crc(where: str, member: ZipMember, data: bytes) -> None:

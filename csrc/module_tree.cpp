@@ -57,22 +57,43 @@ std::string format_ranges(std::vector<std::int64_t> xs) {
     return out;
 }
 
+// (dtype, count)s in order of first appearance; the first one inline (a module rarely holds two
+// dtypes, and a vector each would be an allocation per node).
+class DtypeCounts {
+public:
+    bool add(std::uint32_t dtype, std::uint64_t n) {
+        if (first_.second == 0) {
+            first_ = {dtype, n};
+            return true;
+        }
+        if (first_.first == dtype) return !__builtin_add_overflow(first_.second, n, &first_.second);
+        for (auto& [d, c] : rest_)
+            if (d == dtype) return !__builtin_add_overflow(c, n, &c);
+        rest_.emplace_back(dtype, n);
+        return true;
+    }
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> list() const {
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+        if (first_.second != 0) out.push_back(first_);
+        out.insert(out.end(), rest_.begin(), rest_.end());
+        return out;
+    }
+
+private:
+    std::pair<std::uint32_t, std::uint64_t> first_{0, 0};  // count 0: none yet (counts start at 1)
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> rest_;
+};
+
 struct Work {
     std::string_view key;  // in the parent's children: a segment, or a label held by `labels`
+    std::uint32_t parent = 0;
     std::int64_t tensor = -1;
     std::uint64_t tensors = 0, params = 0, nbytes = 0;
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> dtypes;
+    DtypeCounts dtypes;
     std::vector<std::uint32_t> children;
     std::uint64_t repeat = 1;
     std::int64_t signature = -1;
 };
-
-bool add_count(std::vector<std::pair<std::uint32_t, std::uint64_t>>& counts, std::uint32_t dtype, std::uint64_t n) {
-    for (auto& [d, c] : counts)
-        if (d == dtype) return !__builtin_add_overflow(c, n, &c);
-    counts.emplace_back(dtype, n);
-    return true;
-}
 
 bool add_sizes(Work& w, std::uint64_t tensors, std::uint64_t params, std::uint64_t nbytes) {
     return !__builtin_add_overflow(w.tensors, tensors, &w.tensors) &&
@@ -80,24 +101,71 @@ bool add_sizes(Work& w, std::uint64_t tensors, std::uint64_t params, std::uint64
            !__builtin_add_overflow(w.nbytes, nbytes, &w.nbytes);
 }
 
-struct ChildKey {
-    std::uint32_t parent;
-    std::string_view segment;
-    bool operator==(const ChildKey& o) const { return parent == o.parent && segment == o.segment; }
-};
+// (parent, segment) -> child node: open addressing with linear probing over 8-byte slots (the
+// node and a hash tag; the key is the node's own parent and segment), one allocation in all.
+class ChildTable {
+public:
+    explicit ChildTable(std::size_t expected) { rehash(capacity_for(expected)); }
 
-struct ChildKeyHash {
-    std::size_t operator()(const ChildKey& k) const {
-        return static_cast<std::size_t>(inspector::hash_name(k.segment) ^ (k.parent * 0x9E3779B97F4A7C15ull));
+    // The child of `parent` named `segment`, or `fresh` (then added, and `added` set).
+    template <class Nodes>
+    std::uint32_t find_or_add(const Nodes& nodes, std::uint32_t parent, std::string_view segment, std::uint32_t fresh,
+                              bool& added) {
+        if (4 * (size_ + 1) > 3 * slots_.size()) rehash(nodes, slots_.size() * 2);
+        const std::uint64_t h = hash(parent, segment);
+        const auto tag = static_cast<std::uint32_t>(h >> 32);
+        for (std::size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+            Slot& slot = slots_[i];
+            if (slot.node == kEmpty) {
+                slot = {fresh, tag};
+                ++size_;
+                added = true;
+                return fresh;
+            }
+            if (slot.tag == tag && nodes[slot.node].parent == parent && nodes[slot.node].key == segment) {
+                added = false;
+                return slot.node;
+            }
+        }
+    }
+
+private:
+    static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
+    struct Slot {
+        std::uint32_t node = kEmpty;
+        std::uint32_t tag = 0;
+    };
+    std::vector<Slot> slots_;
+    std::size_t size_ = 0;
+
+    static std::uint64_t hash(std::uint32_t parent, std::string_view segment) {
+        return inspector::mix64(inspector::hash_name(segment) ^ (parent * 0x9E3779B97F4A7C15ull));
+    }
+    static std::size_t capacity_for(std::size_t n) {
+        std::size_t c = 16;
+        while (3 * c < 4 * n) c *= 2;
+        return c;
+    }
+    void rehash(std::size_t capacity) { slots_.assign(capacity, Slot{}); }
+    template <class Nodes>
+    void rehash(const Nodes& nodes, std::size_t capacity) {
+        std::vector<Slot> old(capacity);
+        old.swap(slots_);
+        for (const Slot& slot : old) {
+            if (slot.node == kEmpty) continue;
+            const std::uint64_t h = hash(nodes[slot.node].parent, nodes[slot.node].key);
+            std::size_t i = h & (slots_.size() - 1);
+            while (slots_[i].node != kEmpty) i = (i + 1) & (slots_.size() - 1);
+            slots_[i] = slot;
+        }
     }
 };
 
 class Tree {
 public:
     Tree(const std::vector<std::uint32_t>& kind_of, const std::vector<Kind>& kinds, std::size_t names)
-        : kind_of_(kind_of), kinds_(kinds), w_(1) {
+        : kind_of_(kind_of), kinds_(kinds), w_(1), child_(2 * names) {
         w_.reserve(2 * names + 1);
-        child_.reserve(2 * names);
     }
 
     // Names come in checkpoint order, where neighbours share most of their segments: the
@@ -115,13 +183,16 @@ public:
                 node = path_[depth].second;
             } else {
                 if (fold && !foldable(seg)) return false;
-                const auto [it, inserted] =
-                    child_.try_emplace(ChildKey{node, seg}, static_cast<std::uint32_t>(w_.size()));
-                if (inserted) {
-                    w_.emplace_back().key = seg;
-                    w_[node].children.push_back(it->second);
+                bool added = false;
+                const std::uint32_t child =
+                    child_.find_or_add(w_, node, seg, static_cast<std::uint32_t>(w_.size()), added);
+                if (added) {
+                    Work& fresh = w_.emplace_back();
+                    fresh.key = seg;
+                    fresh.parent = node;
+                    w_[node].children.push_back(child);
                 }
-                node = it->second;
+                node = child;
                 path_.resize(depth);
                 path_.emplace_back(seg, node);
             }
@@ -161,7 +232,7 @@ public:
             stack.pop_back();
             const Work& w = w_[n];
             const auto at = static_cast<std::int64_t>(out.size());
-            out.push_back(Node{std::string(w.key), parent, w.tensor, w.tensors, w.params, w.nbytes, w.dtypes,
+            out.push_back(Node{std::string(w.key), parent, w.tensor, w.tensors, w.params, w.nbytes, w.dtypes.list(),
                                w.repeat, w.signature});
             for (auto c = w.children.rbegin(); c != w.children.rend(); ++c) stack.emplace_back(*c, at);
         }
@@ -172,13 +243,13 @@ private:
     const std::vector<std::uint32_t>& kind_of_;
     const std::vector<Kind>& kinds_;
     std::vector<Work> w_;  // [0]: the root
-    std::unordered_map<ChildKey, std::uint32_t, ChildKeyHash> child_;
+    ChildTable child_;
     std::vector<std::pair<std::string_view, std::uint32_t>> path_;  // the previous name's (segment, node)s
     std::unordered_map<std::string, std::int64_t> signatures_;
     std::deque<std::string> labels_;  // folded labels, which Work::key views
 
     bool add_tensor(std::uint32_t node, const Kind& k) {
-        return add_sizes(w_[node], 1, k.numel, k.nbytes) && add_count(w_[node].dtypes, k.dtype, 1);
+        return add_sizes(w_[node], 1, k.numel, k.nbytes) && w_[node].dtypes.add(k.dtype, 1);
     }
 
     std::int64_t signature(std::uint32_t n) {
@@ -236,8 +307,8 @@ private:
         for (const std::uint32_t c : run) {
             const Work& w = w_[c];
             if (!add_sizes(merged, w.tensors, w.params, w.nbytes)) return false;
-            for (const auto& [d, count] : w.dtypes)
-                if (!add_count(merged.dtypes, d, count)) return false;
+            for (const auto& [d, count] : w.dtypes.list())
+                if (!merged.dtypes.add(d, count)) return false;
         }
         out.push_back(static_cast<std::uint32_t>(w_.size()));
         w_.push_back(std::move(merged));

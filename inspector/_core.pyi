@@ -183,7 +183,8 @@ def shape_diff(
 DtypeRow = tuple[str, int, object]
 
 def parse_safetensors_header(
-    file: Buffer, file_size: int, dtypes: Sequence[DtypeRow], offsets: bool = True
+    file: Buffer, file_size: int, dtypes: Sequence[DtypeRow], offsets: bool = True,
+    tensors: tuple[Any, ...] | None = None,
 ) -> dict[str, Any]: ...
 def fold_names(names: Sequence[str]) -> list[str] | None: ...
 def zip_central_directory(

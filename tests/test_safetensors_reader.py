@@ -8,6 +8,8 @@ import struct
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 from subproc import python
@@ -121,3 +123,60 @@ def test_empty_and_small_files(tmp_path, n):
     save_file({f"t{i}": torch.full((i,), float(i)) for i in range(n)}, str(path))
     ckpt = inspector.open(path)
     assert len(ckpt) == n
+
+
+# -- the tensors made in the core (parse_safetensors_header's `tensors`) ---------------------------
+def _header_file(path, entries) -> None:
+    """A safetensors file of `entries` [(name, dtype, shape)], data laid out in order."""
+    header, at = {}, 0
+    for name, dtype, shape in entries:
+        size = {"F32": 4, "BF16": 2, "I64": 8}[dtype] * int(np.prod(shape, dtype=object))
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [at, at + size]}
+        at += size
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(at))
+
+
+_ENTRY = st.tuples(
+    st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=8),
+    st.sampled_from(["F32", "BF16", "I64"]),
+    st.lists(st.integers(0, 5), max_size=4).map(tuple),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(entries=st.lists(_ENTRY, max_size=12, unique_by=lambda e: e[0]))
+def test_tensors_made_in_the_core_are_the_readers(entries) -> None:
+    """read_tensors (objects made in the core) against _tensor_info over the same columns."""
+    import tempfile
+    from pathlib import Path
+
+    from inspector.formats.safetensors import _tensor_info, read_header, read_tensors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.safetensors"
+        _header_file(path, entries)
+        got, _ = read_tensors(path)
+        h = read_header(path)
+        abspath = str(path.resolve())
+        want = {
+            n: _tensor_info(abspath, path.name, n, d, s, h["data_start"] + b, e - b)
+            for n, s, d, b, e in zip(h["names"], h["shapes"], h["dtypes"], h["begins"], h["ends"],
+                                     strict=True)
+        }
+    assert list(got) == list(want)
+    assert got == want
+    assert all(type(t) is type(want[n]) for n, t in got.items())
+
+
+def test_strides_past_64_bits_are_made_in_python(tmp_path) -> None:
+    from inspector.formats.safetensors import read_header, read_tensors
+    from inspector.model import ByteSource, Storage, TensorInfo
+
+    path = tmp_path / "m.safetensors"
+    _header_file(path, [("wide", "F32", (0, 2**40, 2**40)), ("w", "F32", (2, 3))])
+    spec = (TensorInfo, Storage, ByteSource, str(path), path.name)
+    assert "tensors" not in read_header(path, tensors=spec)  # the core declines
+    tensors, _ = read_tensors(path)
+    assert tensors["wide"].strides == (2**80, 2**40, 1)
+    assert tensors["w"].strides == (3, 1)

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "objects.hpp"
 #include "fold.hpp"
 #include "module_tree.hpp"
 #include "st_header.hpp"
@@ -89,6 +90,73 @@ py::dict to_python(const st::Header& h, const DtypeTable& table, bool offsets) {
     return d;
 }
 
+// model.contiguous_strides(shape) (a zero dimension counts as one), or nullopt past 2^64.
+std::optional<py::object> contiguous_strides(py::handle shape) {
+    const auto rank = PyTuple_GET_SIZE(shape.ptr());
+    py::object out = steal(PyTuple_New(rank));
+    std::uint64_t acc = 1;
+    for (Py_ssize_t k = rank - 1; k >= 0; --k) {
+        PyTuple_SET_ITEM(out.ptr(), k, steal(PyLong_FromUnsignedLongLong(acc)).release().ptr());
+        const std::uint64_t n = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(shape.ptr(), k));
+        if (PyErr_Occurred()) throw py::error_already_set();
+        if (__builtin_mul_overflow(acc, n ? n : 1, &acc) && k > 0) return std::nullopt;
+    }
+    return out;
+}
+
+// read_tensors' {name: TensorInfo} from the columns of `d` (to_python's), each tensor a
+// contiguous view of its own storage `filename:name` at [data_start + begin, data_start + end)
+// of `abspath`, its objects made as their dataclasses' __init__ makes them; nullopt where a
+// stride passes 2^64 (the Python reader then makes them).
+std::optional<py::dict> tensor_infos(const st::Header& h, const py::dict& d, py::handle made) {
+    const auto spec = made.cast<py::tuple>();
+    if (spec.size() != 5 || !PyType_Check(spec[0].ptr()) || !PyType_Check(spec[1].ptr()) ||
+        !PyType_Check(spec[2].ptr()) || !PyUnicode_Check(spec[3].ptr()) || !PyUnicode_Check(spec[4].ptr()))
+        throw py::type_error("tensors: (TensorInfo, Storage, ByteSource, abspath, filename)");
+    const py::object colon = steal(PyUnicode_FromString(":"));
+    const py::object prefix = steal(PyUnicode_Concat(spec[4].ptr(), colon.ptr()));
+    std::vector<py::object> names;
+    for (const char* n : {"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter",
+                          "requires_grad", "key", "dtype", "nbytes", "source", "byteorder", "path", "offset",
+                          "length", "compression", "size", "buffer", "assembled"})
+        names.push_back(steal(PyUnicode_InternFromString(n)));
+    std::vector<PyObject*> n;
+    for (const auto& o : names) n.push_back(o.ptr());
+    using inspector_bindings::FrozenMaker;
+    const FrozenMaker tensor(reinterpret_cast<PyTypeObject*>(spec[0].ptr()), n.data(), 8);
+    const FrozenMaker storage(reinterpret_cast<PyTypeObject*>(spec[1].ptr()), n.data() + 8, 5);
+    const FrozenMaker source(reinterpret_cast<PyTypeObject*>(spec[2].ptr()), n.data() + 13, 7);
+    const py::object zero = py::int_(0), minus_one = py::int_(-1), empty = py::str(""), little = py::str("little");
+    std::unordered_map<PyObject*, py::object> strides;  // shape tuple (one per distinct shape) -> strides
+    const py::list names_col = d["names"], shapes = d["shapes"], dtypes = d["dtypes"];
+    py::dict out;
+    for (std::size_t i = 0; i < h.size(); ++i) {
+        PyObject* name = PyList_GET_ITEM(names_col.ptr(), static_cast<Py_ssize_t>(i));
+        PyObject* shape = PyList_GET_ITEM(shapes.ptr(), static_cast<Py_ssize_t>(i));
+        PyObject* dtype = PyList_GET_ITEM(dtypes.ptr(), static_cast<Py_ssize_t>(i));
+        auto found = strides.find(shape);
+        if (found == strides.end()) {
+            auto made_strides = contiguous_strides(shape);
+            if (!made_strides) return std::nullopt;
+            found = strides.emplace(shape, std::move(*made_strides)).first;
+        }
+        const std::uint64_t length = h.end[i] - h.begin[i];
+        const py::object at = steal(PyLong_FromUnsignedLongLong(h.data_start + h.begin[i]));
+        const py::object size = steal(PyLong_FromUnsignedLongLong(length));
+        PyObject* source_values[] = {spec[3].ptr(), at.ptr(), size.ptr(), empty.ptr(), minus_one.ptr(), Py_None,
+                                     Py_False};
+        const py::object src = steal(source.make(source_values));
+        const py::object key = steal(PyUnicode_Concat(prefix.ptr(), name));
+        PyObject* storage_values[] = {key.ptr(), dtype, size.ptr(), src.ptr(), little.ptr()};
+        const py::object store = steal(storage.make(storage_values));
+        PyObject* tensor_values[] = {name, dtype, shape, found->second.ptr(), zero.ptr(), store.ptr(), Py_False,
+                                     Py_False};
+        const py::object t = steal(tensor.make(tensor_values));
+        if (PyDict_SetItem(out.ptr(), name, t.ptr()) != 0) throw py::error_already_set();
+    }
+    return out;
+}
+
 // UTF-8 views of a list of str, read from a private copy of the list (which keeps every str
 // alive and cannot be changed by another thread while the GIL is released). `ok` is false when
 // a name is not ASCII (with ascii_only) or cannot be encoded (a lone surrogate).
@@ -162,7 +230,7 @@ py::object module_tree_columns(const std::vector<inspector::modtree::Node>& node
 void register_header(py::module_& m) {
     m.def(
         "parse_safetensors_header",
-        [](py::buffer file, std::uint64_t file_size, py::handle dtypes, bool offsets) {
+        [](py::buffer file, std::uint64_t file_size, py::handle dtypes, bool offsets, py::handle tensors) {
             const DtypeTable table = dtype_table(dtypes);
             const inspector_bindings::PinnedBuffer view(file, "file");
             const std::string_view bytes(reinterpret_cast<const char*>(view.data()), view.size());
@@ -171,14 +239,22 @@ void register_header(py::module_& m) {
                 inspector_bindings::NoGil nogil(view.size());  // buffer.hpp
                 h = st::parse_header(bytes, file_size, table.specs);
             }
-            return to_python(h, table, offsets);
+            py::dict d = to_python(h, table, offsets);
+            if (!tensors.is_none()) {
+                auto made = tensor_infos(h, d, tensors);
+                if (made) d["tensors"] = *made;
+            }
+            return d;
         },
         py::arg("file"), py::arg("file_size"), py::arg("dtypes"), py::arg("offsets") = true,
+        py::arg("tensors") = py::none(),
         "Parse and validate a safetensors header (not its data). `file` is the file's start (at\n"
         "least 8 + header length bytes, read through a byte source), `file_size` the size of the\n"
         "whole file; `dtypes` rows are (safetensors name, itemsize, label). Returns a dict of\n"
         "columns in file order: names, shapes (tuples), dtypes (labels), begins/ends (when\n"
-        "`offsets`), plus metadata and data_start. Bad input raises CoreError.");
+        "`offsets`), plus metadata and data_start. Bad input raises CoreError. With `tensors`,\n"
+        "(TensorInfo, Storage, ByteSource, abspath, filename), also `tensors`: {name: TensorInfo}\n"
+        "as safetensors.read_tensors makes them (absent when a stride passes 2^64).");
     m.def(
         "fold_names",
         [](py::handle names) -> py::object {

@@ -71,10 +71,13 @@ def signature(path: Path) -> Signature:
 
 def read_tensors(path: Path | Source) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """The validated tensors of one file (flat, in file order) and its `__metadata__`."""
-    h = read_header(path)
     # Storages name their source: a local file by its absolute path, any other by its name.
     abspath = storage_name(path)
-    filename, start = Path(abspath).name, h["data_start"]
+    filename = Path(abspath).name
+    h = read_header(path, tensors=(TensorInfo, Storage, ByteSource, abspath, filename))
+    if "tensors" in h:  # made by the core, as _tensor_info makes them
+        return h["tensors"], h["metadata"]
+    start = h["data_start"]
     tensors = {
         name: _tensor_info(abspath, filename, name, dtype, shape, start + b, e - b)
         for name, shape, dtype, b, e in zip(
@@ -84,14 +87,19 @@ def read_tensors(path: Path | Source) -> tuple[dict[str, TensorInfo], dict[str, 
     return tensors, h["metadata"]
 
 
-def read_header(path: str | os.PathLike[str] | Source, *, offsets: bool = True) -> dict[str, Any]:
+def read_header(
+    path: str | os.PathLike[str] | Source, *, offsets: bool = True,
+    tensors: tuple[Any, ...] | None = None,
+) -> dict[str, Any]:
     """The header's columns, parsed and validated in the C++ core (csrc/st_header.cpp).
 
     Keys: names, shapes, dtypes (canonical names), begins/ends (offsets into the data section,
-    when `offsets`), metadata, data_start. Tensors are in file order.
+    when `offsets`), metadata, data_start. Tensors are in file order. `tensors`: see
+    `_core.parse_safetensors_header` (read_tensors' objects made in the core).
     """
     with opened(path) as src:
-        return parse_header(src.name, _header_bytes(src), src.size, offsets=offsets)
+        return parse_header(src.name, _header_bytes(src), src.size, offsets=offsets,
+                            tensors=tensors)
 
 
 def _header_bytes(src: Source) -> bytes:
@@ -106,12 +114,13 @@ def _header_bytes(src: Source) -> bytes:
 
 
 def parse_header(
-    label: str, file: bytes, file_size: int, *, offsets: bool = True
+    label: str, file: bytes, file_size: int, *, offsets: bool = True,
+    tensors: tuple[Any, ...] | None = None,
 ) -> dict[str, Any]:
     """read_header() on the first bytes of a file held in memory."""
     try:
         header: dict[str, Any] = core.parse_safetensors_header(
-            file, file_size, _DTYPE_TABLE, offsets
+            file, file_size, _DTYPE_TABLE, offsets, tensors
         )
     except core.CoreError as e:
         raise core_error(e, label, default=HeaderError) from None

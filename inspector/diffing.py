@@ -20,7 +20,7 @@ from .errors import CheckpointError
 from .model import Checkpoint
 from .reader import open_checkpoint, path_label
 from .signature import Signature, signature
-from .tree import fold_names
+from .tree import FOLD_IN_CORE_FROM, fold_names
 
 if TYPE_CHECKING:  # hashing and comparison (and numpy) are imported only when values are compared
     from .compare import Comparison
@@ -41,7 +41,7 @@ DIFFERENT = frozenset({ONLY_A, ONLY_B, SHAPE, DTYPE, CHANGED})
 
 NameMap = Callable[[str], str | None]
 
-IN_CORE_FROM = 1000  # names; for fewer, Python is as fast as the call into C++
+IN_CORE_FROM = FOLD_IN_CORE_FROM  # names; for fewer, Python is as fast as the call into C++
 
 
 @dataclass
@@ -182,7 +182,7 @@ class DiffResult:
 
     def folded(self, status: str) -> list[str]:
         """Names with one status, layer ranges folded."""
-        return fold(self.names(status))
+        return fold_names(self.names(status))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -262,16 +262,6 @@ class DiffResult:
         if extra is not None:
             row.digest_a, row.digest_b, row.comparison = extra
         return row
-
-
-def fold(names: list[str]) -> list[str]:
-    """`tree.fold_names`, computed in the C++ core for long lists (same result: it is tested
-    against the Python function, which stays the reference and handles what the core does not)."""
-    if len(names) >= IN_CORE_FROM:
-        folded: list[str] | None = core.fold_names(names)
-        if folded is not None:
-            return folded
-    return fold_names(names)
 
 
 def prefix_counts(names: list[str], depth: int) -> list[tuple[str, int]]:

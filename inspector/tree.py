@@ -30,13 +30,31 @@ def format_ranges(indices: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+# From this many names on the core folds them (csrc/fold.hpp); for fewer, Python is as fast as
+# the call into C++.
+FOLD_IN_CORE_FROM = 1000
+
+
 def fold_names(names: Iterable[str]) -> list[str]:
     """Fold names that differ in one numeric segment: `layers.{0..15}.ffn.weight`.
 
     Names are grouped by their shape with every numeric segment blanked; inside a group, the
     first segment position whose numbers vary is folded (the others stay literal). Order of
-    first appearance is kept.
+    first appearance is kept. Long lists are folded by the core, in the same steps
+    (`fold_names_python` stays the reference, and folds what the core leaves to it).
     """
+    listed = names if isinstance(names, list) else list(names)
+    if len(listed) >= FOLD_IN_CORE_FROM:
+        from ._native import core
+
+        folded: list[str] | None = core.fold_names(listed)
+        if folded is not None:
+            return folded
+    return fold_names_python(listed)
+
+
+def fold_names_python(names: Iterable[str]) -> list[str]:
+    """`fold_names` in Python: the reference the core is held to."""
     groups: dict[tuple[str | None, ...], list[list[str]]] = {}
     for name in names:
         parts = name.split(".")

@@ -19,11 +19,11 @@ from safetensors import torch as safetensors_torch
 from subproc import ckpt, python
 
 import inspector
-from inspector import diffing as diff_module
 from inspector._native import core
 from inspector.diffing import DTYPE, ONLY_A, ONLY_B, SHAPE, STATUSES, UNCHECKED, diff
 from inspector.signature import Signature, signature
-from inspector.tree import fold_names
+from inspector.tree import FOLD_IN_CORE_FROM, fold_names_python
+from inspector.tree import fold_names as folded_by_either
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ dotted = st.lists(segments, min_size=1, max_size=5).map(".".join)
 def test_core_fold_matches_tree_fold_names(names):
     folded = core.fold_names(names)
     assert folded is not None  # ASCII, short numbers, no '#': the core covers these
-    assert folded == fold_names(names)
+    assert folded == fold_names_python(names)
 
 
 @settings(max_examples=100, deadline=None)
@@ -112,12 +112,12 @@ def test_fold_wrapper_falls_back_outside_the_core(names):
     if any("#" in n.split(".") or not n.isascii() or "9" * 19 in n for n in names):
         assert core.fold_names(names) is None
     try:
-        expected = fold_names(names)
+        expected = fold_names_python(names)
     except ValueError:  # the reference itself fails on a literal '#' next to a number
         return
-    big = names * (diff_module.IN_CORE_FROM // max(len(names), 1) + 1)
-    assert diff_module.fold(big) == fold_names(big)
-    assert diff_module.fold(names) == expected
+    big = names * (FOLD_IN_CORE_FROM // max(len(names), 1) + 1)
+    assert folded_by_either(big) == fold_names_python(big)
+    assert folded_by_either(iter(names)) == expected
 
 
 def test_core_fold_on_a_million_style_list():
@@ -125,7 +125,7 @@ def test_core_fold_on_a_million_style_list():
         f"model.layers.{i}.experts.{j}.w{k}" for i in range(3) for j in range(50) for k in (1, 2)
     ]
     names += [f"model.layers.{i}.router.bias" for i in (0, 1, 2, 5, 6)]
-    assert core.fold_names(names) == fold_names(names)
+    assert core.fold_names(names) == fold_names_python(names)
     assert core.fold_names(names)[-1] == "model.layers.{0..2,5..6}.router.bias"
 
 
@@ -159,7 +159,8 @@ def test_header_only_diff_columns_agree_with_rows(tmp_path):
     for status in STATUSES:
         assert r.by_status(status) == [row for row in rows if row.status == status]
         assert r.names(status) == [row.name for row in rows if row.status == status]
-        assert r.folded(status) == fold_names(row.name for row in rows if row.status == status)
+        assert r.folded(status) == fold_names_python(
+            row.name for row in rows if row.status == status)
     assert sorted(r.folded(ONLY_A)) == ["enc.layers.7.b", "enc.layers.7.w"]  # file order
     assert r.folded(UNCHECKED)[0].startswith("enc.layers.{")
     assert not r.equal

@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
-from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff, fold
+from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff
 from ..errors import PlotError
+from ..tree import fold_names
 from .inputs import open_inputs
 from .progress import meter
 
@@ -115,4 +116,5 @@ def _status_lines(result: DiffResult, status: str) -> list[str]:
     by_reason: dict[str, list[str]] = {}
     for r in result.by_status(status):
         by_reason.setdefault(r.reason, []).append(r.name)
-    return [f"{name}  ({reason})" for reason, names in by_reason.items() for name in fold(names)]
+    return [f"{name}  ({reason})"
+            for reason, names in by_reason.items() for name in fold_names(names)]

@@ -6,10 +6,10 @@ One place for both outputs, so that every command that hashes (`ckpt hash`, the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from . import jsonout
 from .hashing import Digest, checkpoint_digest
 from .model import Checkpoint
 
@@ -29,7 +29,7 @@ def hash_manifest(ckpt: Checkpoint, digests: Mapping[str, Digest]) -> dict[str, 
 
 
 def write_json(manifest: Mapping[str, Any], out: TextIO) -> None:
-    json.dump(manifest, out, indent=1)
+    jsonout.dump(manifest, out)
     out.write("\n")
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
+from .. import jsonout
 from ..diffing import CHANGED, DIFFERENT, DTYPE, SHAPE, STATUSES, DiffResult, diff
 from ..errors import PlotError
 from ..tree import fold_names
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         progress=meter("hashing"),
     )
     if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=1)
+        jsonout.dump(result.to_json(), sys.stdout)
         sys.stdout.write("\n")
     else:
         write_text(result, sys.stdout, show_identical=args.all)

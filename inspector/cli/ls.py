@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from .. import humanize
+from .. import humanize, jsonout
 from ..containers import count_tensors, dotted
 from ..errors import CheckpointError
 from ..model import Checkpoint, Record, TensorInfo
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
         out.write(write_manifest(ckpt))
     elif args.json:
-        json.dump(to_json(ckpt), out, indent=1)
+        jsonout.dump(to_json(ckpt), out)
         out.write("\n")
     elif args.flat:
         write_flat(ckpt, out)
@@ -205,7 +204,7 @@ def write_flat(ckpt: Checkpoint, out: Any) -> None:
 
 
 def tensor_json(ckpt: Checkpoint, t: TensorInfo) -> dict[str, Any]:
-    src = t.storage.source
+    src, span = t.storage.source, t.byte_range
     out = {
         "name": t.name,
         "dtype": t.dtype,
@@ -214,7 +213,7 @@ def tensor_json(ckpt: Checkpoint, t: TensorInfo) -> dict[str, Any]:
         "storage_offset": t.storage_offset,
         "storage": t.storage.key,
         "file": src.path,
-        "byte_range": list(t.byte_range) if t.byte_range else None,
+        "byte_range": list(span) if span else None,
         "compression": src.compression or None,
         "is_parameter": t.is_parameter,
     }

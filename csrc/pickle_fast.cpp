@@ -46,7 +46,7 @@ public:
         : d_(data), n_(size), t_(tape), records_(records) {
         // torch.save writes about one value per 3 bytes: room for most streams without growing
         // (capped: a reservation is address space, not memory, but need not be large).
-        const std::size_t values = std::min<std::size_t>(size / 3, std::size_t{1} << 24);
+        const std::size_t values = std::min<std::size_t>(size / 3, std::size_t{1} << 26);
         t_.nodes.reserve(values);
         t_.flat.reserve(values);
         t_.containers.reserve(values / 4);

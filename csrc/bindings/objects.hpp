@@ -58,4 +58,37 @@ private:
     std::vector<PyMemberDef*> members_;
 };
 
+// Reads fields of instances of one slots dataclass through their slots' member definitions,
+// looked up once (PyObject_GetAttr looks each name up in the type's dictionaries every time);
+// an instance of any other type is read with PyObject_GetAttr.
+class SlotReader {
+public:
+    SlotReader(PyObject* const* names, std::size_t n) : names_(names, names + n) {}
+
+    // A new reference, or nullptr with the Python error set.
+    PyObject* get(PyObject* o, std::size_t k) {
+        if (Py_TYPE(o) != type_) learn(Py_TYPE(o));
+        if (members_.empty()) return PyObject_GetAttr(o, names_[k]);
+        return PyMember_GetOne(reinterpret_cast<const char*>(o), members_[k]);
+    }
+
+private:
+    std::vector<PyObject*> names_;  // borrowed: the caller keeps them
+    PyTypeObject* type_ = nullptr;
+    std::vector<PyMemberDef*> members_;
+
+    void learn(PyTypeObject* type) {
+        type_ = type;
+        members_.clear();
+        for (PyObject* name : names_) {
+            PyObject* d = _PyType_Lookup(type, name);  // borrowed
+            if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type) {
+                members_.clear();
+                return;
+            }
+            members_.push_back(reinterpret_cast<PyMemberDescrObject*>(d)->d_member);
+        }
+    }
+};
+
 }  // namespace inspector_bindings

@@ -137,6 +137,7 @@ private:
     PyObject* empty_tuple_ = nullptr;
     std::vector<PyObject*> record_names_;  // Record's fields, in order
     std::optional<inspector_bindings::FrozenMaker> tensor_maker_, record_maker_, source_maker_, storage_maker_;
+    std::optional<inspector_bindings::SlotReader> member_fields_;  // ZipMember's method, data_offset, size
     PyObject* empty_ = nullptr;
     std::vector<PyObject*> names_;  // TensorInfo's fields, in order
 
@@ -172,14 +173,15 @@ private:
         if (stored_ != nullptr) {
             source_maker_.emplace(stored_->byte_source, stored_names_.data(), 7);
             storage_maker_.emplace(stored_->storage, stored_names_.data() + 7, 5);
+            member_fields_.emplace(stored_names_.data() + 12, 3);
         }
         return true;
     }
 
-    // A non-negative int attribute of `o` (a ZipMember's), or false (a Python error set only if
-    // the lookup failed).
-    static bool size_attr(PyObject* o, PyObject* name, std::uint64_t& out) {
-        PyObject* v = PyObject_GetAttr(o, name);
+    // A ZipMember's non-negative int field k (method, data_offset, size), or false (a Python
+    // error set only if the lookup failed).
+    bool size_attr(PyObject* o, std::size_t k, std::uint64_t& out) {
+        PyObject* v = member_fields_->get(o, k);
         if (v == nullptr) return false;
         const bool ok = PyLong_CheckExact(v) && (out = PyLong_AsUnsignedLongLong(v), !PyErr_Occurred());
         Py_DECREF(v);
@@ -216,8 +218,8 @@ private:
         PyObject* member = PyDict_GetItemWithError(stored_->members, record);  // borrowed
         std::uint64_t method = 1, offset = 0, size = 0, nbytes = 0;
         PyObject* const* n = stored_names_.data();
-        const bool usable = member != nullptr && size_attr(member, n[12], method) && method == 0 &&
-                            size_attr(member, n[13], offset) && size_attr(member, n[14], size) &&
+        const bool usable = member != nullptr && size_attr(member, 0, method) && method == 0 &&
+                            size_attr(member, 1, offset) && size_attr(member, 2, size) &&
                             !__builtin_mul_overflow(static_cast<std::uint64_t>(numel.num), itemsize, &nbytes) &&
                             nbytes <= size;
         if (!usable) {

@@ -29,8 +29,16 @@ class Run:
 
 
 def env() -> dict[str, str]:
+    """The children's environment: this checkout's sources first on the path, and an editable
+    install's import hook told to stand aside (it maps `inspector` to the tree it was installed
+    from whatever PYTHONPATH says, so a `--before DIR` row would time this checkout)."""
     e = dict(os.environ)
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    skip = [getattr(f, "path", None) for f in sys.meta_path
+            if type(f).__name__ == "ScikitBuildRedirectingFinder"]
+    if any(skip):
+        e["SKBUILD_EDITABLE_SKIP"] = os.pathsep.join(
+            [e.get("SKBUILD_EDITABLE_SKIP", ""), *(p for p in skip if p)])
     return e
 
 

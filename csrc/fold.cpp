@@ -13,37 +13,6 @@ namespace {
 
 constexpr std::size_t kMaxDigits = 18;  // fits an int64 with room to spare
 
-// Python's `^\d+$` on ASCII: digits, then optionally the one newline `$` may stand before.
-bool is_index(std::string_view s) {
-    std::size_t n = s.size();
-    if (n && s[n - 1] == '\n') --n;
-    if (n == 0) return false;
-    return std::all_of(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(n), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::int64_t index_value(std::string_view s) {  // int() of a checked index segment
-    std::int64_t v = 0;
-    for (const char c : s)
-        if (c != '\n') v = v * 10 + (c - '0');
-    return v;
-}
-
-// format_ranges(): [0,1,2,3,5,7,8] -> "0..3,5,7..8".
-std::string format_ranges(std::vector<std::int64_t> xs) {
-    std::sort(xs.begin(), xs.end());
-    xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
-    std::string out;
-    for (std::size_t i = 0; i < xs.size();) {
-        std::size_t j = i;
-        while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
-        if (!out.empty()) out += ',';
-        out += std::to_string(xs[i]);
-        if (j != i) out += ".." + std::to_string(xs[j]);
-        i = j + 1;
-    }
-    return out;
-}
-
 // Every name's segments, flattened.
 struct Split {
     std::vector<std::string_view> segs;
@@ -106,6 +75,38 @@ void fold_group(const Split& sp, const std::vector<std::string_view>& names, con
 }
 
 }  // namespace
+
+// Python's `^\d+$` on ASCII: digits, then optionally the one newline `$` may stand before.
+bool is_index(std::string_view s) {
+    std::size_t n = s.size();
+    if (n && s[n - 1] == '\n') --n;
+    if (n == 0) return false;
+    return std::all_of(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(n), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::int64_t index_value(std::string_view s) {  // int() of a checked index segment
+    std::int64_t v = 0;
+    for (const char c : s)
+        if (c != '\n') v = v * 10 + (c - '0');
+    return v;
+}
+
+// format_ranges(): [0,1,2,3,5,7,8] -> "0..3,5,7..8".
+std::string format_ranges(std::vector<std::int64_t> xs) {
+    std::sort(xs.begin(), xs.end());
+    xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
+    std::string out;
+    for (std::size_t i = 0; i < xs.size();) {
+        std::size_t j = i;
+        while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
+        if (!out.empty()) out += ',';
+        out += std::to_string(xs[i]);
+        if (j != i) out += ".." + std::to_string(xs[j]);
+        i = j + 1;
+    }
+    return out;
+}
+
 
 std::optional<std::vector<std::string>> fold_names(const std::vector<std::string_view>& names) {
     Split sp;

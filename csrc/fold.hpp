@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,13 @@
 #include <vector>
 
 namespace inspector::fold {
+
+// Python's `^\d+$` on ASCII: digits, then optionally the one newline `$` may stand before.
+bool is_index(std::string_view s);
+// int() of a segment is_index accepted, of at most 18 digits.
+std::int64_t index_value(std::string_view s);
+// tree.format_ranges: [0,1,2,3,5,7,8] -> "0..3,5,7..8".
+std::string format_ranges(std::vector<std::int64_t> xs);
 
 // Folded names, in order of first appearance; nullopt when a name is outside what this
 // implementation covers (the caller then uses the reference): non-ASCII bytes (Python's `\d`

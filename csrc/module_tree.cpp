@@ -10,18 +10,19 @@
 #include <deque>
 #include <unordered_map>
 
+#include "fold.hpp"
 #include "name_hash.hpp"
 
 namespace inspector::modtree {
 
 namespace {
 
+using fold::format_ranges;
+using fold::index_value;
+using fold::is_index;
+
 constexpr std::size_t kMaxDigits = 18;  // an int64 with room to spare
 constexpr std::uint32_t kNoTensor = 0xFFFFFFFFu;
-
-bool is_index(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
 
 // A segment the folding covers: no `{`, and a number is one int() reads back to the same text.
 bool foldable(std::string_view seg) {
@@ -33,28 +34,6 @@ bool foldable(std::string_view seg) {
 bool ascii_line(std::string_view name) {
     return std::all_of(name.begin(), name.end(),
                        [](char c) { return static_cast<unsigned char>(c) < 0x80 && c != '\n'; });
-}
-
-std::int64_t index_value(std::string_view s) {
-    std::int64_t v = 0;
-    for (const char c : s) v = v * 10 + (c - '0');
-    return v;
-}
-
-// tree.format_ranges: [0,1,2,3,5,7,8] -> "0..3,5,7..8".
-std::string format_ranges(std::vector<std::int64_t> xs) {
-    std::sort(xs.begin(), xs.end());
-    xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
-    std::string out;
-    for (std::size_t i = 0; i < xs.size();) {
-        std::size_t j = i;
-        while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
-        if (!out.empty()) out += ',';
-        out += std::to_string(xs[i]);
-        if (j != i) out += ".." + std::to_string(xs[j]);
-        i = j + 1;
-    }
-    return out;
 }
 
 // (dtype, count)s in order of first appearance; the first one inline (a module rarely holds two

@@ -94,14 +94,19 @@ _NAMES = st.lists(st.lists(_PART, min_size=1, max_size=4).map(".".join), max_siz
                   unique=True)
 
 
-@settings(max_examples=300, deadline=None)
-@given(names=_NAMES, data=st.data())
-def test_fold_matches_the_former_implementation(names: list[str], data: st.DataObject) -> None:
-    tensors = {
+def _drawn_tensors(names: list[str], data: st.DataObject) -> dict[str, TensorInfo]:
+    """A tensor per name, of a dtype and shape drawn from a few (so that siblings fold or not)."""
+    return {
         n: _tensor(n, data.draw(st.sampled_from(["float32", "bfloat16", "int64"])),
                    data.draw(st.sampled_from([(2,), (2, 3), (3,)])))
         for n in names
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=_NAMES, data=st.data())
+def test_fold_matches_the_former_implementation(names: list[str], data: st.DataObject) -> None:
+    tensors = _drawn_tensors(names, data)
     assert _rows(build_tree(tensors)) == _rows(_reference(tensors))
     assert _rows(build_tree(tensors, fold=False)) == _rows(_reference_unfolded(tensors))
 
@@ -167,11 +172,7 @@ def _declined(names: list[str]) -> bool:
 def test_the_compiled_tree_is_the_python_tree(names: list[str], data: st.DataObject) -> None:
     from inspector.tree import _build_tree, _core_tree
 
-    tensors = {
-        n: _tensor(n, data.draw(st.sampled_from(["float32", "bfloat16", "int64"])),
-                   data.draw(st.sampled_from([(2,), (2, 3), (3,)])))
-        for n in names
-    }
+    tensors = _drawn_tensors(names, data)
     for fold in (True, False):
         python, core = _build_tree(tensors, fold), _core_tree(tensors, fold)
         if fold and _declined(names):

@@ -24,21 +24,25 @@ inline PyObject* frozen_instance(PyTypeObject* type, PyObject* const* names, PyO
     return o;
 }
 
+// The member definitions of `type`'s slots named `names`, in order; empty when one of them is not
+// a slot (then the generic attribute protocol must be used).
+inline std::vector<PyMemberDef*> slot_members(PyTypeObject* type, const std::vector<PyObject*>& names) {
+    std::vector<PyMemberDef*> members;
+    for (PyObject* name : names) {
+        PyObject* d = _PyType_Lookup(type, name);  // borrowed
+        if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type) return {};
+        members.push_back(reinterpret_cast<PyMemberDescrObject*>(d)->d_member);
+    }
+    return members;
+}
+
 // frozen_instance for one type, its fields looked up once: for a slots dataclass each field is
 // set through its slot's member definition (what object.__setattr__ ends up calling), without
 // the attribute lookup per field; any other type takes frozen_instance's way.
 class FrozenMaker {
 public:
-    FrozenMaker(PyTypeObject* type, PyObject* const* names, std::size_t n) : type_(type), names_(names, names + n) {
-        for (PyObject* name : names_) {
-            PyObject* d = _PyType_Lookup(type, name);  // borrowed
-            if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type) {
-                members_.clear();
-                return;
-            }
-            members_.push_back(reinterpret_cast<PyMemberDescrObject*>(d)->d_member);
-        }
-    }
+    FrozenMaker(PyTypeObject* type, PyObject* const* names, std::size_t n)
+        : type_(type), names_(names, names + n), members_(slot_members(type, names_)) {}
 
     PyObject* make(PyObject* const* values) const {
         if (members_.size() != names_.size()) return frozen_instance(type_, names_.data(), values, names_.size());
@@ -79,15 +83,7 @@ private:
 
     void learn(PyTypeObject* type) {
         type_ = type;
-        members_.clear();
-        for (PyObject* name : names_) {
-            PyObject* d = _PyType_Lookup(type, name);  // borrowed
-            if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type) {
-                members_.clear();
-                return;
-            }
-            members_.push_back(reinterpret_cast<PyMemberDescrObject*>(d)->d_member);
-        }
+        members_ = slot_members(type, names_);
     }
 };
 

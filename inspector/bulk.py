@@ -3,10 +3,11 @@
 `build_tree` makes a node or more per tensor, none of them cyclic. CPython runs its cycle
 collector every 700 allocations and, as the heap grows, rescans older objects again and again:
 at 200k tensors that cost more than the tree itself (1.4 s without the collector, 3.3 s with its
-default thresholds). Readers do not use it: a pickle machine is cyclic garbage once it has run
-(its opcode table holds bound methods) and keeps its memo alive until a full collection, so a
-reader under raised thresholds holds far more memory (200k tensors in a .pt: peak RSS 543 ->
-805 MB).
+default thresholds). Readers use it only around their compiled fast paths (a torch zip's
+directory and pickle, the naming of a state dict's tensors): never around the Python pickle
+machine, which is cyclic garbage once it has run (its opcode table holds bound methods) and keeps
+its memo alive until a full collection, so a reader under raised thresholds would hold far more
+memory (200k tensors in a .pt: peak RSS 543 -> 805 MB).
 """
 
 from __future__ import annotations

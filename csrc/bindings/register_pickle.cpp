@@ -53,10 +53,10 @@ struct StorageInfo {
 // What the zip reader's persistent_load does for a storage kept uncompressed in the zip, done
 // here without a Python call per storage (torch_zip._StorageTable.stored_records): a persistent id
 // ('storage', <class>, key, location, numel) whose class is in `classes` and whose record
-// `data_dir + key` is a stored member holding numel elements becomes Storage(key_prefix + record,
-// dtype, nbytes, ByteSource(path, data_offset, size), byteorder), its location (a str) added to
-// `locations`. Anything else (another id, an unknown class, a missing, short or deflated record)
-// goes to persistent_load, which makes it or says what is wrong.
+// `data_dir + key` is a stored member holding numel elements becomes the Storage of `types`
+// (key_prefix + record, dtype, nbytes, ByteSource(path, data_offset, size), byteorder), its
+// location (a str) added to `locations`. Anything else (another id, an unknown class, a missing,
+// short or deflated record) goes to persistent_load, which makes it or says what is wrong.
 struct StoredRecords {
     PyObject* data_dir;
     PyObject* key_prefix;
@@ -65,7 +65,6 @@ struct StoredRecords {
     PyObject* path;
     PyObject* byteorder;
     PyTypeObject* byte_source;
-    PyTypeObject* storage;
     PyObject* locations;  // set
 };
 
@@ -73,13 +72,11 @@ std::optional<StoredRecords> stored_records(py::handle h) {
     if (h.is_none()) return std::nullopt;
     const auto t = h.cast<py::tuple>();
     auto at = [&](std::size_t i) { return t[i].ptr(); };
-    if (t.size() != 9 || !PyUnicode_CheckExact(at(0)) || !PyUnicode_CheckExact(at(1)) || !PyDict_CheckExact(at(2)) ||
+    if (t.size() != 8 || !PyUnicode_CheckExact(at(0)) || !PyUnicode_CheckExact(at(1)) || !PyDict_CheckExact(at(2)) ||
         !PyDict_CheckExact(at(3)) || !(at(4) == Py_None || PyUnicode_CheckExact(at(4))) ||
-        !PyUnicode_CheckExact(at(5)) || !PyType_Check(at(6)) || !PyType_Check(at(7)) || !PySet_Check(at(8)))
-        throw py::type_error(
-            "stored: (data_dir, key_prefix, members, classes, path, byteorder, ByteSource, Storage, locations)");
-    return StoredRecords{at(0), at(1), at(2), at(3), at(4), at(5), reinterpret_cast<PyTypeObject*>(at(6)),
-                         reinterpret_cast<PyTypeObject*>(at(7)), at(8)};
+        !PyUnicode_CheckExact(at(5)) || !PyType_Check(at(6)) || !PySet_Check(at(7)))
+        throw py::type_error("stored: (data_dir, key_prefix, members, classes, path, byteorder, ByteSource, locations)");
+    return StoredRecords{at(0), at(1), at(2), at(3), at(4), at(5), reinterpret_cast<PyTypeObject*>(at(6)), at(7)};
 }
 
 class Builder {
@@ -172,7 +169,7 @@ private:
         record_maker_.emplace(reinterpret_cast<PyTypeObject*>(ty_.record), record_names_.data(), record_names_.size());
         if (stored_ != nullptr) {
             source_maker_.emplace(stored_->byte_source, stored_names_.data(), 7);
-            storage_maker_.emplace(stored_->storage, stored_names_.data() + 7, 5);
+            storage_maker_.emplace(reinterpret_cast<PyTypeObject*>(ty_.storage), stored_names_.data() + 7, 5);
             member_fields_.emplace(stored_names_.data() + 12, 3);
         }
         return true;
@@ -531,9 +528,8 @@ Types types_of(const py::tuple& types) {
 py::object load_torch_pickle(py::handle data, py::handle persistent_load, py::tuple types, py::handle dtype_info,
                              py::handle call, py::handle stored) {
     const Types ty = types_of(types);
+    if (!stored.is_none() && !PyType_Check(ty.storage)) throw py::type_error("types: Storage must be a class");
     const std::optional<StoredRecords> records = stored_records(stored);
-    if (records && reinterpret_cast<PyObject*>(records->storage) != ty.storage)
-        throw py::type_error("stored: its Storage must be the Storage of `types`");
     const inspector_bindings::PinnedBuffer view(data, "data");
     pkl::Tape tape;
     std::string why;

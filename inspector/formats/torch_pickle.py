@@ -26,8 +26,8 @@ PARAMETER_CLASSES = frozenset({"torch.nn.parameter.Parameter", "torch.nn.Paramet
 
 @functools.cache
 def storage_classes() -> dict[str, tuple[str, int]]:
-    """Every storage class name `storage_dtype` accepts -> (dtype, itemsize): the table the
-    compiled fast path reads storages with."""
+    """Every storage class name a pickle may name -> (dtype, itemsize): the one table of them,
+    for `storage_dtype` and for the compiled fast path."""
     table = {name: ("uint8", 1) for name in _UNTYPED_STORAGES}
     for prefix in _STORAGE_MODULES:
         for short, d in dtypes.BY_STORAGE.items():
@@ -39,14 +39,10 @@ def storage_dtype(storage_type: Any, *, path: str | None, key: str) -> str:
     """The dtype of a pickled storage class (`torch.FloatStorage`, `torch.UntypedStorage`, ...)."""
     if not isinstance(storage_type, Record) or storage_type.kind != "global":
         raise PickleError(path, f"storage type is a {type(storage_type).__name__}", key=key)
-    name = storage_type.cls
-    if name in _UNTYPED_STORAGES:
-        return "uint8"
-    for prefix in _STORAGE_MODULES:
-        short = name.removeprefix(prefix)
-        if short != name and short in dtypes.BY_STORAGE:
-            return dtypes.BY_STORAGE[short].name
-    raise DtypeError(path, f"unknown storage type {name}", key=key)
+    found = storage_classes().get(storage_type.cls)
+    if found is None:
+        raise DtypeError(path, f"unknown storage type {storage_type.cls}", key=key)
+    return found[0]
 
 
 def _torch_dtype(value: Any) -> str:

@@ -185,7 +185,7 @@ class _StorageTable:
         fast path to do it without a call per storage (register_pickle.cpp's StoredRecords):
         anything else it leaves to `load`."""
         return (self.data_dir, self.prefix, self.members, storage_classes(), self.directory.path,
-                self.byteorder, ByteSource, Storage, self.locations)
+                self.byteorder, ByteSource, self.locations)
 
     def load(self, pid: Any) -> Storage:
         where = self.directory.where

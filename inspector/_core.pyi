@@ -1,6 +1,8 @@
 # Type stub for the compiled core (csrc/bindings/). One section per register_*.cpp.
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
+
+_T = TypeVar("_T")
 
 # Any object exposing a C-contiguous buffer (bytes, memoryview, mmap, numpy array). Not
 # collections.abc.Buffer: numpy arrays only implement it in the stubs for Python >= 3.12.
@@ -215,3 +217,6 @@ def read_dcp_metadata(
     dtype_info: Callable[[str], tuple[str, int] | None],
     call: Callable[[str, tuple[Any, ...]], Any],
 ) -> tuple[bool, Any]: ...
+
+# register_objects.cpp
+def frozen_rows(cls: type[_T], names: tuple[str, ...], columns: list[Any], n: int) -> list[_T]: ...

@@ -9,6 +9,7 @@ void register_numeric(py::module_& m);
 void register_header(py::module_& m);
 void register_pickle(py::module_& m);
 void register_zip(py::module_& m);
+void register_objects(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "ckpt-inspector compiled core: hashing, comparison and byte copying";
@@ -23,4 +24,5 @@ PYBIND11_MODULE(_core, m) {
     register_header(m);
     register_pickle(m);
     register_zip(m);
+    register_objects(m);
 }

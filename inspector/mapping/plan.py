@@ -408,8 +408,11 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return planfile.to_dict(self)
 
-    def to_yaml(self) -> str:
-        return planfile.dump(self.to_dict())
+    def to_yaml(self, compact: bool | None = None) -> str:
+        """The plan file's text: with `compact`, rows that differ only in their name's indices
+        are written once, as a template (docs/mapping.md); None: compact from
+        planfile.COMPACT_FROM rows up."""
+        return planfile.dump_plan(self, compact)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "plan") -> Plan:
@@ -421,13 +424,15 @@ class Plan:
             return cls.from_dict(planfile.parse(text, where), where)
 
     def save(
-        self, path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = ()
+        self, path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = (),
+        compact: bool | None = None,
     ) -> None:
         """Write atomically (a temp file in the same folder, fsync, rename over `path`). Refused
         when `path` is one of `inputs` or of the plan's own checkpoints (a link to one too).
-        Failures raise PlanError, the error callers of plan I/O handle (the TUI's save)."""
+        Failures raise PlanError, the error callers of plan I/O handle (the TUI's save).
+        `compact`: as in `to_yaml`."""
         own = [ref.path for ref in (*self.sources, self.target) if ref.path]
-        text = self._rebased(os.curdir, os.path.dirname(path) or os.curdir).to_yaml()
+        text = self._rebased(os.curdir, os.path.dirname(path) or os.curdir).to_yaml(compact)
         planfile.write(path, text, [*inputs, *own])
 
     @classmethod

@@ -33,11 +33,13 @@ from .entries import (
     Unused,
     built,
 )
-from .planlines import ENTRIES, UNUSED, dump_rows, parse_rows
+from .planlines import ENTRIES, TEMPLATES, UNUSED, dump_rows, parse_rows
+from .plantemplates import COMPACT_FROM, Template, compact, key_dict
 from .rules import rules_from_list
 from .transforms import transform_from_dict
 
-PLAN_VERSION = 1
+PLAN_VERSION = 1  # one full row per entry
+COMPACT_VERSION = 2  # rows may follow templates (plantemplates)
 
 
 def to_dict(plan: PlanData) -> dict[str, Any]:
@@ -45,21 +47,42 @@ def to_dict(plan: PlanData) -> dict[str, Any]:
         return _to_dict(plan)
 
 
-def _to_dict(plan: PlanData) -> dict[str, Any]:
+def _to_dict(plan: PlanData, entries: bool = True) -> dict[str, Any]:
     return {
         "version": PLAN_VERSION,
         "sources": [_ref_dict(s) for s in plan.sources],
         "target": _ref_dict(plan.target),
         "rules": [r.to_dict() for r in plan.rules],
-        "entries": {n: _entry_dict(e) for n, e in plan.entries.items()},
+        "entries": {n: _entry_dict(e) for n, e in plan.entries.items()} if entries else {},
         "unused": [[u.label, u.name, u.reason] for u in plan.unused],
     }
 
 
+def dump_plan(plan: PlanData, compact_rows: bool | None = None) -> str:
+    """The plan file's text: compact (rows that differ only in their name's indices through a
+    template, see plantemplates) when `compact_rows`, or when None from COMPACT_FROM rows up;
+    else one full row per entry. A plan no two rows of which share a template is written full."""
+    if compact_rows is None:
+        compact_rows = len(plan.entries) >= COMPACT_FROM
+    if not compact_rows:
+        return dump(to_dict(plan))
+    with rare_gc():
+        keys, refs = compact(plan.entries)
+        if not keys:
+            return dump(_to_dict(plan))
+        data = _to_dict(plan, entries=False)
+        data["version"] = COMPACT_VERSION
+        data[TEMPLATES] = [key_dict(k) for k in keys]
+        data[ENTRIES] = {n: _entry_dict(e) if refs[n] is None else refs[n]
+                         for n, e in plan.entries.items()}
+        return dump(data)
+
+
 def dump(data: dict[str, Any]) -> str:
     """The plan's YAML: its small keys in block style, then its rows one per line (planlines)."""
-    head = _Block((k, v) for k, v in data.items() if k not in (ENTRIES, UNUSED))
-    return dump_rows(_yaml(head), data.get(ENTRIES) or {}, data.get(UNUSED) or [], _flow)
+    head = _Block((k, v) for k, v in data.items() if k not in (TEMPLATES, ENTRIES, UNUSED))
+    return dump_rows(_yaml(head), data.get(ENTRIES) or {}, data.get(UNUSED) or [], _flow,
+                     data.get(TEMPLATES) or [])
 
 
 def _yaml(data: Any) -> str:
@@ -75,11 +98,15 @@ def from_dict(data: Any, where: str = "plan") -> PlanParts:
     if not isinstance(data, dict):
         raise PlanError(f"{where}: a plan is a mapping with sources, target, rules, entries")
     version = data.get("version")
-    if version != PLAN_VERSION:
-        raise PlanError(f"{where}: version: expected {PLAN_VERSION}, got {version!r}")
-    unknown = set(data) - {"version", "sources", "target", "rules", "entries", "unused"}
+    if version not in (PLAN_VERSION, COMPACT_VERSION) or type(version) is not int:
+        raise PlanError(f"{where}: version: expected {PLAN_VERSION} or {COMPACT_VERSION}, got "
+                        f"{version!r}")
+    unknown = set(data) - {"version", "sources", "target", "rules", "entries", "unused",
+                           *((TEMPLATES,) if version == COMPACT_VERSION else ())}
     if unknown:
-        raise PlanError(f"{where}: unknown key {sorted(unknown, key=repr)[0]!r}")
+        raise PlanError(f"{where}: unknown key {sorted(unknown, key=repr)[0]!r}"
+                        + (f" (a plan with {TEMPLATES} says version: {COMPACT_VERSION})"
+                           if TEMPLATES in unknown else ""))
     if not isinstance(data.get("sources"), list) or not data["sources"]:
         raise PlanError(f"{where}: sources: expected a non-empty list")
     sources = [_ref(s, f"{where}: sources[{i}]") for i, s in enumerate(data["sources"])]
@@ -93,9 +120,10 @@ def from_dict(data: Any, where: str = "plan") -> PlanParts:
         raise PlanError(f"{where}: entries: expected a mapping target name -> entry")
     known = set(labels)
     with rare_gc():  # an entry is several small objects that all live on
+        made = _from_templates(raw_entries, _templates(data, where, known), where)
         entries = {
-            str(n): _entry_fast(str(n), b, known) or _entry(str(n), b, f"{where}: entries[{n!r}]",
-                                                           known)
+            str(n): made[str(n)] if type(b) is int else _entry_fast(str(n), b, known)
+            or _entry(str(n), b, f"{where}: entries[{n!r}]", known)
             for n, b in raw_entries.items()
         }
     unused = [
@@ -103,6 +131,31 @@ def from_dict(data: Any, where: str = "plan") -> PlanParts:
         for i, u in enumerate(_list(data, "unused", f"{where}: unused"))
     ]
     return sources, target, rules, entries, unused
+
+
+def _templates(data: dict[str, Any], where: str, labels: set[str]) -> list[Template]:
+    out = []
+    for i, body in enumerate(_list(data, TEMPLATES, f"{where}: {TEMPLATES}")):
+        at = f"{where}: {TEMPLATES}[{i}]"
+        out.append(Template(_entry_fast("", body, labels) or _entry("", body, at, labels), at))
+    return out
+
+
+def _from_templates(raw: dict[Any, Any], templates: list[Template], where: str
+                    ) -> dict[str, Entry]:
+    """The entries that name a template (an int), made a template at a time."""
+    following: dict[int, list[str]] = {}
+    for name, body in raw.items():
+        if type(body) is int:
+            if not 0 <= body < len(templates):
+                raise PlanError(f"{where}: entries[{str(name)!r}]: no template {body} (the plan "
+                                f"has {len(templates)}; an entry is a row or its template's "
+                                "number)")
+            following.setdefault(body, []).append(str(name))
+    made: dict[str, Entry] = {}
+    for index, names in following.items():
+        made.update(zip(names, templates[index].make_many(names, where), strict=True))
+    return made
 
 
 def parse(text: str, where: str = "plan") -> Any:
@@ -262,7 +315,8 @@ _ENTRY_KEYS = {
 
 def _entry(name: str, body: Any, where: str, labels: set[str]) -> Entry:
     if not isinstance(body, dict):
-        raise PlanError(f"{where}: expected a mapping with decision, status, reason")
+        raise PlanError(f"{where}: expected a mapping with decision, status, reason (or, in a "
+                        "compact plan, the number of its template)")
     unknown = set(body) - _ENTRY_KEYS
     if unknown:
         raise PlanError(f"{where}: unknown key {sorted(unknown, key=repr)[0]!r}")

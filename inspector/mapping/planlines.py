@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-ENTRIES, UNUSED = "entries", "unused"
+TEMPLATES, ENTRIES, UNUSED = "templates", "entries", "unused"
 INDENT = "  "
 # JSON writes floats below 1e-4 or from 1e16 up with an exponent and no dot (`1e-05`), which YAML
 # 1.1 reads as a string, and NaN/Infinity, which YAML does not know: a row holding one is written
@@ -31,14 +31,19 @@ _YAML_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff
 
 
 def dump_rows(
-    head: str, entries: dict[str, Any], unused: list[Any], flow: Callable[[Any], str]
+    head: str, entries: dict[str, Any], unused: list[Any], flow: Callable[[Any], str],
+    templates: Sequence[Any] = (),
 ) -> str:
-    """`head` (the YAML of the plan's other keys), then the rows; `flow` writes one value as a
-    one-line YAML flow collection, for the rows JSON cannot say as YAML would read them."""
+    """`head` (the YAML of the plan's other keys), then the rows (`templates` first when there
+    are any); `flow` writes one value as a one-line YAML flow collection, for the rows JSON
+    cannot say as YAML would read them."""
     out = [head]
+    if templates:
+        out.append(f"{TEMPLATES}:\n")
+        out.extend(f"- {_row(row, flow)}\n" for row in templates)
     out.append(f"{ENTRIES}:\n" if entries else f"{ENTRIES}: {{}}\n")
-    for name, entry in entries.items():
-        out.append(f"{INDENT}{_json(name)}: {_row(entry, flow)}\n")
+    for name, entry in entries.items():  # an int: the number of the row's template
+        out.append(f"{INDENT}{_json(name)}: {entry if type(entry) is int else _row(entry, flow)}\n")
     out.append(f"{UNUSED}:\n" if unused else f"{UNUSED}: []\n")
     out.extend(f"- {_row(row, flow)}\n" for row in unused)
     return "".join(out)
@@ -52,8 +57,12 @@ def _row(value: Any, flow: Callable[[Any], str]) -> str:
     return text
 
 
+# one encoder for every row: json.dumps with arguments makes one per call
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
 def _json(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    text = _ENCODE(value)
     if text.isascii() and "\x7f" not in text:  # the only ASCII character _YAML_ESCAPE takes
         return text
     return _YAML_ESCAPE.sub(_escape, text)
@@ -90,18 +99,30 @@ def _escape(m: re.Match[str]) -> str:
 def parse_rows(text: str, head: Callable[[str], Any]) -> dict[str, Any] | None:
     """The plan `dump_rows` wrote (its head read by `head`), or None when `text` is laid out
     otherwise."""
-    at = text.find(f"\n{ENTRIES}:")
+    at = text.find(f"\n{TEMPLATES}:")
+    if at < 0:
+        at = text.find(f"\n{ENTRIES}:")
     if at < 0:
         return None
     lines = iter(text[at + 1 :].splitlines())
-    entries = _entries(next(lines), lines)
+    first: str | None = next(lines)
+    templates = None
+    if first is not None and first.startswith(f"{TEMPLATES}:"):
+        section = _items(first, lines, TEMPLATES)
+        if section is None:
+            return None
+        templates, first = section
+    entries = _entries(first or "", lines)
     if entries is None:
         return None
     rows, unused = entries
     data = head(text[: at + 1])
-    if not isinstance(data, dict) or ENTRIES in data or UNUSED in data or unused is None:
+    if (not isinstance(data, dict) or TEMPLATES in data or ENTRIES in data or UNUSED in data
+            or unused is None):
         return None
     data[ENTRIES], data[UNUSED] = rows, unused
+    if templates is not None:
+        data[TEMPLATES] = templates
     return data
 
 
@@ -129,16 +150,28 @@ def _entries(first: str, lines: Iterator[str]) -> tuple[dict[str, Any], list[Any
 
 
 def _unused(first: str, lines: Iterator[str]) -> list[Any] | None:
-    if first == f"{UNUSED}: []":
-        return [] if not any(line.strip() for line in lines) else None
-    if first != f"{UNUSED}:":
+    """The last section: nothing but blank lines may follow it."""
+    section = _items(first, lines, UNUSED)
+    if section is None:
+        return None
+    out, after = section
+    blank = after is None or (not after.strip() and not any(x.strip() for x in lines))
+    return out if blank else None
+
+
+def _items(first: str, lines: Iterator[str], key: str) -> tuple[list[Any], str | None] | None:
+    """The `key:` section that starts at line `first`, one `- JSON` row per line, and the line
+    after it (None at the end)."""
+    if first == f"{key}: []":
+        return [], next(lines, None)
+    if first != f"{key}:":
         return None
     out: list[Any] = []
     for line in lines:
         if not line.startswith("- "):
-            return out if not line.strip() and not any(x.strip() for x in lines) else None
+            return out, line
         try:
             out.append(json.loads(line[2:]))
         except (ValueError, RecursionError):
             return None
-    return out
+    return out, None

@@ -126,6 +126,19 @@ def plan_and_manifest(tmp: Path, src: bytes, tgt: bytes) -> tuple[bytes, bytes]:
     return (tmp / "plan.yaml").read_bytes(), manifest.encode()
 
 
+def compact_plan(tmp: Path) -> bytes:
+    """A plan in the compact form (templates, entries that name one), over two small files whose
+    layers differ only in indices and a `model.` prefix."""
+    from inspector.mapping.propose import propose
+
+    for name, prefix in (("moe-src", ""), ("moe-tgt", "model.")):
+        save_file({f"{prefix}layers.{i}.experts.{j}.{w}": torch.full((2,), float(i))
+                   for i in range(3) for j in range(2) for w in ("w1", "w2")},
+                  str(tmp / f"{name}.safetensors"))
+    plan = propose(str(tmp / "moe-src.safetensors"), str(tmp / "moe-tgt.safetensors"))
+    return plan.to_yaml(compact=True).replace(str(tmp) + "/", "").encode()
+
+
 def zips() -> dict[str, bytes]:
     """Plain zips for the compiled directory walk: clean ones it reads (stored, deflated, zip64
     extras on every member) and ones it declines (a duplicate name, a non-ASCII name)."""
@@ -194,7 +207,7 @@ def corpus(tmp: Path) -> dict[str, dict[str, bytes]]:
         "open_torch_zip": tz, "open_pickle": legacy, "open_safetensors": st, "open_nemo": nemo,
         "open_hf_index": index, "open_dcp": {"metadata": metadata},
         "st_header": st, "unpickler": pickles(), "pickle_fast": torch_pickles(),
-        "plan": {"plan.yaml": plan},
+        "plan": {"plan.yaml": plan, "plan-compact.yaml": compact_plan(tmp)},
         "rules": rules, "manifest": {"manifest.yaml": manifest}, "scan": scan,
         "zip_directory": {**tz, **zips()},
     }

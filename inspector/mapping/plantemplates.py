@@ -1,0 +1,211 @@
+"""The compact plan form: rows that differ only in the indices of their target's name, said once.
+
+A mixture-of-experts plan has a row per expert of every layer, and those rows differ only in the
+numbers of their names: 100k rows took 82 MB written one full row per line. In the compact form
+such rows share a *template*: the row with each index of the target's name written `{0}`, `{1}`,
+... in its strings (reason, source names, evidence details, candidates), a literal brace doubled
+(`{{`), as Python's `str.format` reads it. An entry that follows a template says its number:
+
+    templates:
+    - {"decision": "copy", ..., "sources": [["src", "layers.{0}.experts.{1}.w1", [2, 2], "f32"]]}
+    entries:
+      "model.layers.7.experts.3.w1": 0
+
+The indices of a name are its segments made only of digits between two dots (`INDEX`), in order:
+`model.layers.7.experts.3.w1` has `7` and `3`. A row is written through a template only when
+that template gives back exactly that row; rows with a transform, and templates only one row
+would use, stay full rows. Reading checks each template once as a row, then each entry's name
+against the indices the template uses.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from dataclasses import fields
+from itertools import repeat
+from typing import Any
+
+from .._native import core
+from ..errors import PlanError
+from .entries import Candidate, Entry, Evidence
+
+# Plans of at least this many rows are written compact unless asked otherwise: below it a plan is
+# small enough to read in full, row by row, in a review.
+COMPACT_FROM = 2000
+INDEX = re.compile(r"(?<=\.)[0-9]+(?=\.)")
+_FIELD = re.compile(r"[0-9]{1,6}")
+
+Key = tuple[Any, ...]
+# every field of each, in declaration order (what frozen_rows sets)
+_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+_EVIDENCE_FIELDS = tuple(f.name for f in fields(Evidence))
+_CANDIDATE_FIELDS = tuple(f.name for f in fields(Candidate))
+
+
+def indices(name: str) -> list[str]:
+    """The numbers a template's `{0}`, `{1}`, ... stand for in the row of target `name`."""
+    return INDEX.findall(name)
+
+
+def templated(text: str, values: list[str]) -> str:
+    """`text` as a template string for a row whose name has indices `values`: braces doubled,
+    each dotted segment equal to values[k] written `{k}` (the first k when two are equal).
+    `templated(text, values).format(*values) == text`."""
+    if "{" in text or "}" in text:
+        text = text.replace("{", "{{").replace("}", "}}")
+    for k, value in enumerate(values):
+        dotted = f".{value}."
+        if dotted in text:
+            field = f".{{{k}}}."
+            # twice: `a.0.0.b` shares the dot between its two matches
+            text = text.replace(dotted, field).replace(dotted, field)
+    return text
+
+
+def template_key(e: Entry) -> Key | None:
+    """What `e` shares with the rows of its template: its strings `templated` (joined by NUL),
+    then its other fields; None for a row written in full (a transform, or a NUL in a string)."""
+    if e.transform:
+        return None
+    ev, cands = e.evidence, e.candidates
+    texts = [e.reason, *[n for _, n in e.sources], *[x.detail for x in ev],
+             *[c.name for c in cands], *[c.why for c in cands]]
+    joined = templated("\0".join(texts), INDEX.findall(e.target))  # a NUL never meets ".7."
+    if joined.count("\0") != len(texts) - 1:
+        return None
+    return (joined, e.decision, e.status, e.confidence, e.shape, e.dtype, e.flags,
+            tuple([label for label, _ in e.sources]), e.source_shapes, e.source_dtypes,
+            tuple([(x.kind, x.score) for x in ev]), tuple([(c.label, c.score) for c in cands]))
+
+
+def compact(entries: dict[str, Entry]) -> tuple[list[Key], dict[str, int | None]]:
+    """The templates that two or more rows share (first-seen order), and per target name the
+    index of its template or None (written in full)."""
+    keys = [template_key(e) for e in entries.values()]
+    counts = Counter(keys)
+    shared = {key: 0 for key, n in counts.items() if n > 1 and key is not None}
+    for i, key in enumerate(shared):
+        shared[key] = i
+    return list(shared), {name: None if key is None else shared.get(key)
+                          for name, key in zip(entries, keys, strict=True)}
+
+
+def key_dict(key: Key) -> dict[str, Any]:
+    """A template as the file writes it: a row's keys (planfile's `_entry_dict` layout)."""
+    (joined, decision, status, confidence, shape, dtype, flags, labels, source_shapes,
+     source_dtypes, evidence, candidates) = key
+    texts = iter(joined.split("\0"))
+    out: dict[str, Any] = {"decision": decision, "status": status, "reason": next(texts),
+                           "confidence": confidence, "shape": list(shape), "dtype": dtype}
+    if labels:
+        out["sources"] = [[label, next(texts), list(shape), dt] for label, shape, dt
+                          in zip(labels, source_shapes, source_dtypes, strict=True)]
+    if flags:
+        out["flags"] = sorted(flags)
+    if evidence:
+        out["evidence"] = [[kind, next(texts), score] for kind, score in evidence]
+    if candidates:
+        names = [next(texts) for _ in candidates]
+        out["candidates"] = [[label, name, score, next(texts)]
+                             for (label, score), name in zip(candidates, names, strict=True)]
+    return out
+
+
+class Template:
+    """A template read from a plan file: `make(name, where)` is the row it gives for target
+    `name`. `proto` is the template read as a row (and checked as one), its strings still
+    templates. The strings that hold a field or a brace are filled in per row (each distinct one
+    once: a row's reason often repeats in its evidence), the others are shared."""
+
+    def __init__(self, proto: Entry, where: str) -> None:
+        if proto.transform:
+            raise PlanError(f"{where}.transform: a template holds no transform (that row is "
+                            "written in full)")
+        self.proto, self.where, self.arity = proto, where, 0
+        self._texts: dict[str, int] = {}  # template string -> its slot in a row's filled list
+        self._reason = self._slot(proto.reason, ".reason")
+        self._sources = [self._slot(n, f".sources[{i}]") for i, (_, n) in enumerate(proto.sources)]
+        self._evidence = [self._slot(x.detail, f".evidence[{i}]")
+                          for i, x in enumerate(proto.evidence)]
+        self._candidates = [(self._slot(c.name, f".candidates[{i}]"),
+                             self._slot(c.why, f".candidates[{i}]"))
+                            for i, c in enumerate(proto.candidates)]
+        self._formats = [text.format for text in self._texts]
+        self._any_source = any(i is not None for i in self._sources)
+        self._any_evidence = any(i is not None for i in self._evidence)
+        self._any_candidate = any(i != (None, None) for i in self._candidates)
+
+    def make_many(self, names: list[str], where: str) -> list[Entry]:
+        """The rows of target `names`, made in the core by columns (the strings that differ
+        filled in per row, every other field shared)."""
+        values = [INDEX.findall(name) for name in names]
+        if self.arity:
+            for name, v in zip(names, values, strict=True):
+                if len(v) < self.arity:
+                    raise PlanError(f"{where}: entries[{name!r}]: its template ({self.where}) "
+                                    f"says {{{self.arity - 1}}}; the name has {len(v)} index(es) "
+                                    "(numbers between dots)")
+        filled = [[fmt(*v) for v in values] for fmt in self._formats]
+        p, n = self.proto, len(names)
+        columns = {
+            "target": names, "decision": (p.decision,),
+            "sources": self._sources_column(filled, n) if self._any_source else (p.sources,),
+            "transform": ((),), "status": (p.status,),
+            "reason": (p.reason,) if self._reason is None else filled[self._reason],
+            "evidence": self._evidence_column(filled, n) if self._any_evidence else (p.evidence,),
+            "confidence": (p.confidence,), "flags": (p.flags,),
+            "candidates": (self._candidates_column(filled, n) if self._any_candidate
+                           else (p.candidates,)),
+            "shape": (p.shape,), "dtype": (p.dtype,), "source_shapes": (p.source_shapes,),
+            "source_dtypes": (p.source_dtypes,),
+        }
+        return core.frozen_rows(Entry, _ENTRY_FIELDS, [columns[f] for f in _ENTRY_FIELDS], n)
+
+    # Each column is one tuple per row, zipped from one column per item (a shared item repeated)
+    def _sources_column(self, filled: list[list[str]], n: int
+                        ) -> list[tuple[tuple[str, str], ...]]:
+        items = [repeat(src, n) if i is None else zip(repeat(src[0], n), filled[i], strict=True)
+                 for src, i in zip(self.proto.sources, self._sources, strict=True)]
+        return list(zip(*items, strict=True))
+
+    def _evidence_column(self, filled: list[list[str]], n: int) -> list[tuple[Evidence, ...]]:
+        items = [repeat(x, n) if i is None else core.frozen_rows(
+                     Evidence, _EVIDENCE_FIELDS, [(x.kind,), filled[i], (x.score,)], n)
+                 for x, i in zip(self.proto.evidence, self._evidence, strict=True)]
+        return list(zip(*items, strict=True))
+
+    def _candidates_column(self, filled: list[list[str]], n: int) -> list[tuple[Candidate, ...]]:
+        items = [repeat(c, n) if name is None and why is None else core.frozen_rows(
+                     Candidate, _CANDIDATE_FIELDS,
+                     [(c.label,), (c.name,) if name is None else filled[name], (c.score,),
+                      (c.why,) if why is None else filled[why]], n)
+                 for c, (name, why) in zip(self.proto.candidates, self._candidates, strict=True)]
+        return list(zip(*items, strict=True))
+
+    def _slot(self, text: str, field: str) -> int | None:
+        """None for a string every row shares, else its slot in a row's filled strings."""
+        if "{" not in text and "}" not in text:
+            return None
+        if text not in self._texts:
+            self._check(text, field)
+            self._texts[text] = len(self._texts)
+        return self._texts[text]
+
+    def _check(self, text: str, field: str) -> None:
+        try:
+            parts = list(string.Formatter().parse(text))
+        except ValueError as e:
+            raise PlanError(f"{self.where}{field}: not a template string ({e}): {text!r}") from None
+        for _, field_name, spec, conversion in parts:
+            if field_name is None:
+                continue
+            if not _FIELD.fullmatch(field_name) or spec or conversion:
+                raise PlanError(f"{self.where}{field}: a template says {{0}}, {{1}}, ... for "
+                                f"the indices of the name and doubles a literal brace, got "
+                                f"{text!r}")
+            self.arity = max(self.arity, int(field_name) + 1)
+
+    def __repr__(self) -> str:
+        return f"Template({self.where})"

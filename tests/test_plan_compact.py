@@ -1,0 +1,191 @@
+"""The compact plan form (mapping/plantemplates.py): rows that differ only in the indices of their
+target's name are written once, as a template; every row still reads back as it was."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import save_file
+
+from inspector import yamlload
+from inspector.errors import PlanError
+from inspector.mapping import planfile
+from inspector.mapping.entries import Candidate, Entry, Evidence, SourceRef
+from inspector.mapping.plan import Plan
+from inspector.mapping.plantemplates import COMPACT_FROM, templated
+from inspector.mapping.propose import propose
+from inspector.mapping.transforms import transform_from_dict
+
+
+def _moe(path: Path, layers: int, prefix: str = "", experts: int = 4) -> Path:
+    """A small mixture-of-experts state dict: per layer a norm, `experts` experts of two
+    weights, and a router; plus an embedding."""
+    tensors = {f"{prefix}embed.weight": np.zeros((10, 4), np.float32)}
+    for i in range(layers):
+        tensors[f"{prefix}layers.{i}.norm.weight"] = np.ones(4, np.float32)
+        tensors[f"{prefix}layers.{i}.router.weight"] = np.full((experts, 4), i, np.float32)
+        for j in range(experts):
+            for w in ("w1", "w2"):
+                tensors[f"{prefix}layers.{i}.experts.{j}.{w}.weight"] = np.full((4, 4), i * 10 + j,
+                                                                                np.float32)
+    save_file(tensors, str(path))
+    return path
+
+
+@pytest.fixture
+def moe_plan(tmp_path: Path) -> Plan:
+    src = _moe(tmp_path / "src.safetensors", 12)
+    tgt = _moe(tmp_path / "tgt.safetensors", 12, prefix="model.")
+    return propose(str(src), str(tgt))
+
+
+def test_a_plan_written_compact_reads_back_the_same(moe_plan: Plan) -> None:
+    text = moe_plan.to_yaml(compact=True)
+    assert text.startswith("version: 2\n")
+    assert "\ntemplates:\n" in text
+    full = moe_plan.to_yaml(compact=False)
+    assert len(text) * 4 < len(full)
+    back = Plan.from_yaml(text)
+    assert back == moe_plan
+    assert back.to_yaml(compact=True) == text  # dumping again gives the same text
+    rows = [line for line in text.splitlines() if line.startswith('  "model.layers.')]
+    assert rows
+    assert all(line.split(": ")[1].isdigit() for line in rows)
+    e = back.entries["model.layers.7.experts.3.w2.weight"]
+    assert e.sources == (("src.safetensors", "layers.7.experts.3.w2.weight"),)
+    assert "layers.7.experts.3.w2.weight" in e.reason
+    assert "{" not in e.reason
+
+
+def test_small_plans_stay_full_rows_and_large_ones_turn_compact(moe_plan: Plan) -> None:
+    assert len(moe_plan.entries) < COMPACT_FROM
+    assert moe_plan.to_yaml().startswith("version: 1\n")
+    assert moe_plan.to_yaml() == moe_plan.to_yaml(compact=False)
+
+
+def test_a_compact_plan_loads_the_same_through_the_yaml_loader(moe_plan: Plan) -> None:
+    """A row JSON cannot say as YAML reads it (a float like 1e-05) makes the file YAML flow
+    there, read by the bounded YAML loader: the templates and numbers read the same."""
+    tiny = {n: Entry(**{**e.__dict__, "confidence": 1e-05}) for n, e in moe_plan.entries.items()}
+    plan = Plan(moe_plan.sources, moe_plan.target, moe_plan.rules, tiny, moe_plan.unused)
+    text = plan.to_yaml(compact=True)
+    assert "!!map" in text
+    assert Plan.from_yaml(text) == plan
+    assert planfile.from_dict(yamlload.load(text))[3] == plan.entries
+
+
+def test_rows_a_template_cannot_say_stay_full_rows(moe_plan: Plan) -> None:
+    entries = dict(moe_plan.entries)
+    odd = entries["model.layers.3.norm.weight"]
+    entries[odd.target] = Entry(**{**odd.__dict__, "reason": "a NUL \0 in it"})
+    flip = transform_from_dict({"op": "transpose"}, "t")
+    sq = entries["model.layers.4.experts.0.w1.weight"]
+    entries[sq.target] = Entry(**{**sq.__dict__, "transform": (flip,)})
+    plan = Plan(moe_plan.sources, moe_plan.target, moe_plan.rules, entries, moe_plan.unused)
+    text = plan.to_yaml(compact=True)
+    assert '"model.layers.3.norm.weight": {' in text
+    assert '"model.layers.4.experts.0.w1.weight": {' in text
+    assert Plan.from_yaml(text) == plan
+
+
+names = st.lists(st.sampled_from(["a", "b", "layers", "0", "1", "7", "12", "007", "x{", "}y"]),
+                 min_size=1, max_size=6).map(".".join)
+texts = st.text(alphabet="ab.{}0127 :'", max_size=24)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(names, texts, texts, texts), min_size=1, max_size=12,
+                unique_by=lambda r: r[0]))
+def test_any_rows_read_back_as_they_were(rows: list[tuple[str, str, str, str]]) -> None:
+    """Names with indices that repeat or hold leading zeros, strings with braces and dotted
+    numbers: every row reads back equal, through a template or in full."""
+    ref = SourceRef("s", "s.pt")
+    entries = {}
+    for name, reason, detail, why in rows:
+        src = f"{name}.{detail}"
+        entries[name] = Entry(
+            name, "copy", (("s", src),), reason=reason, confidence=0.5,
+            evidence=(Evidence("similar", detail, 0.5), Evidence("shape", "[2, 2]", 1.0)),
+            candidates=(Candidate("s", src, 0.5, why),), shape=(2, 2), dtype="F32",
+            source_shapes=((2, 2),), source_dtypes=("F32",))
+        entries[name + ".b"] = Entry(name + ".b", "keep", reason=reason,
+                                     flags=frozenset({"no-source"}))
+    plan = Plan([ref], SourceRef("t", "t.pt"), [], entries)
+    text = plan.to_yaml(compact=True)
+    assert Plan.from_yaml(text) == plan
+    for name, reason, *_ in rows:
+        v = [c for c in name.split(".")[1:-1] if c.isdigit()]
+        assert templated(reason, v).format(*v) == reason
+
+
+_HEAD = ("version: 2\nsources:\n- {label: s, path: s.pt}\ntarget: {label: t, path: t.pt}\n"
+         "rules: []\n")
+_ROW = '{"decision": "keep", "status": "proposed", "reason": %s}'
+
+
+@pytest.mark.parametrize(("templates", "entries", "message"), [
+    ([_ROW % '"x {0.__class__}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x {}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x {0!r}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x {0:>9}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x {0"'], ['"a.1.b": 0'], "templates[0].reason: not a template string"),
+    ([_ROW % '"x }"'], ['"a.1.b": 0'], "templates[0].reason: not a template string"),
+    ([_ROW % '"x {1}"'], ['"a.1.b": 0'], "entries['a.1.b']: its template (plan: templates[0]) "
+     "says {1}; the name has 1 index"),
+    ([_ROW % '"x {0}"'], ['"a.1.b": 1'], "entries['a.1.b']: no template 1"),
+    ([_ROW % '"x {0}"'], ['"a.1.b": -1'], "entries['a.1.b']: no template -1"),
+    ([_ROW % '"x {0}"'], ['"a.1.b": true'], "entries['a.1.b']: expected a mapping"),
+    (['{"decision": "copy", "reason": "x"}'], ['"a.1.b": 0'],
+     "templates[0]: decision copy needs at least one source"),
+    (['{"decision": "keep", "transform": [{"op": "transpose"}]}'], ['"a.1.b": 0'],
+     "templates[0].transform: a template holds no transform"),
+    (["7"], ['"a.1.b": 0'], "templates[0]: expected a mapping"),
+])
+def test_a_bad_template_is_a_plan_error_naming_it(templates: list[str], entries: list[str],
+                                                  message: str) -> None:
+    text = (_HEAD + "templates:\n" + "".join(f"- {t}\n" for t in templates) + "entries:\n"
+            + "".join(f"  {e}\n" for e in entries) + "unused: []\n")
+    with pytest.raises(PlanError) as err:
+        Plan.from_yaml(text)
+    assert message in str(err.value)
+
+
+def test_templates_need_version_2() -> None:
+    text = _HEAD.replace("version: 2", "version: 1") + "templates: []\nentries: {}\nunused: []\n"
+    with pytest.raises(PlanError, match=r"unknown key 'templates' \(a plan with templates says "
+                                        r"version: 2\)"):
+        Plan.from_yaml(text)
+
+
+def test_the_cli_writes_a_large_plan_compact_and_applies_it(tmp_path: Path) -> None:
+    """`ckpt map -o` of a plan past COMPACT_FROM rows, `ckpt plan approve` of some of them, and
+    `ckpt apply` of the compact file: the tensors land where the full plan puts them."""
+    layers = COMPACT_FROM // 10 + 1
+    src = _moe(tmp_path / "src.safetensors", layers)
+    tgt = _moe(tmp_path / "tgt.safetensors", layers, prefix="model.")
+    plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.safetensors"
+    ckpt = [sys.executable, "-m", "inspector.cli"]
+    subprocess.run([*ckpt, "map", str(src), str(tgt), "-o", str(plan_file)], check=True,
+                   capture_output=True)
+    text = plan_file.read_text()
+    assert text.startswith("version: 2\n")
+    assert len(text) * 4 < len(Plan.load(plan_file).to_yaml(compact=False))
+    subprocess.run([*ckpt, "plan", "approve", str(plan_file), "model.layers.3"], check=True,
+                   capture_output=True)
+    plan = Plan.load(plan_file)
+    assert plan.entries["model.layers.3.experts.1.w2.weight"].status == "approved"
+    assert plan.entries["model.layers.4.experts.1.w2.weight"].status == "proposed"
+    done = subprocess.run([*ckpt, "apply", str(plan_file), "-o", str(out), "--accept-proposed"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    from safetensors.numpy import load_file
+
+    written = load_file(str(out))
+    assert (written["model.layers.37.experts.2.w1.weight"] == 372).all()
+    assert (written["model.layers.5.router.weight"] == 5).all()

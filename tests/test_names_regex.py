@@ -106,3 +106,33 @@ def parse_by_parts(name: str) -> nm.Parsed:
 @given(NAME)
 def test_parse(name: str) -> None:
     assert nm.parse(name) == parse_by_parts(name)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="0123.a{}\n ", max_size=14), max_size=8))
+def test_blanked_many_blanks_each_text_as_blanked_does(texts: list[str]) -> None:
+    """The joined two-pass form (newlines bound components; a text holding a newline itself
+    is blanked alone) is `blanked` per text."""
+    assert nm.blanked_many(texts) == [template_by_parts(t)[0] for t in texts]
+    assert nm.blanked_many(texts) == [nm.blanked(t) for t in texts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "7", "0.5", "x1", "{}", "{}"]), min_size=1, max_size=6),
+       st.lists(st.lists(st.sampled_from(["0", "1", "12"]), min_size=6, max_size=6), min_size=1,
+                max_size=6))
+def test_a_runs_reasons_compare_as_by_their_numbers(parts: list[str], fills: list[list[str]]
+                                                    ) -> None:
+    """`ckpt map`'s folded reason: texts equal once blanked (one run's reasons) are told apart
+    by their varying numbers as the whole-text definition does (counted up to 2)."""
+    from inspector.cli.map import _DIGITS, _numbers_apart
+
+    template = ".".join(parts)
+    texts = list(dict.fromkeys(template.replace("{}", "%s") % tuple(f[: template.count("{}")])
+                               for f in fills))
+    same = len({_DIGITS.sub("#", t) for t in texts}) == 1
+    columns = zip(*(_DIGITS.findall(t) for t in texts), strict=True) if same else []
+    varying = sum(len(set(c)) > 1 for c in columns)
+    got_same, got_varying = _numbers_apart(texts)
+    assert got_same == same
+    assert min(got_varying, 2) == min(varying, 2)

@@ -118,14 +118,21 @@ def _map(args: argparse.Namespace, parsed: list[tuple[str, str]], tgt_arg: str, 
     return 0
 
 
-def _row_key(e: Entry) -> tuple[Any, ...]:
+def _row_keys(rows: list[Entry]) -> list[tuple[Any, ...]]:
     """Rows with equal keys print as one line. Rows without a source group by layer
     (`encoder.layers.{}.*`) so that a layer that keeps its init as a whole folds to `layers.4.*`;
     the reason joins with its layer indices blanked (it names the source tensor)."""
-    layer = _layer_prefix(e.target)
-    tpl = nm.blanked(layer) + ".*" if not e.sources and layer else nm.blanked(e.target)
-    src_tpl = tuple((label, nm.blanked(name)) for label, name in e.sources)
-    return tpl, src_tpl, e.effective, e.status, tuple(sorted(e.flags)), nm.blanked(e.reason)
+    targets = nm.blanked_many([e.target for e in rows])
+    reasons = nm.blanked_many([e.reason for e in rows])
+    sources = iter(nm.blanked_many([name for e in rows for _, name in e.sources]))
+    keys = []
+    for e, tpl, reason in zip(rows, targets, reasons, strict=True):
+        layer = "" if e.sources else _layer_prefix(e.target)
+        if layer:
+            tpl = nm.blanked(layer) + ".*"
+        src_tpl = tuple((label, next(sources)) for label, _ in e.sources)
+        keys.append((tpl, src_tpl, e.effective, e.status, tuple(sorted(e.flags)), reason))
+    return keys
 
 
 def _layer_prefix(name: str) -> str:
@@ -144,7 +151,9 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
     groups: dict[str, list[Entry]] = {}
     for e in plan.entries.values():
         groups.setdefault(nm.module_of(e.target, root), []).append(e)
-    layer_sizes = Counter(_layer_prefix(n) for n in plan.entries)
+    # layers that keep their init whole print as `layers.4.*`: only rows without a source count
+    sourceless = any(not e.sources for e in plan.entries.values())
+    layer_sizes = Counter(_layer_prefix(n) for n in plan.entries) if sourceless else Counter()
     for mods in _alike(groups):
         rows = [e for m in mods for e in groups[m]]
         stats = [summary[m] for m in mods]
@@ -187,8 +196,8 @@ def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
     """One line per run of rows that differ only in layer indices:
     `encoder.layers.{0..3}.conv.depthwise_conv.weight keeps init [shape-mismatch] (...)`."""
     runs: dict[tuple[Any, ...], list[Entry]] = {}
-    for e in rows:
-        runs.setdefault(_row_key(e), []).append(e)
+    for e, key in zip(rows, _row_keys(rows), strict=True):
+        runs.setdefault(key, []).append(e)
     return [_run_line(members, layer_sizes) for members in runs.values()]
 
 
@@ -196,8 +205,8 @@ def _folded_reason(reasons: list[str]) -> str:
     """One reason for a folded run: the reasons folded like names when that gives one, else the
     first layer's said once when the others differ from it only in numbers, else each."""
     distinct = list(dict.fromkeys(reasons))
-    same_words = len({_DIGITS.sub("#", r) for r in distinct}) == 1
-    if same_words and len(distinct) > 1 and _varying_numbers(distinct) > 1:
+    same_words, varying = _numbers_apart(distinct)
+    if same_words and len(distinct) > 1 and varying > 1:
         # fold_names folds one index at a time: it cannot make these one line (and at 100k
         # rows trying costs seconds)
         return f"{distinct[0]}; the same in each layer"
@@ -209,10 +218,24 @@ def _folded_reason(reasons: list[str]) -> str:
     return ", ".join(folded)
 
 
-def _varying_numbers(texts: list[str]) -> int:
-    """How many of the numbers in texts that differ only in numbers take more than one value."""
-    columns = zip(*(_DIGITS.findall(t) for t in texts), strict=True)
-    return sum(len(set(c)) > 1 for c in columns)
+def _numbers_apart(texts: list[str]) -> tuple[bool, int]:
+    """Whether `texts` (the distinct reasons of one run) differ only in their numbers, and if so
+    how many of their numbers take more than one value, counted up to 2. A run's reasons are
+    equal once their index components are blanked (`_row_keys`), so unless one says `{}` itself
+    they differ only there: then comparing them with the first stops at the second number seen
+    to vary (a run can hold 100k reasons)."""
+    if any("{}" in t for t in texts):
+        words = {_DIGITS.sub("#", t) for t in texts}
+        if len(words) != 1:
+            return False, 0
+    first = _DIGITS.findall(texts[0])
+    varying: set[int] = set()
+    for t in texts[1:]:
+        varying.update(k for k, (a, b) in enumerate(zip(first, _DIGITS.findall(t), strict=True))
+                       if a != b)
+        if len(varying) > 1:
+            break
+    return True, len(varying)
 
 
 def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:

@@ -62,6 +62,28 @@ def blanked(name: str) -> str:
     return _INDEX_COMPONENT.sub("{}", name)
 
 
+# _INDEX_COMPONENT over texts joined by newlines, in two passes that each start at a literal
+# (3x faster than one pass with a lookbehind): a component after a dot, then one at a line's
+# start (a name that begins with an index), looked for only when a line starts with a digit.
+_DOTTED_INDEX = re.compile(r"\.[0-9]+(?![^.\n])")
+_LEADING_INDEX = re.compile(r"^[0-9]+(?![^.\n])", re.MULTILINE)
+_LINE_STARTS_WITH_DIGIT = re.compile(r"\n[0-9]")
+
+
+def blanked_many(texts: list[str]) -> list[str]:
+    """`[blanked(t) for t in texts]` in one pass over them joined (the map report blanks every
+    row's name, sources and reason: 100k's of calls otherwise)."""
+    if not texts:
+        return []
+    joined = "\n".join(texts)
+    if joined.count("\n") != len(texts) - 1:  # a text holds a newline itself
+        return [blanked(t) for t in texts]
+    out = _DOTTED_INDEX.sub(".{}", joined)
+    if out[:1].isdigit() or _LINE_STARTS_WITH_DIGIT.search(out):
+        out = _LEADING_INDEX.sub("{}", out)
+    return out.split("\n")
+
+
 @lru_cache(maxsize=1 << 16)
 def tokens(name: str) -> frozenset[str]:
     """Word tokens of a name, without layer indices: `ffn1.w_1` -> {ffn, 1, w} minus digits

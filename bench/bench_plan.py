@@ -8,8 +8,9 @@ The plan is proposed from two safetensors files of N tensors (`layers.{i}.expert
 against the same names under `model.`: every row is a heuristic match with evidence and
 candidates), built once under /tmp/ckpt-bench. In process, best of --repeat, wall and CPU.
 --whole instead times issue 16's goals: `ckpt map SRC TGT -o plan.yaml` as a whole process (best
-CPU of --repeat via /usr/bin/time, user + system, and its largest peak RSS) and `Plan.load` of
-that plan in process (best CPU).
+CPU of --repeat via /usr/bin/time, user + system, and its largest peak RSS), and in process
+(best CPU) `Plan.load` and `to_yaml` of that plan in the compact form (mapping/plantemplates.py,
+what `ckpt map` writes from 2,000 rows up) and in full rows (version 1).
 """
 
 from __future__ import annotations
@@ -83,8 +84,17 @@ def whole(n: int, repeat: int) -> None:
           f"{max(r[2] for r in runs):.0f} |")
     from inspector.mapping.plan import Plan
 
-    w, c = timed(partial(Plan.load, plan), repeat)
-    print(f"| {n:,} | `Plan.load` (in process) | {w:.2f} | {c:.2f} | |")
+    full = TMP / f"plan-{n}-full.yaml"
+    loaded = Plan.load(plan)
+    loaded.save(full, compact=False)
+    for label, path in (("compact", plan), ("full rows", full)):
+        w, c = timed(partial(Plan.load, path), repeat)
+        mb = path.stat().st_size / 1e6
+        print(f"| {n:,} | `Plan.load` of the plan {label} ({mb:.1f} MB, in process) | {w:.2f} "
+              f"| {c:.2f} | |")
+    for label, compact in (("compact", True), ("full rows", False)):
+        w, c = timed(partial(loaded.to_yaml, compact), repeat)
+        print(f"| {n:,} | `plan.to_yaml` {label} (in process) | {w:.2f} | {c:.2f} | |")
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def tokens_by_parts(name: str) -> frozenset[str]:
 @settings(max_examples=1000)
 @given(NAME)
 def test_tokens(name: str) -> None:
-    nm.tokens.cache_clear()
+    nm._template_tokens.cache_clear()
     assert nm.tokens(name) == tokens_by_parts(name)
 
 
@@ -136,3 +136,9 @@ def test_a_runs_reasons_compare_as_by_their_numbers(parts: list[str], fills: lis
     got_same, got_varying = _numbers_apart(texts)
     assert got_same == same
     assert min(got_varying, 2) == min(varying, 2)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(NAME, max_size=8))
+def test_parse_many_is_parse_of_each(names: list[str]) -> None:
+    assert nm.parse_many(names) == [nm.parse(n) for n in names]

@@ -35,6 +35,20 @@ def parse(name: str) -> Parsed:
     return Parsed(name, parts, indices, words)
 
 
+def parse_many(names: list[str]) -> list[Parsed]:
+    """`[parse(n) for n in names]`, each template's tokens worked out once: names that differ
+    only in their indices have the same words, and share one frozenset of them."""
+    shared: dict[str, frozenset[str]] = {}
+    out = []
+    for name, blank in zip(names, blanked_many(names), strict=True):
+        words = shared.get(blank)
+        if words is None:
+            words = shared[blank] = parse(name).tokens
+        indices = tuple(map(int, _INDEX_COMPONENT.findall(name))) if "{}" in blank else ()
+        out.append(Parsed(name, tuple(name.split(".")), indices, words))
+    return out
+
+
 @lru_cache(maxsize=1 << 14)
 def _component_words(component: str) -> tuple[str, ...] | None:
     """Word tokens of one component; None for a layer index. Components repeat: cached."""
@@ -84,10 +98,15 @@ def blanked_many(texts: list[str]) -> list[str]:
     return out.split("\n")
 
 
-@lru_cache(maxsize=1 << 16)
 def tokens(name: str) -> frozenset[str]:
     """Word tokens of a name, without layer indices: `ffn1.w_1` -> {ffn, 1, w} minus digits
-    that are whole components. Digits inside a component (`ffn1`, `w_1`) stay: they name things."""
+    that are whole components. Digits inside a component (`ffn1`, `w_1`) stay: they name things.
+    Cached per template: the names of every layer share theirs (`{}` has no words)."""
+    return _template_tokens(blanked(name))
+
+
+@lru_cache(maxsize=1 << 16)
+def _template_tokens(name: str) -> frozenset[str]:
     out: set[str] = set()
     for p in name.split("."):
         words = _component_words(p)  # cached per component: names repeat theirs

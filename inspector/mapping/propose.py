@@ -13,6 +13,7 @@ import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +39,7 @@ MAX_CANDIDATES = 5
 MAX_BUCKET = 256  # an index bucket larger than this says nothing: skipped
 EMBED_TOKENS = frozenset({"embed", "embedding", "emb", "embeddings", "wte"})
 NO_SOURCE = "no source tensor fits: keeps its own init"
+_HEURISTIC = frozenset({"heuristic"})
 
 
 class Src(NamedTuple):
@@ -361,18 +363,18 @@ class Context:
             return _keep(
                 name, info, reason, {"shape-mismatch"} | extra_flags, cand, tuple(evidence)
             )
-        evidence.append(Evidence("shape", f"{list(info.shape)}", 1.0))
-        flags = set(extra_flags)
+        evidence.append(_shape_fits(info.shape))
+        flags = extra_flags
         steps = transforms
         if dtype != info.dtype:
             steps = (*transforms, Cast(info.dtype))
-            flags.add("dtype-change")
+            flags = extra_flags | {"dtype-change"}
             evidence.append(Evidence("dtype", f"{dtype} -> {info.dtype}", 0.0))
         return built(Entry, {  # Entry(...) without its 14 frozen setattrs: one row per target
             "target": name, "decision": "copy", "sources": ((src.label, src.name),),
             "transform": steps, "status": "proposed", "reason": evidence[0].detail,
             "evidence": tuple(evidence), "confidence": round(confidence, 3),
-            "flags": frozenset(flags), "candidates": candidates, "shape": info.shape,
+            "flags": flags, "candidates": candidates, "shape": info.shape,
             "dtype": info.dtype, "source_shapes": (s.shape,), "source_dtypes": (s.dtype,),
         })
 
@@ -396,10 +398,9 @@ class Context:
         index = _Index(pool)
         tgt_digests = self.digests.get(self.target_ref.label, {})
         ranked: dict[str, list[_Ranked]] = {}
-        parsed: dict[str, nm.Parsed] = {}
-        for name in open_targets:
+        parsed = dict(zip(open_targets, nm.parse_many(open_targets), strict=True))
+        for name, t in parsed.items():
             info = self.target.tensors[name]
-            t = parsed[name] = nm.parse(name)
             found = []
             for s, p in index.candidates(t, info.shape):
                 r = self._score(t, info, s, p, tgt_digests.get(name))
@@ -477,7 +478,7 @@ class Context:
         detail = f"similar to {src.label}:{src.name} ({cands[0].why})"
         evidence = [Evidence("similar", detail, best.score)]
         return self._copy_or_mismatch(
-            name, info, src, (), evidence, best.score, reasons, frozenset({"heuristic"}), cands
+            name, info, src, (), evidence, best.score, reasons, _HEURISTIC, cands
         )
 
     # -- step 3: module-level vocabulary reasoning ------------------------------------------------
@@ -562,8 +563,7 @@ class _Index:
         self.by_shape: dict[tuple[str, tuple[int, ...], tuple[int, ...]], list[_Item]] = {}
         self.strong: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]], list[_Item]]
         self.strong = {}
-        for s in pool:
-            p = nm.parse(s.full)
+        for s, p in zip(pool, nm.parse_many([s.full for s in pool]), strict=True):
             item = (s, p)
             self.by_suffix.setdefault((p.parts[-2:], p.indices), []).append(item)
             self.by_shape.setdefault((p.parts[-1], p.indices, s.info.shape), []).append(item)
@@ -606,6 +606,12 @@ def _gc_paused() -> Iterator[None]:
 
 
 # -- small helpers -------------------------------------------------------------------------------
+@lru_cache(maxsize=1024)
+def _shape_fits(shape: tuple[int, ...]) -> Evidence:
+    """The evidence that a source has the target's shape: one (frozen) object per shape."""
+    return Evidence("shape", f"{list(shape)}", 1.0)
+
+
 def _keep(
     name: str,
     info: TensorInfo,

@@ -347,11 +347,13 @@ def explain(
 
     `sources` maps each plan source label to its checkpoint (or name -> shape mapping).
     """
+    if all(e.effective == "copy" for e in plan.entries.values()):
+        return []  # every stack transfers (and no row keeps its init for a vocabulary change)
+    hints = Hints(family_of(target), _config_of(target))
     tgt_shapes = shapes_of(target)
     src_shapes = {label: shapes_of(c) for label, c in sources.items()}
     src_stacks = {label: stacks(shapes) for label, shapes in src_shapes.items()}
     src_prefix = {s.label: s.prefix for s in plan.sources}
-    hints = Hints(family_of(target), _config_of(target))
     root = nm.common_root(list(tgt_shapes))
     lines = []
     for path, members in stacks(tgt_shapes).items():
@@ -376,13 +378,15 @@ def _vocabulary_lines(
     target: Checkpoint | Shapes,
     hints: Hints,
 ) -> list[str]:
+    changed = [(name, e) for name, e in plan.entries.items() if "vocab-change" in e.flags]
+    if not changed:
+        return []
     units = assign_units(plan.entries, target.metadata if isinstance(target, Checkpoint) else {})
     modules: dict[str, set[Unit]] = {}  # reason -> units, in the order the reasons appear
     rows: dict[str, list[Entry]] = {}
-    for name, e in plan.entries.items():
-        if "vocab-change" in e.flags:
-            modules.setdefault(e.reason, set()).add(units[name])
-            rows.setdefault(e.reason, []).append(e)
+    for name, e in changed:
+        modules.setdefault(e.reason, set()).add(units[name])
+        rows.setdefault(e.reason, []).append(e)
     out = []
     for reason, found in modules.items():
         mods = sorted(u.root.rstrip(".") for u in found)

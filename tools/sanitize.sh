@@ -22,4 +22,4 @@ ROOT=$PWD
 cd build/asan/pkg && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" "$PY" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" \
-  "$ROOT"/tests/test_{xxh3,treehash,hashing,compare,convert,copy,crc32,shapediff,pickle_fast,pickle_fast_records,zip_directory,tree_linear,safetensors_reader,torch_zip}.py
+  "$ROOT"/tests/test_{xxh3,treehash,hashing,compare,convert,copy,crc32,shapediff,pickle_fast,pickle_fast_records,zip_directory,tree_linear,safetensors_reader,torch_zip,plan_compact}.py

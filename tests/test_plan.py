@@ -326,12 +326,16 @@ def test_with_status_is_replace_without_its_cost() -> None:
     from inspector.mapping.entries import with_status
 
     plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024)))
-    for e in plan.entries.values():
-        for status in ("approved", "rejected", "proposed"):
-            new = with_status(e, status)
-            assert new == dataclasses.replace(e, status=status)
-            assert new is not e
-            assert e.status == "proposed"  # the original is untouched
+    rows = list(plan.entries.values())
+    for status in ("approved", "rejected", "proposed"):
+        made = with_status(rows, status)
+        assert made == [dataclasses.replace(e, status=status) for e in rows]
+        assert all(new is not e for new, e in zip(made, rows, strict=True))
+        assert all(e.status == "proposed" for e in rows)  # the originals are untouched
+        assert [vars(new) for new in made] == [vars(dataclasses.replace(e, status=status))
+                                               for e in rows]  # every field, in order
+    with pytest.raises(TypeError):
+        with_status([*rows[:2], "not an entry"], "approved")  # type: ignore[list-item]
 
 
 def test_the_summary_follows_edits_while_its_layout_is_kept() -> None:

@@ -303,3 +303,20 @@ def test_rule_preview_names_the_source_of_each_row_when_there_are_several() -> N
     text = preview_text(changes, labelled=True).plain
     assert f"\n  copy ← {a}:enc.w → keep (2 sources map here" in text
     assert "\n  copy ← enc.w → keep" in preview_text(changes).plain
+
+
+@given(st.lists(st.tuples(st.sampled_from(["proposed", "approved", "rejected"]),
+                          st.sampled_from(["copy", "keep", "drop"]),
+                          st.frozensets(st.sampled_from(["ambiguous", "shape-mismatch", "user",
+                                                         "heuristic", "no-source"]))),
+                max_size=20))
+def test_marks_by_status_decision_and_flags_are_the_tables(
+        rows: list[tuple[str, str, frozenset[str]]]) -> None:
+    """target_marks looks a mark up by (status, decision, flags): the table's own answer."""
+    from inspector.mapping.entries import Entry
+    from inspector.tui.state import _marks, entry_mark
+
+    entries = {f"t{i}": Entry(f"t{i}", decision, (("s", "x"),) if decision == "copy" else (),
+                              status=status, flags=flags)
+               for i, (status, decision, flags) in enumerate(rows)}
+    assert _marks(entries) == {n: entry_mark(e) for n, e in entries.items()}

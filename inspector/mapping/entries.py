@@ -14,11 +14,12 @@ import hashlib
 import re
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, fields
 from itertools import repeat
 from math import prod
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from .._native import core
 from ..humanize import floor_percent
 from ..tree import fold_names
 from .rules import Rule
@@ -138,12 +139,14 @@ class Entry:
         return "keep" if self.status == "rejected" else self.decision
 
 
-def with_status(e: Entry, status: str) -> Entry:
-    """`dataclasses.replace(e, status=status)` without its per-call field walk: bulk approve and
-    reject of 100k rows spent most of their time there."""
-    new = object.__new__(Entry)
-    object.__setattr__(new, "__dict__", {**e.__dict__, "status": status})
-    return new
+# Every field of Entry in declaration order: what the core's frozen_rows / frozen_replaced set.
+ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+
+
+def with_status(rows: list[Entry], status: str) -> list[Entry]:
+    """`[dataclasses.replace(e, status=status) for e in rows]`, made in the core: bulk approve
+    and reject of 100k rows spent most of their time in a Python copy per row."""
+    return core.frozen_replaced(Entry, ENTRY_FIELDS, rows, "status", status)
 
 
 def built(cls: type[_T], fields: dict[str, object]) -> _T:

@@ -225,15 +225,12 @@ class Plan:
     def _set_status(self, action: str, names: Iterable[str], status: str) -> Edit:
         """`_replace` for a status change of `names` and their groups' members: rows already in
         that status are left (no new entry, no comparison of every field: 100k rows at once)."""
-        entries = self.entries
-        changes = []
         with rare_gc():  # a new entry per row: no cycles, and 100k of them at once
-            for e in self._group_entries(names):
-                if e.status != status:
-                    new = with_status(e, status)
-                    changes.append((e.target, e, new))
-                    entries[e.target] = new
-        return Edit(action, tuple(changes))
+            old = [e for e in self._group_entries(names) if e.status != status]
+            new = with_status(old, status)
+            targets = [e.target for e in old]
+            self.entries.update(zip(targets, new, strict=True))
+            return Edit(action, tuple(zip(targets, old, new, strict=True)))
 
     def _entries(self, names: Iterable[str]) -> list[Entry]:
         out = []

@@ -29,7 +29,7 @@ from typing import Any
 
 from .._native import core
 from ..errors import PlanError
-from .entries import Candidate, Entry, Evidence
+from .entries import ENTRY_FIELDS, Candidate, Entry, Evidence
 
 # Plans of at least this many rows are written compact unless asked otherwise: below it a plan is
 # small enough to read in full, row by row, in a review.
@@ -39,7 +39,6 @@ _FIELD = re.compile(r"[0-9]{1,6}")
 
 Key = tuple[Any, ...]
 # every field of each, in declaration order (what frozen_rows sets)
-_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 _EVIDENCE_FIELDS = tuple(f.name for f in fields(Evidence))
 _CANDIDATE_FIELDS = tuple(f.name for f in fields(Candidate))
 
@@ -161,7 +160,7 @@ class Template:
             "shape": (p.shape,), "dtype": (p.dtype,), "source_shapes": (p.source_shapes,),
             "source_dtypes": (p.source_dtypes,),
         }
-        return core.frozen_rows(Entry, _ENTRY_FIELDS, [columns[f] for f in _ENTRY_FIELDS], n)
+        return core.frozen_rows(Entry, ENTRY_FIELDS, [columns[f] for f in ENTRY_FIELDS], n)
 
     # Each column is one tuple per row, zipped from one column per item (a shared item repeated)
     def _sources_column(self, filled: list[list[str]], n: int

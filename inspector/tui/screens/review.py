@@ -439,6 +439,10 @@ class ReviewScreen(Screen[None]):
             self._after_edit(f"rejected {len(edit.changes)} row(s)")
 
     def _after_edit(self, what: str) -> None:
+        # An edit's new rows live on (in the plan, or in the undo history) like the plan's at
+        # load: kept out of the collector's passes too (a bulk edit of 100k rows otherwise
+        # costs the next frames a full pass over them).
+        gc.freeze()
         self.refresh_all()
         self.notify(what, timeout=2)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -320,3 +322,31 @@ def test_marks_by_status_decision_and_flags_are_the_tables(
                               status=status, flags=flags)
                for i, (status, decision, flags) in enumerate(rows)}
     assert _marks(entries) == {n: entry_mark(e) for n, e in entries.items()}
+
+
+def _path_by_covers(model: TreeModel, name: str) -> list[Row] | None:
+    """TreeModel.path_to as it was written: each child asked `covers` prefix by prefix."""
+    path: list[Row] = []
+    row = model.root
+    while not row.leaf:
+        nxt = next((c for c in model.children(row) if c.covers(name) and name in c.names), None)
+        if nxt is None:
+            return None
+        path.append(nxt)
+        row = nxt
+    return path
+
+
+_SEGMENT = st.sampled_from(["a", "b", "layers", "0", "1", "2", "10", "w", ""])
+
+
+@given(st.lists(st.lists(_SEGMENT, min_size=1, max_size=4).map(".".join), min_size=1,
+                max_size=12, unique=True))
+def test_path_to_finds_the_rows_covers_finds(names: list[str]) -> None:
+    from types import SimpleNamespace
+
+    tensors: dict[str, Any] = {n: SimpleNamespace(dtype="float32", shape=(2,)) for n in names}
+    model = TreeModel(tensors, marks={n: "proposed" for n in names})
+    for n in names:
+        assert model.path_to(n) == _path_by_covers(model, n)
+    assert model.path_to("not.there") == _path_by_covers(model, "not.there")

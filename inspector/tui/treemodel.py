@@ -117,8 +117,13 @@ class TreeModel:
         """Rows from the top down to the leaf row holding tensor `name` (None if not shown)."""
         path: list[Row] = []
         row = self.root
+        # `Row.covers` as a set test: a row covers `name` when one of its prefixes is one of
+        # name's dotted prefixes (or empty). A folded row has thousands of prefixes.
+        parts = name.split(".")
+        dotted = {"", *(".".join(parts[:k]) for k in range(1, len(parts) + 1))}
         while not row.leaf:
-            nxt = next((c for c in self.children(row) if c.covers(name) and name in c.names), None)
+            nxt = next((c for c in self.children(row)
+                        if not dotted.isdisjoint(c.prefixes) and name in c.names), None)
             if nxt is None:
                 return None
             path.append(nxt)

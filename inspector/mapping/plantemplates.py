@@ -13,9 +13,9 @@ such rows share a *template*: the row with each index of the target's name writt
 
 The indices of a name are its segments made only of digits between two dots (`INDEX`), in order:
 `model.layers.7.experts.3.w1` has `7` and `3`. A row is written through a template only when
-that template gives back exactly that row; rows with a transform, and templates only one row
-would use, stay full rows. Reading checks each template once as a row, then each entry's name
-against the indices the template uses.
+that template gives back that row (equal values: a score written `1` may read back `1.0`); rows
+with a transform, and templates only one row would use, stay full rows. Reading checks each
+template once as a row, then each entry's name against the indices the template uses.
 """
 
 from __future__ import annotations
@@ -41,11 +41,6 @@ Key = tuple[Any, ...]
 # every field of each, in declaration order (what frozen_rows sets)
 _EVIDENCE_FIELDS = tuple(f.name for f in fields(Evidence))
 _CANDIDATE_FIELDS = tuple(f.name for f in fields(Candidate))
-
-
-def indices(name: str) -> list[str]:
-    """The numbers a template's `{0}`, `{1}`, ... stand for in the row of target `name`."""
-    return INDEX.findall(name)
 
 
 def templated(text: str, values: list[str]) -> str:
@@ -113,8 +108,8 @@ def key_dict(key: Key) -> dict[str, Any]:
 
 
 class Template:
-    """A template read from a plan file: `make(name, where)` is the row it gives for target
-    `name`. `proto` is the template read as a row (and checked as one), its strings still
+    """A template read from a plan file: `make_many(names, where)` are the rows it gives for
+    those targets. `proto` is the template read as a row (and checked as one), its strings still
     templates. The strings that hold a field or a brace are filled in per row (each distinct one
     once: a row's reason often repeats in its evidence), the others are shared."""
 

@@ -125,15 +125,15 @@ def test_a_runs_reasons_compare_as_by_their_numbers(parts: list[str], fills: lis
                                                     ) -> None:
     """`ckpt map`'s folded reason: texts equal once blanked (one run's reasons) are told apart
     by their varying numbers as the whole-text definition does (counted up to 2)."""
-    from inspector.cli.map import _DIGITS, _numbers_apart
+    from inspector.cli.rowruns import DIGITS, numbers_apart
 
     template = ".".join(parts)
     texts = list(dict.fromkeys(template.replace("{}", "%s") % tuple(f[: template.count("{}")])
                                for f in fills))
-    same = len({_DIGITS.sub("#", t) for t in texts}) == 1
-    columns = zip(*(_DIGITS.findall(t) for t in texts), strict=True) if same else []
+    same = len({DIGITS.sub("#", t) for t in texts}) == 1
+    columns = zip(*(DIGITS.findall(t) for t in texts), strict=True) if same else []
     varying = sum(len(set(c)) > 1 for c in columns)
-    got_same, got_varying = _numbers_apart(texts)
+    got_same, got_varying = numbers_apart(texts)
     assert got_same == same
     assert min(got_varying, 2) == min(varying, 2)
 

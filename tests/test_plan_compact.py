@@ -189,3 +189,21 @@ def test_the_cli_writes_a_large_plan_compact_and_applies_it(tmp_path: Path) -> N
     written = load_file(str(out))
     assert (written["model.layers.37.experts.2.w1.weight"] == 372).all()
     assert (written["model.layers.5.router.weight"] == 5).all()
+
+
+def test_plan_show_folds_a_models_layers_into_one_section(tmp_path: Path) -> None:
+    """A model whose top level is its layer stack (one module per layer): `ckpt plan show`
+    prints its layers as one section with one line per kind of row, as `ckpt map` does, not a
+    section per layer (a 100k-row plan printed 16,670 lines)."""
+    names = [f"layers.{i}.experts.{j}.w{k}" for i in range(30) for j in range(4) for k in (1, 2)]
+    src, tgt = tmp_path / "src.safetensors", tmp_path / "tgt.safetensors"
+    save_file({n: np.zeros(2, np.float32) for n in names}, str(src))
+    save_file({"model." + n: np.zeros(2, np.float32) for n in names}, str(tgt))
+    plan_file = tmp_path / "plan.yaml"
+    propose(str(src), str(tgt)).save(plan_file)
+    out = subprocess.run([sys.executable, "-m", "inspector.cli", "plan", "show", str(plan_file)],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    assert out[1] == "model.layers.{0..29} 100%  [240 proposed]"
+    assert len(out) == 5  # title, the section, a line for w1 rows and one for w2, the footer
+    assert out[2].startswith("  proposed copy 120 rows under model.layers <- src.safetensors:")
+    assert out[2].endswith("; the same in each layer)")

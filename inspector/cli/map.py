@@ -24,8 +24,8 @@ from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
 from .layers import add_layer_arguments, layer_rules
+from .rowruns import alike, folded_reason
 
-_DIGITS = re.compile(r"\d+")
 # Up to the first whole component of ASCII digits that follows another and is not the last.
 _LAYER_PREFIX = re.compile(r"((?:[^.]*\.)+?[0-9]+)\.")
 MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
@@ -154,7 +154,7 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
     # layers that keep their init whole print as `layers.4.*`: only rows without a source count
     sourceless = any(not e.sources for e in plan.entries.values())
     layer_sizes = Counter(_layer_prefix(n) for n in plan.entries) if sourceless else Counter()
-    for mods in _alike(groups):
+    for mods in alike(groups):
         rows = [e for m in mods for e in groups[m]]
         stats = [summary[m] for m in mods]
         problems = sum(s.problems for s in stats)
@@ -182,16 +182,6 @@ def _print(plan: Plan, explanation: list[str], show_all: bool) -> None:
         print(line)
 
 
-def _alike(groups: dict[str, list[Entry]]) -> list[list[str]]:
-    """Modules whose names differ only in indices, together (in first-seen order): a model
-    whose top level is its layer stack (`model.layers.N`, one module per layer) prints one
-    section for its layers, folded, not one per layer."""
-    alike: dict[str, list[str]] = {}
-    for mod in groups:
-        alike.setdefault(nm.blanked(mod), []).append(mod)
-    return list(alike.values())
-
-
 def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
     """One line per run of rows that differ only in layer indices:
     `encoder.layers.{0..3}.conv.depthwise_conv.weight keeps init [shape-mismatch] (...)`."""
@@ -199,43 +189,6 @@ def _folded(rows: list[Entry], layer_sizes: Counter[str]) -> list[str]:
     for e, key in zip(rows, _row_keys(rows), strict=True):
         runs.setdefault(key, []).append(e)
     return [_run_line(members, layer_sizes) for members in runs.values()]
-
-
-def _folded_reason(reasons: list[str]) -> str:
-    """One reason for a folded run: the reasons folded like names when that gives one, else the
-    first layer's said once when the others differ from it only in numbers, else each."""
-    distinct = list(dict.fromkeys(reasons))
-    same_words, varying = _numbers_apart(distinct)
-    if same_words and len(distinct) > 1 and varying > 1:
-        # fold_names folds one index at a time: it cannot make these one line (and at 100k
-        # rows trying costs seconds)
-        return f"{distinct[0]}; the same in each layer"
-    folded = fold_names(distinct)
-    if len(folded) == 1:  # `a.pt:layers.{0..3}.w has shape ...`
-        return folded[0]
-    if same_words:
-        return f"{distinct[0]}; the same in each layer"
-    return ", ".join(folded)
-
-
-def _numbers_apart(texts: list[str]) -> tuple[bool, int]:
-    """Whether `texts` (the distinct reasons of one run) differ only in their numbers, and if so
-    how many of their numbers take more than one value, counted up to 2. A run's reasons are
-    equal once their index components are blanked (`_row_keys`), so unless one says `{}` itself
-    they differ only there: then comparing them with the first stops at the second number seen
-    to vary (a run can hold 100k reasons)."""
-    if any("{}" in t for t in texts):
-        words = {_DIGITS.sub("#", t) for t in texts}
-        if len(words) != 1:
-            return False, 0
-    first = _DIGITS.findall(texts[0])
-    varying: set[int] = set()
-    for t in texts[1:]:
-        varying.update(k for k, (a, b) in enumerate(zip(first, _DIGITS.findall(t), strict=True))
-                       if a != b)
-        if len(varying) > 1:
-            break
-    return True, len(varying)
 
 
 def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:
@@ -251,7 +204,7 @@ def _run_line(members: list[Entry], layer_sizes: Counter[str]) -> str:
         for lb in labels
     )
     flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
-    reason = _folded_reason([m.reason for m in members])
+    reason = folded_reason([m.reason for m in members])
     return f"{label} {arrow}{f' {src}' if src else ''}{flags}  ({reason})"
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 from ..errors import PlanError
 from ..mapping import names as nm
+from ..mapping.entries import fold_summaries
 from ..mapping.plan import STATUSES, Entry, Plan, is_pending, is_problem
 from ..mapping.rules import name_matcher
 from ..tree import fold_names
 from . import EXIT_OK
+from .rowruns import alike, folded_reason
 
 MAX_LISTED = 8  # changed rows listed as folded names up to this many lines, else per module
 MAX_FOLDED = 3  # `show`: a line lists up to this many folded names (all with --all)
@@ -154,9 +156,11 @@ def show_lines(plan: Plan, names: list[str], where: str, show_all: bool = False)
     groups: dict[str, list[Entry]] = {}
     for n in names:
         groups.setdefault(nm.module_of(n, root), []).append(plan.entries[n])
-    for mod, rows in groups.items():
+    for mods in alike(groups):  # `model.layers.{0..59}`: one section for a model's layers
+        rows = [e for m in mods for e in groups[m]]
         per = Counter(e.status for e in rows)
-        out.append(f"{summary[mod].line()}  [{', '.join(f'{n} {s}' for s, n in per.items())}]")
+        head = "; ".join(fold_summaries(summary[m] for m in mods))
+        out.append(f"{head}  [{', '.join(f'{n} {s}' for s, n in per.items())}]")
         out += [f"  {line}" for line in _runs(rows, show_all)]
     pending = plan.pending()
     out.append(f"{len(pending)} proposed row(s) change the output: approve them before "
@@ -168,12 +172,15 @@ def _runs(rows: list[Entry], show_all: bool) -> list[str]:
     """Rows with equal status, decision, flags and reason (layer indices aside) on one line;
     rows copied from the same name in their source are not told apart by name."""
     runs: dict[tuple[Any, ...], list[Entry]] = {}
-    for e in rows:
+    targets = nm.blanked_many([e.target for e in rows])  # one regex pass each, not one a row
+    reasons = nm.blanked_many([e.reason for e in rows])
+    sources = iter(nm.blanked_many([name for e in rows for _, name in e.sources]))
+    for e, target, reason in zip(rows, targets, reasons, strict=True):
+        blanked = tuple(next(sources) for _ in e.sources)
         renamed = any(name != e.target for _, name in e.sources)
-        names = (nm.template(e.target)[0],
-                 tuple(nm.template(name)[0] for _, name in e.sources)) if renamed else ()
+        names = (target, blanked) if renamed else ()
         key = (e.status, e.decision, tuple(sorted(e.flags)),
-               tuple(label for label, _ in e.sources), names, nm.template(e.reason)[0])
+               tuple(label for label, _ in e.sources), names, reason)
         runs.setdefault(key, []).append(e)
     return [_run_line(members, len(rows), show_all) for members in runs.values()]
 
@@ -190,7 +197,7 @@ def _run_line(members: list[Entry], module_rows: int, show_all: bool) -> str:
     )
     arrow = f" <- {src}" if src else ""
     flags = f" [{', '.join(sorted(e.flags))}]" if e.flags else ""
-    reason = ", ".join(fold_names(dict.fromkeys(m.reason for m in members)))
+    reason = folded_reason([m.reason for m in members])
     return f"{e.status:<8} {e.decision:<4} {targets}{arrow}{flags}  ({reason})"
 
 

@@ -3,8 +3,6 @@ target's name are written once, as a template; every row still reads back as it 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
+from subproc import ckpt
 
 from inspector import yamlload
 from inspector.errors import PlanError
@@ -170,19 +169,17 @@ def test_the_cli_writes_a_large_plan_compact_and_applies_it(tmp_path: Path) -> N
     src = _moe(tmp_path / "src.safetensors", layers)
     tgt = _moe(tmp_path / "tgt.safetensors", layers, prefix="model.")
     plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.safetensors"
-    ckpt = [sys.executable, "-m", "inspector.cli"]
-    subprocess.run([*ckpt, "map", str(src), str(tgt), "-o", str(plan_file)], check=True,
-                   capture_output=True)
+    done = ckpt("map", src, tgt, "-o", plan_file)
+    assert done.returncode == 0, done.stderr
     text = plan_file.read_text()
     assert text.startswith("version: 2\n")
     assert len(text) * 4 < len(Plan.load(plan_file).to_yaml(compact=False))
-    subprocess.run([*ckpt, "plan", "approve", str(plan_file), "model.layers.3"], check=True,
-                   capture_output=True)
+    done = ckpt("plan", "approve", plan_file, "model.layers.3")
+    assert done.returncode == 0, done.stderr
     plan = Plan.load(plan_file)
     assert plan.entries["model.layers.3.experts.1.w2.weight"].status == "approved"
     assert plan.entries["model.layers.4.experts.1.w2.weight"].status == "proposed"
-    done = subprocess.run([*ckpt, "apply", str(plan_file), "-o", str(out), "--accept-proposed"],
-                          capture_output=True, text=True)
+    done = ckpt("apply", plan_file, "-o", out, "--accept-proposed")
     assert done.returncode == 0, done.stderr
     from safetensors.numpy import load_file
 
@@ -201,8 +198,9 @@ def test_plan_show_folds_a_models_layers_into_one_section(tmp_path: Path) -> Non
     save_file({"model." + n: np.zeros(2, np.float32) for n in names}, str(tgt))
     plan_file = tmp_path / "plan.yaml"
     propose(str(src), str(tgt)).save(plan_file)
-    out = subprocess.run([sys.executable, "-m", "inspector.cli", "plan", "show", str(plan_file)],
-                         check=True, capture_output=True, text=True).stdout.splitlines()
+    done = ckpt("plan", "show", plan_file)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
     assert out[1] == "model.layers.{0..29} 100%  [240 proposed]"
     assert len(out) == 5  # title, the section, a line for w1 rows and one for w2, the footer
     assert out[2].startswith("  proposed copy 120 rows under model.layers <- src.safetensors:")

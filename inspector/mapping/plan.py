@@ -147,7 +147,8 @@ class Plan:
         index = self._group_index()
         for n in list(wanted):
             wanted.update(index.get(n, ()))
-        return [n for n in self.entries if n in wanted] + sorted(wanted - set(self.entries))
+        entries = self.entries
+        return [n for n in entries if n in wanted] + sorted(n for n in wanted if n not in entries)
 
     def prepare(self) -> None:
         """Work out now what edits and summaries look up by name (stateful groups, modules,

@@ -90,7 +90,7 @@ class SourceRef:
     content: str | None = None  # content digest of the whole checkpoint, when computed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per row: no __dict__ each
 class Evidence:
     """One reason for (or against) a row's decision."""
 
@@ -99,7 +99,7 @@ class Evidence:
     score: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per row: no __dict__ each
 class Candidate:
     """A source tensor ranked for a target row."""
 
@@ -159,7 +159,7 @@ def built(cls: type[_T], fields: dict[str, object]) -> _T:
     return new
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per row: no __dict__ each
 class Unused:
     """A source tensor no entry reads, and why."""
 

@@ -184,14 +184,17 @@ class Plan:
             s = out.get(mod)
             if s is None:
                 s = out[mod] = ModuleSummary(mod)
-            copied = e.effective == "copy"
+            effective, numel = e.effective, e.numel
             s.tensors += 1
-            s.copied += copied
-            s.kept += e.effective == "keep"
-            s.dropped += e.effective == "drop"
-            s.problems += is_problem(e)
-            s.params += e.numel
-            s.params_copied += e.numel if copied else 0
+            s.params += numel
+            if effective == "copy":
+                s.copied += 1
+                s.params_copied += numel
+            elif effective == "keep":
+                s.kept += 1
+                s.problems += is_problem(e)  # a problem row keeps its init (is_partial)
+            else:
+                s.dropped += 1
         for mod, layers in stacks.items():
             out[mod].layers = len(layers)
             out[mod].layers_copied = sum(

@@ -133,8 +133,8 @@ _ROW = '{"decision": "keep", "status": "proposed", "reason": %s}'
     ([_ROW % '"x {}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
     ([_ROW % '"x {0!r}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
     ([_ROW % '"x {0:>9}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
-    ([_ROW % '"x {0"'], ['"a.1.b": 0'], "templates[0].reason: not a template string"),
-    ([_ROW % '"x }"'], ['"a.1.b": 0'], "templates[0].reason: not a template string"),
+    ([_ROW % '"x {0"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x }"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
     ([_ROW % '"x {1}"'], ['"a.1.b": 0'], "entries['a.1.b']: its template (plan: templates[0]) "
      "says {1}; the name has 1 index"),
     ([_ROW % '"x {0}"'], ['"a.1.b": 1'], "entries['a.1.b']: no template 1"),
@@ -144,7 +144,14 @@ _ROW = '{"decision": "keep", "status": "proposed", "reason": %s}'
      "templates[0]: decision copy needs at least one source"),
     (['{"decision": "keep", "transform": [{"op": "transpose"}]}'], ['"a.1.b": 0'],
      "templates[0].transform: a template holds no transform"),
-    (["7"], ['"a.1.b": 0'], "templates[0]: expected a mapping"),
+    (["7"], ['"a.1.b": 0'], "templates[0]: expected a mapping with decision, status, reason (a "
+     "row whose strings"),
+    ([_ROW % '"x {00}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x {0:}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    ([_ROW % '"x {1234567}"'], ['"a.1.b": 0'], "templates[0].reason: a template says {0}"),
+    (['{"decision": "copy", "sources": [["s", "a", [1], "f"]], "candidates": [["s", "a", 0.5, '
+      '"{x}"]]}'], ['"a.1.b": 0'], "templates[0].candidates[0].why: a template says {0}"),
+    ([_ROW % '"x"'], ['"a.1.b": ' + "9" * 5000], "cannot read a value"),
 ])
 def test_a_bad_template_is_a_plan_error_naming_it(templates: list[str], entries: list[str],
                                                   message: str) -> None:
@@ -205,3 +212,66 @@ def test_plan_show_folds_a_models_layers_into_one_section(tmp_path: Path) -> Non
     assert len(out) == 5  # title, the section, a line for w1 rows and one for w2, the footer
     assert out[2].startswith("  proposed copy 120 rows under model.layers <- src.safetensors:")
     assert out[2].endswith("; the same in each layer)")
+
+
+@pytest.mark.parametrize(("reason", "names"), [
+    ("{{" + "x" * 200_000, [f"m.{i}.w" for i in range(1000)]),  # one long string, many rows
+    ("{0}" * 10_000, [f"m.{i:0>1000}.w" for i in range(20)]),  # many fields, long indices
+])
+def test_a_plan_that_would_expand_too_far_is_refused(reason: str, names: list[str]) -> None:
+    """A template's strings are filled in per row: a 215 kB file could name 200 M characters
+    (each time the file doubles, 4x). What rows fill in is bounded by what the file writes."""
+    import json
+
+    template = json.dumps({"decision": "keep", "reason": reason, "shape": [1], "dtype": "f32"})
+    text = (_HEAD + f"templates:\n- {template}\nentries:\n"
+            + "".join(f'  "{n}": 0\n' for n in names) + "unused: []\n")
+    with pytest.raises(PlanError, match="would fill in more than 67,108,864 characters"):
+        Plan.from_yaml(text)
+
+
+def test_rows_built_with_unhashable_values_are_written_in_full(moe_plan: Plan) -> None:
+    """An Entry made through the API with a list for its shape (what version 1 writes as is)
+    cannot share a template: it is written in full, not refused with a TypeError."""
+    entries = dict(moe_plan.entries)
+    e = entries["model.embed.weight"]
+    entries[e.target] = Entry(**{**e.__dict__, "shape": list(e.shape)})  # type: ignore[arg-type]
+    plan = Plan(moe_plan.sources, moe_plan.target, moe_plan.rules, entries, moe_plan.unused)
+    text = plan.to_yaml(compact=True)
+    assert '"model.embed.weight": {' in text
+    assert Plan.from_yaml(text).entries["model.layers.3.router.weight"] == entries[
+        "model.layers.3.router.weight"]
+
+
+_PROBES = {  # refused with a Python exception (or made from the held copy), never a crash
+    "a setter clears a column": (
+        "cols = [[1, 2, 3]]\nclass C:\n    @property\n    def a(self): return 0\n"
+        "    @a.setter\n    def a(self, v): cols[0].clear()\n"
+        "assert len(core.frozen_rows(C, ('a',), cols, 3)) == 3\nprint('made')"),
+    "a subclass clears the instances": (
+        "class Sub(Entry):\n    def __getattribute__(self, n):\n        L.clear()\n"
+        "        return object.__getattribute__(self, n)\n"
+        "L = [Sub('t%d' % i, 'keep') for i in range(5)]\n"
+        "core.frozen_replaced(Entry, ENTRY_FIELDS, L, 'status', 'approved')"),
+    "another class's slot": (
+        "class A: __slots__ = ('p', 'w')\nclass B: pass\nB.w = A.__dict__['w']\n"
+        "core.frozen_rows(B, ('w',), [(1,)], 100)"),
+    "a built-in type": "core.frozen_rows(slice, ('start',), [(1,)], 1)",
+    "dict": "core.frozen_rows(dict, (), [], 1)",
+    "type": "core.frozen_rows(type, (), [], 1)",
+}
+
+
+@pytest.mark.parametrize("probe", list(_PROBES))
+def test_the_cores_row_makers_refuse_what_they_cannot_make(probe: str) -> None:
+    """frozen_rows/frozen_replaced read their inputs from a held copy and make only Python
+    classes built by object.__new__, with slots of their own or a base: bad calls raise."""
+    from subproc import python
+
+    code = ("from inspector._native import core\n"
+            "from inspector.mapping.entries import Entry, ENTRY_FIELDS\n"
+            f"try:\n    exec({_PROBES[probe]!r})\n"
+            "except (TypeError, ValueError, AttributeError) as e:\n    print('refused', e)\n")
+    done = python("-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("made" if "setter" in probe else "refused")

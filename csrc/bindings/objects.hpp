@@ -31,7 +31,11 @@ inline std::vector<PyMemberDef*> slot_members(PyTypeObject* type, const std::vec
     for (PyObject* name : names) {
         PyObject* d = _PyType_Lookup(type, name);  // borrowed
         if (d == nullptr || Py_TYPE(d) != &PyMemberDescr_Type) return {};
-        members.push_back(reinterpret_cast<PyMemberDescrObject*>(d)->d_member);
+        auto* member = reinterpret_cast<PyMemberDescrObject*>(d);
+        // a slot of `type` or of a base: a descriptor taken from another class would write at
+        // that class's offsets
+        if (!PyType_IsSubtype(type, member->d_common.d_type)) return {};
+        members.push_back(member->d_member);
     }
     return members;
 }

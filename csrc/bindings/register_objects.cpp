@@ -4,6 +4,7 @@
 // (inspector/mapping/plantemplates.py), a status set on 100k rows at once (Plan.approve).
 #include <pybind11/pybind11.h>
 
+#include <string>
 #include <vector>
 
 #include "objects.hpp"
@@ -12,15 +13,34 @@ namespace py = pybind11;
 
 namespace {
 
+// The classes these make: a heap type (a Python class) whose instances object.__new__ makes, as
+// a dataclass's are. Built-in types (dict, slice, type) have their own layouts and constructors.
+PyTypeObject* plain_class(py::handle cls, const char* who) {
+    if (!PyType_Check(cls.ptr())) throw py::type_error(std::string(who) + ": cls must be a class");
+    auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    if (!PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) || type->tp_new != PyBaseObject_Type.tp_new)
+        throw py::type_error(std::string(who) + ": cls must be a Python class made by object.__new__");
+    return type;
+}
+
+// A tuple of the sequence's items, held: setting a field may run Python code (a descriptor),
+// which could change a list read by borrowed pointers.
+py::tuple held(py::handle seq) {
+    PyObject* t = PySequence_Tuple(seq.ptr());
+    if (t == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::tuple>(t);
+}
+
 // cls(**{names[k]: columns[k][i]}) for i < n, where a column is a list of n values or a 1-tuple
 // (value,) that every instance shares. `names` are all of cls's fields in declaration order.
 py::list frozen_rows(py::handle cls, const py::tuple& names, const py::list& columns, Py_ssize_t n) {
-    if (!PyType_Check(cls.ptr())) throw py::type_error("frozen_rows: cls must be a class");
+    PyTypeObject* type = plain_class(cls, "frozen_rows");
     if (n < 0) throw py::value_error("frozen_rows: n must be >= 0");
     const auto k = static_cast<std::size_t>(names.size());
     if (static_cast<std::size_t>(columns.size()) != k)
         throw py::value_error("frozen_rows: one column per name");
-    std::vector<PyObject*> name_ptrs(k), cols(k);
+    std::vector<PyObject*> name_ptrs(k);
+    std::vector<py::tuple> cols(k);  // each column's values, held
     std::vector<bool> shared(k);
     for (std::size_t j = 0; j < k; ++j) {
         name_ptrs[j] = names[j].ptr();
@@ -29,14 +49,14 @@ py::list frozen_rows(py::handle cls, const py::tuple& names, const py::list& col
         shared[j] = PyTuple_Check(col);
         if (shared[j] ? PyTuple_GET_SIZE(col) != 1 : !PyList_Check(col) || PyList_GET_SIZE(col) != n)
             throw py::value_error("frozen_rows: a column is a list of n values or a 1-tuple");
-        cols[j] = col;
+        cols[j] = held(col);
     }
-    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(cls.ptr()), name_ptrs.data(), k);
+    const inspector_bindings::FrozenMaker maker(type, name_ptrs.data(), k);
     py::list out(n);
     std::vector<PyObject*> values(k);
     for (Py_ssize_t i = 0; i < n; ++i) {
         for (std::size_t j = 0; j < k; ++j)
-            values[j] = shared[j] ? PyTuple_GET_ITEM(cols[j], 0) : PyList_GET_ITEM(cols[j], i);
+            values[j] = PyTuple_GET_ITEM(cols[j].ptr(), shared[j] ? 0 : i);
         PyObject* o = maker.make(values.data());
         if (o == nullptr) throw py::error_already_set();
         PyList_SET_ITEM(out.ptr(), i, o);
@@ -48,7 +68,7 @@ py::list frozen_rows(py::handle cls, const py::tuple& names, const py::list& col
 // `field` set to `value`: dataclasses.replace for many rows at once, without __init__.
 py::list frozen_replaced(py::handle cls, const py::tuple& names, const py::list& instances, const py::str& field,
                          py::handle value) {
-    if (!PyType_Check(cls.ptr())) throw py::type_error("frozen_replaced: cls must be a class");
+    PyTypeObject* type = plain_class(cls, "frozen_replaced");
     const auto k = static_cast<std::size_t>(names.size());
     std::vector<PyObject*> name_ptrs(k);
     std::size_t at = k;
@@ -60,14 +80,15 @@ py::list frozen_replaced(py::handle cls, const py::tuple& names, const py::list&
         if (same == 0) at = j;
     }
     if (at == k) throw py::value_error("frozen_replaced: field is not one of names");
-    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(cls.ptr()), name_ptrs.data(), k);
-    const Py_ssize_t n = PyList_GET_SIZE(instances.ptr());
+    const inspector_bindings::FrozenMaker maker(type, name_ptrs.data(), k);
+    const py::tuple rows = held(instances);
+    const Py_ssize_t n = PyTuple_GET_SIZE(rows.ptr());
     py::list out(n);
-    std::vector<py::object> held(k);
+    std::vector<py::object> fields(k);  // the values read from one instance, held
     std::vector<PyObject*> values(k);
     for (Py_ssize_t i = 0; i < n; ++i) {
-        PyObject* o = PyList_GET_ITEM(instances.ptr(), i);
-        if (!PyObject_TypeCheck(o, reinterpret_cast<PyTypeObject*>(cls.ptr())))
+        PyObject* o = PyTuple_GET_ITEM(rows.ptr(), i);
+        if (!Py_IS_TYPE(o, type))  // exactly cls: a subclass's own fields would be lost
             throw py::type_error("frozen_replaced: an instance is not of cls");
         for (std::size_t j = 0; j < k; ++j) {
             if (j == at) {
@@ -76,7 +97,7 @@ py::list frozen_replaced(py::handle cls, const py::tuple& names, const py::list&
             }
             PyObject* v = PyObject_GetAttr(o, name_ptrs[j]);
             if (v == nullptr) throw py::error_already_set();
-            held[j] = py::reinterpret_steal<py::object>(v);
+            fields[j] = py::reinterpret_steal<py::object>(v);
             values[j] = v;
         }
         PyObject* made = maker.make(values.data());

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from .entries import (
     built,
 )
 from .planlines import ENTRIES, TEMPLATES, UNUSED, dump_rows, parse_rows
-from .plantemplates import COMPACT_FROM, Template, compact, key_dict
+from .plantemplates import COMPACT_FROM, FillBudget, Template, compact, key_dict
 from .rules import rules_from_list
 from .transforms import transform_from_dict
 
@@ -137,6 +138,9 @@ def _templates(data: dict[str, Any], where: str, labels: set[str]) -> list[Templ
     out = []
     for i, body in enumerate(_list(data, TEMPLATES, f"{where}: {TEMPLATES}")):
         at = f"{where}: {TEMPLATES}[{i}]"
+        if not isinstance(body, dict):
+            raise PlanError(f"{at}: expected a mapping with decision, status, reason (a row "
+                            "whose strings say {0}, {1}, ... for the indices of the name)")
         out.append(Template(_entry_fast("", body, labels) or _entry("", body, at, labels), at))
     return out
 
@@ -152,9 +156,11 @@ def _from_templates(raw: dict[Any, Any], templates: list[Template], where: str
                                 f"has {len(templates)}; an entry is a row or its template's "
                                 "number)")
             following.setdefault(body, []).append(str(name))
+    written = sum(t.written for t in templates) + sum(map(len, chain(*following.values())))
+    budget = FillBudget(written, where)
     made: dict[str, Entry] = {}
     for index, names in following.items():
-        made.update(zip(names, templates[index].make_many(names, where), strict=True))
+        made.update(zip(names, templates[index].make_many(names, where, budget), strict=True))
     return made
 
 
@@ -165,6 +171,8 @@ def parse(text: str, where: str = "plan") -> Any:
             return fast if fast is not None else yamlload.load(text)
     except yaml.YAMLError as e:
         raise PlanError(f"{where}: not valid YAML: {e}") from None
+    except ValueError as e:  # an integer past Python's digit limit for int(str)
+        raise PlanError(f"{where}: cannot read a value: {e}") from None
 
 
 def write(

@@ -21,7 +21,6 @@ template once as a row, then each entry's name against the indices the template 
 from __future__ import annotations
 
 import re
-import string
 from collections import Counter
 from dataclasses import fields
 from itertools import repeat
@@ -35,7 +34,16 @@ from .entries import ENTRY_FIELDS, Candidate, Entry, Evidence
 # small enough to read in full, row by row, in a review.
 COMPACT_FROM = 2000
 INDEX = re.compile(r"(?<=\.)[0-9]+(?=\.)")
-_FIELD = re.compile(r"[0-9]{1,6}")
+_TEMPLATE_TEXT = re.compile(r"(?:[^{}]|\{\{|\}\}|\{(?:0|[1-9][0-9]{0,5})\})*", re.DOTALL)
+_DOUBLED = re.compile(r"\{\{|\}\}")
+_FIELDS = re.compile(r"\{([0-9]+)\}")
+# A template's strings are filled in for every row that follows it, so a small file could name
+# gigabytes of text (one long string, many rows). The rows' filled strings may take at most this
+# many times the characters the file spends on the templates and their rows' names, or
+# FILL_FLOOR characters whatever the file (a version 1 plan's strings are only as long as
+# written).
+FILL_RATIO = 64
+FILL_FLOOR = 64 << 20
 
 Key = tuple[Any, ...]
 # every field of each, in declaration order (what frozen_rows sets)
@@ -69,9 +77,14 @@ def template_key(e: Entry) -> Key | None:
     joined = templated("\0".join(texts), INDEX.findall(e.target))  # a NUL never meets ".7."
     if joined.count("\0") != len(texts) - 1:
         return None
-    return (joined, e.decision, e.status, e.confidence, e.shape, e.dtype, e.flags,
-            tuple([label for label, _ in e.sources]), e.source_shapes, e.source_dtypes,
-            tuple([(x.kind, x.score) for x in ev]), tuple([(c.label, c.score) for c in cands]))
+    key = (joined, e.decision, e.status, e.confidence, e.shape, e.dtype, e.flags,
+           tuple([label for label, _ in e.sources]), e.source_shapes, e.source_dtypes,
+           tuple([(x.kind, x.score) for x in ev]), tuple([(c.label, c.score) for c in cands]))
+    try:
+        hash(key)
+    except TypeError:  # an Entry built by hand with a list for its shape or a set of flags
+        return None
+    return key
 
 
 def compact(entries: dict[str, Entry]) -> tuple[list[Key], dict[str, int | None]]:
@@ -118,22 +131,29 @@ class Template:
             raise PlanError(f"{where}.transform: a template holds no transform (that row is "
                             "written in full)")
         self.proto, self.where, self.arity = proto, where, 0
+        self._size = self._fields = 0  # characters and fields of its distinct template strings
         self._texts: dict[str, int] = {}  # template string -> its slot in a row's filled list
         self._reason = self._slot(proto.reason, ".reason")
         self._sources = [self._slot(n, f".sources[{i}]") for i, (_, n) in enumerate(proto.sources)]
         self._evidence = [self._slot(x.detail, f".evidence[{i}]")
                           for i, x in enumerate(proto.evidence)]
-        self._candidates = [(self._slot(c.name, f".candidates[{i}]"),
-                             self._slot(c.why, f".candidates[{i}]"))
+        self._candidates = [(self._slot(c.name, f".candidates[{i}].name"),
+                             self._slot(c.why, f".candidates[{i}].why"))
                             for i, c in enumerate(proto.candidates)]
         self._formats = [text.format for text in self._texts]
         self._any_source = any(i is not None for i in self._sources)
         self._any_evidence = any(i is not None for i in self._evidence)
         self._any_candidate = any(i != (None, None) for i in self._candidates)
 
-    def make_many(self, names: list[str], where: str) -> list[Entry]:
+    @property
+    def written(self) -> int:
+        """Characters the file spends on this template's strings that rows fill in."""
+        return self._size
+
+    def make_many(self, names: list[str], where: str, budget: FillBudget) -> list[Entry]:
         """The rows of target `names`, made in the core by columns (the strings that differ
-        filled in per row, every other field shared)."""
+        filled in per row, every other field shared), their filled strings drawn from
+        `budget`."""
         values = [INDEX.findall(name) for name in names]
         if self.arity:
             for name, v in zip(names, values, strict=True):
@@ -141,6 +161,9 @@ class Template:
                     raise PlanError(f"{where}: entries[{name!r}]: its template ({self.where}) "
                                     f"says {{{self.arity - 1}}}; the name has {len(v)} index(es) "
                                     "(numbers between dots)")
+        if self._texts:  # at most: each string, each field filled with the row's longest index
+            widest = sum(max(map(len, v), default=0) for v in values)
+            budget.spend(len(names) * self._size + widest * self._fields, self.where)
         filled = [[fmt(*v) for v in values] for fmt in self._formats]
         p, n = self.proto, len(names)
         columns = {
@@ -188,18 +211,30 @@ class Template:
         return self._texts[text]
 
     def _check(self, text: str, field: str) -> None:
-        try:
-            parts = list(string.Formatter().parse(text))
-        except ValueError as e:
-            raise PlanError(f"{self.where}{field}: not a template string ({e}): {text!r}") from None
-        for _, field_name, spec, conversion in parts:
-            if field_name is None:
-                continue
-            if not _FIELD.fullmatch(field_name) or spec or conversion:
-                raise PlanError(f"{self.where}{field}: a template says {{0}}, {{1}}, ... for "
-                                f"the indices of the name and doubles a literal brace, got "
-                                f"{text!r}")
-            self.arity = max(self.arity, int(field_name) + 1)
+        """Only `{N}` fields (N without leading zeros) and doubled braces: what str.format reads
+        the same way, and nothing it would look up (`{0.x}`, `{0[1]}`, `{0!r}`, `{0:>9}`)."""
+        if not _TEMPLATE_TEXT.fullmatch(text):
+            raise PlanError(f"{self.where}{field}: a template says {{0}}, {{1}}, ... for the "
+                            f"indices of the name and doubles a literal brace, got {text!r}")
+        fields = [int(f) for f in _FIELDS.findall(_DOUBLED.sub("", text))]
+        self.arity = max(self.arity, *(f + 1 for f in fields), 0)
+        self._size += len(text)
+        self._fields += len(fields)
 
     def __repr__(self) -> str:
         return f"Template({self.where})"
+
+
+class FillBudget:
+    """The characters a plan's templates may fill in for their rows (FILL_RATIO, FILL_FLOOR)."""
+
+    def __init__(self, written: int, where: str) -> None:
+        self.left = self.limit = max(FILL_FLOOR, FILL_RATIO * written)
+        self.where = where
+
+    def spend(self, chars: int, template: str) -> None:
+        if chars > self.left:
+            raise PlanError(f"{self.where}: the rows of its templates would fill in more than "
+                            f"{self.limit:,} characters ({template} among them): a compact plan "
+                            f"may expand to {FILL_RATIO}x what it writes")
+        self.left -= chars

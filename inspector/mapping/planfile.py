@@ -35,7 +35,7 @@ from .entries import (
     built,
 )
 from .planlines import ENTRIES, TEMPLATES, UNUSED, dump_rows, parse_rows
-from .plantemplates import COMPACT_FROM, FillBudget, Template, compact, key_dict
+from .plantemplates import COMPACT_FROM, FillBudget, Template, compact, template_entry
 from .rules import rules_from_list
 from .transforms import transform_from_dict
 
@@ -73,7 +73,7 @@ def dump_plan(plan: PlanData, compact_rows: bool | None = None) -> str:
             return dump(_to_dict(plan))
         data = _to_dict(plan, entries=False)
         data["version"] = COMPACT_VERSION
-        data[TEMPLATES] = [key_dict(k) for k in keys]
+        data[TEMPLATES] = [_entry_dict(template_entry(k)) for k in keys]
         data[ENTRIES] = {n: _entry_dict(e) if refs[n] is None else refs[n]
                          for n, e in plan.entries.items()}
         return dump(data)

@@ -99,25 +99,21 @@ def compact(entries: dict[str, Entry]) -> tuple[list[Key], dict[str, int | None]
                           for name, key in zip(entries, keys, strict=True)}
 
 
-def key_dict(key: Key) -> dict[str, Any]:
-    """A template as the file writes it: a row's keys (planfile's `_entry_dict` layout)."""
+def template_entry(key: Key) -> Entry:
+    """A template as a row (its strings templates), for planfile to write as it writes rows."""
     (joined, decision, status, confidence, shape, dtype, flags, labels, source_shapes,
      source_dtypes, evidence, candidates) = key
     texts = iter(joined.split("\0"))
-    out: dict[str, Any] = {"decision": decision, "status": status, "reason": next(texts),
-                           "confidence": confidence, "shape": list(shape), "dtype": dtype}
-    if labels:
-        out["sources"] = [[label, next(texts), list(shape), dt] for label, shape, dt
-                          in zip(labels, source_shapes, source_dtypes, strict=True)]
-    if flags:
-        out["flags"] = sorted(flags)
-    if evidence:
-        out["evidence"] = [[kind, next(texts), score] for kind, score in evidence]
-    if candidates:
-        names = [next(texts) for _ in candidates]
-        out["candidates"] = [[label, name, score, next(texts)]
-                             for (label, score), name in zip(candidates, names, strict=True)]
-    return out
+    reason = next(texts)
+    sources = tuple((label, next(texts)) for label in labels)
+    evidence_rows = tuple(Evidence(kind, next(texts), score) for kind, score in evidence)
+    names = [next(texts) for _ in candidates]
+    return Entry("", decision, sources, status=status, reason=reason, evidence=evidence_rows,
+                 confidence=confidence, flags=flags,
+                 candidates=tuple(Candidate(label, name, score, next(texts)) for (label, score),
+                                  name in zip(candidates, names, strict=True)),
+                 shape=shape, dtype=dtype, source_shapes=source_shapes,
+                 source_dtypes=source_dtypes)
 
 
 class Template:

@@ -31,8 +31,12 @@ class Run:
 def env() -> dict[str, str]:
     """The children's environment: this checkout's sources first on the path, and an editable
     install's import hook told to stand aside (it maps `inspector` to the tree it was installed
-    from whatever PYTHONPATH says, so a `--before DIR` row would time this checkout)."""
+    from whatever PYTHONPATH says, so a `--before DIR` row would time this checkout), and
+    bytecode written as an installed package has it."""
     e = dict(os.environ)
+    # An installed package has its bytecode: without it every run compiles each module it
+    # imports again (a few ms a module). The first of the repeated runs writes it.
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
     skip = [getattr(f, "path", None) for f in sys.meta_path
             if type(f).__name__ == "ScikitBuildRedirectingFinder"]

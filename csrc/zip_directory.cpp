@@ -8,7 +8,8 @@
 namespace inspector::zipdir {
 namespace {
 
-constexpr std::uint64_t kCentral = 46, kLocal = 30, kU32 = 0xFFFFFFFFu;
+constexpr std::uint64_t kCentral = 46, kLocal = 30, kU32 = 0xFFFFFFFFu, kU16 = 0xFFFFu;
+constexpr std::uint64_t kEnd = 22, kLocator = 20, kEnd64 = 56;  // zipfile_safe's _EOCD, _EOCD64_LOCATOR, _EOCD64
 
 std::uint16_t u16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
 std::uint32_t u32(const unsigned char* p) {
@@ -104,6 +105,42 @@ std::optional<Members> scan_central_directory(std::string_view zip, std::uint64_
         if (m.data_offsets[a] + m.compressed_sizes[a] > m.header_offsets[b]) return std::nullopt;
     }
     return m;
+}
+
+std::optional<Directory> find_directory(std::string_view zip) {
+    const std::uint64_t length = zip.size();
+    if (length < kEnd) return std::nullopt;
+    const auto* base = reinterpret_cast<const unsigned char*>(zip.data());
+    const std::uint64_t end = length - kEnd;
+    const unsigned char* e = base + end;
+    if (u32(e) != 0x06054b50u) return std::nullopt;  // "PK\5\6"
+    const std::uint64_t disk = u16(e + 4), cd_disk = u16(e + 6), on_disk = u16(e + 8), count16 = u16(e + 10);
+    const std::uint64_t cd_size32 = u32(e + 12), cd_off32 = u32(e + 16);
+    const bool marked = disk == kU16 || count16 == kU16 || cd_size32 == kU32 || cd_off32 == kU32;
+    if (!marked && (disk != 0 || cd_disk != 0 || on_disk != count16)) return std::nullopt;
+    Directory d{count16, cd_size32, cd_off32};
+    std::uint64_t cd_end = end;
+    const bool locator = end >= kLocator && u32(base + end - kLocator) == 0x07064b50u;  // "PK\6\7"
+    if (marked && !locator) return std::nullopt;
+    if (locator) {
+        const std::uint64_t loc = end - kLocator;
+        const std::uint64_t rec = u64(base + loc + 8), disks = u32(base + loc + 16);
+        if (rec > loc || kEnd64 > loc - rec) return std::nullopt;
+        const unsigned char* r = base + rec;
+        if (u32(r) != 0x06064b50u || disks != 1 || u32(r + 16) != 0 || u32(r + 20) != 0 ||  // "PK\6\6"
+            u64(r + 24) != u64(r + 32))
+            return std::nullopt;
+        d = Directory{u64(r + 32), u64(r + 40), u64(r + 48)};
+        cd_end = rec;
+    }
+    if (d.cd_off > cd_end || d.cd_size > cd_end - d.cd_off || d.count > d.cd_size / kCentral) return std::nullopt;
+    return d;
+}
+
+std::optional<Members> scan_zip(std::string_view zip) {
+    const std::optional<Directory> d = find_directory(zip);
+    if (!d) return std::nullopt;
+    return scan_central_directory(zip, d->cd_off, d->cd_size, d->count);
 }
 
 }  // namespace inspector::zipdir

@@ -27,4 +27,16 @@ struct Members {
 std::optional<Members> scan_central_directory(std::string_view zip, std::uint64_t cd_off,
                                               std::uint64_t cd_size, std::uint64_t count);
 
+// Where the central directory lies, read from the end records as `_Reader._end_record` reads
+// them (the zip64 locator and record whenever the locator is there, as torch's reader does) for
+// a zip whose end record is its last 22 bytes (torch writes no comment), and checked to fit
+// before them as `_Reader.entries` checks it; nothing for anything else.
+struct Directory {
+    std::uint64_t count, cd_size, cd_off;
+};
+std::optional<Directory> find_directory(std::string_view zip);
+
+// find_directory, then scan_central_directory: the whole walk for a zip with nothing to report.
+std::optional<Members> scan_zip(std::string_view zip);
+
 }  // namespace inspector::zipdir

@@ -193,6 +193,9 @@ def zip_central_directory(
     file: Buffer, base: int, length: int, cd_off: int, cd_size: int, count: int,
     member: type | None = None,
 ) -> Any: ...
+def torch_zip_layout(
+    file: Buffer, base: int, length: int, small_max: int, member: type,
+) -> tuple[dict[str, Any], str, dict[str, bytes]] | None: ...
 def prefix_counts(names: Sequence[str], depth: int) -> list[tuple[str, int]] | None: ...
 def module_tree(
     names: Sequence[str],

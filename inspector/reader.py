@@ -175,7 +175,7 @@ def read_source(source: Source, options: ReadOptions) -> Loaded:
     if not head:
         raise UnsupportedFormatError(source.name, "file is empty")
     for claim in READERS:  # as pick(): only readers whose claim fits are imported
-        if not claim.may_read(False, Path(source.name).name, head):
+        if not claim.may_read(Path(source.name), False, head):
             continue
         mod = reader_module(claim)
         sniff = getattr(mod, "sniff_source", None)

@@ -25,7 +25,7 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, TypeGuard, runtime_checkable
 
 from .errors import TruncatedFileError
 
@@ -209,6 +209,11 @@ def own_source(where: object) -> Source | None:
     return where.open_source() if opens_itself(where) else None  # type: ignore[attr-defined]
 
 
+def is_source(where: object) -> TypeGuard[Source]:
+    """Whether `opened(where)` gives `where` itself: a source, not a path to open."""
+    return not isinstance(where, (str, os.PathLike)) and not opens_itself(where)
+
+
 @contextlib.contextmanager
 def opened(where: str | os.PathLike[str] | Source) -> Iterator[Source]:
     """The source for `where`: a path opens a LocalFile, closed on leaving; a path that opens
@@ -347,6 +352,7 @@ __all__ = [
     "Source",
     "buffer",
     "check_range",
+    "is_source",
     "name_of",
     "opened",
     "prefetch",

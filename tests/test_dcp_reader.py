@@ -132,3 +132,31 @@ def test_missing_distcp_file_is_reported(tmp_path):
         inspector.open(tmp_path)
     assert type(info.value).__name__ == "MissingRecordError"
     assert info.value.key == "w"
+
+
+def test_each_tensors_zip_is_read_by_the_compiled_layout(tmp_path, monkeypatch):
+    """The torch zip each tensor is stored as (8,000 for 8,000 tensors) is read in one compiled
+    pass (csrc/torch_zip_layout.hpp); with INSPECTOR_ZIP_FAST=0 the Python steps read it, to
+    the same tensors, bytes and listing."""
+    from subproc import child_env, ckpt
+
+    from inspector.formats import torch_zip
+
+    state = _training_state()
+    dcp.save(state, checkpoint_id=str(tmp_path))
+
+    def no_python_walk(*args, **kwargs):
+        raise AssertionError("the Python directory walk ran")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch_zip, "read_directory", no_python_walk)
+        fast = inspector.open(tmp_path)
+        fast = {name: (info, fast.array(name).tobytes()) for name, info in fast.items()}
+    monkeypatch.setenv("INSPECTOR_ZIP_FAST", "0")
+    slow = inspector.open(tmp_path)
+    assert fast == {name: (info, slow.array(name).tobytes()) for name, info in slow.items()}
+    assert sorted(fast) == sorted(state["model"])
+    on = ckpt("ls", "--json", str(tmp_path))
+    off = ckpt("ls", "--json", str(tmp_path), env=child_env(INSPECTOR_ZIP_FAST="0"))
+    assert on.returncode == off.returncode == 0, on.stderr + off.stderr
+    assert on.stdout == off.stdout

@@ -106,9 +106,31 @@ def _check_claims(path: Path) -> None:
     head = path.read_bytes()[:512] if path.is_file() else b""
     for claim, mod in zip(formats.READERS, formats.reader_modules(), strict=True):
         if mod.sniff(path, head):
-            assert claim.may_read(path.is_dir(), path.name, head), (claim.module, path)
+            assert claim.may_read(path, path.is_dir(), head), (claim.module, path)
     picked = formats.pick(path, head)
     assert (picked.FORMAT if picked else None) == _brute_force(path, head), path
+
+
+def test_folder_claims_name_the_files_their_readers_look_for() -> None:
+    """A folder claim's `holds` is what its reader's sniff requires (written out in the table,
+    so choosing a reader imports none of them)."""
+    from inspector.formats import dcp, hf_folder, nemo
+
+    holds = {c.module: c.holds for c in formats.READERS}
+    assert holds["nemo_folder"] == (nemo.CONFIG,)
+    assert holds["dcp"] == (dcp.METADATA,)
+    assert holds["hf_folder"] == (hf_folder.CONFIG,)
+
+
+def test_listing_a_dcp_folder_imports_no_nemo_reader(tmp_path: Path) -> None:
+    """Choosing the reader of a DCP folder does not import the .nemo readers (and yaml: 36 ms)."""
+    (tmp_path / ".metadata").write_bytes(b"\x80\x02N.")
+    code = ("import sys; from pathlib import Path; from inspector import formats; "
+            f"m = formats.pick(Path({str(tmp_path)!r}), b''); "
+            "print(m.__name__, sorted(n for n in sys.modules if 'nemo' in n or n == 'yaml'))")
+    out = python("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(" ", 1) == ["inspector.formats.dcp", "[]\n"]
 
 
 def test_claims_hold_for_the_demo_and_test_files(tmp_path: Path) -> None:

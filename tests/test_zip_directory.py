@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from subproc import child_env, ckpt
 
+from inspector._native import core
 from inspector.errors import ArchiveError, DuplicateKeyError, OffsetError
-from inspector.formats.zipfile_safe import read_directory
+from inspector.formats import ReadOptions, torch_zip
+from inspector.formats.zipfile_safe import ZipMember, read_directory
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 import fuzz_zip_directory as harness
@@ -79,6 +81,80 @@ def test_overlapping_members_are_declined_and_refused(tmp_path: Path) -> None:
     assert not harness.check(bytes(data))
     with pytest.raises((OffsetError, ArchiveError)):
         read_directory(path)
+
+
+# The torch zip layout: the directory, the root folder and the small records in one pass --------
+
+
+def _torch_zip(tmp_path: Path) -> bytes:
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2, 3), "b": torch.zeros(3)}, path)
+    return path.read_bytes()
+
+
+def test_the_fuzz_corpus_agrees_on_the_layout() -> None:
+    """Every seed and finding: declined or the reference's layout; torch's own zips are read."""
+    files = [f for f in sorted(FUZZ.glob("*/*/*")) if f.is_file()]
+    read = {f.name for f in files if harness.check_layout(f.read_bytes())}
+    assert {"state.pt", "lightning.pt", "own-writer.pt"} <= read
+    assert "stored.zip" in read  # a/data.pkl, a/data/0
+    assert not {"deflated.zip", "duplicate.zip"} & read  # a deflated small record; a duplicate
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([s for s in SEEDS if s.suffix == ".pt"]),
+       st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=4))
+def test_mutated_checkpoints_are_declined_or_agree_on_the_layout(
+    seed: Path, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(seed.read_bytes())
+    for at, value in flips:
+        data[at % len(data)] = value
+    harness.check_layout(bytes(data))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["r/data.pkl", "r/version", "r/byteorder", "r/data/0",
+                                           "r/data/1", "s/data.pkl", "r/.data/x", "data.pkl"]),
+                          st.binary(max_size=40)),
+                min_size=1, max_size=6, unique_by=lambda m: m[0]),
+       st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+def test_written_zips_agree_on_the_layout(members: list[tuple[str, bytes]], method: int) -> None:
+    """Any set of members (none, one or two roots, members outside the root, deflated small
+    records): declined or the reference's layout; a stored zip with one root is read."""
+    names = [n for n, _ in members]
+    read = harness.check_layout(_zip(members, method))
+    roots = [n.removesuffix("data.pkl") for n in names if n.endswith("/data.pkl")]
+    one_root = len(roots) == 1 and all(n.startswith(roots[0]) for n in names)
+    assert read == (one_root and method == zipfile.ZIP_STORED)
+
+
+def test_an_altered_small_record_is_declined_and_refused(tmp_path: Path) -> None:
+    data = bytearray(_torch_zip(tmp_path))
+    at = data.find(b"little")
+    data[at : at + 6] = b"LITTLE"  # the byteorder record, its CRC left as it was
+    assert not harness.check_layout(bytes(data))
+    path = tmp_path / "altered.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="CRC-32"):
+        torch_zip.read(path, ReadOptions())
+
+
+def test_a_torch_zip_inside_a_larger_file_is_read_in_place(tmp_path: Path) -> None:
+    """The layout of a zip at an offset of a file (a chunk of a DCP file): offsets absolute."""
+    data = _torch_zip(tmp_path)
+    padded = b"x" * 1000 + data + b"y" * 77
+    small = torch_zip._SMALL_MEMBER
+    found = core.torch_zip_layout(padded, 1000, len(data), small, ZipMember)
+    alone = core.torch_zip_layout(data, 0, len(data), small, ZipMember)
+    assert found is not None
+    assert alone is not None
+    assert found[1:] == alone[1:]
+    assert [m.data_offset - 1000 for m in found[0].values()] == [
+        m.data_offset for m in alone[0].values()]
+    assert core.torch_zip_layout(padded, 1001, len(data), small, ZipMember) is None
+    assert core.torch_zip_layout(padded, 1000, len(padded), small, ZipMember) is None
 
 
 def test_ckpt_ls_is_the_same_with_the_compiled_walk_off(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,6 +80,49 @@ std::optional<StoredRecords> stored_records(py::handle h) {
     return StoredRecords{at(0), at(1), at(2), at(3), at(4), at(5), reinterpret_cast<PyTypeObject*>(at(6)), at(7)};
 }
 
+// The strings and numbers every build uses, made once for the process and kept (a DCP folder
+// builds one small pickle per tensor: making them per build was a third of its time). Borrowed
+// by the builders; made and read with the GIL held.
+struct Constants {
+    PyObject *global_kind, *object_kind, *empty_tuple, *empty;
+    std::vector<PyObject*> record_names;  // Record's fields, in order
+    std::vector<PyObject*> tensor_names;  // TensorInfo's fields, in order
+    // ByteSource's fields, Storage's, then ZipMember's method, data_offset, size; and -1
+    std::vector<PyObject*> stored_names;
+};
+
+// nullptr with a Python error set when they cannot be made (the next call tries again).
+const Constants* constants() {
+    static const Constants* made = nullptr;
+    if (made != nullptr) return made;
+    auto interned = [](std::initializer_list<const char*> names, std::vector<PyObject*>& out) {
+        for (const char* n : names) {
+            PyObject* s = PyUnicode_InternFromString(n);
+            if (s == nullptr) return false;
+            out.push_back(s);
+        }
+        return true;
+    };
+    auto c = std::make_unique<Constants>();
+    c->global_kind = PyUnicode_FromString("global");
+    c->object_kind = PyUnicode_FromString("object");
+    c->empty_tuple = PyTuple_New(0);
+    c->empty = PyUnicode_FromString("");
+    if (c->global_kind == nullptr || c->object_kind == nullptr || c->empty_tuple == nullptr || c->empty == nullptr ||
+        !interned({"cls", "kind", "args", "state"}, c->record_names) ||
+        !interned({"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter", "requires_grad"},
+                  c->tensor_names) ||
+        !interned({"path", "offset", "length", "compression", "size", "buffer", "assembled", "key", "dtype", "nbytes",
+                   "source", "byteorder", "method", "data_offset", "size"},
+                  c->stored_names))
+        return nullptr;  // what was made stays referenced by nothing: a few objects, once
+    PyObject* minus_one = PyLong_FromLong(-1);
+    if (minus_one == nullptr) return nullptr;
+    c->stored_names.push_back(minus_one);
+    made = c.release();
+    return made;
+}
+
 class Builder {
 public:
     Builder(const pkl::Tape& tape, const std::uint8_t* data, const Types& types, py::handle persistent_load,
@@ -92,13 +136,6 @@ public:
         for (auto& s : storages_) Py_XDECREF(s.dtype);
         for (auto& [k, v] : tensor_dtypes_) Py_XDECREF(v.first);
         for (auto& [k, v] : shapes_) Py_XDECREF(v);
-        Py_XDECREF(global_kind_);
-        Py_XDECREF(object_kind_);
-        Py_XDECREF(empty_tuple_);
-        for (PyObject* n : record_names_) Py_XDECREF(n);
-        Py_XDECREF(empty_);
-        for (PyObject* n : names_) Py_XDECREF(n);
-        for (PyObject* n : stored_names_) Py_XDECREF(n);
     }
     Builder(const Builder&) = delete;
     Builder& operator=(const Builder&) = delete;
@@ -122,8 +159,7 @@ private:
     bool ready_ = false;
     py::handle load_, dtype_info_, call_;
     const StoredRecords* stored_;
-    // ByteSource's fields, Storage's, then ZipMember's method, data_offset, size; and -1
-    std::vector<PyObject*> stored_names_;
+    std::vector<PyObject*> stored_names_;  // Constants' (borrowed), as the ones below
     std::vector<PyObject*> cache_;  // node -> object (owned)
     std::vector<StorageInfo> storages_;
     std::vector<PyObject*> storage_objs_;
@@ -139,32 +175,15 @@ private:
     std::vector<PyObject*> names_;  // TensorInfo's fields, in order
 
     bool setup() {
-        global_kind_ = PyUnicode_FromString("global");
-        object_kind_ = PyUnicode_FromString("object");
-        empty_tuple_ = PyTuple_New(0);
-        empty_ = PyUnicode_FromString("");
-        if (global_kind_ == nullptr || object_kind_ == nullptr || empty_tuple_ == nullptr || empty_ == nullptr)
-            return false;
-        for (const char* n : {"cls", "kind", "args", "state"}) {
-            PyObject* s = PyUnicode_InternFromString(n);
-            if (s == nullptr) return false;
-            record_names_.push_back(s);
-        }
-        for (const char* n : {"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter",
-                              "requires_grad"}) {
-            PyObject* s = PyUnicode_InternFromString(n);
-            if (s == nullptr) return false;
-            names_.push_back(s);
-        }
-        for (const char* n : {"path", "offset", "length", "compression", "size", "buffer", "assembled", "key", "dtype",
-                              "nbytes", "source", "byteorder", "method", "data_offset", "size"}) {
-            PyObject* s = PyUnicode_InternFromString(n);
-            if (s == nullptr) return false;
-            stored_names_.push_back(s);
-        }
-        PyObject* minus_one = PyLong_FromLong(-1);
-        if (minus_one == nullptr) return false;
-        stored_names_.push_back(minus_one);
+        const Constants* c = constants();
+        if (c == nullptr) return false;
+        global_kind_ = c->global_kind;
+        object_kind_ = c->object_kind;
+        empty_tuple_ = c->empty_tuple;
+        empty_ = c->empty;
+        record_names_ = c->record_names;
+        names_ = c->tensor_names;
+        stored_names_ = c->stored_names;
         tensor_maker_.emplace(ty_.tensor, names_.data(), names_.size());
         record_maker_.emplace(reinterpret_cast<PyTypeObject*>(ty_.record), record_names_.data(), record_names_.size());
         if (stored_ != nullptr) {

@@ -1,4 +1,5 @@
-// zip_central_directory: csrc/zip_directory.hpp over a pinned buffer, its columns as lists.
+// zip_central_directory: csrc/zip_directory.hpp over a pinned buffer, its columns as lists;
+// torch_zip_layout: csrc/torch_zip_layout.hpp, its members as ZipMember objects.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 
 #include "buffer.hpp"
 #include "objects.hpp"
+#include "torch_zip_layout.hpp"
 #include "zip_directory.hpp"
 
 namespace py = pybind11;
@@ -24,30 +26,59 @@ py::list ints(const std::vector<T>& values, std::uint64_t add) {
     return out;
 }
 
-// member(*row) for each row of the columns, made as its frozen dataclass __init__ makes it.
-py::list members(const py::tuple& columns, py::handle member) {
-    if (!PyType_Check(member.ptr())) throw py::type_error("member: the ZipMember class");
-    PyObject* names[7];
-    const char* order[] = {"name", "header_offset", "data_offset", "compressed_size", "size", "method", "crc32"};
-    for (std::size_t k = 0; k < 7; ++k) {
-        names[k] = PyUnicode_InternFromString(order[k]);
-        if (names[k] == nullptr) throw py::error_already_set();
-    }
-    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(member.ptr()), names, 7);
-    const auto n = static_cast<std::size_t>(PyList_GET_SIZE(columns[0].ptr()));
-    py::list out(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        PyObject* values[7];
+py::object steal(PyObject* o) {
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(o);
+}
+
+py::object ascii(std::string_view s) {
+    return steal(PyUnicode_DecodeASCII(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr));
+}
+
+py::object integer(std::uint64_t v) { return steal(PyLong_FromUnsignedLongLong(static_cast<unsigned long long>(v))); }
+
+// The walk's columns as lists: names, then offsets (plus `base`: absolute), sizes, methods, crcs.
+py::tuple columns_of(const inspector::zipdir::Members& f, std::uint64_t base) {
+    py::list names(f.names.size());
+    for (std::size_t i = 0; i < f.names.size(); ++i)
+        PyList_SET_ITEM(names.ptr(), static_cast<Py_ssize_t>(i), ascii(f.names[i]).release().ptr());
+    return py::make_tuple(names, ints(f.header_offsets, base), ints(f.data_offsets, base), ints(f.compressed_sizes, 0),
+                          ints(f.sizes, 0), ints(f.methods, 0), ints(f.crcs, 0));
+}
+
+// The zip at [base, base + length) of a pinned buffer, or an empty view when it lies outside.
+std::string_view zip_in(const inspector_bindings::PinnedBuffer& view, std::uint64_t base, std::uint64_t length) {
+    if (base > view.size() || length > view.size() - base) return {};
+    return {reinterpret_cast<const char*>(view.data()) + base, static_cast<std::size_t>(length)};
+}
+
+// ZipMember's fields, in order, interned once for the process.
+PyObject* const* member_fields() {
+    static PyObject* names[7] = {};
+    if (names[6] == nullptr) {
+        const char* order[] = {"name", "header_offset", "data_offset", "compressed_size", "size", "method", "crc32"};
         for (std::size_t k = 0; k < 7; ++k)
-            values[k] = PyList_GET_ITEM(columns[k].ptr(), static_cast<Py_ssize_t>(i));
-        PyObject* o = maker.make(values);
-        if (o == nullptr) {
-            for (PyObject* name : names) Py_DECREF(name);
-            throw py::error_already_set();
-        }
-        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), o);
+            if (names[k] == nullptr && (names[k] = PyUnicode_InternFromString(order[k])) == nullptr)
+                throw py::error_already_set();
     }
-    for (PyObject* name : names) Py_DECREF(name);
+    return names;
+}
+
+// One `member` (zipfile_safe.ZipMember) per member of the walk, made as its frozen dataclass
+// __init__ makes it, offsets absolute (plus `base`).
+py::list member_objects(const inspector::zipdir::Members& f, std::uint64_t base, py::handle member) {
+    if (!PyType_Check(member.ptr())) throw py::type_error("member: the ZipMember class");
+    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(member.ptr()), member_fields(), 7);
+    py::list out(f.names.size());
+    for (std::size_t i = 0; i < f.names.size(); ++i) {
+        const py::object row[7] = {ascii(f.names[i]),         integer(f.header_offsets[i] + base),
+                                   integer(f.data_offsets[i] + base), integer(f.compressed_sizes[i]),
+                                   integer(f.sizes[i]),          integer(f.methods[i]),
+                                   integer(f.crcs[i])};
+        PyObject* values[7];
+        for (std::size_t k = 0; k < 7; ++k) values[k] = row[k].ptr();
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), steal(maker.make(values)).release().ptr());
+    }
     return out;
 }
 
@@ -60,26 +91,15 @@ void register_zip(py::module_& m) {
            std::uint64_t cd_size, std::uint64_t count, py::handle member) -> py::object {
             const inspector_bindings::PinnedBuffer view(file, "file");
             if (base > view.size() || length > view.size() - base) return py::none();
-            const std::string_view zip(reinterpret_cast<const char*>(view.data()) + base, length);
+            const std::string_view zip = zip_in(view, base, length);
             std::optional<inspector::zipdir::Members> found;
             {
                 inspector_bindings::NoGil nogil(cd_size);  // buffer.hpp
                 found = inspector::zipdir::scan_central_directory(zip, cd_off, cd_size, count);
             }
             if (!found) return py::none();
-            const auto& f = *found;
-            py::list names(f.names.size());
-            for (std::size_t i = 0; i < f.names.size(); ++i) {
-                PyObject* s = PyUnicode_DecodeASCII(f.names[i].data(),
-                                                    static_cast<Py_ssize_t>(f.names[i].size()), nullptr);
-                if (s == nullptr) throw py::error_already_set();
-                PyList_SET_ITEM(names.ptr(), static_cast<Py_ssize_t>(i), s);
-            }
-            py::tuple columns = py::make_tuple(names, ints(f.header_offsets, base), ints(f.data_offsets, base),
-                                               ints(f.compressed_sizes, 0), ints(f.sizes, 0), ints(f.methods, 0),
-                                               ints(f.crcs, 0));
-            if (member.is_none()) return columns;
-            return members(columns, member);
+            if (member.is_none()) return columns_of(*found, base);
+            return member_objects(*found, base, member);
         },
         py::arg("file"), py::arg("base"), py::arg("length"), py::arg("cd_off"), py::arg("cd_size"),
         py::arg("count"), py::arg("member") = py::none(),
@@ -89,4 +109,42 @@ void register_zip(py::module_& m) {
         "compressed_sizes, sizes, methods, crcs) in directory order, offsets absolute in `file`,\n"
         "or None when anything is unusual (the Python reader then says what). With `member`\n"
         "(zipfile_safe.ZipMember), a list of members made from those columns instead.");
+
+    m.def(
+        "torch_zip_layout",
+        [](py::handle file, std::uint64_t base, std::uint64_t length, std::uint64_t small_max,
+           py::handle member) -> py::object {
+            const inspector_bindings::PinnedBuffer view(file, "file");
+            if (base > view.size() || length > view.size() - base) return py::none();
+            std::optional<inspector::torchzip::Layout> found;
+            {
+                // It reads only the end records, the directory and the small records, which a large
+                // zip may have many of; for a small one (a DCP chunk) keeping the GIL is cheaper.
+                inspector_bindings::NoGil nogil(length);
+                found = inspector::torchzip::scan_layout(zip_in(view, base, length), small_max);
+            }
+            if (!found) return py::none();
+            const auto& f = *found;
+            const py::list made = member_objects(f.members, base, member);
+            py::dict by_name, small;
+            for (std::size_t i = 0; i < f.members.names.size(); ++i) {
+                PyObject* o = PyList_GET_ITEM(made.ptr(), static_cast<Py_ssize_t>(i));
+                if (PyDict_SetItem(by_name.ptr(), steal(PyObject_GetAttr(o, member_fields()[0])).ptr(), o) != 0)
+                    throw py::error_already_set();
+            }
+            const std::string_view zip = zip_in(view, base, length);
+            for (const std::size_t i : f.small) {
+                const py::object data = steal(PyBytes_FromStringAndSize(
+                    zip.data() + f.members.data_offsets[i], static_cast<Py_ssize_t>(f.members.sizes[i])));
+                if (PyDict_SetItem(small.ptr(), ascii(f.members.names[i]).ptr(), data.ptr()) != 0)
+                    throw py::error_already_set();
+            }
+            return py::make_tuple(by_name, ascii(f.root), small);
+        },
+        py::arg("file"), py::arg("base"), py::arg("length"), py::arg("small_max"), py::arg("member"),
+        "torch_zip's directory, root folder and small records in one compiled pass, for a torch.save\n"
+        "zip at [base, base + length) of `file` (a buffer) with nothing to report: (members by name\n"
+        "as `member` (zipfile_safe.ZipMember) objects, the root folder with its '/', {name: bytes}\n"
+        "of the CRC-checked records outside <root>data/ of at most `small_max` bytes), offsets\n"
+        "absolute in `file`; None when anything is unusual (the Python reader then says what).");
 }

@@ -54,8 +54,9 @@ class Loaded:
 @dataclass(frozen=True)
 class Claim:
     """What a reader's `sniff` needs before it can say yes, known without importing the reader:
-    a folder, or a file whose name ends with one of `suffixes` or whose first bytes hold one of
-    `magic` (offset, bytes); a file reader with neither takes any file. A necessary condition,
+    a folder (holding one of the files `holds`, when given), or a file whose name ends with one of
+    `suffixes` or whose first bytes hold one of `magic` (offset, bytes); a file reader with
+    neither takes any file. A necessary condition,
     never a sufficient one: the reader's own `sniff` decides (tests check that no sniff says yes
     where its claim says no). This keeps start-up to the one reader a path needs."""
 
@@ -64,15 +65,18 @@ class Claim:
     files: bool = False
     suffixes: tuple[str, ...] = ()
     magic: tuple[tuple[int, bytes], ...] = ()
+    holds: tuple[str, ...] = ()
 
-    def may_read(self, is_dir: bool, name: str, head: bytes) -> bool:
+    def may_read(self, path: Path, is_dir: bool, head: bytes) -> bool:
         if is_dir:
-            return self.folders
+            return self.folders and (
+                not self.holds or any((path / name).is_file() for name in self.holds)
+            )
         if not self.files:
             return False
         if not (self.suffixes or self.magic):
             return True
-        return name.endswith(self.suffixes) or any(
+        return path.name.endswith(self.suffixes) or any(
             head[at : at + len(b)] == b for at, b in self.magic
         )
 
@@ -82,10 +86,10 @@ _TAR = (257, b"ustar")  # tar_safe.is_tar_head
 # The readers, most specific first: the first whose `sniff` says yes reads the path.
 READERS: tuple[Claim, ...] = (
     Claim("nemo", files=True, suffixes=(".nemo",), magic=(_TAR,)),
-    Claim("nemo_folder", folders=True),
+    Claim("nemo_folder", folders=True, holds=("model_config.yaml",)),  # nemo.CONFIG
     Claim("megatron_folder", folders=True),
-    Claim("dcp", folders=True),
-    Claim("hf_folder", folders=True),
+    Claim("dcp", folders=True, holds=(".metadata",)),  # dcp.METADATA
+    Claim("hf_folder", folders=True, holds=("config.json",)),  # hf_folder.CONFIG
     Claim("safetensors_index", folders=True, files=True, suffixes=(".safetensors.index.json",)),
     Claim("safetensors", files=True, suffixes=(".safetensors",), magic=((8, b"{"),)),
     Claim("torch_zip", files=True, magic=((0, b"PK\x03\x04"),)),  # zipfile_safe.is_zip_head
@@ -109,7 +113,7 @@ def pick(path: Path, head: bytes) -> ModuleType | None:
     only readers whose claim fits are imported."""
     is_dir = path.is_dir()
     for claim in READERS:
-        if claim.may_read(is_dir, path.name, head):
+        if claim.may_read(path, is_dir, head):
             mod = reader_module(claim)
             if mod.sniff(path, head):
                 return mod

@@ -328,6 +328,9 @@ class _ChunkReader:
         self.options = options
         self.notes: list[str] = []
         self.pool = FilePool()  # each file opened once for all its chunks
+        from .torch_zip import ZipReads  # here: this module must load even where that one is absent
+
+        self.zips = ZipReads(options, checkpoint=False)
 
     def close(self) -> None:
         self.pool.close()
@@ -372,7 +375,7 @@ class _ChunkReader:
             raise ShapeError(
                 self.label, f"chunk has shape {t.shape}, .metadata says {chunk.sizes}", key=fqn
             )
-        return replace(t, name="")
+        return t if t.name == "" else replace(t, name="")
 
     def chunk_bytes(self, fqn: str, chunk: Chunk, dtype: str) -> tuple[Source, int]:
         """Where a chunk's elements lie, C-contiguous and little-endian: (source, offset)."""
@@ -414,20 +417,10 @@ class _ChunkReader:
         return rng
 
     def _zip(self, fqn: str, where: tuple[str, int, int]) -> Loaded:
-        from . import (
-            torch_zip,
-        )  # imported here: this module must load even where that one is absent
-
         rng = self.range(fqn, where)
         file, start, length = where
-        loaded: Loaded = torch_zip.read_zip_at(
-            self._source(rng),
-            rng.offset + start,
-            length,
-            self.options,
-            member=f"{file}@{start}",
-            checkpoint=False,
-        )
+        loaded = self.zips.read(self._source(rng), rng.offset + start, length,
+                                member=f"{file}@{start}")
         self.notes += [f"{fqn}: {n}" for n in loaded.notes]
         return loaded
 

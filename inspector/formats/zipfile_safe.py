@@ -53,6 +53,12 @@ FAST_ENV = "INSPECTOR_ZIP_FAST"
 _CHUNK = 8 << 20  # bytes per step when a member is checked or inflated as a stream
 
 
+def compiled_walk() -> bool:
+    """False when INSPECTOR_ZIP_FAST=0: the compiled walks are off, this module's reader (the
+    reference) reads every zip."""
+    return os.environ.get(FAST_ENV, "1").strip() != "0"
+
+
 def is_zip_head(head: bytes) -> bool:
     """A zip archive by its first bytes (a local header): what torch.load takes for one."""
     return head.startswith(b"PK\x03\x04")
@@ -329,7 +335,7 @@ class _Reader:
         """The members as the compiled walk (csrc/zip_directory.hpp) finds them, for a mapped
         or in-memory zip with nothing to report; None otherwise: this reader then runs, and
         says what is wrong (it is the reference). `INSPECTOR_ZIP_FAST=0` turns it off."""
-        if not self.fast or os.environ.get(FAST_ENV, "1").strip() == "0" or not isinstance(
+        if not self.fast or not compiled_walk() or not isinstance(
             self.mapped, (bytes, bytearray, memoryview, mmap.mmap)
         ):
             return None

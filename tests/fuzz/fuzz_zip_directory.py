@@ -1,17 +1,23 @@
-"""Fuzz: the compiled zip directory walk (csrc/zip_directory.hpp) against zipfile_safe's reader.
+"""Fuzz: the compiled zip directory walk (csrc/zip_directory.hpp) against zipfile_safe's reader,
+and the compiled torch zip layout (csrc/torch_zip_layout.hpp) against torch_zip's steps.
 
 On any bytes the compiled walk either declines (None), or returns exactly the members the
 Python reader returns, and then the Python reader in collect mode finds no problem at all: it
-never accepts a zip the reference would refuse or report. `check` is also what
+never accepts a zip the reference would refuse or report. The layout (directory, root folder,
+CRC-checked small records) likewise declines or agrees with `read_directory`, `_root_folder`
+and `_small_records` run by the reference reader. `check` and `check_layout` are also what
 tests/test_zip_directory.py runs.
 """
 
 import common
 
 with common.instrumented():
+    from inspector._native import core
     from inspector.errors import CheckpointError
+    from inspector.formats import torch_zip
     from inspector.formats.problems import Checks
-    from inspector.formats.zipfile_safe import _CENTRAL, _Reader
+    from inspector.formats.zipfile_safe import _CENTRAL, ZipDirectory, ZipMember, _Reader
+    from inspector.sources import BytesSource
 
 
 def _reference(data: bytes, collect: bool) -> object:
@@ -41,9 +47,35 @@ def check(data: bytes) -> bool:
     return True
 
 
+def _reference_layout(data: bytes) -> object:
+    reader = _Reader(data, "fuzz.zip", 0, len(data))
+    reader.fast = False
+    try:
+        members = reader.members()
+        directory = ZipDirectory("fuzz.zip", "fuzz.zip", members, BytesSource(data, "fuzz.zip"))
+        root = torch_zip._root_folder(directory)
+        return members, root, torch_zip._small_records(directory, root)
+    except CheckpointError as e:
+        return e
+
+
+def check_layout(data: bytes) -> bool:
+    """True when the compiled layout read `data` (and agreed); False when it declined."""
+    found = core.torch_zip_layout(data, 0, len(data), torch_zip._SMALL_MEMBER, ZipMember)
+    if found is None:
+        return False
+    reference = _reference_layout(data)
+    assert not isinstance(reference, Exception), f"took a zip the reference refuses: {reference}"
+    assert found == reference, "the compiled layout disagrees"
+    problems = _reference(data, True)
+    assert problems == (list(found[0].values()), []), "the compiled layout hid a problem"
+    return True
+
+
 def TestOneInput(data: bytes) -> None:
     if len(data) <= common.MAX_LEN:
         check(data)
+        check_layout(data)
 
 
 if __name__ == "__main__":

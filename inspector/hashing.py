@@ -394,7 +394,7 @@ def _job(ckpt: Checkpoint, t: TensorInfo) -> tuple[Any, ...] | None:
     else:
         buf = ckpt.storage_bytes(t.storage)
     swap = t.storage.byteorder == "big" and d.itemsize > 1
-    # A read-only map of the file: the core drops each chunk's pages once hashed, so a 100 GB
+    # A read-only map of the file: the core drops its pages behind the hashed chunks, so a 100 GB
     # tensor never stays mapped in full (never for in-memory buffers: it would discard them).
     # Not for a small storage: it shares its pages with its neighbours, which would fault them
     # back in one by one (100k tiny tensors: 7 us each); its pages go with the batch's

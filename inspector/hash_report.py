@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from . import jsonout
 from .hashing import Digest, checkpoint_digest
 from .model import Checkpoint
 
@@ -29,6 +28,8 @@ def hash_manifest(ckpt: Checkpoint, digests: Mapping[str, Digest]) -> dict[str, 
 
 
 def write_json(manifest: Mapping[str, Any], out: TextIO) -> None:
+    from . import jsonout  # json only for --json
+
     jsonout.dump(manifest, out)
     out.write("\n")
 

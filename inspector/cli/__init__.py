@@ -77,7 +77,7 @@ def build_parser(command: str | None = None, *, every: bool = False) -> argparse
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if every or name == command:
-            from ..formats.expand_cache import CACHE_DIR_ENV
+            from ..formats import CACHE_DIR_ENV
 
             mod = importlib.import_module(f"{__name__}.{module}")
             mod.add_arguments(p)

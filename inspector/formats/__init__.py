@@ -31,6 +31,9 @@ from ..errors import HeaderError
 from ..model import TreePath
 from ..sources import Source
 
+# Where compressed archives are expanded when `cache_dir` is not given (expand_cache reads it).
+CACHE_DIR_ENV = "CKPT_INSPECTOR_CACHE_DIR"
+
 
 @dataclass(frozen=True)
 class ReadOptions:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ..errors import ArchiveError
 from ..sources import opened
+from . import CACHE_DIR_ENV
 
-CACHE_DIR_ENV = "CKPT_INSPECTOR_CACHE_DIR"
 CACHE_MAX_ENV = "CKPT_INSPECTOR_CACHE_MAX_BYTES"
 DEFAULT_CACHE_MAX = 4 << 30
 ENTRY_SUFFIX = ".tar"  # what an expanded entry's name ends with; `.part` while being written

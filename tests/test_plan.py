@@ -162,8 +162,8 @@ def test_set_rules_removes_and_edits_rules_with_undo() -> None:
     assert plan.entries["encoder.pre_encode.out.weight"].decision == "copy"
     assert plan.entries[approved].decision == "keep"  # approved under the old rule: kept
     assert plan.entries["joint.enc.weight"].flags == {"kept-by-rule"}
-    # remove every rule: the module. prefix is no longer stripped; the names still match by
-    # their dotted suffix, a heuristic the user has to review
+    # remove every rule: the proposer still finds that every name lost its module. prefix (a
+    # prefix change, not a similarity the user has to weigh)
     before = (list(plan.rules), dict(plan.entries), list(plan.unused))
     removed = plan.set_rules([])
     assert removed.action == "set_rules"
@@ -173,7 +173,9 @@ def test_set_rules_removes_and_edits_rules_with_undo() -> None:
         "copy",
         (("source", "module.encoder.pre_encode.out.weight"),),
     )
-    assert "heuristic" in row.flags
+    assert "heuristic" not in row.flags
+    assert [ev.kind for ev in row.evidence][:1] == ["prefix"]
+    assert "prefix 'module.' taken off" in row.reason
     assert plan.entries[approved].status == "approved"
     assert plan.unused != before[2]  # joint's sources are no longer kept out by a rule
     # undo restores rules, rows and the unused list exactly; redo applies it again
@@ -181,7 +183,7 @@ def test_set_rules_removes_and_edits_rules_with_undo() -> None:
     assert (plan.rules, plan.entries, plan.unused) == before
     plan.undo(redo)
     assert plan.rules == []
-    assert "heuristic" in plan.entries["encoder.pre_encode.out.weight"].flags
+    assert plan.entries["encoder.pre_encode.out.weight"].evidence[0].kind == "prefix"
 
 
 def test_loaded_plan_needs_binding_and_checks_fingerprints() -> None:

@@ -451,3 +451,45 @@ def test_propose_restores_the_garbage_collector_state(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_a_wrapper_modules_prefix_is_found_and_the_output_loads_into_the_bare_model(
+    tmp_path: Path,
+) -> None:
+    """A model saved from inside a wrapper (a LightningModule's `self.model`: every name begins
+    with `model.`) onto the bare model: each row is the prefix change, not a similarity to
+    review; the other way round the prefix is put before; `ckpt map`, `plan approve`, `apply`
+    write what torch loads into the bare model strictly, with the trained model's output."""
+    import torch
+    from subproc import ckpt
+
+    def net() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8),
+                                   torch.nn.Linear(8, 2))
+
+    torch.manual_seed(0)
+    trained = net()
+    torch.save(torch.nn.ModuleDict({"model": trained}).state_dict(), tmp_path / "trained.pt")
+    bare = net()
+    torch.save(bare.state_dict(), tmp_path / "bare.pt")
+
+    for _ in range(2):  # a public function, called twice
+        plan = propose(tmp_path / "trained.pt", tmp_path / "bare.pt")
+        for name, e in plan.entries.items():
+            assert (e.decision, e.sources) == ("copy", (("trained.pt", "model." + name),))
+            assert e.evidence[0].kind == "prefix"
+            assert "heuristic" not in e.flags
+            assert "prefix 'model.' taken off" in e.reason
+        assert plan.unused == []
+    back = propose(tmp_path / "bare.pt", tmp_path / "trained.pt")
+    assert {e.evidence[0].detail.split(" with ")[1] for e in back.entries.values()} == {
+        "prefix 'model.' put before (as 6 of the 6 names it was left with)"}
+
+    plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.pt"
+    for argv in (("map", tmp_path / "trained.pt", tmp_path / "bare.pt", "-o", plan_file),
+                 ("plan", "approve", plan_file, "*"), ("apply", plan_file, "-o", out)):
+        done = ckpt(*map(str, argv))
+        assert done.returncode == 0, done.stdout + done.stderr
+    bare.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    x = torch.randn(3, 4)
+    assert torch.equal(bare(x), trained(x))

@@ -94,7 +94,7 @@ class SourceRef:
 class Evidence:
     """One reason for (or against) a row's decision."""
 
-    kind: str  # exact-name, rule, suffix, tokens, layer-index, shape, dtype, numel, digest, vocab
+    kind: str  # exact-name, rule, prefix, similar, shape, dtype, digest, vocab, group
     detail: str
     score: float = 0.0
 

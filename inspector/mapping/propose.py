@@ -1,7 +1,8 @@
 """Propose a plan: for each target tensor, where its value comes from, and why.
 
 Order of evidence, strongest first: a rule that maps a source name onto the target name, the same
-name, then ranked candidates (dotted suffix, name tokens, layer index, shape, dtype, digest).
+name, a prefix put before or taken off most of a source's names (renames), then ranked
+candidates (dotted suffix, name tokens, layer index, shape, dtype, digest).
 Nothing ambiguous is decided: ties are flagged and left to the user. A module whose vocabulary-
 facing layer changed keeps its target init as a whole (module-level reasoning).
 """
@@ -20,6 +21,7 @@ from typing import Any, NamedTuple
 from ..errors import PlanError
 from ..model import Checkpoint, TensorInfo
 from . import names as nm
+from . import renames
 from .entries import Candidate, Entry, Evidence, SourceRef, Unused, built, fingerprint
 from .groups import follow_groups
 from .modules import Unit, assign_units, partial_modules, source_classes
@@ -52,11 +54,12 @@ class Src(NamedTuple):
 
 
 class Claim(NamedTuple):
-    """A source that a rule or the exact name sends to a target."""
+    """A source that a rule, the exact name or a prefix change sends to a target."""
 
     src: Src
-    via: str  # "exact" or a rule path
+    via: str  # "exact", a rule path, or "prefix"
     transforms: tuple[Transform, ...]
+    renamed: renames.PrefixChange | None = None  # via "prefix": the change
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -202,6 +205,10 @@ class Context:
                 entries[name] = self._from_claims(name, info, claims[name], reasons)
             else:
                 open_targets.append(name)
+        renamed, pool = self._renamed(open_targets, pool)
+        for name, claim in renamed.items():
+            entries[name] = self._from_claims(name, self.target.tensors[name], [claim], reasons)
+        open_targets = [name for name in open_targets if name not in renamed]
         entries.update(self._heuristic(open_targets, pool, reasons))
         ordered = {n: entries[n] for n in self.target.tensors}
         ordered = self._vocabulary(ordered, reasons)
@@ -391,7 +398,32 @@ class Context:
             )
         ]
 
-    # -- step 2: ranked candidates for the rest ---------------------------------------------------
+    # -- step 2: a prefix put before or taken off the names of a source -----------------------
+    def _renamed(
+        self, open_targets: list[str], pool: list[Src]
+    ) -> tuple[dict[str, Claim], list[Src]]:
+        """The open targets a source's unclaimed names reach with one prefix change
+        (renames.find, per source), and the sources left for the similarity ranking."""
+        by_label: dict[str, list[Src]] = {}
+        for s in pool:
+            by_label.setdefault(s.label, []).append(s)
+        claims: dict[str, Claim] = {}
+        for srcs in by_label.values():
+            free = [name for name in open_targets if name not in claims]
+            change = renames.find([s.full for s in srcs], free)
+            if change is None:
+                continue
+            targets = set(free)
+            for s in srcs:
+                name = change.apply(s.full)
+                if name in targets:
+                    claims[name] = Claim(s, "prefix", (), change)
+        if not claims:
+            return claims, pool
+        taken = {id(c.src) for c in claims.values()}
+        return claims, [s for s in pool if id(s) not in taken]
+
+    # -- step 3: ranked candidates for the rest ---------------------------------------------------
     def _heuristic(
         self, open_targets: list[str], pool: list[Src], reasons: dict[tuple[str, str], str]
     ) -> dict[str, Entry]:
@@ -481,7 +513,7 @@ class Context:
             name, info, src, (), evidence, best.score, reasons, _HEURISTIC, cands
         )
 
-    # -- step 3: module-level vocabulary reasoning ------------------------------------------------
+    # -- step 4: module-level vocabulary reasoning ------------------------------------------------
     def _vocabulary(
         self, entries: dict[str, Entry], reasons: dict[tuple[str, str], str]
     ) -> dict[str, Entry]:
@@ -633,12 +665,19 @@ def _keep(
 
 
 def _via_text(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> str:
+    if c.renamed is not None:
+        return f"{c.src.name} with {c.renamed.describe()}"
     return "same name" if c.via == "exact" else f"{c.via} maps {c.src.name} here"
 
 
 def _via_evidence(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> list[Evidence]:
     if c.via == "exact":
         return [Evidence("exact-name", f"same name in {c.src.label}", 1.0)]
+    if c.renamed is not None:
+        r = c.renamed
+        detail = (f"{c.src.label}:{c.src.name} with {r.describe()} (as {r.matched} of the "
+                  f"{r.of} names it was left with)")
+        return [Evidence("prefix", detail, 1.0)]
     return [Evidence("rule", f"{c.via} maps {c.src.label}:{c.src.name}", 1.0)]
 
 

@@ -70,6 +70,7 @@ _EVIDENCE_TABLE: tuple[tuple[Callable[[Entry], bool], Callable[[Entry], str]], .
     (lambda e: "user" in e.flags, lambda e: "chosen by you"),
     (lambda e: any(ev.kind == "exact-name" for ev in e.evidence), lambda e: "exact name"),
     (lambda e: any(ev.kind == "rule" for ev in e.evidence), lambda e: _rule_text(e)),
+    (lambda e: any(ev.kind == "prefix" for ev in e.evidence), lambda e: "renamed by prefix"),
     (lambda e: True, lambda e: f"suggested {e.confidence:.2f}"),
 )
 

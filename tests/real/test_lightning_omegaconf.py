@@ -132,7 +132,9 @@ def test_a_torch_saved_lightning_layout_with_omegaconf_config(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore")  # Lightning warns about workers, logging and devices
-def test_a_lightning_trainer_checkpoint_with_saved_omegaconf_hyperparameters(tmp_path):
+def _trained_checkpoint(tmp_path: Path) -> tuple[Path, Any]:
+    """`trainer.save_checkpoint` of a LightningModule holding `_net()` as `self.net` (its
+    weights are saved as `net.` + the bare module's names), and that module."""
     pl = pytest.importorskip("lightning.pytorch")
 
     class Tiny(pl.LightningModule):  # type: ignore[misc,name-defined]
@@ -160,12 +162,17 @@ def test_a_lightning_trainer_checkpoint_with_saved_omegaconf_hyperparameters(tmp
         accelerator="cpu",
         default_root_dir=tmp_path,
     )
+    module = Tiny(_cfg())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(Tiny(_cfg()), data)
+        trainer.fit(module, data)
     path = tmp_path / "trained.ckpt"
     trainer.save_checkpoint(path)
+    return path, module.net
 
+
+def test_a_lightning_trainer_checkpoint_with_saved_omegaconf_hyperparameters(tmp_path):
+    path, _ = _trained_checkpoint(tmp_path)
     c = _assert_lists_as_torch_loads(path)
     assert type(torch.load(path, weights_only=False)["hyper_parameters"]).__name__ == "DictConfig"
     assert any(p is c.tree["hyper_parameters"] for p in _parents(c.tree["hyper_parameters"]))
@@ -173,6 +180,33 @@ def test_a_lightning_trainer_checkpoint_with_saved_omegaconf_hyperparameters(tmp
     assert "hyper_parameters" in _refs(doc)
     optimizer = inspector.open(f"{path}::optimizer_states")
     assert any("optimizer or training state" in n for n in optimizer.notes)
+
+
+def test_a_trained_lightning_checkpoint_moves_into_the_bare_model(tmp_path):
+    """The user's step after training: the weights of a Lightning checkpoint (`net.` before
+    every name) into the bare model's state dict. `ckpt map` finds the prefix (no rule, no
+    similarity to review), `plan approve` and `apply` write what torch loads strictly into the
+    bare module, which then computes what the trained one computes."""
+    path, trained = _trained_checkpoint(tmp_path)
+    bare = _net()
+    torch.save(bare.state_dict(), tmp_path / "bare.pt")
+    plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.pt"
+    done = ckpt("map", str(path), str(tmp_path / "bare.pt"), "-o", str(plan_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    plan = inspector.mapping.Plan.load(plan_file)
+    assert {e.evidence[0].kind for e in plan.entries.values()} == {"prefix"}
+    assert all("prefix 'net.' taken off" in e.reason for e in plan.entries.values())
+    for argv in (("plan", "approve", str(plan_file), "*"),
+                 ("apply", str(plan_file), "-o", str(out))):
+        done = ckpt(*argv)
+        assert done.returncode == 0, done.stdout + done.stderr
+    bare.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    bare.eval()
+    trained.eval()
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.equal(bare["decoder"](bare["encoder"](x)),
+                           trained["decoder"](trained["encoder"](x)))
 
 
 def _nemo_ctc_config(labels: list[str]) -> Any:

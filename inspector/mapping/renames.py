@@ -1,0 +1,81 @@
+"""Names renamed by one prefix: a source whose tensor names are the target's with a prefix put
+before them or taken off (Lightning's `model.`, DDP's `module.`, a `bert.` submodule inside a
+task model).
+
+`find(sources, targets)` looks at the prefixes that end at one of a name's first `DEPTH` dots,
+on both sides: `model.` put before `layers.0.w` names the target `model.layers.0.w`; `module.`
+taken off `module.layers.0.w` names `layers.0.w`. The change that sends the most source names
+onto target names wins, and only when it explains at least `MIN_SHARE` of the smaller side (a
+prefix that fits a handful of names among thousands is a coincidence, left to the similarity
+ranking). The proposer then treats each name it sends onto a target like a rule's match.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+DEPTH = 3  # prefixes of up to three dotted components
+MIN_SHARE = 0.5  # of the smaller side's names
+SAMPLE = 2000  # names per side whose prefixes are counted to choose the change
+
+
+@dataclass(frozen=True)
+class PrefixChange:
+    strip: str  # taken off a source name ("" for none)
+    add: str  # put before it ("" for none)
+    matched: int  # source names it sends onto a target name
+    of: int  # the source names considered
+
+    def apply(self, name: str) -> str | None:
+        """The target name for source `name`, or None when `name` lacks the stripped prefix."""
+        if not name.startswith(self.strip):
+            return None
+        return self.add + name[len(self.strip) :]
+
+    def describe(self) -> str:
+        if self.strip:
+            return f"prefix {self.strip!r} taken off"
+        return f"prefix {self.add!r} put before"
+
+
+def heads(name: str) -> Iterator[str]:
+    """The prefixes of `name` that end at one of its first DEPTH dots and leave a non-empty rest."""
+    at = -1
+    for _ in range(DEPTH):
+        at = name.find(".", at + 1)
+        if at < 0 or at == len(name) - 1:
+            return
+        yield name[: at + 1]
+
+
+def find(sources: Sequence[str], targets: Sequence[str]) -> PrefixChange | None:
+    """The prefix change that sends the most of `sources` onto `targets`, when it sends at least
+    two and MIN_SHARE of the smaller side; else None. Candidates come from evenly spaced samples
+    of the names in their given order; ties go to the shorter, then the smaller, prefix."""
+    source_set, target_set = set(sources), set(targets)
+    if not source_set or not target_set:
+        return None
+    candidates: Counter[tuple[str, str]] = Counter()
+    for name in _sample(sources):
+        for p in heads(name):
+            if name[len(p) :] in target_set:
+                candidates[(p, "")] += 1
+    for name in _sample(targets):
+        for p in heads(name):
+            if name[len(p) :] in source_set:
+                candidates[("", p)] += 1
+    if not candidates:
+        return None
+    ranked = sorted(candidates, key=lambda c: (-candidates[c], len(c[0] + c[1]), c))
+    strip, add = ranked[0]
+    change = PrefixChange(strip, add, 0, len(source_set))
+    matched = sum(1 for name in source_set if change.apply(name) in target_set)
+    if matched < 2 or matched < MIN_SHARE * min(len(source_set), len(target_set)):
+        return None
+    return PrefixChange(strip, add, matched, len(source_set))
+
+
+def _sample(names: Sequence[str]) -> Sequence[str]:
+    return names[:: max(1, len(names) // SAMPLE)]

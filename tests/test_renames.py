@@ -1,0 +1,81 @@
+"""A prefix put before or taken off a source's names (inspector.mapping.renames)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inspector.mapping import renames
+from inspector.mapping.renames import PrefixChange, find, heads
+
+NAMES = [f"layers.{i}.{leaf}" for i in range(4) for leaf in ("w", "b", "norm.w")] + ["head.w"]
+
+
+def test_a_prefix_put_before_every_name() -> None:
+    change = find(NAMES, ["model." + n for n in NAMES])
+    assert change == PrefixChange("", "model.", len(NAMES), len(NAMES))
+    assert change.apply("layers.0.w") == "model.layers.0.w"
+    assert change.describe() == "prefix 'model.' put before"
+
+
+def test_a_prefix_taken_off_every_name() -> None:
+    change = find(["module.net." + n for n in NAMES], NAMES)
+    assert change == PrefixChange("module.net.", "", len(NAMES), len(NAMES))
+    assert change.apply("other.w") is None
+    assert change.describe() == "prefix 'module.net.' taken off"
+
+
+def test_the_change_is_taken_when_it_explains_half_of_the_smaller_side() -> None:
+    targets = ["bert." + n for n in NAMES] + ["cls.w", "cls.b"]  # a task model: a new head
+    found = find([*NAMES, "pooler.w"], targets)
+    assert found is not None
+    assert (found.add, found.matched, found.of) == ("bert.", len(NAMES), len(NAMES) + 1)
+
+    def targets_with(k: int) -> list[str]:  # k of the 13 names renamed, the rest unrelated
+        return ["model." + n for n in NAMES[:k]] + [f"y.{i}" for i in range(len(NAMES) - k)]
+
+    assert find(NAMES, targets_with(7)) == PrefixChange("", "model.", 7, len(NAMES))
+    assert find(NAMES, targets_with(6)) is None  # under half: a coincidence
+
+
+def test_nothing_without_a_common_prefix() -> None:
+    assert find(NAMES, [n.replace("layers", "blocks") for n in NAMES]) is None
+    assert find([], NAMES) is None
+    assert find(NAMES, []) is None
+    assert find(["a.w"], ["m.a.w"]) is None  # one name is no evidence
+
+
+def test_heads_stop_at_three_components_and_leave_a_rest() -> None:
+    assert list(heads("a.b.c.d.e")) == ["a.", "a.b.", "a.b.c."]
+    assert list(heads("a.b")) == ["a."]
+    assert list(heads("a.")) == []
+    assert list(heads("w")) == []
+
+
+_part = st.text("abcxyz", min_size=1, max_size=4)
+_name = st.lists(_part, min_size=1, max_size=4).map(".".join)
+
+
+@given(st.lists(_name, min_size=2, max_size=40, unique=True), st.lists(_part, min_size=1,
+                                                                       max_size=3),
+       st.booleans(), st.randoms(use_true_random=False))
+def test_the_change_found_sends_names_onto_targets(
+    names: list[str], prefix_parts: list[str], added: bool, rnd: random.Random
+) -> None:
+    """Whatever the names: the change found maps at least half of the smaller side onto target
+    names, each one onto a target; a prefix put before all of them is found with every name;
+    the answer does not depend on the order of either side (below the sample size)."""
+    prefix = ".".join(prefix_parts) + "."
+    sources, targets = (names, [prefix + n for n in names]) if added else (
+        [prefix + n for n in names], names)
+    change = find(sources, targets)
+    assert change is not None
+    assert change.matched == len(names)
+    assert all(change.apply(s) in targets for s in sources)
+    shuffled_s, shuffled_t = sources[:], targets[:]
+    rnd.shuffle(shuffled_s)
+    rnd.shuffle(shuffled_t)
+    assert find(shuffled_s, shuffled_t) == change
+    assert renames.MIN_SHARE * len(names) <= change.matched

@@ -5,8 +5,9 @@ representer and resolver: how plans were written and read before).
     PYTHONPATH=. python bench/bench_plan.py [--rows 20000,100000] [--repeat 3] [--whole]
 
 The plan is proposed from two safetensors files of N tensors (`layers.{i}.experts.{0..7}.w{1,2,3}`
-against the same names under `model.`: every row is a heuristic match with evidence and
-candidates), built once under /tmp/ckpt-bench. In process, best of --repeat, wall and CPU.
+against the same names under `model.`: every row is that prefix change, with its evidence; up
+to 52edab6 every row was a similarity match with its candidates, so figures before that commit
+are of larger rows), built once under /tmp/ckpt-bench. In process, best of --repeat, wall and CPU.
 --whole instead times issue 16's goals: `ckpt map SRC TGT -o plan.yaml` as a whole process (best
 CPU of --repeat via /usr/bin/time, user + system, and its largest peak RSS), and in process
 (best CPU) `Plan.load` and `to_yaml` of that plan in the compact form (mapping/plantemplates.py,

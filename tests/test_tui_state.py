@@ -31,6 +31,17 @@ def test_marks_and_evidence_follow_the_plan(state: ReviewState) -> None:
     assert used["joint.joint_net.2.weight"] == "unused"
 
 
+def test_a_prefix_renamed_row_says_so() -> None:
+    """A source saved with a `model.` prefix: each target row's evidence is the prefix change."""
+    tensors = random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1)
+    src = inspector.open({"model." + n: a for n, a in tensors.items()})
+    tgt = inspector.open(tensors)
+    plan = propose(src, tgt)
+    state = ReviewState(plan, {plan.sources[0].label: src}, tgt)
+    assert {state.evidence(n) for n in tensors} == {"renamed by prefix"}
+    assert set(state.target_marks().values()) == {"proposed"}
+
+
 def test_approve_reject_undo_redo_and_dirty(state: ReviewState) -> None:
     names = state.plan.under("encoder.layers.0")
     assert not state.dirty

@@ -47,6 +47,14 @@ def test_nothing_without_a_common_prefix() -> None:
     assert find(["a.w"], ["m.a.w"]) is None  # one name is no evidence
 
 
+def test_two_prefixes_that_explain_as_much_decide_nothing() -> None:
+    """A target holding the model twice (`model.` and `ema.`): which copy a source feeds is not
+    a prefix's to decide."""
+    assert find(NAMES, ["model." + n for n in NAMES] + ["ema." + n for n in NAMES]) is None
+    more = find(NAMES, ["model." + n for n in NAMES] + ["ema." + n for n in NAMES[:3]])
+    assert more == PrefixChange("", "model.", len(NAMES), len(NAMES))
+
+
 def test_heads_stop_at_three_components_and_leave_a_rest() -> None:
     assert list(heads("a.b.c.d.e")) == ["a.", "a.b.", "a.b.c."]
     assert list(heads("a.b")) == ["a."]

@@ -7,7 +7,9 @@ on both sides: `model.` put before `layers.0.w` names the target `model.layers.0
 taken off `module.layers.0.w` names `layers.0.w`. The change that sends the most source names
 onto target names wins, and only when it explains at least `MIN_SHARE` of the smaller side (a
 prefix that fits a handful of names among thousands is a coincidence, left to the similarity
-ranking). The proposer then treats each name it sends onto a target like a rule's match.
+ranking), and only when no other change explains as many (a target holding the model twice,
+`model.` and `ema.`, is left to the ranking, which flags what it cannot tell apart). The
+proposer then treats each name it sends onto a target like a rule's match.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def heads(name: str) -> Iterator[str]:
 
 def find(sources: Sequence[str], targets: Sequence[str]) -> PrefixChange | None:
     """The prefix change that sends the most of `sources` onto `targets`, when it sends at least
-    two and MIN_SHARE of the smaller side; else None. Candidates come from evenly spaced samples
-    of the names in their given order; ties go to the shorter, then the smaller, prefix."""
+    two and MIN_SHARE of the smaller side and no other change sends as many; else None.
+    Candidates come from evenly spaced samples of the names in their given order."""
     source_set, target_set = set(sources), set(targets)
     if not source_set or not target_set:
         return None
@@ -69,12 +71,20 @@ def find(sources: Sequence[str], targets: Sequence[str]) -> PrefixChange | None:
     if not candidates:
         return None
     ranked = sorted(candidates, key=lambda c: (-candidates[c], len(c[0] + c[1]), c))
-    strip, add = ranked[0]
-    change = PrefixChange(strip, add, 0, len(source_set))
-    matched = sum(1 for name in source_set if change.apply(name) in target_set)
-    if matched < 2 or matched < MIN_SHARE * min(len(source_set), len(target_set)):
+    best = _counted(*ranked[0], source_set, target_set)
+    if best.matched < 2 or best.matched < MIN_SHARE * min(len(source_set), len(target_set)):
         return None
-    return PrefixChange(strip, add, matched, len(source_set))
+    if len(ranked) > 1 and candidates[ranked[1]] == candidates[ranked[0]] and (
+        _counted(*ranked[1], source_set, target_set).matched == best.matched
+    ):
+        return None  # two prefixes explain as much (`model.` and `ema.`): not decided here
+    return best
+
+
+def _counted(strip: str, add: str, sources: set[str], targets: set[str]) -> PrefixChange:
+    change = PrefixChange(strip, add, 0, len(sources))
+    matched = sum(1 for name in sources if change.apply(name) in targets)
+    return PrefixChange(strip, add, matched, len(sources))
 
 
 def _sample(names: Sequence[str]) -> Sequence[str]:

@@ -46,10 +46,11 @@ py::tuple columns_of(const inspector::zipdir::Members& f, std::uint64_t base) {
                           ints(f.sizes, 0), ints(f.methods, 0), ints(f.crcs, 0));
 }
 
-// The zip at [base, base + length) of a pinned buffer, or an empty view when it lies outside.
-std::string_view zip_in(const inspector_bindings::PinnedBuffer& view, std::uint64_t base, std::uint64_t length) {
-    if (base > view.size() || length > view.size() - base) return {};
-    return {reinterpret_cast<const char*>(view.data()) + base, static_cast<std::size_t>(length)};
+// The zip at [base, base + length) of a pinned buffer; nothing when it lies outside.
+std::optional<std::string_view> zip_in(const inspector_bindings::PinnedBuffer& view, std::uint64_t base,
+                                       std::uint64_t length) {
+    if (base > view.size() || length > view.size() - base) return std::nullopt;
+    return std::string_view(reinterpret_cast<const char*>(view.data()) + base, static_cast<std::size_t>(length));
 }
 
 // ZipMember's fields, in order, interned once for the process.
@@ -90,12 +91,12 @@ void register_zip(py::module_& m) {
         [](py::handle file, std::uint64_t base, std::uint64_t length, std::uint64_t cd_off,
            std::uint64_t cd_size, std::uint64_t count, py::handle member) -> py::object {
             const inspector_bindings::PinnedBuffer view(file, "file");
-            if (base > view.size() || length > view.size() - base) return py::none();
-            const std::string_view zip = zip_in(view, base, length);
+            const std::optional<std::string_view> zip = zip_in(view, base, length);
+            if (!zip) return py::none();
             std::optional<inspector::zipdir::Members> found;
             {
                 inspector_bindings::NoGil nogil(cd_size);  // buffer.hpp
-                found = inspector::zipdir::scan_central_directory(zip, cd_off, cd_size, count);
+                found = inspector::zipdir::scan_central_directory(*zip, cd_off, cd_size, count);
             }
             if (!found) return py::none();
             if (member.is_none()) return columns_of(*found, base);
@@ -115,13 +116,14 @@ void register_zip(py::module_& m) {
         [](py::handle file, std::uint64_t base, std::uint64_t length, std::uint64_t small_max,
            py::handle member) -> py::object {
             const inspector_bindings::PinnedBuffer view(file, "file");
-            if (base > view.size() || length > view.size() - base) return py::none();
+            const std::optional<std::string_view> zip = zip_in(view, base, length);
+            if (!zip) return py::none();
             std::optional<inspector::torchzip::Layout> found;
             {
                 // It reads only the end records, the directory and the small records, which a large
                 // zip may have many of; for a small one (a DCP chunk) keeping the GIL is cheaper.
                 inspector_bindings::NoGil nogil(length);
-                found = inspector::torchzip::scan_layout(zip_in(view, base, length), small_max);
+                found = inspector::torchzip::scan_layout(*zip, small_max);
             }
             if (!found) return py::none();
             const auto& f = *found;
@@ -132,10 +134,9 @@ void register_zip(py::module_& m) {
                 if (PyDict_SetItem(by_name.ptr(), steal(PyObject_GetAttr(o, member_fields()[0])).ptr(), o) != 0)
                     throw py::error_already_set();
             }
-            const std::string_view zip = zip_in(view, base, length);
             for (const std::size_t i : f.small) {
                 const py::object data = steal(PyBytes_FromStringAndSize(
-                    zip.data() + f.members.data_offsets[i], static_cast<Py_ssize_t>(f.members.sizes[i])));
+                    zip->data() + f.members.data_offsets[i], static_cast<Py_ssize_t>(f.members.sizes[i])));
                 if (PyDict_SetItem(small.ptr(), ascii(f.members.names[i]).ptr(), data.ptr()) != 0)
                     throw py::error_already_set();
             }

@@ -9,7 +9,6 @@ tensor bytes are read; every record but the storages is CRC-checked (zipfile_saf
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from . import Loaded, ReadOptions, pickle_fast
 from .torch_pickle import check_root, parse_storage_id, storage_classes, storage_dtype
 from .unpickler import Unpickler
 from .zipfile_safe import (
+    COMPILED_READS,
     ZipDirectory,
     ZipMember,
     compiled_walk,
@@ -41,7 +41,6 @@ from .zipfile_safe import (
 FORMAT = "torch-zip"
 MAX_PICKLE_BYTES = 1 << 30  # data.pkl holds structure only; real ones are kilobytes to megabytes
 _SMALL_MEMBER = 1 << 16  # byteorder, version
-_BUFFERS = (bytes, bytearray, memoryview, mmap.mmap)  # what the compiled layout reads
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -143,7 +142,7 @@ def _layout(
     holds one small zip per tensor); anything else, or any zip with `compiled` False
     (`INSPECTOR_ZIP_FAST=0`), by the steps below, the reference, which say what is wrong."""
     mapped = sliceable(src)
-    if compiled and isinstance(mapped, _BUFFERS) and offset >= 0 and length >= 0:
+    if compiled and isinstance(mapped, COMPILED_READS) and offset >= 0 and length >= 0:
         found = core.torch_zip_layout(mapped, offset, length, _SMALL_MEMBER, ZipMember)
         if found is not None:
             members, root, small = found

@@ -51,6 +51,8 @@ _MULTIDISK = (
 )
 FAST_ENV = "INSPECTOR_ZIP_FAST"
 _CHUNK = 8 << 20  # bytes per step when a member is checked or inflated as a stream
+# What the compiled walks read in place (a source's map, or bytes in memory).
+COMPILED_READS = (bytes, bytearray, memoryview, mmap.mmap)
 
 
 def compiled_walk() -> bool:
@@ -335,9 +337,7 @@ class _Reader:
         """The members as the compiled walk (csrc/zip_directory.hpp) finds them, for a mapped
         or in-memory zip with nothing to report; None otherwise: this reader then runs, and
         says what is wrong (it is the reference). `INSPECTOR_ZIP_FAST=0` turns it off."""
-        if not self.fast or not compiled_walk() or not isinstance(
-            self.mapped, (bytes, bytearray, memoryview, mmap.mmap)
-        ):
+        if not self.fast or not compiled_walk() or not isinstance(self.mapped, COMPILED_READS):
             return None
         found: list[ZipMember] | None = core.zip_central_directory(
             self.mapped, self.base, self.length, cd_off, cd_size, count, ZipMember

@@ -109,6 +109,40 @@ def test_map_prints_modules_that_differ_only_in_indices_as_one_section(tmp_path,
     assert out[1].endswith("; the same in each layer)"), out
 
 
+def test_map_folds_similarity_rows_across_layers(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Rows ranked by similarity quote the suffix they share, which begins with the layer index
+    (`suffix '3.experts.1.w'`): they fold across layers all the same (100k rows renamed
+    `layers` -> `model.blocks`: 4 lines, not 12,502), as in `ckpt plan show`."""
+    w = np.zeros((2, 2), np.float32)
+    names = [f"layers.{i}.experts.{j}.w" for i in range(6) for j in range(2)]
+    _save(tmp_path / "a.pt", {n: w for n in names})
+    _save(tmp_path / "b.pt", {"model." + n.replace("layers.", "blocks."): w for n in names})
+    assert main(["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "-o",
+                 str(tmp_path / "plan.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "model.blocks.{0..5} 100%  [12 copy, 0 keep, 0 drop]", out
+    assert out[1].startswith("  model.blocks.{0..5}.experts.0.w, model.blocks.{0..5}.experts.1.w"
+                             " <- a.pt:layers.{0..5}.experts.0.w, layers.{0..5}.experts.1.w"
+                             " [heuristic]"), out
+    assert out[1].endswith("; the same in each layer)"), out
+    assert len(out) == 3, out  # and the line naming the plan file
+    assert main(["plan", "show", str(tmp_path / "plan.yaml")]) == 0
+    shown = capsys.readouterr().out
+    assert "model.blocks.{0..5}.experts.0.w, model.blocks.{0..5}.experts.1.w" in shown, shown
+    assert len(shown.splitlines()) < 8, shown
+
+
+def test_reason_keys_blank_a_quoted_names_leading_index() -> None:
+    from inspector.cli.rowruns import reason_keys
+
+    reasons = ["similar to a:layers.3.w (suffix '3.experts.1.w', tokens 0.57)",
+               "similar to a:layers.4.w (suffix '4.experts.2.w', tokens 0.57)"]
+    assert reason_keys(reasons) == [
+        "similar to a:layers.{}.w (suffix '{}.experts.{}.w', tokens 0.57)"] * 2
+    assert reason_keys(["line\n'7.x'", "'12.y' and more"]) == ["line\n'{}.x'", "'{}.y' and more"]
+    assert reason_keys([]) == []
+
+
 @pytest.mark.parametrize("which", ["source", "target", "symlink-to-source", "rules"])
 def test_map_output_over_an_input_is_refused(files, tmp_path, which) -> None:  # type: ignore[no-untyped-def]
     """Through the real CLI: `-o` naming an input exits 2 naming it; the input is unchanged."""

@@ -24,7 +24,7 @@ from ..report import partial_module_warnings
 from ..tree import fold_names
 from .inputs import file_of, open_inputs
 from .layers import add_layer_arguments, layer_rules
-from .rowruns import alike, folded_reason
+from .rowruns import alike, folded_reason, reason_keys
 
 # Up to the first whole component of ASCII digits that follows another and is not the last.
 _LAYER_PREFIX = re.compile(r"((?:[^.]*\.)+?[0-9]+)\.")
@@ -123,7 +123,7 @@ def _row_keys(rows: list[Entry]) -> list[tuple[Any, ...]]:
     (`encoder.layers.{}.*`) so that a layer that keeps its init as a whole folds to `layers.4.*`;
     the reason joins with its layer indices blanked (it names the source tensor)."""
     targets = nm.blanked_many([e.target for e in rows])
-    reasons = nm.blanked_many([e.reason for e in rows])
+    reasons = reason_keys([e.reason for e in rows])
     sources = iter(nm.blanked_many([name for e in rows for _, name in e.sources]))
     keys = []
     for e, tpl, reason in zip(rows, targets, reasons, strict=True):

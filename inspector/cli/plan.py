@@ -21,7 +21,7 @@ from ..mapping.plan import STATUSES, Entry, Plan, is_pending, is_problem
 from ..mapping.rules import name_matcher
 from ..tree import fold_names
 from . import EXIT_OK
-from .rowruns import alike, folded_reason
+from .rowruns import alike, folded_reason, reason_keys
 
 MAX_LISTED = 8  # changed rows listed as folded names up to this many lines, else per module
 MAX_FOLDED = 3  # `show`: a line lists up to this many folded names (all with --all)
@@ -173,7 +173,7 @@ def _runs(rows: list[Entry], show_all: bool) -> list[str]:
     rows copied from the same name in their source are not told apart by name."""
     runs: dict[tuple[Any, ...], list[Entry]] = {}
     targets = nm.blanked_many([e.target for e in rows])  # one regex pass each, not one a row
-    reasons = nm.blanked_many([e.reason for e in rows])
+    reasons = reason_keys([e.reason for e in rows])
     sources = iter(nm.blanked_many([name for e in rows for _, name in e.sources]))
     for e, target, reason in zip(rows, targets, reasons, strict=True):
         blanked = tuple(next(sources) for _ in e.sources)

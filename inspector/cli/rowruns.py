@@ -12,6 +12,23 @@ from ..mapping import names as nm
 from ..tree import fold_names
 
 DIGITS = re.compile(r"\d+")
+# A quoted name in a reason that begins with an index (`suffix '0.experts.3.w1.weight'`): its
+# first component is one too, though no dot comes before it.
+_QUOTED_INDEX = re.compile(r"(?<=')[0-9]+(?=\.)")
+
+
+def reason_keys(reasons: list[str]) -> list[str]:
+    """The reasons with their index components blanked, as runs of rows compare them: each
+    name's (`names.blanked_many`) and a quoted name's first. Without the second, rows ranked by
+    similarity (their reason quotes the shared suffix, from the layer index on) never folded
+    across layers: 12,500 lines for 100k rows."""
+    out = nm.blanked_many(reasons)
+    if any("\n" in r for r in out):
+        return [_QUOTED_INDEX.sub("{}", r) for r in out]
+    joined = "\n".join(out)
+    if "'" not in joined:
+        return out
+    return _QUOTED_INDEX.sub("{}", joined).split("\n")
 
 
 def alike(groups: Mapping[str, Any]) -> list[list[str]]:

@@ -18,6 +18,10 @@ from typing import Any
 import inspector
 
 PACKAGE_PARENT = str(Path(inspector.__file__).resolve().parents[1])
+# What a child that tests Ctrl-C runs first: one started from a test runner that a
+# non-interactive shell put in the background inherits SIGINT ignored, and Python then installs
+# no KeyboardInterrupt handler, so the Ctrl-C under test would never arrive.
+CTRL_C_RAISES = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
 
 
 def child_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from subproc import child_env, python
+from subproc import CTRL_C_RAISES, child_env, python
 
 from inspector import _core as core
 from inspector.compare import compare_tensors, tensor_stats
@@ -503,7 +503,7 @@ def test_raising_progress_cancels_long_stats() -> None:
     assert seen[0] < 2 * HUGE_ROWS * ROW
 
 
-def test_ctrl_c_stops_a_long_compare() -> None:
+def test_ctrl_c_stops_a_long_compare(ctrl_c_raises: None) -> None:
     seen: list[int] = []
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -517,7 +517,7 @@ def test_ctrl_c_stops_a_long_compare() -> None:
 
 def test_ctrl_c_stops_a_long_compare_without_a_callback() -> None:
     """Ctrl-C alone, in a fresh interpreter: KeyboardInterrupt, exit code 1, not a crash."""
-    code = (
+    code = CTRL_C_RAISES + (
         "import os, signal, threading, numpy as np\n"
         "from inspector import _core as core\n"
         "row = np.ones(1 << 20, np.float32)\n"

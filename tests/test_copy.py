@@ -12,7 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from subproc import python
+from subproc import CTRL_C_RAISES, python
 
 from inspector import _core as core
 
@@ -377,7 +377,7 @@ def test_raising_progress_cancels_a_long_copy(threads: int) -> None:
 def test_ctrl_c_stops_a_long_copy_region() -> None:
     """In a fresh interpreter, Ctrl-C stops a 4 GiB region copy (stride-0 source) into an anonymous
     mmap with KeyboardInterrupt, before its end."""
-    code = (
+    code = CTRL_C_RAISES + (
         "import mmap, os, signal, threading, numpy as np\n"
         "from inspector import _core as core\n"
         "row = np.ones(1 << 20, np.float32)\n"

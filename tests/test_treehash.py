@@ -318,7 +318,7 @@ def test_progress_exception_cancels_the_work() -> None:
     assert seen[0][0] < seen[0][1] == 16384 * CHUNK
 
 
-def test_ctrl_c_stops_the_work() -> None:
+def test_ctrl_c_stops_the_work(ctrl_c_raises: None) -> None:
     seen: list[int] = []
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()

@@ -36,8 +36,8 @@ void guard_mapped_read(Body& body) {
 }
 
 // Page release. Drops the pages of [begin, end) from this process once they were read, so a pass
-// over a 100 GB file keeps tens of MiB mapped, not the file (the hash drops a tensor's pages
-// behind the leaves all its workers are done with: treehash.cpp's Frontier). The kernel maps file pages
+// over a 100 GB file keeps tens of MiB mapped, not the file (the hash drops the pages of each run
+// of 16 chunks a worker hashed: treehash.cpp). The kernel maps file pages
 // in aligned groups around each fault (fault-around, 64 KiB; a large page-cache folio, up to
 // 2 MiB), so a neighbour's read maps pages of a range already released: the range is widened to
 // aligned 2 MiB groups, within the pages of [map_begin, map_end), the buffer known to be a

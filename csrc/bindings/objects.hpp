@@ -7,9 +7,27 @@
 #include <structmember.h>
 
 #include <cstddef>
+#include <initializer_list>
 #include <vector>
 
 namespace inspector_bindings {
+
+// A new reference as an object; throws the Python error when `o` is nullptr.
+inline pybind11::object steal(PyObject* o) {
+    if (o == nullptr) throw pybind11::error_already_set();
+    return pybind11::reinterpret_steal<pybind11::object>(o);
+}
+
+// `names` interned, appended to `out` (new references); false with the Python error set when one
+// cannot be made. For field names a binding makes once and keeps for the process.
+inline bool intern_all(std::initializer_list<const char*> names, std::vector<PyObject*>& out) {
+    for (const char* n : names) {
+        PyObject* s = PyUnicode_InternFromString(n);
+        if (s == nullptr) return false;
+        out.push_back(s);
+    }
+    return true;
+}
 
 // A new reference, or nullptr with the Python error set.
 inline PyObject* frozen_instance(PyTypeObject* type, PyObject* const* names, PyObject* const* values,

@@ -23,6 +23,8 @@ namespace st = inspector::st;
 
 namespace {
 
+using inspector_bindings::steal;
+
 // A dtype table given as (safetensors name, itemsize, label) rows; the label is what the result's
 // dtype column holds for that dtype.
 struct DtypeTable {
@@ -39,11 +41,6 @@ DtypeTable dtype_table(py::handle rows) {
         t.labels.push_back(py::reinterpret_borrow<py::object>(r[2]));
     }
     return t;
-}
-
-py::object steal(PyObject* o) {
-    if (o == nullptr) throw py::error_already_set();
-    return py::reinterpret_steal<py::object>(o);
 }
 
 // Strings from the core may hold lone surrogates (st_header.hpp): decode as Python's json did.

@@ -95,24 +95,17 @@ struct Constants {
 const Constants* constants() {
     static const Constants* made = nullptr;
     if (made != nullptr) return made;
-    auto interned = [](std::initializer_list<const char*> names, std::vector<PyObject*>& out) {
-        for (const char* n : names) {
-            PyObject* s = PyUnicode_InternFromString(n);
-            if (s == nullptr) return false;
-            out.push_back(s);
-        }
-        return true;
-    };
+    using inspector_bindings::intern_all;
     auto c = std::make_unique<Constants>();
     c->global_kind = PyUnicode_FromString("global");
     c->object_kind = PyUnicode_FromString("object");
     c->empty_tuple = PyTuple_New(0);
     c->empty = PyUnicode_FromString("");
     if (c->global_kind == nullptr || c->object_kind == nullptr || c->empty_tuple == nullptr || c->empty == nullptr ||
-        !interned({"cls", "kind", "args", "state"}, c->record_names) ||
-        !interned({"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter", "requires_grad"},
+        !intern_all({"cls", "kind", "args", "state"}, c->record_names) ||
+        !intern_all({"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter", "requires_grad"},
                   c->tensor_names) ||
-        !interned({"path", "offset", "length", "compression", "size", "buffer", "assembled", "key", "dtype", "nbytes",
+        !intern_all({"path", "offset", "length", "compression", "size", "buffer", "assembled", "key", "dtype", "nbytes",
                    "source", "byteorder", "method", "data_offset", "size"},
                   c->stored_names))
         return nullptr;  // what was made stays referenced by nothing: a few objects, once

@@ -15,6 +15,8 @@ namespace py = pybind11;
 
 namespace {
 
+using inspector_bindings::steal;
+
 template <class T>
 py::list ints(const std::vector<T>& values, std::uint64_t add) {
     py::list out(values.size());
@@ -24,11 +26,6 @@ py::list ints(const std::vector<T>& values, std::uint64_t add) {
         PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), v);
     }
     return out;
-}
-
-py::object steal(PyObject* o) {
-    if (o == nullptr) throw py::error_already_set();
-    return py::reinterpret_steal<py::object>(o);
 }
 
 py::object ascii(std::string_view s) {
@@ -54,13 +51,13 @@ std::optional<std::string_view> zip_in(const inspector_bindings::PinnedBuffer& v
 }
 
 // ZipMember's fields, in order, interned once for the process.
-PyObject* const* member_fields() {
-    static PyObject* names[7] = {};
-    if (names[6] == nullptr) {
-        const char* order[] = {"name", "header_offset", "data_offset", "compressed_size", "size", "method", "crc32"};
-        for (std::size_t k = 0; k < 7; ++k)
-            if (names[k] == nullptr && (names[k] = PyUnicode_InternFromString(order[k])) == nullptr)
-                throw py::error_already_set();
+const std::vector<PyObject*>& member_fields() {
+    static std::vector<PyObject*> names;
+    if (names.empty() && !inspector_bindings::intern_all({"name", "header_offset", "data_offset", "compressed_size",
+                                                          "size", "method", "crc32"},
+                                                         names)) {
+        names.clear();  // the next call tries again
+        throw py::error_already_set();
     }
     return names;
 }
@@ -69,7 +66,7 @@ PyObject* const* member_fields() {
 // __init__ makes it, offsets absolute (plus `base`).
 py::list member_objects(const inspector::zipdir::Members& f, std::uint64_t base, py::handle member) {
     if (!PyType_Check(member.ptr())) throw py::type_error("member: the ZipMember class");
-    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(member.ptr()), member_fields(), 7);
+    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(member.ptr()), member_fields().data(), 7);
     py::list out(f.names.size());
     for (std::size_t i = 0; i < f.names.size(); ++i) {
         const py::object row[7] = {ascii(f.names[i]),         integer(f.header_offsets[i] + base),

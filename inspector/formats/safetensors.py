@@ -14,7 +14,6 @@ json.loads alone takes. It is checked against a pure-Python parser kept in the t
 from __future__ import annotations
 
 import functools
-import json
 import os
 import struct
 from pathlib import Path
@@ -140,6 +139,8 @@ def _check_opening(label: str, first: bytes) -> None:
 
 def parse_json_object(label: str, text: bytes, what: str) -> dict[str, Any]:
     """A UTF-8 JSON object; duplicate names anywhere in it raise DuplicateKeyError."""
+    import json  # here: the header itself goes through the core's parser, not json
+
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as e:

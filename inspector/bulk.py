@@ -31,3 +31,18 @@ def rare_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Run the block without the cycle collector: for a block that makes many objects that live
+    on and hold no cycles (a plan edit's 100k new rows). Even `rare_gc`'s passes walk each
+    young object: 100k rows made under it took 60 ms, 33 without. The collector is back (if it
+    was on) when the block ends; the objects made are collected from then on as any others."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()

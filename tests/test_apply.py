@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import tarfile
@@ -79,8 +80,8 @@ def test_report_rows(tmp_path: Path) -> None:
 def test_cast_changes_layout_and_rewrites(tmp_path: Path) -> None:
     plan, src, _ = _encoder_plan(tmp_path)
     name = "encoder.0.weight"
-    plan.entries[name] = plan.entries[name].__class__(
-        **{**plan.entries[name].__dict__, "transform": (Cast("bfloat16"),)})
+    plan.entries[name] = dataclasses.replace(
+        plan.entries[name], transform=(Cast("bfloat16"),))
     out = tmp_path / "out.pt"
     report = apply(plan, out)
     assert report.mode == "rewrite"
@@ -281,7 +282,7 @@ def _payload_plan(tmp_path: Path) -> Plan:
 def _with_cast(plan: Plan) -> Plan:
     """The same plan with one row cast to bfloat16: the layout changes, so apply rewrites."""
     e = plan.entries["encoder.0.weight"]
-    plan.entries[e.target] = e.__class__(**{**e.__dict__, "transform": (Cast("bfloat16"),)})
+    plan.entries[e.target] = dataclasses.replace(e, transform=(Cast("bfloat16"),))
     return plan
 
 

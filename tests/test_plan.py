@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -12,6 +13,7 @@ from mapping_fixtures import _t, nemo_rnnt
 import inspector
 from inspector.errors import PlanError
 from inspector.mapping import Plan, bind, propose
+from inspector.mapping.entries import FLAGS, Entry
 
 
 @functools.cache
@@ -52,8 +54,8 @@ def test_yaml_round_trip_property(names, confidence, reason) -> None:  # type: i
     src = inspector.open({n: _t(2) for n in names})
     plan = propose(src, inspector.open({n: _t(2) for n in names}))
     first = names[0]
-    plan.entries[first] = plan.entries[first].__class__(
-        **{**plan.entries[first].__dict__, "confidence": confidence, "reason": reason}
+    plan.entries[first] = dataclasses.replace(
+        plan.entries[first], confidence=confidence, reason=reason
     )
     assert Plan.from_yaml(plan.to_yaml()) == plan
 
@@ -334,8 +336,9 @@ def test_with_status_is_replace_without_its_cost() -> None:
         assert made == [dataclasses.replace(e, status=status) for e in rows]
         assert all(new is not e for new, e in zip(made, rows, strict=True))
         assert all(e.status == "proposed" for e in rows)  # the originals are untouched
-        assert [vars(new) for new in made] == [vars(dataclasses.replace(e, status=status))
-                                               for e in rows]  # every field, in order
+        every = [f.name for f in dataclasses.fields(rows[0])]  # an unset slot raises
+        assert [[getattr(new, f) for f in every] for new in made] == [
+            [getattr(dataclasses.replace(e, status=status), f) for f in every] for e in rows]
     with pytest.raises(TypeError):
         with_status([*rows[:2], "not an entry"], "approved")  # type: ignore[list-item]
 
@@ -349,3 +352,49 @@ def test_the_summary_follows_edits_while_its_layout_is_kept() -> None:
     assert plan._layout is layout
     assert after.copied < before.copied
     assert after.layers_copied == before.layers_copied - 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    status=st.sampled_from(["proposed", "approved", "rejected"]),
+    decision=st.sampled_from(["copy", "keep", "drop"]),
+    flags=st.frozensets(st.sampled_from(sorted(FLAGS))),
+    reason=st.sampled_from(["", "follows encoder.norm.weight", "set by user", "vocab"]),
+    sourced=st.booleans(),
+    confidence=st.floats(0, 1),
+)
+def test_a_rows_state_answers_for_it(  # type: ignore[no-untyped-def]
+    status, decision, flags, reason, sourced, confidence
+) -> None:
+    """Bulk counts ask each row state once (`in_state`): every row predicate must read nothing
+    but status, decision and flags, whatever the row's other fields are."""
+    from inspector.mapping.entries import in_state, is_ambiguous, is_partial, row_state
+    from inspector.mapping.plan import Candidate, Evidence, is_pending, is_problem
+
+    row = Entry("enc.w", decision, (("a.pt", "enc.w"),) if sourced else (), status=status,
+                flags=flags, reason=reason, confidence=confidence, shape=(2, 2), dtype="float32",
+                evidence=(Evidence("similar", "x", 0.5),),
+                candidates=(Candidate("a.pt", "enc.v", 0.5, "why"),))
+    stand_in = in_state(row_state(row))
+    for predicate in (is_partial, is_pending, is_problem, is_ambiguous):
+        assert predicate(row) == predicate(stand_in), predicate.__name__
+    assert row.effective == stand_in.effective
+
+
+def test_rejected_rows_leave_their_sources_unused_until_undone() -> None:
+    """`unused` (written in the plan) follows status edits: a rejected row reads nothing, so
+    its source is listed unused; undo and approve put the list back as it was."""
+    plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024)))
+    layer = plan.under("encoder.layers.0")
+    read = {s for n in layer for s in plan.entries[n].sources}
+    before = list(plan.unused)
+    assert read
+    assert not read & {(u.label, u.name) for u in before}
+    edit = plan.reject(layer)
+    assert read <= {(u.label, u.name) for u in plan.unused}
+    plan.undo(edit)
+    assert plan.unused == before
+    plan.reject(layer)
+    plan.approve(layer)
+    assert plan.unused == before
+    assert plan.approve(layer).changes == ()  # approving approved rows changes nothing

@@ -3,6 +3,7 @@ target's name are written once, as a template; every row still reads back as it 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_small_plans_stay_full_rows_and_large_ones_turn_compact(moe_plan: Plan) 
 def test_a_compact_plan_loads_the_same_through_the_yaml_loader(moe_plan: Plan) -> None:
     """A row JSON cannot say as YAML reads it (a float like 1e-05) makes the file YAML flow
     there, read by the bounded YAML loader: the templates and numbers read the same."""
-    tiny = {n: Entry(**{**e.__dict__, "confidence": 1e-05}) for n, e in moe_plan.entries.items()}
+    tiny = {n: dataclasses.replace(e, confidence=1e-05) for n, e in moe_plan.entries.items()}
     plan = Plan(moe_plan.sources, moe_plan.target, moe_plan.rules, tiny, moe_plan.unused)
     text = plan.to_yaml(compact=True)
     assert "!!map" in text
@@ -82,10 +83,10 @@ def test_a_compact_plan_loads_the_same_through_the_yaml_loader(moe_plan: Plan) -
 def test_rows_a_template_cannot_say_stay_full_rows(moe_plan: Plan) -> None:
     entries = dict(moe_plan.entries)
     odd = entries["model.layers.3.norm.weight"]
-    entries[odd.target] = Entry(**{**odd.__dict__, "reason": "a NUL \0 in it"})
+    entries[odd.target] = dataclasses.replace(odd, reason="a NUL \0 in it")
     flip = transform_from_dict({"op": "transpose"}, "t")
     sq = entries["model.layers.4.experts.0.w1.weight"]
-    entries[sq.target] = Entry(**{**sq.__dict__, "transform": (flip,)})
+    entries[sq.target] = dataclasses.replace(sq, transform=(flip,))
     plan = Plan(moe_plan.sources, moe_plan.target, moe_plan.rules, entries, moe_plan.unused)
     text = plan.to_yaml(compact=True)
     assert '"model.layers.3.norm.weight": {' in text
@@ -235,7 +236,7 @@ def test_rows_built_with_unhashable_values_are_written_in_full(moe_plan: Plan) -
     cannot share a template: it is written in full, not refused with a TypeError."""
     entries = dict(moe_plan.entries)
     e = entries["model.embed.weight"]
-    entries[e.target] = Entry(**{**e.__dict__, "shape": list(e.shape)})  # type: ignore[arg-type]
+    entries[e.target] = dataclasses.replace(e, shape=list(e.shape))  # type: ignore[arg-type]
     plan = Plan(moe_plan.sources, moe_plan.target, moe_plan.rules, entries, moe_plan.unused)
     text = plan.to_yaml(compact=True)
     assert '"model.embed.weight": {' in text

@@ -31,6 +31,55 @@ def test_marks_and_evidence_follow_the_plan(state: ReviewState) -> None:
     assert used["joint.joint_net.2.weight"] == "unused"
 
 
+def _marks_anew(state: ReviewState) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
+    """The marks and counts computed from the plan as it is now, row by row (what the state
+    keeps edit by edit, and counts by row state)."""
+    from inspector.mapping.entries import is_pending, is_problem
+    from inspector.tui.state import entry_mark
+
+    entries = state.plan.entries
+    used = {s for e in entries.values() if e.effective == "copy" for s in e.sources}
+    sources = {shown: "used" if (k.label, k.name) in used else "unused"
+               for shown, k in ((n, state.source_key(n)) for n in state.source_tensors)}
+    counts = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
+    for e in entries.values():
+        if e.status != "proposed":
+            counts[e.status] += 1
+        counts["pending"] += is_pending(e)
+        counts["problems"] += is_problem(e)
+    return {n: entry_mark(e) for n, e in entries.items()}, sources, counts
+
+
+def test_marks_and_counts_follow_every_edit(state: ReviewState) -> None:
+    """Marks are kept edit by edit and counts made by row state: after each kind of edit, and
+    its undo and redo, they equal what the plan gives row by row."""
+    def check() -> None:
+        assert (state.target_marks(), state.source_marks(), state.counts()) == _marks_anew(state)
+
+    check()
+    layer = state.plan.under("encoder.layers.0")
+    source = next(iter(state.sources))
+    edits = [
+        lambda: state.approve(layer),
+        lambda: state.reject(layer[:3]),
+        lambda: state.reject(state.plan.under("decoder")),  # their sources become unused
+        lambda: state.set_source(layer[0], source, "encoder.layers.1.norm_out.weight"),
+        lambda: state.approve(list(state.plan.entries)),
+    ]
+    before = state.source_marks()
+    for edit in edits:
+        edit()
+        check()
+        if edit is edits[0]:  # approving uses no other source: the source tree is not redrawn
+            assert state.source_marks() is before
+    for _ in edits:
+        state.undo()
+        check()
+    for _ in edits:
+        state.redo()
+        check()
+
+
 def test_a_prefix_renamed_row_says_so() -> None:
     """A source saved with a `model.` prefix: each target row's evidence is the prefix change."""
     tensors = random_state(rnnt_shapes(RNNTConfig(vocab_size=28)), 1)
@@ -332,7 +381,7 @@ def test_marks_by_status_decision_and_flags_are_the_tables(
     entries = {f"t{i}": Entry(f"t{i}", decision, (("s", "x"),) if decision == "copy" else (),
                               status=status, flags=flags)
                for i, (status, decision, flags) in enumerate(rows)}
-    assert _marks(entries) == {n: entry_mark(e) for n, e in entries.items()}
+    assert _marks(entries, entries.values()) == {n: entry_mark(e) for n, e in entries.items()}
 
 
 def _path_by_covers(model: TreeModel, name: str) -> list[Row] | None:

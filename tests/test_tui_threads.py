@@ -168,6 +168,10 @@ def test_plan_is_changed_on_the_ui_thread_only(
             record("entries[...] =")
             super().__setitem__(key, value)
 
+        def update(self, *a: Any, **k: Any) -> None:  # bulk edits set many rows at once
+            record("entries[...] =")
+            super().update(*a, **k)
+
     def watch(plan: Plan) -> None:
         """Record the thread of every mutating call on this plan object (not its snapshots)."""
         for name in ("approve", "reject", "set_decision", "set_source", "set_rules", "add_rule",

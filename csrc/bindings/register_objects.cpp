@@ -86,6 +86,7 @@ py::list frozen_replaced(py::handle cls, const py::tuple& names, const py::list&
     py::list out(n);
     std::vector<py::object> fields(k);  // the values read from one instance, held
     std::vector<PyObject*> values(k);
+    inspector_bindings::SlotReader reader(name_ptrs.data(), k);  // every instance is exactly cls
     for (Py_ssize_t i = 0; i < n; ++i) {
         PyObject* o = PyTuple_GET_ITEM(rows.ptr(), i);
         if (!Py_IS_TYPE(o, type))  // exactly cls: a subclass's own fields would be lost
@@ -95,7 +96,7 @@ py::list frozen_replaced(py::handle cls, const py::tuple& names, const py::list&
                 values[j] = value.ptr();
                 continue;
             }
-            PyObject* v = PyObject_GetAttr(o, name_ptrs[j]);
+            PyObject* v = reader.get(o, j);
             if (v == nullptr) throw py::error_already_set();
             fields[j] = py::reinterpret_steal<py::object>(v);
             values[j] = v;

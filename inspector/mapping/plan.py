@@ -17,9 +17,11 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..bulk import rare_gc
+from ..bulk import paused_gc, rare_gc
 from ..errors import PlanError
 from . import names as nm
 from . import planfile
@@ -36,11 +38,14 @@ from .entries import (
     Shape,
     SourceRef,
     Unused,
+    copied_sources,
     fingerprint,
     is_ambiguous,
     is_partial,
     is_pending,
     is_problem,
+    names_where,
+    uses_differ,
     with_status,
 )
 from .groups import STATEFUL_GROUPS, follow_groups, group_index, group_members
@@ -118,7 +123,7 @@ class Plan:
 
     def partials(self) -> list[str]:
         """Target rows that keep their init without a declared reason (see `is_partial`)."""
-        return [n for n, e in self.entries.items() if is_partial(e)]
+        return names_where(self.entries, is_partial)
 
     def partial_modules(self) -> dict[str, list[str]]:
         """{description: proposed copies} of the modules copied in part (see
@@ -130,25 +135,29 @@ class Plan:
 
     def pending(self) -> list[str]:
         """Target rows `is_pending` flags: apply refuses them without accept_proposed."""
-        return [n for n, e in self.entries.items() if is_pending(e)]
+        return names_where(self.entries, is_pending)
 
     def ambiguous(self) -> list[str]:
         """Target rows `is_ambiguous` flags: scripted apply refuses them unless skipped."""
-        return [n for n, e in self.entries.items() if is_ambiguous(e)]
+        return names_where(self.entries, is_ambiguous)
 
     def problems(self) -> list[str]:
         """Target rows `is_problem` flags: the rows to review."""
-        return [n for n, e in self.entries.items() if is_problem(e)]
+        return names_where(self.entries, is_problem)
 
     def group_of(self, names: Iterable[str]) -> list[str]:
         """`names` plus the members of their stateful groups (see STATEFUL_GROUPS) in the plan,
         in plan order: what approve/reject carry along."""
         wanted = set(names)
         index = self._group_index()
-        for n in list(wanted):
-            wanted.update(index.get(n, ()))
+        # set operations, not a lookup per name: a bulk edit names 100k rows, few have a group
+        for n in wanted.intersection(index):
+            wanted.update(index[n])
         entries = self.entries
-        return [n for n in entries if n in wanted] + sorted(n for n in wanted if n not in entries)
+        missing = wanted.difference(entries)
+        if not missing and len(wanted) == len(entries):
+            return list(entries)
+        return [n for n in entries if n in wanted] + sorted(missing)
 
     def prepare(self) -> None:
         """Work out now what edits and summaries look up by name (stateful groups, modules,
@@ -174,7 +183,7 @@ class Plan:
         return [n for n in self.entries if n == prefix or n.startswith(dotted)]
 
     def used_sources(self) -> set[tuple[str, str]]:
-        return {s for e in self.entries.values() if e.effective == "copy" for s in e.sources}
+        return set(chain.from_iterable(copied_sources(self.entries.values())))
 
     def summary(self) -> dict[str, ModuleSummary]:
         """Per-module counts; `ModuleSummary.line()` gives `encoder 100% (16/16 layers)`."""
@@ -216,33 +225,47 @@ class Plan:
 
     # -- edits (each returns an Edit that undo() reverts) ------------------------------------------
     def _replace(self, action: str, new: Iterable[Entry]) -> Edit:
-        changes = []
+        targets, before, after = [], [], []
         for e in new:
             old = self.entries.get(e.target)
             if old is None:
                 raise PlanError(f"plan has no target tensor {e.target!r}")
             if old != e:
-                changes.append((e.target, old, e))
+                targets.append(e.target)
+                before.append(old)
+                after.append(e)
                 self.entries[e.target] = e
-        return Edit(action, tuple(changes))
+        return self._made(action, targets, before, after)
 
     def _set_status(self, action: str, names: Iterable[str], status: str) -> Edit:
         """`_replace` for a status change of `names` and their groups' members: rows already in
         that status are left (no new entry, no comparison of every field: 100k rows at once)."""
-        with rare_gc():  # a new entry per row: no cycles, and 100k of them at once
+        with paused_gc():  # a new entry per row: no cycles, and 100k of them at once
             old = [e for e in self._group_entries(names) if e.status != status]
             new = with_status(old, status)
             targets = [e.target for e in old]
             self.entries.update(zip(targets, new, strict=True))
-            return Edit(action, tuple(zip(targets, old, new, strict=True)))
+            return self._made(action, targets, old, new)
+
+    def _made(
+        self, action: str, targets: list[str], before: list[Entry], after: list[Entry]
+    ) -> Edit:
+        """The Edit of rows just changed from `before` to `after`; `unused` follows them when
+        they change which source tensors are read (the Edit keeps both lists for undo)."""
+        uses = uses_differ(before, after)
+        unused = None
+        if uses and self._context is not None:
+            was = tuple(self.unused)
+            self._refresh_unused(self._context)
+            unused = (was, tuple(self.unused))
+        changes = tuple(zip(targets, before, after, strict=True))
+        return Edit(action, changes, unused=unused, uses_changed=uses)
 
     def _entries(self, names: Iterable[str]) -> list[Entry]:
-        out = []
-        for n in names:
-            if n not in self.entries:
-                raise PlanError(f"plan has no target tensor {n!r}")
-            out.append(self.entries[n])
-        return out
+        try:
+            return list(map(self.entries.__getitem__, names))
+        except KeyError as e:
+            raise PlanError(f"plan has no target tensor {e.args[0]!r}") from None
 
     def _group_entries(self, names: Iterable[str]) -> list[Entry]:
         return self._entries(self.group_of(names))
@@ -287,10 +310,7 @@ class Plan:
         """
         ctx = self._need_context("set_source")
         (e,) = self._entries([target])
-        new = ctx.user_entry(e, label, name, tuple(transform))
-        edit = self._replace("set_source", [new])
-        self._refresh_unused(ctx)
-        return edit
+        return self._replace("set_source", [ctx.user_entry(e, label, name, tuple(transform))])
 
     def set_sources(self, choices: Iterable[tuple[str, str, str]]) -> Edit:
         """`set_source` for several (target, label, name) at once: one edit, one undo."""
@@ -299,9 +319,7 @@ class Plan:
         entries = self._entries([t for t, _, _ in picked])
         new = [ctx.user_entry(e, label, name, ()) for e, (_, label, name) in zip(
             entries, picked, strict=True)]
-        edit = self._replace("set_source", new)
-        self._refresh_unused(ctx)
-        return edit
+        return self._replace("set_source", new)
 
     def preview_rules(
         self, rules: Iterable[Rule | Mapping[str, Any]]
@@ -346,23 +364,24 @@ class Plan:
 
     def undo(self, edit: Edit) -> Edit:
         """Revert an edit; returns the edit that redoes it."""
-        with rare_gc():
+        with paused_gc():
             return self._undo(edit)
 
     def _undo(self, edit: Edit) -> Edit:
-        for target, old, _new in edit.changes:
-            self.entries[target] = old
+        targets, before, after = (list(map(itemgetter(k), edit.changes)) for k in range(3))
+        self.entries.update(zip(targets, before, strict=True))
         if edit.rules is not None:
             self.rules = list(edit.rules[0])
         if edit.unused is not None:
             self.unused = list(edit.unused[0])
-        elif edit.changes and self._context is not None:
+        elif edit.uses_changed and self._context is not None:
             self._refresh_unused(self._context)
         return Edit(
             f"undo {edit.action}",
-            tuple((t, new, old) for t, old, new in edit.changes),
+            tuple(zip(targets, after, before, strict=True)),
             None if edit.rules is None else (edit.rules[1], edit.rules[0]),
             None if edit.unused is None else (edit.unused[1], edit.unused[0]),
+            edit.uses_changed,
         )
 
     def _need_context(self, what: str) -> PlanContext:

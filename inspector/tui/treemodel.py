@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 
 from ..model import TensorInfo
 from ..tree import format_ranges
@@ -70,6 +71,7 @@ class TreeModel:
         self.marks = marks or {}
         # How a top-level segment is shown: the source tree's `a_nemo` key as its label `a.nemo`
         self.titles = titles or {}
+        self.names_given = names is not None  # False: every tensor is shown
         kept = tuple(tensors) if names is None else tuple(n for n in names if n in tensors)
         self.root = Row("", ("",), kept, 0)
         self._children: dict[tuple[str, ...], list[Row]] = {}
@@ -108,13 +110,16 @@ class TreeModel:
                     nbytes += t.nbytes
                     dtypes[t.dtype] += 1
                 sizes = self._names.sizes[row.prefixes] = (params, nbytes, dict(dtypes))
-            marks = Counter([self.marks.get(n, "") for n in row.names])
+            marks = Counter(map(self.marks.get, row.names, repeat("")))
             cached = Totals(len(row.names), sizes[0], sizes[1], sizes[2], dict(marks))
             self._totals[row.prefixes] = cached
         return cached
 
-    def path_to(self, name: str) -> list[Row] | None:
-        """Rows from the top down to the leaf row holding tensor `name` (None if not shown)."""
+    def path_to(self, name: str, stop_at: str | None = None) -> list[Row] | None:
+        """Rows from the top down to the leaf row holding tensor `name` (None if not shown); with
+        `stop_at`, down to the row of that key on the way (None if there is none): the rows
+        below it are not built (a folded layer list of 100k tensors is worked out only when
+        shown)."""
         path: list[Row] = []
         row = self.root
         # `Row.covers` as a set test: a row covers `name` when one of its prefixes is one of
@@ -127,8 +132,10 @@ class TreeModel:
             if nxt is None:
                 return None
             path.append(nxt)
+            if nxt.key == stop_at:
+                return path
             row = nxt
-        return path
+        return None if stop_at is not None else path
 
     # Building rows ----------------------------------------------------------------------------
     def _group(self, row: Row) -> list[Row]:
@@ -168,9 +175,12 @@ class TreeModel:
         key = (row.prefixes, row.depth)
         shape = self._names.shapes.get(key)
         if shape is None:
-            shape = self._names.shapes[key] = tuple(
+            made = tuple(
                 (tuple(self._parts[n][row.depth :]), self.tensors[n].dtype, self.tensors[n].shape)
                 for n in row.names)
+            # one object for equal ones: neighbours' signatures then compare by identity (a
+            # redraw compares thousands of layers' signatures of dozens of tensors each)
+            shape = self._names.shapes[key] = self._names.canonical.setdefault(made, made)
         return shape, tuple(map(self.marks.get, row.names))
 
     def _fold(self, rows: list[Row]) -> list[Row]:
@@ -214,6 +224,7 @@ class _NameLayout:
     parts: dict[str, list[str]]
     groups: dict[tuple[tuple[str, ...], int], list[Row]] = field(default_factory=dict)
     shapes: dict[tuple[tuple[str, ...], int], tuple[object, ...]] = field(default_factory=dict)
+    canonical: dict[tuple[object, ...], tuple[object, ...]] = field(default_factory=dict)
     sizes: dict[tuple[str, ...], tuple[int, int, dict[str, int]]] = field(default_factory=dict)
 
 
@@ -221,6 +232,6 @@ def _merge(run: list[Row]) -> Row:
     if len(run) == 1:
         return run[0]
     label = "{" + format_ranges(int(r.label) for r in run) + "}"
-    prefixes = tuple(p for r in run for p in r.prefixes)
-    names = tuple(n for r in run for n in r.names)
+    prefixes = tuple(chain.from_iterable(r.prefixes for r in run))
+    names = tuple(chain.from_iterable(r.names for r in run))
     return Row(label, prefixes, names, run[0].depth, run[0].leaf)

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
 from ... import humanize
+from ...bulk import paused_gc
 from ...errors import CheckpointError, PlanError, WriteError
 from ...mapping.plan import Plan
 from .. import charts, jobs
@@ -185,13 +186,18 @@ class ReviewScreen(Screen[None]):
         state = self.state
         if state is None:
             return
-        targets = state.visible_targets()
+        # With no filter every tensor is shown: None says so without a list of 100k names
+        targets = state.visible_targets() if state.filter.active else None
         self.target_tree.set_model(TreeModel(state.target_tensors, targets, state.target_marks(),
                                              reuse=self.target_tree.model))
-        sources = state.visible_sources(targets)
-        self.source_tree.set_model(TreeModel(state.source_tensors, sources, state.source_marks(),
-                                             titles=state.source_titles,
-                                             reuse=self.source_tree.model))
+        sources = state.visible_sources(targets) if state.filter.active else None
+        marks = state.source_marks()
+        shown = self.source_tree.model
+        # The source tree shows the same rows with the same marks (approving changes neither):
+        # kept as it is, not built again
+        if shown is None or sources is not None or shown.names_given or shown.marks is not marks:
+            self.source_tree.set_model(TreeModel(state.source_tensors, sources, marks,
+                                                 titles=state.source_titles, reuse=shown))
         self.refresh_header()
         self.show_details()
 
@@ -370,7 +376,7 @@ class ReviewScreen(Screen[None]):
             tside = Side("target", target, info, count, self.facts.get(("target", target)))
             e = state.entry(target)
             if e is not None:
-                m = mark(TARGET_MARKS, state.target_marks().get(target, ""))
+                m = mark(TARGET_MARKS, state.target_mark(target))
                 decision = Text(f"{m.symbol} {m.meaning} — {e.reason or state.evidence(target)}",
                                 style=m.style)
         if source is not None:
@@ -429,32 +435,37 @@ class ReviewScreen(Screen[None]):
     def action_approve(self) -> None:
         names = self._target_names()
         if names is not None and self.state is not None:
-            edit = self.state.approve(names)
-            self._after_edit(f"approved {len(edit.changes)} row(s)")
+            with paused_gc():  # see _after_edit
+                edit = self.state.approve(names)
+                self._after_edit(f"approved {len(edit.changes)} row(s)")
 
     def action_reject(self) -> None:
         names = self._target_names()
         if names is not None and self.state is not None:
-            edit = self.state.reject(names)
-            self._after_edit(f"rejected {len(edit.changes)} row(s)")
+            with paused_gc():
+                edit = self.state.reject(names)
+                self._after_edit(f"rejected {len(edit.changes)} row(s)")
 
     def _after_edit(self, what: str) -> None:
-        # An edit's new rows live on (in the plan, or in the undo history) like the plan's at
-        # load: kept out of the collector's passes too (a bulk edit of 100k rows otherwise
-        # costs the next frames a full pass over them).
-        gc.freeze()
         self.refresh_all()
+        # An edit's new rows live on (in the plan, or in the undo history) like the plan's at
+        # load, and so do the trees' rows: kept out of the collector's passes too. A bulk edit
+        # of 100k rows otherwise costs a pass over them: in the next frames, or at once when
+        # the edit ran with the collector paused (45 ms).
+        gc.freeze()
         self.notify(what, timeout=2)
 
     def action_undo(self) -> None:
         if self.state is not None and not self.busy:
-            edit = self.state.undo()
-            self._after_edit(f"undid {edit.action}" if edit else "nothing to undo")
+            with paused_gc():
+                edit = self.state.undo()
+                self._after_edit(f"undid {edit.action}" if edit else "nothing to undo")
 
     def action_redo(self) -> None:
         if self.state is not None and not self.busy:
-            edit = self.state.redo()
-            self._after_edit("redone" if edit else "nothing to redo")
+            with paused_gc():
+                edit = self.state.redo()
+                self._after_edit("redone" if edit else "nothing to redo")
 
     def action_candidates(self) -> None:
         from .candidates import CandidatesScreen, Choice
@@ -476,16 +487,18 @@ class ReviewScreen(Screen[None]):
         def chosen(choice: Choice | None) -> None:
             if choice is None or self.state is None:
                 return
-            try:
-                edit, missed = self.state.set_analogous_sources(names, choice.label, choice.name)
-            except PlanError as err:
-                self.notify(str(err), title="Not applied", severity="error", timeout=10)
-                return
-            what = f"{target} ← {choice.name}" if len(names) == 1 else (
-                f"{len(edit.changes)} row(s) ← {choice.name} and its other layers")
-            if missed:
-                what += f"; {len(missed)} row(s) without that source in their layer: unchanged"
-            self._after_edit(what)
+            with paused_gc():  # see _after_edit
+                try:
+                    edit, missed = self.state.set_analogous_sources(
+                        names, choice.label, choice.name)
+                except PlanError as err:
+                    self.notify(str(err), title="Not applied", severity="error", timeout=10)
+                    return
+                what = f"{target} ← {choice.name}" if len(names) == 1 else (
+                    f"{len(edit.changes)} row(s) ← {choice.name} and its other layers")
+                if missed:
+                    what += f"; {len(missed)} row(s) without that source in their layer: unchanged"
+                self._after_edit(what)
 
         screen = CandidatesScreen(target, e.shape, choices, folded=len(names) > 1)
         self.app.push_screen(screen, chosen)
@@ -523,12 +536,13 @@ class ReviewScreen(Screen[None]):
 
     def on_rules_changed(self, message: msg.RulesChanged) -> None:
         assert self.state is not None
-        try:
-            edit = self.state.apply_edit(message.edit)
-        except PlanError as err:
-            self.notify(str(err), title="Rule not applied", severity="error")
-        else:
-            self._after_edit(f"{edit.action}: {len(edit.changes)} row(s) changed")
+        with paused_gc():  # see _after_edit
+            try:
+                edit = self.state.apply_edit(message.edit)
+            except PlanError as err:
+                self.notify(str(err), title="Rule not applied", severity="error")
+            else:
+                self._after_edit(f"{edit.action}: {len(edit.changes)} row(s) changed")
         self._job_done()
 
     def on_rules_failed(self, message: msg.RulesFailed) -> None:

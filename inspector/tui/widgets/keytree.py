@@ -125,14 +125,9 @@ class KeyTree(Tree[Row]):
         on the module row of that key on the way (False when the rows no longer have it)."""
         if self.model is None:
             return False
-        path = self.model.path_to(name)
+        path = self.model.path_to(name, stop_at)
         if path is None:
             return False
-        if stop_at is not None:
-            keys = [r.key for r in path]
-            if stop_at not in keys:
-                return False
-            path = path[: keys.index(stop_at) + 1]
         node = self.root
         for row in path:
             self._fill(node)

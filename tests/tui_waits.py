@@ -27,7 +27,7 @@ async def until(pilot: Any, condition: Callable[[], bool], what: str) -> None:
 
 async def settled(pilot: Any) -> None:
     """The app has loaded, no worker runs (twice in a row: a finished worker's message can start
-    another) and the details pane has what it shows."""
+    another), the details pane has what it shows and the header is current."""
     app = pilot.app
     await until(pilot, lambda: app.review.state is not None, "the checkpoints to load")
     quiet = 0
@@ -38,10 +38,12 @@ async def settled(pilot: Any) -> None:
             quiet = 0
             continue
         await pilot.pause()
-        busy = len(app.workers) > 0 or not app.review.details_complete
+        busy = (len(app.workers) > 0 or not app.review.details_complete
+                or not app.review.header_current)
         quiet = 0 if busy else quiet + 1
         if busy:
             await until(pilot, lambda: app.review.details_complete, "the details pane")
+            await until(pilot, lambda: app.review.header_current, "the header")
 
 
 async def previewed(pilot: Any) -> None:

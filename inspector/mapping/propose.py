@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +23,16 @@ from ..errors import PlanError
 from ..model import Checkpoint, TensorInfo
 from . import names as nm
 from . import renames
-from .entries import Candidate, Entry, Evidence, SourceRef, Unused, built, fingerprint
+from .entries import (
+    Candidate,
+    Entry,
+    Evidence,
+    SourceRef,
+    Unused,
+    built,
+    copied_sources,
+    fingerprint,
+)
 from .groups import follow_groups
 from .modules import Unit, assign_units, partial_modules, source_classes
 from .plan import Plan
@@ -235,11 +245,14 @@ class Context:
         return out
 
     def unused_for(self, entries: Mapping[str, Entry], rules: list[Rule]) -> list[Unused]:
-        used = {s for e in entries.values() if e.effective == "copy" for s in e.sources}
+        read: dict[str, set[str]] = {}  # source label -> the names rows copy
+        for label, name in chain.from_iterable(copied_sources(entries.values())):
+            read.setdefault(label, set()).add(name)
         out = []
         for ref, ckpt in self.sources:
+            names = read.get(ref.label, set())
             for name in ckpt.tensors:
-                if (ref.label, name) not in used:
+                if name not in names:
                     why = self._reasons.get((ref.label, name), "no target tensor of that name")
                     out.append(Unused(ref.label, name, why))
         return out

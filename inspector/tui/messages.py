@@ -60,9 +60,11 @@ class Loaded(Message):
 
 @dataclass
 class HeaderReady(Message):
-    """The header drawn by a worker (a large plan), to show as it is."""
+    """The header drawn by a worker (a large plan), to show as it is: the `number`-th asked for
+    (an older one arriving late is not shown)."""
 
     text: Any  # rich.text.Text
+    number: int
 
 
 @dataclass

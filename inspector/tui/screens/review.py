@@ -84,6 +84,7 @@ class ReviewScreen(Screen[None]):
         self.busy = ""
         self._save_next: tuple[Path, bool] | None = None
         self.last_report: msg.WriteFinished | None = None
+        self._headers_asked = self._headers_shown = 0  # see header_current
 
     # Layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -207,19 +208,29 @@ class ReviewScreen(Screen[None]):
         if self.state is None:
             return
         view = self.state.header_view()
+        self._headers_asked += 1
         if len(view.plan.entries) < HEADER_IN_WORKER:
             self.query_one(SummaryBar).show(summary_text(view, self.names(), self.arch_lines))
-        else:
-            self._draw_header(view, self.names(), list(self.arch_lines))
+            self._headers_shown = self._headers_asked
+        else:  # started once the trees are drawn: its passes would share their thread's time
+            self.call_after_refresh(self._draw_header, view, self.names(), list(self.arch_lines),
+                                    self._headers_asked)
 
     @work(thread=True, exclusive=True, group="header", description="draw the header")
-    def _draw_header(self, view: HeaderView, names: Names, arch: list[str]) -> None:
+    def _draw_header(self, view: HeaderView, names: Names, arch: list[str], number: int) -> None:
         text = summary_text(view, names, arch)
         if not get_current_worker().is_cancelled:  # a newer edit's header is on its way
-            self.post_message(msg.HeaderReady(text))
+            self.post_message(msg.HeaderReady(text, number))
 
     def on_header_ready(self, message: msg.HeaderReady) -> None:
-        self.query_one(SummaryBar).show(message.text)
+        if message.number == self._headers_asked:
+            self.query_one(SummaryBar).show(message.text)
+            self._headers_shown = message.number
+
+    @property
+    def header_current(self) -> bool:
+        """The header shows the state as it is now (a large plan's is drawn after the trees)."""
+        return self._headers_shown == self._headers_asked
 
     # Selection and details ---------------------------------------------------------------------
     @on(KeyTree.NodeHighlighted)

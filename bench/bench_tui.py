@@ -1,6 +1,6 @@
 """ckpt-tui at scale (issue 16): time to the first paint, to the plan, and per keypress.
 
-    PYTHONPATH=. python bench/bench_tui.py [--sizes 20000,100000] [--repeat 2]
+    PYTHONPATH=. python bench/bench_tui.py [--sizes 20000,100000] [--repeat 2] [--before DIR]
 
 For N tensors, the source is bench_scale's `scale-N.pt` (torch.save, MoE-like names
 `layers.{i}.experts.{j}.w{1,2,3}.weight`) and the target the same names under `model.`
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -77,7 +78,7 @@ async def main():
             out[name + "_module"] = redrawn[-1] - s
             out[name + "_cpu"] = time.process_time() - c
             await app.workers.wait_for_complete()  # the header of a large plan: drawn by a worker
-            while not review.header_current:
+            while not getattr(review, "header_current", True):  # (an older checkout: no such)
                 await asyncio.sleep(0.001)
             out[name + "_with_header"] = time.perf_counter() - s
             await pilot.pause()
@@ -112,10 +113,14 @@ def build_target(n: int) -> Path:
     return path
 
 
-def run_app(src: Path, tgt: Path) -> dict[str, float]:
+def run_app(src: Path, tgt: Path, before: str | None = None) -> dict[str, float]:
     start = time.time()
-    done = subprocess.run([PY, "-c", CHILD, str(src), str(tgt), repr(start)], env=env(),
-                          capture_output=True, text=True, check=True, timeout=900)
+    child_env = env()
+    if before:  # another checkout's package first on the path
+        child_env["PYTHONPATH"] = before + os.pathsep + child_env["PYTHONPATH"]
+    # cwd: a neutral folder, or `python -c` would import the package found in the current one
+    done = subprocess.run([PY, "-c", CHILD, str(src), str(tgt), repr(start)], env=child_env,
+                          cwd=TMP, capture_output=True, text=True, check=True, timeout=900)
     found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
 
@@ -140,6 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="20000,100000")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--before", metavar="DIR", help="also time another checkout's package")
     args = ap.parse_args()
     print(machine())
     print("| tensors | first paint | plan ready (old first paint) | `down` round trip median / "
@@ -148,12 +154,15 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     for n in (int(s) for s in args.sizes.split(",") if s):
         src, tgt = build_pt(n), build_target(n)
-        runs = [run_app(src, tgt) for _ in range(args.repeat)]
-        best = {k: min(r[k] for r in runs) for k in runs[0]}
         torch_s = min(run_torch(src) for _ in range(args.repeat))
-        print(f"| {n:,} | {best['first_paint']:.2f} s | {best['plan_ready']:.2f} s | "
-              f"{best['down_median'] * 1000:.0f} / {best['down_worst'] * 1000:.0f} ms, "
-              f"{best['down_cpu_median'] * 1000:.0f} ms | {keys(best)} | {torch_s:.2f} s |")
+        for before, tag in ((None, ""), (args.before, " (before)")):
+            if tag and not before:
+                continue
+            runs = [run_app(src, tgt, before) for _ in range(args.repeat)]
+            best = {k: min(r[k] for r in runs) for k in runs[0]}
+            print(f"| {n:,}{tag} | {best['first_paint']:.2f} s | {best['plan_ready']:.2f} s | "
+                  f"{best['down_median'] * 1000:.0f} / {best['down_worst'] * 1000:.0f} ms, "
+                  f"{best['down_cpu_median'] * 1000:.0f} ms | {keys(best)} | {torch_s:.2f} s |")
     print(f"\ncommand: {sys.executable} bench/bench_tui.py {' '.join(sys.argv[1:])}")
 
 

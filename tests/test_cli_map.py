@@ -112,7 +112,32 @@ def test_map_prints_modules_that_differ_only_in_indices_as_one_section(tmp_path,
 def test_map_folds_similarity_rows_across_layers(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """Rows ranked by similarity quote the suffix they share, which begins with the layer index
     (`suffix '3.experts.1.w'`): they fold across layers all the same (100k rows renamed
-    `layers` -> `model.blocks`: 4 lines, not 12,502), as in `ckpt plan show`."""
+    `layers` -> `model.blocks`: 4 lines, not 12,502), as in `ckpt plan show`. (The renamed
+    prefixes are four components long: a shorter one is found as a prefix replaced.)"""
+    w = np.zeros((2, 2), np.float32)
+    names = [f"enc.net.body.layers.{i}.experts.{j}.w" for i in range(6) for j in range(2)]
+    _save(tmp_path / "a.pt", {n: w for n in names})
+    _save(tmp_path / "b.pt", {"model.enc.trunk." + n.replace("enc.net.body.layers.", "blocks."): w
+                              for n in names})
+    assert main(["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "-o",
+                 str(tmp_path / "plan.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    blocks = "model.enc.trunk.blocks.{0..5}"
+    assert out[0] == f"{blocks} 100%  [12 copy, 0 keep, 0 drop]", out
+    assert out[1].startswith(f"  {blocks}.experts.0.w, {blocks}.experts.1.w <- a.pt:"
+                             "enc.net.body.layers.{0..5}.experts.0.w, "
+                             "enc.net.body.layers.{0..5}.experts.1.w [heuristic]"), out
+    assert out[1].endswith("; the same in each layer)"), out
+    assert len(out) == 3, out  # and the line naming the plan file
+    assert main(["plan", "show", str(tmp_path / "plan.yaml")]) == 0
+    shown = capsys.readouterr().out
+    assert f"{blocks}.experts.0.w, {blocks}.experts.1.w" in shown, shown
+    assert len(shown.splitlines()) < 8, shown
+
+
+def test_map_names_a_prefix_replaced(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`layers.` renamed `model.blocks.` (a prefix replaced): every row says so, none is ranked
+    by similarity, and the report folds them as it folds rule rows."""
     w = np.zeros((2, 2), np.float32)
     names = [f"layers.{i}.experts.{j}.w" for i in range(6) for j in range(2)]
     _save(tmp_path / "a.pt", {n: w for n in names})
@@ -121,15 +146,9 @@ def test_map_folds_similarity_rows_across_layers(tmp_path, capsys) -> None:  # t
                  str(tmp_path / "plan.yaml")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "model.blocks.{0..5} 100%  [12 copy, 0 keep, 0 drop]", out
-    assert out[1].startswith("  model.blocks.{0..5}.experts.0.w, model.blocks.{0..5}.experts.1.w"
-                             " <- a.pt:layers.{0..5}.experts.0.w, layers.{0..5}.experts.1.w"
-                             " [heuristic]"), out
-    assert out[1].endswith("; the same in each layer)"), out
-    assert len(out) == 3, out  # and the line naming the plan file
-    assert main(["plan", "show", str(tmp_path / "plan.yaml")]) == 0
-    shown = capsys.readouterr().out
-    assert "model.blocks.{0..5}.experts.0.w, model.blocks.{0..5}.experts.1.w" in shown, shown
-    assert len(shown.splitlines()) < 8, shown
+    assert "heuristic" not in out[1], out
+    assert "with prefix 'layers.' replaced by 'model.blocks.' (as 12 of the 12 names" in out[1], out
+    assert len(out) == 3, out
 
 
 def test_reason_keys_blank_a_quoted_names_leading_index() -> None:

@@ -294,11 +294,16 @@ def test_renamed_blocks_and_module_prefix_solved_by_proposals_alone() -> None:
     src = inspector.open({renamed(n): a for n, a in base.items()})
     tgt = inspector.open(base)
     plan = propose(src, tgt)
-    expected = {n: copy("source", renamed(n), "heuristic") for n in base}
+    # The layers (most names) follow one prefix replaced; the rest are ranked by similarity
+    expected = {n: copy("source", renamed(n), *(() if ".layers." in n else ("heuristic",)))
+                for n in base}
     assert rows(plan) == expected
     assert plan.unused == []
     e = plan.entries["encoder.layers.2.self_attn.linear_k.weight"]
-    assert e.candidates[0].name == "module.enc.blocks.2.self_attn.linear_k.weight"
+    assert [ev.kind for ev in e.evidence] == ["prefix", "shape"]
+    assert "prefix 'module.enc.blocks.' replaced by 'encoder.layers.'" in e.evidence[0].detail
+    e = plan.entries["encoder.pre_encode.out.weight"]
+    assert e.candidates[0].name == "module.enc.subsampling.out.weight"
     assert [ev.kind for ev in e.evidence] == ["similar", "shape"]
     assert 0.55 <= e.confidence < 1.0
 
@@ -493,3 +498,54 @@ def test_a_wrapper_modules_prefix_is_found_and_the_output_loads_into_the_bare_mo
     bare.load_state_dict(torch.load(out, weights_only=True), strict=True)
     x = torch.randn(3, 4)
     assert torch.equal(bare(x), trained(x))
+
+
+def test_a_prefix_replaced_is_found_and_the_output_loads_into_the_other_port(
+    tmp_path: Path,
+) -> None:
+    """A port that names the block list `model.blocks` where the trained model says `layers`
+    (GPT-2's `transformer.h` and `model.layers`): the rows are the prefix replaced, no row is
+    left to review, and `ckpt map`, `plan approve`, `apply` write what torch loads strictly into
+    the other port, with the trained model's output."""
+    import torch
+    from subproc import ckpt
+
+    class Trained(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:
+                x = torch.tanh(layer(x))
+            return x
+
+    class Port(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = torch.nn.Module()
+            self.model.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.model.blocks:  # type: ignore[union-attr]
+                x = torch.tanh(block(x))
+            return x
+
+    torch.manual_seed(0)
+    trained, port = Trained(), Port()
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    torch.save(port.state_dict(), tmp_path / "port.pt")
+    for _ in range(2):  # a public function, called twice
+        plan = propose(tmp_path / "trained.pt", tmp_path / "port.pt")
+        assert {e.reason.split(" with ")[1] for e in plan.entries.values()} == {
+            "prefix 'layers.' replaced by 'model.blocks.' (as 6 of the 6 names it was left with)"}
+        assert not any("heuristic" in e.flags for e in plan.entries.values())
+        assert plan.problems() == []
+    plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.pt"
+    for argv in (("map", tmp_path / "trained.pt", tmp_path / "port.pt", "-o", plan_file),
+                 ("plan", "approve", plan_file, "*"), ("apply", plan_file, "-o", out)):
+        done = ckpt(*map(str, argv))
+        assert done.returncode == 0, done.stdout + done.stderr
+    port.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    x = torch.randn(3, 4)
+    assert torch.equal(port(x), trained(x))

@@ -1,4 +1,4 @@
-"""A prefix put before or taken off a source's names (inspector.mapping.renames)."""
+"""A prefix put before, taken off or replaced in a source's names (inspector.mapping.renames)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,39 @@ def test_the_change_is_taken_when_it_explains_half_of_the_smaller_side() -> None
     assert find(NAMES, targets_with(6)) is None  # under half: a coincidence
 
 
+def test_a_prefix_replaced_in_every_name() -> None:
+    """GPT-2's `transformer.h.` that another port calls `model.layers.`: found only when no
+    prefix put before or taken off explains the names."""
+    blocks = [n.replace("layers.", "model.blocks.") for n in NAMES]
+    change = find(NAMES, blocks)
+    assert change == PrefixChange("layers.", "model.blocks.", len(NAMES) - 1, len(NAMES))
+    assert change.apply("layers.3.norm.w") == "model.blocks.3.norm.w"
+    assert change.apply("head.w") is None
+    assert change.describe() == "prefix 'layers.' replaced by 'model.blocks.'"
+    gpt2 = [f"transformer.h.{i}.{leaf}" for i in range(3) for leaf in ("attn.w", "mlp.w")]
+    found = find(gpt2, [n.replace("transformer.h.", "model.layers.") for n in gpt2])
+    assert found == PrefixChange("transformer.h.", "model.layers.", len(gpt2), len(gpt2))
+
+
+def test_a_replacement_is_never_a_prefix_put_before_in_disguise() -> None:
+    """`layers.` -> `model.layers.` is `model.` put before (the simpler change, which also
+    renames `head.w`); prefixes that end in a layer's index (`layers.0.`) name one layer."""
+    assert find(NAMES, ["model." + n for n in NAMES]) == PrefixChange(
+        "", "model.", len(NAMES), len(NAMES))
+    only_layers = [n.replace("layers.", "model.layers.") for n in NAMES if n != "head.w"]
+    assert find(NAMES, only_layers) == PrefixChange("", "model.", len(only_layers), len(NAMES))
+    assert list(renames._module_heads("layers.0.norm.w")) == ["layers.", "layers.0.norm."]
+
+
+def test_a_rest_that_many_modules_end_in_names_no_prefix() -> None:
+    """`w` follows every module's prefix: it says nothing of which one a source name had."""
+    sources = [f"m{i}.w" for i in range(40)]
+    targets = [f"x.n{i}.w" for i in range(40)]
+    assert find(sources, targets) is None
+
+
 def test_nothing_without_a_common_prefix() -> None:
-    assert find(NAMES, [n.replace("layers", "blocks") for n in NAMES]) is None
+    assert find(NAMES, [n.replace("norm", "ln") for n in NAMES]) is None
     assert find([], NAMES) is None
     assert find(NAMES, []) is None
     assert find(["a.w"], ["m.a.w"]) is None  # one name is no evidence
@@ -87,3 +118,27 @@ def test_the_change_found_sends_names_onto_targets(
     rnd.shuffle(shuffled_t)
     assert find(shuffled_s, shuffled_t) == change
     assert renames.MIN_SHARE * len(names) <= change.matched
+
+
+@given(st.lists(_name, min_size=2, max_size=40, unique=True),
+       st.lists(_part, min_size=1, max_size=2), st.lists(_part, min_size=1, max_size=2),
+       st.randoms(use_true_random=False))
+def test_a_replacement_found_sends_names_onto_targets(
+    names: list[str], old_parts: list[str], new_parts: list[str], rnd: random.Random
+) -> None:
+    """Whatever the names and the two prefixes: a change is found or not, and when found it
+    sends at least half of the names onto targets, each onto one, whatever the order; when the
+    prefixes end in different modules and no name already names a target, it is found."""
+    old, new = ".".join(old_parts) + ".", ".".join(new_parts) + "."
+    sources, targets = [old + n for n in names], [new + n for n in names]
+    change = find(sources, targets)
+    if change is not None:
+        assert renames.MIN_SHARE * len(names) <= change.matched
+        assert sum(change.apply(s) in set(targets) for s in sources) == change.matched
+        shuffled_s, shuffled_t = sources[:], targets[:]
+        rnd.shuffle(shuffled_s)
+        rnd.shuffle(shuffled_t)
+        assert find(shuffled_s, shuffled_t) == change
+    distinct = old_parts[-1] != new_parts[-1] and not set(sources) & set(targets)
+    if distinct and not any(p.isdigit() for p in old_parts + new_parts):
+        assert change is not None

@@ -1,15 +1,18 @@
 """Names renamed by one prefix: a source whose tensor names are the target's with a prefix put
-before them or taken off (Lightning's `model.`, DDP's `module.`, a `bert.` submodule inside a
-task model).
+before them, taken off, or replaced (Lightning's `model.`, DDP's `module.`, a `bert.` submodule
+inside a task model, GPT-2's `transformer.h.` that another port calls `model.layers.`).
 
 `find(sources, targets)` looks at the prefixes that end at one of a name's first `DEPTH` dots,
 on both sides: `model.` put before `layers.0.w` names the target `model.layers.0.w`; `module.`
-taken off `module.layers.0.w` names `layers.0.w`. The change that sends the most source names
-onto target names wins, and only when it explains at least `MIN_SHARE` of the smaller side (a
-prefix that fits a handful of names among thousands is a coincidence, left to the similarity
-ranking), and only when no other change explains as many (a target holding the model twice,
-`model.` and `ema.`, is left to the ranking, which flags what it cannot tell apart). The
-proposer then treats each name it sends onto a target like a rule's match.
+taken off `module.layers.0.w` names `layers.0.w`; `layers.` replaced by `model.blocks.` names
+`model.blocks.0.w`. A replacement is looked for only when no prefix put before or taken off
+explains the names, and never one whose two prefixes end in the same component (`layers.` ->
+`model.layers.` is `model.` put before). The change that sends the most source names onto
+target names wins, and only when it explains at least `MIN_SHARE` of the smaller side (a prefix
+that fits a handful of names among thousands is a coincidence, left to the similarity ranking),
+and only when no other change explains as many (a target holding the model twice, `model.` and
+`ema.`, is left to the ranking, which flags what it cannot tell apart). The proposer then
+treats each name it sends onto a target like a rule's match.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 DEPTH = 3  # prefixes of up to three dotted components
 MIN_SHARE = 0.5  # of the smaller side's names
 SAMPLE = 2000  # names per side whose prefixes are counted to choose the change
+MAX_PREFIXES = 16  # target prefixes one rest may follow and still name a replacement
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class PrefixChange:
         return self.add + name[len(self.strip) :]
 
     def describe(self) -> str:
+        if self.strip and self.add:
+            return f"prefix {self.strip!r} replaced by {self.add!r}"
         if self.strip:
             return f"prefix {self.strip!r} taken off"
         return f"prefix {self.add!r} put before"
@@ -55,7 +61,8 @@ def heads(name: str) -> Iterator[str]:
 def find(sources: Sequence[str], targets: Sequence[str]) -> PrefixChange | None:
     """The prefix change that sends the most of `sources` onto `targets`, when it sends at least
     two and MIN_SHARE of the smaller side and no other change sends as many; else None.
-    Candidates come from evenly spaced samples of the names in their given order."""
+    Candidates come from evenly spaced samples of the names in their given order; a prefix
+    replaced is looked for only when no prefix put before or taken off is found."""
     source_set, target_set = set(sources), set(targets)
     if not source_set or not target_set:
         return None
@@ -68,6 +75,45 @@ def find(sources: Sequence[str], targets: Sequence[str]) -> PrefixChange | None:
         for p in heads(name):
             if name[len(p) :] in source_set:
                 candidates[("", p)] += 1
+    found = _best(candidates, source_set, target_set)
+    if found is None:
+        found = _best(_replacements(sources, targets), source_set, target_set)
+    return found
+
+
+def _replacements(sources: Sequence[str], targets: Sequence[str]) -> Counter[tuple[str, str]]:
+    """(source prefix, target prefix) pairs counted over a sample of the sources: both prefixes
+    end at one of the first DEPTH dots, in a module's name (not a layer's index: `layers.5.`
+    names one layer) and in different components, and leave the same rest."""
+    by_rest: dict[str, list[str]] = {}  # the rest of a target name -> the prefixes it follows
+    for name in targets:
+        for q in _module_heads(name):
+            by_rest.setdefault(name[len(q) :], []).append(q)
+    out: Counter[tuple[str, str]] = Counter()
+    for name in _sample(sources):
+        for p in _module_heads(name):
+            last = _last(p)
+            found = by_rest.get(name[len(p) :], ())
+            if len(found) > MAX_PREFIXES:
+                continue  # a rest that many modules end in (`weight`) tells no prefix
+            for q in found:
+                if _last(q) != last:
+                    out[(p, q)] += 1
+    return out
+
+
+def _module_heads(name: str) -> Iterator[str]:
+    return (p for p in heads(name) if not _last(p)[:-1].isdigit())
+
+
+def _last(prefix: str) -> str:
+    """The last component of a prefix, with its dot: `blocks.` of `model.blocks.`."""
+    return prefix[prefix.rfind(".", 0, -1) + 1 :]
+
+
+def _best(
+    candidates: Counter[tuple[str, str]], source_set: set[str], target_set: set[str]
+) -> PrefixChange | None:
     if not candidates:
         return None
     ranked = sorted(candidates, key=lambda c: (-candidates[c], len(c[0] + c[1]), c))

@@ -286,6 +286,9 @@ def _metadata(root: str, byteorder: str, small: dict[str, bytes]) -> dict[str, A
     return meta
 
 
+_CPU = frozenset({"cpu"})
+
+
 def _notes(storages: _StorageTable, unsupported: list[str]) -> list[str]:
     notes = []
     if storages.deflated:
@@ -295,7 +298,7 @@ def _notes(storages: _StorageTable, unsupported: list[str]) -> list[str]:
         )
     if storages.byteorder == "big":
         notes.append("tensors are stored big-endian")
-    devices = sorted(loc for loc in storages.locations if loc != "cpu")
+    devices = sorted(storages.locations - _CPU)
     if devices:
         notes.append(f"storages were saved on {', '.join(devices)}; their bytes are read as is")
     if unsupported:

@@ -13,7 +13,7 @@ from mapping_fixtures import _t, nemo_rnnt
 import inspector
 from inspector.errors import PlanError
 from inspector.mapping import Plan, bind, propose
-from inspector.mapping.entries import FLAGS, Entry
+from inspector.mapping.entries import FLAGS, Entry, is_problem
 
 
 @functools.cache
@@ -352,6 +352,35 @@ def test_the_summary_follows_edits_while_its_layout_is_kept() -> None:
     assert plan._layout is layout
     assert after.copied < before.copied
     assert after.layers_copied == before.layers_copied - 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.sampled_from(["approve", "reject"])),
+                max_size=6))
+def test_the_summary_is_the_rows_counted_one_by_one(edits: list[tuple[int, str]]) -> None:
+    """Plan.summary (which spells `effective` and `numel` out) against the rows counted one by
+    one with the Entry's own properties, after any approve and reject edits."""
+    from math import prod
+
+    plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024)))
+    names = list(plan.entries)
+    for at, action in edits:
+        getattr(plan, action)(names[at % len(names):][:40])
+    modules, stacks = plan._modules_and_stacks()
+    for mod, s in plan.summary().items():
+        rows = [e for e, m in zip(plan.entries.values(), modules, strict=True) if m == mod]
+        assert s.tensors == len(rows)
+        assert s.params == sum(e.numel for e in rows) == sum(prod(e.shape) for e in rows)
+        assert s.copied == sum(e.effective == "copy" for e in rows)
+        assert s.params_copied == sum(e.numel for e in rows if e.effective == "copy")
+        assert s.kept == sum(e.effective == "keep" for e in rows)
+        assert s.dropped == sum(e.effective == "drop" for e in rows)
+        assert s.problems == sum(map(is_problem, rows))
+        layers = stacks.get(mod, {})
+        assert s.layers == len(layers)
+        assert s.layers_copied == sum(
+            all(plan.entries[n].effective == "copy" for n in members) for members in
+            layers.values())
 
 
 @settings(max_examples=200, deadline=None)

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
+from math import prod
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -189,27 +190,32 @@ class Plan:
         """Per-module counts; `ModuleSummary.line()` gives `encoder 100% (16/16 layers)`."""
         modules, stacks = self._modules_and_stacks()
         out: dict[str, ModuleSummary] = {}
+        not_copied: set[str] = set()  # only a layer stack asks
+        stacked = bool(stacks)
+        # `e.effective` and `e.numel` spelled out: a TUI sums 100k rows after every edit
         for e, mod in zip(self.entries.values(), modules, strict=True):
             s = out.get(mod)
             if s is None:
                 s = out[mod] = ModuleSummary(mod)
-            effective, numel = e.effective, e.numel
+            numel = prod(e.shape)
+            effective = "keep" if e.status == "rejected" else e.decision
             s.tensors += 1
             s.params += numel
             if effective == "copy":
                 s.copied += 1
                 s.params_copied += numel
-            elif effective == "keep":
+                continue
+            if stacked:
+                not_copied.add(e.target)
+            if effective == "keep":
                 s.kept += 1
                 s.problems += is_problem(e)  # a problem row keeps its init (is_partial)
             else:
                 s.dropped += 1
         for mod, layers in stacks.items():
             out[mod].layers = len(layers)
-            out[mod].layers_copied = sum(
-                all(self.entries[n].effective == "copy" for n in members)
-                for members in layers.values()
-            )
+            out[mod].layers_copied = sum(not_copied.isdisjoint(members) for members in
+                                         layers.values()) if not_copied else len(layers)
         return out
 
     def _modules_and_stacks(self) -> tuple[list[str], dict[str, dict[int, list[str]]]]:

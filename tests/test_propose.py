@@ -6,6 +6,7 @@ import functools
 import gc
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -466,7 +467,6 @@ def test_a_wrapper_modules_prefix_is_found_and_the_output_loads_into_the_bare_mo
     review; the other way round the prefix is put before; `ckpt map`, `plan approve`, `apply`
     write what torch loads into the bare model strictly, with the trained model's output."""
     import torch
-    from subproc import ckpt
 
     def net() -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8),
@@ -490,14 +490,7 @@ def test_a_wrapper_modules_prefix_is_found_and_the_output_loads_into_the_bare_mo
     assert {e.evidence[0].detail.split(" with ")[1] for e in back.entries.values()} == {
         "prefix 'model.' put before (as 6 of the 6 names it was left with)"}
 
-    plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.pt"
-    for argv in (("map", tmp_path / "trained.pt", tmp_path / "bare.pt", "-o", plan_file),
-                 ("plan", "approve", plan_file, "*"), ("apply", plan_file, "-o", out)):
-        done = ckpt(*map(str, argv))
-        assert done.returncode == 0, done.stdout + done.stderr
-    bare.load_state_dict(torch.load(out, weights_only=True), strict=True)
-    x = torch.randn(3, 4)
-    assert torch.equal(bare(x), trained(x))
+    _moved_through_the_cli(tmp_path, "bare.pt", bare, trained)
 
 
 def test_a_prefix_replaced_is_found_and_the_output_loads_into_the_other_port(
@@ -508,7 +501,6 @@ def test_a_prefix_replaced_is_found_and_the_output_loads_into_the_other_port(
     left to review, and `ckpt map`, `plan approve`, `apply` write what torch loads strictly into
     the other port, with the trained model's output."""
     import torch
-    from subproc import ckpt
 
     class Trained(torch.nn.Module):
         def __init__(self) -> None:
@@ -541,11 +533,20 @@ def test_a_prefix_replaced_is_found_and_the_output_loads_into_the_other_port(
             "prefix 'layers.' replaced by 'model.blocks.' (as 6 of the 6 names it was left with)"}
         assert not any("heuristic" in e.flags for e in plan.entries.values())
         assert plan.problems() == []
+    _moved_through_the_cli(tmp_path, "port.pt", port, trained)
+
+
+def _moved_through_the_cli(tmp_path: Path, target: str, model: Any, trained: Any) -> None:
+    """`ckpt map trained.pt TARGET`, `plan approve '*'`, `apply` through subprocesses: torch
+    loads the output into `model` strictly, and it computes what `trained` does."""
+    import torch
+    from subproc import ckpt
+
     plan_file, out = tmp_path / "plan.yaml", tmp_path / "out.pt"
-    for argv in (("map", tmp_path / "trained.pt", tmp_path / "port.pt", "-o", plan_file),
+    for argv in (("map", tmp_path / "trained.pt", tmp_path / target, "-o", plan_file),
                  ("plan", "approve", plan_file, "*"), ("apply", plan_file, "-o", out)):
         done = ckpt(*map(str, argv))
         assert done.returncode == 0, done.stdout + done.stderr
-    port.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    model.load_state_dict(torch.load(out, weights_only=True), strict=True)
     x = torch.randn(3, 4)
-    assert torch.equal(port(x), trained(x))
+    assert torch.equal(model(x), trained(x))

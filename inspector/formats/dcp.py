@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes
+from ..bulk import rare_gc
 from ..errors import (
     DtypeError,
     HeaderError,
@@ -67,8 +68,12 @@ def read_files(label: str, files: dict[str, FileRange], options: ReadOptions) ->
     sharded: dict[str, Source] = {}
     try:
         reader.announce(_records_read_now(specs, where))
-        for fqn, spec in specs:
-            flat[fqn] = _value(label, fqn, spec, where, reader, sharded)
+        # Objects per tensor that live on, none cyclic: the collector's passes between the
+        # zips' own rare_gc blocks walked them again and again (a small Python pickle machine
+        # a zip may fall back to is collected at the next young pass all the same)
+        with rare_gc():
+            for fqn, spec in specs:
+                flat[fqn] = _value(label, fqn, spec, where, reader, sharded)
     finally:
         if not sharded:  # else the sharded tensors read their chunks from its files later
             reader.close()

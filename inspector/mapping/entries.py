@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, fields
 from itertools import compress, repeat
 from math import prod
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._native import core
@@ -229,6 +229,18 @@ class Edit:
     # False when the plan saw that the rows changed no source tensor's use (`uses_differ`: a
     # status change not to or from rejected): a UI need not mark the sources again
     uses_changed: bool = True
+
+    def reversed(self, action: str | None = None) -> Edit:
+        """The edit that takes the plan back from this one's result to its start (named
+        `action`, or as this one)."""
+        targets, before, after = (map(itemgetter(k), self.changes) for k in range(3))
+        return Edit(
+            self.action if action is None else action,
+            tuple(zip(targets, after, before, strict=True)),
+            None if self.rules is None else (self.rules[1], self.rules[0]),
+            None if self.unused is None else (self.unused[1], self.unused[0]),
+            self.uses_changed,
+        )
 
 
 @dataclass

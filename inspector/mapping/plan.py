@@ -374,21 +374,16 @@ class Plan:
             return self._undo(edit)
 
     def _undo(self, edit: Edit) -> Edit:
-        targets, before, after = (list(map(itemgetter(k), edit.changes)) for k in range(3))
-        self.entries.update(zip(targets, before, strict=True))
+        changes = edit.changes
+        self.entries.update(zip(map(itemgetter(0), changes), map(itemgetter(1), changes),
+                                strict=True))
         if edit.rules is not None:
             self.rules = list(edit.rules[0])
         if edit.unused is not None:
             self.unused = list(edit.unused[0])
         elif edit.uses_changed and self._context is not None:
             self._refresh_unused(self._context)
-        return Edit(
-            f"undo {edit.action}",
-            tuple(zip(targets, after, before, strict=True)),
-            None if edit.rules is None else (edit.rules[1], edit.rules[0]),
-            None if edit.unused is None else (edit.unused[1], edit.unused[0]),
-            edit.uses_changed,
-        )
+        return edit.reversed(f"undo {edit.action}")
 
     def _need_context(self, what: str) -> PlanContext:
         if self._context is None:

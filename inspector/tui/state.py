@@ -467,19 +467,8 @@ class ReviewState:
         stale = any(entries.get(target) != old for target, old, _ in edit.changes)
         if stale or (edit.rules is not None and tuple(self.plan.rules) != edit.rules[0]):
             raise PlanError(f"{edit.action}: the plan changed while it was computed; not applied")
-        self.plan.undo(_reversed(edit))  # Plan.undo applies the reverse of the edit it is given
+        self.plan.undo(edit.reversed())  # Plan.undo applies the reverse of the edit it is given
         return self._push(edit)
-
-
-def _reversed(edit: Edit) -> Edit:
-    """The edit that takes the plan back from `edit`'s result to its start."""
-    return Edit(
-        edit.action,
-        tuple((target, new, old) for target, old, new in edit.changes),
-        None if edit.rules is None else (edit.rules[1], edit.rules[0]),
-        None if edit.unused is None else (edit.unused[1], edit.unused[0]),
-        edit.uses_changed,
-    )
 
 
 RULE_ACTIONS = {"add": "add_rule", "replace": "edit_rule", "remove": "remove_rule"}

@@ -408,5 +408,10 @@ def test_path_to_finds_the_rows_covers_finds(names: list[str]) -> None:
     tensors: dict[str, Any] = {n: SimpleNamespace(dtype="float32", shape=(2,)) for n in names}
     model = TreeModel(tensors, marks={n: "proposed" for n in names})
     for n in names:
-        assert model.path_to(n) == _path_by_covers(model, n)
+        full = _path_by_covers(model, n)
+        assert model.path_to(n) == full
+        keys = [r.key for r in full or []]
+        for key in keys:  # stopped at a row's key: the path down to its first row of that key
+            assert model.path_to(n, stop_at=key) == (full or [])[: keys.index(key) + 1]
+        assert model.path_to(n, stop_at="no.such.key") is None
     assert model.path_to("not.there") == _path_by_covers(model, "not.there")

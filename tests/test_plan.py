@@ -408,6 +408,9 @@ def test_a_rows_state_answers_for_it(  # type: ignore[no-untyped-def]
     for predicate in (is_partial, is_pending, is_problem, is_ambiguous):
         assert predicate(row) == predicate(stand_in), predicate.__name__
     assert row.effective == stand_in.effective
+    # copied_sources spells `effective == "copy"` out (a hot path): the same answer
+    from inspector.mapping.entries import copied_sources
+    assert copied_sources([row]) == ([row.sources] if row.effective == "copy" else [])
 
 
 def test_rejected_rows_leave_their_sources_unused_until_undone() -> None:

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <deque>
+#include <memory>
 #include <unordered_map>
 
 #include "fold.hpp"
@@ -46,32 +47,60 @@ public:
             return true;
         }
         if (first_.first == dtype) return !__builtin_add_overflow(first_.second, n, &first_.second);
-        for (auto& [d, c] : rest_)
+        if (!rest_) rest_ = std::make_unique<List>();
+        for (auto& [d, c] : *rest_)
             if (d == dtype) return !__builtin_add_overflow(c, n, &c);
-        rest_.emplace_back(dtype, n);
+        rest_->emplace_back(dtype, n);
         return true;
     }
     std::vector<std::pair<std::uint32_t, std::uint64_t>> list() const {
-        std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+        List out;
         if (first_.second != 0) out.push_back(first_);
-        out.insert(out.end(), rest_.begin(), rest_.end());
+        if (rest_) out.insert(out.end(), rest_->begin(), rest_->end());
         return out;
     }
 
 private:
+    using List = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
     std::pair<std::uint32_t, std::uint64_t> first_{0, 0};  // count 0: none yet (counts start at 1)
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> rest_;
+    std::unique_ptr<List> rest_;  // a pointer, not a vector: 16 bytes less on every node
 };
 
+// A growing array in fixed blocks: growing never copies what it holds (a vector that outgrows its
+// reservation holds the old and the new array at once: at 100k names, 60 MB of a 140 MB listing),
+// and references stay valid.
+template <class T>
+class Blocks {
+public:
+    static constexpr std::size_t kShift = 12, kSize = std::size_t{1} << kShift;
+    std::size_t size() const { return size_; }
+    T& operator[](std::size_t i) { return blocks_[i >> kShift][i & (kSize - 1)]; }
+    const T& operator[](std::size_t i) const { return blocks_[i >> kShift][i & (kSize - 1)]; }
+    T& emplace_back() {
+        if ((size_ & (kSize - 1)) == 0 && size_ >> kShift == blocks_.size())
+            blocks_.push_back(std::make_unique<T[]>(kSize));
+        return (*this)[size_++];
+    }
+    void push_back(T&& value) { emplace_back() = std::move(value); }
+
+private:
+    std::vector<std::unique_ptr<T[]>> blocks_;
+    std::size_t size_ = 0;
+};
+
+constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+
+// A node of the trie. Its children are a list linked through `next` (most nodes have one child
+// or none: a vector each was 24 bytes and an allocation).
 struct Work {
     std::string_view key;  // in the parent's children: a segment, or a label held by `labels`
-    std::uint32_t parent = 0;
     std::int64_t tensor = -1;
     std::uint64_t tensors = 0, params = 0, nbytes = 0;
-    DtypeCounts dtypes;
-    std::vector<std::uint32_t> children;
     std::uint64_t repeat = 1;
     std::int64_t signature = -1;
+    DtypeCounts dtypes;
+    std::uint32_t parent = 0;
+    std::uint32_t first = kNone, last = kNone, next = kNone;  // first and last child, next sibling
 };
 
 bool add_sizes(Work& w, std::uint64_t tensors, std::uint64_t params, std::uint64_t nbytes) {
@@ -143,8 +172,8 @@ private:
 class Tree {
 public:
     Tree(const std::vector<std::uint32_t>& kind_of, const std::vector<Kind>& kinds, std::size_t names)
-        : kind_of_(kind_of), kinds_(kinds), w_(1), child_(2 * names) {
-        w_.reserve(2 * names + 1);
+        : kind_of_(kind_of), kinds_(kinds), child_(2 * names) {
+        w_.emplace_back();
     }
 
     // Names come in checkpoint order, where neighbours share most of their segments: the
@@ -169,7 +198,7 @@ public:
                     Work& fresh = w_.emplace_back();
                     fresh.key = seg;
                     fresh.parent = node;
-                    w_[node].children.push_back(child);
+                    append_child(node, child);
                 }
                 node = child;
                 path_.resize(depth);
@@ -186,13 +215,13 @@ public:
     // Bottom-up, children before their parent, in order (so signatures are numbered as
     // tree.py numbers them).
     bool fold() {
-        std::vector<std::pair<std::uint32_t, std::size_t>> stack{{0, 0}};
+        std::vector<std::pair<std::uint32_t, std::uint32_t>> stack{{0, w_[0].first}};  // (node, next child)
         while (!stack.empty()) {
             const std::uint32_t n = stack.back().first;
-            const std::size_t next = stack.back().second;
-            if (next < w_[n].children.size()) {
-                ++stack.back().second;
-                stack.emplace_back(w_[n].children[next], 0);
+            const std::uint32_t child = stack.back().second;
+            if (child != kNone) {
+                stack.back().second = w_[child].next;
+                stack.emplace_back(child, w_[child].first);
                 continue;
             }
             stack.pop_back();
@@ -213,7 +242,9 @@ public:
             const auto at = static_cast<std::int64_t>(out.size());
             out.push_back(Node{std::string(w.key), parent, w.tensor, w.tensors, w.params, w.nbytes, w.dtypes.list(),
                                w.repeat, w.signature});
-            for (auto c = w.children.rbegin(); c != w.children.rend(); ++c) stack.emplace_back(*c, at);
+            const std::size_t from = stack.size();
+            for (std::uint32_t c = w.first; c != kNone; c = w_[c].next) stack.emplace_back(c, at);
+            std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(from), stack.end());  // the first on top
         }
         return out;
     }
@@ -221,11 +252,31 @@ public:
 private:
     const std::vector<std::uint32_t>& kind_of_;
     const std::vector<Kind>& kinds_;
-    std::vector<Work> w_;  // [0]: the root
+    Blocks<Work> w_;  // [0]: the root
     ChildTable child_;
     std::vector<std::pair<std::string_view, std::uint32_t>> path_;  // the previous name's (segment, node)s
     std::unordered_map<std::string, std::int64_t> signatures_;
     std::deque<std::string> labels_;  // folded labels, which Work::key views
+
+    void append_child(std::uint32_t node, std::uint32_t child) {
+        Work& w = w_[node];
+        (w.first == kNone ? w.first : w_[w.last].next) = child;
+        w.last = child;
+    }
+
+    std::vector<std::uint32_t> children_of(std::uint32_t n) const {
+        std::vector<std::uint32_t> out;
+        for (std::uint32_t c = w_[n].first; c != kNone; c = w_[c].next) out.push_back(c);
+        return out;
+    }
+
+    void set_children(std::uint32_t n, const std::vector<std::uint32_t>& children) {
+        w_[n].first = w_[n].last = kNone;
+        for (const std::uint32_t c : children) {
+            w_[c].next = kNone;
+            append_child(n, c);
+        }
+    }
 
     bool add_tensor(std::uint32_t node, const Kind& k) {
         return add_sizes(w_[node], 1, k.numel, k.nbytes) && w_[node].dtypes.add(k.dtype, 1);
@@ -236,7 +287,7 @@ private:
         std::string key;
         const std::uint32_t own = w.tensor < 0 ? kNoTensor : kinds_[kind_of_[static_cast<std::size_t>(w.tensor)]].leaf;
         key.append(reinterpret_cast<const char*>(&own), sizeof own);
-        for (const std::uint32_t c : w.children) {
+        for (std::uint32_t c = w.first; c != kNone; c = w_[c].next) {
             const auto len = static_cast<std::uint64_t>(w_[c].key.size());
             key.append(reinterpret_cast<const char*>(&len), sizeof len);
             key.append(w_[c].key);
@@ -246,8 +297,9 @@ private:
     }
 
     bool fold_children(std::uint32_t n) {
-        const std::vector<std::uint32_t> children = w_[n].children;  // copied: merging appends to w_
-        if (children.size() < 2 ||
+        if (w_[n].first == kNone || w_[w_[n].first].next == kNone) return true;  // one child or none
+        const std::vector<std::uint32_t> children = children_of(n);
+        if (
             std::count_if(children.begin(), children.end(), [&](std::uint32_t c) { return is_index(w_[c].key); }) < 2)
             return true;
         std::vector<std::uint32_t> folded, run;
@@ -265,7 +317,7 @@ private:
             }
         }
         if (!run.empty() && !emit(run, folded)) return false;
-        w_[n].children = std::move(folded);
+        set_children(n, folded);
         return true;
     }
 
@@ -280,7 +332,8 @@ private:
         merged.key = labels_.emplace_back("{" + format_ranges(std::move(indices)) + "}");
         const Work& first = w_[run[0]];
         merged.tensor = first.tensor;
-        merged.children = first.children;
+        merged.first = first.first;  // the same children: the run's first stands for them all
+        merged.last = first.last;
         merged.repeat = run.size();
         merged.signature = first.signature;  // the same key: its tensor and its children
         for (const std::uint32_t c : run) {

@@ -214,3 +214,28 @@ def test_names_thousands_of_segments_deep_build_and_walk() -> None:
 
         walk(tree, visit)
         assert max(depths) == 5000
+
+
+def test_the_compiled_tree_is_the_python_tree_across_its_node_blocks() -> None:
+    """The core keeps its nodes in blocks of 4096 (growing never copies them): a tree of tens of
+    thousands of nodes, with runs that fold and runs that do not, modules of two dtypes and
+    folded nodes made past the first blocks, is the Python tree."""
+    from inspector.tree import _build_tree, _core_tree
+
+    tensors = {}
+    for layer in range(1500):
+        odd = layer % 97 == 0  # breaks the run of identical layers now and then
+        for expert in range(4):
+            for w in ("w1", "w2"):
+                name = f"model.layers.{layer}.experts.{expert}.{w}.weight"
+                dtype = "bfloat16" if expert == 3 else "float32"
+                tensors[name] = _tensor(name, dtype, (3, 2) if odd and w == "w2" else (2, 3))
+        tensors[f"model.layers.{layer}.norm"] = _tensor("n", "float32", (2,))
+    for fold in (True, False):
+        python, core = _build_tree(tensors, fold), _core_tree(tensors, fold)
+        assert core is not None
+        assert _rows(core) == _rows(python)
+        assert _signatures(core) == _signatures(python)
+    layers = _core_tree(tensors, True).children["model"].children["layers"]  # type: ignore[union-attr]
+    assert list(layers.children)[:3] == ["0", "{1..96}", "97"]
+    assert layers.children["{1..96}"].dtypes == {"float32": 96 * 7, "bfloat16": 96 * 2}

@@ -3,6 +3,7 @@
 #include "pickle_fast.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <unordered_map>
@@ -81,6 +82,14 @@ private:
     std::uint64_t memo_count_ = 0;
     std::unordered_map<std::string_view, std::uint32_t> storage_by_key_;
     std::unordered_map<std::string, std::uint32_t> global_index_;
+    static constexpr std::int64_t kSharedInts = 1024;
+    // The nodes of None, False, True, (), then the ints 0..kSharedInts-1: kUnset until pushed.
+    std::array<std::uint32_t, 4 + kSharedInts> shared_ = filled(kUnset);
+    static std::array<std::uint32_t, 4 + kSharedInts> filled(std::uint32_t v) {
+        std::array<std::uint32_t, 4 + kSharedInts> a{};
+        a.fill(v);
+        return a;
+    }
 
     bool fail(std::string& why, const char* what) const {
         char buf[64];
@@ -145,23 +154,47 @@ private:
         stack_.push_back(static_cast<std::uint32_t>(t_.nodes.size() - 1));
         return true;
     }
+    // None, the booleans, small ints and the empty tuple are values, not objects: one node each,
+    // however often the stream pushes them (a torch pickle pushes a shape's and strides' ints,
+    // an offset, a flag and an empty tuple per tensor: 7 of 17 nodes).
+    bool push_value(Kind k, std::int64_t num = 0) {
+        std::uint32_t* slot = k == Kind::none                                    ? &shared_[0]
+                              : k == Kind::boolean                               ? &shared_[1 + (num != 0)]
+                              : k == Kind::integer && num >= 0 && num < kSharedInts ? &shared_[4 + num]
+                                                                                  : nullptr;
+        if (slot == nullptr) return push(k, 0, num);
+        if (*slot != kUnset) {
+            stack_.push_back(*slot);
+            return true;
+        }
+        if (!push(k, 0, num)) return false;
+        *slot = stack_.back();
+        return true;
+    }
     bool push_container(Kind k, std::vector<std::uint32_t> items = {}) {
-        Container c;
-        c.items = std::move(items);
-        t_.containers.push_back(std::move(c));
-        return push(k, static_cast<std::uint32_t>(t_.containers.size() - 1));
+        t_.containers.emplace_back();
+        if (!push(k, static_cast<std::uint32_t>(t_.containers.size() - 1))) return false;
+        if (!items.empty()) grown(stack_.back()).items = std::move(items);
+        return true;
     }
     // A tuple of the top k values of the stack.
     bool push_tuple(std::size_t k) {
+        if (k == 0 && shared_[3] != kUnset) {
+            stack_.push_back(shared_[3]);
+            return true;
+        }
+        if (t_.flat.size() + k > UINT32_MAX) return no("too many values");
         Container c;
         c.frozen = true;
-        c.begin = t_.flat.size();
-        c.count = k;
+        c.begin = static_cast<std::uint32_t>(t_.flat.size());
+        c.count = static_cast<std::uint32_t>(k);
         const std::size_t b = stack_.size() - k;
         t_.flat.insert(t_.flat.end(), stack_.begin() + static_cast<std::ptrdiff_t>(b), stack_.end());
         stack_.resize(b);
-        t_.containers.push_back(std::move(c));
-        return push(Kind::tuple, static_cast<std::uint32_t>(t_.containers.size() - 1));
+        t_.containers.push_back(c);
+        if (!push(Kind::tuple, static_cast<std::uint32_t>(t_.containers.size() - 1))) return false;
+        if (k == 0) shared_[3] = stack_.back();
+        return true;
     }
     Items items(std::uint32_t i) const { return t_.items(t_.containers[node(i).ref]); }
     bool push_span(Kind k, std::size_t len) {
@@ -174,7 +207,15 @@ private:
         return push(k, static_cast<std::uint32_t>(t_.spans.size() - 1));
     }
     const Node& node(std::uint32_t i) const { return t_.nodes[i]; }
-    Container& items_of(std::uint32_t i) { return t_.containers[t_.nodes[i].ref]; }
+    // A list's or dict's items, made on first use.
+    Grown& grown(std::uint32_t i) {
+        Container& c = t_.containers[t_.nodes[i].ref];
+        if (c.grown == kUnset) {
+            c.grown = static_cast<std::uint32_t>(t_.grown.size());
+            t_.grown.emplace_back();
+        }
+        return t_.grown[c.grown];
+    }
     bool is_dict(std::uint32_t i) const { return node(i).kind == Kind::dict || node(i).kind == Kind::odict; }
 
     // Keys the Python machine can hash (it builds every dict, also those the tree drops): leaves,
@@ -198,7 +239,8 @@ private:
             if (!hashable(kv[k])) return no("a dict key the fast path does not hash");
             if (node(kv[k]).kind == Kind::object) t_.records[node(kv[k]).ref].keyed = true;
         }
-        auto& items = items_of(target).items;
+        if (n == 0) return true;
+        auto& items = grown(target).items;
         items.insert(items.end(), kv, kv + n);
         return true;
     }
@@ -389,8 +431,10 @@ private:
             return true;
         }
         if (node(target).kind != Kind::odict || !is_dict(state)) return no("BUILD outside the subset");
-        const std::vector<std::uint32_t> pairs = items_of(state).items;  // update() copies now
-        auto& attrs = items_of(target).attrs;
+        const Items from = items(state);
+        if (from.empty()) return true;
+        const std::vector<std::uint32_t> pairs(from.begin(), from.end());  // update() copies now
+        auto& attrs = grown(target).attrs;
         attrs.insert(attrs.end(), pairs.begin(), pairs.end());
         return true;
     }
@@ -438,12 +482,15 @@ private:
             case 'a':  // APPEND
                 if (!pop(a) || !top(target)) return false;
                 if (node(target).kind != Kind::list) return no("APPEND to a non-list");
-                items_of(target).items.push_back(a);
+                grown(target).items.push_back(a);
                 return true;
             case 'e':  // APPENDS
                 if (!pop_mark(items) || !top(target)) return false;
                 if (node(target).kind != Kind::list) return no("APPENDS to a non-list");
-                items_of(target).items.insert(items_of(target).items.end(), items.begin(), items.end());
+                if (!items.empty()) {
+                    auto& list = grown(target).items;
+                    list.insert(list.end(), items.begin(), items.end());
+                }
                 return true;
             case 's':  // SETITEM
                 if (!pop(b) || !pop(a) || !top(target)) return false;
@@ -463,14 +510,14 @@ private:
             case 0x94: return put(memo_count_);
             case 'h': return uint(1, v) && get(v);
             case 'j': return uint(4, v) && get(v);
-            case 'N': return push(Kind::none);
-            case 0x88: return push(Kind::boolean, 0, 1);
-            case 0x89: return push(Kind::boolean, 0, 0);
+            case 'N': return push_value(Kind::none);
+            case 0x88: return push_value(Kind::boolean, 1);
+            case 0x89: return push_value(Kind::boolean, 0);
             case 'J':
                 if (!uint(4, v)) return false;
-                return push(Kind::integer, 0, static_cast<std::int32_t>(static_cast<std::uint32_t>(v)));
-            case 'K': return uint(1, v) && push(Kind::integer, 0, static_cast<std::int64_t>(v));
-            case 'M': return uint(2, v) && push(Kind::integer, 0, static_cast<std::int64_t>(v));
+                return push_value(Kind::integer, static_cast<std::int32_t>(static_cast<std::uint32_t>(v)));
+            case 'K': return uint(1, v) && push_value(Kind::integer, static_cast<std::int64_t>(v));
+            case 'M': return uint(2, v) && push_value(Kind::integer, static_cast<std::int64_t>(v));
             case 0x8a: {  // LONG1: little-endian two's complement
                 if (!uint(1, v)) return false;
                 if (v > 8) return push_span(Kind::bigint, static_cast<std::size_t>(v));  // little-endian, signed
@@ -481,7 +528,7 @@ private:
                 if (k > 0 && k < 8 && (p[k - 1] & 0x80)) u |= ~std::uint64_t{0} << (8 * k);
                 std::int64_t s = 0;
                 std::memcpy(&s, &u, sizeof s);
-                return push(Kind::integer, 0, s);
+                return push_value(Kind::integer, s);
             }
             case 'G': {  // BINFLOAT: big-endian double
                 if (!take(8, p)) return false;
@@ -600,10 +647,10 @@ private:
         const Container& c = t_.containers[x.ref];
         for (std::uint32_t k : t_.items(c))
             if (!child(k, depth, h, s)) return false;
-        if (!c.attrs.empty()) {  // the attribute dict: one more level
+        if (!t_.attrs(c).empty()) {  // the attribute dict: one more level
             std::uint32_t ah = 0;
             std::uint64_t as = 0;
-            for (std::uint32_t k : c.attrs)
+            for (std::uint32_t k : t_.attrs(c))
                 if (!child(k, depth + 1, ah, as)) return false;
             h = std::max(h, ah + 1);
             s += as + 1;

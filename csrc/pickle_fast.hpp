@@ -45,13 +45,18 @@ struct Span {
     std::uint64_t offset = 0, size = 0;
 };
 
-// Lists and dicts grow after they are made (APPEND, SETITEM): their items are their own vector.
-// Tuples never change: theirs are a run of Tape::flat (most containers of a torch pickle are
-// tuples: one allocation for all of them, not one each).
-struct Container {
+// Lists and dicts grow after they are made (APPEND, SETITEM): their items are vectors of their
+// own, made when the first item comes (a torch pickle has an empty OrderedDict per tensor).
+struct Grown {
     std::vector<std::uint32_t> items;  // dicts: key, value, key, value... in the order set
     std::vector<std::uint32_t> attrs;  // odict: the pairs BUILD added to its attributes
-    std::uint64_t begin = 0, count = 0;  // a tuple's items: flat[begin, begin + count)
+};
+
+// Tuples never change: theirs are a run of Tape::flat. Most containers of a torch pickle are
+// tuples: 16 bytes each and no allocation (a 100k-tensor pickle has half a million).
+struct Container {
+    std::uint32_t begin = 0, count = 0;  // a tuple's items: flat[begin, begin + count)
+    std::uint32_t grown = UINT32_MAX;    // a list's or dict's items: Tape::grown[grown]; none yet
     bool frozen = false;                 // a tuple
 };
 
@@ -96,6 +101,7 @@ struct Tape {
     std::vector<Span> spans;
     std::vector<std::string> globals;  // "module.name"
     std::vector<Container> containers;
+    std::vector<Grown> grown;
     std::vector<std::uint32_t> flat;  // the tuples' items
     std::vector<StorageRef> storages;
     std::vector<Tensor> tensors;
@@ -105,7 +111,12 @@ struct Tape {
 
     Items items(const Container& c) const {
         if (c.frozen) return {flat.data() + c.begin, static_cast<std::size_t>(c.count)};
-        return {c.items.data(), c.items.size()};
+        if (c.grown == UINT32_MAX) return {};
+        return {grown[c.grown].items.data(), grown[c.grown].items.size()};
+    }
+    Items attrs(const Container& c) const {
+        if (c.frozen || c.grown == UINT32_MAX) return {};
+        return {grown[c.grown].attrs.data(), grown[c.grown].attrs.size()};
     }
     std::string_view span(const std::uint8_t* data, std::uint32_t i) const {
         return {reinterpret_cast<const char*>(data) + spans[i].offset, static_cast<std::size_t>(spans[i].size)};

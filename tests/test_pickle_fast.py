@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import struct
 import sys
 import zipfile
@@ -136,6 +137,24 @@ def _refused_alike(
     assert not harness.check(data)
     with pytest.raises(error, match=match):
         load(data, path="x.pkl", persistent_load=harness.Storages().load, strict=True)
+
+
+def test_values_pushed_again_and_again_build_the_same_tree() -> None:
+    """The fast path keeps one node for None, the booleans, the empty tuple and each int below
+    1024, however often they are pushed (a shape's ints, an offset, a flag per tensor): the tree
+    is still the Python machine's, at every place one stands, memoized or not, as a key, in a
+    tuple, beside ints just past the shared range and negative ones."""
+    leaves = [0, 1, 2, 255, 256, 1023, 1024, 1025, -1, -1024, None, True, False, (), (0,), (0, 0)]
+    obj = {
+        "rows": [list(leaves) for _ in range(3)],
+        "keys": {k: k for k in leaves if k is not None},
+        "nested": ((), ((), ()), [(), (1, ())]),
+        "w": [torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(1023), torch.zeros(1024, 1)],
+    }
+    for protocol in PROTOCOLS:
+        assert harness.check_torch(data_pkl(obj, protocol))
+        plain = {k: v for k, v in obj.items() if k != "w"}
+        assert harness.check_records(pickle.dumps(plain, protocol=protocol))
 
 
 def test_deep_nesting_falls_back_and_is_refused() -> None:

@@ -418,9 +418,9 @@ private:
         }
         if (o == nullptr) return nullptr;
         bool ok = set_pairs(o, items);
-        if (ok && !c.attrs.empty()) {
+        if (ok && !t_.attrs(c).empty()) {
             PyObject* attrs = PyObject_GetAttrString(o, "attrs");
-            ok = attrs != nullptr && PyDict_CheckExact(attrs) && set_pairs(attrs, {c.attrs.data(), c.attrs.size()});
+            ok = attrs != nullptr && PyDict_CheckExact(attrs) && set_pairs(attrs, t_.attrs(c));
             Py_XDECREF(attrs);
         }
         if (!ok) {

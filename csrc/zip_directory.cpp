@@ -4,6 +4,9 @@
 #include <numeric>
 #include <string>
 #include <unordered_set>
+#include <utility>
+
+#include "name_hash.hpp"
 
 namespace inspector::zipdir {
 namespace {
@@ -141,6 +144,35 @@ std::optional<Members> scan_zip(std::string_view zip) {
     const std::optional<Directory> d = find_directory(zip);
     if (!d) return std::nullopt;
     return scan_central_directory(zip, d->cd_off, d->cd_size, d->count);
+}
+
+Table::Table(Members walked, std::uint64_t base) : m_(std::move(walked)) {
+    std::size_t total = 0;
+    for (const std::string_view n : m_.names) total += n.size();
+    text_.reserve(total);
+    for (const std::string_view n : m_.names) text_.insert(text_.end(), n.begin(), n.end());
+    std::size_t at = 0;
+    for (std::string_view& n : m_.names) {
+        n = std::string_view(text_.data() + at, n.size());
+        at += n.size();
+    }
+    for (auto* column : {&m_.header_offsets, &m_.data_offsets})
+        for (std::uint64_t& v : *column) v += base;
+    std::size_t capacity = 16;
+    while (capacity < 2 * size()) capacity *= 2;
+    slots_.assign(capacity, 0);
+    for (std::size_t i = 0; i < size(); ++i) {
+        std::size_t s = hash_name(m_.names[i]) & (capacity - 1);
+        while (slots_[s] != 0) s = (s + 1) & (capacity - 1);
+        slots_[s] = static_cast<std::uint32_t>(i + 1);
+    }
+}
+
+std::optional<std::size_t> Table::find(std::string_view name) const {
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t s = hash_name(name) & mask; slots_[s] != 0; s = (s + 1) & mask)
+        if (m_.names[slots_[s] - 1] == name) return slots_[s] - 1;
+    return std::nullopt;
 }
 
 }  // namespace inspector::zipdir

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +23,25 @@ struct Members {
     std::vector<std::string_view> names;  // views into the zip's bytes (ASCII)
     std::vector<std::uint64_t> header_offsets, data_offsets, compressed_sizes, sizes;  // relative
     std::vector<std::uint32_t> methods, crcs;
+};
+
+// A walk's members kept for lookups by name: the names copied into one buffer, offsets made
+// absolute (plus `base`), an open-addressed index over the names. What a torch zip's reader keeps
+// of a directory of a million records: ~90 bytes a member, where one Python object each with its
+// name and five ints was ~540.
+class Table {
+public:
+    Table(Members walked, std::uint64_t base);
+    std::size_t size() const { return m_.names.size(); }
+    const Members& members() const { return m_; }
+    std::optional<std::size_t> find(std::string_view name) const;
+
+private:
+    // The names, one after another: m_.names view it. A vector, not a string: moving a short
+    // string moves its characters (the views would dangle), moving a vector keeps its buffer.
+    std::vector<char> text_;
+    Members m_;
+    std::vector<std::uint32_t> slots_;  // member index + 1 by the name's hash; 0: empty
 };
 
 std::optional<Members> scan_central_directory(std::string_view zip, std::uint64_t cd_off,

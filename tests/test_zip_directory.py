@@ -17,7 +17,8 @@ from subproc import child_env, ckpt
 from inspector._native import core
 from inspector.errors import ArchiveError, DuplicateKeyError, OffsetError
 from inspector.formats import ReadOptions, torch_zip
-from inspector.formats.zipfile_safe import ZipMember, read_directory
+from inspector.formats.zipfile_safe import CompiledMembers, ZipMember, read_directory
+from inspector.sources import BytesSource
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 import fuzz_zip_directory as harness
@@ -151,8 +152,8 @@ def test_a_torch_zip_inside_a_larger_file_is_read_in_place(tmp_path: Path) -> No
     assert found is not None
     assert alone is not None
     assert found[1:] == alone[1:]
-    assert [m.data_offset - 1000 for m in found[0].values()] == [
-        m.data_offset for m in alone[0].values()]
+    assert [m.data_offset - 1000 for m in CompiledMembers(found[0]).values()] == [
+        m.data_offset for m in CompiledMembers(alone[0]).values()]
     assert core.torch_zip_layout(padded, 1001, len(data), small, ZipMember) is None
     assert core.torch_zip_layout(padded, 1000, len(padded), small, ZipMember) is None
 
@@ -165,3 +166,28 @@ def test_ckpt_ls_is_the_same_with_the_compiled_walk_off(tmp_path: Path) -> None:
             off = ckpt("ls", *flags, str(path), env=child_env(INSPECTOR_ZIP_FAST="0"))
             assert on.returncode == off.returncode == 0, on.stderr + off.stderr
             assert on.stdout == off.stdout
+
+
+def test_the_compiled_members_are_the_directory_as_a_mapping(tmp_path: Path) -> None:
+    """What torch_zip keeps of a compiled layout (`CompiledMembers`, over the core's table) answers
+    as read_directory's dict does: the same members in the same order, KeyError and `in` for a
+    name it lacks (any object), and its names outlive the buffer they were read from."""
+    data = bytearray(_torch_zip(tmp_path))
+    found = core.torch_zip_layout(data, 0, len(data), torch_zip._SMALL_MEMBER, ZipMember)
+    assert found is not None
+    members = CompiledMembers(found[0])
+    reference = read_directory(BytesSource(bytes(data), "m.pt")).members
+    data[:] = b"\0" * len(data)  # the table copied what it keeps
+    assert list(members) == list(reference)
+    assert dict(members) == reference
+    assert len(members) == len(reference)
+    assert members.get("m/data/9") is None
+    assert "m/data/9" not in members
+    assert 3 not in members
+    assert None not in members
+    assert "é" not in members
+    with pytest.raises(KeyError):
+        members["m/data"]
+    with pytest.raises(IndexError):
+        found[0].member(len(reference))
+

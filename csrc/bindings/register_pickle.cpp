@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "zip_table.hpp"
 #include "objects.hpp"
 #include "dcp_metadata.hpp"
 #include "pickle_fast.hpp"
@@ -61,7 +62,8 @@ struct StorageInfo {
 struct StoredRecords {
     PyObject* data_dir;
     PyObject* key_prefix;
-    PyObject* members;  // dict: record name -> ZipMember
+    PyObject* members;  // dict: record name -> ZipMember; or, when `table` is set, that table
+    const inspector_bindings::ZipTable* table;
     PyObject* classes;  // dict: storage class name -> (dtype, itemsize)
     PyObject* path;
     PyObject* byteorder;
@@ -73,11 +75,14 @@ std::optional<StoredRecords> stored_records(py::handle h) {
     if (h.is_none()) return std::nullopt;
     const auto t = h.cast<py::tuple>();
     auto at = [&](std::size_t i) { return t[i].ptr(); };
-    if (t.size() != 8 || !PyUnicode_CheckExact(at(0)) || !PyUnicode_CheckExact(at(1)) || !PyDict_CheckExact(at(2)) ||
+    const bool table = py::isinstance<inspector_bindings::ZipTable>(t[2]);
+    if (t.size() != 8 || !PyUnicode_CheckExact(at(0)) || !PyUnicode_CheckExact(at(1)) ||
+        !(table || PyDict_CheckExact(at(2))) ||
         !PyDict_CheckExact(at(3)) || !(at(4) == Py_None || PyUnicode_CheckExact(at(4))) ||
         !PyUnicode_CheckExact(at(5)) || !PyType_Check(at(6)) || !PySet_Check(at(7)))
         throw py::type_error("stored: (data_dir, key_prefix, members, classes, path, byteorder, ByteSource, locations)");
-    return StoredRecords{at(0), at(1), at(2), at(3), at(4), at(5), reinterpret_cast<PyTypeObject*>(at(6)), at(7)};
+    return StoredRecords{at(0), at(1), at(2), table ? t[2].cast<const inspector_bindings::ZipTable*>() : nullptr,
+                         at(3), at(4), at(5), reinterpret_cast<PyTypeObject*>(at(6)), at(7)};
 }
 
 // The strings and numbers every build uses, made once for the process and kept (a DCP folder
@@ -198,6 +203,24 @@ private:
         return ok;
     }
 
+    // The method, data offset and size of the zip's record `name`: false when it has none (or
+    // with a Python error set).
+    bool member_at(PyObject* name, std::uint64_t& method, std::uint64_t& offset, std::uint64_t& size) {
+        if (stored_->table != nullptr) {
+            Py_ssize_t n = 0;
+            const char* s = PyUnicode_AsUTF8AndSize(name, &n);
+            if (s == nullptr) return false;
+            const auto i = stored_->table->table.find(std::string_view(s, static_cast<std::size_t>(n)));
+            if (!i) return false;
+            const auto& m = stored_->table->table.members();
+            method = m.methods[*i], offset = m.data_offsets[*i], size = m.sizes[*i];
+            return true;
+        }
+        PyObject* member = PyDict_GetItemWithError(stored_->members, name);  // borrowed
+        return member != nullptr && size_attr(member, 0, method) && size_attr(member, 1, offset) &&
+               size_attr(member, 2, size);
+    }
+
     // Storage i made from `stored_` (see StoredRecords): 1; 0 when it is not one of those (the
     // caller's persistent_load then makes it); -1 on a Python error.
     int stored_storage(std::size_t i, StorageInfo& info) {
@@ -224,11 +247,9 @@ private:
         if (key_obj == nullptr) return -1;
         PyObject* record = PyUnicode_Concat(stored_->data_dir, key_obj);
         if (record == nullptr) return -1;
-        PyObject* member = PyDict_GetItemWithError(stored_->members, record);  // borrowed
         std::uint64_t method = 1, offset = 0, size = 0, nbytes = 0;
         PyObject* const* n = stored_names_.data();
-        const bool usable = member != nullptr && size_attr(member, 0, method) && method == 0 &&
-                            size_attr(member, 1, offset) && size_attr(member, 2, size) &&
+        const bool usable = member_at(record, method, offset, size) && method == 0 &&
                             !__builtin_mul_overflow(static_cast<std::uint64_t>(numel.num), itemsize, &nbytes) &&
                             nbytes <= size;
         if (!usable) {

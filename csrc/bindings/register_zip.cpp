@@ -1,8 +1,10 @@
 // zip_central_directory: csrc/zip_directory.hpp over a pinned buffer, its columns as lists;
-// torch_zip_layout: csrc/torch_zip_layout.hpp, its members as ZipMember objects.
+// torch_zip_layout: csrc/torch_zip_layout.hpp, its members as a ZipTable (zip_table.hpp).
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <optional>
 #include <string_view>
 
@@ -10,6 +12,7 @@
 #include "objects.hpp"
 #include "torch_zip_layout.hpp"
 #include "zip_directory.hpp"
+#include "zip_table.hpp"
 
 namespace py = pybind11;
 
@@ -62,27 +65,74 @@ const std::vector<PyObject*>& member_fields() {
     return names;
 }
 
-// One `member` (zipfile_safe.ZipMember) per member of the walk, made as its frozen dataclass
-// __init__ makes it, offsets absolute (plus `base`).
-py::list member_objects(const inspector::zipdir::Members& f, std::uint64_t base, py::handle member) {
+PyTypeObject* member_type(py::handle member) {
     if (!PyType_Check(member.ptr())) throw py::type_error("member: the ZipMember class");
-    const inspector_bindings::FrozenMaker maker(reinterpret_cast<PyTypeObject*>(member.ptr()), member_fields().data(), 7);
+    return reinterpret_cast<PyTypeObject*>(member.ptr());
+}
+
+// Member i of the walk as a `maker`'s object (zipfile_safe.ZipMember), made as its frozen
+// dataclass __init__ makes it, offsets absolute (plus `base`).
+py::object member_object(const inspector::zipdir::Members& f, std::size_t i, std::uint64_t base,
+                         const inspector_bindings::FrozenMaker& maker) {
+    const py::object row[7] = {ascii(f.names[i]),         integer(f.header_offsets[i] + base),
+                               integer(f.data_offsets[i] + base), integer(f.compressed_sizes[i]),
+                               integer(f.sizes[i]),          integer(f.methods[i]),
+                               integer(f.crcs[i])};
+    PyObject* values[7];
+    for (std::size_t k = 0; k < 7; ++k) values[k] = row[k].ptr();
+    return steal(maker.make(values));
+}
+
+// One `member` (zipfile_safe.ZipMember) per member of the walk.
+py::list member_objects(const inspector::zipdir::Members& f, std::uint64_t base, py::handle member) {
+    const inspector_bindings::FrozenMaker maker(member_type(member), member_fields().data(), 7);
     py::list out(f.names.size());
-    for (std::size_t i = 0; i < f.names.size(); ++i) {
-        const py::object row[7] = {ascii(f.names[i]),         integer(f.header_offsets[i] + base),
-                                   integer(f.data_offsets[i] + base), integer(f.compressed_sizes[i]),
-                                   integer(f.sizes[i]),          integer(f.methods[i]),
-                                   integer(f.crcs[i])};
-        PyObject* values[7];
-        for (std::size_t k = 0; k < 7; ++k) values[k] = row[k].ptr();
-        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), steal(maker.make(values)).release().ptr());
-    }
+    for (std::size_t i = 0; i < f.names.size(); ++i)
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), member_object(f, i, base, maker).release().ptr());
     return out;
+}
+
+// The index of `name` in the table, or -1 (also for a name that is not ASCII text: no member's).
+long long find_member(const inspector_bindings::ZipTable& t, py::handle name) {
+    if (!PyUnicode_Check(name.ptr())) return -1;
+    Py_ssize_t n = 0;
+    const char* s = PyUnicode_AsUTF8AndSize(name.ptr(), &n);
+    if (s == nullptr) {
+        PyErr_Clear();
+        return -1;
+    }
+    const auto i = t.table.find(std::string_view(s, static_cast<std::size_t>(n)));
+    return i ? static_cast<long long>(*i) : -1;
 }
 
 }  // namespace
 
 void register_zip(py::module_& m) {
+    using inspector_bindings::ZipTable;
+    py::class_<ZipTable>(m, "ZipTable",
+                         "A zip's members as the core keeps them (torch_zip_layout): looked up by name, each\n"
+                         "made as a ZipMember object when asked for. zipfile_safe.CompiledMembers is its Mapping.")
+        .def("__len__", [](const ZipTable& t) { return t.table.size(); })
+        .def("find", &find_member, py::arg("name"), "The index of member `name`, or -1.")
+        .def(
+            "member",
+            [](const ZipTable& t, std::size_t i) {
+                if (i >= t.table.size()) throw py::index_error("no such member");
+                const inspector_bindings::FrozenMaker maker(member_type(t.member), member_fields().data(), 7);
+                return member_object(t.table.members(), i, 0, maker);
+            },
+            py::arg("i"), "Member i as a ZipMember (offsets absolute).")
+        .def(
+            "names",
+            [](const ZipTable& t) {
+                const auto& names = t.table.members().names;
+                py::list out(names.size());
+                for (std::size_t i = 0; i < names.size(); ++i)
+                    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), ascii(names[i]).release().ptr());
+                return out;
+            },
+            "The members' names, in directory order.");
+
     m.def(
         "zip_central_directory",
         [](py::handle file, std::uint64_t base, std::uint64_t length, std::uint64_t cd_off,
@@ -123,26 +173,25 @@ void register_zip(py::module_& m) {
                 found = inspector::torchzip::scan_layout(*zip, small_max);
             }
             if (!found) return py::none();
-            const auto& f = *found;
-            const py::list made = member_objects(f.members, base, member);
-            py::dict by_name, small;
-            for (std::size_t i = 0; i < f.members.names.size(); ++i) {
-                PyObject* o = PyList_GET_ITEM(made.ptr(), static_cast<Py_ssize_t>(i));
-                if (PyDict_SetItem(by_name.ptr(), steal(PyObject_GetAttr(o, member_fields()[0])).ptr(), o) != 0)
-                    throw py::error_already_set();
-            }
+            auto& f = *found;
+            member_type(member);
+            py::dict small;
             for (const std::size_t i : f.small) {
                 const py::object data = steal(PyBytes_FromStringAndSize(
                     zip->data() + f.members.data_offsets[i], static_cast<Py_ssize_t>(f.members.sizes[i])));
                 if (PyDict_SetItem(small.ptr(), ascii(f.members.names[i]).ptr(), data.ptr()) != 0)
                     throw py::error_already_set();
             }
-            return py::make_tuple(by_name, ascii(f.root), small);
+            if (f.members.names.size() >= UINT32_MAX) return py::none();  // past the table's index
+            const py::object root = ascii(f.root);
+            auto table = std::make_unique<inspector_bindings::ZipTable>(
+                inspector_bindings::ZipTable{inspector::zipdir::Table(std::move(f.members), base), py::reinterpret_borrow<py::object>(member)});
+            return py::make_tuple(py::cast(std::move(table)), root, small);
         },
         py::arg("file"), py::arg("base"), py::arg("length"), py::arg("small_max"), py::arg("member"),
         "torch_zip's directory, root folder and small records in one compiled pass, for a torch.save\n"
-        "zip at [base, base + length) of `file` (a buffer) with nothing to report: (members by name\n"
-        "as `member` (zipfile_safe.ZipMember) objects, the root folder with its '/', {name: bytes}\n"
+        "zip at [base, base + length) of `file` (a buffer) with nothing to report: (the members as a\n"
+        "ZipTable making `member` (zipfile_safe.ZipMember) objects, the root folder with its '/', {name: bytes}\n"
         "of the CRC-checked records outside <root>data/ of at most `small_max` bytes), offsets\n"
         "absolute in `file`; None when anything is unusual (the Python reader then says what).");
 }

@@ -30,6 +30,7 @@ from .torch_pickle import check_root, parse_storage_id, storage_classes, storage
 from .unpickler import Unpickler
 from .zipfile_safe import (
     COMPILED_READS,
+    CompiledMembers,
     ZipDirectory,
     ZipMember,
     compiled_walk,
@@ -145,8 +146,8 @@ def _layout(
     if compiled and isinstance(mapped, COMPILED_READS) and offset >= 0 and length >= 0:
         found = core.torch_zip_layout(mapped, offset, length, _SMALL_MEMBER, ZipMember)
         if found is not None:
-            members, root, small = found
-            return ZipDirectory(where, src.name, members, src), root, small
+            table, root, small = found
+            return ZipDirectory(where, src.name, CompiledMembers(table), src), root, small
     directory = read_directory(src, offset, length, where=where)
     root = _root_folder(directory)
     return directory, root, _small_records(directory, root)
@@ -228,7 +229,8 @@ class _StorageTable:
         """What `load` does for a storage kept uncompressed in the zip, as data, for the compiled
         fast path to do it without a call per storage (register_pickle.cpp's StoredRecords):
         anything else it leaves to `load`."""
-        return (self.data_dir, self.prefix, self.members, storage_classes(), self.directory.path,
+        members = self.members.table if isinstance(self.members, CompiledMembers) else self.members
+        return (self.data_dir, self.prefix, members, storage_classes(), self.directory.path,
                 self.byteorder, ByteSource, self.locations)
 
     def load(self, pid: Any) -> Storage:

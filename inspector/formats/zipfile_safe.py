@@ -19,7 +19,7 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,11 +85,39 @@ class ZipMember:
         return "" if self.method == STORED else METHODS[self.method]
 
 
+class CompiledMembers(Mapping[str, ZipMember]):
+    """A zip's members as the compiled core keeps them (`_core.ZipTable`, from
+    `torch_zip_layout`): a ZipMember is made when one is asked for. A torch.save zip holds a
+    record per storage: a million ZipMember objects were half a gigabyte, and the pickle's
+    storages are looked up in the table itself (`table`)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, name: str) -> ZipMember:
+        i = self.table.find(name)
+        if i < 0:
+            raise KeyError(name)
+        member: ZipMember = self.table.member(i)
+        return member
+
+    def __contains__(self, name: object) -> bool:
+        return self.table.find(name) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.names())
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
 @dataclass(frozen=True)
 class ZipDirectory:
     where: str  # the file (and inner member) named in messages
     path: str  # the source's name (a local file's path)
-    members: dict[str, ZipMember]
+    members: Mapping[str, ZipMember]  # a dict, or CompiledMembers
     # The source members are read from, when one was given (its owner keeps it open while
     # they are read); None: the local file at `path`, opened for each read.
     source: Source | None = None

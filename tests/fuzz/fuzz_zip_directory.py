@@ -16,7 +16,13 @@ with common.instrumented():
     from inspector.errors import CheckpointError
     from inspector.formats import torch_zip
     from inspector.formats.problems import Checks
-    from inspector.formats.zipfile_safe import _CENTRAL, ZipDirectory, ZipMember, _Reader
+    from inspector.formats.zipfile_safe import (
+        _CENTRAL,
+        CompiledMembers,
+        ZipDirectory,
+        ZipMember,
+        _Reader,
+    )
     from inspector.sources import BytesSource
 
 
@@ -64,11 +70,14 @@ def check_layout(data: bytes) -> bool:
     found = core.torch_zip_layout(data, 0, len(data), torch_zip._SMALL_MEMBER, ZipMember)
     if found is None:
         return False
+    table, root, small = found
+    members = dict(CompiledMembers(table))  # every member made, in directory order
     reference = _reference_layout(data)
     assert not isinstance(reference, Exception), f"took a zip the reference refuses: {reference}"
-    assert found == reference, "the compiled layout disagrees"
+    assert (members, root, small) == reference, "the compiled layout disagrees"
+    assert all(table.find(name) == i for i, name in enumerate(members))
     problems = _reference(data, True)
-    assert problems == (list(found[0].values()), []), "the compiled layout hid a problem"
+    assert problems == (list(members.values()), []), "the compiled layout hid a problem"
     return True
 
 

@@ -14,11 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from subproc import child_env, ckpt
 
+import inspector
 from inspector._native import core
 from inspector.errors import ArchiveError, DuplicateKeyError, OffsetError
 from inspector.formats import ReadOptions, torch_zip
 from inspector.formats.zipfile_safe import CompiledMembers, ZipMember, read_directory
-from inspector.sources import BytesSource
+from inspector.sources import BytesSource, LocalFile
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 import fuzz_zip_directory as harness
@@ -191,3 +192,30 @@ def test_the_compiled_members_are_the_directory_as_a_mapping(tmp_path: Path) -> 
     with pytest.raises(IndexError):
         found[0].member(len(reference))
 
+
+def test_a_large_zip_gives_its_pages_back_once_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zip past _RELEASE_FROM bytes releases its range once its directory and pickle are read;
+    the tensors read after that are torch's."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(3)}, path)
+    released: list[tuple[str, int, int]] = []
+    real = LocalFile.release
+
+    def spy(self: LocalFile, offset: int, length: int) -> None:
+        released.append((self.name, offset, length))
+        real(self, offset, length)
+
+    monkeypatch.setattr(LocalFile, "release", spy)
+    monkeypatch.setattr(torch_zip, "_RELEASE_FROM", 0)
+    with inspector.open(path) as ckpt:
+        assert released == [(str(path), 0, path.stat().st_size)]
+        loaded = torch.load(path, weights_only=True)
+        for name in ("w", "b"):
+            assert (torch.from_numpy(ckpt.array(name).copy()) == loaded[name]).all()
+    released.clear()
+    monkeypatch.setattr(torch_zip, "_RELEASE_FROM", path.stat().st_size + 1)
+    inspector.open(path).close()
+    assert released == []

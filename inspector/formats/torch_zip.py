@@ -40,6 +40,7 @@ from .zipfile_safe import (
 )
 
 FORMAT = "torch-zip"
+_RELEASE_FROM = 1 << 20  # a zip this large gives its pages back once read (a small one: no call)
 MAX_PICKLE_BYTES = 1 << 30  # data.pkl holds structure only; real ones are kilobytes to megabytes
 _SMALL_MEMBER = 1 << 16  # byteorder, version
 
@@ -111,6 +112,10 @@ class ZipReads:
             byteorder = _byteorder(directory, root, small)
             pkl = directory.members[root + "data.pkl"]
             data = small.get(pkl.name) or read_member(directory, pkl, MAX_PICKLE_BYTES)
+            if length >= _RELEASE_FROM:
+                # Done with the zip's bytes (its directory, local headers, data.pkl copied): their
+                # pages leave this process (a million records: ~300 MB of the file mapped).
+                src.release(offset, length)
             storages = _StorageTable(directory, root, byteorder, prefix)
             if self.compiled_pickle:
                 handled, tree = pickle_fast.try_load(

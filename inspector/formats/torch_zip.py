@@ -110,8 +110,8 @@ class ZipReads:
         with rare_gc():
             directory, root, small = _layout(src, offset, length, where, self.compiled_zip)
             byteorder = _byteorder(directory, root, small)
-            pkl = directory.members[root + "data.pkl"]
-            data = small.get(pkl.name) or read_member(directory, pkl, MAX_PICKLE_BYTES)
+            pkl = root + "data.pkl"
+            data = _record(directory, small, pkl, MAX_PICKLE_BYTES)
             if length >= _RELEASE_FROM:
                 # Done with the zip's bytes (its directory, local headers, data.pkl copied): their
                 # pages leave this process (a million records: ~300 MB of the file mapped).
@@ -124,12 +124,12 @@ class ZipReads:
         unsupported: list[str] = []
         if not handled:  # the Python machine, the reference: anything else, and every error
             storages = _StorageTable(directory, root, byteorder, prefix)
-            machine = Unpickler(data, path=where, key=pkl.name, persistent_load=storages.load,
+            machine = Unpickler(data, path=where, key=pkl, persistent_load=storages.load,
                                 strict=self.options.strict)
             tree, _ = machine.load_at(0)
             unsupported = machine.unsupported
         if self.checkpoint:
-            check_root(tree, path=where, key=pkl.name)
+            check_root(tree, path=where, key=pkl)
         return Loaded(
             FORMAT,
             tree,
@@ -192,17 +192,21 @@ def _small_records(directory: ZipDirectory, root: str) -> dict[str, bytes]:
     }
 
 
+def _record(directory: ZipDirectory, small: dict[str, bytes], name: str, max_size: int) -> bytes:
+    """Record `name`'s bytes: from the small records read with the layout, else read now (a
+    DCP folder reads a zip per tensor: no member object is made for what the layout read)."""
+    data = small.get(name)
+    return data if data is not None else read_member(directory, directory.members[name], max_size)
+
+
 def _byteorder(directory: ZipDirectory, root: str, small: dict[str, bytes]) -> str:
-    m = directory.members.get(root + "byteorder")
-    if m is None:
+    name = root + "byteorder"
+    if name not in small and name not in directory.members:
         return "little"  # torch < 1.10 wrote none: little-endian
-    data = small.get(m.name)
-    if data is None:  # too large to be one: read_member says so
-        data = read_member(directory, m, _SMALL_MEMBER)
-    value = data.decode("ascii", "replace").strip()
+    value = _record(directory, small, name, _SMALL_MEMBER).decode("ascii", "replace").strip()
     if value not in ("little", "big"):
         raise HeaderError(
-            directory.where, f"byteorder is {value!r}, not 'little' or 'big'", key=m.name
+            directory.where, f"byteorder is {value!r}, not 'little' or 'big'", key=name
         )
     return value
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..errors import PlanError
 from ..model import Checkpoint, TensorInfo
@@ -39,6 +39,8 @@ from .plan import Plan
 from .prefixed import split_source
 from .rules import Rule, apply_rules, kept_by, load_rules, rules_from_list
 from .transforms import Cast, Transform, chain_shape
+
+_H = TypeVar("_H", bound=Hashable)
 
 # Weights of the similarity score (sum 1.0) and the thresholds a heuristic match must pass.
 WEIGHTS = {"suffix": 0.35, "tokens": 0.25, "layer": 0.15, "shape": 0.2, "dtype": 0.05}
@@ -197,6 +199,12 @@ class Context:
         self.by_label = {ref.label: ckpt for ref, ckpt in sources}
         self.units = assign_units(target.tensors, target.metadata)
         self._reasons: dict[tuple[str, str], str] = {}
+        self._values: dict[Any, Any] = {}  # see `_shared`
+
+    def _shared(self, value: _H) -> _H:
+        """The first value equal to `value` this proposer kept (rows hold many equal tuples,
+        floats and evidence: one object each, not one per row of 100k)."""
+        return self._values.setdefault(value, value)
 
     # -- public ------------------------------------------------------------------------------------
     def propose(self, rules: list[Rule]) -> Plan:
@@ -393,9 +401,11 @@ class Context:
         return built(Entry, {  # Entry(...) without its 14 frozen setattrs: one row per target
             "target": name, "decision": "copy", "sources": ((src.label, src.name),),
             "transform": steps, "status": "proposed", "reason": evidence[0].detail,
-            "evidence": tuple(evidence), "confidence": round(confidence, 3),
+            "evidence": tuple(map(self._shared, evidence)),
+            "confidence": self._shared(round(confidence, 3)),
             "flags": flags, "candidates": candidates, "shape": info.shape,
-            "dtype": info.dtype, "source_shapes": (s.shape,), "source_dtypes": (s.dtype,),
+            "dtype": info.dtype, "source_shapes": self._shared((s.shape,)),
+            "source_dtypes": self._shared((s.dtype,)),
         })
 
     def _digest_evidence(self, src: Src, target: str) -> list[Evidence]:
@@ -426,10 +436,11 @@ class Context:
             change = renames.find([s.full for s in srcs], free)
             if change is None:
                 continue
-            targets = set(free)
+            targets = {name: name for name in free}  # the target's own strings, kept in rows
             for s in srcs:
-                name = change.apply(s.full)
-                if name in targets:
+                renamed = change.apply(s.full)
+                name = targets.get(renamed) if renamed is not None else None
+                if name is not None:
                     claims[name] = Claim(s, "prefix", (), change)
         if not claims:
             return claims, pool

@@ -135,6 +135,29 @@ def test_map_folds_similarity_rows_across_layers(tmp_path, capsys) -> None:  # t
     assert len(shown.splitlines()) < 8, shown
 
 
+def test_map_report_is_the_same_whatever_rows_are_blanked_at_once(  # type: ignore[no-untyped-def]
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """The report blanks its rows' names and reasons a chunk at a time (`_BLANKED_AT_ONCE`):
+    rows of one run split across chunks, ranked, renamed and kept at init, print as one pass
+    prints them."""
+    from inspector.cli import map as map_cli
+
+    w, v = np.zeros((2, 2), np.float32), np.zeros((3,), np.float32)
+    names = [f"enc.net.body.layers.{i}.experts.{j}.w" for i in range(7) for j in range(3)]
+    _save(tmp_path / "a.pt", {**{n: w for n in names}, "head.w": w})
+    _save(tmp_path / "b.pt", {**{"model.enc.trunk." + n.replace("enc.net.body.layers.", "blocks.")
+                                 : w for n in names}, "head.w": v, "extra.layers.0.b": v})
+    args = ["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--all"]
+    assert main(args) == 0
+    whole = capsys.readouterr().out
+    for chunk in (1, 2, 5):
+        monkeypatch.setattr(map_cli, "_BLANKED_AT_ONCE", chunk)
+        assert main(args) == 0
+        assert capsys.readouterr().out == whole
+    assert len(whole.splitlines()) < 10, whole
+
+
 def test_map_names_a_prefix_replaced(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """`layers.` renamed `model.blocks.` (a prefix replaced): every row says so, none is ranked
     by similarity, and the report folds them as it folds rule rows."""

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..bulk import rare_gc
@@ -28,6 +29,7 @@ from .rowruns import alike, folded_reason, reason_keys
 
 # Up to the first whole component of ASCII digits that follows another and is not the last.
 _LAYER_PREFIX = re.compile(r"((?:[^.]*\.)+?[0-9]+)\.")
+_BLANKED_AT_ONCE = 8192  # rows whose names and reasons _row_keys blanks in one pass
 MAX_LISTED = 3  # unused source tensors with one reason: listed up to this many, else counted
 LIST_RULES = "\0list"  # `--rules` given no value: list the built-in sets
 
@@ -121,17 +123,28 @@ def _map(args: argparse.Namespace, parsed: list[tuple[str, str]], tgt_arg: str, 
 def _row_keys(rows: list[Entry]) -> list[tuple[Any, ...]]:
     """Rows with equal keys print as one line. Rows without a source group by layer
     (`encoder.layers.{}.*`) so that a layer that keeps its init as a whole folds to `layers.4.*`;
-    the reason joins with its layer indices blanked (it names the source tensor)."""
-    targets = nm.blanked_many([e.target for e in rows])
-    reasons = reason_keys([e.reason for e in rows])
-    sources = iter(nm.blanked_many([name for e in rows for _, name in e.sources]))
+    the reason joins with its layer indices blanked (it names the source tensor). Equal keys
+    and parts are one object (`same`), blanked a chunk of rows at a time: 100k rows' reasons
+    blanked at once were ~60 MB of text copies, and the keys of a few runs 100k objects each."""
+    same: dict[Any, Any] = {}
+
+    def shared(blank: Callable[[list[str]], list[str]], texts: list[str]) -> list[Any]:
+        out: list[Any] = []
+        for i in range(0, len(texts), _BLANKED_AT_ONCE):
+            out += [same.setdefault(v, v) for v in blank(texts[i : i + _BLANKED_AT_ONCE])]
+        return out
+
+    targets = shared(nm.blanked_many, [e.target for e in rows])
+    reasons = shared(reason_keys, [e.reason for e in rows])
+    sources = iter(shared(nm.blanked_many, [name for e in rows for _, name in e.sources]))
     keys = []
     for e, tpl, reason in zip(rows, targets, reasons, strict=True):
         layer = "" if e.sources else _layer_prefix(e.target)
         if layer:
             tpl = nm.blanked(layer) + ".*"
         src_tpl = tuple((label, next(sources)) for label, _ in e.sources)
-        keys.append((tpl, src_tpl, e.effective, e.status, tuple(sorted(e.flags)), reason))
+        key = (tpl, src_tpl, e.effective, e.status, tuple(sorted(e.flags)), reason)
+        keys.append(same.setdefault(key, key))
     return keys
 
 

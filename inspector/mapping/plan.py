@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from math import prod
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -225,7 +225,8 @@ class Plan:
         names = tuple(self.entries)
         if self._layout is None or self._layout[0] != names:
             root = nm.common_root(names)
-            modules = [nm.module_of(n, root) for n in names]
+            same: dict[str, str] = {}  # one string per module, not one per row
+            modules = [same.setdefault(m, m) for m in map(nm.module_of, names, repeat(root))]
             self._layout = (names, modules, _largest_stacks(names, root))
         return self._layout[1], self._layout[2]
 

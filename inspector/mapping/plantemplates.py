@@ -90,8 +90,15 @@ def template_key(e: Entry) -> Key | None:
 def compact(entries: dict[str, Entry]) -> tuple[list[Key], dict[str, int | None]]:
     """The templates that two or more rows share (first-seen order), and per target name the
     index of its template or None (written in full)."""
-    keys = [template_key(e) for e in entries.values()]
-    counts = Counter(keys)
+    keys: list[Key | None] = []
+    counts: Counter[Key | None] = Counter()
+    first: dict[Key, Key] = {}
+    for e in entries.values():
+        key = template_key(e)
+        if key is not None:  # the first equal key kept, this one dropped: 100k rows of a few
+            key = first.setdefault(key, key)  # templates held 100k keys (~70 MB) at once
+        keys.append(key)
+        counts[key] += 1
     shared = {key: 0 for key, n in counts.items() if n > 1 and key is not None}
     for i, key in enumerate(shared):
         shared[key] = i

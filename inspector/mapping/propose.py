@@ -200,6 +200,7 @@ class Context:
         self.units = assign_units(target.tensors, target.metadata)
         self._reasons: dict[tuple[str, str], str] = {}
         self._values: dict[Any, Any] = {}  # see `_shared`
+        self._unused_made: dict[str, tuple[dict[tuple[str, str], str], dict[str, Unused]]] = {}
 
     def _shared(self, value: _H) -> _H:
         """The first value equal to `value` this proposer kept (rows hold many equal tuples,
@@ -256,14 +257,22 @@ class Context:
         read: dict[str, set[str]] = {}  # source label -> the names rows copy
         for label, name in chain.from_iterable(copied_sources(entries.values())):
             read.setdefault(label, set()).add(name)
-        out = []
+        out: list[Unused] = []
         for ref, ckpt in self.sources:
-            names = read.get(ref.label, set())
-            for name in ckpt.tensors:
-                if name not in names:
-                    why = self._reasons.get((ref.label, name), "no target tensor of that name")
-                    out.append(Unused(ref.label, name, why))
+            rows, names = self._unused_rows(ref.label, ckpt), read.get(ref.label)
+            out += [u for n, u in rows.items() if n not in names] if names else rows.values()
         return out
+
+    def _unused_rows(self, label: str, ckpt: Checkpoint) -> dict[str, Unused]:
+        """Each tensor of source `label` as the row saying it is unused, and why: made once per
+        proposal (rows are frozen), not on each edit (a bulk reject made 100k of them again)."""
+        made = self._unused_made.get(label)
+        if made is None or made[0] is not self._reasons:  # a new proposal, new reasons
+            reasons, default = self._reasons, "no target tensor of that name"
+            made = self._unused_made[label] = (reasons, {
+                name: Unused(label, name, reasons.get((label, name), default))
+                for name in ckpt.tensors})
+        return made[1]
 
     def user_entry(
         self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]

@@ -82,11 +82,13 @@ private:
     std::uint64_t memo_count_ = 0;
     std::unordered_map<std::string_view, std::uint32_t> storage_by_key_;
     std::unordered_map<std::string, std::uint32_t> global_index_;
+    // The node of each value pushed as one node however often it comes (push_shared): None,
+    // False, True, the empty tuple, then the ints 0..kSharedInts-1; kUnset until first pushed.
+    enum : std::size_t { kNoneSlot, kFalseSlot, kTrueSlot, kEmptyTupleSlot, kFirstIntSlot };
     static constexpr std::int64_t kSharedInts = 1024;
-    // The nodes of None, False, True, (), then the ints 0..kSharedInts-1: kUnset until pushed.
-    std::array<std::uint32_t, 4 + kSharedInts> shared_ = filled(kUnset);
-    static std::array<std::uint32_t, 4 + kSharedInts> filled(std::uint32_t v) {
-        std::array<std::uint32_t, 4 + kSharedInts> a{};
+    std::array<std::uint32_t, kFirstIntSlot + kSharedInts> shared_ = filled(kUnset);
+    static std::array<std::uint32_t, kFirstIntSlot + kSharedInts> filled(std::uint32_t v) {
+        std::array<std::uint32_t, kFirstIntSlot + kSharedInts> a{};
         a.fill(v);
         return a;
     }
@@ -158,17 +160,27 @@ private:
     // however often the stream pushes them (a torch pickle pushes a shape's and strides' ints,
     // an offset, a flag and an empty tuple per tensor: 7 of 17 nodes).
     bool push_value(Kind k, std::int64_t num = 0) {
-        std::uint32_t* slot = k == Kind::none                                    ? &shared_[0]
-                              : k == Kind::boolean                               ? &shared_[1 + (num != 0)]
-                              : k == Kind::integer && num >= 0 && num < kSharedInts ? &shared_[4 + num]
-                                                                                  : nullptr;
+        std::uint32_t* slot = value_slot(k, num);
         if (slot == nullptr) return push(k, 0, num);
-        if (*slot != kUnset) {
-            stack_.push_back(*slot);
+        return push_shared(*slot, [&] { return push(k, 0, num); });
+    }
+    // The slot of a scalar that is one node, or nullptr for one that is a node each time.
+    std::uint32_t* value_slot(Kind k, std::int64_t num) {
+        if (k == Kind::none) return &shared_[kNoneSlot];
+        if (k == Kind::boolean) return &shared_[num != 0 ? kTrueSlot : kFalseSlot];
+        if (k == Kind::integer && num >= 0 && num < kSharedInts)
+            return &shared_[kFirstIntSlot + static_cast<std::size_t>(num)];
+        return nullptr;
+    }
+    // Push the node in `slot`; the first time, the one `make` pushes, which the slot then keeps.
+    template <class Make>
+    bool push_shared(std::uint32_t& slot, Make make) {
+        if (slot != kUnset) {
+            stack_.push_back(slot);
             return true;
         }
-        if (!push(k, 0, num)) return false;
-        *slot = stack_.back();
+        if (!make()) return false;
+        slot = stack_.back();
         return true;
     }
     bool push_container(Kind k, std::vector<std::uint32_t> items = {}) {
@@ -179,10 +191,10 @@ private:
     }
     // A tuple of the top k values of the stack.
     bool push_tuple(std::size_t k) {
-        if (k == 0 && shared_[3] != kUnset) {
-            stack_.push_back(shared_[3]);
-            return true;
-        }
+        if (k == 0) return push_shared(shared_[kEmptyTupleSlot], [&] { return make_tuple(0); });
+        return make_tuple(k);
+    }
+    bool make_tuple(std::size_t k) {
         if (t_.flat.size() + k > UINT32_MAX) return no("too many values");
         Container c;
         c.frozen = true;
@@ -192,9 +204,7 @@ private:
         t_.flat.insert(t_.flat.end(), stack_.begin() + static_cast<std::ptrdiff_t>(b), stack_.end());
         stack_.resize(b);
         t_.containers.push_back(c);
-        if (!push(Kind::tuple, static_cast<std::uint32_t>(t_.containers.size() - 1))) return false;
-        if (k == 0) shared_[3] = stack_.back();
-        return true;
+        return push(Kind::tuple, static_cast<std::uint32_t>(t_.containers.size() - 1));
     }
     Items items(std::uint32_t i) const { return t_.items(t_.containers[node(i).ref]); }
     bool push_span(Kind k, std::size_t len) {

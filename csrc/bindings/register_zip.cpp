@@ -118,8 +118,7 @@ void register_zip(py::module_& m) {
             "member",
             [](const ZipTable& t, std::size_t i) {
                 if (i >= t.table.size()) throw py::index_error("no such member");
-                const inspector_bindings::FrozenMaker maker(member_type(t.member), member_fields().data(), 7);
-                return member_object(t.table.members(), i, 0, maker);
+                return member_object(t.table.members(), i, 0, t.maker);
             },
             py::arg("i"), "Member i as a ZipMember (offsets absolute).")
         .def(
@@ -174,7 +173,7 @@ void register_zip(py::module_& m) {
             }
             if (!found) return py::none();
             auto& f = *found;
-            member_type(member);
+            PyTypeObject* type = member_type(member);
             py::dict small;
             for (const std::size_t i : f.small) {
                 const py::object data = steal(PyBytes_FromStringAndSize(
@@ -184,8 +183,9 @@ void register_zip(py::module_& m) {
             }
             if (f.members.names.size() >= UINT32_MAX) return py::none();  // past the table's index
             const py::object root = ascii(f.root);
-            auto table = std::make_unique<inspector_bindings::ZipTable>(
-                inspector_bindings::ZipTable{inspector::zipdir::Table(std::move(f.members), base), py::reinterpret_borrow<py::object>(member)});
+            auto table = std::make_unique<inspector_bindings::ZipTable>(inspector_bindings::ZipTable{
+                inspector::zipdir::Table(std::move(f.members), base), py::reinterpret_borrow<py::object>(member),
+                inspector_bindings::FrozenMaker(type, member_fields().data(), 7)});
             return py::make_tuple(py::cast(std::move(table)), root, small);
         },
         py::arg("file"), py::arg("base"), py::arg("length"), py::arg("small_max"), py::arg("member"),

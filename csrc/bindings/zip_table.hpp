@@ -6,13 +6,15 @@
 
 #include <pybind11/pybind11.h>
 
+#include "objects.hpp"
 #include "zip_directory.hpp"
 
 namespace inspector_bindings {
 
 struct ZipTable {
     inspector::zipdir::Table table;
-    pybind11::object member;  // the class members are made as
+    pybind11::object member;  // the class members are made as (kept alive for `maker`)
+    FrozenMaker maker;        // makes them (its slots looked up once, not per member asked for)
 };
 
 }  // namespace inspector_bindings

@@ -106,7 +106,8 @@ def test_map_prints_modules_that_differ_only_in_indices_as_one_section(tmp_path,
     assert len(out) == 2, out
     assert out[1].startswith("  model.layers.{0..5}.experts.0.w, model.layers.{0..5}.experts.1.w"
                              " <- a.pt:layers.{0..5}.experts.0.w, layers.{0..5}.experts.1.w"), out
-    assert out[1].endswith("; the same in each layer)"), out
+    assert out[1].endswith("(prefix 'model.' put before (as 12 of the 12 names it was left"
+                           " with))"), out
 
 
 def test_map_folds_similarity_rows_across_layers(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -170,7 +171,7 @@ def test_map_names_a_prefix_replaced(tmp_path, capsys) -> None:  # type: ignore[
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "model.blocks.{0..5} 100%  [12 copy, 0 keep, 0 drop]", out
     assert "heuristic" not in out[1], out
-    assert "with prefix 'layers.' replaced by 'model.blocks.' (as 12 of the 12 names" in out[1], out
+    assert "(prefix 'layers.' replaced by 'model.blocks.' (as 12 of the 12 names" in out[1], out
     assert len(out) == 3, out
 
 

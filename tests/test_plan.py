@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -429,6 +431,32 @@ def test_an_edit_lists_the_rows_made_once_for_each_unused_source() -> None:
     plan.undo(edit)
     plan.reject(list(plan.entries))
     assert all(a is b for a, b in zip(plan.unused, rejected, strict=True))
+
+
+def test_a_proposal_makes_unused_rows_only_for_the_sources_it_leaves_unread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ckpt map` never edits: a row per source tensor it reads was ~100 B a tensor of its
+    peak. The first edit makes the rest, keeping the ones already made."""
+    proposing = importlib.import_module("inspector.mapping.propose")  # the package's
+    made: list[str] = []
+    real = proposing.Unused
+
+    def counted(label: str, name: str, reason: str) -> Any:
+        made.append(name)
+        return real(label, name, reason)
+
+    monkeypatch.setattr(proposing, "Unused", counted)
+    src = inspector.open(nemo_rnnt(28))
+    for _ in range(2):  # a public function, called twice
+        made.clear()
+        plan = propose(src, inspector.open(nemo_rnnt(1024)))
+        assert sorted(made) == sorted(u.name for u in plan.unused)
+        assert len(made) < len(src.tensors)
+    first = {u.name: u for u in plan.unused}
+    plan.reject(list(plan.entries))
+    assert len(made) == len(src.tensors)
+    assert all(first[u.name] is u for u in plan.unused if u.name in first)
 
 
 def test_rejected_rows_leave_their_sources_unused_until_undone() -> None:

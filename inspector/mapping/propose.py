@@ -200,7 +200,9 @@ class Context:
         self.units = assign_units(target.tensors, target.metadata)
         self._reasons: dict[tuple[str, str], str] = {}
         self._values: dict[Any, Any] = {}  # see `_shared`
-        self._unused_made: dict[str, tuple[dict[tuple[str, str], str], dict[str, Unused]]] = {}
+        # per source: the reasons its rows were made with, the rows, whether every tensor has one
+        self._unused_made: dict[str, tuple[dict[tuple[str, str], str], dict[str, Unused],
+                                           bool]] = {}
 
     def _shared(self, value: _H) -> _H:
         """The first value equal to `value` this proposer kept (rows hold many equal tuples,
@@ -259,20 +261,30 @@ class Context:
             read.setdefault(label, set()).add(name)
         out: list[Unused] = []
         for ref, ckpt in self.sources:
-            rows, names = self._unused_rows(ref.label, ckpt), read.get(ref.label)
+            names = read.get(ref.label)
+            rows = self._unused_rows(ref.label, ckpt, names)
             out += [u for n, u in rows.items() if n not in names] if names else rows.values()
         return out
 
-    def _unused_rows(self, label: str, ckpt: Checkpoint) -> dict[str, Unused]:
-        """Each tensor of source `label` as the row saying it is unused, and why: made once per
-        proposal (rows are frozen), not on each edit (a bulk reject made 100k of them again)."""
+    def _unused_rows(
+        self, label: str, ckpt: Checkpoint, read: set[str] | None
+    ) -> dict[str, Unused]:
+        """Source `label`'s tensors (all of them, or at least those not in `read`) as the rows
+        saying they are unused, and why. Rows are frozen: each is made once per proposal, not on
+        each edit (a bulk reject made 100k of them again). The proposal itself asks only for
+        the few its rows leave unread (a row for every tensor was ~100 B a tensor in
+        `ckpt map`); the first edit fills in the rest."""
         made = self._unused_made.get(label)
-        if made is None or made[0] is not self._reasons:  # a new proposal, new reasons
-            reasons, default = self._reasons, "no target tensor of that name"
-            made = self._unused_made[label] = (reasons, {
-                name: Unused(label, name, reasons.get((label, name), default))
-                for name in ckpt.tensors})
-        return made[1]
+        if made is not None and made[0] is self._reasons and made[2]:
+            return made[1]
+        reasons, default = self._reasons, "no target tensor of that name"
+        rows = made[1] if made is not None and made[0] is reasons else {}
+        whole = made is not None and made[0] is reasons  # asked again: an edit, make them all
+        wanted = ckpt.tensors if whole or not read else (n for n in ckpt.tensors if n not in read)
+        table = {name: rows.get(name) or Unused(label, name, reasons.get((label, name), default))
+                 for name in wanted}
+        self._unused_made[label] = (reasons, table, whole or not read)
+        return table
 
     def user_entry(
         self, e: Entry, label: str, name: str, transform: tuple[Transform, ...]
@@ -407,10 +419,11 @@ class Context:
             steps = (*transforms, Cast(info.dtype))
             flags = extra_flags | {"dtype-change"}
             evidence.append(Evidence("dtype", f"{dtype} -> {info.dtype}", 0.0))
+        shared = self._shared(tuple(map(self._shared, evidence)))
         return built(Entry, {  # Entry(...) without its 14 frozen setattrs: one row per target
             "target": name, "decision": "copy", "sources": ((src.label, src.name),),
-            "transform": steps, "status": "proposed", "reason": evidence[0].detail,
-            "evidence": tuple(map(self._shared, evidence)),
+            "transform": steps, "status": "proposed", "reason": shared[0].detail,
+            "evidence": shared,
             "confidence": self._shared(round(confidence, 3)),
             "flags": flags, "candidates": candidates, "shape": info.shape,
             "dtype": info.dtype, "source_shapes": self._shared((s.shape,)),
@@ -708,8 +721,8 @@ def _via_evidence(c: Claim, sources: list[tuple[SourceRef, Checkpoint]]) -> list
         return [Evidence("exact-name", f"same name in {c.src.label}", 1.0)]
     if c.renamed is not None:
         r = c.renamed
-        detail = (f"{c.src.label}:{c.src.name} with {r.describe()} (as {r.matched} of the "
-                  f"{r.of} names it was left with)")
+        # not the source's name (the row names it): one text for every row the prefix explains
+        detail = f"{r.describe()} (as {r.matched} of the {r.of} names it was left with)"
         return [Evidence("prefix", detail, 1.0)]
     return [Evidence("rule", f"{c.via} maps {c.src.label}:{c.src.name}", 1.0)]
 

@@ -90,24 +90,31 @@ private:
 
 constexpr std::uint32_t kNone = 0xFFFFFFFFu;
 
-// A node of the trie. Its children are a list linked through `next` (most nodes have one child
-// or none: a vector each was 24 bytes and an allocation).
-struct Work {
-    std::string_view key;  // in the parent's children: a segment, or a label held by `labels`
-    std::int64_t tensor = -1;
+// A module's totals: the tensors at and under it, their elements, bytes and dtypes.
+struct Sums {
     std::uint64_t tensors = 0, params = 0, nbytes = 0;
-    std::uint64_t repeat = 1;
-    std::int64_t signature = -1;
     DtypeCounts dtypes;
-    std::uint32_t parent = 0;
-    std::uint32_t first = kNone, last = kNone, next = kNone;  // first and last child, next sibling
 };
 
-bool add_sizes(Work& w, std::uint64_t tensors, std::uint64_t params, std::uint64_t nbytes) {
-    return !__builtin_add_overflow(w.tensors, tensors, &w.tensors) &&
-           !__builtin_add_overflow(w.params, params, &w.params) &&
-           !__builtin_add_overflow(w.nbytes, nbytes, &w.nbytes);
+bool add_sizes(Sums& s, std::uint64_t tensors, std::uint64_t params, std::uint64_t nbytes) {
+    return !__builtin_add_overflow(s.tensors, tensors, &s.tensors) &&
+           !__builtin_add_overflow(s.params, params, &s.params) &&
+           !__builtin_add_overflow(s.nbytes, nbytes, &s.nbytes);
 }
+
+// A node of the trie: 48 bytes. Its children are a list linked through `next` (most nodes have
+// one child or none: a vector each was 24 bytes and an allocation). Most nodes are a tensor's own
+// leaf, whose totals are its kind's: only a node with children (or a folded run) has `Sums` of
+// its own (a trie of 100k names held 23 MB of totals that said what the kinds say).
+struct Work {
+    std::string_view key;  // in the parent's children: a segment, or a label held by `labels`
+    std::uint32_t parent = 0;
+    std::uint32_t first = kNone, last = kNone, next = kNone;  // first and last child, next sibling
+    std::uint32_t tensor = kNone;                              // the tensor named by this node
+    std::uint32_t sums = kNone;       // its totals in Tree::sums_; none: its tensor's kind
+    std::uint32_t signature = kNone;  // set when folding
+    std::uint32_t repeat = 1;
+};
 
 // (parent, segment) -> child node: open addressing with linear probing over 8-byte slots (the
 // node and a hash tag; the key is the node's own parent and segment), one allocation in all.
@@ -173,7 +180,8 @@ class Tree {
 public:
     Tree(const std::vector<std::uint32_t>& kind_of, const std::vector<Kind>& kinds, std::size_t names)
         : kind_of_(kind_of), kinds_(kinds), child_(2 * names) {
-        w_.emplace_back();
+        w_.emplace_back().sums = 0;
+        sums_.emplace_back();
     }
 
     // Names come in checkpoint order, where neighbours share most of their segments: the
@@ -181,10 +189,10 @@ public:
     bool add(std::string_view name, std::size_t i, bool fold) {
         if (fold && !ascii_line(name)) return false;
         const Kind& k = kinds_[kind_of_[i]];
-        if (!add_tensor(0, k)) return false;
         std::uint32_t node = 0;
         std::size_t depth = 0;
         for (std::size_t start = 0;; ++depth) {
+            if (!add_tensor(node, k)) return false;  // a module above the tensor
             const std::size_t dot = name.find('.', start);
             const std::string_view seg = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
             if (depth < path_.size() && path_[depth].first == seg && (depth == 0 || path_[depth - 1].second == node)) {
@@ -204,11 +212,14 @@ public:
                 path_.resize(depth);
                 path_.emplace_back(seg, node);
             }
-            if (!add_tensor(node, k)) return false;
             if (dot == std::string_view::npos) break;
             start = dot + 1;
         }
-        w_[node].tensor = static_cast<std::int64_t>(i);
+        Work& own = w_[node];
+        if (own.tensor != kNone || own.first != kNone) {  // a module too: its totals are kept
+            if (!add_tensor(node, k)) return false;
+        }
+        own.tensor = static_cast<std::uint32_t>(i);
         return true;
     }
 
@@ -240,8 +251,19 @@ public:
             stack.pop_back();
             const Work& w = w_[n];
             const auto at = static_cast<std::int64_t>(out.size());
-            out.push_back(Node{std::string(w.key), parent, w.tensor, w.tensors, w.params, w.nbytes, w.dtypes.list(),
-                               w.repeat, w.signature});
+            Node& o = out.emplace_back();
+            o.name = std::string(w.key);
+            o.parent = parent;
+            o.tensor = w.tensor == kNone ? -1 : static_cast<std::int64_t>(w.tensor);
+            if (w.sums != kNone) {
+                const Sums& t = sums_[w.sums];
+                o.tensors = t.tensors, o.params = t.params, o.nbytes = t.nbytes, o.dtypes = t.dtypes.list();
+            } else {  // a tensor's leaf
+                const Kind& k = kind(w.tensor);
+                o.tensors = 1, o.params = k.numel, o.nbytes = k.nbytes, o.dtypes = {{k.dtype, 1}};
+            }
+            o.repeat = w.repeat;
+            o.signature = w.signature == kNone ? -1 : static_cast<std::int64_t>(w.signature);
             const std::size_t from = stack.size();
             for (std::uint32_t c = w.first; c != kNone; c = w_[c].next) stack.emplace_back(c, at);
             std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(from), stack.end());  // the first on top
@@ -253,9 +275,10 @@ private:
     const std::vector<std::uint32_t>& kind_of_;
     const std::vector<Kind>& kinds_;
     Blocks<Work> w_;  // [0]: the root
+    Blocks<Sums> sums_;  // the totals of the nodes that have children (see Work::sums)
     ChildTable child_;
     std::vector<std::pair<std::string_view, std::uint32_t>> path_;  // the previous name's (segment, node)s
-    std::unordered_map<std::string, std::int64_t> signatures_;
+    std::unordered_map<std::string, std::uint32_t> signatures_;
     std::deque<std::string> labels_;  // folded labels, which Work::key views
 
     void append_child(std::uint32_t node, std::uint32_t child) {
@@ -278,14 +301,31 @@ private:
         }
     }
 
-    bool add_tensor(std::uint32_t node, const Kind& k) {
-        return add_sizes(w_[node], 1, k.numel, k.nbytes) && w_[node].dtypes.add(k.dtype, 1);
+    const Kind& kind(std::uint32_t tensor) const { return kinds_[kind_of_[tensor]]; }
+
+    // Node n's totals, made when it first needs its own (from its tensor's, if it has one).
+    Sums* sums_of(std::uint32_t n) {
+        Work& w = w_[n];
+        if (w.sums != kNone) return &sums_[w.sums];
+        if (sums_.size() >= kNone) return nullptr;
+        w.sums = static_cast<std::uint32_t>(sums_.size());
+        Sums& s = sums_.emplace_back();
+        if (w.tensor != kNone) {
+            const Kind& k = kind(w.tensor);
+            if (!add_sizes(s, 1, k.numel, k.nbytes) || !s.dtypes.add(k.dtype, 1)) return nullptr;
+        }
+        return &s;
     }
 
-    std::int64_t signature(std::uint32_t n) {
+    bool add_tensor(std::uint32_t node, const Kind& k) {
+        Sums* s = sums_of(node);
+        return s != nullptr && add_sizes(*s, 1, k.numel, k.nbytes) && s->dtypes.add(k.dtype, 1);
+    }
+
+    std::uint32_t signature(std::uint32_t n) {
         const Work& w = w_[n];
         std::string key;
-        const std::uint32_t own = w.tensor < 0 ? kNoTensor : kinds_[kind_of_[static_cast<std::size_t>(w.tensor)]].leaf;
+        const std::uint32_t own = w.tensor == kNone ? kNoTensor : kind(w.tensor).leaf;
         key.append(reinterpret_cast<const char*>(&own), sizeof own);
         for (std::uint32_t c = w.first; c != kNone; c = w_[c].next) {
             const auto len = static_cast<std::uint64_t>(w_[c].key.size());
@@ -293,7 +333,7 @@ private:
             key.append(w_[c].key);
             key.append(reinterpret_cast<const char*>(&w_[c].signature), sizeof w_[c].signature);
         }
-        return signatures_.try_emplace(std::move(key), static_cast<std::int64_t>(signatures_.size())).first->second;
+        return signatures_.try_emplace(std::move(key), static_cast<std::uint32_t>(signatures_.size())).first->second;
     }
 
     bool fold_children(std::uint32_t n) {
@@ -328,20 +368,30 @@ private:
         }
         std::vector<std::int64_t> indices;
         for (const std::uint32_t c : run) indices.push_back(index_value(w_[c].key));
+        if (w_.size() >= kNone || run.size() >= kNone) return false;
         Work merged;
         merged.key = labels_.emplace_back("{" + format_ranges(std::move(indices)) + "}");
         const Work& first = w_[run[0]];
         merged.tensor = first.tensor;
         merged.first = first.first;  // the same children: the run's first stands for them all
         merged.last = first.last;
-        merged.repeat = run.size();
+        merged.repeat = static_cast<std::uint32_t>(run.size());
         merged.signature = first.signature;  // the same key: its tensor and its children
+        merged.sums = static_cast<std::uint32_t>(sums_.size());
+        Sums total;
         for (const std::uint32_t c : run) {
             const Work& w = w_[c];
-            if (!add_sizes(merged, w.tensors, w.params, w.nbytes)) return false;
-            for (const auto& [d, count] : w.dtypes.list())
-                if (!merged.dtypes.add(d, count)) return false;
+            if (w.sums != kNone) {
+                const Sums& t = sums_[w.sums];
+                if (!add_sizes(total, t.tensors, t.params, t.nbytes)) return false;
+                for (const auto& [d, count] : t.dtypes.list())
+                    if (!total.dtypes.add(d, count)) return false;
+            } else {
+                const Kind& k = kind(w.tensor);
+                if (!add_sizes(total, 1, k.numel, k.nbytes) || !total.dtypes.add(k.dtype, 1)) return false;
+            }
         }
+        sums_.push_back(std::move(total));
         out.push_back(static_cast<std::uint32_t>(w_.size()));
         w_.push_back(std::move(merged));
         return true;
@@ -353,6 +403,7 @@ private:
 std::optional<std::vector<Node>> build(const std::vector<std::string_view>& names,
                                        const std::vector<std::uint32_t>& kind_of, const std::vector<Kind>& kinds,
                                        bool fold) {
+    if (names.size() >= kNone) return std::nullopt;  // node and tensor numbers are 32-bit
     Tree tree(kind_of, kinds, names.size());
     for (std::size_t i = 0; i < names.size(); ++i)
         if (!tree.add(names[i], i, fold)) return std::nullopt;

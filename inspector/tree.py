@@ -150,17 +150,19 @@ def _core_tree(tensors: Mapping[str, TensorInfo], fold: bool) -> ModuleNode | No
             leaf = leaves.setdefault((t.dtype, t.shape), len(leaves))
             rows.append((leaf, dtype_ids.setdefault(t.dtype, len(dtype_ids)), t.numel, t.nbytes))
         kind_of.append(k)
-    cols = core.module_tree(list(tensors), kind_of, rows, fold)
+    names = list(tensors)
+    cols = core.module_tree(names, kind_of, rows, fold)
+    del kinds, kind_of
     if cols is None:
         return None
-    values, dtype_names = list(tensors.values()), list(dtype_ids)
+    dtype_names = list(dtype_ids)
     nodes: list[ModuleNode] = []
     for parent, name, at, count, params, nbytes, dtypes, repeat, signature in zip(
         cols["parents"], cols["names"], cols["tensors"], cols["counts"], cols["params"],
         cols["nbytes"], cols["dtypes"], cols["repeats"], cols["signatures"], strict=True,
     ):
         node = ModuleNode(name, count, params, nbytes, {dtype_names[d]: n for d, n in dtypes}, {},
-                          values[at] if at >= 0 else None, repeat, signature)
+                          tensors[names[at]] if at >= 0 else None, repeat, signature)
         if parent >= 0:
             nodes[parent].children[name] = node
         nodes.append(node)

@@ -63,7 +63,7 @@ class ByteSource:
 class Storage:
     """A flat run of elements that one or more tensors view (tied weights share one)."""
 
-    key: str  # unique within the checkpoint: zip record name, "<file>:<tensor>", ...
+    key: str  # unique within the checkpoint: zip record name, a safetensors tensor's name, ...
     dtype: str
     nbytes: int
     source: ByteSource

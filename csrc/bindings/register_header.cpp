@@ -102,16 +102,14 @@ std::optional<py::object> contiguous_strides(py::handle shape) {
 }
 
 // read_tensors' {name: TensorInfo} from the columns of `d` (to_python's), each tensor a
-// contiguous view of its own storage `filename:name` at [data_start + begin, data_start + end)
-// of `abspath`, its objects made as their dataclasses' __init__ makes them; nullopt where a
-// stride passes 2^64 (the Python reader then makes them).
+// contiguous view of its own storage, keyed by its name, at [data_start + begin, data_start +
+// end) of `abspath`, its objects made as their dataclasses' __init__ makes them; nullopt where
+// a stride passes 2^64 (the Python reader then makes them).
 std::optional<py::dict> tensor_infos(const st::Header& h, const py::dict& d, py::handle made) {
     const auto spec = made.cast<py::tuple>();
-    if (spec.size() != 5 || !PyType_Check(spec[0].ptr()) || !PyType_Check(spec[1].ptr()) ||
-        !PyType_Check(spec[2].ptr()) || !PyUnicode_Check(spec[3].ptr()) || !PyUnicode_Check(spec[4].ptr()))
-        throw py::type_error("tensors: (TensorInfo, Storage, ByteSource, abspath, filename)");
-    const py::object colon = steal(PyUnicode_FromString(":"));
-    const py::object prefix = steal(PyUnicode_Concat(spec[4].ptr(), colon.ptr()));
+    if (spec.size() != 4 || !PyType_Check(spec[0].ptr()) || !PyType_Check(spec[1].ptr()) ||
+        !PyType_Check(spec[2].ptr()) || !PyUnicode_Check(spec[3].ptr()))
+        throw py::type_error("tensors: (TensorInfo, Storage, ByteSource, abspath)");
     std::vector<py::object> names;
     for (const char* n : {"name", "dtype", "shape", "strides", "storage_offset", "storage", "is_parameter",
                           "requires_grad", "key", "dtype", "nbytes", "source", "byteorder", "path", "offset",
@@ -143,8 +141,7 @@ std::optional<py::dict> tensor_infos(const st::Header& h, const py::dict& d, py:
         PyObject* source_values[] = {spec[3].ptr(), at.ptr(), size.ptr(), empty.ptr(), minus_one.ptr(), Py_None,
                                      Py_False};
         const py::object src = steal(source.make(source_values));
-        const py::object key = steal(PyUnicode_Concat(prefix.ptr(), name));
-        PyObject* storage_values[] = {key.ptr(), dtype, size.ptr(), src.ptr(), little.ptr()};
+        PyObject* storage_values[] = {name, dtype, size.ptr(), src.ptr(), little.ptr()};
         const py::object store = steal(storage.make(storage_values));
         PyObject* tensor_values[] = {name, dtype, shape, found->second.ptr(), zero.ptr(), store.ptr(), Py_False,
                                      Py_False};
@@ -250,7 +247,7 @@ void register_header(py::module_& m) {
         "whole file; `dtypes` rows are (safetensors name, itemsize, label). Returns a dict of\n"
         "columns in file order: names, shapes (tuples), dtypes (labels), begins/ends (when\n"
         "`offsets`), plus metadata and data_start. Bad input raises CoreError. With `tensors`,\n"
-        "(TensorInfo, Storage, ByteSource, abspath, filename), also `tensors`: {name: TensorInfo}\n"
+        "(TensorInfo, Storage, ByteSource, abspath), also `tensors`: {name: TensorInfo}\n"
         "as safetensors.read_tensors makes them (absent when a stride passes 2^64).");
     m.def(
         "fold_names",

@@ -72,13 +72,15 @@ def read_tensors(path: Path | Source) -> tuple[dict[str, TensorInfo], dict[str, 
     """The validated tensors of one file (flat, in file order) and its `__metadata__`."""
     # Storages name their source: a local file by its absolute path, any other by its name.
     abspath = storage_name(path)
-    filename = Path(abspath).name
-    h = read_header(path, tensors=(TensorInfo, Storage, ByteSource, abspath, filename))
+    # no offset columns (two lists of ints: 8 MB at 100k tensors) beside the objects made
+    h = read_header(path, offsets=False,
+                    tensors=(TensorInfo, Storage, ByteSource, abspath))
     if "tensors" in h:  # made by the core, as _tensor_info makes them
         return h["tensors"], h["metadata"]
+    h = read_header(path)
     start = h["data_start"]
     tensors = {
-        name: _tensor_info(abspath, filename, name, dtype, shape, start + b, e - b)
+        name: _tensor_info(abspath, name, dtype, shape, start + b, e - b)
         for name, shape, dtype, b, e in zip(
             h["names"], h["shapes"], h["dtypes"], h["begins"], h["ends"], strict=True
         )
@@ -173,9 +175,11 @@ def _no_duplicates(label: str) -> Any:
 
 
 def _tensor_info(
-    abspath: str, filename: str, name: str, dtype: str, shape: tuple[int, ...], at: int, n: int
+    abspath: str, name: str, dtype: str, shape: tuple[int, ...], at: int, n: int
 ) -> TensorInfo:
-    storage = Storage(f"{filename}:{name}", dtype, n, ByteSource(abspath, at, n))
+    # Every tensor is its own storage, keyed by its name (unique in the file, and in the folder
+    # of shards it may be one of): one string less per tensor than "file:name".
+    storage = Storage(name, dtype, n, ByteSource(abspath, at, n))
     # Named already: the tree is flat, so open() keeps the name (and skips a copy per tensor).
     return TensorInfo(name, dtype, shape, _strides(shape), 0, storage)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -142,3 +143,33 @@ def test_a_replacement_found_sends_names_onto_targets(
     distinct = old_parts[-1] != new_parts[-1] and not set(sources) & set(targets)
     if distinct and not any(p.isdigit() for p in old_parts + new_parts):
         assert change is not None
+
+
+def _replacements_by_every_target(sources: list[str], targets: list[str]) -> Counter[tuple[str,
+                                                                                          str]]:
+    """The counts as first written: every target's rests indexed, then the sample looked up."""
+    by_rest: dict[str, list[str]] = {}
+    for name in targets:
+        for q in renames._module_heads(name):
+            by_rest.setdefault(name[len(q):], []).append(q)
+    out: Counter[tuple[str, str]] = Counter()
+    for name in renames._sample(sources):
+        for p in renames._module_heads(name):
+            found = by_rest.get(name[len(p):], ())
+            if len(found) > renames.MAX_PREFIXES:
+                continue
+            out.update((p, q) for q in found if renames._last(q) != renames._last(p))
+    return out
+
+
+@given(st.lists(_name, max_size=60, unique=True), st.lists(_name, max_size=60, unique=True),
+       st.integers(1, 20))
+def test_replacements_count_as_an_index_of_every_target_would(
+    sources: list[str], targets: list[str], many: int
+) -> None:
+    """Only the sample's rests are indexed (memory: three strings a target name were held at
+    100k), with the same counts, a rest that more than MAX_PREFIXES targets end in included."""
+    targets = targets + [f"m{i}.x.y" for i in range(many)]  # one rest, many prefixes
+    sources = [*sources, "s.x.y"]
+    assert renames._replacements(sources, targets) == _replacements_by_every_target(sources,
+                                                                                   targets)

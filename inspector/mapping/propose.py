@@ -222,16 +222,21 @@ class Context:
             kept = kept_by(rules, name)
             if kept is not None:
                 entries[name] = _keep(name, info, f"{kept}: keep target init", {"kept-by-rule"})
-            elif name in claims:
-                entries[name] = self._from_claims(name, info, claims[name], reasons)
+            elif name in claims:  # taken off as used: a row made, its claims let go
+                entries[name] = self._from_claims(name, info, claims.pop(name), reasons)
             else:
                 open_targets.append(name)
         renamed, pool = self._renamed(open_targets, pool)
-        for name, claim in renamed.items():
-            entries[name] = self._from_claims(name, self.target.tensors[name], [claim], reasons)
         open_targets = [name for name in open_targets if name not in renamed]
+        while renamed:  # taken off as used, as above
+            name, claim = renamed.popitem()
+            entries[name] = self._from_claims(name, self.target.tensors[name], [claim], reasons)
         entries.update(self._heuristic(open_targets, pool, reasons))
-        ordered = {n: entries[n] for n in self.target.tensors}
+        # The claims and the pool hold a Src per source tensor, `entries` every row again: let
+        # them go before the passes below (at 100k rows they set the peak of `ckpt map`)
+        del claims, pool, renamed, open_targets
+        ordered = {n: entries.pop(n) for n in self.target.tensors}
+        del entries
         ordered = self._vocabulary(ordered, reasons)
         ordered = self._follow_groups(ordered, reasons)
         self._reasons = reasons

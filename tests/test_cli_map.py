@@ -114,20 +114,21 @@ def test_map_folds_similarity_rows_across_layers(tmp_path, capsys) -> None:  # t
     """Rows ranked by similarity quote the suffix they share, which begins with the layer index
     (`suffix '3.experts.1.w'`): they fold across layers all the same (100k rows renamed
     `layers` -> `model.blocks`: 4 lines, not 12,502), as in `ckpt plan show`. (The renamed
-    prefixes are four components long: a shorter one is found as a prefix replaced.)"""
+    prefixes are seven components long: a shorter one is found as a prefix replaced.)"""
     w = np.zeros((2, 2), np.float32)
-    names = [f"enc.net.body.layers.{i}.experts.{j}.w" for i in range(6) for j in range(2)]
+    old = "enc.net.body.tower.core.main.layers."
+    names = [f"{old}{i}.experts.{j}.w" for i in range(6) for j in range(2)]
     _save(tmp_path / "a.pt", {n: w for n in names})
-    _save(tmp_path / "b.pt", {"model.enc.trunk." + n.replace("enc.net.body.layers.", "blocks."): w
+    _save(tmp_path / "b.pt", {"model.enc.trunk.stack.inner." + n.replace(old, "blocks."): w
                               for n in names})
     assert main(["map", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "-o",
                  str(tmp_path / "plan.yaml")]) == 0
     out = capsys.readouterr().out.splitlines()
-    blocks = "model.enc.trunk.blocks.{0..5}"
+    blocks = "model.enc.trunk.stack.inner.blocks.{0..5}"
     assert out[0] == f"{blocks} 100%  [12 copy, 0 keep, 0 drop]", out
     assert out[1].startswith(f"  {blocks}.experts.0.w, {blocks}.experts.1.w <- a.pt:"
-                             "enc.net.body.layers.{0..5}.experts.0.w, "
-                             "enc.net.body.layers.{0..5}.experts.1.w [heuristic]"), out
+                             f"{old}{{0..5}}.experts.0.w, {old}{{0..5}}.experts.1.w"
+                             " [heuristic]"), out
     assert out[1].endswith("; the same in each layer)"), out
     assert len(out) == 3, out  # and the line naming the plan file
     assert main(["plan", "show", str(tmp_path / "plan.yaml")]) == 0

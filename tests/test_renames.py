@@ -87,8 +87,19 @@ def test_two_prefixes_that_explain_as_much_decide_nothing() -> None:
     assert more == PrefixChange("", "model.", len(NAMES), len(NAMES))
 
 
-def test_heads_stop_at_three_components_and_leave_a_rest() -> None:
-    assert list(heads("a.b.c.d.e")) == ["a.", "a.b.", "a.b.c."]
+def test_a_prefix_four_components_deep_replaced_is_found() -> None:
+    """An encoder moved under another wrapper (`enc.net.body.layers.` -> `model.enc.trunk.
+    blocks.`): 100k MoE rows were ranked one by one (7 s, 510 MB, every row to review)."""
+    sources = [f"enc.net.body.layers.{i}.experts.{j}.w" for i in range(40) for j in range(4)]
+    targets = [n.replace("enc.net.body.layers.", "model.enc.trunk.blocks.") for n in sources]
+    assert find(sources, targets) == PrefixChange("enc.net.body.layers.",
+                                                  "model.enc.trunk.blocks.", 160, 160)
+
+
+def test_heads_stop_at_six_components_and_leave_a_rest() -> None:
+    assert list(heads("a.b.c.d.e.f.g.h")) == ["a.", "a.b.", "a.b.c.", "a.b.c.d.", "a.b.c.d.e.",
+                                              "a.b.c.d.e.f."]
+    assert list(heads("a.b.c.d.e")) == ["a.", "a.b.", "a.b.c.", "a.b.c.d."]
     assert list(heads("a.b")) == ["a."]
     assert list(heads("a.")) == []
     assert list(heads("w")) == []

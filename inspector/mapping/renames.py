@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-DEPTH = 3  # prefixes of up to three dotted components
+DEPTH = 6  # prefixes of up to six dotted components
 MIN_SHARE = 0.5  # of the smaller side's names
 SAMPLE = 2000  # names per side whose prefixes are counted to choose the change
 MAX_PREFIXES = 16  # target prefixes one rest may follow and still name a replacement
@@ -89,11 +89,17 @@ def _replacements(sources: Sequence[str], targets: Sequence[str]) -> Counter[tup
     name (~700 B each, the peak of `ckpt map` at 100k)."""
     sampled = [(p, name[len(p) :]) for name in _sample(sources) for p in _module_heads(name)]
     found: dict[str, list[str]] = {rest: [] for _, rest in sampled}  # rest -> target prefixes
-    for name in targets:
-        for q in _module_heads(name):
-            prefixes = found.get(name[len(q) :])
+    for name in targets:  # heads(name) written out: this loop sees every target name
+        at = -1
+        for _ in range(DEPTH):
+            at = name.find(".", at + 1)
+            if at < 0 or at == len(name) - 1:
+                break
+            prefixes = found.get(name[at + 1 :])
             if prefixes is not None and len(prefixes) <= MAX_PREFIXES:
-                prefixes.append(q)
+                q = name[: at + 1]
+                if not _last(q)[:-1].isdigit():
+                    prefixes.append(q)
     out: Counter[tuple[str, str]] = Counter()
     for p, rest in sampled:
         prefixes = found[rest]

@@ -457,6 +457,13 @@ def test_a_proposal_makes_unused_rows_only_for_the_sources_it_leaves_unread(
     plan.reject(list(plan.entries))
     assert len(made) == len(src.tensors)
     assert all(first[u.name] is u for u in plan.unused if u.name in first)
+    # a UI's worker prepares the plan: the key then makes none
+    plan = propose(src, inspector.open(nemo_rnnt(1024)))
+    plan.prepare()
+    made.clear()
+    plan.reject(list(plan.entries))
+    assert made == []
+    assert [u.name for u in plan.unused] == list(src.tensors)
 
 
 def test_rejected_rows_leave_their_sources_unused_until_undone() -> None:

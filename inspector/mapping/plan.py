@@ -99,6 +99,8 @@ class PlanContext(Protocol):
 
     def partial_modules(self, entries: Mapping[str, Entry]) -> dict[str, list[str]]: ...
 
+    def prepare(self) -> None: ...
+
 
 @dataclass
 class Plan:
@@ -166,6 +168,8 @@ class Plan:
         the first key does not pay for it."""
         self._group_index()
         self._modules_and_stacks()
+        if self._context is not None:
+            self._context.prepare()
 
     def _group_index(self) -> dict[str, list[str]]:
         """`groups.group_index` of the rows: names never change with edits, so it is built once

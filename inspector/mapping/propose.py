@@ -260,6 +260,13 @@ class Context:
                     reasons[(label, src)] = f"its target keeps its init: {e.reason}"
         return out
 
+    def prepare(self) -> None:
+        """Every source tensor's Unused row, made now (a UI's worker calls this through
+        `Plan.prepare`): a proposal makes only those of the tensors it leaves unread, and a bulk
+        reject of 100k rows would otherwise make the rest on its key."""
+        for ref, ckpt in self.sources:
+            self._unused_rows(ref.label, ckpt, None)
+
     def unused_for(self, entries: Mapping[str, Entry], rules: list[Rule]) -> list[Unused]:
         read: dict[str, set[str]] = {}  # source label -> the names rows copy
         for label, name in chain.from_iterable(copied_sources(entries.values())):

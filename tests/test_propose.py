@@ -538,6 +538,58 @@ def test_a_prefix_replaced_is_found_and_the_output_loads_into_the_other_port(
     _moved_through_the_cli(tmp_path, "port.pt", port, trained)
 
 
+def test_a_prefix_replaced_four_components_deep_is_found_and_the_output_loads(
+    tmp_path: Path,
+) -> None:
+    """An encoder trained inside a wrapper (`enc.net.body.layers`) and a port that keeps its
+    blocks elsewhere (`model.enc.trunk.blocks`): the prefixes are four components long, beyond
+    the three first looked at, where every row was ranked by similarity and flagged to review.
+    Now one prefix replaced; what `apply` writes loads strictly and computes the same."""
+    import torch
+
+    def stack() -> torch.nn.ModuleList:
+        return torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+
+    def run(layers: Any, x: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            x = torch.tanh(layer(x))
+        return x
+
+    class Trained(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = torch.nn.Module()
+            self.enc.net = torch.nn.Module()
+            self.enc.net.body = torch.nn.Module()  # type: ignore[union-attr]
+            self.enc.net.body.layers = stack()  # type: ignore[union-attr]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return run(self.enc.net.body.layers, x)  # type: ignore[union-attr]
+
+    class Port(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = torch.nn.Module()
+            self.model.enc = torch.nn.Module()
+            self.model.enc.trunk = torch.nn.Module()  # type: ignore[union-attr]
+            self.model.enc.trunk.blocks = stack()  # type: ignore[union-attr]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return run(self.model.enc.trunk.blocks, x)  # type: ignore[union-attr]
+
+    torch.manual_seed(0)
+    trained, port = Trained(), Port()
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    torch.save(port.state_dict(), tmp_path / "port.pt")
+    for _ in range(2):  # a public function, called twice
+        plan = propose(tmp_path / "trained.pt", tmp_path / "port.pt")
+        assert {e.reason for e in plan.entries.values()} == {
+            "prefix 'enc.net.body.layers.' replaced by 'model.enc.trunk.blocks.' (as 6 of the 6"
+            " names it was left with)"}
+        assert not any("heuristic" in e.flags for e in plan.entries.values())
+    _moved_through_the_cli(tmp_path, "port.pt", port, trained)
+
+
 def _moved_through_the_cli(tmp_path: Path, target: str, model: Any, trained: Any) -> None:
     """`ckpt map trained.pt TARGET`, `plan approve '*'`, `apply` through subprocesses: torch
     loads the output into `model` strictly, and it computes what `trained` does."""

@@ -313,3 +313,28 @@ def test_apply_imports_neither_numpy_nor_torch():
             "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
     out = python("-c", code, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tied_views_given_two_sources_of_one_storage_key_are_refused(tmp_path: Path) -> None:
+    """A storage key is unique within one checkpoint only: two safetensors sources each holding
+    a `w` give equal keys (a tensor's own name). A tied pair fed one from each would get two
+    values: refused, not taken for one value because the keys are equal."""
+    from inspector.errors import PlanError
+    from inspector.writers.build import build_output
+    from inspector.writers.produce import View, ViewValue
+
+    save_file({"w": torch.ones(4, 3)}, str(tmp_path / "a.safetensors"))
+    save_file({"w": torch.zeros(4, 3)}, str(tmp_path / "b.safetensors"))
+    w = torch.randn(4, 3)
+    torch.save({"emb.weight": w, "head.weight": w}, tmp_path / "tgt.pt")
+    a, b = inspector.open(tmp_path / "a.safetensors"), inspector.open(tmp_path / "b.safetensors")
+    target = inspector.open(tmp_path / "tgt.pt")
+
+    def value(ckpt: inspector.Checkpoint) -> ViewValue:
+        return ViewValue(ckpt, ckpt["w"].storage, View.of(ckpt["w"]))
+
+    assert a["w"].storage.key == b["w"].storage.key
+    with pytest.raises(PlanError, match="tied"):
+        build_output(target, {"emb.weight": value(a), "head.weight": value(b)})
+    out = build_output(target, {"emb.weight": value(a), "head.weight": value(a)})
+    assert out.tensors["emb.weight"].storage is out.tensors["head.weight"].storage

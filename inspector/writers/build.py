@@ -125,7 +125,9 @@ def _dedupe(pieces: list[tuple[int, Producer]], s: Storage) -> list[tuple[int, P
 
 def same_value(a: Producer, b: Producer) -> bool:
     if isinstance(a, ViewValue) and isinstance(b, ViewValue):
-        return a.storage.key == b.storage.key and a.view == b.view and a.dtype == b.dtype
+        # a storage key is unique within one checkpoint only (two sources may each hold a `w`)
+        return (a.ckpt is b.ckpt and a.storage.key == b.storage.key and a.view == b.view
+                and a.dtype == b.dtype)
     return a is b
 
 

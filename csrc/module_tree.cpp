@@ -199,6 +199,7 @@ public:
                 node = path_[depth].second;
             } else {
                 if (fold && !foldable(seg)) return false;
+                if (w_.size() >= kNone) return false;  // node numbers are 32-bit (kNone: no node)
                 bool added = false;
                 const std::uint32_t child =
                     child_.find_or_add(w_, node, seg, static_cast<std::uint32_t>(w_.size()), added);

@@ -89,7 +89,7 @@ def test_two_prefixes_that_explain_as_much_decide_nothing() -> None:
 
 def test_a_prefix_four_components_deep_replaced_is_found() -> None:
     """An encoder moved under another wrapper (`enc.net.body.layers.` -> `model.enc.trunk.
-    blocks.`): 100k MoE rows were ranked one by one (7 s, 510 MB, every row to review)."""
+    blocks.`): 100k MoE rows were ranked one by one (7 s, 526 MB, every row to review)."""
     sources = [f"enc.net.body.layers.{i}.experts.{j}.w" for i in range(40) for j in range(4)]
     targets = [n.replace("enc.net.body.layers.", "model.enc.trunk.blocks.") for n in sources]
     assert find(sources, targets) == PrefixChange("enc.net.body.layers.",

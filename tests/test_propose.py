@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -604,3 +605,48 @@ def _moved_through_the_cli(tmp_path: Path, target: str, model: Any, trained: Any
     model.load_state_dict(torch.load(out, weights_only=True), strict=True)
     x = torch.randn(3, 4)
     assert torch.equal(model(x), trained(x))
+
+
+class _Unshared(dict):  # type: ignore[type-arg]
+    """A cache that never answers: every row made in full."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("case", ["exact", "prefix", "replaced", "mixed"])
+def test_rows_made_from_an_alike_rows_fields_equal_rows_made_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Rows copied by the exact name or one prefix change are made from the first alike row's
+    fields (same sources' kind, shapes and dtypes): the plan is the one made row by row, with
+    mismatched shapes, a dtype change and names on both sides of the change among them."""
+    from safetensors.numpy import save_file
+
+    src = {f"layers.{i}.w{k}": np.zeros((2, k + 1), np.float32) for i in range(5) for k in range(3)}
+    src["layers.0.b"] = np.zeros(3, np.float16)
+    src["layers.1.b"] = np.zeros(3, np.float32)
+    tgt = {n: np.zeros((2, 1), np.float32) if n == "layers.2.w2" else v for n, v in src.items()}
+    tgt["layers.0.b"] = np.zeros(3, np.float32)  # a dtype change
+    rename = {"exact": lambda n: n, "prefix": lambda n: "model." + n,
+              "replaced": lambda n: n.replace("layers.", "model.blocks."),
+              "mixed": lambda n: n if n.endswith("b") else "model." + n}[case]
+    save_file(src, str(tmp_path / "src.safetensors"))
+    save_file({rename(n): v for n, v in tgt.items()}, str(tmp_path / "tgt.safetensors"))
+    fast = propose(tmp_path / "src.safetensors", tmp_path / "tgt.safetensors")
+    ctx = importlib.import_module("inspector.mapping.propose").Context
+    init = ctx.__init__
+
+    def unshared(self: Any, *a: Any, **k: Any) -> None:
+        init(self, *a, **k)
+        self._alike = _Unshared()
+
+    monkeypatch.setattr(ctx, "__init__", unshared)
+    full = propose(tmp_path / "src.safetensors", tmp_path / "tgt.safetensors")
+    assert fast.entries == full.entries
+    assert fast.to_yaml() == full.to_yaml()
+    assert any("shape-mismatch" in e.flags for e in fast.entries.values())
+    assert any("dtype-change" in e.flags for e in fast.entries.values())

@@ -548,38 +548,26 @@ def test_a_prefix_replaced_four_components_deep_is_found_and_the_output_loads(
     Now one prefix replaced; what `apply` writes loads strictly and computes the same."""
     import torch
 
-    def stack() -> torch.nn.ModuleList:
-        return torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+    class Stacked(torch.nn.Module):
+        """Three tanh(Linear) layers kept at the dotted `path` (modules made on the way)."""
 
-    def run(layers: Any, x: torch.Tensor) -> torch.Tensor:
-        for layer in layers:
-            x = torch.tanh(layer(x))
-        return x
-
-    class Trained(torch.nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, path: str) -> None:
             super().__init__()
-            self.enc = torch.nn.Module()
-            self.enc.net = torch.nn.Module()
-            self.enc.net.body = torch.nn.Module()  # type: ignore[union-attr]
-            self.enc.net.body.layers = stack()  # type: ignore[union-attr]
+            self.path = path.split(".")
+            at: torch.nn.Module = self
+            for part in self.path[:-1]:
+                at.add_module(part, torch.nn.Module())
+                at = getattr(at, part)
+            at.add_module(self.path[-1], torch.nn.ModuleList(
+                torch.nn.Linear(4, 4) for _ in range(3)))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return run(self.enc.net.body.layers, x)  # type: ignore[union-attr]
-
-    class Port(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = torch.nn.Module()
-            self.model.enc = torch.nn.Module()
-            self.model.enc.trunk = torch.nn.Module()  # type: ignore[union-attr]
-            self.model.enc.trunk.blocks = stack()  # type: ignore[union-attr]
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return run(self.model.enc.trunk.blocks, x)  # type: ignore[union-attr]
+            for layer in functools.reduce(getattr, self.path, self):
+                x = torch.tanh(layer(x))
+            return x
 
     torch.manual_seed(0)
-    trained, port = Trained(), Port()
+    trained, port = Stacked("enc.net.body.layers"), Stacked("model.enc.trunk.blocks")
     torch.save(trained.state_dict(), tmp_path / "trained.pt")
     torch.save(port.state_dict(), tmp_path / "port.pt")
     for _ in range(2):  # a public function, called twice

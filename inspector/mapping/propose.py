@@ -289,16 +289,18 @@ class Context:
         each edit (a bulk reject made 100k of them again). The proposal itself asks only for
         the few its rows leave unread (a row for every tensor was ~100 B a tensor in
         `ckpt map`); the first edit fills in the rest."""
-        made = self._unused_made.get(label)
-        if made is not None and made[0] is self._reasons and made[2]:
-            return made[1]
         reasons, default = self._reasons, "no target tensor of that name"
-        rows = made[1] if made is not None and made[0] is reasons else {}
-        whole = made is not None and made[0] is reasons  # asked again: an edit, make them all
+        made = self._unused_made.get(label)
+        if made is not None and made[0] is not reasons:  # an earlier proposal's
+            made = None
+        if made is not None and made[2]:
+            return made[1]
+        rows = made[1] if made is not None else {}
+        whole = made is not None or not read  # asked again (an edit), or every tensor unread
         wanted = ckpt.tensors if whole or not read else (n for n in ckpt.tensors if n not in read)
         table = {name: rows.get(name) or Unused(label, name, reasons.get((label, name), default))
                  for name in wanted}
-        self._unused_made[label] = (reasons, table, whole or not read)
+        self._unused_made[label] = (reasons, table, whole)
         return table
 
     def user_entry(
@@ -390,7 +392,7 @@ class Context:
         # (100k renamed rows each made their evidence and checks again, ~0.5 s)
         key = None
         if not self.digests and not c.transforms and (c.via == "exact" or c.renamed):
-            key = (c.renamed or c.src.label, c.src.info.shape, c.src.info.dtype, info.shape,
+            key = (c.src.label, c.renamed, c.src.info.shape, c.src.info.dtype, info.shape,
                    info.dtype)
             fields = self._alike.get(key)
             if fields is not None:

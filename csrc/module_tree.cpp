@@ -256,13 +256,9 @@ public:
             o.name = std::string(w.key);
             o.parent = parent;
             o.tensor = w.tensor == kNone ? -1 : static_cast<std::int64_t>(w.tensor);
-            if (w.sums != kNone) {
-                const Sums& t = sums_[w.sums];
-                o.tensors = t.tensors, o.params = t.params, o.nbytes = t.nbytes, o.dtypes = t.dtypes.list();
-            } else {  // a tensor's leaf
-                const Kind& k = kind(w.tensor);
-                o.tensors = 1, o.params = k.numel, o.nbytes = k.nbytes, o.dtypes = {{k.dtype, 1}};
-            }
+            Sums t;
+            add_totals(t, w);  // cannot overflow: the same sums were added up while building
+            o.tensors = t.tensors, o.params = t.params, o.nbytes = t.nbytes, o.dtypes = t.dtypes.list();
             o.repeat = w.repeat;
             o.signature = w.signature == kNone ? -1 : static_cast<std::int64_t>(w.signature);
             const std::size_t from = stack.size();
@@ -304,17 +300,28 @@ private:
 
     const Kind& kind(std::uint32_t tensor) const { return kinds_[kind_of_[tensor]]; }
 
+    // Adds node w's totals to `into`: its own, or (a tensor's leaf) its tensor's kind's.
+    bool add_totals(Sums& into, const Work& w) const {
+        if (w.sums == kNone) {
+            if (w.tensor == kNone) return true;
+            const Kind& k = kind(w.tensor);
+            return add_sizes(into, 1, k.numel, k.nbytes) && into.dtypes.add(k.dtype, 1);
+        }
+        const Sums& t = sums_[w.sums];
+        if (!add_sizes(into, t.tensors, t.params, t.nbytes)) return false;
+        for (const auto& [d, count] : t.dtypes.list())
+            if (!into.dtypes.add(d, count)) return false;
+        return true;
+    }
+
     // Node n's totals, made when it first needs its own (from its tensor's, if it has one).
     Sums* sums_of(std::uint32_t n) {
         Work& w = w_[n];
         if (w.sums != kNone) return &sums_[w.sums];
         if (sums_.size() >= kNone) return nullptr;
-        w.sums = static_cast<std::uint32_t>(sums_.size());
         Sums& s = sums_.emplace_back();
-        if (w.tensor != kNone) {
-            const Kind& k = kind(w.tensor);
-            if (!add_sizes(s, 1, k.numel, k.nbytes) || !s.dtypes.add(k.dtype, 1)) return nullptr;
-        }
+        if (!add_totals(s, w)) return nullptr;
+        w.sums = static_cast<std::uint32_t>(sums_.size() - 1);
         return &s;
     }
 
@@ -380,18 +387,8 @@ private:
         merged.signature = first.signature;  // the same key: its tensor and its children
         merged.sums = static_cast<std::uint32_t>(sums_.size());
         Sums total;
-        for (const std::uint32_t c : run) {
-            const Work& w = w_[c];
-            if (w.sums != kNone) {
-                const Sums& t = sums_[w.sums];
-                if (!add_sizes(total, t.tensors, t.params, t.nbytes)) return false;
-                for (const auto& [d, count] : t.dtypes.list())
-                    if (!total.dtypes.add(d, count)) return false;
-            } else {
-                const Kind& k = kind(w.tensor);
-                if (!add_sizes(total, 1, k.numel, k.nbytes) || !total.dtypes.add(k.dtype, 1)) return false;
-            }
-        }
+        for (const std::uint32_t c : run)
+            if (!add_totals(total, w_[c])) return false;
         sums_.push_back(std::move(total));
         out.push_back(static_cast<std::uint32_t>(w_.size()));
         w_.push_back(std::move(merged));

@@ -55,6 +55,11 @@ py::list column(std::size_t n, Make make) {
     return out;
 }
 
+void add_offsets(py::dict& d, const st::Header& h) {
+    d["begins"] = column(h.size(), [&](std::size_t i) { return steal(PyLong_FromUnsignedLongLong(h.begin[i])); });
+    d["ends"] = column(h.size(), [&](std::size_t i) { return steal(PyLong_FromUnsignedLongLong(h.end[i])); });
+}
+
 py::dict to_python(const st::Header& h, const DtypeTable& table, bool offsets) {
     const std::size_t n = h.size();
     py::dict d;
@@ -76,10 +81,7 @@ py::dict to_python(const st::Header& h, const DtypeTable& table, bool offsets) {
         return it->second;
     });
     d["dtypes"] = column(n, [&](std::size_t i) { return table.labels[h.dtype[i]]; });
-    if (offsets) {
-        d["begins"] = column(n, [&](std::size_t i) { return steal(PyLong_FromUnsignedLongLong(h.begin[i])); });
-        d["ends"] = column(n, [&](std::size_t i) { return steal(PyLong_FromUnsignedLongLong(h.end[i])); });
-    }
+    if (offsets) add_offsets(d, h);
     py::dict meta;
     for (const auto& [k, v] : h.metadata) meta[text(k)] = text(v);
     d["metadata"] = meta;
@@ -233,10 +235,13 @@ void register_header(py::module_& m) {
                 inspector_bindings::NoGil nogil(view.size());  // buffer.hpp
                 h = st::parse_header(bytes, file_size, table.specs);
             }
-            py::dict d = to_python(h, table, offsets);
+            // With `tensors`, the offset columns (two lists of ints: 8 MB at 100k tensors) are
+            // made only when the objects are not: never both at once.
+            py::dict d = to_python(h, table, offsets && tensors.is_none());
             if (!tensors.is_none()) {
                 auto made = tensor_infos(h, d, tensors);
                 if (made) d["tensors"] = *made;
+                else if (offsets) add_offsets(d, h);
             }
             return d;
         },
@@ -247,8 +252,9 @@ void register_header(py::module_& m) {
         "whole file; `dtypes` rows are (safetensors name, itemsize, label). Returns a dict of\n"
         "columns in file order: names, shapes (tuples), dtypes (labels), begins/ends (when\n"
         "`offsets`), plus metadata and data_start. Bad input raises CoreError. With `tensors`,\n"
-        "(TensorInfo, Storage, ByteSource, abspath), also `tensors`: {name: TensorInfo}\n"
-        "as safetensors.read_tensors makes them (absent when a stride passes 2^64).");
+        "(TensorInfo, Storage, ByteSource, abspath), also `tensors`: {name: TensorInfo} (then no\n"
+        "begins/ends) as safetensors.read_tensors makes them (absent when a stride passes 2^64: then\n"
+        "begins/ends are there when `offsets`).");
     m.def(
         "fold_names",
         [](py::handle names) -> py::object {

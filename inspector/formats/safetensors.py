@@ -72,12 +72,9 @@ def read_tensors(path: Path | Source) -> tuple[dict[str, TensorInfo], dict[str, 
     """The validated tensors of one file (flat, in file order) and its `__metadata__`."""
     # Storages name their source: a local file by its absolute path, any other by its name.
     abspath = storage_name(path)
-    # no offset columns (two lists of ints: 8 MB at 100k tensors) beside the objects made
-    h = read_header(path, offsets=False,
-                    tensors=(TensorInfo, Storage, ByteSource, abspath))
-    if "tensors" in h:  # made by the core, as _tensor_info makes them
+    h = read_header(path, tensors=(TensorInfo, Storage, ByteSource, abspath))
+    if "tensors" in h:  # made by the core, as _tensor_info makes them (then no offset columns)
         return h["tensors"], h["metadata"]
-    h = read_header(path)
     start = h["data_start"]
     tensors = {
         name: _tensor_info(abspath, name, dtype, shape, start + b, e - b)

@@ -123,6 +123,47 @@ def test_no_group_is_split_after_follow_groups(rows: list[tuple[int, str, bool]]
             assert e == entries[name]  # nothing is ever turned into a copy
 
 
+def follow_groups_name_by_name(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """`follow_groups` as it was written before: every name split and its group looked up."""
+    from inspector.mapping import groups as g
+
+    out = dict(entries)
+    seen: set[tuple[str, int]] = set()
+    for name in entries:
+        found = g._split_group_name(name)
+        if found is None or found[:2] in seen:
+            continue
+        seen.add(found[:2])
+        members = g._members(found[0], found[1], entries)
+        leads = [m for m in members if g._split_group_name(m)[2]] or members  # type: ignore[index]
+        lead = next((m for m in leads if entries[m].effective == "keep"), None)
+        if lead is not None:
+            for m in members:
+                if entries[m].effective == "copy" and entries[m].status == "proposed":
+                    out[m] = g._follower(entries[m], entries[lead])
+    led = dict(out)
+    for follower, lead_part in g.FOLLOWS_LEAD:
+        for name, e in out.items():
+            if not name.endswith("." + follower) or e.effective != "copy" or e.status != "proposed":
+                continue
+            lead_row = out.get(name[: -len(follower)] + lead_part)
+            if lead_row is not None and lead_row.effective == "keep":
+                why = f"follows its {lead_part}, which keeps its init"
+                led[name] = g._follower(e, lead_row, why)
+    return led
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(
+    (*SUFFIXES, "weight_g", "weight_v", "parametrizations.weight.original0",
+     "parametrizations.weight.original1", "other")), st.booleans()), max_size=20))
+def test_follow_groups_is_the_name_by_name_pass(rows: list[tuple[int, str, bool]]) -> None:
+    """Only the names that can make a group are looked at one by one: the rows come out as
+    when every name was, in the same order."""
+    entries = {f"m{i}.{s}": _row(f"m{i}.{s}", c) for i, s, c in rows}
+    assert list(follow_groups(entries).items()) == list(
+        follow_groups_name_by_name(entries).items())
+
+
 def test_plan_yaml_round_trips_followers() -> None:
     plan = propose(inspector.open(_conformer(32)), inspector.open(_conformer(48)))
     again = type(plan).from_yaml(plan.to_yaml())

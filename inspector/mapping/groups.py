@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping
+from operator import methodcaller
 from typing import Any
 
 from .entries import DECLARED_KEEP_FLAGS, Candidate, Entry, Evidence
@@ -44,6 +45,27 @@ def _by_last_part() -> dict[str, list[tuple[str, int, bool]]]:
 _GROUP_SUFFIXES = _by_last_part()
 
 
+def _deciding_tails() -> tuple[str, ...]:
+    """The name endings that make a group: a follower of a group that has followers (a Linear's
+    weight and bias alone are none), an anchor of one that has none; as `.suffix`."""
+    return tuple(f".{s}" for anchors, followers in STATEFUL_GROUPS for s in followers or anchors)
+
+
+_DECIDING_TAILS = _deciding_tails()
+
+
+def _groups_in(names: Iterable[str]) -> dict[tuple[str, int], None]:
+    """The (module path, group index) of every stateful group with members among `names`, in
+    the order of their first deciding name. Names are looked at one by one only when they end
+    as a group's deciding member: most of 100k names end in `.weight` and make no group."""
+    out: dict[tuple[str, int], None] = {}
+    for name in filter(methodcaller("endswith", _DECIDING_TAILS), names):
+        found = _split_group_name(name)
+        if found is not None:
+            out[found[:2]] = None
+    return out
+
+
 def _split_group_name(name: str) -> tuple[str, int, bool] | None:
     """(module path, group index, is anchor) for a name that ends in a STATEFUL_GROUPS suffix."""
     for suffix, gi, anchor in _GROUP_SUFFIXES.get(name.rpartition(".")[2], ()):
@@ -73,13 +95,8 @@ def group_index(names: Iterable[str]) -> dict[str, list[str]]:
     """Each name that has stateful-group members among `names` -> those members (without
     itself): `group_members` for every name at once, in one pass (bulk edits of 100k rows)."""
     present = names if isinstance(names, (set, dict)) else set(names)
-    groups: dict[tuple[str, int], list[str]] = {}
-    for name in present:
-        found = _split_group_name(name)
-        if found is not None:
-            groups.setdefault(found[:2], []).append(name)
     out: dict[str, list[str]] = {}
-    for (module, gi), _ in groups.items():
+    for module, gi in _groups_in(present):
         members = _members(module, gi, present)
         for m in members:
             others = [x for x in members if x != m]
@@ -93,13 +110,8 @@ def follow_groups(entries: dict[str, Entry]) -> dict[str, Entry]:
     members that would be copied keep theirs too, reason `follows <anchor>`, with the anchor's
     declaring flags (so a follower of a partial is a partial). Rows the user decided are left."""
     out = dict(entries)
-    seen: set[tuple[str, int]] = set()
-    for name in entries:
-        found = _split_group_name(name)
-        if found is None or found[:2] in seen:
-            continue
-        seen.add(found[:2])
-        members = _members(found[0], found[1], entries)
+    for module, gi in _groups_in(entries):
+        members = _members(module, gi, entries)
         leads = [m for m in members if _split_group_name(m)[2]] or members  # type: ignore[index]
         lead = next((m for m in leads if entries[m].effective == "keep"), None)
         if lead is None:
@@ -114,8 +126,9 @@ def _follow_leads(entries: dict[str, Entry]) -> dict[str, Entry]:
     """FOLLOWS_LEAD: a proposed copy whose lead keeps its init keeps its init too."""
     out = dict(entries)
     for follower, lead in FOLLOWS_LEAD:
-        for name, e in entries.items():
-            if not name.endswith("." + follower) or e.effective != "copy" or e.status != "proposed":
+        for name in filter(methodcaller("endswith", "." + follower), entries):
+            e = entries[name]
+            if e.effective != "copy" or e.status != "proposed":
                 continue
             lead_row = entries.get(name[: -len(follower)] + lead)
             if lead_row is not None and lead_row.effective == "keep":

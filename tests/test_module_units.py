@@ -66,6 +66,35 @@ def test_every_name_gets_exactly_one_unit_that_prefixes_it(names: list[str]) -> 
         assert name.startswith(unit.root) or unit.root == name + "."
 
 
+def units_one_by_one(names: list[str], metadata: dict[str, object]) -> dict[str, Unit]:
+    """`assign_units` as it was written before: a search of the known units for every name."""
+    from inspector.mapping import names as nm
+    from inspector.mapping.modules import module_classes
+
+    known = find_units(names, module_classes(metadata))
+    root = nm.common_root(names)
+    out = {}
+    for name in names:
+        unit = next((u for u in known if name.startswith(u.root)), None)
+        if unit is None:
+            mod = nm.module_of(name, root)
+            unit = Unit(mod + ".", f"module {mod}")
+        out[name] = unit
+    return out
+
+
+@given(st.lists(st.sampled_from(
+    ["decoder.prediction.embed.weight", "joint.pred.weight", "joint.enc.weight", "x.pred.weight",
+     "encoder.layers.0.w", "encoder.layers.1.w", "decoder.decoder_layers.0.weight", "a.b",
+     "prediction.embed.weight", "pred.weight", "enc.weight", "w"]), unique=True, max_size=12),
+    st.sampled_from([{}, {"config": {"encoder": {"_target_": "a.Enc"},
+                                     "decoder": {"_target_": "a.Dec"}}}]))
+def test_units_are_those_a_search_per_name_finds(names: list[str], meta: dict[str, object]) -> None:
+    """Names no known unit holds get their module's unit in one pass: the same units, in the
+    same order, as looking every name up among the known units."""
+    assert list(assign_units(names, meta).items()) == list(units_one_by_one(names, meta).items())
+
+
 # -- the vocabulary decision does not depend on the container ------------------------------------
 @pytest.mark.parametrize("module", MODULES)
 def test_per_module_state_dicts_decide_like_the_whole_model(module: str) -> None:

@@ -142,3 +142,15 @@ def test_a_runs_reasons_compare_as_by_their_numbers(parts: list[str], fills: lis
 @given(st.lists(NAME, max_size=8))
 def test_parse_many_is_parse_of_each(names: list[str]) -> None:
     assert nm.parse_many(names) == [nm.parse(n) for n in names]
+
+
+@settings(max_examples=500)
+@given(st.lists(NAME, max_size=6), st.integers(0, 3))
+def test_modules_of_many_names_is_module_of_each(names: list[str], depth: int) -> None:
+    """`modules_of` (one regex pass over the names joined) says what `module_of` says of each
+    name, for any root length, names with newlines, empty components and short names."""
+    root = tuple("r" * depth)
+    assert nm.modules_of(names, root) == [nm.module_of(n, root) for n in names]
+    assert nm.modules_of(names, nm.common_root(names) if names else ()) == [
+        nm.module_of(n, nm.common_root(names)) for n in names]
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, repeat
 from typing import NamedTuple
 
 _WORD = re.compile(r"[a-z]+|\d+")
@@ -159,6 +159,21 @@ def module_of(name: str, root: tuple[str, ...] = ()) -> str:
     if len(comps) > len(root) + 1:
         return ".".join(comps[: len(root) + 1])
     return name
+
+
+def modules_of(names: list[str] | tuple[str, ...], root: tuple[str, ...] = ()) -> list[str]:
+    """`[module_of(n, root) for n in names]`, one string per module (not one per name), in one
+    regex pass over the names joined by newlines (100k names: a split and a join each took
+    ~0.1 s)."""
+    joined = "\n".join(names)
+    if joined.count("\n") != len(names) - 1:  # a name holds a newline itself
+        found = list(map(module_of, names, repeat(root)))
+    else:  # the first len(root) + 1 components of each line: all of a shorter name
+        depth = len(root)
+        found = re.findall(rf"^((?:[^.\n]*\.){{0,{depth}}}[^.\n]*)[^\n]*$", joined,
+                           re.MULTILINE) if names else []
+    same: dict[str, str] = {}
+    return [same.setdefault(m, m) for m in found]
 
 
 # Last components that name a list of layers (torch.nn.ModuleList attributes): `encoder.layers`

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain
 from math import prod
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -229,8 +229,7 @@ class Plan:
         names = tuple(self.entries)
         if self._layout is None or self._layout[0] != names:
             root = nm.common_root(names)
-            same: dict[str, str] = {}  # one string per module, not one per row
-            modules = [same.setdefault(m, m) for m in map(nm.module_of, names, repeat(root))]
+            modules = nm.modules_of(names, root)  # one string per module, not one per row
             self._layout = (names, modules, _largest_stacks(names, root))
         return self._layout[1], self._layout[2]
 

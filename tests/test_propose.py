@@ -41,6 +41,14 @@ def keep(*flags: str) -> tuple[str, tuple[tuple[str, str], ...], frozenset[str]]
     return ("keep", (), frozenset(flags))
 
 
+def test_every_embedding_word_holds_a_hint() -> None:
+    """The vocabulary check looks at a name's tokens only when it holds a hint: every embedding
+    word must hold one, or an embedding named by it would go unseen."""
+    from inspector.mapping.propose import EMBED_HINTS, EMBED_TOKENS
+
+    assert all(any(h in word for h in EMBED_HINTS) for word in EMBED_TOKENS)
+
+
 # (1) char RNNT -> BPE RNNT, same encoder ----------------------------------------------------------
 def test_char_to_bpe_rnnt_keeps_decoder_and_joint_with_the_vocabulary_reason() -> None:
     src, tgt = inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024))

@@ -184,3 +184,11 @@ def test_replacements_count_as_an_index_of_every_target_would(
     sources = [*sources, "s.x.y"]
     assert renames._replacements(sources, targets) == _replacements_by_every_target(sources,
                                                                                    targets)
+
+
+@given(st.lists(st.sampled_from(["a.x", "a.", "b.a.x", "", "a.b.c", "ab.x"]), max_size=8),
+       st.sampled_from(["", "a.", "a.b."]), st.sampled_from(["", "m.", "m.n."]))
+def test_apply_all_is_apply_of_each_name(names: list[str], strip: str, add: str) -> None:
+    change = PrefixChange(strip, add, 0, 0)
+    assert change.apply_all(names) == [change.apply(n) for n in names]
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import re
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -30,6 +31,7 @@ from .entries import (
     Evidence,
     SourceRef,
     Unused,
+    alike,
     built,
     copied_sources,
     fingerprint,
@@ -53,6 +55,10 @@ TIE = 0.02  # top two candidates closer than this: ambiguous
 MAX_CANDIDATES = 5
 MAX_BUCKET = 256  # an index bucket larger than this says nothing: skipped
 EMBED_TOKENS = frozenset({"embed", "embedding", "emb", "embeddings", "wte"})
+# Every EMBED_TOKENS word holds one of these (a test holds them to it): a name holding none is
+# no embedding, without its tokens worked out (`_vocab_change`, 100k names)
+EMBED_HINTS = ("emb", "wte")
+_MAY_EMBED = re.compile("|".join(EMBED_HINTS)).search
 NO_SOURCE = "no source tensor fits: keeps its own init"
 _HEURISTIC = frozenset({"heuristic"})
 
@@ -73,6 +79,15 @@ class Claim(NamedTuple):
     via: str  # "exact", a rule path, or "prefix"
     transforms: tuple[Transform, ...]
     renamed: renames.PrefixChange | None = None  # via "prefix": the change
+
+
+class _Alike(NamedTuple):
+    """Rows alike (see `Context._alike_key`): the fields of the first one made, and the names
+    and sources of the others, made together by `Context._alike_rows`."""
+
+    fields: dict[str, Any]
+    targets: list[str]
+    sources: list[tuple[tuple[str, str], ...]]
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -201,7 +216,7 @@ class Context:
         self.units = assign_units(target.tensors, target.metadata)
         self._reasons: dict[tuple[str, str], str] = {}
         self._values: dict[Any, Any] = {}  # see `_shared`
-        self._alike: dict[tuple[Any, ...], dict[str, Any]] = {}  # see `_from_claims`
+        self._alike: dict[tuple[Any, ...], _Alike] = {}  # see `_add_row`
         # per source: the reasons its rows were made with, the rows, whether every tensor has one
         self._unused_made: dict[str, tuple[dict[tuple[str, str], str], dict[str, Unused],
                                            bool]] = {}
@@ -222,18 +237,19 @@ class Context:
         entries: dict[str, Entry] = {}
         open_targets = []
         for name, info in self.target.tensors.items():
-            kept = kept_by(rules, name)
+            kept = kept_by(rules, name) if rules else None
             if kept is not None:
                 entries[name] = _keep(name, info, f"{kept}: keep target init", {"kept-by-rule"})
             elif name in claims:  # taken off as used: a row made, its claims let go
-                entries[name] = self._from_claims(name, info, claims.pop(name), reasons)
+                self._add_row(entries, name, info, claims.pop(name), reasons)
             else:
                 open_targets.append(name)
         renamed, pool = self._renamed(open_targets, pool)
         open_targets = [name for name in open_targets if name not in renamed]
         while renamed:  # taken off as used, as above
             name, claim = renamed.popitem()
-            entries[name] = self._from_claims(name, self.target.tensors[name], [claim], reasons)
+            self._add_row(entries, name, self.target.tensors[name], [claim], reasons)
+        entries.update(self._alike_rows())
         entries.update(self._heuristic(open_targets, pool, reasons))
         # The claims and the pool hold a Src per source tensor, `entries` every row again: let
         # them go before the passes below (at 100k rows they set the peak of `ckpt map`)
@@ -369,6 +385,49 @@ class Context:
                 claims.setdefault(hit, []).append(Claim(src, via, res.transforms))
         return claims, pool, reasons
 
+    def _add_row(
+        self,
+        entries: dict[str, Entry],
+        name: str,
+        info: TensorInfo,
+        found: list[Claim],
+        reasons: dict[tuple[str, str], str],
+    ) -> None:
+        """`entries[name]`: the row `found` makes; or, for a row alike one made before (see
+        `_alike_key`), its name and source kept for `_alike_rows`, which makes them together."""
+        key = self._alike_key(info, found)
+        later = self._alike.get(key) if key is not None else None
+        if later is not None:
+            (c,) = found
+            later.targets.append(name)
+            later.sources.append(((c.src.label, c.src.name),))
+            return
+        row = entries[name] = self._from_claims(name, info, found, reasons)
+        if key is not None and row.decision == "copy":  # a mismatch's reason names its rows
+            self._alike[key] = _Alike({f: getattr(row, f) for f in ENTRY_FIELDS}, [], [])
+
+    def _alike_key(self, info: TensorInfo, found: list[Claim]) -> tuple[Any, ...] | None:
+        """What the rows copied by the exact name or one prefix change share when they are alike:
+        with equal shapes and dtypes they differ only in their names (no digest or transform
+        tells them apart). None for any other row."""
+        if len(found) != 1 or self.digests:
+            return None
+        (c,) = found
+        if c.transforms or not (c.via == "exact" or c.renamed):
+            return None
+        return (c.src.label, c.renamed, c.src.info.shape, c.src.info.dtype, info.shape,
+                info.dtype)
+
+    def _alike_rows(self) -> Iterator[tuple[str, Entry]]:
+        """(name, row) of the rows `_add_row` kept for later, made in the core from the fields of
+        the first row of their kind (100k renamed rows each made their evidence and checks
+        again: ~0.5 s; one by one from the fields: ~0.1 s)."""
+        for kind in self._alike.values():
+            if kind.targets:
+                yield from zip(kind.targets, alike(kind.fields, kind.targets, kind.sources),
+                               strict=True)
+        self._alike.clear()
+
     def _from_claims(
         self, name: str, info: TensorInfo, found: list[Claim], reasons: dict[tuple[str, str], str]
     ) -> Entry:
@@ -387,18 +446,7 @@ class Context:
                 cands,
             )
         (c,) = found
-        # Rows copied by the exact name or one prefix change differ only in their names when
-        # their shapes and dtypes agree: the first is made in full, the others from its fields
-        # (100k renamed rows each made their evidence and checks again, ~0.5 s)
-        key = None
-        if not self.digests and not c.transforms and (c.via == "exact" or c.renamed):
-            key = (c.src.label, c.renamed, c.src.info.shape, c.src.info.dtype, info.shape,
-                   info.dtype)
-            fields = self._alike.get(key)
-            if fields is not None:
-                return built(Entry, {**fields, "target": name,
-                                     "sources": ((c.src.label, c.src.name),)})
-        row = self._copy_or_mismatch(
+        return self._copy_or_mismatch(
             name,
             info,
             c.src,
@@ -407,9 +455,6 @@ class Context:
             1.0 if c.via == "exact" else 0.98,
             reasons,
         )
-        if key is not None and row.decision == "copy":  # a mismatch's reason names its rows
-            self._alike[key] = {f: getattr(row, f) for f in ENTRY_FIELDS}
-        return row
 
     def _copy_or_mismatch(
         self,
@@ -484,21 +529,22 @@ class Context:
         for s in pool:
             by_label.setdefault(s.label, []).append(s)
         claims: dict[str, Claim] = {}
+        left: list[Src] = []
         for srcs in by_label.values():
-            free = [name for name in open_targets if name not in claims]
-            change = renames.find([s.full for s in srcs], free)
+            free = [name for name in open_targets if name not in claims] if claims else open_targets
+            fulls = [s.full for s in srcs]
+            change = renames.find(fulls, free)
             if change is None:
+                left += srcs
                 continue
             targets = {name: name for name in free}  # the target's own strings, kept in rows
-            for s in srcs:
-                renamed = change.apply(s.full)
-                name = targets.get(renamed) if renamed is not None else None
-                if name is not None:
+            for s, renamed in zip(srcs, change.apply_all(fulls), strict=True):
+                name = targets.get(renamed)  # type: ignore[arg-type]  # None is no name
+                if name is None:
+                    left.append(s)
+                else:
                     claims[name] = Claim(s, "prefix", (), change)
-        if not claims:
-            return claims, pool
-        taken = {id(c.src) for c in claims.values()}
-        return claims, [s for s in pool if id(s) not in taken]
+        return claims, left if claims else pool
 
     # -- step 3: ranked candidates for the rest ---------------------------------------------------
     def _heuristic(
@@ -629,7 +675,7 @@ class Context:
         self, members: list[str], entries: dict[str, Entry]
     ) -> tuple[int, int] | None:
         two_d = [n for n in members if len(self.target.tensors[n].shape) == 2]
-        embeddings = [n for n in two_d if nm.tokens(n) & EMBED_TOKENS]
+        embeddings = [n for n in two_d if _MAY_EMBED(n) and nm.tokens(n) & EMBED_TOKENS]
         facing = [(n, True) for n in embeddings] + [(n, False) for n in two_d[-1:]]
         for n, embedding in facing:
             e = entries[n]

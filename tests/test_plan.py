@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from mapping_fixtures import _t, nemo_rnnt
 import inspector
 from inspector.errors import PlanError
 from inspector.mapping import Plan, bind, propose
-from inspector.mapping.entries import FLAGS, Entry, is_problem
+from inspector.mapping.entries import FLAGS, Entry, is_problem, row_state
 
 
 @functools.cache
@@ -369,6 +370,8 @@ def test_the_summary_is_the_rows_counted_one_by_one(edits: list[tuple[int, str]]
     for at, action in edits:
         getattr(plan, action)(names[at % len(names):][:40])
     modules, stacks = plan._modules_and_stacks()
+    assert list(plan.summary()) == list(dict.fromkeys(modules))
+    assert plan.state_counts() == Counter(map(row_state, plan.entries.values()))
     for mod, s in plan.summary().items():
         rows = [e for e, m in zip(plan.entries.values(), modules, strict=True) if m == mod]
         assert s.tensors == len(rows)
@@ -399,7 +402,13 @@ def test_a_rows_state_answers_for_it(  # type: ignore[no-untyped-def]
 ) -> None:
     """Bulk counts ask each row state once (`in_state`): every row predicate must read nothing
     but status, decision and flags, whatever the row's other fields are."""
-    from inspector.mapping.entries import in_state, is_ambiguous, is_partial, row_state
+    from inspector.mapping.entries import (
+        in_state,
+        is_ambiguous,
+        is_partial,
+        is_proposed_copy,
+        row_state,
+    )
     from inspector.mapping.plan import Candidate, Evidence, is_pending, is_problem
 
     row = Entry("enc.w", decision, (("a.pt", "enc.w"),) if sourced else (), status=status,
@@ -407,7 +416,7 @@ def test_a_rows_state_answers_for_it(  # type: ignore[no-untyped-def]
                 evidence=(Evidence("similar", "x", 0.5),),
                 candidates=(Candidate("a.pt", "enc.v", 0.5, "why"),))
     stand_in = in_state(row_state(row))
-    for predicate in (is_partial, is_pending, is_problem, is_ambiguous):
+    for predicate in (is_partial, is_pending, is_problem, is_ambiguous, is_proposed_copy):
         assert predicate(row) == predicate(stand_in), predicate.__name__
     assert row.effective == stand_in.effective
     # copied_sources spells `effective == "copy"` out (a hot path): the same answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -376,12 +377,12 @@ def test_marks_by_status_decision_and_flags_are_the_tables(
         rows: list[tuple[str, str, frozenset[str]]]) -> None:
     """target_marks looks a mark up by (status, decision, flags): the table's own answer."""
     from inspector.mapping.entries import Entry
-    from inspector.tui.state import _marks, entry_mark
+    from inspector.tui.state import _marks_of, entry_mark
 
     entries = {f"t{i}": Entry(f"t{i}", decision, (("s", "x"),) if decision == "copy" else (),
                               status=status, flags=flags)
                for i, (status, decision, flags) in enumerate(rows)}
-    assert _marks(entries, entries.values()) == {n: entry_mark(e) for n, e in entries.items()}
+    assert list(_marks_of(entries.values())) == [entry_mark(e) for e in entries.values()]
 
 
 def _path_by_covers(model: TreeModel, name: str) -> list[Row] | None:
@@ -415,3 +416,59 @@ def test_path_to_finds_the_rows_covers_finds(names: list[str]) -> None:
             assert model.path_to(n, stop_at=key) == (full or [])[: keys.index(key) + 1]
         assert model.path_to(n, stop_at="no.such.key") is None
     assert model.path_to("not.there") == _path_by_covers(model, "not.there")
+
+
+def _every_row(model: TreeModel, rows_first: bool = False) -> list[tuple[Any, ...]]:
+    """Every row of the model (all expanded), with its totals, in tree order; `rows_first`:
+    each row's rows worked out before its totals (a row shown expanded)."""
+    out: list[tuple[Any, ...]] = []
+
+    def walk(row: Row) -> None:
+        for child in model.children(row):
+            if rows_first and not child.leaf:
+                model.children(child)
+            t = model.totals(child)
+            out.append((child.label, child.prefixes, child.names, child.leaf, t.tensors, t.params,
+                        t.nbytes, t.dtypes, t.marks))
+            if not child.leaf:
+                walk(child)
+
+    walk(model.root)
+    return out
+
+
+class _Info:
+    def __init__(self, dtype: str, shape: tuple[int, ...]):
+        self.dtype, self.shape = dtype, shape
+        self.numel = int(np.prod(shape))
+        self.nbytes = self.numel * (2 if dtype == "float16" else 4)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["enc.layers", "dec", "layers"]), st.integers(0, 5),
+                          st.sampled_from(["w", "b", "ff.w"]), st.booleans()),
+                min_size=1, max_size=30, unique_by=lambda r: r[:3]),
+       st.lists(st.sampled_from(["approved", "rejected", "proposed"]), min_size=30, max_size=30),
+       st.lists(st.sampled_from(["approved", "rejected", "proposed"]), min_size=30, max_size=30),
+       st.booleans())
+def test_a_redrawn_tree_is_the_tree_made_anew(
+        rows: list[tuple[str, int, str, bool]], before: list[str], after: list[str],
+        unmarked: bool) -> None:
+    """A model made after an edit from the one shown before (its layout: the groups, the folded
+    runs, the getters of marks reused) has the rows and the totals of a model made from
+    nothing; a folded row's totals (its member's, times its repeats) are its tensors counted."""
+    tensors: dict[str, Any] = {
+        f"{mod}.{i}.{leaf}": _Info("float16" if half else "float32", (2, 3) if half else (4,))
+        for mod, i, leaf, half in rows}
+    names = list(tensors)
+    marks_before = dict(zip(names, before, strict=False))
+    marks_after = dict(zip(names[1:] if unmarked else names, after, strict=False))  # one unmarked
+    shown = TreeModel(tensors, marks=marks_before)
+    _every_row(shown)
+    redrawn = TreeModel(tensors, marks=marks_after, reuse=shown)
+    assert _every_row(redrawn, rows_first=True) == _every_row(TreeModel(tensors,
+                                                                        marks=marks_after))
+    for row in _every_row(redrawn):
+        _, _, below, _, count, params, nbytes, _, marks = row
+        assert (count, params, nbytes) == (len(below), sum(tensors[n].numel for n in below),
+                                           sum(tensors[n].nbytes for n in below))
+        assert marks == dict(Counter(marks_after.get(n, "") for n in below))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, fields
 from itertools import compress, repeat
 from math import prod
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._native import core
@@ -59,6 +59,11 @@ def is_pending(e: Entry) -> bool:
     """Still proposed and would change the output (a copy or a drop): what `apply` refuses
     without accept_proposed and the TUI counts "pending". A proposed keep changes nothing."""
     return e.status == "proposed" and e.effective in ("copy", "drop")
+
+
+def is_proposed_copy(e: Entry) -> bool:
+    """A copy nobody has decided yet: what makes a module listed as copied in part."""
+    return e.status == "proposed" and e.decision == "copy"  # proposed: effective is decision
 
 
 def is_ambiguous(e: Entry) -> bool:
@@ -157,11 +162,6 @@ def in_state(state: RowState) -> Entry:
     return Entry("", decision, status=status, flags=flags)
 
 
-def state_counts(rows: Iterable[Entry]) -> Counter[RowState]:
-    """How many of `rows` are in each state."""
-    return Counter(map(row_state, rows))
-
-
 class ByState(dict[RowState, _T]):
     """`answer(row)` by row state, each state asked once: `by_state[row_state(e)]`, or over many
     rows `map(by_state.__getitem__, map(row_state, rows))`, runs no Python code per row."""
@@ -229,23 +229,33 @@ class Unused:
 
 @dataclass(frozen=True)
 class Edit:
-    """A reversible change: (target, entry before, entry after) per row; rules before/after."""
+    """A reversible change of rows: `targets[i]` went from `before[i]` to `after[i]`; the rules
+    and the unused list before and after, when it changed them. Kept as three columns, not a
+    tuple per row: a bulk edit (and its undo) of 100k rows made and unzipped 100k tuples."""
 
     action: str
-    changes: tuple[tuple[str, Entry, Entry], ...]
+    targets: tuple[str, ...]
+    before: tuple[Entry, ...]
+    after: tuple[Entry, ...]
     rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
     unused: tuple[tuple[Unused, ...], tuple[Unused, ...]] | None = None
     # False when the plan saw that the rows changed no source tensor's use (`uses_differ`: a
     # status change not to or from rejected): a UI need not mark the sources again
     uses_changed: bool = True
 
+    @property
+    def changes(self) -> tuple[tuple[str, Entry, Entry], ...]:
+        """(target, before, after) per changed row."""
+        return tuple(zip(self.targets, self.before, self.after, strict=True))
+
     def reversed(self, action: str | None = None) -> Edit:
         """The edit that takes the plan back from this one's result to its start (named
         `action`, or as this one)."""
-        targets, before, after = (map(itemgetter(k), self.changes) for k in range(3))
         return Edit(
             self.action if action is None else action,
-            tuple(zip(targets, after, before, strict=True)),
+            self.targets,
+            self.after,
+            self.before,
             None if self.rules is None else (self.rules[1], self.rules[0]),
             None if self.unused is None else (self.unused[1], self.unused[0]),
             self.uses_changed,

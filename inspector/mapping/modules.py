@@ -20,7 +20,7 @@ from operator import methodcaller
 from typing import Any, NamedTuple
 
 from . import names as nm
-from .entries import Entry, is_partial
+from .entries import Entry, is_partial, is_proposed_copy
 
 
 class ModuleSignature(NamedTuple):
@@ -134,14 +134,14 @@ def partial_modules(
     around same-named children (its `_target_` differs from the class `source_class` gives the
     module a copied row comes from). Judged on the rows as they are now: rows the user decided
     (approved copies, rejected rows) no longer make a unit partial."""
-    if not any(map(_proposed_copy, entries.values())):
+    if not any(map(is_proposed_copy, entries.values())):
         return {}  # a unit is listed for its proposed copies: after a bulk approve there are none
     members: dict[Unit, list[Entry]] = {}
     for name, e in entries.items():
         members.setdefault(units[name], []).append(e)
     out = {}
     for unit, rows in members.items():
-        proposed = [e.target for e in rows if _proposed_copy(e)]
+        proposed = [e.target for e in rows if is_proposed_copy(e)]
         detail = _partial_detail(unit, rows, source_class) if proposed else None
         if detail is not None:
             out[detail] = proposed
@@ -166,10 +166,6 @@ def source_classes(source_metadata: Mapping[str, Mapping[str, Any]]) -> SourceCl
         return module_classes(meta).get(name.split(".", 1)[0]) if meta is not None else None
 
     return source_class
-
-
-def _proposed_copy(e: Entry) -> bool:
-    return e.status == "proposed" and e.decision == "copy"  # proposed: effective is decision
 
 
 def _partial_detail(unit: Unit, rows: list[Entry], source_class: SourceClass) -> str | None:

@@ -18,14 +18,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
-from math import prod
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..bulk import paused_gc, rare_gc
 from ..errors import PlanError
 from . import names as nm
-from . import planfile
+from . import planfile, tally
 from .entries import (
     DECISIONS,
     DECLARED_KEEP_FLAGS,
@@ -36,6 +34,7 @@ from .entries import (
     Entry,
     Evidence,
     ModuleSummary,
+    RowState,
     Shape,
     SourceRef,
     Unused,
@@ -151,12 +150,17 @@ class Plan:
     def group_of(self, names: Iterable[str]) -> list[str]:
         """`names` plus the members of their stateful groups (see STATEFUL_GROUPS) in the plan,
         in plan order: what approve/reject carry along."""
-        wanted = set(names)
+        listed = names if isinstance(names, list) else list(names)
+        entries = self.entries
+        if len(listed) == len(entries):
+            every = list(entries)
+            if listed == every:
+                return every  # every row, in plan order (a bulk edit of the top module)
+        wanted = set(listed)
         index = self._group_index()
         # set operations, not a lookup per name: a bulk edit names 100k rows, few have a group
         for n in wanted.intersection(index):
             wanted.update(index[n])
-        entries = self.entries
         missing = wanted.difference(entries)
         if not missing and len(wanted) == len(entries):
             return list(entries)
@@ -167,7 +171,7 @@ class Plan:
         layer stacks; names never change with edits): a UI calls this in its worker, so that
         the first key does not pay for it."""
         self._group_index()
-        self._modules_and_stacks()
+        self._tally_layout()  # the modules and stacks too
         if self._context is not None:
             self._context.prepare()
 
@@ -192,35 +196,16 @@ class Plan:
 
     def summary(self) -> dict[str, ModuleSummary]:
         """Per-module counts; `ModuleSummary.line()` gives `encoder 100% (16/16 layers)`."""
-        modules, stacks = self._modules_and_stacks()
-        out: dict[str, ModuleSummary] = {}
-        not_copied: set[str] = set()  # only a layer stack asks
-        stacked = bool(stacks)
-        # `e.effective` and `e.numel` spelled out: a TUI sums 100k rows after every edit
-        for e, mod in zip(self.entries.values(), modules, strict=True):
-            s = out.get(mod)
-            if s is None:
-                s = out[mod] = ModuleSummary(mod)
-            numel = prod(e.shape)
-            effective = "keep" if e.status == "rejected" else e.decision
-            s.tensors += 1
-            s.params += numel
-            if effective == "copy":
-                s.copied += 1
-                s.params_copied += numel
-                continue
-            if stacked:
-                not_copied.add(e.target)
-            if effective == "keep":
-                s.kept += 1
-                s.problems += is_problem(e)  # a problem row keeps its init (is_partial)
-            else:
-                s.dropped += 1
-        for mod, layers in stacks.items():
-            out[mod].layers = len(layers)
-            out[mod].layers_copied = sum(not_copied.isdisjoint(members) for members in
-                                         layers.values()) if not_copied else len(layers)
-        return out
+        return self.tallied().summary()
+
+    def state_counts(self) -> dict[RowState, int]:
+        """How many rows are in each state (what the counts and the partials are read from)."""
+        return self.tallied().state_counts()
+
+    def tallied(self) -> tally.Tally:
+        """The rows as they are now, counted as columns: the summary and the counts by state
+        from one pass over the rows (a UI draws both after every edit)."""
+        return tally.Tally(self.entries, self._tally_layout())
 
     def _modules_and_stacks(self) -> tuple[list[str], dict[str, dict[int, list[str]]]]:
         """Each row's module (in row order) and each module's layer stack: they depend on the
@@ -230,8 +215,18 @@ class Plan:
         if self._layout is None or self._layout[0] != names:
             root = nm.common_root(names)
             modules = nm.modules_of(names, root)  # one string per module, not one per row
-            self._layout = (names, modules, _largest_stacks(names, root))
+            self._layout = (names, modules, _largest_stacks(names, root), None)
         return self._layout[1], self._layout[2]
+
+    def _tally_layout(self) -> tally.Layout:
+        """The summary's columns for these names (and the target's shapes, which rows keep
+        through every edit), made once like the modules."""
+        modules, stacks = self._modules_and_stacks()
+        names, _, _, made = self._layout
+        if made is None:
+            made = tally.layout(self.entries, modules, stacks)
+            self._layout = (names, modules, stacks, made)
+        return made
 
     # -- edits (each returns an Edit that undo() reverts) ------------------------------------------
     def _replace(self, action: str, new: Iterable[Entry]) -> Edit:
@@ -251,9 +246,12 @@ class Plan:
         """`_replace` for a status change of `names` and their groups' members: rows already in
         that status are left (no new entry, no comparison of every field: 100k rows at once)."""
         with paused_gc():  # a new entry per row: no cycles, and 100k of them at once
-            old = [e for e in self._group_entries(names) if e.status != status]
+            targets = self.group_of(names)
+            rows = self._entries(targets)
+            old = [e for e in rows if e.status != status]
+            if len(old) != len(rows):
+                targets = [e.target for e in old]
             new = with_status(old, status)
-            targets = [e.target for e in old]
             self.entries.update(zip(targets, new, strict=True))
             return self._made(action, targets, old, new)
 
@@ -268,17 +266,14 @@ class Plan:
             was = tuple(self.unused)
             self._refresh_unused(self._context)
             unused = (was, tuple(self.unused))
-        changes = tuple(zip(targets, before, after, strict=True))
-        return Edit(action, changes, unused=unused, uses_changed=uses)
+        return Edit(action, tuple(targets), tuple(before), tuple(after), unused=unused,
+                    uses_changed=uses)
 
     def _entries(self, names: Iterable[str]) -> list[Entry]:
         try:
             return list(map(self.entries.__getitem__, names))
         except KeyError as e:
             raise PlanError(f"plan has no target tensor {e.args[0]!r}") from None
-
-    def _group_entries(self, names: Iterable[str]) -> list[Entry]:
-        return self._entries(self.group_of(names))
 
     def approve(self, names: Iterable[str]) -> Edit:
         """Mark rows approved (apply writes approved and proposed rows; see docs). The members
@@ -378,9 +373,7 @@ class Plan:
             return self._undo(edit)
 
     def _undo(self, edit: Edit) -> Edit:
-        changes = edit.changes
-        self.entries.update(zip(map(itemgetter(0), changes), map(itemgetter(1), changes),
-                                strict=True))
+        self.entries.update(zip(edit.targets, edit.before, strict=True))
         if edit.rules is not None:
             self.rules = list(edit.rules[0])
         if edit.unused is not None:

@@ -9,17 +9,24 @@ value or an Edit, which `apply_edit` applies on the UI thread.
 from __future__ import annotations
 
 import fnmatch
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from operator import itemgetter
 from typing import Any
 
 from ..bulk import paused_gc
 from ..errors import PlanError
-from ..mapping.entries import ByState, RowState, in_state, is_partial, row_state, state_counts
+from ..mapping.entries import (
+    ByState,
+    ModuleSummary,
+    RowState,
+    in_state,
+    is_partial,
+    is_proposed_copy,
+    row_state,
+)
 from ..mapping.plan import Candidate, Edit, Entry, Plan, is_pending, is_problem
+from ..mapping.tally import Tally
 from ..model import Checkpoint, TensorInfo
 
 # A "problem" row is mapping.plan.is_problem (one definition for ckpt map, apply and the TUI).
@@ -43,12 +50,11 @@ def entry_mark(e: Entry) -> str:
 # instead of walking the table: 100k rows 0.2 -> 0.01 s)
 _MARK_OF = ByState(entry_mark)
 _USED = {True: "used", False: "unused"}
-_TARGET, _AFTER = itemgetter(0), itemgetter(2)  # of an Edit's (target, before, after)
 
 
-def _marks(names: Iterable[str], rows: Iterable[Entry]) -> dict[str, str]:
-    """{name: entry_mark(row)} for `names` and their `rows`, in order."""
-    return dict(zip(names, map(_MARK_OF.__getitem__, map(row_state, rows)), strict=True))
+def _marks_of(rows: Iterable[Entry]) -> Iterator[str]:
+    """entry_mark of each of `rows`, in order."""
+    return map(_MARK_OF.__getitem__, map(row_state, rows))
 
 
 class _Marks:
@@ -59,20 +65,25 @@ class _Marks:
     def __init__(self, plan: Plan, source_keys: Mapping[str, SourceKey]):
         self._shown = tuple(source_keys)
         self._pairs = [(k.label, k.name) for k in source_keys.values()]
-        self.target = _marks(plan.entries, plan.entries.values())
+        self._pair_set = frozenset(self._pairs)
+        self.target = dict(zip(plan.entries, _marks_of(plan.entries.values()), strict=True))
         self.source = self._source_marks(plan)
 
     def _source_marks(self, plan: Plan) -> dict[str, str]:
-        used = map(plan.used_sources().__contains__, self._pairs)
-        return dict(zip(self._shown, map(_USED.__getitem__, used), strict=True))
+        used = plan.used_sources()
+        if not used:  # a bulk reject of every row
+            return dict.fromkeys(self._shown, _USED[False])
+        if len(used) == len(self._pairs) and used.issubset(self._pair_set):  # every one
+            return dict.fromkeys(self._shown, _USED[True])
+        return dict(zip(self._shown, map(_USED.__getitem__, map(used.__contains__, self._pairs)),
+                        strict=True))
 
     def applied(self, plan: Plan, edit: Edit) -> None:
         """`edit` was just made to `plan`."""
-        if not edit.changes:
+        if not edit.targets:
             return
         with paused_gc():  # a key per row: the collector would walk the edit's new rows again
-            changes = edit.changes
-            self.target.update(_marks(map(_TARGET, changes), map(_AFTER, changes)))
+            self.target.update(zip(edit.targets, _marks_of(edit.after), strict=True))
             if edit.uses_changed:  # approving changes none
                 self.source = self._source_marks(plan)
 
@@ -155,13 +166,8 @@ class SourceKey:
     name: str
 
 
-def entry_counts(entries: Mapping[str, Entry]) -> dict[str, int]:
-    """`ReviewState.counts` of these rows."""
-    return _counts(state_counts(entries.values()))
-
-
 def _counts(states: Mapping[RowState, int]) -> dict[str, int]:
-    """`entry_counts` of rows counted by state."""
+    """`ReviewState.counts` of rows counted by state."""
     out = {"approved": 0, "pending": 0, "rejected": 0, "problems": 0}
     for state, n in states.items():
         e = in_state(state)
@@ -182,9 +188,17 @@ class HeaderView:
     dirty: bool
 
     @cached_property
-    def _states(self) -> Counter[RowState]:
-        """The rows counted by state: one pass over them for the counts and the partials."""
-        return state_counts(self.plan.entries.values())
+    def tally(self) -> Tally:
+        """The rows counted as columns: one pass over them for the counts, the partials and
+        the summary."""
+        return self.plan.tallied()
+
+    @cached_property
+    def _states(self) -> dict[RowState, int]:
+        return self.tally.state_counts()
+
+    def summary(self) -> dict[str, ModuleSummary]:
+        return self.tally.summary()
 
     def counts(self) -> dict[str, int]:
         return _counts(self._states)
@@ -193,6 +207,11 @@ class HeaderView:
         if not any(is_partial(in_state(s)) for s in self._states):
             return []  # no row to list: no pass over the rows for their names
         return self.plan.partials()
+
+    def partial_modules(self) -> dict[str, list[str]]:
+        if not any(is_proposed_copy(in_state(s)) for s in self._states):
+            return {}  # a module is listed for its proposed copies: none, no pass over the rows
+        return self.plan.partial_modules()
 
 
 class ReviewState:
@@ -307,11 +326,17 @@ class ReviewState:
         """Rows that keep their init with no declared reason (the header's warning)."""
         return self.plan.partials()
 
+    def summary(self) -> dict[str, ModuleSummary]:
+        return self.plan.summary()
+
+    def partial_modules(self) -> dict[str, list[str]]:
+        return self.plan.partial_modules()
+
     def counts(self) -> dict[str, int]:
         """approved / pending (mapping.plan.is_pending: what ckpt apply refuses) / rejected /
         problems (mapping.plan.is_problem) over all rows; a proposed keep is none of the first
         three (it changes nothing)."""
-        return entry_counts(self.plan.entries)
+        return _counts(self.plan.state_counts())
 
     def header_view(self) -> HeaderView:
         """What the header shows, frozen now (a snapshot of the plan): a worker may draw it."""
@@ -381,7 +406,7 @@ class ReviewState:
 
     def _push(self, edit: Edit) -> Edit:
         self._applied(edit)
-        if edit.changes or edit.rules is not None:
+        if edit.targets or edit.rules is not None:
             if self._saved_at is not None and self._saved_at > len(self._undo):
                 self._saved_at = None  # the saved state was in the redo stack we now drop
             self._undo.append(edit)

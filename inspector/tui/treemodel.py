@@ -13,9 +13,10 @@ Pure Python over names and `TensorInfo`s: no I/O and no Textual.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, repeat
+from operator import itemgetter
 
 from ..model import TensorInfo
 from ..tree import format_ranges
@@ -30,6 +31,10 @@ class Row:
     names: tuple[str, ...] = field(repr=False)  # tensor names below, in checkpoint order
     depth: int  # dotted segments in each prefix
     leaf: bool = False
+    # A folded row: its first member; every member has the same relative names, dtypes, shapes
+    # and marks (that is why they fold), so the row's totals are the member's times `repeats`
+    member: Row | None = field(default=None, repr=False)
+    repeats: int = 1
 
     @property
     def key(self) -> str:
@@ -75,6 +80,7 @@ class TreeModel:
         kept = tuple(tensors) if names is None else tuple(n for n in names if n in tensors)
         self.root = Row("", ("",), kept, 0)
         self._children: dict[tuple[str, ...], list[Row]] = {}
+        self._folds: dict[tuple[str, ...], list[Row]] = {}  # see _folded
         self._totals: dict[tuple[str, ...], Totals] = {}
         self._names: _NameLayout
         if reuse is not None and reuse.tensors is tensors and reuse.titles == self.titles \
@@ -93,12 +99,21 @@ class TreeModel:
     def children(self, row: Row) -> list[Row]:
         cached = self._children.get(row.prefixes)
         if cached is None:
-            cached = [self._collapse(c) for c in self._fold(self._group(row))]
+            cached = [self._collapse(c) for c in self._folded(row)]
             self._children[row.prefixes] = cached
         return cached
 
     def totals(self, row: Row) -> Totals:
         cached = self._totals.get(row.prefixes)
+        if cached is None and row.member is not None:  # the member's, `repeats` times
+            one, k = self.totals(row.member), row.repeats
+            cached = Totals(one.tensors * k, one.params * k, one.nbytes * k,
+                            {d: n * k for d, n in one.dtypes.items()},
+                            {m: n * k for m, n in one.marks.items()})
+            self._totals[row.prefixes] = cached
+        kids = self._folds.get(row.prefixes) if cached is None else None
+        if kids:  # worked out already (to show the row): their names are its names
+            cached = self._totals[row.prefixes] = _sum(map(self.totals, kids))
         if cached is None:
             sizes = self._names.sizes.get(row.prefixes)
             if sizes is None:  # from the names alone: kept for the next model
@@ -181,37 +196,69 @@ class TreeModel:
             # one object for equal ones: neighbours' signatures then compare by identity (a
             # redraw compares thousands of layers' signatures of dozens of tensors each)
             shape = self._names.shapes[key] = self._names.canonical.setdefault(made, made)
-        return shape, tuple(map(self.marks.get, row.names))
+        return shape, self._marks_of(row)
+
+    def _marks_of(self, row: Row) -> tuple[str | None, ...]:
+        """The marks of `row`'s tensors, in order (None for a name without one): read in C
+        through a getter kept with the names when every name has a mark (a redraw reads the
+        marks of thousands of layers)."""
+        getter = self._names.getters.get(row.prefixes)
+        if getter is None:
+            getter = self._names.getters[row.prefixes] = _getter(row.names)
+        try:
+            return getter(self.marks)
+        except KeyError:
+            return tuple(map(self.marks.get, row.names))
+
+    def _folded(self, row: Row) -> list[Row]:
+        """`row`'s children folded, before chains are joined: worked out once per model (to
+        join a chain, to show the row's children, to sum its totals)."""
+        found = self._folds.get(row.prefixes)
+        if found is None:
+            found = self._folds[row.prefixes] = self._fold(self._group(row))
+        return found
 
     def _fold(self, rows: list[Row]) -> list[Row]:
+        """Numbered siblings with equal signatures folded into one row: the folded rows are
+        kept with the names by the run they cover (the same runs fold again after most edits:
+        their 100k names need not be joined again)."""
         out: list[Row] = []
-        run: list[Row] = []
+        start = 0
         last: tuple[object, ...] = ()
-        for r in rows:
+        for i, r in enumerate(rows):
             if r.label.isdigit():
                 sig = self._signature(r)
-                if run and last != sig:
-                    out.append(_merge(run))
-                    run = []
-                run.append(r)
+                if i > start and last != sig:
+                    out.append(self._merged(rows, start, i))
+                    start = i
                 last = sig
                 continue
-            if run:
-                out.append(_merge(run))
-                run = []
+            if i > start:
+                out.append(self._merged(rows, start, i))
             out.append(r)
-        if run:
-            out.append(_merge(run))
+            start = i + 1
+        if len(rows) > start:
+            out.append(self._merged(rows, start, len(rows)))
         return out
+
+    def _merged(self, rows: list[Row], start: int, stop: int) -> Row:
+        if stop - start == 1:
+            return rows[start]
+        key = (id(rows), start, stop)  # `rows` is a list the layout keeps: its id is stable
+        made = self._names.merged.get(key)
+        if made is None:
+            made = self._names.merged[key] = _merge(rows[start:stop])
+        return made
 
     def _collapse(self, row: Row) -> Row:
         """Join a chain of single children into one row, stopping at a fold or a leaf."""
         while not row.leaf and not row.folded:
-            kids = self._fold(self._group(row))
+            kids = self._folded(row)
             if len(kids) != 1 or kids[0].leaf or kids[0].label == SELF:
                 return row
             kid = kids[0]
-            row = Row(f"{row.label}.{kid.label}", kid.prefixes, kid.names, kid.depth, kid.leaf)
+            row = Row(f"{row.label}.{kid.label}", kid.prefixes, kid.names, kid.depth, kid.leaf,
+                      member=kid.member, repeats=kid.repeats)
         return row
 
 
@@ -226,6 +273,28 @@ class _NameLayout:
     shapes: dict[tuple[tuple[str, ...], int], tuple[object, ...]] = field(default_factory=dict)
     canonical: dict[tuple[object, ...], tuple[object, ...]] = field(default_factory=dict)
     sizes: dict[tuple[str, ...], tuple[int, int, dict[str, int]]] = field(default_factory=dict)
+    getters: dict[tuple[str, ...], Callable[[Mapping[str, str]], tuple[str, ...]]] = field(
+        default_factory=dict)
+    merged: dict[tuple[int, int, int], Row] = field(default_factory=dict)  # see TreeModel._fold
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, str]], tuple[str, ...]]:
+    """`lambda marks: tuple(marks[n] for n in names)`, run in C."""
+    if len(names) == 1:  # itemgetter of one key gives the value, not a tuple
+        (name,) = names
+        return lambda marks: (marks[name],)
+    return itemgetter(*names)
+
+
+def _sum(parts: Iterable[Totals]) -> Totals:
+    tensors = params = nbytes = 0
+    dtypes: Counter[str] = Counter()
+    marks: Counter[str] = Counter()
+    for t in parts:
+        tensors, params, nbytes = tensors + t.tensors, params + t.params, nbytes + t.nbytes
+        dtypes.update(t.dtypes)
+        marks.update(t.marks)
+    return Totals(tensors, params, nbytes, dict(dtypes), dict(marks))
 
 
 def _merge(run: list[Row]) -> Row:
@@ -234,4 +303,5 @@ def _merge(run: list[Row]) -> Row:
     label = "{" + format_ranges(int(r.label) for r in run) + "}"
     prefixes = tuple(chain.from_iterable(r.prefixes for r in run))
     names = tuple(chain.from_iterable(r.names for r in run))
-    return Row(label, prefixes, names, run[0].depth, run[0].leaf)
+    return Row(label, prefixes, names, run[0].depth, run[0].leaf, member=run[0],
+               repeats=len(run))

@@ -448,14 +448,14 @@ class ReviewScreen(Screen[None]):
         if names is not None and self.state is not None:
             with paused_gc():  # see _after_edit
                 edit = self.state.approve(names)
-                self._after_edit(f"approved {len(edit.changes)} row(s)")
+                self._after_edit(f"approved {len(edit.targets)} row(s)")
 
     def action_reject(self) -> None:
         names = self._target_names()
         if names is not None and self.state is not None:
             with paused_gc():
                 edit = self.state.reject(names)
-                self._after_edit(f"rejected {len(edit.changes)} row(s)")
+                self._after_edit(f"rejected {len(edit.targets)} row(s)")
 
     def _after_edit(self, what: str) -> None:
         self.refresh_all()
@@ -506,7 +506,7 @@ class ReviewScreen(Screen[None]):
                     self.notify(str(err), title="Not applied", severity="error", timeout=10)
                     return
                 what = f"{target} ← {choice.name}" if len(names) == 1 else (
-                    f"{len(edit.changes)} row(s) ← {choice.name} and its other layers")
+                    f"{len(edit.targets)} row(s) ← {choice.name} and its other layers")
                 if missed:
                     what += f"; {len(missed)} row(s) without that source in their layer: unchanged"
                 self._after_edit(what)
@@ -553,7 +553,7 @@ class ReviewScreen(Screen[None]):
             except PlanError as err:
                 self.notify(str(err), title="Rule not applied", severity="error")
             else:
-                self._after_edit(f"{edit.action}: {len(edit.changes)} row(s) changed")
+                self._after_edit(f"{edit.action}: {len(edit.targets)} row(s) changed")
         self._job_done()
 
     def on_rules_failed(self, message: msg.RulesFailed) -> None:

@@ -71,12 +71,15 @@ class KeyTree(Tree[Row]):
             return
         self._loaded.add(node.id)
         for row in self.model.children(node.data):
+            expand = not row.leaf and any(p in self._expanded for p in row.prefixes)
+            if expand:  # its rows first: its label's totals are then theirs, not a recount
+                self.model.children(row)
             label = self.labeler(self.model, row)
             if row.leaf:
                 node.add_leaf(label, data=row)
                 continue
             child = node.add(label, data=row)
-            if any(p in self._expanded for p in row.prefixes):
+            if expand:
                 self._fill(child)
                 child.expand()
 

@@ -47,10 +47,10 @@ def summary_text(state: ReviewState | HeaderView, names: Names, arch: list[str])
         listed = ", ".join(shown[:2]) + (f", … ({len(shown)} groups)" if len(shown) > 2 else "")
         out.append(f"\n⚠ partial: {len(partial)} keep init with no declared reason: {listed}",
                    style="bold red")
-    for detail in state.plan.partial_modules():
+    for detail in state.partial_modules():
         out.append(f"\n⚠ {detail}", style="bold red")
     out.append("\n")
-    out.append("transfer: " + " · ".join(fold_summaries(state.plan.summary().values())))
+    out.append("transfer: " + " · ".join(fold_summaries(state.summary().values())))
     for line in standing(state, arch):
         out.append("\n")
         out.append(line, style="yellow")

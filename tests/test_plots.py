@@ -13,6 +13,8 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from subproc import ckpt, python
 
 from inspector.demo import DemoFiles, build_demo
@@ -20,6 +22,7 @@ from inspector.diffing import CHANGED, diff
 from inspector.plotting import (
     DPI,
     ChangeRow,
+    binned,
     change_rows,
     diff_changes,
     figure_size,
@@ -193,6 +196,27 @@ def test_a_layer_bar_is_its_most_changed_tensor() -> None:
     assert math.isnan(rows[3].relchange)
     assert rows[3].worst == "enc.layers.2.a"
     assert module_titles(rows) == {"enc.layers": "enc.layers.{0..2}", "head": "head"}
+
+
+@given(st.lists(st.tuples(st.floats(0, 10) | st.just(math.inf) | st.just(math.nan),
+                          st.floats(-1, 1)), min_size=1, max_size=40), st.integers(1, 12))
+def test_binned_rows_keep_each_runs_worst(values: list[tuple[float, float]], most: int) -> None:
+    """Many layers drawn in at most `most` bars: each bar is a run of neighbours with its largest
+    change (a NaN counts as the largest, as in change_rows), lowest cosine and every tensor."""
+    rows = [ChangeRow("layers", str(i), rel, cos, 2, f"layers.{i}.w")
+            for i, (rel, cos) in enumerate(values)]
+    bars = binned(rows, most)
+    assert len(bars) <= most
+    assert len(bars) == (len(rows) if len(rows) <= most else -(-len(rows) // -(-len(rows) // most)))
+    assert sum(b.tensors for b in bars) == sum(r.tensors for r in rows)
+    size = -(-len(rows) // most)
+    for k, bar in enumerate(bars):
+        run = rows[k * size:(k + 1) * size] if len(bars) < len(rows) else [rows[k]]
+        assert bar.layer == (run[0].layer if len(run) == 1 else f"{run[0].layer}-{run[-1].layer}")
+        assert bar.cosine == min(r.cosine for r in run)
+        worst = next(r for r in run if r.worst == bar.worst)
+        assert all(not (r.relchange > worst.relchange) for r in run if not math.isnan(r.relchange))
+        assert math.isnan(worst.relchange) or not any(math.isnan(r.relchange) for r in run)
 
 
 def test_demo_diff_rows_fold_the_encoder_layers(demo: DemoFiles) -> None:

@@ -20,14 +20,15 @@ def module_pairs(state: ReviewState, side: str, row: Row) -> list[Pair]:
     whose values compare."""
     targets = list(row.names) if side == "target" else [
         t for s in row.names for t in state.readers_of(s)]
+    entries, sources, tensors = state.plan.entries, state.source_tensors, state.target_tensors
     out = []
     for t in dict.fromkeys(targets):
-        e = state.entry(t)
-        partners = state.partners(t)
-        if e is None or e.effective != "copy" or len(partners) != 1:
-            continue
-        if state.source_tensors[partners[0]].shape == state.target_tensors[t].shape:
-            out.append((partners[0], t))
+        e = entries.get(t)
+        if e is None or e.effective != "copy" or len(e.sources) != 1:
+            continue  # a copy's partners are its sources (`ReviewState.partners`): one here
+        shown = state.shown_source(*e.sources[0])
+        if sources[shown].shape == tensors[t].shape:
+            out.append((shown, t))
     return out
 
 

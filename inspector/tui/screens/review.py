@@ -25,6 +25,7 @@ from ... import humanize
 from ...bulk import paused_gc
 from ...errors import CheckpointError, PlanError, WriteError
 from ...mapping.plan import Plan
+from ...plotting import ChangeRow
 from .. import charts, jobs
 from .. import messages as msg
 from ..config import AppConfig, display_name
@@ -85,6 +86,7 @@ class ReviewScreen(Screen[None]):
         self._save_next: tuple[Path, bool] | None = None
         self.last_report: msg.WriteFinished | None = None
         self._headers_asked = self._headers_shown = 0  # see header_current
+        self._chart: tuple[Any, Any] | None = None  # see _chart_of
 
     # Layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -320,17 +322,35 @@ class ReviewScreen(Screen[None]):
             self.chart_pairs = []
             self.show_plots(PlotsView())
             return
+        pairs, missing, rows, note = self._chart_of(side, row)
+        if note:
+            text.append(note, style="dim")
+        self.chart_pairs = pairs
+        self.show_plots(PlotsView(changes=rows))
+        if missing:
+            self.load_pairs(missing)
+
+    def _chart_of(self, side: str, row: Row) -> tuple[list[charts.Pair], list[charts.Pair],
+                                                      tuple[ChangeRow, ...], str]:
+        """A module row's chart: its pairs, those not compared yet, its rows and a note; kept
+        while the rows copy from the same sources and no comparison came in (pair facts are
+        only added), so an edit that changes neither (approving 20k rows) does not walk them
+        again."""
+        assert self.state is not None
+        key = (id(self.state), side, row.prefixes, self.state.uses_version, len(self.pairs))
+        if self._chart is not None and self._chart[0] == key:
+            return self._chart[1]
         pairs = charts.module_pairs(self.state, side, row)
         missing = [p for p in pairs if p not in self.pairs]
         size = charts.pairs_nbytes(self.state, missing)
+        note = ""
         if size > charts.CHART_BYTES:
-            text.append(f"\nper-layer change: {len(missing)} pairs, {humanize.nbytes(size)} to "
-                        "read: too much to chart here (ckpt diff --plot draws it)", style="dim")
+            note = (f"\nper-layer change: {len(missing)} pairs, {humanize.nbytes(size)} to "
+                    "read: too much to chart here (ckpt diff --plot draws it)")
             pairs, missing = [p for p in pairs if p in self.pairs], []
-        self.chart_pairs = pairs
-        self.show_plots(PlotsView(changes=tuple(charts.chart_rows(pairs, self.pairs))))
-        if missing:
-            self.load_pairs(missing)
+        made = (pairs, missing, tuple(charts.chart_rows(pairs, self.pairs)), note)
+        self._chart = (key, made)
+        return made
 
     def show_plots(self, view: PlotsView) -> None:
         """Draw `view` under the details when the screen has room for it (MIN_SCREEN_HEIGHT)."""

@@ -12,12 +12,13 @@ from itertools import pairwise
 from textual.containers import Horizontal
 from textual_plotext import PlotextPlot
 
-from ...plotting import ChangeRow, bar_heights
+from ...plotting import ChangeRow, bar_heights, binned
 from ..messages import Stats
 
 MIN_SCREEN_HEIGHT = 40  # rows the screen needs before the plots take their place
 MAX_TICKS = 5  # named bars under a chart
 TICK_CHARS = 10  # longest bar name under a chart
+MAX_BARS = 100  # bars a chart draws at most: more layers are drawn in runs (plotting.binned)
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,14 @@ def _fit(name: str, width: int) -> str:
     return short if len(short) <= width else short[: width - 1] + "…"
 
 
-def _changes(left: PlotextPlot, right: PlotextPlot, rows: list[ChangeRow]) -> None:
+def _changes(left: PlotextPlot, right: PlotextPlot, layers: list[ChangeRow]) -> None:
+    rows = binned(layers, MAX_BARS)
+    per = "layer" if len(rows) == len(layers) else f"{-(-len(layers) // len(rows))} layers"
     xs = list(range(1, len(rows) + 1))
     left.plt.bar(xs, bar_heights(rows), width=0.8)
-    left.plt.title("||source - target|| / ||target|| per layer (max)")
+    left.plt.title(f"||source - target|| / ||target|| per {per} (max)")
     right.plt.bar(xs, [r.cosine for r in rows], width=0.8)
-    right.plt.title("cosine per layer (min)")
+    right.plt.title(f"cosine per {per} (min)")
     # A few short names, never overlapping on a panel of 60 columns or more: plotext drops an
     # overlapping label, picked in the order of a set (so it varied from one process to the next).
     labels = [_fit(name, TICK_CHARS) for name in short_labels(rows)]

@@ -88,9 +88,10 @@ def change_rows(changes: Iterable[tuple[str, float, float]]) -> list[ChangeRow]:
 
 def binned(rows: list[ChangeRow], most: int) -> list[ChangeRow]:
     """`rows` in at most `most` runs of neighbours, each one row (`layer` names its first and
-    last: `0-7`) with the largest change, the lowest cosine, their tensors and the worst
-    tensor: a terminal panel has room for that many bars, and plotting thousands of layers
-    took a frame of 0.15 s (a MoE model's 833 layers)."""
+    last: `0-7`, or `98-dec.0` for a run into the next module) with the largest change and the
+    lowest cosine (a NaN counting as both), their tensors and the worst tensor: a terminal
+    panel has room for that many bars, and plotting thousands of layers took a frame of 0.15 s
+    (a MoE model's 833 layers)."""
     size = -(-len(rows) // most) if most > 0 else len(rows)
     if size <= 1:
         return rows
@@ -101,8 +102,12 @@ def binned(rows: list[ChangeRow], most: int) -> list[ChangeRow]:
         for r in run[1:]:
             if _more(r.relchange, top.relchange):
                 top = r
-        layer = run[0].layer if len(run) == 1 else f"{run[0].layer}-{run[-1].layer}"
-        out.append(ChangeRow(run[0].module, layer, top.relchange, min(r.cosine for r in run),
+        first, last = run[0], run[-1]
+        end = last.layer if last.module == first.module else last.label  # `enc.98-dec.0`
+        layer = first.layer if len(run) == 1 else f"{first.layer}-{end}"
+        cosines = [r.cosine for r in run]
+        cosine = math.nan if any(map(math.isnan, cosines)) else min(cosines)  # NaN shows
+        out.append(ChangeRow(first.module, layer, top.relchange, cosine,
                              sum(r.tensors for r in run), top.worst))
     return out
 

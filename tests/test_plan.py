@@ -363,12 +363,41 @@ def test_the_summary_follows_edits_while_its_layout_is_kept() -> None:
 def test_the_summary_is_the_rows_counted_one_by_one(edits: list[tuple[int, str]]) -> None:
     """Plan.summary (which spells `effective` and `numel` out) against the rows counted one by
     one with the Entry's own properties, after any approve and reject edits."""
-    from math import prod
-
     plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(1024)))
     names = list(plan.entries)
     for at, action in edits:
         getattr(plan, action)(names[at % len(names):][:40])
+    _assert_summary_is_rows_counted(plan)
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_the_summary_of_every_row_approved_or_rejected(action: str) -> None:
+    """Every row in one state (a bulk edit of the whole plan): the summary reads no column."""
+    plan = propose(inspector.open(nemo_rnnt(28)), inspector.open(nemo_rnnt(28)))
+    getattr(plan, action)(list(plan.entries))
+    _assert_summary_is_rows_counted(plan)
+    assert all(s.copied == (s.tensors if action == "approve" else 0)
+               for s in plan.summary().values())
+
+
+def test_the_summary_of_rows_whose_modules_interleave() -> None:
+    """Rows of two modules in turn (the tally groups them by module first), one layer of each
+    stack with a row that keeps its init."""
+    import numpy as np
+
+    names = [f"{m}.layers.{i}.{w}" for i in range(4) for m in ("enc", "dec") for w in "vw"]
+    src = inspector.open({n: np.zeros(3 if n.endswith("2.w") else 2, np.float32)
+                          for n in names})
+    tgt = inspector.open({n: np.zeros(2, np.float32) for n in names})
+    plan = propose(src, tgt)
+    _assert_summary_is_rows_counted(plan)
+    assert [(m, s.layers, s.layers_copied) for m, s in plan.summary().items()] == [
+        ("enc", 4, 3), ("dec", 4, 3)]
+
+
+def _assert_summary_is_rows_counted(plan: Plan) -> None:
+    from math import prod
+
     modules, stacks = plan._modules_and_stacks()
     assert list(plan.summary()) == list(dict.fromkeys(modules))
     assert plan.state_counts() == Counter(map(row_state, plan.entries.values()))

@@ -46,7 +46,38 @@ def test_every_embedding_word_holds_a_hint() -> None:
     word must hold one, or an embedding named by it would go unseen."""
     from inspector.mapping.propose import EMBED_HINTS, EMBED_TOKENS
 
-    assert all(any(h in word for h in EMBED_HINTS) for word in EMBED_TOKENS)
+    assert all(any(h in word.lower() for h in EMBED_HINTS) for word in EMBED_TOKENS)
+
+
+def test_an_embedding_named_in_capitals_still_marks_a_vocabulary_change() -> None:
+    """Tokens are lowercased: `EMB` names an embedding as `emb` does, whatever the hint test
+    that spares the other names their tokens."""
+    z = functools.partial(np.zeros, dtype=np.float32)
+    names = {"enc.EMB.weight": (10, 4), "enc.layer.0.w": (4, 4), "enc.proj.weight": (4, 4),
+             "dec.w": (3, 3)}
+    src = inspector.open({n: z(s) for n, s in names.items()})
+    tgt = inspector.open({n: z((12, 4) if "EMB" in n else s) for n, s in names.items()})
+    plan = propose(src, tgt)
+    for n in ("enc.EMB.weight", "enc.layer.0.w", "enc.proj.weight"):
+        assert plan.entries[n].decision == "keep"
+        assert plan.entries[n].reason == "vocabulary changed 10 -> 12"
+    assert plan.entries["dec.w"].decision == "copy"
+
+
+def test_two_sources_renamed_to_one_name_leave_the_other_to_the_ranking() -> None:
+    """Rules send `a.w` and `b.w` to one name, which a prefix then puts on a target: the last
+    one takes it, the other is still ranked for the rest (it was lost from the pool)."""
+    z = functools.partial(np.zeros, dtype=np.float32)
+    src = inspector.open({"a.w": z((3, 5)), "b.w": z((3, 5)), "y.w": z((2, 2)),
+                          "z.w": z((2, 2)), "k.w": z((2, 2))})
+    tgt = inspector.open({"model.x.w": z((3, 5)), "model.y.w": z((2, 2)), "model.z.w": z((2, 2)),
+                          "model.k.w": z((2, 2)), "model.q.w": z((3, 5))})
+    rules = [{"rename": {"from": "a.w", "to": "x.w"}}, {"rename": {"from": "b.w", "to": "x.w"}}]
+    plan = propose(src, tgt, rules=rules)
+    assert plan.entries["model.x.w"].sources == (("source", "b.w"),)
+    assert plan.entries["model.q.w"].sources == (("source", "a.w"),)
+    assert "heuristic" in plan.entries["model.q.w"].flags
+    assert plan.unused == []
 
 
 # (1) char RNNT -> BPE RNNT, same encoder ----------------------------------------------------------

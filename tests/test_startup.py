@@ -78,6 +78,14 @@ def test_ls_and_hash_of_safetensors_import_that_reader_only(tmp_path: Path) -> N
         assert "inspector.formats.unpickler" not in modules  # no pickle machine for JSON
 
 
+def test_map_imports_no_torch_textual_or_numpy(tmp_path: Path) -> None:
+    """Proposing and printing the report (its transfer summary is counted as columns, without
+    numpy) of two safetensors files."""
+    st_file = _small_safetensors(tmp_path / "x.safetensors")
+    modules = _imported("map", st_file, st_file)
+    assert {m.split(".")[0] for m in _heavy(modules)} <= {"yaml"}  # yaml aside: plans and rules
+
+
 def test_ls_of_a_pt_imports_the_zip_reader_only(tmp_path: Path) -> None:
     build_demo(tmp_path)
     modules = _imported("ls", tmp_path / "rnnt_char.pt")

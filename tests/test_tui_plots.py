@@ -153,6 +153,17 @@ async def test_a_chart_is_walked_again_only_when_its_rows_copy_from_other_source
         await settled(pilot)
         assert walks == ["encoder", "encoder"]
         assert app.review.plots_view.changes == charted
+        before = app.review.target_tree.current_row
+        assert before is not None
+        await pilot.press("slash")  # a filter shows fewer rows of the same module: charted anew
+        await pilot.press(*"*weight", "enter")
+        await on_module(app, pilot, "encoder")
+        await settled(pilot)
+        after = app.review.target_tree.current_row
+        assert after is not None
+        assert after.prefixes == before.prefixes
+        assert len(after.names) < len(before.names)
+        assert walks == ["encoder"] * 3
 
 
 @sync

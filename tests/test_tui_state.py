@@ -441,24 +441,38 @@ class _Info:
     def __init__(self, dtype: str, shape: tuple[int, ...]):
         self.dtype, self.shape = dtype, shape
         self.numel = int(np.prod(shape))
-        self.nbytes = self.numel * (2 if dtype == "float16" else 4)
+        self.nbytes = self.numel * {"float16": 2, "int8": 1}.get(dtype, 4)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["enc.layers", "dec", "layers"]), st.integers(0, 5),
-                          st.sampled_from(["w", "b", "ff.w"]), st.booleans()),
+                          st.sampled_from(["w", "b", "ff.w", "ff"]),
+                          st.sampled_from(["float16", "float32", "int8"])),
                 min_size=1, max_size=30, unique_by=lambda r: r[:3]),
        st.lists(st.sampled_from(["approved", "rejected", "proposed"]), min_size=30, max_size=30),
        st.lists(st.sampled_from(["approved", "rejected", "proposed"]), min_size=30, max_size=30),
-       st.booleans())
+       st.booleans(), st.sampled_from([1, 16]))
 def test_a_redrawn_tree_is_the_tree_made_anew(
-        rows: list[tuple[str, int, str, bool]], before: list[str], after: list[str],
-        unmarked: bool) -> None:
+        rows: list[tuple[str, int, str, str]], before: list[str], after: list[str],
+        unmarked: bool, sum_from: int) -> None:
     """A model made after an edit from the one shown before (its layout: the groups, the folded
     runs, the getters of marks reused) has the rows and the totals of a model made from
-    nothing; a folded row's totals (its member's, times its repeats) are its tensors counted."""
+    nothing, whether a row is totalled from its children (`SUM_FROM`) or from its names; a
+    folded row's totals (its member's, times its repeats) are its tensors counted. Names that
+    are also a module's (`ff` and `ff.w`) and mixed dtypes included."""
+    from inspector.tui import treemodel
+
+    kept, treemodel.SUM_FROM = treemodel.SUM_FROM, sum_from
+    try:
+        _check_redrawn(rows, before, after, unmarked)
+    finally:
+        treemodel.SUM_FROM = kept
+
+
+def _check_redrawn(rows: list[tuple[str, int, str, str]], before: list[str], after: list[str],
+                   unmarked: bool) -> None:
     tensors: dict[str, Any] = {
-        f"{mod}.{i}.{leaf}": _Info("float16" if half else "float32", (2, 3) if half else (4,))
-        for mod, i, leaf, half in rows}
+        f"{mod}.{i}.{leaf}": _Info(dtype, (2, 3) if dtype == "float16" else (4,))
+        for mod, i, leaf, dtype in rows}
     names = list(tensors)
     marks_before = dict(zip(names, before, strict=False))
     marks_after = dict(zip(names[1:] if unmarked else names, after, strict=False))  # one unmarked
@@ -468,7 +482,34 @@ def test_a_redrawn_tree_is_the_tree_made_anew(
     assert _every_row(redrawn, rows_first=True) == _every_row(TreeModel(tensors,
                                                                         marks=marks_after))
     for row in _every_row(redrawn):
-        _, _, below, _, count, params, nbytes, _, marks = row
+        _, _, below, _, count, params, nbytes, dtypes, marks = row
         assert (count, params, nbytes) == (len(below), sum(tensors[n].numel for n in below),
                                            sum(tensors[n].nbytes for n in below))
+        counted = Counter(tensors[n].dtype for n in below)
+        assert list(dtypes.items()) == sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))
         assert marks == dict(Counter(marks_after.get(n, "") for n in below))
+
+
+def test_the_pairs_version_follows_every_edit_that_may_move_a_source() -> None:
+    """A rule that sends a source to another row leaves the set of used sources as it was
+    (`Edit.uses_changed` is False) but moves a pair: what is kept per version of the pairs (a
+    module's chart) must see it. Approving changes no pair; rejecting and undoing do."""
+    z = np.zeros(2, np.float32)
+    src = inspector.open({"m.a.w": z, "m.c.w": z})
+    tgt = inspector.open({"m.a.w": z, "m.b.w": z, "m.c.w": z})
+    plan = propose(src, tgt)
+    review = ReviewState(plan, {plan.sources[0].label: src}, tgt)
+    seen = review.pairs_version
+    edit = review.add_rule({"rename": {"from": "m.a.w", "to": "m.b.w"}})
+    assert not edit.uses_changed
+    assert review.pairs_version > seen
+    assert review.plan.entries["m.b.w"].sources == (("source", "m.a.w"),)
+    seen = review.pairs_version
+    review.approve(list(review.plan.entries))
+    assert review.pairs_version == seen
+    review.reject(["m.c.w"])
+    assert review.pairs_version > seen
+    seen = review.pairs_version
+    review.undo()
+    assert review.pairs_version > seen
+

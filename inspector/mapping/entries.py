@@ -242,6 +242,9 @@ class Edit:
     # False when the plan saw that the rows changed no source tensor's use (`uses_differ`: a
     # status change not to or from rejected): a UI need not mark the sources again
     uses_changed: bool = True
+    # True when the rows changed status only (approve, reject, their undo): no row's decision,
+    # sources or transform changed
+    status_only: bool = False
 
     @property
     def changes(self) -> tuple[tuple[str, Entry, Entry], ...]:
@@ -259,6 +262,7 @@ class Edit:
             None if self.rules is None else (self.rules[1], self.rules[0]),
             None if self.unused is None else (self.unused[1], self.unused[0]),
             self.uses_changed,
+            self.status_only,
         )
 
 

@@ -253,7 +253,7 @@ class Plan:
                 targets = [e.target for e in old]
             new = with_status(old, status)
             self.entries.update(zip(targets, new, strict=True))
-            return self._made(action, targets, old, new)
+            return dataclasses.replace(self._made(action, targets, old, new), status_only=True)
 
     def _made(
         self, action: str, targets: list[str], before: list[Entry], after: list[Entry]

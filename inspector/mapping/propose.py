@@ -55,10 +55,11 @@ TIE = 0.02  # top two candidates closer than this: ambiguous
 MAX_CANDIDATES = 5
 MAX_BUCKET = 256  # an index bucket larger than this says nothing: skipped
 EMBED_TOKENS = frozenset({"embed", "embedding", "emb", "embeddings", "wte"})
-# Every EMBED_TOKENS word holds one of these (a test holds them to it): a name holding none is
-# no embedding, without its tokens worked out (`_vocab_change`, 100k names)
+# Every EMBED_TOKENS word holds one of these (a test holds them to it): a name holding none, in
+# any case (tokens are lowercased), is no embedding, without its tokens worked out
+# (`_vocab_change`, 100k names)
 EMBED_HINTS = ("emb", "wte")
-_MAY_EMBED = re.compile("|".join(EMBED_HINTS)).search
+_MAY_EMBED = re.compile("|".join(EMBED_HINTS), re.IGNORECASE).search
 NO_SOURCE = "no source tensor fits: keeps its own init"
 _HEURISTIC = frozenset({"heuristic"})
 
@@ -529,7 +530,8 @@ class Context:
         for s in pool:
             by_label.setdefault(s.label, []).append(s)
         claims: dict[str, Claim] = {}
-        left: list[Src] = []
+        left: list[Src] = []  # the pool's order: its sources come one after another
+        collided = False
         for srcs in by_label.values():
             free = [name for name in open_targets if name not in claims] if claims else open_targets
             fulls = [s.full for s in srcs]
@@ -542,8 +544,14 @@ class Context:
                 name = targets.get(renamed)  # type: ignore[arg-type]  # None is no name
                 if name is None:
                     left.append(s)
-                else:
-                    claims[name] = Claim(s, "prefix", (), change)
+                    continue
+                # two sources a rule sent to one name: the last one takes it, the other stays
+                # in the pool, in its place there (below)
+                collided = collided or name in claims
+                claims[name] = Claim(s, "prefix", (), change)
+        if collided:
+            taken = {id(c.src) for c in claims.values()}
+            left = [s for s in pool if id(s) not in taken]
         return claims, left if claims else pool
 
     # -- step 3: ranked candidates for the rest ---------------------------------------------------

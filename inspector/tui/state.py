@@ -233,9 +233,10 @@ class ReviewState:
         self.source_titles = {key: label for label, key in self._tree_keys.items()}
         self.source_tensors, self._source_keys = _source_index(self.sources, self._tree_keys)
         self._marks: _Marks | None = None  # made on first use
-        # Counts the edits that changed which rows copy from which sources: what is worked out
-        # from those (a module's chart pairs) holds while it stays the same
-        self.uses_version = 0
+        # Counts the edits that may have changed which rows copy from which sources (all but a
+        # status change that changed no source's use): what is worked out from those pairs (a
+        # module's chart) holds while it stays the same
+        self.pairs_version = 0
 
     # Queries -----------------------------------------------------------------------------------
     @property
@@ -405,8 +406,8 @@ class ReviewState:
         """`edit` was just made to the plan: the marks follow it."""
         if self._marks is not None:
             self._marks.applied(self.plan, edit)
-        if edit.uses_changed:
-            self.uses_version += 1
+        if edit.uses_changed or not edit.status_only:
+            self.pairs_version += 1
         return edit
 
     def _push(self, edit: Edit) -> Edit:

@@ -22,6 +22,10 @@ from ..model import TensorInfo
 from ..tree import format_ranges
 
 SELF = "<tensor>"  # label of a tensor whose name is also a module prefix (rare)
+# Folded runs a layout keeps (each edit that splits the runs otherwise adds its own for good)
+MAX_MERGED = 4096
+# A row shown with its children is totalled from them when it has this many names per child
+SUM_FROM = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +85,7 @@ class TreeModel:
         self.root = Row("", ("",), kept, 0)
         self._children: dict[tuple[str, ...], list[Row]] = {}
         self._folds: dict[tuple[str, ...], list[Row]] = {}  # see _folded
-        self._totals: dict[tuple[str, ...], Totals] = {}
+        self._totals: dict[tuple[tuple[str, ...], bool], Totals] = {}  # by _row_key
         self._names: _NameLayout
         if reuse is not None and reuse.tensors is tensors and reuse.titles == self.titles \
                 and reuse.root.names == kept:
@@ -104,18 +108,23 @@ class TreeModel:
         return cached
 
     def totals(self, row: Row) -> Totals:
-        cached = self._totals.get(row.prefixes)
+        key = _row_key(row)
+        cached = self._totals.get(key)
         if cached is None and row.member is not None:  # the member's, `repeats` times
             one, k = self.totals(row.member), row.repeats
             cached = Totals(one.tensors * k, one.params * k, one.nbytes * k,
                             {d: n * k for d, n in one.dtypes.items()},
                             {m: n * k for m, n in one.marks.items()})
-            self._totals[row.prefixes] = cached
+            self._totals[key] = cached
         kids = self._folds.get(row.prefixes) if cached is None else None
-        if kids:  # worked out already (to show the row): their names are its names
-            cached = self._totals[row.prefixes] = _sum(map(self.totals, kids))
+        if kids and len(kids) * SUM_FROM <= len(row.names) and all(
+                k.prefixes != row.prefixes for k in kids):
+            # worked out already (to show the row), and far fewer than its names (a layer
+            # stack): their names are its names. (A tensor named like its module, `SELF`, has
+            # the module's key: such a row is counted from its names.)
+            cached = self._totals[key] = _sum(map(self.totals, kids))
         if cached is None:
-            sizes = self._names.sizes.get(row.prefixes)
+            sizes = self._names.sizes.get(key)
             if sizes is None:  # from the names alone: kept for the next model
                 params = nbytes = 0
                 dtypes: Counter[str] = Counter()
@@ -124,10 +133,10 @@ class TreeModel:
                     params += t.numel
                     nbytes += t.nbytes
                     dtypes[t.dtype] += 1
-                sizes = self._names.sizes[row.prefixes] = (params, nbytes, dict(dtypes))
+                sizes = self._names.sizes[key] = (params, nbytes, _ordered(dtypes))
             marks = Counter(map(self.marks.get, row.names, repeat("")))
             cached = Totals(len(row.names), sizes[0], sizes[1], sizes[2], dict(marks))
-            self._totals[row.prefixes] = cached
+            self._totals[key] = cached
         return cached
 
     def path_to(self, name: str, stop_at: str | None = None) -> list[Row] | None:
@@ -202,9 +211,10 @@ class TreeModel:
         """The marks of `row`'s tensors, in order (None for a name without one): read in C
         through a getter kept with the names when every name has a mark (a redraw reads the
         marks of thousands of layers)."""
-        getter = self._names.getters.get(row.prefixes)
+        key = _row_key(row)
+        getter = self._names.getters.get(key)
         if getter is None:
-            getter = self._names.getters[row.prefixes] = _getter(row.names)
+            getter = self._names.getters[key] = _getter(row.names)
         try:
             return getter(self.marks)
         except KeyError:
@@ -245,9 +255,12 @@ class TreeModel:
         if stop - start == 1:
             return rows[start]
         key = (id(rows), start, stop)  # `rows` is a list the layout keeps: its id is stable
-        made = self._names.merged.get(key)
+        merged = self._names.merged
+        made = merged.get(key)
         if made is None:
-            made = self._names.merged[key] = _merge(rows[start:stop])
+            if len(merged) >= MAX_MERGED:  # runs of folds long gone: made again when shown
+                merged.clear()
+            made = merged[key] = _merge(rows[start:stop])
         return made
 
     def _collapse(self, row: Row) -> Row:
@@ -272,9 +285,10 @@ class _NameLayout:
     groups: dict[tuple[tuple[str, ...], int], list[Row]] = field(default_factory=dict)
     shapes: dict[tuple[tuple[str, ...], int], tuple[object, ...]] = field(default_factory=dict)
     canonical: dict[tuple[object, ...], tuple[object, ...]] = field(default_factory=dict)
-    sizes: dict[tuple[str, ...], tuple[int, int, dict[str, int]]] = field(default_factory=dict)
-    getters: dict[tuple[str, ...], Callable[[Mapping[str, str]], tuple[str, ...]]] = field(
+    sizes: dict[tuple[tuple[str, ...], bool], tuple[int, int, dict[str, int]]] = field(
         default_factory=dict)
+    getters: dict[tuple[tuple[str, ...], bool], Callable[[Mapping[str, str]], tuple[str, ...]]] = (
+        field(default_factory=dict))
     merged: dict[tuple[int, int, int], Row] = field(default_factory=dict)  # see TreeModel._fold
 
 
@@ -286,6 +300,13 @@ def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, str]], tuple[str, 
     return itemgetter(*names)
 
 
+def _row_key(row: Row) -> tuple[tuple[str, ...], bool]:
+    """A row's key for what is kept of its names (totals, sizes, getters): its prefixes, and
+    whether it is a leaf (a tensor named like its module, `SELF`, is a leaf with the module's
+    prefixes)."""
+    return row.prefixes, row.leaf
+
+
 def _sum(parts: Iterable[Totals]) -> Totals:
     tensors = params = nbytes = 0
     dtypes: Counter[str] = Counter()
@@ -294,7 +315,12 @@ def _sum(parts: Iterable[Totals]) -> Totals:
         tensors, params, nbytes = tensors + t.tensors, params + t.params, nbytes + t.nbytes
         dtypes.update(t.dtypes)
         marks.update(t.marks)
-    return Totals(tensors, params, nbytes, dict(dtypes), dict(marks))
+    return Totals(tensors, params, nbytes, _ordered(dtypes), dict(marks))
+
+
+def _ordered(dtypes: Counter[str]) -> dict[str, int]:
+    """Dtypes by count, then name: the same order however the totals were summed."""
+    return dict(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _merge(run: list[Row]) -> Row:

@@ -333,11 +333,11 @@ class ReviewScreen(Screen[None]):
     def _chart_of(self, side: str, row: Row) -> tuple[list[charts.Pair], list[charts.Pair],
                                                       tuple[ChangeRow, ...], str]:
         """A module row's chart: its pairs, those not compared yet, its rows and a note; kept
-        while the rows copy from the same sources and no comparison came in (pair facts are
-        only added), so an edit that changes neither (approving 20k rows) does not walk them
-        again."""
+        for the same shown names (a filter shows fewer) while the rows copy from the same
+        sources and no comparison came in (pair facts are only added), so an edit that changes
+        none of these (approving 20k rows) does not walk them again."""
         assert self.state is not None
-        key = (id(self.state), side, row.prefixes, self.state.uses_version, len(self.pairs))
+        key = (id(self.state), side, row.names, self.state.pairs_version, len(self.pairs))
         if self._chart is not None and self._chart[0] == key:
             return self._chart[1]
         pairs = charts.module_pairs(self.state, side, row)

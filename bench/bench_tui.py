@@ -16,7 +16,7 @@ process (Python and Textual imported in it) driving the app headless with Textua
   cost the process; for `a` on the first top module (approve every row under it), then `r`
   (reject them all) and `u` (undo that), the time until the trees are rebuilt with the new
   marks (`refresh_all` returned; Textual paints them at its next frame), until the header has
-  its new text too (its `show`; drawn by a worker from 20k rows, after the trees are painted),
+  its new text too (its `show`; drawn with the trees, by a worker after them from 200k rows),
   and until the pilot sees the app idle (a round trip with the pilot's own waits in it: the
   ~40 ms of `down`, whose CPU is a few ms, are such waits).
 

@@ -265,6 +265,13 @@ _PROBES = {  # refused with a Python exception (or made from the held copy), nev
     "another class's slot": (
         "class A: __slots__ = ('p', 'w')\nclass B: pass\nB.w = A.__dict__['w']\n"
         "core.frozen_rows(B, ('w',), [(1,)], 100)"),
+    "a slot never set": (
+        "from dataclasses import dataclass\n@dataclass(frozen=True, slots=True)\n"
+        "class S:\n    a: int\n    b: int\n"
+        "core.frozen_replaced(S, ('a', 'b'), [S(1, 2), object.__new__(S)], 'a', 5)"),
+    "a read-only slot": (
+        "import types\n"
+        "core.frozen_replaced(types.SimpleNamespace, (), [types.SimpleNamespace()], 'a', 5)"),
     "a built-in type": "core.frozen_rows(slice, ('start',), [(1,)], 1)",
     "dict": "core.frozen_rows(dict, (), [], 1)",
     "type": "core.frozen_rows(type, (), [], 1)",

@@ -398,7 +398,11 @@ def test_the_summary_of_rows_whose_modules_interleave() -> None:
 def _assert_summary_is_rows_counted(plan: Plan) -> None:
     from math import prod
 
-    modules, stacks = plan._modules_and_stacks()
+    from inspector.mapping import names as nm
+
+    names = list(plan.entries)
+    modules = nm.modules_of(names, nm.common_root(names))
+    stacks = plan._tally_layout().stacks
     assert list(plan.summary()) == list(dict.fromkeys(modules))
     assert plan.state_counts() == Counter(map(row_state, plan.entries.values()))
     for mod, s in plan.summary().items():

@@ -111,7 +111,7 @@ class Plan:
     entries: dict[str, Entry] = field(default_factory=dict)
     unused: list[Unused] = field(default_factory=list)
     _context: PlanContext | None = field(default=None, repr=False, compare=False)
-    _layout: Any = field(default=None, repr=False, compare=False)  # see _modules_and_stacks
+    _layout: Any = field(default=None, repr=False, compare=False)  # see _tally_layout
     _groups: Any = field(default=None, repr=False, compare=False)  # see _group_index
 
     # -- queries ---------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ class Plan:
         layer stacks; names never change with edits): a UI calls this in its worker, so that
         the first key does not pay for it."""
         self._group_index()
-        self._tally_layout()  # the modules and stacks too
+        self._tally_layout()
         if self._context is not None:
             self._context.prepare()
 
@@ -207,25 +207,17 @@ class Plan:
         from one pass over the rows (a UI draws both after every edit)."""
         return tally.Tally(self.entries, self._tally_layout())
 
-    def _modules_and_stacks(self) -> tuple[list[str], dict[str, dict[int, list[str]]]]:
-        """Each row's module (in row order) and each module's layer stack: they depend on the
-        names alone, which edits never change, so they are worked out once (a TUI redraws the
-        summary on every edit; 100k names take seconds)."""
+    def _tally_layout(self) -> tally.Layout:
+        """The summary's columns: each row's module and layer (from the names alone, which
+        edits never change) and element count (the target's shape, which rows keep through
+        every edit), worked out once per set of names (a TUI redraws the summary on every
+        edit)."""
         names = tuple(self.entries)
         if self._layout is None or self._layout[0] != names:
             root = nm.common_root(names)
-            modules = nm.modules_of(names, root)  # one string per module, not one per row
-            self._layout = (names, modules, _largest_stacks(names, root), None)
-        return self._layout[1], self._layout[2]
-
-    def _tally_layout(self) -> tally.Layout:
-        """The summary's columns for these names (and the target's shapes, which rows keep
-        through every edit), made once like the modules."""
-        modules, stacks = self._modules_and_stacks()
-        names, _, _, made = self._layout
-        if made is None:
-            made = tally.layout(self.entries, modules, stacks)
-            self._layout = (names, modules, stacks, made)
+            self._layout = (names, tally.layout(self.entries, nm.modules_of(names, root),
+                                                _largest_stacks(names, root)))
+        made: tally.Layout = self._layout[1]
         return made
 
     # -- edits (each returns an Edit that undo() reverts) ------------------------------------------

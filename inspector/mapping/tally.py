@@ -35,13 +35,13 @@ class Layout:
     numel: list[int]  # each row's elements, in `order`
     layer_of_row: list[int]  # the row's layer among all stacks' layers, or -1
     module_of_layer: list[int]  # index into `modules` of each layer's module
-    stacked: frozenset[str]  # modules with a layer stack
+    stacks: Mapping[str, Mapping[int, list[str]]]  # module -> its layer stack (index -> names)
 
 
 def layout(entries: Mapping[str, Entry], modules: Sequence[str],
            stacks: Mapping[str, Mapping[int, list[str]]]) -> Layout:
     """The layout of `entries`, given each row's module (in row order) and each module's layer
-    stack (index -> member names), as `Plan._modules_and_stacks` works them out."""
+    stack (index -> member names), as `Plan._tally_layout` works them out."""
     numbers: dict[str, int] = {}  # module -> its index, by first row
     module_of_row = [numbers.setdefault(m, len(numbers)) for m in modules]
     numel = [prod(e.shape) for e in entries.values()]
@@ -65,7 +65,7 @@ def layout(entries: Mapping[str, Entry], modules: Sequence[str],
                 layer_of_row[row_of[name]] = len(module_of_layer)
             module_of_layer.append(numbers[mod])
     return Layout(list(numbers), module_of_row, tensors, [sum(numel[a:b]) for a, b in bounds],
-                  order, bounds, numel, layer_of_row, module_of_layer, frozenset(stacks))
+                  order, bounds, numel, layer_of_row, module_of_layer, stacks)
 
 
 class Tally:
@@ -116,7 +116,7 @@ class Tally:
                 name, tensors=lay.tensors[i], copied=copied[i], kept=kept[i],
                 dropped=lay.tensors[i] - copied[i] - kept[i], problems=problems[i],
                 params=lay.params[i], params_copied=params_copied[i])
-            if name in lay.stacked:
+            if name in lay.stacks:
                 s.layers, s.layers_copied = layers[i], layers[i] - layers_broken[i]
         return out
 

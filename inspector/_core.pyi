@@ -219,7 +219,12 @@ def load_torch_pickle(
     dtype_info: Callable[[str], tuple[str, int] | None],
     call: Callable[[str, tuple[Any, ...]], Any] | None = None,
     stored: tuple[Any, ...] | None = None,
+    columns: bool = False,
 ) -> tuple[bool, Any]: ...
+
+class StateColumns:
+    def build(self) -> dict[str, Any]: ...
+
 def read_dcp_metadata(
     data: Buffer,
     types: tuple[type, type, type, type],

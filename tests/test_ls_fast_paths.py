@@ -34,6 +34,31 @@ def test_a_state_dict_is_named_as_the_walk_names_it(tmp_path: Path) -> None:
     assert ckpt.tied_groups() == [["a.weight", "b.weight", "c"]]
 
 
+def test_a_tensor_shared_by_two_keys_keeps_each_name(tmp_path: Path) -> None:
+    """Named in place at its first key and copied at the next; the key "" too, which is the
+    one place an unnamed tensor may already have its name."""
+    w, b = torch.ones(3), torch.zeros(2)
+    for state in ({"": w, "x": w, "y": b}, {"x": w, "": w, "y": b}, {"": w, "y": b}):
+        ckpt = reader.open_checkpoint(_save(tmp_path, state))
+        assert {k: t.name for k, t in ckpt.tensors.items()} == {k: k for k in state}
+        assert ckpt.tensors == _walked(ckpt.tree)
+
+
+def test_the_tree_of_a_state_dict_is_its_tensors(tmp_path: Path) -> None:
+    """One dict for both when every tensor is named in place (OrderedDict too, with the
+    `_metadata` Module.state_dict() carries); a dict of its own once a name needs a copy."""
+    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))
+    for state in ({"a": torch.ones(2), "b": torch.zeros(1)}, module.state_dict()):
+        ckpt = reader.open_checkpoint(_save(tmp_path, state))
+        assert ckpt.tensors is ckpt.tree
+        assert list(ckpt.tensors) == list(state)
+    w = torch.ones(2)
+    ckpt = reader.open_checkpoint(_save(tmp_path, {"a": w, "b": w, "c": torch.ones(1)}))
+    assert ckpt.tensors is not ckpt.tree
+    assert [t.name for t in ckpt.tensors.values()] == ["a", "b", "c"]
+    assert ckpt.tree["b"] is ckpt.tree["a"]
+
+
 def test_other_containers_take_the_walk(tmp_path: Path) -> None:
     ckpt = reader.open_checkpoint(_save(tmp_path, {"x": {"w": torch.ones(2)}, 3: torch.ones(1)}))
     assert reader._named_flat(ckpt.tree) is None

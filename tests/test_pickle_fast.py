@@ -306,6 +306,85 @@ def test_storages_made_in_the_core_are_persistent_loads(case: tuple[Any, int]) -
     assert fast == slow
 
 
+@st.composite
+def state_dicts(draw: st.DrawFn) -> tuple[Any, int]:
+    """What torch.save(model.state_dict()) writes: a dict or OrderedDict of tensors only (shared,
+    views, parameters, every dtype), `_metadata` or not."""
+    pool: list[torch.Tensor] = []
+    state: Any = draw(st.dictionaries(st.text(max_size=6), tensors(pool), max_size=6))
+    if draw(st.booleans()):
+        state = OrderedDict(state)
+        if draw(st.booleans()):
+            state._metadata = OrderedDict({"": {"version": 1}, "m": {"version": 2, "x": [1]}})
+    return state, draw(st.sampled_from(PROTOCOLS))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(state_dicts())
+def test_a_state_dict_read_in_columns_is_the_python_machines_tree(case: tuple[Any, int]) -> None:
+    import tempfile
+
+    obj, protocol = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.pt"
+        torch.save(obj, path, pickle_protocol=protocol)
+        fast, slow = _read_both(path)
+        columns = _columns_read(path)
+    assert fast == slow
+    assert columns
+    if isinstance(obj, OrderedDict) and hasattr(obj, "_metadata"):
+        assert fast[0].attrs == {"_metadata": obj._metadata}
+
+
+def _columns_read(path: Path) -> bool:
+    """True when torch_zip read `path` through StateColumns."""
+    from unittest import mock
+
+    seen: list[Any] = []
+    real = pickle_fast.tree
+
+    def tree(value: Any) -> Any:
+        seen.append(value)
+        return real(value)
+
+    with mock.patch.object(pickle_fast, "tree", tree):
+        torch_zip.read(path, ReadOptions())
+    return isinstance(seen[0], pickle_fast.StateColumns)
+
+
+def test_a_state_dict_in_columns_shares_what_the_stream_shares(tmp_path: Path) -> None:
+    """A tensor under two keys is one object, tied tensors one storage; the columns are built
+    once."""
+    w = torch.arange(6.0)
+    path = tmp_path / "m.pt"
+    torch.save({"a": w, "b": w, "c": w[2:], "d": torch.ones(2, dtype=torch.int64)}, path)
+    assert _columns_read(path)
+    tree = torch_zip.read(path, ReadOptions()).tree
+    assert tree["a"] is tree["b"]
+    assert tree["c"].storage is tree["a"].storage
+    assert (tree["c"].storage_offset, tree["d"].dtype) == (2, "int64")
+    data = zipfile.ZipFile(path).read("m/data.pkl")
+    table = torch_zip._StorageTable(torch_zip.read_directory(str(path)), "m/", "little", "")
+    handled, columns = pickle_fast.try_load(data, table.load, table.stored_records(), columns=True)
+    assert handled
+    assert isinstance(columns, pickle_fast.StateColumns)
+    assert pickle_fast.tree(columns) == tree
+    with pytest.raises(ValueError, match="built already"):
+        columns.build()
+
+
+def test_a_state_dict_with_a_tensor_in_its_attributes_is_a_tree(tmp_path: Path) -> None:
+    """An OrderedDict whose BUILD state holds a tensor: not a state dict's columns, the tree."""
+    state = OrderedDict({"a": torch.ones(2)})
+    state.extra = torch.zeros(3)  # type: ignore[attr-defined]
+    path = tmp_path / "m.pt"
+    torch.save(state, path)
+    assert not _columns_read(path)
+    fast, slow = _read_both(path)
+    assert fast == slow
+    assert fast[0].attrs["extra"].shape == (3,)
+
+
 def _rewritten(src: Path, dst: Path, change: Any) -> Path:
     """`src` rewritten member by member: change(info, data) -> (data, compress) or None (left
     out)."""

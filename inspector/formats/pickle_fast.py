@@ -45,14 +45,28 @@ def _dtype_info(name: str) -> tuple[str, int] | None:
 
 
 def try_load(
-    data: Any, persistent_load: Callable[[Any], Any], stored: tuple[Any, ...] | None = None
+    data: Any, persistent_load: Callable[[Any], Any], stored: tuple[Any, ...] | None = None,
+    *, columns: bool = False,
 ) -> tuple[bool, Any]:
     """(True, tree) when the fast path read the pickle at the start of `data`, else (False, why).
     `persistent_load` is called once per distinct storage key, in stream order, but for the
-    storages `stored` describes (torch_zip's `_StorageTable.stored_records`), made in the core."""
+    storages `stored` describes (torch_zip's `_StorageTable.stored_records`), made in the core.
+
+    `columns` (with `stored`): a state dict whose storages are all made in the core comes back
+    as `StateColumns`, no object per tensor yet: `tree(value)` makes the tree. Its caller lets
+    go of `data` and the zip's table first, so that they are never alive beside the objects
+    (a 100k-tensor `.pt`: ~60 MB of them, ~60 MB of pickle, its tape and the table)."""
     handled, value = core.load_torch_pickle(data, persistent_load, _TYPES, _dtype_info,
-                                            stored=stored)
+                                            stored=stored, columns=columns)
     return bool(handled), value
+
+
+StateColumns = core.StateColumns
+
+
+def tree(value: Any) -> Any:
+    """The tree of what `try_load` returned: `value` itself, or the tree a `StateColumns` makes."""
+    return value.build() if isinstance(value, StateColumns) else value
 
 
 def try_load_records(data: Any) -> tuple[bool, Any]:

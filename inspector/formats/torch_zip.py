@@ -103,6 +103,21 @@ class ZipReads:
 
     def _read(self, src: Source, offset: int, length: int, member: str | None) -> Loaded:
         where = f"{src.name}:{member}" if member else src.name
+        found, pkl, metadata, notes = self._parse(src, offset, length, member, where)
+        # A state dict comes as columns (pickle_fast.try_load); its objects are made here, once
+        # data.pkl, its tape and the zip's table (`_parse`'s) are gone, not beside them.
+        tree = pickle_fast.tree(found)
+        if self.checkpoint:
+            check_root(tree, path=where, key=pkl)
+        # What a checkpoint's zip says of itself; a zip inside another format (a DCP chunk) has
+        # its container's instead.
+        return Loaded(FORMAT, tree, metadata=metadata if self.checkpoint else {}, notes=notes)
+
+    def _parse(
+        self, src: Source, offset: int, length: int, member: str | None, where: str
+    ) -> tuple[Any, str, dict[str, Any], list[str]]:
+        """data.pkl's tree (or a state dict's columns), its record's name, the zip's metadata
+        and the notes on its storages."""
         prefix = f"{member}:" if member else ""
         handled, tree = False, None
         # An object or a few per member and tensor, none cyclic (the Python machine's are:
@@ -119,7 +134,7 @@ class ZipReads:
             storages = _StorageTable(directory, root, byteorder, prefix)
             if self.compiled_pickle:
                 handled, tree = pickle_fast.try_load(
-                    data, storages.load, storages.stored_records()
+                    data, storages.load, storages.stored_records(), columns=True
                 )
         unsupported: list[str] = []
         if not handled:  # the Python machine, the reference: anything else, and every error
@@ -128,16 +143,7 @@ class ZipReads:
                                 strict=self.options.strict)
             tree, _ = machine.load_at(0)
             unsupported = machine.unsupported
-        if self.checkpoint:
-            check_root(tree, path=where, key=pkl)
-        return Loaded(
-            FORMAT,
-            tree,
-            # What a checkpoint's zip says of itself; a zip inside another format (a DCP
-            # chunk) has its container's instead.
-            metadata=_metadata(root, byteorder, small) if self.checkpoint else {},
-            notes=_notes(storages, unsupported),
-        )
+        return tree, pkl, _metadata(root, byteorder, small), _notes(storages, unsupported)
 
 
 def _layout(

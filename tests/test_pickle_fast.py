@@ -293,16 +293,20 @@ def _read_both(path: Path) -> tuple[Any, Any]:
     return fast, slow
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(checkpoints())
-def test_storages_made_in_the_core_are_persistent_loads(case: tuple[Any, int]) -> None:
+def _saved_and_read(obj: Any, protocol: int) -> tuple[Any, Any, bool]:
+    """`_read_both` of `obj` saved by torch, and whether the fast read went through columns."""
     import tempfile
 
-    obj, protocol = case
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.pt"
         torch.save(obj, path, pickle_protocol=protocol)
-        fast, slow = _read_both(path)
+        return *_read_both(path), _columns_read(path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(checkpoints())
+def test_storages_made_in_the_core_are_persistent_loads(case: tuple[Any, int]) -> None:
+    fast, slow, _ = _saved_and_read(*case)
     assert fast == slow
 
 
@@ -322,18 +326,15 @@ def state_dicts(draw: st.DrawFn) -> tuple[Any, int]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(state_dicts())
 def test_a_state_dict_read_in_columns_is_the_python_machines_tree(case: tuple[Any, int]) -> None:
-    import tempfile
-
+    """The same tree object for object (types, sharing, an OrderedDict's attributes), metadata
+    and notes."""
     obj, protocol = case
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.pt"
-        torch.save(obj, path, pickle_protocol=protocol)
-        fast, slow = _read_both(path)
-        columns = _columns_read(path)
-    assert fast == slow
+    (tree, *rest), (slow_tree, *slow_rest), columns = _saved_and_read(obj, protocol)
     assert columns
+    harness.assert_same(tree, slow_tree, {}, {})
+    assert rest == slow_rest
     if isinstance(obj, OrderedDict) and hasattr(obj, "_metadata"):
-        assert fast[0].attrs == {"_metadata": obj._metadata}
+        assert tree.attrs == {"_metadata": obj._metadata}
 
 
 def _columns_read(path: Path) -> bool:

@@ -55,7 +55,6 @@ struct StorageInfo {
     PyObject* dtype = nullptr;  // storage.dtype (owned)
     std::uint64_t nbytes = 0, itemsize = 0;
     std::uint64_t offset = 0, size = 0;  // a stored record's (StoredRecords): its bytes in the file
-    bool stored = false;                 // one of those, made without persistent_load
 };
 
 // What the zip reader's persistent_load does for a storage kept uncompressed in the zip, done
@@ -315,6 +314,8 @@ public:
     }
 
     const StorageInfo& storage(std::size_t i) const { return storages_[i]; }
+    // What a stored record's storage key starts with (key_prefix + data_dir), before its key.
+    std::string storage_key_head() const { return key_prefix_ + data_dir_; }
     // A _rebuild_tensor_v3 dtype global's canonical name (borrowed), resolved by check_tensors.
     PyObject* tensor_dtype(std::uint32_t global) const { return tensor_dtypes_.at(global).first; }
 
@@ -456,7 +457,6 @@ private:
         info.itemsize = itemsize;
         info.offset = offset;
         info.size = size;
-        info.stored = true;
         return 1;
     }
 
@@ -487,7 +487,7 @@ private:
             const int stored = resolve(i);
             if (stored < 0) return false;
             if (stored > 0) {
-                const std::string key = key_prefix_ + data_dir_ + std::string(text(t_.storages[i].key));
+                const std::string key = storage_key_head() + std::string(text(t_.storages[i].key));
                 info.obj = stored_maker_->make(key, info.dtype, info.offset, info.size, info.nbytes);
                 if (info.obj == nullptr) return false;
                 storage_objs_.push_back(info.obj);
@@ -700,8 +700,9 @@ private:
     }
 };
 
-// Freed memory of the C heap given back to the system where the C library can (glibc keeps
-// the tape's blocks otherwise, once the freeing of large blocks raised its threshold for mapping them: ~13 MB at 100k tensors, counted in the process's peak).
+// Freed memory of the C heap given back to the system where the C library can: glibc keeps the
+// tape's blocks otherwise, once freeing its large arrays raised the threshold above which it maps
+// blocks of their own (~13 MB at 100k tensors, counted in the process's peak).
 void trim_heap() {
 #if defined(__GLIBC__)
     malloc_trim(0);
@@ -734,11 +735,7 @@ public:
           attrdict_(py::reinterpret_borrow<py::object>(ty.attrdict)),
           byte_source_(py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(sr.byte_source))),
           path_(py::reinterpret_borrow<py::object>(sr.path)),
-          byteorder_(py::reinterpret_borrow<py::object>(sr.byteorder)) {
-        utf8_of(sr.key_prefix, key_head_);
-        std::string data_dir;
-        utf8_of(sr.data_dir, data_dir);
-        key_head_ += data_dir;
+          byteorder_(py::reinterpret_borrow<py::object>(sr.byteorder)), key_head_(b.storage_key_head()) {
         auto keep = [&](const pkl::Span& span, std::uint32_t& begin, std::uint32_t& size) {
             begin = static_cast<std::uint32_t>(text_.size());
             size = static_cast<std::uint32_t>(span.size);
@@ -835,8 +832,8 @@ private:
     std::unordered_map<std::uint32_t, py::object> tensor_dtypes_;  // a v3 dtype global -> its name
     py::list attrs_;
     bool odict_ = false, built_ = false;
-    std::string key_head_;  // key_prefix + data_dir: a storage's key is this and its record's key
     py::object tensor_type_, storage_type_, attrdict_, byte_source_, path_, byteorder_;
+    std::string key_head_;  // key_prefix + data_dir: a storage's key is this and its record's key
 
     void release() {
         std::string().swap(text_);
@@ -902,19 +899,14 @@ class IntTuples {
 public:
     explicit IntTuples(const dcp::Columns& c) : c_(c) {}
     py::object get(const dcp::Ints& run) {
-        std::string key(reinterpret_cast<const char*>(c_.dims.data() + run.begin), run.count * sizeof(std::uint64_t));
-        auto [it, added] = made_.try_emplace(std::move(key));
-        if (added) {
-            py::tuple t(run.count);
-            for (std::uint32_t i = 0; i < run.count; ++i) t[i] = py::int_(c_.dims[run.begin + i]);
-            it->second = std::move(t);
-        }
-        return it->second;
+        PyObject* t = made_.get(c_.dims.data() + run.begin, run.count);
+        if (t == nullptr) throw py::error_already_set();
+        return py::reinterpret_borrow<py::object>(t);
     }
 
 private:
     const dcp::Columns& c_;
-    std::unordered_map<std::string, py::object> made_;
+    IntTupleCache made_;
 };
 
 py::str span_text(const std::uint8_t* d, const pkl::Span& s) {
